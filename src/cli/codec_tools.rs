@@ -1,0 +1,154 @@
+//! `isoswitch decode` and `isoswitch encode`: hex lines in, JSON lines out, and back.
+//! A bad line yields `{"error": "...", "field": N, "offset": K}` on its own output line
+//! and the tool carries on; the exit status is 1 if any line failed.
+
+use std::io::{self, BufRead, BufWriter, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::iso::{Message, Spec, json as mjson, tlv};
+
+#[derive(Args, Debug)]
+pub struct DecodeArgs {
+    /// Spec name (iso87ascii, iso87binbitmap, iso87bcd, iso93ascii, cup-pos) or a spec file.
+    #[arg(long, default_value = "iso87ascii")]
+    pub spec: String,
+    /// Mask sensitive fields (PAN, track data, PIN block) in the output.
+    #[arg(long)]
+    pub mask: bool,
+    /// Also list the EMV tags of field 55 under "tlv".
+    #[arg(long)]
+    pub tlv: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EncodeArgs {
+    /// Spec name or spec file.
+    #[arg(long, default_value = "iso87ascii")]
+    pub spec: String,
+}
+
+fn load_spec(name: &str) -> Result<Arc<Spec>, ExitCode> {
+    Spec::load(name).map_err(|e| {
+        eprintln!("isoswitch: spec: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn error_line(msg: &str, field: Option<u16>, part: Option<String>, offset: Option<usize>) -> String {
+    let mut v = json!({"error": msg, "field": field, "offset": offset});
+    if let Some(p) = part {
+        v["part"] = Value::String(p);
+    }
+    v.to_string()
+}
+
+/// Decode one hex line into its output line; `Err` holds the error line.
+pub fn decode_line(spec: &Arc<Spec>, line: &str, mask: bool, with_tlv: bool) -> Result<String, String> {
+    let bytes = hex_to_bytes(line).map_err(|off| error_line("line is not hex", None, None, Some(off)))?;
+    let m = Message::decode(spec, Bytes::from(bytes)).map_err(|e| {
+        error_line(&e.to_string(), Some(e.part.number()), Some(e.part.to_string()), Some(e.offset))
+    })?;
+    let mut out = mjson::to_json(&m, mask);
+    if with_tlv && let Some(data) = m.bytes(55) {
+        let items: Value = match tlv::parse(&data) {
+            Ok(items) => items
+                .iter()
+                .map(|t| json!({"tag": format!("{:X}", t.tag), "value": hex_upper(t.value)}))
+                .collect(),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        out.pop();
+        out.push_str(",\"tlv\":{\"55\":");
+        out.push_str(&items.to_string());
+        out.push_str("}}");
+    }
+    Ok(out)
+}
+
+pub fn decode(a: DecodeArgs) -> ExitCode {
+    let spec = match load_spec(&a.spec) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    run_lines(|line| decode_line(&spec, line, a.mask, a.tlv))
+}
+
+/// Encode one JSON line into a hex line; `Err` holds the error line.
+pub fn encode_line(spec: &Arc<Spec>, line: &str) -> Result<String, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| {
+        error_line(&format!("line is not JSON: {e}"), None, None, Some(e.column().saturating_sub(1)))
+    })?;
+    let m = mjson::from_json(spec, &v)
+        .map_err(|e| error_line(&e.to_string(), Some(e.part.number()), Some(e.part.to_string()), None))?;
+    let mut out = BytesMut::new();
+    m.encode(&mut out)
+        .map_err(|e| error_line(&e.to_string(), Some(e.part.number()), Some(e.part.to_string()), None))?;
+    Ok(hex_lower(&out))
+}
+
+pub fn encode(a: EncodeArgs) -> ExitCode {
+    let spec = match load_spec(&a.spec) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    run_lines(|line| encode_line(&spec, line))
+}
+
+fn run_lines(mut f: impl FnMut(&str) -> Result<String, String>) -> ExitCode {
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut failed = false;
+    for line in stdin.lock().lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("isoswitch: reading stdin: {e}");
+                failed = true;
+                break;
+            }
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let text = f(line).unwrap_or_else(|err| {
+            failed = true;
+            err
+        });
+        if writeln!(out, "{text}").is_err() {
+            return ExitCode::from(1);
+        }
+    }
+    if out.flush().is_err() || failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+/// Hex text to bytes; `Err` holds the offset (in characters) of the first bad character.
+pub fn hex_to_bytes(s: &str) -> Result<Vec<u8>, usize> {
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return Err(b.len());
+    }
+    let val = |i: usize| -> Result<u8, usize> {
+        match b[i] {
+            c @ b'0'..=b'9' => Ok(c - b'0'),
+            c @ b'a'..=b'f' => Ok(c - b'a' + 10),
+            c @ b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(i),
+        }
+    };
+    (0..b.len() / 2).map(|i| Ok((val(2 * i)? << 4) | val(2 * i + 1)?)).collect()
+}
+
+pub fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
+}

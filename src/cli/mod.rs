@@ -1,0 +1,35 @@
+//! The `isoswitch` command line: one binary, `clap` subcommands. This is the edge where
+//! errors become messages for people and exit statuses; it may use every layer.
+
+mod codec_tools;
+
+pub use codec_tools::{decode_line, encode_line, hex_lower, hex_to_bytes};
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// isoswitch: an ISO 8583 terminal transaction switch.
+#[derive(Parser, Debug)]
+#[command(name = "isoswitch", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Decode hex messages (one per line on stdin) to JSON lines on stdout.
+    Decode(codec_tools::DecodeArgs),
+    /// Encode JSON messages (one per line on stdin) to hex lines on stdout.
+    Encode(codec_tools::EncodeArgs),
+}
+
+/// Run the command line; returns the process exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Decode(a) => codec_tools::decode(a),
+        Command::Encode(a) => codec_tools::encode(a),
+    }
+}

@@ -1,0 +1,610 @@
+//! `Message`: one ISO 8583 message decoded against a `Spec`. Field data stays in the
+//! frame it came from: a decoded message is the frame (`Bytes`) plus a fixed table of
+//! where each present field lies in it, so decoding allocates nothing. Fields set with the
+//! builder are encoded once into the message's own buffer. Encoding writes into the
+//! caller's `BytesMut`.
+//!
+//! Wire layout (ASCII spec shown; BCD/binary specs pack the same parts smaller):
+//!
+//! ```text
+//! +------+------------------+---------------+--------+------------------+----
+//! | MTI  | primary bitmap   | [secondary]   | field  | LL/LLL prefix +  | ...
+//! | 0200 | 16 hex / 8 bytes | bitmap (bit1) | fixed  | variable field   |
+//! +------+------------------+---------------+--------+------------------+----
+//! ```
+//!
+//! Every length read from the input is checked against the spec's maximum and against
+//! the bytes that remain before anything is sliced. May import: the codec only.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::error::{DecodeError, EncodeError, ErrorKind, Part};
+use super::spec::{BitmapEncoding, Class, Encoding, FieldSpec, Length, MAX_FIELD, Spec};
+use super::wire;
+
+/// Where one present field's wire bytes lie.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Slot {
+    /// Offset in the frame, or in `ext` when `in_ext`.
+    off: u32,
+    /// Bytes on the wire (prefix excluded).
+    wire: u16,
+    /// Length in the spec's units (digits, characters or bytes).
+    units: u16,
+    in_ext: bool,
+}
+
+/// A decoded or built ISO 8583 message.
+#[derive(Clone)]
+pub struct Message {
+    spec: Arc<Spec>,
+    mti: [u8; 4],
+    /// Bit `n - 1` set when data field `n` is present (bitmap fields never are).
+    present: [u64; 3],
+    slots: [Slot; MAX_FIELD + 1],
+    frame: Bytes,
+    ext: BytesMut,
+}
+
+impl PartialEq for Message {
+    /// Two messages are equal when they have the same MTI and the same field values,
+    /// whatever buffer those values live in.
+    fn eq(&self, other: &Self) -> bool {
+        self.mti == other.mti
+            && self.present == other.present
+            && self.fields().all(|n| self.raw(n) == other.raw(n) && self.units(n) == other.units(n))
+    }
+}
+
+impl Message {
+    /// An empty message of `mti` (four digits) for `spec`.
+    pub fn new(spec: Arc<Spec>, mti: &str) -> Result<Message, EncodeError> {
+        let mut m = Message {
+            spec,
+            mti: *b"0000",
+            present: [0; 3],
+            slots: [Slot::default(); MAX_FIELD + 1],
+            frame: Bytes::new(),
+            ext: BytesMut::new(),
+        };
+        m.set_mti(mti)?;
+        Ok(m)
+    }
+
+    /// Decode `frame` (one whole message, no length header) against `spec`.
+    pub fn decode(spec: &Arc<Spec>, frame: Bytes) -> Result<Message, DecodeError> {
+        let mut m = Message {
+            spec: spec.clone(),
+            mti: *b"0000",
+            present: [0; 3],
+            slots: [Slot::default(); MAX_FIELD + 1],
+            frame: Bytes::new(),
+            ext: BytesMut::new(),
+        };
+        m.decode_frame(frame)?;
+        Ok(m)
+    }
+
+    /// The MTI of a frame, if its first bytes hold four valid digits; used to answer a
+    /// message that does not decode with its response MTI and code 30.
+    pub fn peek_mti(spec: &Spec, frame: &[u8]) -> Option<[u8; 4]> {
+        wire::read_mti(spec.mti, frame).ok()
+    }
+
+    fn decode_frame(&mut self, frame: Bytes) -> Result<(), DecodeError> {
+        let spec = &*self.spec;
+        let buf: &[u8] = &frame;
+        self.mti = wire::read_mti(spec.mti, buf).map_err(|kind| DecodeError::new(Part::Mti, 0, kind))?;
+        let mut pos = spec.mti_len();
+
+        let bl = spec.bitmap_len();
+        let primary = read_bitmap(spec.bitmap, buf, pos, Part::PrimaryBitmap)?;
+        pos += bl;
+        let mut present = [primary, 0, 0];
+        if primary & (1 << 63) != 0 {
+            present[1] = read_bitmap(spec.bitmap, buf, pos, Part::SecondaryBitmap)?;
+            pos += bl;
+            if spec.tertiary && present[1] & (1 << 63) != 0 {
+                present[2] = read_bitmap(spec.bitmap, buf, pos, Part::TertiaryBitmap)?;
+                pos += bl;
+            }
+        }
+        // Stored presence uses bit n-1 counted from the low end, word by word.
+        let mut stored = [0u64; 3];
+        let mut last = 0u16;
+        for (w, word) in present.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let lead = bits.leading_zeros() as usize;
+                bits &= !(1u64 << (63 - lead));
+                let n = w * 64 + lead + 1;
+                if n == 1 || (n == 65 && spec.tertiary) {
+                    continue;
+                }
+                let Some(fs) = spec.field(n) else {
+                    return Err(DecodeError::new(Part::Field(n as u16), pos, ErrorKind::NotInSpec));
+                };
+                let at = pos;
+                let (slot, next) = decode_field(fs, buf, pos)
+                    .map_err(|(kind, off)| DecodeError::new(Part::Field(n as u16), off.max(at), kind))?;
+                self.slots[n] = slot;
+                stored[(n - 1) / 64] |= 1u64 << ((n - 1) % 64);
+                pos = next;
+                last = n as u16;
+            }
+        }
+        if pos != buf.len() {
+            let part = if last == 0 { Part::PrimaryBitmap } else { Part::Field(last) };
+            return Err(DecodeError::new(part, pos, ErrorKind::TrailingBytes));
+        }
+        self.present = stored;
+        self.frame = frame;
+        Ok(())
+    }
+
+    /// The spec this message follows.
+    pub fn spec(&self) -> &Arc<Spec> {
+        &self.spec
+    }
+
+    /// The MTI as four ASCII digits.
+    pub fn mti(&self) -> &str {
+        // Only digits are ever stored.
+        std::str::from_utf8(&self.mti).unwrap_or("0000")
+    }
+
+    /// Replace the MTI (four digits).
+    pub fn set_mti(&mut self, mti: &str) -> Result<(), EncodeError> {
+        let b = mti.as_bytes();
+        if b.len() != 4 || !b.iter().all(u8::is_ascii_digit) {
+            return Err(EncodeError::new(Part::Mti, "the MTI must be four digits"));
+        }
+        self.mti.copy_from_slice(b);
+        Ok(())
+    }
+
+    /// Whether data field `n` is present.
+    #[inline]
+    pub fn has(&self, n: usize) -> bool {
+        (1..=MAX_FIELD).contains(&n) && self.present[(n - 1) / 64] & (1u64 << ((n - 1) % 64)) != 0
+    }
+
+    /// Present data field numbers in ascending order.
+    pub fn fields(&self) -> impl Iterator<Item = usize> + '_ {
+        (2..=MAX_FIELD).filter(move |&n| self.has(n))
+    }
+
+    /// Number of present data fields.
+    pub fn field_count(&self) -> usize {
+        self.present.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// The field's bytes as they travel (length prefix excluded).
+    #[inline]
+    pub fn raw(&self, n: usize) -> Option<&[u8]> {
+        if !self.has(n) {
+            return None;
+        }
+        let s = self.slots[n];
+        let (start, end) = (s.off as usize, s.off as usize + s.wire as usize);
+        if s.in_ext { self.ext.get(start..end) } else { self.frame.get(start..end) }
+    }
+
+    /// The field's length in its spec units.
+    pub fn units(&self, n: usize) -> Option<usize> {
+        self.has(n).then(|| self.slots[n].units as usize)
+    }
+
+    /// The field's value as text: characters for text, numeric and track fields
+    /// (borrowed from the frame when they travel as ASCII), uppercase hex for binary.
+    pub fn text(&self, n: usize) -> Option<Cow<'_, str>> {
+        let fs = self.spec.field(n)?;
+        let raw = self.raw(n)?;
+        let units = self.slots[n].units as usize;
+        Some(wire::to_text(fs, raw, units))
+    }
+
+    /// The field's value as bytes: the raw bytes of a binary field, the characters of any
+    /// other field.
+    pub fn bytes(&self, n: usize) -> Option<Cow<'_, [u8]>> {
+        let fs = self.spec.field(n)?;
+        let raw = self.raw(n)?;
+        Some(match (fs.class, fs.encoding) {
+            (Class::Binary, Encoding::Hex) => Cow::Owned(wire::unhex(raw)),
+            (Class::Binary, _) => Cow::Borrowed(raw),
+            _ => match wire::to_text(fs, raw, self.slots[n].units as usize) {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            },
+        })
+    }
+
+    /// The field as an unsigned number, when it is all digits and fits.
+    pub fn number(&self, n: usize) -> Option<u64> {
+        let fs = self.spec.field(n)?;
+        let raw = self.raw(n)?;
+        wire::to_u64(fs, raw, self.slots[n].units as usize)
+    }
+
+    /// Set field `n` from its text form (characters, or hex for binary fields).
+    pub fn set(&mut self, n: usize, value: &str) -> Result<&mut Self, EncodeError> {
+        let fs = self.field_spec(n)?;
+        if fs.class == Class::Binary && fs.encoding == Encoding::Binary {
+            let bytes = wire::parse_hex(value.as_bytes())
+                .ok_or_else(|| EncodeError::new(Part::Field(n as u16), "binary fields are given as hex"))?;
+            return self.set_bytes(n, &bytes);
+        }
+        let value = if fs.encoding == Encoding::Hex {
+            Cow::Owned(value.to_ascii_uppercase())
+        } else {
+            Cow::Borrowed(value)
+        };
+        let fs = fs.clone();
+        self.put(&fs, value.as_bytes())
+    }
+
+    /// Set a binary field from raw bytes (or any field from its characters).
+    pub fn set_bytes(&mut self, n: usize, value: &[u8]) -> Result<&mut Self, EncodeError> {
+        let fs = self.field_spec(n)?.clone();
+        if fs.class == Class::Binary && fs.encoding == Encoding::Hex {
+            let hex = wire::hex_upper(value);
+            return self.put(&fs, hex.as_bytes());
+        }
+        self.put(&fs, value)
+    }
+
+    /// Set a numeric field from a number, zero-filled to its fixed length.
+    pub fn set_number(&mut self, n: usize, value: u64) -> Result<&mut Self, EncodeError> {
+        let fs = self.field_spec(n)?;
+        let s = match fs.length {
+            Length::Fixed => format!("{value:0width$}", width = fs.max as usize),
+            Length::Var(_) => value.to_string(),
+        };
+        self.set(n, &s)
+    }
+
+    /// Copy field `n` from another message of any spec (text form), if present there.
+    pub fn copy_from(&mut self, other: &Message, n: usize) -> Result<&mut Self, EncodeError> {
+        if Arc::ptr_eq(&self.spec, &other.spec) || *self.spec == *other.spec {
+            if let Some(raw) = other.raw(n) {
+                let units = other.slots[n].units;
+                let off = self.ext.len();
+                self.ext.extend_from_slice(raw);
+                self.place(n, off, raw.len(), units as usize)?;
+            }
+            return Ok(self);
+        }
+        match other.bytes(n) {
+            Some(v) => self.set_bytes(n, &v),
+            None => Ok(self),
+        }
+    }
+
+    /// Remove field `n`.
+    pub fn remove(&mut self, n: usize) -> &mut Self {
+        if (1..=MAX_FIELD).contains(&n) {
+            self.present[(n - 1) / 64] &= !(1u64 << ((n - 1) % 64));
+        }
+        self
+    }
+
+    fn field_spec(&self, n: usize) -> Result<&FieldSpec, EncodeError> {
+        if n == 1 || (n == 65 && self.spec.tertiary) {
+            return Err(EncodeError::new(Part::Field(n as u16), "bitmaps follow from the fields present"));
+        }
+        self.spec
+            .field(n)
+            .ok_or_else(|| EncodeError::new(Part::Field(n as u16), "field not defined in the spec"))
+    }
+
+    fn put(&mut self, fs: &FieldSpec, value: &[u8]) -> Result<&mut Self, EncodeError> {
+        let part = Part::Field(fs.number);
+        let units = value.len();
+        match fs.length {
+            Length::Fixed if units != fs.max as usize => {
+                return Err(EncodeError::new(
+                    part,
+                    format!("{units} units given, the field is fixed at {}", fs.max),
+                ));
+            }
+            Length::Var(_) if units > fs.max as usize => {
+                return Err(EncodeError::new(part, format!("{units} units given, at most {}", fs.max)));
+            }
+            _ => {}
+        }
+        if let Err(kind) = wire::check_chars(fs, value) {
+            return Err(EncodeError::new(part, kind.to_string()));
+        }
+        let off = self.ext.len();
+        wire::write_value(fs, value, &mut self.ext);
+        let wire_len = self.ext.len() - off;
+        self.place(fs.number as usize, off, wire_len, units)?;
+        Ok(self)
+    }
+
+    fn place(&mut self, n: usize, off: usize, wire: usize, units: usize) -> Result<(), EncodeError> {
+        let (Ok(off), Ok(wire), Ok(units)) = (u32::try_from(off), u16::try_from(wire), u16::try_from(units))
+        else {
+            return Err(EncodeError::new(Part::Field(n as u16), "message too large"));
+        };
+        self.slots[n] = Slot { off, wire, units, in_ext: true };
+        self.present[(n - 1) / 64] |= 1u64 << ((n - 1) % 64);
+        Ok(())
+    }
+
+    /// Encode the whole message (MTI, bitmaps, fields) into `out`.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        let spec = &*self.spec;
+        let mut bitmaps = [0u64; 3];
+        for (w, word) in self.present.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                bitmaps[w] |= 1u64 << (63 - i);
+            }
+        }
+        if bitmaps[2] != 0 {
+            if !spec.tertiary {
+                return Err(EncodeError::new(Part::TertiaryBitmap, "this spec has no third bitmap"));
+            }
+            bitmaps[1] |= 1 << 63;
+        }
+        if bitmaps[1] != 0 {
+            bitmaps[0] |= 1 << 63;
+        }
+        let ext_len: usize = self.fields().map(|n| self.slots[n].wire as usize + 4).sum();
+        out.reserve(4 + 3 * 16 + ext_len);
+        wire::write_mti(spec.mti, &self.mti, out);
+        write_bitmap(spec.bitmap, bitmaps[0], out);
+        if bitmaps[1] != 0 {
+            write_bitmap(spec.bitmap, bitmaps[1], out);
+        }
+        if bitmaps[2] != 0 {
+            write_bitmap(spec.bitmap, bitmaps[2], out);
+        }
+        for (w, word) in self.present.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let n = w * 64 + i + 1;
+                let Some(fs) = spec.field(n) else {
+                    return Err(EncodeError::new(Part::Field(n as u16), "field not defined in the spec"));
+                };
+                let s = self.slots[n];
+                if let Length::Var(d) = fs.length {
+                    wire::write_prefix(fs.prefix, d, s.units as usize, out);
+                }
+                out.put_slice(self.raw(n).unwrap_or_default());
+            }
+        }
+        Ok(())
+    }
+
+    /// Encode into a fresh buffer.
+    pub fn to_bytes(&self) -> Result<Bytes, EncodeError> {
+        let mut out = BytesMut::with_capacity(256);
+        self.encode(&mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// The field shown for people: masked when the spec marks it sensitive.
+    pub fn masked_text(&self, n: usize) -> Option<String> {
+        let fs = self.spec.field(n)?;
+        let t = self.text(n)?;
+        Some(match fs.sensitive {
+            Some(kind) => super::mask::mask(kind, &t),
+            None => t.into_owned(),
+        })
+    }
+
+    // Typed accessors for the fields the switch reads on every message.
+
+    /// Field 2, the primary account number (digits).
+    pub fn pan(&self) -> Option<Cow<'_, str>> {
+        self.text(2)
+    }
+    /// Field 3, processing code.
+    pub fn processing_code(&self) -> Option<Cow<'_, str>> {
+        self.text(3)
+    }
+    /// Field 4, transaction amount in minor units.
+    pub fn amount(&self) -> Option<u64> {
+        self.number(4)
+    }
+    /// Field 7, transmission date and time (MMDDhhmmss).
+    pub fn transmission_time(&self) -> Option<Cow<'_, str>> {
+        self.text(7)
+    }
+    /// Field 11, system trace audit number.
+    pub fn stan(&self) -> Option<u32> {
+        self.number(11).and_then(|v| u32::try_from(v).ok())
+    }
+    /// Field 12, local transaction time.
+    pub fn local_time(&self) -> Option<Cow<'_, str>> {
+        self.text(12)
+    }
+    /// Field 13, local transaction date.
+    pub fn local_date(&self) -> Option<Cow<'_, str>> {
+        self.text(13)
+    }
+    /// Field 18, merchant category code.
+    pub fn mcc(&self) -> Option<u16> {
+        self.number(18).and_then(|v| u16::try_from(v).ok())
+    }
+    /// Field 37, retrieval reference number.
+    pub fn rrn(&self) -> Option<Cow<'_, str>> {
+        self.text(37)
+    }
+    /// Field 39, response code.
+    pub fn response_code(&self) -> Option<Cow<'_, str>> {
+        self.text(39)
+    }
+    /// Field 41, card acceptor terminal id.
+    pub fn terminal_id(&self) -> Option<Cow<'_, str>> {
+        self.text(41)
+    }
+    /// Field 42, card acceptor (merchant) id.
+    pub fn merchant_id(&self) -> Option<Cow<'_, str>> {
+        self.text(42)
+    }
+    /// Field 49, transaction currency code.
+    pub fn currency(&self) -> Option<Cow<'_, str>> {
+        self.text(49)
+    }
+}
+
+impl fmt::Debug for Message {
+    /// Sensitive fields are masked: a `Debug` of a message is safe to log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Message");
+        d.field("spec", &self.spec.name).field("mti", &self.mti());
+        let fields: Vec<(usize, String)> =
+            self.fields().map(|n| (n, self.masked_text(n).unwrap_or_default())).collect();
+        d.field("fields", &fields).finish()
+    }
+}
+
+fn read_bitmap(enc: BitmapEncoding, buf: &[u8], pos: usize, part: Part) -> Result<u64, DecodeError> {
+    wire::read_bitmap(enc, buf, pos).map_err(|kind| DecodeError::new(part, pos, kind))
+}
+
+fn write_bitmap(enc: BitmapEncoding, bits: u64, out: &mut BytesMut) {
+    match enc {
+        BitmapEncoding::Binary => out.put_u64(bits),
+        BitmapEncoding::Hex => {
+            let mut tmp = [0u8; 16];
+            for (i, t) in tmp.iter_mut().enumerate() {
+                *t = wire::HEX_UPPER[((bits >> (60 - 4 * i)) & 0xF) as usize];
+            }
+            out.put_slice(&tmp);
+        }
+    }
+}
+
+/// Decode one field at `pos`: returns its slot and the position after it, or the error
+/// and the offset where it was found.
+#[inline]
+fn decode_field(fs: &FieldSpec, buf: &[u8], pos: usize) -> Result<(Slot, usize), (ErrorKind, usize)> {
+    let (units, data_at) = match fs.length {
+        Length::Fixed => (fs.max as usize, pos),
+        Length::Var(digits) => {
+            let plen = fs.prefix_len();
+            let end = pos.checked_add(plen).ok_or((ErrorKind::Truncated { need: plen, have: 0 }, pos))?;
+            let prefix = buf
+                .get(pos..end)
+                .ok_or((ErrorKind::Truncated { need: plen, have: buf.len().saturating_sub(pos) }, pos))?;
+            let units = wire::read_prefix(fs.prefix, digits, prefix).map_err(|k| (k, pos))?;
+            if units > fs.max as usize {
+                return Err((ErrorKind::TooLong { len: units, max: fs.max as usize }, pos));
+            }
+            (units, end)
+        }
+    };
+    if fs.encoding == Encoding::Hex && units % 2 != 0 {
+        return Err((ErrorKind::OddHex, data_at));
+    }
+    let wire_len = fs.wire_len(units);
+    let have = buf.len().saturating_sub(data_at);
+    if wire_len > have {
+        return Err((ErrorKind::Truncated { need: wire_len, have }, data_at));
+    }
+    let data = &buf[data_at..data_at + wire_len];
+    wire::check_wire(fs, data, units).map_err(|(k, off)| (k, data_at + off))?;
+    let slot = Slot { off: data_at as u32, wire: wire_len as u16, units: units as u16, in_ext: false };
+    Ok((slot, data_at + wire_len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iso::spec::shipped;
+
+    fn spec(name: &str) -> Arc<Spec> {
+        shipped(name).unwrap()
+    }
+
+    #[test]
+    fn build_encode_decode_ascii() {
+        let s = spec("iso87ascii");
+        let mut m = Message::new(s.clone(), "0200").unwrap();
+        m.set(2, "4111111111111111").unwrap();
+        m.set(3, "000000").unwrap();
+        m.set_number(4, 1234).unwrap();
+        m.set(11, "000042").unwrap();
+        m.set(70, "301").unwrap();
+        let b = m.to_bytes().unwrap();
+        assert_eq!(&b[..4], b"0200");
+        assert_eq!(&b[4..20], b"F020000000000000");
+        let d = Message::decode(&s, b.clone()).unwrap();
+        assert_eq!(d, m);
+        assert_eq!(d.amount(), Some(1234));
+        assert_eq!(d.stan(), Some(42));
+        assert_eq!(d.text(70).as_deref(), Some("301"));
+        assert!(d.has(70) && !d.has(65) && !d.has(1));
+    }
+
+    #[test]
+    fn bitmap_bits_for_secondary_fields() {
+        let s = spec("iso87ascii");
+        let mut m = Message::new(s.clone(), "0800").unwrap();
+        m.set(70, "301").unwrap();
+        let b = m.to_bytes().unwrap();
+        // Primary: bit 1 only; secondary: bit 70 = bit 6 of the second map.
+        assert_eq!(&b[4..36], b"80000000000000000400000000000000");
+    }
+
+    #[test]
+    fn bcd_odd_lengths_follow_the_pad_rule() {
+        let s = spec("iso87bcd");
+        let mut m = Message::new(s.clone(), "0200").unwrap();
+        m.set(22, "051").unwrap(); // fixed, left padded
+        m.set(32, "123").unwrap(); // LL, right padded
+        let b = m.to_bytes().unwrap();
+        assert_eq!(&b[..2], &[0x02, 0x00]);
+        // bitmap (8) then field 22 = 00 51, field 32 = 03 12 30
+        assert_eq!(&b[10..], &[0x00, 0x51, 0x03, 0x12, 0x30]);
+        let d = Message::decode(&s, b).unwrap();
+        assert_eq!(d.text(22).as_deref(), Some("051"));
+        assert_eq!(d.text(32).as_deref(), Some("123"));
+    }
+
+    #[test]
+    fn builder_refuses_bad_values_naming_the_field() {
+        let s = spec("iso87ascii");
+        let mut m = Message::new(s, "0200").unwrap();
+        let e = m.set(4, "12").unwrap_err();
+        assert_eq!(e.part, Part::Field(4));
+        let e = m.set(3, "00A000").unwrap_err();
+        assert_eq!(e.part, Part::Field(3));
+        let e = m.set(2, "41111111111111111111").unwrap_err();
+        assert_eq!(e.part, Part::Field(2));
+        assert!(m.set(1, "00").is_err());
+        assert!(Message::new(spec("iso87ascii"), "02A0").is_err());
+    }
+
+    #[test]
+    fn debug_masks_the_pan() {
+        let s = spec("iso87ascii");
+        let mut m = Message::new(s, "0200").unwrap();
+        m.set(2, "4111111111111111").unwrap();
+        m.set(35, "4111111111111111=2512101").unwrap();
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("4111111111111111"), "{shown}");
+        assert!(shown.contains("411111******1111"), "{shown}");
+    }
+
+    #[test]
+    fn decode_allocates_nothing_for_ascii_text() {
+        let s = spec("iso87ascii");
+        let mut m = Message::new(s.clone(), "0200").unwrap();
+        m.set(41, "TERM0001").unwrap();
+        let d = Message::decode(&s, m.to_bytes().unwrap()).unwrap();
+        assert!(matches!(d.text(41), Some(Cow::Borrowed("TERM0001"))));
+    }
+}

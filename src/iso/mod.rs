@@ -1,0 +1,16 @@
+//! The codec: ISO 8583 specs as data, the `Message` type with zero-copy decode and
+//! encode into a caller's buffer, EMV TLV helpers and masking. No tokio, no clock, no
+//! I/O: everything here is a pure function of its input, so it is tested from tables,
+//! fuzzed and benchmarked without a socket. Untrusted bytes never panic it.
+
+pub mod error;
+pub mod json;
+pub mod mask;
+pub mod message;
+pub mod spec;
+pub mod tlv;
+mod wire;
+
+pub use error::{DecodeError, EncodeError, ErrorKind, Part};
+pub use message::Message;
+pub use spec::{Sensitive, Spec, SpecError};
