@@ -441,10 +441,12 @@ impl RawSpec {
             if raw.prefix.is_some() && length == Length::Fixed {
                 return Err(e("prefix", "a fixed-length field has no prefix".into()));
             }
-            if raw.sensitive.is_some() && raw.class == Class::Binary
-                && raw.sensitive != Some(Sensitive::Secret) {
-                    return Err(e("sensitive", "a binary field can only be masked as secret".into()));
-                }
+            if raw.sensitive.is_some()
+                && raw.class == Class::Binary
+                && raw.sensitive != Some(Sensitive::Secret)
+            {
+                return Err(e("sensitive", "a binary field can only be masked as secret".into()));
+            }
             fields[number as usize] = Some(FieldSpec {
                 number,
                 name: raw.name,
