@@ -54,7 +54,7 @@ pub fn decode_line(spec: &Arc<Spec>, line: &str, mask: bool, with_tlv: bool) -> 
         error_line(&e.to_string(), Some(e.part.number()), Some(e.part.to_string()), Some(e.offset))
     })?;
     let mut out = mjson::to_json(&m, mask);
-    if with_tlv && let Some(data) = m.bytes(55) {
+    if with_tlv && let Some(data) = emv_bytes(&m) {
         let items: Value = match tlv::parse(&data) {
             Ok(items) => items
                 .iter()
@@ -68,6 +68,13 @@ pub fn decode_line(spec: &Arc<Spec>, line: &str, mask: bool, with_tlv: bool) -> 
         out.push_str("}}");
     }
     Ok(out)
+}
+
+/// Field 55 as bytes: raw when the spec carries it as binary, hex-decoded when the spec
+/// carries it as text (pyiso8583's ASCII layout).
+fn emv_bytes(m: &Message) -> Option<Vec<u8>> {
+    let binary = m.spec().field(55).is_some_and(|f| f.class == crate::iso::spec::Class::Binary);
+    if binary { m.bytes(55).map(|b| b.into_owned()) } else { hex_to_bytes(&m.text(55)?).ok() }
 }
 
 pub fn decode(a: DecodeArgs) -> ExitCode {
