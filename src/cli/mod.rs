@@ -2,6 +2,7 @@
 //! errors become messages for people and exit statuses; it may use every layer.
 
 mod codec_tools;
+mod settle;
 
 pub use codec_tools::{decode_line, encode_line, hex_lower, hex_to_bytes};
 
@@ -23,6 +24,8 @@ pub enum Command {
     Decode(codec_tools::DecodeArgs),
     /// Encode JSON messages (one per line on stdin) to hex lines on stdout.
     Encode(codec_tools::EncodeArgs),
+    /// Per-merchant settlement (gross, refunds, fees, net) of one business day.
+    Settle(settle::SettleArgs),
 }
 
 /// Run the command line; returns the process exit status.
@@ -31,5 +34,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Decode(a) => codec_tools::decode(a),
         Command::Encode(a) => codec_tools::encode(a),
+        Command::Settle(a) => settle::run(a),
     }
 }

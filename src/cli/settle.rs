@@ -1,0 +1,138 @@
+//! `isoswitch settle`: per-merchant settlement of one business day from the journal, as
+//! CSV or JSON on stdout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use crate::journal::{Journal, JournalConfig, Query, business_date};
+use crate::settle;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct SettleArgs {
+    /// SQLite journal file.
+    #[arg(long, required_unless_present = "postgres")]
+    pub journal: Option<PathBuf>,
+    /// PostgreSQL connection string instead of a SQLite file.
+    #[arg(long, conflicts_with = "journal")]
+    pub postgres: Option<String>,
+    /// Business day to settle (YYYYMMDD); default: yesterday.
+    #[arg(long)]
+    pub date: Option<String>,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: Format,
+    /// Cut-off times of T+0 merchants, local time, comma-separated.
+    #[arg(long, default_value = "12:00,18:00")]
+    pub t0_cutoffs: String,
+    /// Business time zone as minutes east of UTC (480 for China Standard Time).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub utc_offset_minutes: i32,
+}
+
+fn parse_cutoffs(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (h, m) = part.split_once(':').ok_or_else(|| format!("--t0-cutoffs: `{part}` is not HH:MM"))?;
+        let (h, m): (u32, u32) = match (h.parse(), m.parse()) {
+            (Ok(h), Ok(m)) if h < 24 && m < 60 => (h, m),
+            _ => return Err(format!("--t0-cutoffs: `{part}` is not a time of day")),
+        };
+        let v = h * 60 + m;
+        if out.last().is_some_and(|&last| v <= last) {
+            return Err("--t0-cutoffs: times must ascend".into());
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn valid_date(d: &str) -> bool {
+    d.len() == 8
+        && d.bytes().all(|c| c.is_ascii_digit())
+        && (1..=12).contains(&d[4..6].parse::<u32>().unwrap_or(0))
+        && (1..=31).contains(&d[6..8].parse::<u32>().unwrap_or(0))
+}
+
+pub fn run(a: SettleArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("isoswitch settle: {msg}");
+        ExitCode::from(2)
+    };
+    let cutoffs = match parse_cutoffs(&a.t0_cutoffs) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let date = match a.date {
+        Some(d) if valid_date(&d) => d,
+        Some(d) => return fail(format!("--date: `{d}` is not a YYYYMMDD date")),
+        None => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            business_date(now - 86_400_000, a.utc_offset_minutes)
+        }
+    };
+    let cfg = match (a.journal, a.postgres) {
+        (Some(path), _) => {
+            if !path.exists() {
+                return fail(format!("--journal: {} does not exist", path.display()));
+            }
+            JournalConfig::Sqlite { path, full_sync: true }
+        }
+        (None, Some(url)) => JournalConfig::Postgres { url },
+        (None, None) => return fail("give --journal PATH or --postgres URL".into()),
+    };
+    let journal = match Journal::open(&cfg) {
+        Ok(j) => j,
+        Err(e) => return fail(e.to_string()),
+    };
+    let rows = match journal.query_blocking(Query::Day(date.clone())) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let lines = match settle::settle(&rows, &date, &cutoffs, a.utc_offset_minutes) {
+        Ok(l) => l,
+        Err(e) => return fail(e.to_string()),
+    };
+    match a.format {
+        Format::Csv => print!("{}", settle::to_csv(&lines)),
+        Format::Json => {
+            let sum = |f: fn(&settle::Line) -> i64| lines.iter().map(f).sum::<i64>();
+            let v = json!({
+                "date": date,
+                "lines": lines,
+                "totals": {
+                    "count": lines.iter().map(|l| l.count).sum::<u64>(),
+                    "gross": sum(|l| l.gross),
+                    "refunds": sum(|l| l.refunds),
+                    "fees": sum(|l| l.fees),
+                    "net": sum(|l| l.net),
+                }
+            });
+            println!("{v}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoffs_and_dates() {
+        assert_eq!(parse_cutoffs("12:00, 18:30"), Ok(vec![720, 1110]));
+        assert!(parse_cutoffs("18:00,12:00").is_err());
+        assert!(parse_cutoffs("25:00").is_err());
+        assert!(valid_date("20261124") && !valid_date("20261324") && !valid_date("2026112"));
+    }
+}

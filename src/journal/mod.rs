@@ -1,0 +1,156 @@
+//! The journal: a durable record of every transaction, written before the terminal
+//! hears of an approval. Callers hand records to `Journal::record` and await it; a single
+//! writer thread takes everything queued, writes it in one transaction and commits once
+//! (group commit), then wakes every caller whose record is now durable. Backends: SQLite
+//! (default, one file) and PostgreSQL (several switch nodes). May import: the codec.
+
+pub mod postgres;
+pub mod record;
+pub mod sqlite;
+pub mod store;
+
+use std::path::PathBuf;
+use std::thread;
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+pub use record::{PanHasher, Status, TxnRecord, business_date};
+pub use store::{Query, Store, StoreError, Update};
+
+/// Where the journal lives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum JournalConfig {
+    Sqlite {
+        path: PathBuf,
+        /// FULL (durable against power loss, the default) or NORMAL (against a crash only).
+        #[serde(default = "yes")]
+        full_sync: bool,
+    },
+    Postgres {
+        /// libpq-style connection string.
+        url: String,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+enum Cmd {
+    Write(Box<TxnRecord>, oneshot::Sender<Result<bool, StoreError>>),
+    Query(Query, oneshot::Sender<Result<Vec<TxnRecord>, StoreError>>),
+    Update(Update, oneshot::Sender<Result<u64, StoreError>>),
+}
+
+/// Largest group committed at once.
+const MAX_GROUP: usize = 4096;
+/// Commands queued before callers wait: bounds memory under overload.
+const QUEUE: usize = 65_536;
+
+/// Handle to the journal; cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<Cmd>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Journal")
+    }
+}
+
+impl Journal {
+    /// Open the configured backend and start its writer thread.
+    pub fn open(cfg: &JournalConfig) -> Result<Journal, StoreError> {
+        match cfg {
+            JournalConfig::Sqlite { path, full_sync } => {
+                Ok(Journal::start(sqlite::SqliteStore::open(path, *full_sync)?))
+            }
+            JournalConfig::Postgres { url } => Ok(Journal::start(postgres::PgStore::connect(url)?)),
+        }
+    }
+
+    /// Start a writer thread over any store.
+    pub fn start<S: Store>(mut store: S) -> Journal {
+        let (tx, mut rx) = mpsc::channel::<Cmd>(QUEUE);
+        let spawned = thread::Builder::new().name("journal-writer".into()).spawn(move || {
+            while let Some(first) = rx.blocking_recv() {
+                let mut writes: Vec<(Box<TxnRecord>, oneshot::Sender<_>)> = Vec::new();
+                let mut others = Vec::new();
+                let mut pending = vec![first];
+                while pending.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(c) => pending.push(c),
+                        Err(_) => break,
+                    }
+                }
+                for c in pending {
+                    match c {
+                        Cmd::Write(r, done) => writes.push((r, done)),
+                        other => others.push(other),
+                    }
+                }
+                if !writes.is_empty() {
+                    let rows: Vec<TxnRecord> = writes.iter().map(|(r, _)| (**r).clone()).collect();
+                    match store.write(&rows) {
+                        Ok(done) => {
+                            for ((_, tx), inserted) in writes.into_iter().zip(done) {
+                                let _ = tx.send(Ok(inserted));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, rows = rows.len(), "journal: group commit failed");
+                            for (_, tx) in writes {
+                                let _ = tx.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+                for c in others {
+                    match c {
+                        Cmd::Query(q, tx) => {
+                            let _ = tx.send(store.query(&q));
+                        }
+                        Cmd::Update(u, tx) => {
+                            let _ = tx.send(store.update(&u));
+                        }
+                        Cmd::Write(..) => {}
+                    }
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "journal: cannot start the writer thread");
+        }
+        Journal { tx }
+    }
+
+    /// Make `rec` durable. `Ok(true)` once committed, `Ok(false)` when a row with the same
+    /// terminal, STAN, transmission time and MTI was already there (nothing duplicated).
+    pub async fn record(&self, rec: TxnRecord) -> Result<bool, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::Write(Box::new(rec), tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn query(&self, q: Query) -> Result<Vec<TxnRecord>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::Query(q, tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn update(&self, u: Update) -> Result<u64, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::Update(u, tx)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Blocking variants for the CLI (`settle`), outside any runtime.
+    pub fn query_blocking(&self, q: Query) -> Result<Vec<TxnRecord>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.blocking_send(Cmd::Query(q, tx)).map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+}

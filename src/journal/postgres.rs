@@ -1,0 +1,119 @@
+//! PostgreSQL backend, for several switch nodes sharing one estate: the same schema and
+//! statements as SQLite. The writer thread drives tokio-postgres on a small runtime of
+//! its own so that the store stays synchronous like the SQLite one.
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls};
+
+use super::record::TxnRecord;
+use super::store::{self, Query, Store, StoreError, Update, Val};
+
+pub struct PgStore {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+fn err(e: tokio_postgres::Error) -> StoreError {
+    // The driver's message names the failing statement part, not row values.
+    StoreError::Backend(e.to_string())
+}
+
+impl PgStore {
+    /// Connect with a libpq-style string (`host=127.0.0.1 port=5432 user=... dbname=...`).
+    pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(err)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::error!(error = %e, "journal: postgres connection closed");
+                }
+            });
+            client.batch_execute(&store::schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
+            Ok::<_, StoreError>(client)
+        })?;
+        Ok(PgStore { rt, client })
+    }
+}
+
+enum PgVal {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl PgVal {
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            PgVal::Text(v) => v,
+            PgVal::Int(v) => v,
+        }
+    }
+}
+
+impl Store for PgStore {
+    fn write(&mut self, rows: &[TxnRecord]) -> Result<Vec<bool>, StoreError> {
+        let client = &mut self.client;
+        self.rt.block_on(async {
+            let tx = client.transaction().await.map_err(err)?;
+            let stmt = tx.prepare(&store::insert_sql('$')).await.map_err(err)?;
+            let mut done = Vec::with_capacity(rows.len());
+            for r in rows {
+                let vals: Vec<PgVal> = store::to_vals(r)
+                    .into_iter()
+                    .map(|v| match v {
+                        Val::Text(t) => PgVal::Text(t),
+                        Val::Int(i) => PgVal::Int(i),
+                    })
+                    .collect();
+                let params: Vec<&(dyn ToSql + Sync)> = vals.iter().map(PgVal::as_sql).collect();
+                let n = tx.execute(&stmt, &params).await.map_err(err)?;
+                done.push(n == 1);
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(done)
+        })
+    }
+
+    fn query(&mut self, q: &Query) -> Result<Vec<TxnRecord>, StoreError> {
+        let (tail, params) = store::query_sql(q, '$');
+        let sql = store::select_sql(&tail);
+        let client = &self.client;
+        self.rt.block_on(async {
+            let ps: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            let rows = client.query(&sql, &ps).await.map_err(err)?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    store::from_row(
+                        |i| {
+                            if store::is_int(i) {
+                                None
+                            } else {
+                                row.try_get::<_, Option<String>>(i).ok().flatten()
+                            }
+                        },
+                        |i| {
+                            if store::is_int(i) {
+                                row.try_get::<_, Option<i64>>(i).ok().flatten()
+                            } else {
+                                None
+                            }
+                        },
+                    )
+                })
+                .collect())
+        })
+    }
+
+    fn update(&mut self, u: &Update) -> Result<u64, StoreError> {
+        let (sql, params) = store::update_sql(u, '$');
+        let client = &self.client;
+        self.rt.block_on(async {
+            let ps: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            client.execute(&sql, &ps).await.map_err(err)
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! SQLite backend (the embedded default): one file, WAL mode, writes batched into one
+//! transaction per group commit. `synchronous = FULL` makes a commit durable against
+//! power loss; `NORMAL` only against a crash of the process.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params_from_iter, types::Value};
+
+use super::record::TxnRecord;
+use super::store::{self, Query, Store, StoreError, Update, Val};
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn bind(v: Val) -> Value {
+    match v {
+        Val::Text(Some(s)) => Value::Text(s),
+        Val::Int(Some(i)) => Value::Integer(i),
+        Val::Text(None) | Val::Int(None) => Value::Null,
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the journal file. `full_sync` chooses FULL over NORMAL.
+    pub fn open(path: &Path, full_sync: bool) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" }).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.execute_batch(&store::schema("INTEGER PRIMARY KEY AUTOINCREMENT")).map_err(err)?;
+        Ok(SqliteStore { conn })
+    }
+
+    fn rows(&mut self, sql: &str, params: Vec<String>) -> Result<Vec<TxnRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(err)?;
+        let mut rows = stmt.query(params_from_iter(params)).map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(err)? {
+            let rec = store::from_row(
+                |i| row.get::<_, Option<String>>(i).ok().flatten(),
+                |i| row.get::<_, Option<i64>>(i).ok().flatten(),
+            );
+            out.push(rec);
+        }
+        Ok(out)
+    }
+}
+
+impl Store for SqliteStore {
+    fn write(&mut self, rows: &[TxnRecord]) -> Result<Vec<bool>, StoreError> {
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut done = Vec::with_capacity(rows.len());
+        {
+            let mut stmt = tx.prepare_cached(&store::insert_sql('?')).map_err(err)?;
+            for r in rows {
+                let n =
+                    stmt.execute(params_from_iter(store::to_vals(r).into_iter().map(bind))).map_err(err)?;
+                done.push(n == 1);
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(done)
+    }
+
+    fn query(&mut self, q: &Query) -> Result<Vec<TxnRecord>, StoreError> {
+        let (tail, params) = store::query_sql(q, '?');
+        self.rows(&store::select_sql(&tail), params)
+    }
+
+    fn update(&mut self, u: &Update) -> Result<u64, StoreError> {
+        let (sql, params) = store::update_sql(u, '?');
+        let n = self.conn.execute(&sql, params_from_iter(params)).map_err(err)?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,284 @@
+//! What a journal backend must do, and the schema both backends share. A backend is
+//! synchronous and owned by the journal's writer thread; the thread batches writes so
+//! that one commit (one fsync) makes many records durable at once.
+
+use super::record::{Status, TxnRecord};
+
+/// Columns of `transactions`, in the order used by inserts and selects.
+pub const COLUMNS: &[&str] = &[
+    "switch_id",
+    "received_at",
+    "forwarded_at",
+    "answered_at",
+    "business_date",
+    "terminal_id",
+    "merchant_id",
+    "stan",
+    "switch_stan",
+    "rrn",
+    "transmission_time",
+    "mti",
+    "txn_type",
+    "amount",
+    "currency",
+    "pan_masked",
+    "pan_hash",
+    "route",
+    "issuer",
+    "decision",
+    "rc",
+    "auth_code",
+    "fee",
+    "settle_cycle",
+    "status",
+    "batch",
+];
+
+/// Schema, in SQL both SQLite and PostgreSQL accept (`{id}` is the key column's type).
+pub fn schema(id: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS transactions (
+            id {id},
+            switch_id TEXT NOT NULL,
+            received_at BIGINT NOT NULL,
+            forwarded_at BIGINT,
+            answered_at BIGINT,
+            business_date TEXT NOT NULL,
+            terminal_id TEXT NOT NULL,
+            merchant_id TEXT NOT NULL,
+            stan TEXT NOT NULL,
+            switch_stan TEXT,
+            rrn TEXT,
+            transmission_time TEXT NOT NULL,
+            mti TEXT NOT NULL,
+            txn_type TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            currency TEXT,
+            pan_masked TEXT,
+            pan_hash TEXT,
+            route TEXT,
+            issuer TEXT,
+            decision TEXT NOT NULL,
+            rc TEXT NOT NULL,
+            auth_code TEXT,
+            fee BIGINT NOT NULL DEFAULT 0,
+            settle_cycle TEXT NOT NULL DEFAULT 'T1',
+            status TEXT,
+            batch TEXT
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS transactions_once
+            ON transactions (terminal_id, stan, transmission_time, mti);
+        CREATE INDEX IF NOT EXISTS transactions_rrn ON transactions (rrn);
+        CREATE INDEX IF NOT EXISTS transactions_day ON transactions (business_date);
+        CREATE INDEX IF NOT EXISTS transactions_terminal ON transactions (terminal_id, received_at);"
+    )
+}
+
+/// Read queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    ByRrn(String),
+    ByTerminalStan {
+        terminal: String,
+        stan: String,
+        date: String,
+    },
+    Recent {
+        terminal: String,
+        limit: u32,
+    },
+    Day(String),
+    /// Approved financial transactions of a terminal not yet in a closed batch.
+    OpenBatch(String),
+    /// The transaction with this duplicate key, on any node.
+    Exists {
+        terminal: String,
+        stan: String,
+        transmission_time: String,
+    },
+    All,
+}
+
+/// Changes to existing rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    SetStatus { terminal: String, stan: String, transmission_time: String, mti: String, status: Status },
+    CloseBatch { terminal: String, batch: String },
+}
+
+/// Storage failures; the message never carries row data.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("journal storage: {0}")]
+    Backend(String),
+    #[error("journal writer has stopped")]
+    Closed,
+}
+
+/// A journal backend.
+pub trait Store: Send + 'static {
+    /// Insert in one transaction; `true` for each row inserted, `false` for one already there.
+    fn write(&mut self, rows: &[TxnRecord]) -> Result<Vec<bool>, StoreError>;
+    fn query(&mut self, q: &Query) -> Result<Vec<TxnRecord>, StoreError>;
+    fn update(&mut self, u: &Update) -> Result<u64, StoreError>;
+}
+
+/// The WHERE/ORDER tail of a query with numbered placeholders (`$1` style; SQLite accepts
+/// `?1`, the caller swaps the sigil) and its parameters.
+pub fn query_sql(q: &Query, sigil: char) -> (String, Vec<String>) {
+    let p = |n: usize| format!("{sigil}{n}");
+    match q {
+        Query::ByRrn(r) => (format!("WHERE rrn = {} ORDER BY id", p(1)), vec![r.clone()]),
+        Query::ByTerminalStan { terminal, stan, date } => (
+            format!(
+                "WHERE terminal_id = {} AND stan = {} AND business_date = {} ORDER BY id",
+                p(1),
+                p(2),
+                p(3)
+            ),
+            vec![terminal.clone(), stan.clone(), date.clone()],
+        ),
+        Query::Recent { terminal, limit } => (
+            format!("WHERE terminal_id = {} ORDER BY received_at DESC, id DESC LIMIT {limit}", p(1)),
+            vec![terminal.clone()],
+        ),
+        Query::Day(d) => (format!("WHERE business_date = {} ORDER BY id", p(1)), vec![d.clone()]),
+        Query::OpenBatch(t) => (
+            format!(
+                "WHERE terminal_id = {} AND batch IS NULL AND rc = '00' AND status IN ('approved', 'refunded') ORDER BY id",
+                p(1)
+            ),
+            vec![t.clone()],
+        ),
+        Query::Exists { terminal, stan, transmission_time } => (
+            format!("WHERE terminal_id = {} AND stan = {} AND transmission_time = {}", p(1), p(2), p(3)),
+            vec![terminal.clone(), stan.clone(), transmission_time.clone()],
+        ),
+        Query::All => ("ORDER BY id".into(), vec![]),
+    }
+}
+
+/// An update statement with numbered placeholders and its parameters.
+pub fn update_sql(u: &Update, sigil: char) -> (String, Vec<String>) {
+    let p = |n: usize| format!("{sigil}{n}");
+    match u {
+        Update::SetStatus { terminal, stan, transmission_time, mti, status } => (
+            format!(
+                "UPDATE transactions SET status = {} WHERE terminal_id = {} AND stan = {} AND transmission_time = {} AND mti = {}",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5)
+            ),
+            vec![
+                status.as_str().into(),
+                terminal.clone(),
+                stan.clone(),
+                transmission_time.clone(),
+                mti.clone(),
+            ],
+        ),
+        Update::CloseBatch { terminal, batch } => (
+            format!(
+                "UPDATE transactions SET batch = {} WHERE terminal_id = {} AND batch IS NULL AND rc = '00'",
+                p(1),
+                p(2)
+            ),
+            vec![batch.clone(), terminal.clone()],
+        ),
+    }
+}
+
+/// `INSERT ... ON CONFLICT DO NOTHING` with numbered placeholders.
+pub fn insert_sql(sigil: char) -> String {
+    let ps: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("{sigil}{i}")).collect();
+    format!(
+        "INSERT INTO transactions ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+        COLUMNS.join(", "),
+        ps.join(", ")
+    )
+}
+
+pub fn select_sql(tail: &str) -> String {
+    format!("SELECT {} FROM transactions {tail}", COLUMNS.join(", "))
+}
+
+/// One column value, as both backends bind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Val {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+/// A record's values in `COLUMNS` order.
+pub fn to_vals(r: &TxnRecord) -> Vec<Val> {
+    use Val::{Int, Text};
+    let t = |s: &str| Text(Some(s.to_string()));
+    vec![
+        t(&r.switch_id),
+        Int(Some(r.received_at)),
+        Int(r.forwarded_at),
+        Int(r.answered_at),
+        t(&r.business_date),
+        t(&r.terminal_id),
+        t(&r.merchant_id),
+        t(&r.stan),
+        Text(r.switch_stan.clone()),
+        Text(r.rrn.clone()),
+        t(&r.transmission_time),
+        t(&r.mti),
+        t(&r.txn_type),
+        Int(Some(r.amount)),
+        Text(r.currency.clone()),
+        Text(r.pan_masked.clone()),
+        Text(r.pan_hash.clone()),
+        Text(r.route.clone()),
+        Text(r.issuer.clone()),
+        t(&r.decision),
+        t(&r.rc),
+        Text(r.auth_code.clone()),
+        Int(Some(r.fee)),
+        t(&r.settle_cycle),
+        Text(r.status.map(|s| s.as_str().to_string())),
+        Text(r.batch.clone()),
+    ]
+}
+
+/// A record from column getters in `COLUMNS` order.
+pub fn from_row(text: impl Fn(usize) -> Option<String>, int: impl Fn(usize) -> Option<i64>) -> TxnRecord {
+    let s = |i: usize| text(i).unwrap_or_default();
+    TxnRecord {
+        switch_id: s(0),
+        received_at: int(1).unwrap_or(0),
+        forwarded_at: int(2),
+        answered_at: int(3),
+        business_date: s(4),
+        terminal_id: s(5),
+        merchant_id: s(6),
+        stan: s(7),
+        switch_stan: text(8),
+        rrn: text(9),
+        transmission_time: s(10),
+        mti: s(11),
+        txn_type: s(12),
+        amount: int(13).unwrap_or(0),
+        currency: text(14),
+        pan_masked: text(15),
+        pan_hash: text(16),
+        route: text(17),
+        issuer: text(18),
+        decision: s(19),
+        rc: s(20),
+        auth_code: text(21),
+        fee: int(22).unwrap_or(0),
+        settle_cycle: s(23),
+        status: text(24).as_deref().and_then(Status::parse),
+        batch: text(25),
+    }
+}
+
+/// Whether column `i` holds an integer.
+pub fn is_int(i: usize) -> bool {
+    matches!(i, 1 | 2 | 3 | 13 | 22)
+}
