@@ -2,8 +2,10 @@
 //! errors become messages for people and exit statuses; it may use every layer.
 
 mod codec_tools;
+mod run;
 
 pub use codec_tools::{decode_line, encode_line, hex_lower, hex_to_bytes};
+pub use run::{RunArgs, effective_config};
 
 use std::process::ExitCode;
 
@@ -23,6 +25,8 @@ pub enum Command {
     Decode(codec_tools::DecodeArgs),
     /// Encode JSON messages (one per line on stdin) to hex lines on stdout.
     Encode(codec_tools::EncodeArgs),
+    /// Run the switch.
+    Run(run::RunArgs),
 }
 
 /// Run the command line; returns the process exit status.
@@ -31,5 +35,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Decode(a) => codec_tools::decode(a),
         Command::Encode(a) => codec_tools::encode(a),
+        Command::Run(a) => run::run(a),
     }
 }
