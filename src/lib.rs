@@ -6,11 +6,21 @@
 //! - [`frame`]: length headers, TPDU and application header; tokio-util codecs.
 //! - [`journal`]: the durable transaction log (SQLite or PostgreSQL) with group commit.
 //! - [`settle`]: terminal batch totals and merchant settlement from the journal.
+//! - [`issuer`]: links to bank hosts, the session table, deadlines, sign-on and echo.
+//! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
+//! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
+//!   logging, TLS policy).
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
 #![forbid(unsafe_code)]
 
+pub mod acceptor;
 pub mod cli;
+pub mod config;
 pub mod frame;
 pub mod iso;
+pub mod issuer;
 pub mod journal;
+pub mod metrics;
 pub mod settle;
+pub mod telemetry;
+pub mod tls;

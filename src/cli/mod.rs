@@ -2,9 +2,11 @@
 //! errors become messages for people and exit statuses; it may use every layer.
 
 mod codec_tools;
+mod run;
 mod settle;
 
 pub use codec_tools::{decode_line, encode_line, hex_lower, hex_to_bytes};
+pub use run::{RunArgs, effective_config};
 
 use std::process::ExitCode;
 
@@ -26,6 +28,8 @@ pub enum Command {
     Encode(codec_tools::EncodeArgs),
     /// Per-merchant settlement (gross, refunds, fees, net) of one business day.
     Settle(settle::SettleArgs),
+    /// Run the switch.
+    Run(run::RunArgs),
 }
 
 /// Run the command line; returns the process exit status.
@@ -35,5 +39,6 @@ pub fn main() -> ExitCode {
         Command::Decode(a) => codec_tools::decode(a),
         Command::Encode(a) => codec_tools::encode(a),
         Command::Settle(a) => settle::run(a),
+        Command::Run(a) => run::run(a),
     }
 }

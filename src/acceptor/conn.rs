@@ -1,0 +1,222 @@
+//! One terminal connection: a reader loop that decodes, routes and starts forwards, and
+//! a writer task fed by an mpsc that drains every ready reply, then writes and flushes
+//! once. Many requests may be in flight per connection; their replies are written in
+//! the order they complete. The forwards run as futures inside the connection task (no
+//! task per message). May import: codec, framing, issuer connector, metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use metrics::{counter, histogram};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::sync::CancellationToken;
+
+use super::ListenerCtx;
+use super::reply::{format_error, issuer_reply, switch_reply};
+use super::router::Decision;
+use crate::frame::{Frame, FrameCodec, FrameError};
+use crate::iso::Message;
+use crate::issuer::{Issuer, Outcome};
+use crate::metrics as m;
+
+/// Read buffer per connection: small, so idle terminals cost little; it grows per frame.
+const READ_CAPACITY: usize = 512;
+
+/// Serve one connection until the terminal leaves, it idles out, or shutdown drains it.
+pub async fn serve<R, W>(
+    ctx: Arc<ListenerCtx>,
+    r: R,
+    w: W,
+    shutdown: CancellationToken,
+    hard: CancellationToken,
+) where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Frame>(ctx.cfg.max_inflight_per_connection.max(1) + 16);
+    let writer = tokio::spawn(write_loop(rx, w, FrameCodec::new(ctx.cfg.frame), ctx.write_bound));
+    let mut frames = FramedRead::with_capacity(r, FrameCodec::new(ctx.cfg.frame), READ_CAPACITY);
+    let mut inflight = FuturesUnordered::new();
+    let idle_for = Duration::from_millis(ctx.cfg.idle_timeout_ms.max(1));
+    let idle = tokio::time::sleep(idle_for);
+    tokio::pin!(idle);
+    let mut reading = true;
+    let max = ctx.cfg.max_inflight_per_connection.max(1);
+    loop {
+        if !reading && inflight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(reply) = inflight.next(), if !inflight.is_empty() => {
+                if tx.send(reply).await.is_err() {
+                    break;
+                }
+                if inflight.is_empty() {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
+                }
+            }
+            _ = hard.cancelled() => break,
+            _ = shutdown.cancelled(), if reading => reading = false,
+            next = frames.next(), if reading && inflight.len() < max => match next {
+                None => reading = false,
+                Some(Err(FrameError::TooLong { len, max })) => {
+                    counter!(m::FRAME_ERRORS_TOTAL).increment(1);
+                    tracing::warn!(len, max, "terminal frame over the maximum; closing its connection");
+                    break;
+                }
+                Some(Err(e)) => {
+                    counter!(m::FRAME_ERRORS_TOTAL).increment(1);
+                    tracing::info!(error = %e, "terminal connection framing ended");
+                    reading = false;
+                }
+                Some(Ok(frame)) => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
+                    match on_frame(&ctx, frame) {
+                        Step::Reply(f) => {
+                            if tx.send(f).await.is_err() {
+                                break;
+                            }
+                        }
+                        Step::Forward(issuer, req, frame) => {
+                            inflight.push(forward(ctx.clone(), issuer, req, frame, Instant::now()));
+                        }
+                        Step::Nothing => {}
+                    }
+                }
+            },
+            _ = &mut idle, if inflight.is_empty() && reading => {
+                tracing::debug!("idle terminal connection closed");
+                break;
+            }
+        }
+    }
+    drop(inflight);
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// What one frame leads to. Not boxed: it is moved once per request, a box would
+/// cost an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Reply(Frame),
+    Forward(Arc<Issuer>, Message, Frame),
+    Nothing,
+}
+
+fn reply_frame(
+    ctx: &ListenerCtx,
+    req: &Frame,
+    msg: Result<Message, crate::iso::EncodeError>,
+    issuer: &str,
+) -> Step {
+    match msg.and_then(|m| m.to_bytes().map(|b| (b, m))) {
+        Ok((body, msg)) => {
+            let rc = msg.raw(39).unwrap_or(b"");
+            counter!(m::RESPONSES_TOTAL, "issuer" => issuer.to_string(), "rc" => m::rc_label(rc))
+                .increment(1);
+            Step::Reply(req.reply(body))
+        }
+        Err(e) => {
+            tracing::error!(listener = %ctx.cfg.addr, error = %e, "could not build a reply");
+            Step::Nothing
+        }
+    }
+}
+
+fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
+    let msg = match Message::decode(&ctx.spec, frame.body.clone()) {
+        Ok(msg) => msg,
+        Err(e) => {
+            counter!(m::DECODE_ERRORS_TOTAL).increment(1);
+            // The error names the part and offset, never a field's value.
+            tracing::warn!(listener = %ctx.cfg.addr, error = %e, "undecodable terminal message");
+            let Some(mti) = Message::peek_mti(&ctx.spec, &frame.body) else { return Step::Nothing };
+            counter!(m::REQUESTS_TOTAL, "mti" => m::mti_label(std::str::from_utf8(&mti).unwrap_or("")))
+                .increment(1);
+            return match format_error(&ctx.spec, mti) {
+                Some(r) => reply_frame(ctx, &frame, Ok(r), "switch"),
+                None => Step::Nothing,
+            };
+        }
+    };
+    counter!(m::REQUESTS_TOTAL, "mti" => m::mti_label(msg.mti())).increment(1);
+    if crate::issuer::response_mti(msg.mti().as_bytes()).is_none() {
+        tracing::info!(mti = msg.mti(), "terminal sent a response message; ignored");
+        return Step::Nothing;
+    }
+    match ctx.router.decide(&msg) {
+        Decision::Local => reply_frame(ctx, &frame, switch_reply(&msg, "00"), "switch"),
+        Decision::Decline(rc) => {
+            let rc = std::str::from_utf8(&rc).unwrap_or("96");
+            reply_frame(ctx, &frame, switch_reply(&msg, rc), "switch")
+        }
+        Decision::Forward { issuer } => match ctx.issuers.get(issuer) {
+            Some(i) => Step::Forward(i.clone(), msg, frame),
+            None => reply_frame(ctx, &frame, switch_reply(&msg, "91"), "switch"),
+        },
+    }
+}
+
+/// Forward one request and turn its outcome into the terminal's reply frame.
+async fn forward(
+    ctx: Arc<ListenerCtx>,
+    issuer: Arc<Issuer>,
+    req: Message,
+    frame: Frame,
+    start: Instant,
+) -> Frame {
+    let outcome = issuer.forward(&req).await;
+    let built = match &outcome {
+        Outcome::Reply(answer) => issuer_reply(&req, answer),
+        other => switch_reply(&req, other.switch_rc().unwrap_or("96")),
+    };
+    let built = built.or_else(|_| switch_reply(&req, "96"));
+    let mut body = BytesMut::with_capacity(frame.body.len() + 64);
+    let (body, rc) = match built {
+        Ok(msg) if msg.encode(&mut body).is_ok() => (body.freeze(), m::rc_label(msg.raw(39).unwrap_or(b""))),
+        _ => (Bytes::new(), "96"),
+    };
+    counter!(m::RESPONSES_TOTAL, "issuer" => issuer.name().to_string(), "rc" => rc).increment(1);
+    histogram!(m::END_TO_END_LATENCY_SECONDS).record(start.elapsed().as_secs_f64());
+    if body.is_empty() {
+        tracing::error!(listener = %ctx.cfg.addr, "could not encode the reply");
+    }
+    frame.reply(body)
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut rx: mpsc::Receiver<Frame>,
+    mut w: W,
+    mut codec: FrameCodec,
+    bound: Duration,
+) {
+    let mut buf = BytesMut::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(f) = next.take() {
+            // An empty body is a reply that could not be built; nothing is sent for it.
+            if !f.body.is_empty() && codec.encode(f, &mut buf).is_err() {
+                tracing::warn!("reply too large for the terminal's framing");
+            }
+            if buf.len() < 64 * 1024 {
+                next = rx.try_recv().ok();
+            }
+        }
+        let write = async {
+            w.write_all(&buf).await?;
+            w.flush().await
+        };
+        match tokio::time::timeout(bound, write).await {
+            Ok(Ok(())) => buf.clear(),
+            _ => return,
+        }
+    }
+    let _ = tokio::time::timeout(bound, w.shutdown()).await;
+}

@@ -1,0 +1,243 @@
+//! The acceptor: terminal listeners (TCP or TLS, optional client-certificate
+//! verification), connection limits, keepalive and idle timeout, and [`serve`], the
+//! switch's entry point that wires config, metrics, the issuer connector and the router
+//! together and stops gracefully on a cancellation token (stop accepting, drain the
+//! requests in flight up to a bound, then close the issuer links).
+//! May import: every layer below (codec, framing, issuer connector) and the edges.
+
+mod conn;
+pub mod reply;
+pub mod router;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ListenerConfig};
+use crate::iso::Spec;
+use crate::issuer::{IssuerError, Issuers};
+use crate::metrics as m;
+pub use router::{Decision, PrefixRouter, Router};
+
+/// Why the switch could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("listener {addr}: spec {spec}: {message}")]
+    Spec { addr: SocketAddr, spec: String, message: String },
+    #[error("listener {addr}: {source}")]
+    Tls { addr: SocketAddr, source: crate::tls::TlsError },
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+}
+
+/// What a listener's connections share.
+pub(crate) struct ListenerCtx {
+    cfg: ListenerConfig,
+    spec: Arc<Spec>,
+    router: Arc<dyn Router>,
+    issuers: Arc<Issuers>,
+    write_bound: Duration,
+}
+
+/// A started switch.
+pub struct RunningSwitch {
+    listeners: Vec<SocketAddr>,
+    metrics: Option<SocketAddr>,
+    issuers: Arc<Issuers>,
+    join: JoinHandle<()>,
+}
+
+impl RunningSwitch {
+    /// The bound address of each listener, in configuration order (port 0 resolved).
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listeners
+    }
+
+    /// The bound metrics address, when metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+    }
+
+    /// The issuer connector (link state, requests in flight).
+    pub fn issuers(&self) -> &Arc<Issuers> {
+        &self.issuers
+    }
+
+    /// Wait until every issuer has at least one link up, at most `bound`; returns whether so.
+    pub async fn wait_issuers_up(&self, bound: Duration) -> bool {
+        let until = tokio::time::Instant::now() + bound;
+        loop {
+            if self.issuers.iter().all(|i| i.links_up() > 0) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Wait for the switch to finish after its shutdown token was cancelled.
+    pub async fn join(self) {
+        let _ = self.join.await;
+    }
+}
+
+/// Start the switch with the minimal PAN-prefix router.
+pub async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<RunningSwitch, Error> {
+    let router = Arc::new(PrefixRouter::from_config(&cfg));
+    serve_with_router(cfg, router, shutdown).await
+}
+
+/// Start the switch with any router; `Decision::Forward { issuer }` indexes `cfg.issuers`.
+pub async fn serve_with_router(
+    cfg: Config,
+    router: Arc<dyn Router>,
+    shutdown: CancellationToken,
+) -> Result<RunningSwitch, Error> {
+    let handle = m::install();
+    let metrics = match cfg.metrics {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
+            let bound = l.local_addr().map_err(|source| Error::Bind { addr, source })?;
+            tokio::spawn(m::serve_http(l, handle, shutdown.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
+    // Links outlive the listeners so that draining requests still get their replies.
+    let links_stop = CancellationToken::new();
+    let issuers = Arc::new(Issuers::start(&cfg.issuers, cfg.timeouts, &links_stop)?);
+    let hard = CancellationToken::new();
+    let mut addrs = Vec::new();
+    let mut tasks = Vec::new();
+    for lc in &cfg.listeners {
+        let spec = Spec::load(&lc.spec).map_err(|e| Error::Spec {
+            addr: lc.addr,
+            spec: lc.spec.clone(),
+            message: e.to_string(),
+        })?;
+        let tls = match &lc.tls {
+            Some(t) => {
+                let sc = crate::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())
+                    .map_err(|source| Error::Tls { addr: lc.addr, source })?;
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc)))
+            }
+            None => None,
+        };
+        let listener =
+            TcpListener::bind(lc.addr).await.map_err(|source| Error::Bind { addr: lc.addr, source })?;
+        addrs.push(listener.local_addr().map_err(|source| Error::Bind { addr: lc.addr, source })?);
+        let ctx = Arc::new(ListenerCtx {
+            cfg: lc.clone(),
+            spec,
+            router: router.clone(),
+            issuers: issuers.clone(),
+            write_bound: Duration::from_millis(cfg.timeouts.write_ms),
+        });
+        let handshake = Duration::from_millis(cfg.timeouts.handshake_ms);
+        let drain = Duration::from_millis(cfg.timeouts.drain_ms);
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            ctx,
+            tls,
+            handshake,
+            drain,
+            shutdown.clone(),
+            hard.clone(),
+        )));
+    }
+    tracing::info!(listeners = ?addrs, metrics = ?metrics, issuers = cfg.issuers.len(), "switch started");
+    let iss = issuers.clone();
+    let join = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        for t in tasks {
+            let _ = t.await;
+        }
+        hard.cancel();
+        links_stop.cancel();
+        tracing::info!(pending = iss.pending(), "switch stopped");
+    });
+    Ok(RunningSwitch { listeners: addrs, metrics, issuers, join })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ListenerCtx>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshake: Duration,
+    drain: Duration,
+    shutdown: CancellationToken,
+    hard: CancellationToken,
+) {
+    let limit = Arc::new(Semaphore::new(ctx.cfg.max_connections));
+    let tracker = TaskTracker::new();
+    let conns = gauge!(m::TERMINAL_CONNECTIONS);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and similar: pause instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            counter!(m::REFUSED_CONNECTIONS_TOTAL).increment(1);
+            drop(stream);
+            continue;
+        };
+        tune(&stream);
+        let (ctx, tls, shutdown, hard, conns) =
+            (ctx.clone(), tls.clone(), shutdown.clone(), hard.clone(), conns.clone());
+        tracker.spawn(async move {
+            conns.increment(1.0);
+            match tls {
+                None => {
+                    let (r, w) = stream.into_split();
+                    conn::serve(ctx, r, w, shutdown, hard).await;
+                }
+                Some(acc) => match tokio::time::timeout(handshake, acc.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        let (r, w) = tokio::io::split(s);
+                        conn::serve(ctx, r, w, shutdown, hard).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "terminal TLS handshake failed"),
+                    Err(_) => tracing::info!(%peer, "terminal TLS handshake timed out"),
+                },
+            }
+            conns.decrement(1.0);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        tracing::warn!("drain bound reached; closing remaining terminal connections");
+        hard.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
+    }
+}
+
+/// Nodelay for latency; keepalive so a terminal gone behind a NAT reset frees its slot.
+fn tune(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10));
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&ka);
+}

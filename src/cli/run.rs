@@ -1,0 +1,150 @@
+//! `isoswitch run`: the switch. Loads the configuration (or the embedded default),
+//! applies the flags to the first listener and issuer, logs to stderr, and runs until
+//! Ctrl-C or SIGTERM, then drains gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct RunArgs {
+    /// Configuration file (TOML); without it the embedded default is used.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address of the first terminal listener.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address of the first issuer's first link.
+    #[arg(long)]
+    pub issuer: Option<SocketAddr>,
+    /// Address for /metrics and /health.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Journal file.
+    #[arg(long)]
+    pub journal: Option<PathBuf>,
+    /// Spec of the first listener and of the first issuer's links.
+    #[arg(long)]
+    pub spec: Option<String>,
+    /// Deadline of the first issuer's links, in milliseconds.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The configuration `run` would use: file or default, then the flags.
+pub fn effective_config(a: &RunArgs) -> Result<Config, String> {
+    let mut cfg = match &a.config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::embedded(),
+    };
+    if let Some(m) = a.metrics {
+        cfg.metrics = Some(m);
+    }
+    if let Some(j) = &a.journal {
+        cfg.journal = j.clone();
+    }
+    if let Some(l) = cfg.listeners.first_mut() {
+        if let Some(addr) = a.listen {
+            l.addr = addr;
+        }
+        if let Some(s) = &a.spec {
+            l.spec = s.clone();
+        }
+    }
+    if let Some(i) = cfg.issuers.first_mut() {
+        if let (Some(addr), Some(link)) = (a.issuer, i.links.first_mut()) {
+            link.addr = addr;
+        }
+        for link in &mut i.links {
+            if let Some(s) = &a.spec {
+                link.spec = s.clone();
+            }
+            if let Some(t) = a.timeout_ms {
+                link.deadline_ms = t.max(1);
+            }
+        }
+    }
+    if let Some(s) = &a.spec
+        && crate::iso::spec::shipped(s).is_none()
+        && !std::path::Path::new(s).exists()
+    {
+        return Err(format!("--spec: unknown spec `{s}`"));
+    }
+    Ok(cfg)
+}
+
+pub fn run(a: RunArgs) -> ExitCode {
+    crate::telemetry::init();
+    let cfg = match effective_config(&a) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("isoswitch run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isoswitch run: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let sw = match crate::acceptor::serve(cfg, shutdown.clone()).await {
+            Ok(sw) => sw,
+            Err(e) => {
+                eprintln!("isoswitch run: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining requests in flight");
+        shutdown.cancel();
+        sw.join().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_first_listener_and_issuer() {
+        let a = RunArgs {
+            listen: Some("127.0.0.1:1000".parse().unwrap()),
+            issuer: Some("127.0.0.1:2000".parse().unwrap()),
+            spec: Some("iso87binbitmap".into()),
+            timeout_ms: Some(700),
+            ..RunArgs::default()
+        };
+        let c = effective_config(&a).unwrap();
+        assert_eq!(c.listeners[0].addr.port(), 1000);
+        assert_eq!(c.listeners[0].spec, "iso87binbitmap");
+        assert_eq!(c.issuers[0].links[0].addr.port(), 2000);
+        assert_eq!(c.issuers[0].links[0].deadline_ms, 700);
+        let bad = RunArgs { spec: Some("nope".into()), ..RunArgs::default() };
+        assert!(effective_config(&bad).is_err());
+    }
+}

@@ -1,0 +1,417 @@
+//! The switch's configuration: a TOML file (listeners, issuers and their links, routes,
+//! timeouts, TLS files, metrics address) and the embedded default that `isoswitch run`
+//! uses without `--config`. A bad file is refused with the file, line and key named; the
+//! file is checked whole (addresses, spec names, route targets) before anything starts.
+//! May import: the codec and framing (for spec names and `FrameConfig`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::frame::FrameConfig;
+use crate::iso::spec;
+
+/// The embedded default: one listener, one issuer taking every BIN.
+pub const DEFAULT_TOML: &str = r#"
+metrics = "127.0.0.1:9583"
+journal = "./isoswitch-journal.db"
+default_issuer = "default"
+
+[[listener]]
+addr = "127.0.0.1:8583"
+spec = "iso87ascii"
+
+[[issuer]]
+name = "default"
+
+[[issuer.link]]
+addr = "127.0.0.1:8584"
+spec = "iso87ascii"
+deadline_ms = 5000
+"#;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where `/metrics` and `/health` are served; absent: not served.
+    pub metrics: Option<SocketAddr>,
+    /// The journal file (used by the journal layer).
+    #[serde(default = "default_journal")]
+    pub journal: PathBuf,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<IssuerConfig>,
+    /// PAN prefix routes; the longest matching prefix wins.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// The issuer for PANs no route matches; absent: such requests are declined with 14
+    /// (or, with exactly one issuer, that issuer takes them).
+    pub default_issuer: Option<String>,
+}
+
+/// Switch-wide time bounds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP connect to an issuer.
+    pub connect_ms: u64,
+    /// TLS handshake, either side.
+    pub handshake_ms: u64,
+    /// A write that makes no progress this long closes the connection (hung peer).
+    pub write_ms: u64,
+    /// Graceful shutdown: how long in-flight requests may take to finish.
+    pub drain_ms: u64,
+    /// Cap of the reconnect backoff.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: 2000,
+            handshake_ms: 2000,
+            write_ms: 2000,
+            drain_ms: 5000,
+            reconnect_max_ms: 5000,
+        }
+    }
+}
+
+/// One terminal listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub addr: SocketAddr,
+    #[serde(default = "default_spec")]
+    pub spec: String,
+    #[serde(default)]
+    pub frame: FrameConfig,
+    pub tls: Option<ServerTls>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection with nothing received and nothing in flight this long is closed.
+    #[serde(default = "default_idle_ms")]
+    pub idle_timeout_ms: u64,
+    /// Requests in flight on one connection before reading pauses.
+    #[serde(default = "default_pipeline")]
+    pub max_inflight_per_connection: usize,
+}
+
+/// TLS toward terminals.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, terminals must present a certificate issued by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// One issuer (bank host) and its links.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    pub name: String,
+    /// Fields that match a reply to its request; "11" is the switch's own STAN.
+    #[serde(default = "default_match_key")]
+    pub match_key: Vec<String>,
+    #[serde(rename = "link")]
+    pub links: Vec<LinkConfig>,
+}
+
+/// One persistent connection to an issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    pub addr: SocketAddr,
+    #[serde(default = "default_spec")]
+    pub spec: String,
+    #[serde(default)]
+    pub frame: FrameConfig,
+    pub tls: Option<ClientTls>,
+    /// Requests in flight on this link at most.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    /// An idle link sends an 0800 echo this often.
+    #[serde(default = "default_echo")]
+    pub echo_interval_ms: u64,
+    /// Send an 0800 sign-on after each connect.
+    #[serde(default = "default_true")]
+    pub sign_on: bool,
+}
+
+/// TLS toward an issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    /// CA certificates that sign the issuer's certificate.
+    pub ca: PathBuf,
+    /// Name expected in the issuer's certificate.
+    pub server_name: String,
+    /// Client certificate and key for mutual TLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// A PAN prefix route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub issuer: String,
+}
+
+fn default_journal() -> PathBuf {
+    PathBuf::from("./isoswitch-journal.db")
+}
+fn default_spec() -> String {
+    "iso87ascii".to_string()
+}
+fn default_max_connections() -> usize {
+    20_000
+}
+fn default_idle_ms() -> u64 {
+    300_000
+}
+fn default_pipeline() -> usize {
+    256
+}
+fn default_match_key() -> Vec<String> {
+    vec!["11".to_string()]
+}
+fn default_window() -> usize {
+    4096
+}
+fn default_deadline() -> u64 {
+    5000
+}
+fn default_echo() -> u64 {
+    30_000
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}:{line}:{column}: {key}: {message}")]
+    Invalid { file: String, line: usize, column: usize, key: String, message: String },
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded() -> Config {
+        // The embedded text is part of the program and covered by a test.
+        match Config::parse("<embedded>", DEFAULT_TOML) {
+            Ok(c) => c,
+            Err(e) => unreachable!("embedded configuration: {e}"),
+        }
+    }
+
+    /// Read and check a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        Config::parse(&file, &text)
+    }
+
+    /// Parse and check configuration text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let (line, column, key) = match e.span() {
+                Some(span) => {
+                    let (l, c) = line_col(text, span.start);
+                    let key = text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_string();
+                    (l, c, key)
+                }
+                None => (0, 0, String::new()),
+            };
+            let key = if key.is_empty() || key.len() > 60 { "(document)".to_string() } else { key };
+            ConfigError::Invalid {
+                file: file.to_string(),
+                line,
+                column,
+                key,
+                message: e.message().to_string(),
+            }
+        })?;
+        cfg.check(file, text)?;
+        Ok(cfg)
+    }
+
+    fn check(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: &str, message: String| {
+            let (line, column) = locate(text, key, value);
+            ConfigError::Invalid { file: file.to_string(), line, column, key: key.to_string(), message }
+        };
+        for l in &self.listeners {
+            if spec::shipped(&l.spec).is_none() && !Path::new(&l.spec).exists() {
+                return Err(bad("spec", &l.spec, format!("unknown spec `{}`", l.spec)));
+            }
+            if l.max_connections == 0 {
+                return Err(bad("max_connections", "", "must be at least 1".into()));
+            }
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for i in &self.issuers {
+            if names.contains(&i.name.as_str()) {
+                return Err(bad("name", &i.name, format!("issuer `{}` defined twice", i.name)));
+            }
+            names.push(&i.name);
+            if i.links.is_empty() {
+                return Err(bad("name", &i.name, format!("issuer `{}` has no [[issuer.link]]", i.name)));
+            }
+            if i.match_key.is_empty() {
+                return Err(bad("match_key", "", "needs at least one field".into()));
+            }
+            for k in &i.match_key {
+                match k.parse::<usize>() {
+                    Ok(n) if (2..=128).contains(&n) => {}
+                    _ => return Err(bad("match_key", k, format!("`{k}` is not a field number 2-128"))),
+                }
+            }
+            for link in &i.links {
+                if spec::shipped(&link.spec).is_none() && !Path::new(&link.spec).exists() {
+                    return Err(bad("spec", &link.spec, format!("unknown spec `{}`", link.spec)));
+                }
+                if link.window == 0 {
+                    return Err(bad("window", "", "must be at least 1".into()));
+                }
+                if link.deadline_ms == 0 {
+                    return Err(bad("deadline_ms", "", "must be at least 1".into()));
+                }
+            }
+        }
+        for r in &self.routes {
+            if r.prefix.is_empty() || !r.prefix.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("prefix", &r.prefix, format!("`{}` is not a digit prefix", r.prefix)));
+            }
+            if !names.contains(&r.issuer.as_str()) {
+                return Err(bad("issuer", &r.issuer, format!("no issuer named `{}`", r.issuer)));
+            }
+        }
+        if let Some(d) = &self.default_issuer
+            && !names.contains(&d.as_str())
+        {
+            return Err(bad("default_issuer", d, format!("no issuer named `{d}`")));
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.len(), |p| before.len() - p - 1) + 1;
+    (line, column)
+}
+
+/// The line where `key` is given `value` (or just `key` when value is empty).
+fn locate(text: &str, key: &str, value: &str) -> (usize, usize) {
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+            && (value.is_empty() || rest.contains(value))
+        {
+            return (i + 1, line.len() - t.len() + 1);
+        }
+    }
+    (0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_matches_the_cli_contract() {
+        let c = Config::embedded();
+        assert_eq!(c.metrics, Some("127.0.0.1:9583".parse().unwrap()));
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].addr, "127.0.0.1:8583".parse().unwrap());
+        assert_eq!(c.listeners[0].spec, "iso87ascii");
+        assert_eq!(c.listeners[0].frame, FrameConfig::default());
+        assert_eq!(c.issuers[0].links[0].addr, "127.0.0.1:8584".parse().unwrap());
+        assert_eq!(c.issuers[0].links[0].deadline_ms, 5000);
+        assert_eq!(c.issuers[0].match_key, vec!["11"]);
+        assert_eq!(c.journal, PathBuf::from("./isoswitch-journal.db"));
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let text = r#"
+metrics = "127.0.0.1:0"
+default_issuer = "a"
+[timeouts]
+drain_ms = 100
+[[listener]]
+addr = "127.0.0.1:0"
+spec = "cup-pos"
+frame = { length = "bcd2", tpdu = true, header_len = 6, max_frame = 4096 }
+max_connections = 10
+[listener.tls]
+cert = "c.pem"
+key = "k.pem"
+client_ca = "ca.pem"
+[[issuer]]
+name = "a"
+match_key = ["11", "41"]
+[[issuer.link]]
+addr = "127.0.0.1:1"
+window = 8
+sign_on = false
+[[issuer.link]]
+addr = "127.0.0.1:2"
+tls = { ca = "ca.pem", server_name = "bank", cert = "c.pem", key = "k.pem" }
+[[route]]
+prefix = "62"
+issuer = "a"
+"#;
+        let c = Config::parse("t.toml", text).unwrap();
+        assert_eq!(c.listeners[0].frame.header_len, 6);
+        assert_eq!(c.issuers[0].links.len(), 2);
+        assert!(!c.issuers[0].links[0].sign_on);
+        assert_eq!(c.routes[0].prefix, "62");
+        assert_eq!(c.timeouts.drain_ms, 100);
+    }
+
+    #[test]
+    fn bad_files_name_file_line_and_key() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("metrics = \"127.0.0.1:1\"\nbogus = 1\n", 2, "bogus"),
+            ("[[listener]]\naddr = \"127.0.0.1:1\"\nmax_conections = 3\n", 3, "max_conections"),
+            ("[[listener]]\naddr = \"not an address\"\n", 2, "not an address"),
+            ("[[listener]]\naddr = \"127.0.0.1:1\"\nspec = \"nope\"\n", 3, "spec"),
+            (
+                "[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n[[route]]\nprefix = \"4\"\nissuer = \"b\"\n",
+                7,
+                "issuer",
+            ),
+            (
+                "[[issuer]]\nname = \"a\"\nmatch_key = [\"x\"]\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n",
+                3,
+                "match_key",
+            ),
+            ("[[listener]]\naddr = \"127.0.0.1:1\"\nframe = { length = \"bcd3\" }\n", 3, "bcd3"),
+        ];
+        for (text, line, key) in cases {
+            let e = Config::parse("bad.toml", text).unwrap_err();
+            let s = e.to_string();
+            assert!(s.starts_with(&format!("bad.toml:{line}:")), "{text:?} -> {s}");
+            assert!(s.contains(key), "{text:?} -> {s}");
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! One persistent link to an issuer: connect (TCP or TLS) with capped exponential
+//! backoff that survives refused connects, sign on (0800, field 70 = 001), echo (0800,
+//! 70 = 301) when nothing has been received for the echo interval, and close the link
+//! hard when a write stalls or an echo goes unanswered. Per connection a reader task
+//! matches replies in the session table while the link task writes: it drains every
+//! queued message, then writes and flushes once. May import: codec, framing, config,
+//! metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use metrics::{Gauge, Histogram, counter, gauge, histogram};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::sync::CancellationToken;
+
+use super::session::{MatchKey, Pending, SessionTable};
+use super::{Outcome, convert, response_mti};
+use crate::config::{LinkConfig, Timeouts};
+use crate::frame::{Frame, FrameCodec};
+use crate::iso::{Message, Spec};
+use crate::metrics as m;
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A link's shared state: read by the requests that use it, written by its task.
+pub struct Link {
+    id: u32,
+    issuer: Arc<str>,
+    cfg: LinkConfig,
+    spec: Arc<Spec>,
+    key: MatchKey,
+    tls: Option<(Arc<rustls::ClientConfig>, String)>,
+    table: Arc<SessionTable>,
+    timeouts: Timeouts,
+    tx: mpsc::Sender<Bytes>,
+    up: AtomicBool,
+    inflight: AtomicUsize,
+    ewma_us: AtomicU64,
+    stan: AtomicU32,
+    rrn: AtomicU64,
+    /// Milliseconds since `born` at the last frame received.
+    last_rx_ms: AtomicU64,
+    born: Instant,
+    latency: Histogram,
+    inflight_gauge: Gauge,
+    up_gauge: Gauge,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("id", &self.id)
+            .field("issuer", &self.issuer)
+            .field("addr", &self.cfg.addr)
+            .finish()
+    }
+}
+
+impl Link {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u32,
+        issuer: Arc<str>,
+        cfg: LinkConfig,
+        spec: Arc<Spec>,
+        key: MatchKey,
+        tls: Option<(Arc<rustls::ClientConfig>, String)>,
+        table: Arc<SessionTable>,
+        timeouts: Timeouts,
+    ) -> (Arc<Link>, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(cfg.window.max(16));
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let label = issuer.to_string();
+        let link = Link {
+            id,
+            latency: histogram!(m::ISSUER_LATENCY_SECONDS, "issuer" => label.clone()),
+            inflight_gauge: gauge!(m::INFLIGHT, "issuer" => label.clone()),
+            up_gauge: gauge!(m::ISSUER_UP, "issuer" => label),
+            issuer,
+            cfg,
+            spec,
+            key,
+            tls,
+            table,
+            timeouts,
+            tx,
+            up: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            ewma_us: AtomicU64::new(0),
+            // STANs start where the clock puts them so a restart does not reuse recent ones.
+            stan: AtomicU32::new((secs % 999_999) as u32),
+            rrn: AtomicU64::new((secs % 100_000) * 100_000),
+            last_rx_ms: AtomicU64::new(0),
+            born: Instant::now(),
+        };
+        (Arc::new(link), rx)
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    pub fn latency_us(&self) -> u64 {
+        self.ewma_us.load(Ordering::Relaxed)
+    }
+
+    fn next_stan(&self) -> u32 {
+        self.stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1
+    }
+
+    fn next_rrn(&self) -> [u8; 12] {
+        let seq = self.rrn.fetch_add(1, Ordering::Relaxed) % 10_000_000_000;
+        let mut out = [b'0'; 12];
+        write_digits(&mut out[..2], u64::from(self.id % 100));
+        write_digits(&mut out[2..], seq);
+        out
+    }
+
+    fn entry_left(&self) {
+        self.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.inflight_gauge.decrement(1.0);
+    }
+
+    /// Send `req` on this link with a fresh switch STAN and RRN and wait for its outcome.
+    /// `internal` messages (sign-on, echo) may use a link that is not marked up yet.
+    pub async fn exchange(&self, req: &Message, internal: bool) -> Outcome {
+        if !internal && (!self.is_up() || self.inflight() >= self.cfg.window) {
+            if self.is_up() {
+                counter!(m::SHED_TOTAL, "class" => "authorisation").increment(1);
+            }
+            return Outcome::Unavailable;
+        }
+        let Some(reply_mti) = response_mti(req.mti().as_bytes()) else { return Outcome::Failed };
+        let Ok(mut out) = convert(req, &self.spec) else { return Outcome::Failed };
+        let terminal_stan = req.stan();
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(self.cfg.deadline_ms);
+        let (tx, mut rx) = oneshot::channel();
+        let mut pending = Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan };
+        let mut key = None;
+        // A STAN whose key is still in flight is skipped; a bounded number of tries.
+        for _ in 0..16 {
+            let mut digits = [b'0'; 6];
+            write_digits(&mut digits, u64::from(self.next_stan()));
+            if out.set(11, std::str::from_utf8(&digits).unwrap_or("000000")).is_err() {
+                return Outcome::Failed;
+            }
+            if !internal && self.spec.field(37).is_some() {
+                let rrn = self.next_rrn();
+                if out.set(37, std::str::from_utf8(&rrn).unwrap_or("000000000000")).is_err() {
+                    return Outcome::Failed;
+                }
+            }
+            let Some(k) = self.key.of(self.id, &out) else { return Outcome::Failed };
+            match self.table.insert(k.clone(), pending) {
+                Ok(()) => {
+                    key = Some(k);
+                    break;
+                }
+                Err(p) => pending = p,
+            }
+        }
+        let Some(key) = key else { return Outcome::Unavailable };
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.inflight_gauge.increment(1.0);
+        let mut body = BytesMut::with_capacity(256);
+        if out.encode(&mut body).is_err() || self.tx.try_send(body.freeze()).is_err() {
+            if self.table.take(&key).is_some() {
+                self.entry_left();
+            }
+            return Outcome::Failed;
+        }
+        match tokio::time::timeout_at(deadline.into(), &mut rx).await {
+            Ok(Ok(reply)) => Outcome::Reply(reply),
+            Ok(Err(_)) => Outcome::LinkLost,
+            Err(_) => {
+                if self.table.take(&key).is_some() {
+                    self.entry_left();
+                    counter!(m::TIMEOUTS_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
+                    tracing::info!(issuer = %self.issuer, link = self.id, terminal_stan, "issuer reply timed out");
+                    Outcome::Timeout
+                } else {
+                    // The reply won the race with the deadline; it is in the channel.
+                    match rx.try_recv() {
+                        Ok(reply) => Outcome::Reply(reply),
+                        Err(_) => Outcome::Timeout,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Match one frame read from the issuer.
+    fn on_frame(&self, body: Bytes, reply_tx: &mpsc::Sender<Bytes>) {
+        self.last_rx_ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let msg = match Message::decode(&self.spec, body) {
+            Ok(msg) => msg,
+            Err(e) => {
+                counter!(m::DECODE_ERRORS_TOTAL).increment(1);
+                tracing::warn!(issuer = %self.issuer, link = self.id, error = %e, "undecodable message from issuer");
+                return;
+            }
+        };
+        let mti = msg.mti().as_bytes();
+        if let Some(resp) = response_mti(mti) {
+            // The issuer's own network management (echo, key exchange): answer 0810 with 00.
+            if mti.starts_with(b"08") {
+                let mut r = msg.clone();
+                let ok = r.set_mti(std::str::from_utf8(&resp).unwrap_or("0810")).is_ok()
+                    && r.set(39, "00").is_ok();
+                if ok && let Ok(b) = r.to_bytes() {
+                    let _ = reply_tx.try_send(b);
+                }
+            }
+            return;
+        }
+        let taken = self.key.of(self.id, &msg).and_then(|k| self.table.take_reply(&k, mti));
+        match taken {
+            Some(p) => {
+                self.entry_left();
+                let took = p.sent.elapsed();
+                self.latency.record(took.as_secs_f64());
+                let us = took.as_micros() as u64;
+                let old = self.ewma_us.load(Ordering::Relaxed);
+                let new = if old == 0 { us } else { old - old / 8 + us / 8 };
+                self.ewma_us.store(new, Ordering::Relaxed);
+                let _ = p.reply.send(msg);
+            }
+            None => {
+                counter!(m::UNMATCHED_REPLIES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
+                tracing::warn!(issuer = %self.issuer, link = self.id, mti = msg.mti(), stan = msg.stan(),
+                    "late or unmatched issuer reply dropped");
+            }
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<(Reader, Writer)> {
+        let bound = Duration::from_millis(self.timeouts.connect_ms);
+        let tcp = tokio::time::timeout(bound, TcpStream::connect(self.cfg.addr))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        tcp.set_nodelay(true)?;
+        match &self.tls {
+            None => {
+                let (r, w) = tcp.into_split();
+                Ok((Box::new(r), Box::new(w)))
+            }
+            Some((cc, name)) => {
+                let name = rustls_pki_types::ServerName::try_from(name.clone())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let connector = tokio_rustls::TlsConnector::from(cc.clone());
+                let bound = Duration::from_millis(self.timeouts.handshake_ms);
+                let tls =
+                    tokio::time::timeout(bound, connector.connect(name, tcp)).await.map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "tls handshake timed out")
+                    })??;
+                let (r, w) = tokio::io::split(tls);
+                Ok((Box::new(r), Box::new(w)))
+            }
+        }
+    }
+
+    fn network_message(&self, code: &str) -> Option<Message> {
+        let mut msg = Message::new(self.spec.clone(), "0800").ok()?;
+        msg.set(7, &transmission_time()).ok()?;
+        msg.set(70, code).ok()?;
+        Some(msg)
+    }
+
+    async fn network(&self, code: &str) -> bool {
+        let Some(msg) = self.network_message(code) else { return false };
+        match self.exchange(&msg, true).await {
+            Outcome::Reply(r) => r.response_code().is_some_and(|rc| rc == "00"),
+            _ => false,
+        }
+    }
+}
+
+/// The link task: connect, sign on, serve, and reconnect until `shutdown`.
+pub async fn run(link: Arc<Link>, mut rx: mpsc::Receiver<Bytes>, shutdown: CancellationToken) {
+    let cap = Duration::from_millis(link.timeouts.reconnect_max_ms.max(100));
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let conn = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            c = link.connect() => c,
+        };
+        match conn {
+            Ok((r, w)) => {
+                counter!(m::LINK_CONNECTS_TOTAL, "issuer" => link.issuer.to_string()).increment(1);
+                tracing::info!(issuer = %link.issuer, link = link.id, addr = %link.cfg.addr, "issuer link connected");
+                if serve(&link, &mut rx, r, w, &shutdown).await {
+                    backoff = Duration::from_millis(50);
+                }
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                tracing::warn!(issuer = %link.issuer, link = link.id, "issuer link down");
+            }
+            Err(e) => {
+                tracing::debug!(issuer = %link.issuer, link = link.id, error = %e, "issuer connect failed");
+            }
+        }
+        // Jitter keeps many links from reconnecting in step.
+        let jitter = Duration::from_millis(u64::from(link.born.elapsed().subsec_nanos() % 50));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff + jitter) => {}
+        }
+        backoff = (backoff * 2).min(cap);
+    }
+}
+
+/// Serve one connection until it breaks; returns whether it was signed on.
+async fn serve(
+    link: &Arc<Link>,
+    rx: &mut mpsc::Receiver<Bytes>,
+    r: Reader,
+    w: Writer,
+    shutdown: &CancellationToken,
+) -> bool {
+    // Messages queued for a previous connection belong to requests already failed.
+    while rx.try_recv().is_ok() {}
+    let reader_link = link.clone();
+    let reply_tx = link.tx.clone();
+    let codec = FrameCodec::new(link.cfg.frame);
+    let mut reader = tokio::spawn(async move {
+        let mut frames = FramedRead::new(r, codec);
+        while let Some(Ok(frame)) = frames.next().await {
+            reader_link.on_frame(frame.body, &reply_tx);
+        }
+    });
+    let mut signed_on = false;
+    let control = async {
+        if link.cfg.sign_on && !link.network("001").await {
+            tracing::warn!(issuer = %link.issuer, link = link.id, "sign-on refused or unanswered");
+            return;
+        }
+        signed_on = true;
+        link.up.store(true, Ordering::Release);
+        link.up_gauge.increment(1.0);
+        let every = Duration::from_millis(link.cfg.echo_interval_ms.max(10));
+        loop {
+            tokio::time::sleep(every / 4).await;
+            let now = link.born.elapsed().as_millis() as u64;
+            if now.saturating_sub(link.last_rx_ms.load(Ordering::Relaxed)) >= every.as_millis() as u64
+                && !link.network("301").await
+            {
+                tracing::warn!(issuer = %link.issuer, link = link.id, "echo unanswered; closing link");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = &mut reader => {}
+        _ = write_loop(link, rx, w) => {}
+        _ = control => {}
+        _ = shutdown.cancelled() => {}
+    }
+    reader.abort();
+    if link.up.swap(false, Ordering::AcqRel) {
+        link.up_gauge.decrement(1.0);
+    }
+    let lost = link.table.purge_link(link.id);
+    if lost > 0 {
+        link.inflight.fetch_sub(lost.min(link.inflight()), Ordering::Relaxed);
+        link.inflight_gauge.decrement(lost as f64);
+        tracing::warn!(issuer = %link.issuer, link = link.id, lost, "requests in flight on a lost link");
+    }
+    signed_on
+}
+
+async fn write_loop(link: &Link, rx: &mut mpsc::Receiver<Bytes>, mut w: Writer) {
+    let mut codec = FrameCodec::new(link.cfg.frame);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let bound = Duration::from_millis(link.timeouts.write_ms);
+    while let Some(body) = rx.recv().await {
+        let mut next = Some(body);
+        while let Some(b) = next.take() {
+            if codec.encode(Frame::plain(b), &mut buf).is_err() {
+                tracing::warn!(issuer = %link.issuer, "message too large for the issuer's framing");
+            }
+            if buf.len() < 64 * 1024 {
+                next = rx.try_recv().ok();
+            }
+        }
+        let write = async {
+            w.write_all(&buf).await?;
+            w.flush().await
+        };
+        match tokio::time::timeout(bound, write).await {
+            Ok(Ok(())) => buf.clear(),
+            _ => {
+                tracing::warn!(issuer = %link.issuer, link = link.id, "issuer write failed or stalled; closing link");
+                return;
+            }
+        }
+    }
+}
+
+fn write_digits(out: &mut [u8], mut v: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Field 7, MMDDhhmmss in UTC.
+fn transmission_time() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, mo, d) = civil_from_days(days as i64);
+    let _ = y;
+    format!("{mo:02}{d:02}{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Gregorian date from days since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_digits() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        let mut d = [0u8; 6];
+        write_digits(&mut d, 42);
+        assert_eq!(&d, b"000042");
+        assert_eq!(transmission_time().len(), 10);
+    }
+}

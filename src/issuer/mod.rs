@@ -1,0 +1,217 @@
+//! The issuer connector: persistent links to bank hosts, the session table, switch
+//! STAN/RRN allocation per link, deadlines, sign-on and echo, reconnect with backoff, and
+//! the choice of a link among an issuer's several (fewest in flight, then recent
+//! latency). `Issuer::forward` takes a terminal's request and returns an `Outcome`: the
+//! issuer's reply, a timeout (68), unavailable (91) or a failure (96). May import: the
+//! codec, framing, config, metrics and TLS edges.
+
+mod link;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{IssuerConfig, Timeouts};
+use crate::iso::{EncodeError, Message, Spec};
+use link::Link;
+use session::{MatchKey, SessionTable};
+
+/// How a forwarded request ended. Not boxed: it is moved once per request and a box
+/// would cost an allocation.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    /// The issuer answered.
+    Reply(Message),
+    /// No reply before the deadline (the terminal gets 68).
+    Timeout,
+    /// No link up, or the window is full (91).
+    Unavailable,
+    /// The link broke while the request was in flight; the issuer may have seen it (68).
+    LinkLost,
+    /// The request could not be converted or encoded for the issuer (96).
+    Failed,
+}
+
+impl Outcome {
+    /// The response code the switch answers with when this is not a reply.
+    pub fn switch_rc(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Reply(_) => None,
+            Outcome::Timeout | Outcome::LinkLost => Some("68"),
+            Outcome::Unavailable => Some("91"),
+            Outcome::Failed => Some("96"),
+        }
+    }
+}
+
+/// Why the issuer connector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error("issuer {issuer}: spec {spec}: {message}")]
+    Spec { issuer: String, spec: String, message: String },
+    #[error("issuer {issuer}: {source}")]
+    Tls { issuer: String, source: crate::tls::TlsError },
+}
+
+/// One issuer and its links.
+#[derive(Debug)]
+pub struct Issuer {
+    name: Arc<str>,
+    links: Vec<Arc<Link>>,
+}
+
+impl Issuer {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Links currently connected (and signed on when configured).
+    pub fn links_up(&self) -> usize {
+        self.links.iter().filter(|l| l.is_up()).count()
+    }
+
+    /// Requests waiting for this issuer.
+    pub fn inflight(&self) -> usize {
+        self.links.iter().map(|l| l.inflight()).sum()
+    }
+
+    /// Forward a terminal's request and wait for its outcome (at most the link deadline).
+    pub async fn forward(&self, req: &Message) -> Outcome {
+        match self.pick() {
+            Some(link) => link.exchange(req, false).await,
+            None => Outcome::Unavailable,
+        }
+    }
+
+    /// The live link with the fewest requests in flight, ties broken by recent latency.
+    fn pick(&self) -> Option<&Arc<Link>> {
+        if let [only] = self.links.as_slice() {
+            return only.is_up().then_some(only);
+        }
+        self.links.iter().filter(|l| l.is_up()).min_by_key(|l| (l.inflight(), l.latency_us()))
+    }
+}
+
+/// All configured issuers, in configuration order, with their link tasks.
+#[derive(Debug)]
+pub struct Issuers {
+    list: Vec<Arc<Issuer>>,
+    tasks: Vec<JoinHandle<()>>,
+    table: Arc<SessionTable>,
+}
+
+impl Issuers {
+    /// Build every issuer and start its link tasks; they stop on `shutdown`.
+    pub fn start(
+        cfgs: &[IssuerConfig],
+        timeouts: Timeouts,
+        shutdown: &CancellationToken,
+    ) -> Result<Issuers, IssuerError> {
+        let table = Arc::new(SessionTable::new());
+        let mut list = Vec::with_capacity(cfgs.len());
+        let mut tasks = Vec::new();
+        let mut next_id = 0u32;
+        for ic in cfgs {
+            let name: Arc<str> = Arc::from(ic.name.as_str());
+            let fields: Vec<usize> = ic.match_key.iter().filter_map(|k| k.parse().ok()).collect();
+            let key = MatchKey::new(&fields);
+            let mut links = Vec::with_capacity(ic.links.len());
+            for lc in &ic.links {
+                let spec = Spec::load(&lc.spec).map_err(|e| IssuerError::Spec {
+                    issuer: ic.name.clone(),
+                    spec: lc.spec.clone(),
+                    message: e.to_string(),
+                })?;
+                let tls = match &lc.tls {
+                    Some(t) => {
+                        let ck = t.cert.as_deref().zip(t.key.as_deref());
+                        let cc = crate::tls::client_config(&t.ca, ck)
+                            .map_err(|source| IssuerError::Tls { issuer: ic.name.clone(), source })?;
+                        Some((Arc::new(cc), t.server_name.clone()))
+                    }
+                    None => None,
+                };
+                let (link, rx) = Link::new(
+                    next_id,
+                    name.clone(),
+                    lc.clone(),
+                    spec,
+                    key.clone(),
+                    tls,
+                    table.clone(),
+                    timeouts,
+                );
+                next_id += 1;
+                tasks.push(tokio::spawn(link::run(link.clone(), rx, shutdown.clone())));
+                links.push(link);
+            }
+            list.push(Arc::new(Issuer { name, links }));
+        }
+        Ok(Issuers { list, tasks, table })
+    }
+
+    /// The issuer at configuration index `i`.
+    pub fn get(&self, i: usize) -> Option<&Arc<Issuer>> {
+        self.list.get(i)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Issuer>> {
+        self.list.iter().find(|i| &*i.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.list.iter()
+    }
+
+    /// Requests waiting in the session table, all issuers.
+    pub fn pending(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Wait (bounded) for the link tasks to end after their shutdown token fired.
+    pub async fn join(self, bound: Duration) {
+        for t in self.tasks {
+            let _ = tokio::time::timeout(bound, t).await;
+        }
+    }
+}
+
+/// `msg` in `spec`: the same message when the specs agree, else rebuilt field by field.
+pub fn convert(msg: &Message, spec: &Arc<Spec>) -> Result<Message, EncodeError> {
+    if Arc::ptr_eq(msg.spec(), spec) || **msg.spec() == **spec {
+        return Ok(msg.clone());
+    }
+    let mut out = Message::new(spec.clone(), msg.mti())?;
+    for n in msg.fields() {
+        out.copy_from(msg, n)?;
+    }
+    Ok(out)
+}
+
+/// The response MTI of a request MTI (third digit + 1), if it is a request.
+pub fn response_mti(mti: &[u8]) -> Option<[u8; 4]> {
+    let m: [u8; 4] = mti.try_into().ok()?;
+    if !m.iter().all(u8::is_ascii_digit) || (m[2] - b'0') % 2 == 1 {
+        return None;
+    }
+    Some([m[0], m[1], m[2] + 1, m[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_mtis() {
+        assert_eq!(response_mti(b"0200"), Some(*b"0210"));
+        assert_eq!(response_mti(b"0800"), Some(*b"0810"));
+        assert_eq!(response_mti(b"0420"), Some(*b"0430"));
+        assert_eq!(response_mti(b"0210"), None);
+        assert_eq!(response_mti(b"02x0"), None);
+        assert_eq!(response_mti(b"020"), None);
+    }
+}

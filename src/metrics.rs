@@ -1,0 +1,188 @@
+//! Metric names (the only place they are spelled), their descriptions, the Prometheus
+//! recorder, and the tiny HTTP/1.1 endpoint that serves `/metrics` and `/health`.
+//! Labels are low-cardinality only: MTI, issuer name, response code, class — never a
+//! PAN, STAN or terminal id. May import: anything (edge module).
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub const REQUESTS_TOTAL: &str = "isoswitch_requests_total";
+pub const RESPONSES_TOTAL: &str = "isoswitch_responses_total";
+pub const ISSUER_LATENCY_SECONDS: &str = "isoswitch_issuer_latency_seconds";
+pub const END_TO_END_LATENCY_SECONDS: &str = "isoswitch_end_to_end_latency_seconds";
+pub const INFLIGHT: &str = "isoswitch_inflight";
+pub const TERMINAL_CONNECTIONS: &str = "isoswitch_terminal_connections";
+pub const ISSUER_UP: &str = "isoswitch_issuer_up";
+pub const SAF_DEPTH: &str = "isoswitch_saf_depth";
+pub const SHED_TOTAL: &str = "isoswitch_shed_total";
+pub const DECODE_ERRORS_TOTAL: &str = "isoswitch_decode_errors_total";
+pub const UNMATCHED_REPLIES_TOTAL: &str = "isoswitch_unmatched_replies_total";
+pub const TIMEOUTS_TOTAL: &str = "isoswitch_timeouts_total";
+pub const LINK_CONNECTS_TOTAL: &str = "isoswitch_link_connects_total";
+pub const FRAME_ERRORS_TOTAL: &str = "isoswitch_frame_errors_total";
+pub const REFUSED_CONNECTIONS_TOTAL: &str = "isoswitch_refused_connections_total";
+
+/// Latency buckets in seconds: 100 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Install the process-wide Prometheus recorder once and describe every metric; later
+/// calls return the same handle. `None` when another recorder was installed first.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), LATENCY_BUCKETS)
+                .ok()?;
+            let handle = builder.install_recorder().ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(REQUESTS_TOTAL, "Requests received from terminals, by MTI.");
+    describe_counter!(RESPONSES_TOTAL, "Responses sent to terminals, by issuer and response code.");
+    describe_histogram!(
+        ISSUER_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Time from writing to an issuer to its reply."
+    );
+    describe_histogram!(
+        END_TO_END_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Time from a terminal's request to its reply."
+    );
+    describe_gauge!(INFLIGHT, "Requests waiting for an issuer's reply.");
+    describe_gauge!(TERMINAL_CONNECTIONS, "Open terminal connections.");
+    describe_gauge!(ISSUER_UP, "Links of the issuer that are connected and signed on.");
+    describe_gauge!(SAF_DEPTH, "Store-and-forward messages waiting for the issuer.");
+    describe_counter!(SHED_TOTAL, "Requests refused with 91 because the issuer's window was full, by class.");
+    describe_counter!(DECODE_ERRORS_TOTAL, "Frames that did not decode as ISO 8583 messages.");
+    describe_counter!(
+        UNMATCHED_REPLIES_TOTAL,
+        "Issuer replies that matched no waiting request (late or unknown)."
+    );
+    describe_counter!(TIMEOUTS_TOTAL, "Requests that reached their deadline without a reply, by issuer.");
+    describe_counter!(LINK_CONNECTS_TOTAL, "Successful issuer link connects, by issuer.");
+    describe_counter!(
+        FRAME_ERRORS_TOTAL,
+        "Terminal connections closed for a framing error (oversized or bad length)."
+    );
+    describe_counter!(REFUSED_CONNECTIONS_TOTAL, "Terminal connections refused at the connection limit.");
+}
+
+/// A label value for an MTI without allocating: the common ones are static.
+pub fn mti_label(mti: &str) -> &'static str {
+    const KNOWN: &[&str] =
+        &["0100", "0120", "0200", "0220", "0320", "0400", "0401", "0420", "0421", "0500", "0800", "0820"];
+    KNOWN.iter().find(|k| **k == mti).copied().unwrap_or("other")
+}
+
+/// A label value for a response code without allocating per call.
+pub fn rc_label(rc: &[u8]) -> &'static str {
+    static TABLE: OnceLock<Vec<String>> = OnceLock::new();
+    let t = TABLE.get_or_init(|| (0..100).map(|i| format!("{i:02}")).collect());
+    match rc {
+        [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => {
+            let i = usize::from(a - b'0') * 10 + usize::from(b - b'0');
+            t.get(i).map_or("other", |s| s.as_str())
+        }
+        _ => "other",
+    }
+}
+
+/// Serve `/metrics` and `/health` on `listener` until `shutdown`.
+pub async fn serve_http(
+    listener: TcpListener,
+    handle: Option<PrometheusHandle>,
+    shutdown: CancellationToken,
+) {
+    let upkeep = handle.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        // Histograms are drained into their buckets on upkeep; without it they grow.
+        let Some(h) = upkeep else { return };
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => h.run_upkeep(),
+            }
+        }
+    });
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let h = handle.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, h)).await;
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>) -> std::io::Result<()> {
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    // Read until the end of the request head; the body (if any) is ignored.
+    while n < buf.len() {
+        let got = stream.read(&mut buf[n..]).await?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = std::str::from_utf8(&buf[..n]).unwrap_or("");
+    let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
+    let (status, ctype, body) = match path {
+        "/metrics" => {
+            let body = handle.as_ref().map(|h| h.render()).unwrap_or_default();
+            ("200 OK", "text/plain; version=0.0.4", body)
+        }
+        "/health" => ("200 OK", "text/plain", "ok\n".to_string()),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Bind the metrics address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_static_and_bounded() {
+        assert_eq!(mti_label("0200"), "0200");
+        assert_eq!(mti_label("9999"), "other");
+        assert_eq!(rc_label(b"00"), "00");
+        assert_eq!(rc_label(b"91"), "91");
+        assert_eq!(rc_label(b"A1"), "other");
+        assert_eq!(rc_label(b"123"), "other");
+    }
+}
