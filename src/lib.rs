@@ -4,9 +4,11 @@
 //!
 //! - [`iso`]: the codec. Specs as data, `Message`, encodings, EMV TLV, masking. Pure.
 //! - [`frame`]: length headers, TPDU and application header; tokio-util codecs.
+//! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod frame;
 pub mod iso;
+pub mod sim;

@@ -2,6 +2,7 @@
 //! errors become messages for people and exit statuses; it may use every layer.
 
 mod codec_tools;
+mod sim;
 
 pub use codec_tools::{decode_line, encode_line, hex_lower, hex_to_bytes};
 
@@ -23,6 +24,10 @@ pub enum Command {
     Decode(codec_tools::DecodeArgs),
     /// Encode JSON messages (one per line on stdin) to hex lines on stdout.
     Encode(codec_tools::EncodeArgs),
+    /// Run a simulated issuer (bank host) that answers by simple rules.
+    SimIssuer(sim::SimIssuerArgs),
+    /// Run simulated terminals against a switch or a simulated issuer and report.
+    SimTerminal(sim::SimTerminalArgs),
 }
 
 /// Run the command line; returns the process exit status.
@@ -31,5 +36,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Decode(a) => codec_tools::decode(a),
         Command::Encode(a) => codec_tools::encode(a),
+        Command::SimIssuer(a) => sim::sim_issuer(a),
+        Command::SimTerminal(a) => sim::sim_terminal(a),
     }
 }
