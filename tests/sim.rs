@@ -235,3 +235,53 @@ async fn undecodable_requests_get_30() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_prompt_even_when_a_peer_never_reads() {
+    bounded(async {
+        let spec = shipped("iso87ascii").unwrap();
+        let (addr, token, h) = start_issuer(SimIssuerConfig::new(spec.clone())).await;
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        // Enough requests that the replies overflow the socket buffers.
+        let mut m = Message::new(spec, "0800").unwrap();
+        m.set_number(11, 1).unwrap();
+        m.set(41, "SIM00001").unwrap();
+        m.set(48, &"X".repeat(900)).unwrap();
+        let mut codec = FrameCodec::new(FrameConfig::default());
+        let mut out = BytesMut::new();
+        for _ in 0..200 {
+            codec.encode(Frame::plain(m.to_bytes().unwrap()), &mut out).unwrap();
+        }
+        for _ in 0..100 {
+            if tokio::time::timeout(Duration::from_millis(100), sock.write_all(&out)).await.is_err() {
+                break;
+            }
+        }
+        token.cancel();
+        let stats =
+            tokio::time::timeout(Duration::from_secs(2), h).await.expect("shutdown hung").unwrap().unwrap();
+        assert!(stats.received > 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_yields_timeouts_within_the_bound() {
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let keep = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(s);
+        });
+        let mut t = terminals(addr, 1, 8, 8);
+        t.timeout = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let r = run_terminals(t).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!((r.sent, r.received, r.timeouts, r.errors()), (8, 0, 8, 8), "{r}");
+        keep.abort();
+    })
+    .await;
+}

@@ -200,10 +200,15 @@ async fn serve(
         counters.received.fetch_add(batch.received, Ordering::Relaxed);
         counters.dropped.fetch_add(batch.dropped, Ordering::Relaxed);
         counters.undecodable.fetch_add(batch.undecodable, Ordering::Relaxed);
-        if let Some(out) = responder.finish(batch)
-            && tx.send(out).await.is_err()
-        {
-            break Ok(());
+        if let Some(out) = responder.finish(batch) {
+            // The writer may be stuck on a peer that does not read: shutdown still wins.
+            let sent = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                sent = tx.send(out) => sent,
+            };
+            if sent.is_err() {
+                break Ok(());
+            }
         }
         if let Err(e) = decoded {
             // A broken length header ends the stream; the replies so far still go out.
@@ -451,7 +456,10 @@ async fn write_loop(
             }
         }
         if !out.is_empty() {
-            wr.write_all(&out).await?;
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                written = wr.write_all(&out) => written?,
+            }
             out.clear();
             counters.answered.fetch_add(count, Ordering::Relaxed);
         }

@@ -236,7 +236,11 @@ impl Connection {
                 while self.pending.len() < window && self.may_send(now) {
                     self.send_one(&stamp, now, &mut scratch, &mut wbuf, &mut codec)?;
                 }
-                stream.write_all(&wbuf).await?;
+                // A peer that stops reading must not hold the run past the timeout.
+                match timeout(self.cfg.timeout, stream.write_all(&wbuf)).await {
+                    Ok(written) => written?,
+                    Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
+                }
                 wbuf.clear();
             }
             let Some(&oldest) = self.order.front() else {
