@@ -233,8 +233,10 @@ impl Connection {
             self.expire(now);
             if self.may_send(now) && self.pending.len() < window {
                 let stamp = Stamp::now();
+                let mut batch = 0;
                 while self.pending.len() < window && self.may_send(now) {
                     self.send_one(&stamp, now, &mut scratch, &mut wbuf, &mut codec)?;
+                    batch += 1;
                 }
                 // A peer that stops reading must not hold the run past the timeout.
                 match timeout(self.cfg.timeout, stream.write_all(&wbuf)).await {
@@ -242,6 +244,13 @@ impl Connection {
                     Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
                 }
                 wbuf.clear();
+                // Latency runs from the write, not from the start of encoding the batch.
+                let written = Instant::now();
+                for stan in self.order.iter().rev().take(batch) {
+                    if let Some(p) = self.pending.get_mut(stan) {
+                        p.at = written;
+                    }
+                }
             }
             let Some(&oldest) = self.order.front() else {
                 // Nothing in flight and nothing more to send.
