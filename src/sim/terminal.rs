@@ -238,19 +238,21 @@ impl Connection {
                     self.send_one(&stamp, now, &mut scratch, &mut wbuf, &mut codec)?;
                     batch += 1;
                 }
+                // Latency runs from the write, not from the start of encoding the batch;
+                // stamped just before the write so that a preempted thread can only
+                // overstate it.
+                let writing = Instant::now();
+                for stan in self.order.iter().rev().take(batch) {
+                    if let Some(p) = self.pending.get_mut(stan) {
+                        p.at = writing;
+                    }
+                }
                 // A peer that stops reading must not hold the run past the timeout.
                 match timeout(self.cfg.timeout, stream.write_all(&wbuf)).await {
                     Ok(written) => written?,
                     Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
                 }
                 wbuf.clear();
-                // Latency runs from the write, not from the start of encoding the batch.
-                let written = Instant::now();
-                for stan in self.order.iter().rev().take(batch) {
-                    if let Some(p) = self.pending.get_mut(stan) {
-                        p.at = written;
-                    }
-                }
             }
             let Some(&oldest) = self.order.front() else {
                 // Nothing in flight and nothing more to send.
