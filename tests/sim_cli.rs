@@ -46,6 +46,7 @@ fn sim_terminal_against_sim_issuer_from_the_command_line() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with(r#"{"sent": 2000, "received": 2000, "mismatches": 0, "errors": 0, "#), "{last}");
     let json: serde_json::Value = serde_json::from_str(last).unwrap();
     assert_eq!(json["sent"], 2000);
     assert_eq!(json["received"], 2000);

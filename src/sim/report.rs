@@ -67,6 +67,24 @@ struct JsonReport<'a> {
     rc: &'a BTreeMap<String, u64>,
 }
 
+/// One line, with a space after each colon and comma, as the contract writes it:
+/// `{"sent": 1, "latency_us": {"p50": 2.5}}`.
+struct ContractStyle;
+
+impl serde_json::ser::Formatter for ContractStyle {
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
 fn micros(nanos: u64) -> f64 {
     (nanos as f64 / 100.0).round() / 10.0
 }
@@ -104,8 +122,13 @@ impl SimReport {
             },
             rc: &self.rc,
         };
-        // Serialising plain numbers and strings cannot fail.
-        serde_json::to_string(&j).unwrap_or_default()
+        let mut out = Vec::with_capacity(256);
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, ContractStyle);
+        // Serialising plain numbers and strings into a Vec cannot fail.
+        if j.serialize(&mut ser).is_err() {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 
@@ -113,7 +136,7 @@ impl fmt::Display for SimReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "sim-terminal: {} connections, {:.2} s, {:.0} replies/s",
+            "sim-terminal: connections {}, {:.2} s, {:.0} replies/s",
             self.connections,
             self.elapsed.as_secs_f64(),
             self.throughput_per_s()
@@ -163,7 +186,7 @@ mod tests {
         let j = r.to_json();
         assert_eq!(
             j,
-            r#"{"sent":10,"received":9,"mismatches":0,"errors":1,"throughput_per_s":3.0,"latency_us":{"p50":1.5,"p99":1.5,"p999":1.5,"max":1.5},"rc":{"00":8,"51":1}}"#
+            r#"{"sent": 10, "received": 9, "mismatches": 0, "errors": 1, "throughput_per_s": 3.0, "latency_us": {"p50": 1.5, "p99": 1.5, "p999": 1.5, "max": 1.5}, "rc": {"00": 8, "51": 1}}"#
         );
         assert!(r.to_string().contains("p99"));
     }
