@@ -285,3 +285,20 @@ async fn a_silent_peer_yields_timeouts_within_the_bound() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_run_keeps_to_its_rate() {
+    bounded(async {
+        let (addr, token, _h) = start_issuer(SimIssuerConfig::new(shipped("iso87ascii").unwrap())).await;
+        let mut t = terminals(addr, 2, 8, 400);
+        t.rate = Some(2000.0);
+        let started = std::time::Instant::now();
+        let r = run_terminals(t).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!((r.received, r.mismatches, r.errors()), (400, 0, 0), "{r}");
+        // 400 requests at 2000/s take about 200 ms.
+        assert!(took >= Duration::from_millis(180) && took < Duration::from_secs(2), "{took:?}");
+        token.cancel();
+    })
+    .await;
+}

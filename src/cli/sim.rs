@@ -112,6 +112,10 @@ pub struct SimTerminalArgs {
     /// Send this many requests in all (default 10000 when --seconds is not given).
     #[arg(long)]
     pub count: Option<u64>,
+    /// Pace the run at this many requests per second in all (default: as fast as the
+    /// pipeline allows).
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// A request unanswered after this many milliseconds counts as an error.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
@@ -221,6 +225,10 @@ pub fn sim_terminal(a: SimTerminalArgs) -> ExitCode {
         }
         (None, n) => SimStop::Count(n.unwrap_or(10_000)),
     };
+    if a.rate.is_some_and(|r| !r.is_finite() || r <= 0.0) {
+        eprintln!("isoswitch: sim-terminal: --rate must be a positive number");
+        return ExitCode::from(2);
+    }
     let cfg = SimTerminalConfig {
         connect: a.connect,
         spec,
@@ -229,6 +237,7 @@ pub fn sim_terminal(a: SimTerminalArgs) -> ExitCode {
         pipeline: a.pipeline.max(1),
         stop,
         timeout: Duration::from_millis(a.timeout_ms.max(1)),
+        rate: a.rate,
     };
     let rt = match runtime(a.threads) {
         Ok(r) => r,

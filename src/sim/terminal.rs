@@ -51,6 +51,10 @@ pub struct SimTerminalConfig {
     pub stop: SimStop,
     /// A request unanswered for this long is counted as an error and forgotten.
     pub timeout: Duration,
+    /// Requests per second in all, shared out evenly among the connections; `None` sends
+    /// as fast as replies free the pipeline window. Paced runs measure latency at a given
+    /// load (a connection whose window is full still waits for a reply).
+    pub rate: Option<f64>,
 }
 
 impl SimTerminalConfig {
@@ -64,6 +68,7 @@ impl SimTerminalConfig {
             pipeline: 8,
             stop: SimStop::Count(1000),
             timeout: Duration::from_secs(5),
+            rate: None,
         }
     }
 }
@@ -164,6 +169,8 @@ struct Connection {
     expired: HashSet<u32>,
     seq: u64,
     stan: u32,
+    /// Requests per second on this connection, and when pacing started.
+    pace: Option<(f64, Instant)>,
     stats: ConnStats,
 }
 
@@ -196,13 +203,35 @@ impl Connection {
             expired: HashSet::new(),
             seq: 0,
             stan: 0,
+            pace: cfg
+                .rate
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .map(|r| (r / cfg.connections.max(1) as f64, Instant::now())),
             stats: ConnStats::default(),
             cfg,
         }
     }
 
     fn may_send(&self, now: Instant) -> bool {
-        self.quota.is_none_or(|q| q > 0) && self.end.is_none_or(|e| now < e)
+        self.quota.is_none_or(|q| q > 0) && self.end.is_none_or(|e| now < e) && self.paced_budget(now) > 0
+    }
+
+    /// Requests the pace allows now (the first one at once).
+    fn paced_budget(&self, now: Instant) -> u64 {
+        match self.pace {
+            None => u64::MAX,
+            Some((rate, start)) => {
+                let due = (now.saturating_duration_since(start).as_secs_f64() * rate) as u64 + 1;
+                due.saturating_sub(self.seq)
+            }
+        }
+    }
+
+    /// When a paced connection may send its next request, if it is waiting only for that.
+    fn next_paced_send(&self, now: Instant, window: usize) -> Option<Instant> {
+        let (rate, start) = self.pace?;
+        let more = self.quota.is_none_or(|q| q > 0) && self.end.is_none_or(|e| now < e);
+        (more && self.pending.len() < window).then(|| start + Duration::from_secs_f64(self.seq as f64 / rate))
     }
 
     async fn run(mut self) -> ConnStats {
@@ -254,11 +283,14 @@ impl Connection {
                 }
                 wbuf.clear();
             }
-            let Some(&oldest) = self.order.front() else {
+            let oldest =
+                self.order.front().map(|s| self.pending.get(s).map_or(now, |p| p.at + self.cfg.timeout));
+            let deadline = match (oldest, self.next_paced_send(now, window)) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
                 // Nothing in flight and nothing more to send.
-                return Ok(());
+                (None, None) => return Ok(()),
             };
-            let deadline = self.pending.get(&oldest).map_or(now, |p| p.at + self.cfg.timeout);
             if rbuf.capacity() - rbuf.len() < 16 * 1024 {
                 rbuf.reserve(64 * 1024);
             }
