@@ -3,7 +3,8 @@
 //! `sim-issuer` runs until Ctrl-C or SIGTERM and then prints what it did;
 //! `sim-terminal` prints a summary, and with `--json` its last line is the contract's
 //! JSON object. Exit status of sim-terminal: 0, or 1 when a reply mismatched its request
-//! or nothing was received at all; 2 for bad arguments.
+//! or nothing was received at all; 2 for bad arguments. As part of the CLI it may import
+//! every layer; it holds argument parsing and printing only, the work is in `crate::sim`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

@@ -1,28 +1,26 @@
 //! A small log-linear latency histogram in the manner of HDR histograms: exact below 128
 //! nanoseconds, then 64 buckets per power of two, so any recorded value is reported
-//! within 1.6 % of itself. Recording is an index computation and an increment; one
-//! histogram per connection, merged at the end. Imports std only.
+//! within 1.6 % of itself, up to about 69 s (larger values count in the last bucket; the
+//! maximum stays exact). Recording is an index computation and an increment; one
+//! histogram per connection, merged at the end, its 16 KiB taken at the first record.
+//! Imports std only.
 
 /// Sub-buckets per power of two (2^6).
 const SUB_BITS: u32 = 6;
 const SUB: u64 = 1 << SUB_BITS;
 /// Values below this are their own bucket.
 const LINEAR: u64 = 2 * SUB;
-/// Buckets needed for any `u64`.
-const BUCKETS: usize = ((64 - SUB_BITS as usize) * SUB as usize) + LINEAR as usize;
+/// Values from 2^36 ns (about 69 s) on share the last bucket.
+const TOP_BITS: u32 = 36;
+/// The last bucket is the first one of 2^36 ns.
+const BUCKETS: usize = ((TOP_BITS - SUB_BITS) as usize * SUB as usize) + SUB as usize + 1;
 
 /// Latencies in nanoseconds.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct LatencyHistogram {
     counts: Vec<u64>,
     total: u64,
     max: u64,
-}
-
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        LatencyHistogram { counts: vec![0; BUCKETS], total: 0, max: 0 }
-    }
 }
 
 impl std::fmt::Debug for LatencyHistogram {
@@ -39,6 +37,9 @@ fn index(v: u64) -> usize {
     if v < LINEAR {
         return v as usize;
     }
+    if v >= 1 << TOP_BITS {
+        return BUCKETS - 1;
+    }
     let exp = 63 - v.leading_zeros();
     let shift = exp - SUB_BITS;
     let mantissa = v >> shift; // in SUB..2*SUB
@@ -47,14 +48,16 @@ fn index(v: u64) -> usize {
 
 /// The highest value that lands in bucket `i`.
 fn highest(i: usize) -> u64 {
+    if i + 1 >= BUCKETS {
+        return u64::MAX;
+    }
     let i = i as u64;
     if i < LINEAR {
         return i;
     }
     let shift = i / SUB - 1;
     let mantissa = i % SUB + SUB;
-    // Saturate for the very last bucket, whose top is u64::MAX.
-    ((mantissa + 1) << shift).wrapping_sub(1).max(mantissa << shift)
+    ((mantissa + 1) << shift) - 1
 }
 
 impl LatencyHistogram {
@@ -65,6 +68,9 @@ impl LatencyHistogram {
     /// Record one latency in nanoseconds.
     #[inline]
     pub fn record(&mut self, nanos: u64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+        }
         if let Some(c) = self.counts.get_mut(index(nanos)) {
             *c += 1;
         }
@@ -74,6 +80,12 @@ impl LatencyHistogram {
 
     /// Add another histogram's counts to this one.
     pub fn merge(&mut self, other: &LatencyHistogram) {
+        if other.counts.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS];
+        }
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
@@ -116,7 +128,7 @@ mod tests {
     #[test]
     fn buckets_are_contiguous_and_precise() {
         let mut prev = 0usize;
-        for v in (0u64..100_000).chain([u64::MAX / 3, u64::MAX]) {
+        for v in (0u64..100_000).chain([(1 << TOP_BITS) - 1]) {
             let i = index(v);
             assert!(i < BUCKETS);
             assert!(i == prev || i == prev + 1 || v > 100_000, "jump at {v}");
@@ -145,5 +157,9 @@ mod tests {
         g.merge(&h);
         assert_eq!(g.count(), 1001);
         assert_eq!(g.quantile(0.0), 5);
+        // Beyond the range: counted in the last bucket, reported as the exact maximum.
+        g.record(u64::MAX / 2);
+        assert_eq!(g.quantile(1.0), u64::MAX / 2);
+        assert_eq!(index(u64::MAX), BUCKETS - 1);
     }
 }

@@ -42,7 +42,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
 use super::requests::BAD_PAN_PREFIX;
-use super::util::{Rng, digits};
+use super::util::{ReadBuf, Rng, digits};
 use crate::frame::{Frame, FrameCodec, FrameConfig};
 use crate::iso::{EncodeError, Message, Spec};
 
@@ -174,24 +174,21 @@ async fn serve(
     let (tx, rx) = mpsc::channel(64);
     let writer = tokio::spawn(write_loop(wr, rx, counters.clone(), shutdown.clone()));
     let mut codec = FrameCodec::new(cfg.frame);
-    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut rbuf = ReadBuf::new();
     let mut responder = Responder::new(cfg.clone(), id);
     let result = loop {
-        if rbuf.capacity() - rbuf.len() < 16 * 1024 {
-            rbuf.reserve(64 * 1024);
-        }
         let n = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
-            n = rd.read_buf(&mut rbuf) => n,
+            n = rd.read_buf(rbuf.prepare()) => n,
         };
         match n {
             Ok(0) => break Ok(()),
-            Ok(_) => {}
+            Ok(n) => rbuf.filled(n),
             Err(e) => break Err(e),
         }
         let mut batch = Batch::default();
         let decoded = loop {
-            match codec.decode(&mut rbuf) {
+            match codec.decode(&mut rbuf.buf) {
                 Ok(Some(frame)) => responder.handle(frame, &mut codec, &mut batch),
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(io::Error::other(e)),
@@ -243,7 +240,7 @@ struct Responder {
 
 impl Responder {
     fn new(cfg: Arc<SimIssuerConfig>, conn: u64) -> Self {
-        Responder { cfg, conn, seq: 0, scratch: BytesMut::with_capacity(64 * 1024), rng: Rng::new(conn) }
+        Responder { cfg, conn, seq: 0, scratch: BytesMut::with_capacity(16 * 1024), rng: Rng::new(conn) }
     }
 
     fn handle(&mut self, frame: Frame, codec: &mut FrameCodec, batch: &mut Batch) {
@@ -421,7 +418,7 @@ async fn write_loop(
     counters: Arc<Counters>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut out = BytesMut::with_capacity(16 * 1024);
     let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut open = true;

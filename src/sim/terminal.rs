@@ -25,7 +25,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use super::histogram::LatencyHistogram;
 use super::report::SimReport;
 use super::requests::{Requests, Sent, terminal_id};
-use super::util::Stamp;
+use super::util::{ReadBuf, Stamp};
 use crate::frame::{Frame, FrameCodec, FrameConfig, Tpdu};
 use crate::iso::{Message, Spec};
 
@@ -253,9 +253,10 @@ impl Connection {
 
     async fn drive(&mut self, mut stream: TcpStream) -> io::Result<()> {
         let mut codec = FrameCodec::new(self.cfg.frame);
-        let mut scratch = BytesMut::with_capacity(64 * 1024);
-        let mut wbuf = BytesMut::with_capacity(64 * 1024);
-        let mut rbuf = BytesMut::with_capacity(64 * 1024);
+        // Small to start with: a run may open thousands of connections.
+        let mut scratch = BytesMut::with_capacity(4 * 1024);
+        let mut wbuf = BytesMut::with_capacity(4 * 1024);
+        let mut rbuf = ReadBuf::new();
         let window = self.cfg.pipeline.max(1);
         loop {
             let now = Instant::now();
@@ -291,15 +292,13 @@ impl Connection {
                 // Nothing in flight and nothing more to send.
                 (None, None) => return Ok(()),
             };
-            if rbuf.capacity() - rbuf.len() < 16 * 1024 {
-                rbuf.reserve(64 * 1024);
-            }
-            match timeout_at(deadline, stream.read_buf(&mut rbuf)).await {
+            match timeout_at(deadline, stream.read_buf(rbuf.prepare())).await {
                 Err(_) => continue,
                 Ok(Ok(0)) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed")),
-                Ok(Ok(_)) => {
+                Ok(Ok(n)) => {
+                    rbuf.filled(n);
                     let t = Instant::now();
-                    while let Some(frame) = codec.decode(&mut rbuf).map_err(io::Error::other)? {
+                    while let Some(frame) = codec.decode(&mut rbuf.buf).map_err(io::Error::other)? {
                         self.on_reply(frame.body, t);
                     }
                 }

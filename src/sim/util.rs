@@ -4,6 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
+
 /// SplitMix64: tiny, fast and good enough to pick jitter and shuffle replies. Never
 /// used for anything secret.
 #[derive(Debug, Clone)]
@@ -32,6 +34,39 @@ impl Rng {
         for i in (1..items.len()).rev() {
             let j = self.below(i as u64 + 1) as usize;
             items.swap(i, j);
+        }
+    }
+}
+
+/// A read buffer that starts small and grows while reads keep filling it, so that an
+/// idle connection costs a few kilobytes and a busy one reads in large chunks.
+pub(crate) struct ReadBuf {
+    pub(crate) buf: BytesMut,
+    chunk: usize,
+    spare: usize,
+}
+
+impl ReadBuf {
+    const SMALL: usize = 4 * 1024;
+    const LARGE: usize = 64 * 1024;
+
+    pub(crate) fn new() -> ReadBuf {
+        ReadBuf { buf: BytesMut::with_capacity(Self::SMALL), chunk: Self::SMALL, spare: 0 }
+    }
+
+    /// Make room before a read.
+    pub(crate) fn prepare(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < self.chunk / 2 {
+            self.buf.reserve(self.chunk);
+        }
+        self.spare = self.buf.capacity() - self.buf.len();
+        &mut self.buf
+    }
+
+    /// After a read of `n` bytes: a read that filled the room asks for more next time.
+    pub(crate) fn filled(&mut self, n: usize) {
+        if n >= self.spare {
+            self.chunk = (self.chunk * 2).min(Self::LARGE);
         }
     }
 }
