@@ -10,6 +10,7 @@
 //! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
 //!   logging, TLS policy).
+//! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
 #![forbid(unsafe_code)]
 
@@ -22,5 +23,6 @@ pub mod issuer;
 pub mod journal;
 pub mod metrics;
 pub mod settle;
+pub mod sim;
 pub mod telemetry;
 pub mod tls;

@@ -4,6 +4,7 @@
 mod codec_tools;
 mod run;
 mod settle;
+mod sim;
 
 pub use codec_tools::{decode_line, encode_line, hex_lower, hex_to_bytes};
 pub use run::{RunArgs, effective_config};
@@ -30,6 +31,10 @@ pub enum Command {
     Settle(settle::SettleArgs),
     /// Run the switch.
     Run(run::RunArgs),
+    /// Run a simulated issuer (bank host) that answers by simple rules.
+    SimIssuer(sim::SimIssuerArgs),
+    /// Run simulated terminals against a switch or a simulated issuer and report.
+    SimTerminal(sim::SimTerminalArgs),
 }
 
 /// Run the command line; returns the process exit status.
@@ -40,5 +45,7 @@ pub fn main() -> ExitCode {
         Command::Encode(a) => codec_tools::encode(a),
         Command::Settle(a) => settle::run(a),
         Command::Run(a) => run::run(a),
+        Command::SimIssuer(a) => sim::sim_issuer(a),
+        Command::SimTerminal(a) => sim::sim_terminal(a),
     }
 }

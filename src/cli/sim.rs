@@ -1,0 +1,260 @@
+//! `isoswitch sim-issuer` and `isoswitch sim-terminal`: the load simulators on the
+//! command line. Each runs on its own multi-thread tokio runtime (`--threads`).
+//! `sim-issuer` runs until Ctrl-C or SIGTERM and then prints what it did;
+//! `sim-terminal` prints a summary, and with `--json` its last line is the contract's
+//! JSON object. Exit status of sim-terminal: 0, or 1 when a reply mismatched its request
+//! or nothing was received at all; 2 for bad arguments. As part of the CLI it may import
+//! every layer; it holds argument parsing and printing only, the work is in `crate::sim`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::frame::{FrameConfig, LengthHeader};
+use crate::iso::Spec;
+use crate::sim::{SimIssuerConfig, SimStop, SimTerminalConfig, run_issuer, run_terminals};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Framing {
+    /// 2-byte big-endian binary length.
+    Binary2,
+    /// 2-byte BCD length.
+    Bcd2,
+    /// 4 ASCII decimal digits.
+    Ascii4,
+}
+
+/// Framing flags shared by both simulators.
+#[derive(Args, Debug, Clone)]
+pub struct FramingArgs {
+    /// Length header in front of each message.
+    #[arg(long, value_enum, default_value = "binary2")]
+    pub framing: Framing,
+    /// The length counts its own bytes too.
+    #[arg(long)]
+    pub length_includes_header: bool,
+    /// A 5-byte TPDU follows the length (implied by --spec cup-pos).
+    #[arg(long)]
+    pub tpdu: bool,
+    /// Bytes of application header after the TPDU (cup-pos: 6).
+    #[arg(long)]
+    pub header_len: Option<usize>,
+    /// Largest frame accepted, in bytes.
+    #[arg(long, default_value_t = 8192)]
+    pub max_frame: usize,
+}
+
+impl FramingArgs {
+    fn config(&self, spec: &str) -> FrameConfig {
+        let cup = spec == "cup-pos";
+        FrameConfig {
+            length: match self.framing {
+                Framing::Binary2 => LengthHeader::Binary2,
+                Framing::Bcd2 => LengthHeader::Bcd2,
+                Framing::Ascii4 => LengthHeader::Ascii4,
+            },
+            length_includes_header: self.length_includes_header,
+            tpdu: self.tpdu || cup,
+            header_len: self.header_len.unwrap_or(if cup { 6 } else { 0 }),
+            max_frame: self.max_frame,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SimIssuerArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8584 (port 0 picks a free port).
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// Spec name or spec file.
+    #[arg(long, default_value = "iso87ascii")]
+    pub spec: String,
+    /// Delay before each reply, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Further random delay up to this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Never answer every N-th request of each connection (0: answer all).
+    #[arg(long, default_value_t = 0)]
+    pub drop_every: u64,
+    /// Answer requests that arrive together in shuffled order, in windows of N.
+    #[arg(long, default_value_t = 0)]
+    pub shuffle: usize,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub framing: FramingArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SimTerminalArgs {
+    /// Address of the switch or simulated issuer.
+    #[arg(long)]
+    pub connect: SocketAddr,
+    /// Spec name or spec file.
+    #[arg(long, default_value = "iso87ascii")]
+    pub spec: String,
+    /// Terminal connections.
+    #[arg(long, short = 'C', default_value_t = 1)]
+    pub connections: usize,
+    /// Requests in flight per connection.
+    #[arg(long, short = 'K', default_value_t = 1)]
+    pub pipeline: usize,
+    /// Run for this many seconds.
+    #[arg(long, conflicts_with = "count")]
+    pub seconds: Option<f64>,
+    /// Send this many requests in all (default 10000 when --seconds is not given).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Pace the run at this many requests per second in all (default: as fast as the
+    /// pipeline allows).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// A request unanswered after this many milliseconds counts as an error.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+    /// End with the one-line JSON report.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub framing: FramingArgs,
+}
+
+fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all().build().map_err(|e| {
+        eprintln!("isoswitch: cannot start the runtime: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn load_spec(name: &str) -> Result<Arc<Spec>, ExitCode> {
+    Spec::load(name).map_err(|e| {
+        eprintln!("isoswitch: spec: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub fn sim_issuer(a: SimIssuerArgs) -> ExitCode {
+    let spec = match load_spec(&a.spec) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let cfg = SimIssuerConfig {
+        spec,
+        frame: a.framing.config(&a.spec),
+        delay: Duration::from_millis(a.delay_ms),
+        jitter: Duration::from_millis(a.jitter_ms),
+        drop_every: a.drop_every,
+        shuffle: a.shuffle,
+    };
+    let rt = match runtime(a.threads) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    rt.block_on(async move {
+        let listener = match TcpListener::bind(a.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("isoswitch: sim-issuer: cannot listen on {}: {e}", a.listen);
+                return ExitCode::from(2);
+            }
+        };
+        let local = listener.local_addr().map_or_else(|_| a.listen.to_string(), |x| x.to_string());
+        eprintln!("sim-issuer listening on {local} (spec {})", a.spec);
+        let token = CancellationToken::new();
+        let stopper = token.clone();
+        tokio::spawn(async move {
+            stop_signal().await;
+            stopper.cancel();
+        });
+        match run_issuer(listener, cfg, token).await {
+            Ok(s) => {
+                println!(
+                    "sim-issuer: connections {}  received {}  answered {}  dropped {}  undecodable {}",
+                    s.connections, s.received, s.answered, s.dropped, s.undecodable
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("isoswitch: sim-issuer: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+pub fn sim_terminal(a: SimTerminalArgs) -> ExitCode {
+    let spec = match load_spec(&a.spec) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let stop = match (a.seconds, a.count) {
+        (Some(s), _) if s.is_finite() && s > 0.0 => SimStop::Duration(Duration::from_secs_f64(s)),
+        (Some(_), _) => {
+            eprintln!("isoswitch: sim-terminal: --seconds must be a positive number");
+            return ExitCode::from(2);
+        }
+        (None, n) => SimStop::Count(n.unwrap_or(10_000)),
+    };
+    if a.rate.is_some_and(|r| !r.is_finite() || r <= 0.0) {
+        eprintln!("isoswitch: sim-terminal: --rate must be a positive number");
+        return ExitCode::from(2);
+    }
+    let cfg = SimTerminalConfig {
+        connect: a.connect,
+        spec,
+        frame: a.framing.config(&a.spec),
+        connections: a.connections.max(1),
+        pipeline: a.pipeline.max(1),
+        stop,
+        timeout: Duration::from_millis(a.timeout_ms.max(1)),
+        rate: a.rate,
+    };
+    let rt = match runtime(a.threads) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    match rt.block_on(run_terminals(cfg)) {
+        Ok(report) => {
+            println!("{report}");
+            if a.json {
+                println!("{}", report.to_json());
+            }
+            if report.mismatches > 0 || report.received == 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            eprintln!("isoswitch: sim-terminal: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
