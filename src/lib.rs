@@ -10,3 +10,4 @@
 pub mod cli;
 pub mod frame;
 pub mod iso;
+pub mod route;
