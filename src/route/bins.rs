@@ -149,14 +149,11 @@ impl Routes {
         let mut levels: Vec<Level> = Vec::new();
         let mut prev: Option<(u8, u64)> = None;
         for (n, low, high, idx, at) in spans {
-            if let Some((pn, phigh)) = prev {
-                if pn == n && low <= phigh {
-                    return Err(src.err(
-                        at,
-                        "route",
-                        format!("overlaps another route on the first {n} digits"),
-                    ));
-                }
+            if let Some((pn, phigh)) = prev
+                && pn == n
+                && low <= phigh
+            {
+                return Err(src.err(at, "route", format!("overlaps another route on the first {n} digits")));
             }
             prev = Some((n, high));
             match levels.last_mut() {
@@ -202,10 +199,10 @@ impl Routes {
             }
             let key = prefix.get(n).copied().unwrap_or(0);
             let i = level.ranges.partition_point(|&(low, _, _)| low <= key);
-            if let Some(&(_, high, idx)) = i.checked_sub(1).and_then(|j| level.ranges.get(j)) {
-                if key <= high {
-                    return self.routes.get(idx as usize);
-                }
+            if let Some(&(_, high, idx)) = i.checked_sub(1).and_then(|j| level.ranges.get(j))
+                && key <= high
+            {
+                return self.routes.get(idx as usize);
             }
         }
         self.default.as_ref()
@@ -231,7 +228,7 @@ pub fn luhn_ok(pan: &[u8]) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

@@ -38,14 +38,14 @@ impl Date {
     /// Parse `YYYY-MM-DD`.
     pub fn parse(s: &str) -> Option<Date> {
         let b = s.as_bytes();
-        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        if b.len() != 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
             return None;
         }
         let year: i32 = s.get(0..4)?.parse().ok()?;
         let month: u8 = s.get(5..7)?.parse().ok()?;
         let day: u8 = s.get(8..10)?.parse().ok()?;
         let d = Date { year, month, day };
-        (month >= 1 && month <= 12 && day >= 1 && day <= d.days_in_month()).then_some(d)
+        ((1..=12).contains(&month) && day >= 1 && day <= d.days_in_month()).then_some(d)
     }
 
     pub fn days_in_month(self) -> u8 {

@@ -174,8 +174,15 @@ impl FeeBook {
     }
 
     pub(crate) fn load(src: &Source<'_>) -> Result<FeeBook, RuleError> {
-        let raw: RawBook = src.parse()?;
         let mut book = FeeBook::default();
+        book.extend(src)?;
+        Ok(book)
+    }
+
+    /// Add the plans of another file.
+    pub(crate) fn extend(&mut self, src: &Source<'_>) -> Result<(), RuleError> {
+        let book = self;
+        let raw: RawBook = src.parse()?;
         for spanned in raw.plan {
             let at = spanned.span().start;
             let p = spanned.into_inner();
@@ -205,7 +212,7 @@ impl FeeBook {
             series.versions.push(version);
             series.versions.sort_by_key(|v| std::cmp::Reverse(v.from_day));
         }
-        Ok(book)
+        Ok(())
     }
 }
 
@@ -308,10 +315,10 @@ fn rate(src: &Source<'_>, at: usize, key: &str, r: &RawRate) -> Result<Rate, Rul
     let ppm = parse_bp(&r.bp).ok_or_else(|| {
         src.err(at, key, "bp must be 0..=10000, an integer or a decimal with at most two decimals")
     })?;
-    if let (Some(c), Some(f)) = (r.cap, r.floor) {
-        if f > c {
-            return Err(src.err(at, key, "floor is above cap"));
-        }
+    if let (Some(c), Some(f)) = (r.cap, r.floor)
+        && f > c
+    {
+        return Err(src.err(at, key, "floor is above cap"));
     }
     Ok(Rate { ppm, cap: r.cap, floor: r.floor })
 }

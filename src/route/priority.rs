@@ -213,12 +213,13 @@ fn merge(
     w: &RawWeights,
 ) -> Result<Weights, RuleError> {
     let mut out = base;
-    for (i, v) in [w.reversal, w.network, w.priority, w.ordinary, w.batch].into_iter().enumerate() {
+    let given = [w.reversal, w.network, w.priority, w.ordinary, w.batch];
+    for ((slot, v), class) in out.iter_mut().zip(given).zip(Class::ALL) {
         if let Some(v) = v {
             if !(1..=1000).contains(&v) {
-                return Err(src.err(at, &format!("{key}.{}", Class::ALL[i].name()), "weights are 1..=1000"));
+                return Err(src.err(at, &format!("{key}.{}", class.name()), "weights are 1..=1000"));
             }
-            out[i] = v;
+            *slot = v;
         }
     }
     Ok(out)

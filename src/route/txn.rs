@@ -209,15 +209,15 @@ impl TxnTable {
                     return None;
                 }
             }
-            if let Some(want) = row.f25 {
-                if f25.as_deref().map(str::as_bytes) != Some(want.as_slice()) {
-                    return None;
-                }
+            if let Some(want) = row.f25
+                && f25.as_deref().map(str::as_bytes) != Some(want.as_slice())
+            {
+                return None;
             }
-            if let Some(want) = row.f70 {
-                if f70.as_deref().map(str::as_bytes) != Some(want.as_slice()) {
-                    return None;
-                }
+            if let Some(want) = row.f70
+                && f70.as_deref().map(str::as_bytes) != Some(want.as_slice())
+            {
+                return None;
             }
             Some(row.txn)
         })
@@ -241,7 +241,8 @@ mod tests {
     fn default_table_recognises_the_1987_types() {
         let t = TxnTable::default_table().unwrap();
         use TxnType::*;
-        let cases: &[(&str, &[(usize, &str)], Option<TxnType>)] = &[
+        type Case<'a> = (&'a str, &'a [(usize, &'a str)], Option<TxnType>);
+        let cases: &[Case<'_>] = &[
             ("0200", &[(3, "000000")], Some(Purchase)),
             ("0200", &[(3, "000000"), (25, "00")], Some(Purchase)),
             ("0200", &[(3, "000000"), (25, "06")], Some(PreAuthCompletion)),

@@ -1,0 +1,153 @@
+//! The stateful risk rules through `Router`, and reload.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::route::Router;
+
+fn router() -> Router {
+    Router::new(rules())
+}
+
+fn secs(n: u64) -> Now {
+    Now(now().0 + n * 1000)
+}
+
+fn with_stan(mut m: Message, stan: u32) -> Message {
+    m.set_number(11, u64::from(stan)).unwrap();
+    m
+}
+
+#[test]
+fn duplicates_are_refused_within_the_window() {
+    let r = router();
+    let m = purchase(DEBIT, 100, REST);
+    assert!(matches!(r.decide(&m, now()), Decision::Forward(_)));
+    assert_eq!(r.decide(&m, secs(1)), decline("94", Reason::Duplicate));
+    assert_eq!(r.decide(&m, secs(250)), decline("94", Reason::Duplicate));
+    // Another STAN, or another terminal, is not a duplicate.
+    assert!(matches!(r.decide(&with_stan(m.clone(), 124), secs(2)), Decision::Forward(_)));
+    assert!(matches!(r.decide(&purchase(DEBIT, 100, MARKET), secs(3)), Decision::Forward(_)));
+    // Past the 300 s window it is forgotten.
+    assert!(matches!(r.decide(&m, secs(400)), Decision::Forward(_)));
+    // Repeated reversals and advices are expected, never duplicates.
+    let rev = msg("0400", "000000", Some(DEBIT), Some(100), REST, &[]);
+    for k in 0..3 {
+        assert!(matches!(r.decide(&rev, secs(k)), Decision::Forward(_)));
+    }
+}
+
+#[test]
+fn card_frequency_and_daily_amount_limits() {
+    let r = router();
+    // Ten per card per minute pass, the eleventh is refused.
+    for stan in 0..10 {
+        let d = r.decide(&with_stan(purchase(CREDIT, 100, REST), stan), secs(u64::from(stan)));
+        assert!(matches!(d, Decision::Forward(_)), "{stan}: {d:?}");
+    }
+    assert_eq!(
+        r.decide(&with_stan(purchase(CREDIT, 100, REST), 10), secs(10)),
+        decline("65", Reason::CardFrequency)
+    );
+    // Another card is not affected; a minute later the card passes again.
+    assert!(matches!(r.decide(&with_stan(purchase(DEBIT, 100, REST), 11), secs(11)), Decision::Forward(_)));
+    assert!(matches!(r.decide(&with_stan(purchase(CREDIT, 100, REST), 12), secs(80)), Decision::Forward(_)));
+
+    // 200,000 yuan per card per day: four of 50,000 pass, the fifth is refused.
+    let big = |stan: u32| {
+        with_stan(msg("0200", "000000", Some(RANGE), Some(5_000_000), REST, &[(61, "ID1")]), stan)
+    };
+    for k in 0..4 {
+        assert!(matches!(r.decide(&big(100 + k), secs(u64::from(k) * 100)), Decision::Forward(_)), "{k}");
+    }
+    assert_eq!(r.decide(&big(200), secs(500)), decline("61", Reason::DailyAmountLimit));
+    // A refund does not count; the next local day starts afresh (now is 10:00 in China).
+    assert!(matches!(
+        r.decide(&with_stan(msg("0200", "200000", Some(RANGE), Some(100), REST, &[]), 201), secs(600)),
+        Decision::Forward(_)
+    ));
+    assert!(matches!(r.decide(&big(202), secs(14 * 3600 + 60)), Decision::Forward(_)));
+}
+
+#[test]
+fn terminal_frequency_limit() {
+    let mut rules = rules();
+    rules.risk.terminal_frequency = Some(crate::route::risk::Frequency { count: 3, window_ms: 8_000 });
+    rules.risk.card_frequency = None;
+    let r = Router::new(rules);
+    let cards = [DEBIT, CREDIT, RANGE, QR];
+    for (k, pan) in cards.iter().enumerate().take(3) {
+        assert!(matches!(
+            r.decide(&with_stan(purchase(pan, 100, REST), k as u32), secs(k as u64)),
+            Decision::Forward(_)
+        ));
+    }
+    assert_eq!(
+        r.decide(&with_stan(purchase(QR, 100, REST), 9), secs(3)),
+        decline("65", Reason::TerminalFrequency)
+    );
+    assert!(matches!(r.decide(&with_stan(purchase(QR, 100, MARKET), 9), secs(3)), Decision::Forward(_)));
+    assert!(matches!(r.decide(&with_stan(purchase(QR, 100, REST), 10), secs(20)), Decision::Forward(_)));
+}
+
+#[test]
+fn counters_stay_bounded_and_fail_open() {
+    let mut rules = rules();
+    rules.risk.max_duplicates = 16; // one entry per shard
+    rules.risk.card_frequency = None;
+    let r = Router::new(rules);
+    for stan in 0..200u32 {
+        let d = r.decide(&with_stan(purchase(DEBIT, 100, REST), stan), secs(0));
+        assert!(matches!(d, Decision::Forward(_)) || d == decline("61", Reason::DailyAmountLimit), "{d:?}");
+    }
+    assert!(r.risk().saturated() > 0);
+    assert!(!format!("{:?}", r.risk()).contains(DEBIT));
+}
+
+fn copy_examples(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("isoswitch-rules-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(example_dir()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    dir
+}
+
+fn edit(dir: &Path, file: &str, from: &str, to: &str) {
+    let p = dir.join(file);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from));
+    std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn reload_swaps_atomically_and_refuses_bad_files() {
+    let dir = copy_examples("reload");
+    let r = Router::new(RuleSet::load_dir(&dir).unwrap());
+    let suspended = purchase(DEBIT, 100, ("10000009", "898340158120001"));
+    assert_eq!(r.decide(&suspended, now()).rc(), Some(Rc::NOT_PERMITTED));
+
+    // A bad file: refused with file, line and key; the running rules stay.
+    edit(&dir, "registry.toml", "status = \"suspended\"", "status = \"paused\"");
+    let e = r.reload(&dir).unwrap_err();
+    assert!(e.file.ends_with("registry.toml"), "{e}");
+    assert_eq!((e.line.is_some(), e.key.as_deref()), (true, Some("status")), "{e}");
+    let text = std::fs::read_to_string(dir.join("registry.toml")).unwrap();
+    let line = text.lines().position(|l| l.contains("paused")).unwrap() + 1;
+    assert_eq!(e.line, Some(line));
+    assert_eq!(r.decide(&with_stan(suspended.clone(), 1), now()).rc(), Some(Rc::NOT_PERMITTED));
+
+    // A good file: swapped in.
+    edit(&dir, "registry.toml", "status = \"paused\"", "status = \"active\"");
+    let summary = r.reload(&dir).unwrap();
+    assert_eq!((summary.terminals, summary.merchants, summary.routes), (7, 6, 5));
+    assert!(matches!(r.decide(&with_stan(suspended, 2), now()), Decision::Forward(_)));
+
+    // A bad fee file is refused too.
+    edit(&dir, "fees.toml", "bp = 45", "bp = -45");
+    let e = r.reload(&dir).unwrap_err();
+    assert!(e.file.ends_with("fees.toml") && e.line.is_some(), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
