@@ -37,6 +37,36 @@ struct Level {
     digits: u8,
     /// (low, high, route index), sorted by `low`, non-overlapping.
     ranges: Vec<(u64, u64, u32)>,
+    /// For levels of 3 digits or more: `index[b]` is the first range whose `low` starts
+    /// with the 3 digits `b` or a later prefix, so a lookup searches a few ranges only.
+    index: Vec<u32>,
+}
+
+impl Level {
+    fn build_index(&mut self) {
+        let Some(scale) = self.digits.checked_sub(3).map(|e| 10u64.pow(u32::from(e))) else { return };
+        self.index = (0..=1000u64)
+            .map(|b| self.ranges.partition_point(|&(low, _, _)| low < b * scale) as u32)
+            .collect();
+    }
+
+    /// `bucket`: the key's first three digits (when the level has three or more).
+    fn find(&self, key: u64, bucket: usize) -> Option<u32> {
+        let (lo, hi) = match self.digits.checked_sub(3) {
+            Some(_) => {
+                let b = bucket;
+                let start = self.index.get(b).copied()? as usize;
+                let end = self.index.get(b + 1).copied()? as usize;
+                // A range that starts in an earlier bucket may reach into this one.
+                (start.saturating_sub(1), end)
+            }
+            None => (0, self.ranges.len()),
+        };
+        let slice = self.ranges.get(lo..hi)?;
+        let i = slice.partition_point(|&(low, _, _)| low <= key);
+        let &(_, high, idx) = slice.get(i.checked_sub(1)?)?;
+        (key <= high).then_some(idx)
+    }
 }
 
 /// The compiled route table.
@@ -158,9 +188,10 @@ impl Routes {
             prev = Some((n, high));
             match levels.last_mut() {
                 Some(l) if l.digits == n => l.ranges.push((low, high, idx)),
-                _ => levels.push(Level { digits: n, ranges: vec![(low, high, idx)] }),
+                _ => levels.push(Level { digits: n, ranges: vec![(low, high, idx)], index: Vec::new() }),
             }
         }
+        levels.iter_mut().for_each(Level::build_index);
         Ok(Routes { routes, levels, default })
     }
 
@@ -184,24 +215,14 @@ impl Routes {
     /// The route for a PAN (ASCII digits, already checked), most specific first, then the
     /// default.
     pub fn lookup(&self, pan: &[u8]) -> Option<&Route> {
-        let mut prefix = [0u64; 20];
-        let mut v = 0u64;
-        for (i, d) in pan.iter().take(19).enumerate() {
-            v = v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0')));
-            if let Some(slot) = prefix.get_mut(i + 1) {
-                *slot = v;
-            }
-        }
+        let value = |digits: &[u8]| {
+            digits.iter().fold(0u64, |v, d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
+        };
+        let bucket = pan.get(..3).map_or(0, |d| value(d) as usize);
         for level in &self.levels {
             let n = level.digits as usize;
-            if n > pan.len() {
-                continue;
-            }
-            let key = prefix.get(n).copied().unwrap_or(0);
-            let i = level.ranges.partition_point(|&(low, _, _)| low <= key);
-            if let Some(&(_, high, idx)) = i.checked_sub(1).and_then(|j| level.ranges.get(j))
-                && key <= high
-            {
+            let Some(digits) = pan.get(..n) else { continue };
+            if let Some(idx) = level.find(value(digits), bucket) {
                 return self.routes.get(idx as usize);
             }
         }
@@ -298,6 +319,31 @@ card_type = "credit"
         let a = r.lookup(b"4111111111111111").unwrap();
         assert_eq!(a.backup.as_deref(), Some("bank-b"));
         assert_eq!(a.card_type, CardType::Debit);
+    }
+
+    #[test]
+    fn indexed_lookup_agrees_with_a_linear_scan() {
+        let mut text = String::from("[default]\nissuer = \"d\"\ncard_type = \"debit\"\n");
+        let mut spans = Vec::new();
+        for r in 0..300u64 {
+            // Ranges of uneven widths, some crossing a 3-digit bucket, plus 6-digit prefixes.
+            let low = 10_000_000 + r * 331_337 % 89_000_000 / 1000 * 1000;
+            let high = low + (r % 7) * 150_000 + 999;
+            if spans.iter().any(|&(l, h, _): &(u64, u64, String)| low <= h && l <= high) {
+                continue;
+            }
+            text += &format!(
+                "[[route]]\nlow = \"{low}\"\nhigh = \"{high}\"\nissuer = \"r{r}\"\ncard_type = \"debit\"\n"
+            );
+            spans.push((low, high, format!("r{r}")));
+        }
+        let routes = Routes::load(&Source { file: "routes.toml", text: &text }).unwrap();
+        for k in 0..20_000u64 {
+            let key = 10_000_000 + k * 4_999 % 90_000_000;
+            let want = spans.iter().find(|(l, h, _)| *l <= key && key <= *h).map_or("d", |s| s.2.as_str());
+            let pan = format!("{key}00000000");
+            assert_eq!(&*routes.lookup(pan.as_bytes()).unwrap().issuer, want, "{key}");
+        }
     }
 
     #[test]

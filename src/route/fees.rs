@@ -46,9 +46,14 @@ pub struct Rate {
 impl Rate {
     /// The fee on `amount` minor units under the module's rounding rule.
     pub fn fee(&self, amount: u64) -> u64 {
-        let exact = u128::from(amount) * u128::from(self.ppm);
-        let rounded = (exact + 500_000) / 1_000_000;
-        let mut fee = u64::try_from(rounded).unwrap_or(u64::MAX);
+        // 64-bit when the product fits (every real amount), 128-bit otherwise.
+        let mut fee = match amount.checked_mul(u64::from(self.ppm)).and_then(|x| x.checked_add(500_000)) {
+            Some(x) => x / 1_000_000,
+            None => {
+                let exact = u128::from(amount) * u128::from(self.ppm);
+                u64::try_from((exact + 500_000) / 1_000_000).unwrap_or(u64::MAX)
+            }
+        };
         if let Some(f) = self.floor {
             fee = fee.max(f);
         }

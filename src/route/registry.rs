@@ -81,7 +81,7 @@ pub struct Terminal {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     pub merchants: Vec<Merchant>,
-    terminals: FnvMap<Box<str>, Terminal>,
+    terminals: FnvMap<Box<[u8]>, Terminal>,
     merchant_ids: FnvMap<Arc<str>, u32>,
     /// The merchant that unknown terminals are served as, when the estate is open.
     pub unknown: Option<Merchant>,
@@ -227,7 +227,7 @@ impl Registry {
                 Some(list) => list.iter().fold(0, |a, t| a | t.bit()),
             };
             let term = Terminal { merchant, status: t.status, allowed };
-            if reg.terminals.insert(t.id.clone().into_boxed_str(), term).is_some() {
+            if reg.terminals.insert(t.id.as_bytes().into(), term).is_some() {
                 return Err(src.err(at, "terminal.id", format!("terminal `{}` is listed twice", t.id)));
             }
         }
@@ -254,7 +254,8 @@ impl Registry {
         }
     }
 
-    pub fn terminal(&self, id: &str) -> Option<&Terminal> {
+    /// A terminal by id (the characters of field 41, trailing spaces removed).
+    pub fn terminal(&self, id: &[u8]) -> Option<&Terminal> {
         self.terminals.get(id)
     }
 
@@ -318,10 +319,10 @@ mod tests {
         let text = "utc_offset = \"+08:00\"\n[[merchant]]\nid = \"M1\"\nname = \"Shop\"\nmcc = 5411\nsettlement = \"T+0\"\n\n[[terminal]]\nid = \"T1\"\nmerchant = \"M1\"\ntypes = [\"purchase\", \"refund\"]\n";
         let r = Registry::load(&Source { file: "registry.toml", text }).unwrap();
         assert_eq!(r.utc_offset_minutes, 480);
-        let t = r.terminal("T1").unwrap();
+        let t = r.terminal(b"T1").unwrap();
         assert_eq!(t.allowed, TxnType::Purchase.bit() | TxnType::Refund.bit());
         let m = r.merchant(t.merchant).unwrap();
         assert_eq!((m.mcc, m.settlement, m.plan.as_str()), (5411, Settlement::T0, "default"));
-        assert!(r.terminal("T2").is_none());
+        assert!(r.terminal(b"T2").is_none());
     }
 }

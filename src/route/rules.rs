@@ -22,6 +22,7 @@
 //! The merchant's MCC comes from the registry, not from field 18: the terminal does not
 //! choose its own price. May import: the codec and this layer.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use super::bins::{CardType, Routes, luhn_ok};
@@ -33,7 +34,7 @@ use super::priority::{Class, Priorities};
 use super::registry::{Merchant, Registry, Status};
 use super::risk::RiskRules;
 use super::risk_state::{Facts, RiskState};
-use super::txn::{DEFAULT_TABLE, TxnTable, TxnType};
+use super::txn::{DEFAULT_TABLE, TxnTable, TxnType, chars, trim_end};
 use crate::iso::Message;
 
 /// One estate's rules, immutable once built; reload builds a new one.
@@ -76,11 +77,20 @@ fn read(dir: &Path, name: &str, required: bool) -> Result<Option<(String, String
     }
 }
 
-fn pan_of<'m>(msg: &'m Message, buf: &'m mut Option<std::borrow::Cow<'m, str>>) -> Option<&'m [u8]> {
-    *buf = msg.pan().or_else(|| msg.text(35));
-    let text = buf.as_deref()?;
-    let end = text.find(['=', 'D', 'd', '^']).unwrap_or(text.len());
-    text.as_bytes().get(..end)
+/// The PAN from field 2, or from track 2 (field 35) up to its separator.
+fn pan_of(msg: &Message) -> Option<Cow<'_, [u8]>> {
+    if let Some(p) = chars(msg, 2) {
+        return Some(p);
+    }
+    let track = chars(msg, 35)?;
+    let end = track.iter().position(|&b| matches!(b, b'=' | b'D' | b'd' | b'^')).unwrap_or(track.len());
+    Some(match track {
+        Cow::Borrowed(t) => Cow::Borrowed(t.get(..end).unwrap_or(t)),
+        Cow::Owned(mut t) => {
+            t.truncate(end);
+            Cow::Owned(t)
+        }
+    })
 }
 
 impl RuleSet {
@@ -180,10 +190,14 @@ impl RuleSet {
         self.decide_inner(msg, now, Some(state))
     }
 
-    fn merchant_for<'a>(&'a self, msg: &Message, txn: TxnType) -> Result<&'a Merchant, Decision> {
-        let tid = msg.terminal_id();
+    fn merchant_for<'a>(
+        &'a self,
+        msg: &Message,
+        tid: Option<&[u8]>,
+        txn: TxnType,
+    ) -> Result<&'a Merchant, Decision> {
         let reg = &self.registry;
-        let term = tid.as_deref().and_then(|t| reg.terminal(t.trim_end()));
+        let term = tid.and_then(|t| reg.terminal(t));
         let Some(term) = term else {
             return reg
                 .unknown
@@ -193,7 +207,7 @@ impl RuleSet {
         let merchant = reg
             .merchant(term.merchant)
             .ok_or(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant))?;
-        if msg.merchant_id().is_some_and(|mid| mid.trim_end() != &*merchant.id) {
+        if chars(msg, 42).is_some_and(|mid| trim_end(&mid) != merchant.id.as_bytes()) {
             return Err(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant));
         }
         if term.status == Status::Suspended {
@@ -212,13 +226,17 @@ impl RuleSet {
         if txn == TxnType::Echo {
             return Decision::Local { rc: Rc::APPROVED, txn_type: txn };
         }
-        let merchant = match self.merchant_for(msg, txn) {
+        let tid_chars = chars(msg, 41);
+        let tid = tid_chars.as_deref().map(trim_end);
+        let merchant = match self.merchant_for(msg, tid, txn) {
             Ok(m) => m,
             Err(d) => return d,
         };
         let risk = &self.risk;
         if !risk.blocked_terminals.is_empty()
-            && msg.terminal_id().is_some_and(|t| risk.blocked_terminals.contains(t.trim_end()))
+            && tid
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .is_some_and(|t| risk.blocked_terminals.contains(t))
         {
             return Decision::decline(Rc::NOT_PERMITTED, Reason::TerminalBlocked);
         }
@@ -238,8 +256,8 @@ impl RuleSet {
             return Decision::Local { rc: Rc::APPROVED, txn_type: txn };
         }
         let class = Class::of(msg.mti(), txn, merchant.priority);
-        let mut pan_buf = None;
-        let pan = pan_of(msg, &mut pan_buf);
+        let pan_chars = pan_of(msg);
+        let pan = pan_chars.as_deref();
         let route = match pan {
             Some(p) if !luhn_ok(p) => return Decision::decline(Rc::INVALID_CARD, Reason::LuhnFailed),
             Some(p) => self.routes.lookup(p),
@@ -258,20 +276,19 @@ impl RuleSet {
         {
             return d;
         }
-        let civil = now.civil(self.registry.utc_offset_minutes);
+        let day = now.day_number(self.registry.utc_offset_minutes);
         if let Some(state) = state.filter(|_| matches!(class, Class::Priority | Class::Ordinary)) {
             let stan = msg.stan();
-            let f7 = msg.transmission_time();
-            let tid = msg.terminal_id();
+            let f7 = chars(msg, 7);
             let facts = Facts {
-                terminal: tid.as_deref().map_or("", str::trim_end),
+                terminal: tid.unwrap_or(b""),
                 pan: pan.unwrap_or(b""),
                 amount,
                 stan,
                 transmission_time: f7.as_deref(),
                 card_daily_max: risk.groups.get(merchant.risk_idx).and_then(|g| g.card_daily_max),
                 debits: matches!(txn, TxnType::Purchase | TxnType::PreAuth),
-                day: civil.day_number,
+                day,
             };
             if let Some(d) = state.check(risk, &facts, now) {
                 return d;
@@ -287,8 +304,7 @@ impl RuleSet {
         let (fee, split, plan) = if sign == 0 {
             (0, Default::default(), None)
         } else {
-            match self.fees.price(merchant.plan_idx, civil.day_number, merchant.mcc, route.card_type, amount)
-            {
+            match self.fees.price(merchant.plan_idx, day, merchant.mcc, route.card_type, amount) {
                 Some((priced, plan)) => {
                     let (fee, split) = priced.signed(sign);
                     (fee, split, Some(plan.clone()))

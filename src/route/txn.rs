@@ -27,10 +27,13 @@
 //! An estate whose terminals send a void as 0200/20 (the UnionPay POS convention) writes its
 //! own table with that row before the refund row. May import: the codec and this layer.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::error::{RuleError, Source};
 use crate::iso::Message;
+use crate::iso::spec::Encoding;
 
 /// What a message asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -136,6 +139,24 @@ struct RawRow {
     txn: TxnType,
 }
 
+/// A field's characters as bytes: borrowed from the frame when the field travels as ASCII
+/// (no conversion or UTF-8 check: they are only compared with ASCII rule data), converted
+/// from BCD or EBCDIC otherwise.
+pub(crate) fn chars(msg: &Message, n: usize) -> Option<Cow<'_, [u8]>> {
+    let fs = msg.spec().field(n)?;
+    if fs.encoding == Encoding::Ascii {
+        msg.raw(n).map(Cow::Borrowed)
+    } else {
+        msg.text(n).map(|t| Cow::Owned(t.into_owned().into_bytes()))
+    }
+}
+
+/// `s` without trailing spaces (fixed-length fields are space-padded).
+pub(crate) fn trim_end(s: &[u8]) -> &[u8] {
+    let end = s.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    s.get(..end).unwrap_or(s)
+}
+
 /// The shipped default table.
 pub const DEFAULT_TABLE: &str = include_str!("../../specs/txn-types-default.toml");
 
@@ -193,11 +214,8 @@ impl TxnTable {
     /// The type of `msg`, or `None` (decline 12).
     pub fn classify(&self, msg: &Message) -> Option<TxnType> {
         let mti = msg.mti().as_bytes();
-        // Text views borrow the frame for ASCII specs; BCD specs unpack the few digits.
-        let pc_text = msg.processing_code();
-        let pc: Option<&[u8]> = pc_text.as_deref().and_then(|t| t.as_bytes().get(..2));
-        let f25 = msg.text(25);
-        let f70 = msg.text(70);
+        let pc_chars = chars(msg, 3);
+        let pc: Option<&[u8]> = pc_chars.as_deref().and_then(|t| t.get(..2));
         self.rows.iter().find_map(|row| {
             let mti_ok = row.mti.iter().take(row.mtis as usize).any(|m| m.as_slice() == mti);
             if !mti_ok {
@@ -209,13 +227,14 @@ impl TxnTable {
                     return None;
                 }
             }
+            // Fields 25 and 70 are read only for the rows that ask for them.
             if let Some(want) = row.f25
-                && f25.as_deref().map(str::as_bytes) != Some(want.as_slice())
+                && chars(msg, 25).as_deref() != Some(want.as_slice())
             {
                 return None;
             }
             if let Some(want) = row.f70
-                && f70.as_deref().map(str::as_bytes) != Some(want.as_slice())
+                && chars(msg, 70).as_deref() != Some(want.as_slice())
             {
                 return None;
             }
