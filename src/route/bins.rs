@@ -2,17 +2,17 @@
 //! A route is either a PAN prefix (1 to 19 digits) or a range `low..=high` on the first
 //! 6 to 8 digits; a prefix is treated as the range `[p, p]` on its own length, so every
 //! route is a range on `n` digits. At load the routes are grouped by `n` and sorted; the
-//! routes of one length may not overlap (refused with file, line and key). A lookup tries
-//! the lengths from longest to shortest with one binary search each, so the most specific
-//! route wins and 1,000 routes cost a handful of comparisons. When nothing matches, the
+//! routes of one length may not overlap (refused with file, line and key). Each length has
+//! an index on the first four digits (10,001 positions), so a lookup tries the lengths from
+//! longest to shortest with one short binary search inside one bucket each: the most
+//! specific route wins and 1,000 routes cost a handful of comparisons. When nothing matches, the
 //! `[default]` route applies, if there is one. Each route names its issuer, an optional
 //! backup issuer and the card product (debit / credit / QR) the fee plans price.
 //! May import: this layer only.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
+use super::decision::intern;
 use super::error::{RuleError, Source};
 
 /// The card product a route carries, for fees.
@@ -27,8 +27,8 @@ pub enum CardType {
 /// Where a card's requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub issuer: Arc<str>,
-    pub backup: Option<Arc<str>>,
+    pub issuer: &'static str,
+    pub backup: Option<&'static str>,
     pub card_type: CardType,
 }
 
@@ -37,36 +37,44 @@ struct Level {
     digits: u8,
     /// (low, high, route index), sorted by `low`, non-overlapping.
     ranges: Vec<(u64, u64, u32)>,
-    /// For levels of 3 digits or more: `index[b]` is the first range whose `low` starts
-    /// with the 3 digits `b` or a later prefix, so a lookup searches a few ranges only.
+    /// `index[b]` is the first range whose `low` starts with the leading digits `b` (the
+    /// first 4, or all when the level is shorter) or a later prefix, so that a lookup
+    /// searches only the few ranges of one bucket.
     index: Vec<u32>,
 }
 
+/// Digits of a level that pick its bucket.
+const BUCKET_DIGITS: u8 = 4;
+
 impl Level {
+    fn bucket_digits(&self) -> u8 {
+        self.digits.min(BUCKET_DIGITS)
+    }
+
     fn build_index(&mut self) {
-        let Some(scale) = self.digits.checked_sub(3).map(|e| 10u64.pow(u32::from(e))) else { return };
-        self.index = (0..=1000u64)
+        let scale = 10u64.pow(u32::from(self.digits - self.bucket_digits()));
+        let buckets = 10u64.pow(u32::from(self.bucket_digits()));
+        self.index = (0..=buckets)
             .map(|b| self.ranges.partition_point(|&(low, _, _)| low < b * scale) as u32)
             .collect();
     }
 
-    /// `bucket`: the key's first three digits (when the level has three or more).
-    fn find(&self, key: u64, bucket: usize) -> Option<u32> {
-        let (lo, hi) = match self.digits.checked_sub(3) {
-            Some(_) => {
-                let b = bucket;
-                let start = self.index.get(b).copied()? as usize;
-                let end = self.index.get(b + 1).copied()? as usize;
-                // A range that starts in an earlier bucket may reach into this one.
-                (start.saturating_sub(1), end)
-            }
-            None => (0, self.ranges.len()),
-        };
-        let slice = self.ranges.get(lo..hi)?;
+    fn find(&self, digits: &[u8]) -> Option<u32> {
+        let (head, _) = digits.split_at_checked(self.bucket_digits() as usize)?;
+        let (b, key) = (value(head) as usize, value(digits));
+        let start = self.index.get(b).copied()? as usize;
+        let end = self.index.get(b + 1).copied()? as usize;
+        // A range that starts in an earlier bucket may reach into this one.
+        let slice = self.ranges.get(start.saturating_sub(1)..end)?;
         let i = slice.partition_point(|&(low, _, _)| low <= key);
         let &(_, high, idx) = slice.get(i.checked_sub(1)?)?;
         (key <= high).then_some(idx)
     }
+}
+
+/// The number spelt by ASCII digits (at most 19, checked by the caller).
+fn value(digits: &[u8]) -> u64 {
+    digits.iter().fold(0u64, |v, d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
 }
 
 /// The compiled route table.
@@ -126,7 +134,7 @@ fn target(src: &Source<'_>, at: usize, t: RawTarget) -> Result<Route, RuleError>
     if t.backup.as_deref() == Some(t.issuer.as_str()) {
         return Err(src.err(at, "backup", "backup issuer is the route's own issuer"));
     }
-    Ok(Route { issuer: t.issuer.into(), backup: t.backup.map(Into::into), card_type: t.card_type })
+    Ok(Route { issuer: intern(&t.issuer), backup: t.backup.as_deref().map(intern), card_type: t.card_type })
 }
 
 impl Routes {
@@ -200,7 +208,7 @@ impl Routes {
         Routes {
             routes: Vec::new(),
             levels: Vec::new(),
-            default: Some(Route { issuer: issuer.into(), backup: None, card_type }),
+            default: Some(Route { issuer: intern(issuer), backup: None, card_type }),
         }
     }
 
@@ -215,14 +223,9 @@ impl Routes {
     /// The route for a PAN (ASCII digits, already checked), most specific first, then the
     /// default.
     pub fn lookup(&self, pan: &[u8]) -> Option<&Route> {
-        let value = |digits: &[u8]| {
-            digits.iter().fold(0u64, |v, d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
-        };
-        let bucket = pan.get(..3).map_or(0, |d| value(d) as usize);
         for level in &self.levels {
-            let n = level.digits as usize;
-            let Some(digits) = pan.get(..n) else { continue };
-            if let Some(idx) = level.find(value(digits), bucket) {
+            let Some(digits) = pan.get(..level.digits as usize) else { continue };
+            if let Some(idx) = level.find(digits) {
                 return self.routes.get(idx as usize);
             }
         }
@@ -314,10 +317,10 @@ card_type = "credit"
             ("6223000000000000", "bank-d"),
             ("5500000000000004", "bank-d"),
         ] {
-            assert_eq!(&*r.lookup(pan.as_bytes()).unwrap().issuer, issuer, "{pan}");
+            assert_eq!(r.lookup(pan.as_bytes()).unwrap().issuer, issuer, "{pan}");
         }
         let a = r.lookup(b"4111111111111111").unwrap();
-        assert_eq!(a.backup.as_deref(), Some("bank-b"));
+        assert_eq!(a.backup, Some("bank-b"));
         assert_eq!(a.card_type, CardType::Debit);
     }
 
@@ -342,7 +345,7 @@ card_type = "credit"
             let key = 10_000_000 + k * 4_999 % 90_000_000;
             let want = spans.iter().find(|(l, h, _)| *l <= key && key <= *h).map_or("d", |s| s.2.as_str());
             let pan = format!("{key}00000000");
-            assert_eq!(&*routes.lookup(pan.as_bytes()).unwrap().issuer, want, "{key}");
+            assert_eq!(routes.lookup(pan.as_bytes()).unwrap().issuer, want, "{key}");
         }
     }
 

@@ -1,14 +1,30 @@
 //! The routing core's output: what to do with one message. A `Decision` is journal-ready
 //! (`Debug`, `Clone`, `Serialize`) and carries no PAN. May import: this layer only.
 
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Serialize, Serializer};
 
 use super::bins::CardType;
 use super::priority::Class;
 use super::txn::TxnType;
+
+/// The one copy of a name (issuer, fee plan) for the life of the process, so that a
+/// decision carries names without reference counting on the hot path. Names are interned
+/// at load; a reload adds only names never seen before, so the set grows with the distinct
+/// names an operator ever configures, not with reloads.
+pub fn intern(name: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&s) = set.get(name) {
+        return s;
+    }
+    let s: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    set.insert(s);
+    s
+}
 
 /// A two-character ISO 8583 response code.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,8 +109,8 @@ pub struct FeeSplit {
 /// Forward to an issuer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Forward {
-    pub issuer: Arc<str>,
-    pub backup: Option<Arc<str>>,
+    pub issuer: &'static str,
+    pub backup: Option<&'static str>,
     pub class: Class,
     /// Merchant fee in minor units: positive when charged, negative when given back.
     pub fee: i64,
@@ -102,7 +118,7 @@ pub struct Forward {
     pub card_type: CardType,
     pub txn_type: TxnType,
     /// The fee plan (id) that priced it, for settlement reports.
-    pub plan: Option<Arc<str>>,
+    pub plan: Option<&'static str>,
 }
 
 /// What to do with one message.

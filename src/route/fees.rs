@@ -23,13 +23,12 @@
 //! May import: this layer only.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::bins::CardType;
 use super::clock::Date;
-use super::decision::FeeSplit;
+use super::decision::{FeeSplit, intern};
 use super::error::{RuleError, Source};
 
 /// The shipped default plan.
@@ -92,7 +91,7 @@ struct Version {
 /// All versions of one plan id, latest first.
 #[derive(Debug, Clone)]
 struct Series {
-    id: Arc<str>,
+    id: &'static str,
     versions: Vec<Version>,
 }
 
@@ -143,7 +142,7 @@ impl FeeBook {
         mcc: u16,
         card: CardType,
         amount: u64,
-    ) -> Option<(Priced, &Arc<str>)> {
+    ) -> Option<(Priced, &'static str)> {
         fn in_force(s: &Series, day: i64) -> Option<&Version> {
             s.versions.iter().find(|v| v.from_day <= day)
         }
@@ -162,7 +161,7 @@ impl FeeBook {
             .and_then(|i| version.mcc.get(i))
             .and_then(|&(_, g)| version.groups.get(g as usize));
         if group.is_some_and(|g| g.exempt) {
-            return Some((Priced::default(), &series.id));
+            return Some((Priced::default(), series.id));
         }
         let rate = group
             .and_then(|g| g.cards.get(ci).copied().flatten().or(g.rate))
@@ -175,7 +174,7 @@ impl FeeBook {
             issuer: comp.issuer.fee(amount),
             network: comp.network.fee(amount),
         };
-        Some((priced, &series.id))
+        Some((priced, series.id))
     }
 
     pub(crate) fn load(src: &Source<'_>) -> Result<FeeBook, RuleError> {
@@ -201,7 +200,7 @@ impl FeeBook {
             let i = match book.by_id.get(&p.id) {
                 Some(&i) => i,
                 None => {
-                    book.series.push(Series { id: p.id.as_str().into(), versions: Vec::new() });
+                    book.series.push(Series { id: intern(&p.id), versions: Vec::new() });
                     book.by_id.insert(p.id.clone(), book.series.len() - 1);
                     book.series.len() - 1
                 }

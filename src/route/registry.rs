@@ -81,7 +81,8 @@ pub struct Terminal {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     pub merchants: Vec<Merchant>,
-    terminals: FnvMap<Box<[u8]>, Terminal>,
+    /// Keyed by the id space-padded to 8 bytes, stored inline: no pointer to chase.
+    terminals: FnvMap<[u8; 8], Terminal>,
     merchant_ids: FnvMap<Arc<str>, u32>,
     /// The merchant that unknown terminals are served as, when the estate is open.
     pub unknown: Option<Merchant>,
@@ -140,6 +141,13 @@ struct RawTerminal {
 
 fn active() -> Status {
     Status::Active
+}
+
+/// A terminal id (1 to 8 characters) space-padded to 8 bytes, as field 41 carries it.
+fn terminal_key(id: &[u8]) -> Option<[u8; 8]> {
+    let mut k = [b' '; 8];
+    k.get_mut(..id.len())?.copy_from_slice(id);
+    Some(k)
 }
 
 /// `+08:00`, `-05:30`, `Z`.
@@ -227,7 +235,7 @@ impl Registry {
                 Some(list) => list.iter().fold(0, |a, t| a | t.bit()),
             };
             let term = Terminal { merchant, status: t.status, allowed };
-            if reg.terminals.insert(t.id.as_bytes().into(), term).is_some() {
+            if reg.terminals.insert(terminal_key(t.id.as_bytes()).unwrap_or([b' '; 8]), term).is_some() {
                 return Err(src.err(at, "terminal.id", format!("terminal `{}` is listed twice", t.id)));
             }
         }
@@ -256,7 +264,7 @@ impl Registry {
 
     /// A terminal by id (the characters of field 41, trailing spaces removed).
     pub fn terminal(&self, id: &[u8]) -> Option<&Terminal> {
-        self.terminals.get(id)
+        self.terminals.get(&terminal_key(id)?)
     }
 
     pub fn merchant(&self, idx: u32) -> Option<&Merchant> {

@@ -307,14 +307,14 @@ impl RuleSet {
             match self.fees.price(merchant.plan_idx, day, merchant.mcc, route.card_type, amount) {
                 Some((priced, plan)) => {
                     let (fee, split) = priced.signed(sign);
-                    (fee, split, Some(plan.clone()))
+                    (fee, split, Some(plan))
                 }
                 None => (0, Default::default(), None),
             }
         };
         Decision::Forward(Forward {
-            issuer: route.issuer.clone(),
-            backup: route.backup.clone(),
+            issuer: route.issuer,
+            backup: route.backup,
             class,
             fee,
             split,

@@ -60,10 +60,17 @@ fn purchase(pan: &str, amount: u64, term: (&str, &str)) -> Message {
     msg("0200", "000000", Some(pan), Some(amount), term, &[])
 }
 
-fn fwd(issuer: &str, backup: Option<&str>, class: Class, fee: i64, card: CardType, txn: TxnType) -> Decision {
+fn fwd(
+    issuer: &'static str,
+    backup: Option<&'static str>,
+    class: Class,
+    fee: i64,
+    card: CardType,
+    txn: TxnType,
+) -> Decision {
     Decision::Forward(Forward {
-        issuer: issuer.into(),
-        backup: backup.map(Into::into),
+        issuer,
+        backup,
         class,
         fee,
         split: FeeSplit::default(),
@@ -286,7 +293,7 @@ fn forwards_carry_the_fee_split_and_plan() {
     let r = rules();
     let Decision::Forward(f) = r.decide(&purchase(DEBIT, 100_000, REST), now()) else { panic!() };
     assert_eq!(f.split, FeeSplit { issuer: 350, network: 65, acquirer: 185 });
-    assert_eq!(f.plan.as_deref(), Some("default"));
+    assert_eq!(f.plan, Some("default"));
     let Decision::Forward(f) = r.decide(&msg("0200", "200000", Some(DEBIT), Some(100_000), REST, &[]), now())
     else {
         panic!()
