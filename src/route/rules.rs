@@ -30,10 +30,11 @@ use super::clock::Now;
 use super::decision::{Decision, Forward, Rc, Reason};
 use super::error::{RuleError, Source};
 use super::fees::{DEFAULT_PLAN, FeeBook};
-use super::priority::{Class, Priorities};
+use super::priority::{Class, Priorities, Weights};
 use super::registry::{Merchant, Registry, Status};
 use super::risk::RiskRules;
 use super::risk_state::{Facts, RiskState};
+use super::sched::Scheduler;
 use super::txn::{DEFAULT_TABLE, TxnTable, TxnType, chars, trim_end};
 use crate::iso::Message;
 
@@ -178,6 +179,17 @@ impl RuleSet {
             merchants: self.registry.merchants.len(),
             routes: self.routes.len(),
         }
+    }
+
+    /// The class weights in force at `now` (the estate's local time), and the name of the
+    /// open peak window, if any: the issuer connector feeds them to its schedulers.
+    pub fn weights_at(&self, now: Now) -> (Weights, Option<&str>) {
+        self.priorities.weights_at(&now.civil(self.registry.utc_offset_minutes))
+    }
+
+    /// A scheduler for one issuer, sized by `priority.toml`, with the weights in force at `now`.
+    pub fn scheduler<T>(&self, now: Now) -> Scheduler<T> {
+        Scheduler::new(self.priorities.queue, self.weights_at(now).0)
     }
 
     /// The decision for one message with the pure rules only (no counters).

@@ -91,6 +91,31 @@ fn terminal_frequency_limit() {
 }
 
 #[test]
+fn blocked_terminals_and_merchants() {
+    let mut rules = rules();
+    rules.risk.blocked_terminals.insert("10000001".into());
+    rules.risk.blocked_merchants.insert("898340154110001".into());
+    let r = Router::new(rules);
+    assert_eq!(r.decide(&purchase(DEBIT, 100, REST), now()), decline("58", Reason::TerminalBlocked));
+    assert_eq!(r.decide(&purchase(DEBIT, 100, MARKET), now()), decline("58", Reason::MerchantBlocked));
+    assert!(matches!(r.decide(&purchase(DEBIT, 100, HOSPITAL), now()), Decision::Forward(_)));
+}
+
+#[test]
+fn peak_weights_follow_the_estate_clock() {
+    let r = rules();
+    // 2026-11-10 16:30 UTC is already Singles' Day in China.
+    let at = |d: &str, h: u32, m: u32| Now::from_utc(Date::parse(d).unwrap(), h, m);
+    assert_eq!(r.weights_at(at("2026-11-10", 16, 30)), ([16, 8, 16, 2, 1], Some("singles-day")));
+    assert_eq!(r.weights_at(at("2026-11-10", 15, 59)), ([16, 8, 6, 3, 1], None));
+    // Month end, 09:00 to 22:00 China time.
+    assert_eq!(r.weights_at(at("2026-11-30", 1, 0)), ([16, 8, 12, 3, 1], Some("month-end")));
+    assert_eq!(r.weights_at(at("2026-11-30", 14, 0)), ([16, 8, 6, 3, 1], None));
+    let s: crate::route::sched::Scheduler<u8> = r.scheduler(now());
+    assert_eq!(s.in_flight(), 0);
+}
+
+#[test]
 fn counters_stay_bounded_and_fail_open() {
     let mut rules = rules();
     rules.risk.max_duplicates = 16; // one entry per shard
