@@ -160,10 +160,10 @@ impl RiskState {
     }
 
     fn shard(&self, key: u64) -> Option<std::sync::MutexGuard<'_, Shard>> {
-        // A poisoned shard only means another thread panicked mid-update of counters;
-        // the counters are still usable.
         // Middle bits: the maps use the low bits for buckets and the top 7 as tags.
         let s = self.shards.get((key >> 32) as usize % SHARDS)?;
+        // A poisoned shard only means another thread panicked mid-update of counters;
+        // the counters are still usable.
         Some(s.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
