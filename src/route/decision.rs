@@ -85,6 +85,7 @@ pub enum Reason {
     TerminalBlocked,
     MerchantBlocked,
     LuhnFailed,
+    MissingPan,
     NoRoute,
     MissingAmount,
     AmountLimit,

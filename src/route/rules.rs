@@ -8,7 +8,8 @@
 //! 1. transaction type from the table (12); an echo is answered at once (00);
 //! 2. terminal known (03) or the estate open; merchant known and, when the message carries
 //!    field 42, the terminal's own (03); terminal active (58); type allowed on the terminal
-//!    (58); terminal or merchant not blocked (58);
+//!    (58); terminal or merchant not blocked (58). A reversal from a known terminal skips
+//!    the status, type and block checks: it undoes what the terminal did while allowed;
 //! 3. sign-on, sign-off and batch settlement are answered locally;
 //! 4. card number from field 2 (or the PAN in track 2, field 35) passes Luhn (14) and has a
 //!    route or a default (14); reversals and batch uploads without a PAN take the default;
@@ -222,6 +223,11 @@ impl RuleSet {
         if chars(msg, 42).is_some_and(|mid| trim_end(&mid) != merchant.id.as_bytes()) {
             return Err(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant));
         }
+        // A reversal undoes what the terminal did while it was allowed to: it must reach
+        // the issuer even if the terminal has been suspended or blocked since.
+        if txn == TxnType::Reversal {
+            return Ok(merchant);
+        }
         if term.status == Status::Suspended {
             return Err(Decision::decline(Rc::NOT_PERMITTED, Reason::TerminalSuspended));
         }
@@ -245,14 +251,15 @@ impl RuleSet {
             Err(d) => return d,
         };
         let risk = &self.risk;
-        if !risk.blocked_terminals.is_empty()
+        if txn != TxnType::Reversal
+            && !risk.blocked_terminals.is_empty()
             && tid
                 .and_then(|t| std::str::from_utf8(t).ok())
                 .is_some_and(|t| risk.blocked_terminals.contains(t))
         {
             return Decision::decline(Rc::NOT_PERMITTED, Reason::TerminalBlocked);
         }
-        if !risk.blocked_merchants.is_empty() {
+        if txn != TxnType::Reversal && !risk.blocked_merchants.is_empty() {
             // An open estate's merchant is whoever field 42 says.
             let from_msg = msg.merchant_id();
             let id = if merchant.id.is_empty() {
@@ -274,7 +281,7 @@ impl RuleSet {
             Some(p) if !luhn_ok(p) => return Decision::decline(Rc::INVALID_CARD, Reason::LuhnFailed),
             Some(p) => self.routes.lookup(p),
             None if matches!(txn, TxnType::Reversal | TxnType::BatchUpload) => self.routes.lookup(b""),
-            None => return Decision::decline(Rc::INVALID_CARD, Reason::LuhnFailed),
+            None => return Decision::decline(Rc::INVALID_CARD, Reason::MissingPan),
         };
         let Some(route) = route else {
             return Decision::decline(Rc::INVALID_CARD, Reason::NoRoute);

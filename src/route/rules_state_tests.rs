@@ -99,6 +99,8 @@ fn blocked_terminals_and_merchants() {
     assert_eq!(r.decide(&purchase(DEBIT, 100, REST), now()), decline("58", Reason::TerminalBlocked));
     assert_eq!(r.decide(&purchase(DEBIT, 100, MARKET), now()), decline("58", Reason::MerchantBlocked));
     assert!(matches!(r.decide(&purchase(DEBIT, 100, HOSPITAL), now()), Decision::Forward(_)));
+    let rev = msg("0400", "000000", Some(DEBIT), Some(100), REST, &[]);
+    assert!(matches!(r.decide(&rev, now()), Decision::Forward(_)));
 }
 
 #[test]

@@ -243,7 +243,17 @@ fn every_rule_decides_as_documented() {
             decline("58", Reason::TxnNotAllowed),
         ),
         ("Luhn", purchase("6222020200112231", 100, REST), decline("14", Reason::LuhnFailed)),
-        ("no PAN", msg("0200", "000000", None, Some(100), REST, &[]), decline("14", Reason::LuhnFailed)),
+        ("no PAN", msg("0200", "000000", None, Some(100), REST, &[]), decline("14", Reason::MissingPan)),
+        (
+            "reversal from a suspended terminal",
+            msg("0400", "000000", Some(DEBIT), Some(100), ("10000009", "898340158120001"), &[]),
+            fwd("issuer-a", a, Class::Reversal, 0, Debit, TxnType::Reversal),
+        ),
+        (
+            "reversal from an unknown terminal",
+            msg("0400", "000000", Some(DEBIT), Some(100), ("99999999", "898340158120001"), &[]),
+            decline("03", Reason::UnknownTerminal),
+        ),
         (
             "no amount",
             msg("0200", "000000", Some(DEBIT), None, REST, &[]),
