@@ -178,3 +178,11 @@ fn reload_swaps_atomically_and_refuses_bad_files() {
     assert!(e.file.ends_with("fees.toml") && e.line.is_some(), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn router_is_shared_across_tasks() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Router>();
+    shared::<crate::route::RuleSet>();
+    shared::<crate::route::Decision>();
+}
