@@ -186,3 +186,67 @@ fn router_is_shared_across_tasks() {
     shared::<crate::route::RuleSet>();
     shared::<crate::route::Decision>();
 }
+
+mod arbitrary {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(' '),
+                Just('='),
+                Just('D'),
+                proptest::char::range('0', '9'),
+                proptest::char::range('A', 'Z')
+            ],
+            0..=max,
+        )
+        .prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        /// Whatever a terminal puts in the fields the rules read, a decision comes back.
+        #[test]
+        fn any_message_gets_a_decision(
+            mti in prop::sample::select(vec!["0100", "0200", "0220", "0320", "0400", "0421", "0500", "0800", "0600"]),
+            pan in prop_oneof![Just(DEBIT.to_string()), Just(CREDIT.to_string()), "[0-9]{0,19}"],
+            pc in "[0-9]{6}",
+            amount in any::<u64>().prop_map(|a| a % 1_000_000_000_000),
+            f25 in "[0-9]{2}",
+            track in text(37),
+            tid in prop_oneof![
+                prop::sample::select(vec!["10000001", "10000002", "10000003", "10000004", "10000006", "10000009"]).prop_map(String::from),
+                text(8),
+            ],
+            set42 in any::<bool>(),
+            mid in text(15),
+            f61 in text(20),
+            f70 in "[0-9]{3}",
+            offset in 0u64..100_000,
+        ) {
+            let r = router();
+            let mut m = Message::new(shipped("iso87ascii").unwrap(), mti).unwrap();
+            m.set(3, &pc).unwrap().set_number(4, amount).unwrap().set(25, &f25).unwrap();
+            if !pan.is_empty() {
+                m.set(2, &pan).unwrap();
+            }
+            let track = track.replace(' ', "0");
+            if !track.is_empty() && track.chars().all(|c| c.is_ascii_digit() || c == '=' || c == 'D') {
+                m.set(35, &track).unwrap();
+            }
+            m.set(41, &format!("{tid:<8}")).unwrap();
+            if set42 {
+                m.set(42, &format!("{mid:<15}")).unwrap();
+            }
+            if !f61.is_empty() {
+                m.set(61, &f61).unwrap();
+            }
+            m.set(70, &f70).unwrap().set(7, "1124100000").unwrap().set(11, "000001").unwrap();
+            let d = r.decide(&m, secs(offset));
+            let json = serde_json::to_string(&d).unwrap();
+            prop_assert!(pan.len() < 12 || !json.contains(&pan));
+        }
+    }
+}

@@ -299,6 +299,24 @@ fn every_rule_decides_as_documented() {
 }
 
 #[test]
+fn bcd_dialects_decide_the_same() {
+    let r = rules();
+    for spec in ["iso87bcd", "cup-pos", "iso87binbitmap"] {
+        let spec = shipped(spec).unwrap();
+        let mut m = Message::new(spec.clone(), "0200").unwrap();
+        m.set(2, CREDIT).unwrap().set(3, "000000").unwrap().set_number(4, 100_000).unwrap();
+        m.set(11, "000123").unwrap().set(41, REST.0).unwrap().set(42, REST.1).unwrap();
+        let m = Message::decode(&spec, m.to_bytes().unwrap()).unwrap();
+        let d = r.decide(&m, now());
+        assert!(
+            same(&d, &fwd("issuer-b", None, Class::Ordinary, 600, CardType::Credit, TxnType::Purchase)),
+            "{}: {d:?}",
+            spec.name
+        );
+    }
+}
+
+#[test]
 fn forwards_carry_the_fee_split_and_plan() {
     let r = rules();
     let Decision::Forward(f) = r.decide(&purchase(DEBIT, 100_000, REST), now()) else { panic!() };

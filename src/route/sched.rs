@@ -186,7 +186,7 @@ impl<T> Scheduler<T> {
         if self.waiting() {
             if let Some(last) = self.last_complete {
                 let gap = now.saturating_sub(last);
-                self.interval_us = ((self.interval_us * 7 + gap) / 8).max(1);
+                self.interval_us = (self.interval_us.saturating_mul(7).saturating_add(gap) / 8).max(1);
             }
             self.last_complete = Some(now);
         } else {
