@@ -252,7 +252,8 @@ impl RiskState {
         if !sh.cards.contains_key(&card_key) && sh.cards.len() >= cap {
             if sh.cards_swept != (f.day, slot) {
                 sh.cards_swept = (f.day, slot);
-                sh.cards.retain(|_, c| c.day == f.day || c.freq.slot + SUB > slot);
+                let windowed = rules.card_frequency.is_some();
+                sh.cards.retain(|_, c| c.day == f.day || (windowed && c.freq.slot + SUB > slot));
             }
             if sh.cards.len() >= cap {
                 self.saturated.fetch_add(1, Ordering::Relaxed);

@@ -131,6 +131,42 @@ fn counters_stay_bounded_and_fail_open() {
     assert!(!format!("{:?}", r.risk()).contains(DEBIT));
 }
 
+#[test]
+fn stale_cards_make_room_on_a_new_day() {
+    let mut rules = rules();
+    rules.risk.max_cards = 16; // one card per shard
+    rules.risk.card_frequency = None;
+    rules.risk.duplicate_window_ms = 0;
+    let r = Router::new(rules);
+    let big = |pan: &str| msg("0200", "000000", Some(pan), Some(5_000_000), REST, &[(61, "ID1")]);
+    // Day one: 300 cards fill every shard; most go untracked.
+    for k in 0..300 {
+        assert!(matches!(r.decide(&big(&luhn_pan(k)), now()), Decision::Forward(_)));
+    }
+    assert!(r.risk().saturated() > 0);
+    // Day two: yesterday's cards are swept, so a new card is tracked and its limit holds.
+    let day2 = secs(86_400);
+    for _ in 0..4 {
+        assert!(matches!(r.decide(&big(DEBIT), day2), Decision::Forward(_)));
+    }
+    assert_eq!(r.decide(&big(DEBIT), day2), decline("61", Reason::DailyAmountLimit));
+}
+
+/// A valid 16-digit PAN in the 622202 range, never equal to `DEBIT`.
+fn luhn_pan(k: u32) -> String {
+    let body = format!("6222029{k:08}");
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = u32::from(c - b'0');
+            if i % 2 == 0 { [0, 2, 4, 6, 8, 1, 3, 5, 7, 9][d as usize] } else { d }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
 fn copy_examples(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("isoswitch-rules-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
