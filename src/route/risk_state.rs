@@ -169,9 +169,11 @@ impl RiskState {
 
     /// Check and count one request; `Some(decline)` stops it.
     pub fn check(&self, rules: &RiskRules, f: &Facts<'_>, now: Now) -> Option<Decision> {
-        let term_key = self.key.hash_one(f.terminal);
-        if let Some(d) = self.check_terminal(rules, f, term_key, now) {
-            return Some(d);
+        if rules.duplicate_window_ms > 0 || rules.terminal_frequency.is_some() {
+            let term_key = self.key.hash_one(f.terminal);
+            if let Some(d) = self.check_terminal(rules, f, term_key, now) {
+                return Some(d);
+            }
         }
         self.check_card(rules, f, now)
     }
