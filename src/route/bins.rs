@@ -1,0 +1,378 @@
+//! BIN routing: the card number's check digit (Luhn), then the longest matching route.
+//! A route is either a PAN prefix (1 to 19 digits) or a range `low..=high` on the first
+//! 6 to 8 digits; a prefix is treated as the range `[p, p]` on its own length, so every
+//! route is a range on `n` digits. At load the routes are grouped by `n` and sorted; the
+//! routes of one length may not overlap (refused with file, line and key). Each length has
+//! an index on the first four digits (10,001 positions), so a lookup tries the lengths from
+//! longest to shortest with one short binary search inside one bucket each: the most
+//! specific route wins and 1,000 routes cost a handful of comparisons. When nothing matches, the
+//! `[default]` route applies, if there is one. Each route names its issuer, an optional
+//! backup issuer and the card product (debit / credit / QR) the fee plans price.
+//! May import: this layer only.
+
+use serde::{Deserialize, Serialize};
+
+use super::decision::intern;
+use super::error::{RuleError, Source};
+
+/// The card product a route carries, for fees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CardType {
+    Debit,
+    Credit,
+    Qr,
+}
+
+/// Where a card's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub issuer: &'static str,
+    pub backup: Option<&'static str>,
+    pub card_type: CardType,
+}
+
+#[derive(Debug, Clone)]
+struct Level {
+    digits: u8,
+    /// (low, high, route index), sorted by `low`, non-overlapping.
+    ranges: Vec<(u64, u64, u32)>,
+    /// `index[b]` is the first range whose `low` starts with the leading digits `b` (the
+    /// first 4, or all when the level is shorter) or a later prefix, so that a lookup
+    /// searches only the few ranges of one bucket.
+    index: Vec<u32>,
+}
+
+/// Digits of a level that pick its bucket.
+const BUCKET_DIGITS: u8 = 4;
+
+impl Level {
+    fn bucket_digits(&self) -> u8 {
+        self.digits.min(BUCKET_DIGITS)
+    }
+
+    fn build_index(&mut self) {
+        let scale = 10u64.pow(u32::from(self.digits - self.bucket_digits()));
+        let buckets = 10u64.pow(u32::from(self.bucket_digits()));
+        self.index = (0..=buckets)
+            .map(|b| self.ranges.partition_point(|&(low, _, _)| low < b * scale) as u32)
+            .collect();
+    }
+
+    fn find(&self, digits: &[u8]) -> Option<u32> {
+        let (head, _) = digits.split_at_checked(self.bucket_digits() as usize)?;
+        let (b, key) = (value(head) as usize, value(digits));
+        let start = self.index.get(b).copied()? as usize;
+        let end = self.index.get(b + 1).copied()? as usize;
+        // A range that starts in an earlier bucket may reach into this one.
+        let slice = self.ranges.get(start.saturating_sub(1)..end)?;
+        let i = slice.partition_point(|&(low, _, _)| low <= key);
+        let &(_, high, idx) = slice.get(i.checked_sub(1)?)?;
+        (key <= high).then_some(idx)
+    }
+}
+
+/// The number spelt by ASCII digits (at most 19, checked by the caller).
+fn value(digits: &[u8]) -> u64 {
+    digits.iter().fold(0u64, |v, d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
+}
+
+/// The compiled route table.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    routes: Vec<Route>,
+    /// Longest first.
+    levels: Vec<Level>,
+    default: Option<Route>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoutes {
+    #[serde(default)]
+    default: Option<RawTarget>,
+    #[serde(default)]
+    route: Vec<toml::Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    issuer: String,
+    #[serde(default)]
+    backup: Option<String>,
+    card_type: CardType,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    low: Option<String>,
+    #[serde(default)]
+    high: Option<String>,
+    issuer: String,
+    #[serde(default)]
+    backup: Option<String>,
+    card_type: CardType,
+}
+
+/// The number a string of digits spells, when it is 1 to 19 ASCII digits.
+fn digits_value(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn target(src: &Source<'_>, at: usize, t: RawTarget) -> Result<Route, RuleError> {
+    if t.issuer.trim().is_empty() {
+        return Err(src.err(at, "issuer", "issuer must not be empty"));
+    }
+    if t.backup.as_deref() == Some(t.issuer.as_str()) {
+        return Err(src.err(at, "backup", "backup issuer is the route's own issuer"));
+    }
+    Ok(Route { issuer: intern(&t.issuer), backup: t.backup.as_deref().map(intern), card_type: t.card_type })
+}
+
+impl Routes {
+    pub(crate) fn load(src: &Source<'_>) -> Result<Routes, RuleError> {
+        let raw: RawRoutes = src.parse()?;
+        let default = match raw.default {
+            Some(t) => Some(target(src, 0, t)?),
+            None => None,
+        };
+        let mut routes = Vec::with_capacity(raw.route.len());
+        // (digits, low, high, index, offset in the file)
+        let mut spans: Vec<(u8, u64, u64, u32, usize)> = Vec::with_capacity(raw.route.len());
+        for spanned in raw.route {
+            let at = spanned.span().start;
+            let r = spanned.into_inner();
+            let (n, low, high) = match (r.prefix, r.low, r.high) {
+                (Some(p), None, None) => {
+                    let v = digits_value(&p)
+                        .ok_or_else(|| src.err(at, "route.prefix", format!("`{p}` is not 1 to 19 digits")))?;
+                    (p.len() as u8, v, v)
+                }
+                (None, Some(lo), Some(hi)) => {
+                    if lo.len() != hi.len() || !(6..=8).contains(&lo.len()) {
+                        return Err(src.err(at, "route.low", "low and high must both have 6, 7 or 8 digits"));
+                    }
+                    let l = digits_value(&lo).ok_or_else(|| src.err(at, "route.low", "not digits"))?;
+                    let h = digits_value(&hi).ok_or_else(|| src.err(at, "route.high", "not digits"))?;
+                    if l > h {
+                        return Err(src.err(at, "route.high", "high is below low"));
+                    }
+                    (lo.len() as u8, l, h)
+                }
+                _ => {
+                    return Err(src.err(
+                        at,
+                        "route.prefix",
+                        "a route has either `prefix` or both `low` and `high`",
+                    ));
+                }
+            };
+            let idx = u32::try_from(routes.len()).map_err(|_| src.err(at, "route", "too many routes"))?;
+            routes.push(target(
+                src,
+                at,
+                RawTarget { issuer: r.issuer, backup: r.backup, card_type: r.card_type },
+            )?);
+            spans.push((n, low, high, idx, at));
+        }
+        spans.sort_by_key(|&(n, low, ..)| (std::cmp::Reverse(n), low));
+        let mut levels: Vec<Level> = Vec::new();
+        let mut prev: Option<(u8, u64)> = None;
+        for (n, low, high, idx, at) in spans {
+            if let Some((pn, phigh)) = prev
+                && pn == n
+                && low <= phigh
+            {
+                return Err(src.err(at, "route", format!("overlaps another route on the first {n} digits")));
+            }
+            prev = Some((n, high));
+            match levels.last_mut() {
+                Some(l) if l.digits == n => l.ranges.push((low, high, idx)),
+                _ => levels.push(Level { digits: n, ranges: vec![(low, high, idx)], index: Vec::new() }),
+            }
+        }
+        levels.iter_mut().for_each(Level::build_index);
+        Ok(Routes { routes, levels, default })
+    }
+
+    /// Routes every card to one issuer.
+    pub fn single(issuer: &str, card_type: CardType) -> Routes {
+        Routes {
+            routes: Vec::new(),
+            levels: Vec::new(),
+            default: Some(Route { issuer: intern(issuer), backup: None, card_type }),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The route for a PAN (ASCII digits, already checked), most specific first, then the
+    /// default.
+    pub fn lookup(&self, pan: &[u8]) -> Option<&Route> {
+        for level in &self.levels {
+            let Some(digits) = pan.get(..level.digits as usize) else { continue };
+            if let Some(idx) = level.find(digits) {
+                return self.routes.get(idx as usize);
+            }
+        }
+        self.default.as_ref()
+    }
+}
+
+/// A PAN is 12 to 19 ASCII digits whose Luhn check digit is right.
+pub fn luhn_ok(pan: &[u8]) -> bool {
+    if !(12..=19).contains(&pan.len()) {
+        return false;
+    }
+    let mut sum = 0u32;
+    for (i, &c) in pan.iter().rev().enumerate() {
+        if !c.is_ascii_digit() {
+            return false;
+        }
+        let mut d = u32::from(c - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    sum.is_multiple_of(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"
+[default]
+issuer = "bank-d"
+card_type = "debit"
+
+[[route]]
+prefix = "4"
+issuer = "visa-host"
+card_type = "credit"
+
+[[route]]
+prefix = "411111"
+issuer = "bank-a"
+backup = "bank-b"
+card_type = "debit"
+
+[[route]]
+low = "62220000"
+high = "62229999"
+issuer = "bank-c"
+card_type = "debit"
+
+[[route]]
+low = "622200"
+high = "622299"
+issuer = "bank-e"
+card_type = "credit"
+"#;
+
+    #[test]
+    fn luhn() {
+        for (pan, ok) in [
+            ("4111111111111111", true),
+            ("4111111111111112", false),
+            ("6222020200112233", false),
+            ("6222020200112230", true),
+            ("79927398713", false), // valid check digit but too short
+            ("411111111111111a", false),
+            ("12345678903", false),
+            ("123456789012", false),
+            ("1234567890128", true),
+        ] {
+            assert_eq!(luhn_ok(pan.as_bytes()), ok, "{pan}");
+        }
+    }
+
+    #[test]
+    fn longest_match_then_default() {
+        let r = Routes::load(&Source { file: "routes.toml", text: TEXT }).unwrap();
+        for (pan, issuer) in [
+            ("4111111111111111", "bank-a"),
+            ("4000000000000002", "visa-host"),
+            ("6222020200112230", "bank-c"),
+            ("6222990000000000", "bank-c"),
+            ("6222000000000000", "bank-c"),
+            ("6223000000000000", "bank-d"),
+            ("5500000000000004", "bank-d"),
+        ] {
+            assert_eq!(r.lookup(pan.as_bytes()).unwrap().issuer, issuer, "{pan}");
+        }
+        let a = r.lookup(b"4111111111111111").unwrap();
+        assert_eq!(a.backup, Some("bank-b"));
+        assert_eq!(a.card_type, CardType::Debit);
+    }
+
+    #[test]
+    fn indexed_lookup_agrees_with_a_linear_scan() {
+        let mut text = String::from("[default]\nissuer = \"d\"\ncard_type = \"debit\"\n");
+        let mut spans = Vec::new();
+        for r in 0..300u64 {
+            // Ranges of uneven widths, some crossing a 3-digit bucket, plus 6-digit prefixes.
+            let low = 10_000_000 + r * 331_337 % 89_000_000 / 1000 * 1000;
+            let high = low + (r % 7) * 150_000 + 999;
+            if spans.iter().any(|&(l, h, _): &(u64, u64, String)| low <= h && l <= high) {
+                continue;
+            }
+            text += &format!(
+                "[[route]]\nlow = \"{low}\"\nhigh = \"{high}\"\nissuer = \"r{r}\"\ncard_type = \"debit\"\n"
+            );
+            spans.push((low, high, format!("r{r}")));
+        }
+        let routes = Routes::load(&Source { file: "routes.toml", text: &text }).unwrap();
+        for k in 0..20_000u64 {
+            let key = 10_000_000 + k * 4_999 % 90_000_000;
+            let want = spans.iter().find(|(l, h, _)| *l <= key && key <= *h).map_or("d", |s| s.2.as_str());
+            let pan = format!("{key}00000000");
+            assert_eq!(routes.lookup(pan.as_bytes()).unwrap().issuer, want, "{key}");
+        }
+    }
+
+    #[test]
+    fn bad_routes_are_refused_with_line_and_key() {
+        let cases = [
+            ("[[route]]\nprefix = \"41x\"\nissuer = \"a\"\ncard_type = \"debit\"\n", 1, "route.prefix"),
+            (
+                "[[route]]\nlow = \"622200\"\nhigh = \"6222\"\nissuer = \"a\"\ncard_type = \"debit\"\n",
+                1,
+                "route.low",
+            ),
+            (
+                "[[route]]\nlow = \"622299\"\nhigh = \"622200\"\nissuer = \"a\"\ncard_type = \"debit\"\n",
+                1,
+                "route.high",
+            ),
+            (
+                "[[route]]\nprefix = \"4111\"\nissuer = \"a\"\ncard_type = \"debit\"\n\n[[route]]\nprefix = \"4111\"\nissuer = \"b\"\ncard_type = \"debit\"\n",
+                6,
+                "route",
+            ),
+            ("[[route]]\nprefix = \"4111\"\nissuer = \"a\"\ncard_type = \"gold\"\n", 4, "card_type"),
+        ];
+        for (text, line, key) in cases {
+            let e = Routes::load(&Source { file: "routes.toml", text }).unwrap_err();
+            assert_eq!((e.line, e.key.as_deref()), (Some(line), Some(key)), "{e}");
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The terminal and merchant registry: terminal id -> merchant, status and allowed
+//! transaction types; merchant id -> name, MCC, fee plan, settlement cycle, priority group
+//! and risk group. Loaded from `registry.toml`; references to fee plans and risk groups are
+//! checked by the rule set once every file is loaded. An optional `[unknown]` merchant
+//! template makes an open estate: terminals not listed are accepted as that merchant (the
+//! embedded default configuration uses it). The terminal table is a hash map with a small
+//! FNV hasher: its keys are read-only after load, so flooding it is not possible.
+//! May import: this layer only.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{RuleError, Source};
+use super::txn::TxnType;
+
+/// A fast hasher for read-only keys: FNV-1a over bytes, one multiply-and-fold for a `u64`.
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+    fn write_u64(&mut self, n: u64) {
+        let m = u128::from(n ^ self.0) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = (m as u64) ^ ((m >> 64) as u64);
+    }
+}
+
+pub type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Settlement {
+    #[serde(rename = "T+0")]
+    T0,
+    #[serde(rename = "T+1")]
+    T1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Active,
+    Suspended,
+}
+
+/// One merchant, with its references resolved by the rule set.
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    pub id: Arc<str>,
+    pub name: String,
+    pub mcc: u16,
+    pub plan: String,
+    pub settlement: Settlement,
+    pub priority_group: Option<String>,
+    pub risk_group: String,
+    /// Resolved at rule-set load.
+    pub(crate) plan_idx: usize,
+    pub(crate) risk_idx: usize,
+    pub(crate) priority: bool,
+    /// Line in the registry file, for errors found across files.
+    pub(crate) line: usize,
+}
+
+/// One terminal.
+#[derive(Debug, Clone)]
+pub struct Terminal {
+    pub merchant: u32,
+    pub status: Status,
+    /// Bit set of `TxnType::bit`.
+    pub allowed: u16,
+}
+
+/// The registry.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    pub merchants: Vec<Merchant>,
+    /// Keyed by the id space-padded to 8 bytes as a `u64`: no pointer to chase.
+    terminals: FnvMap<u64, Terminal>,
+    merchant_ids: FnvMap<Arc<str>, u32>,
+    /// The merchant that unknown terminals are served as, when the estate is open.
+    pub unknown: Option<Merchant>,
+    /// Local time offset of the estate, minutes east of UTC.
+    pub utc_offset_minutes: i32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    #[serde(default)]
+    utc_offset: Option<String>,
+    #[serde(default)]
+    unknown: Option<toml::Spanned<RawMerchant>>,
+    #[serde(default)]
+    merchant: Vec<toml::Spanned<RawMerchant>>,
+    #[serde(default)]
+    terminal: Vec<toml::Spanned<RawTerminal>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMerchant {
+    #[serde(default)]
+    id: String,
+    name: String,
+    mcc: u16,
+    #[serde(default = "default_plan")]
+    plan: String,
+    #[serde(default = "default_settlement")]
+    settlement: Settlement,
+    #[serde(default)]
+    priority_group: Option<String>,
+    #[serde(default = "default_plan")]
+    risk_group: String,
+}
+
+fn default_plan() -> String {
+    "default".to_string()
+}
+
+fn default_settlement() -> Settlement {
+    Settlement::T1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTerminal {
+    id: String,
+    merchant: String,
+    #[serde(default = "active")]
+    status: Status,
+    #[serde(default)]
+    types: Option<Vec<TxnType>>,
+}
+
+fn active() -> Status {
+    Status::Active
+}
+
+/// A terminal id (1 to 8 characters) space-padded to 8 bytes, as field 41 carries it, read
+/// as one number.
+fn terminal_key(id: &[u8]) -> Option<u64> {
+    let mut k = [b' '; 8];
+    k.get_mut(..id.len())?.copy_from_slice(id);
+    Some(u64::from_le_bytes(k))
+}
+
+/// `+08:00`, `-05:30`, `Z`.
+fn parse_offset(s: &str) -> Option<i32> {
+    if s == "Z" {
+        return Some(0);
+    }
+    let sign = match s.as_bytes().first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = s.get(1..)?.split_once(':')?;
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 14 && m < 60).then_some(sign * (h * 60 + m))
+}
+
+fn merchant(src: &Source<'_>, at: usize, m: RawMerchant, need_id: bool) -> Result<Merchant, RuleError> {
+    if need_id && (m.id.is_empty() || m.id.len() > 15) {
+        return Err(src.err(at, "merchant.id", "merchant id must be 1 to 15 characters"));
+    }
+    if m.mcc > 9999 {
+        return Err(src.err(at, "merchant.mcc", "an MCC has four digits"));
+    }
+    Ok(Merchant {
+        id: m.id.into(),
+        name: m.name,
+        mcc: m.mcc,
+        plan: m.plan,
+        settlement: m.settlement,
+        priority_group: m.priority_group,
+        risk_group: m.risk_group,
+        plan_idx: 0,
+        risk_idx: 0,
+        priority: false,
+        line: src.line_of(at),
+    })
+}
+
+impl Registry {
+    pub(crate) fn load(src: &Source<'_>) -> Result<Registry, RuleError> {
+        let raw: RawRegistry = src.parse()?;
+        let utc_offset_minutes = match &raw.utc_offset {
+            None => 0,
+            Some(s) => {
+                parse_offset(s).ok_or_else(|| src.whole("utc_offset", "expected +HH:MM, -HH:MM or Z"))?
+            }
+        };
+        let unknown = match raw.unknown {
+            Some(s) => {
+                let at = s.span().start;
+                Some(merchant(src, at, s.into_inner(), false)?)
+            }
+            None => None,
+        };
+        let mut reg = Registry { unknown, utc_offset_minutes, ..Registry::default() };
+        for spanned in raw.merchant {
+            let at = spanned.span().start;
+            let m = merchant(src, at, spanned.into_inner(), true)?;
+            let idx = u32::try_from(reg.merchants.len()).map_err(|_| src.err(at, "merchant", "too many"))?;
+            if reg.merchant_ids.insert(m.id.clone(), idx).is_some() {
+                return Err(src.err(at, "merchant.id", format!("merchant `{}` is listed twice", m.id)));
+            }
+            reg.merchants.push(m);
+        }
+        for spanned in raw.terminal {
+            let at = spanned.span().start;
+            let t = spanned.into_inner();
+            if t.id.is_empty() || t.id.len() > 8 {
+                return Err(src.err(at, "terminal.id", "terminal id must be 1 to 8 characters"));
+            }
+            let merchant = *reg
+                .merchant_ids
+                .get(t.merchant.as_str())
+                .ok_or_else(|| src.err(at, "terminal.merchant", format!("no merchant `{}`", t.merchant)))?;
+            let allowed = match &t.types {
+                None => TxnType::ALL.iter().fold(0, |a, t| a | t.bit()),
+                Some(list) if list.is_empty() => {
+                    return Err(src.err(
+                        at,
+                        "terminal.types",
+                        "an empty list allows nothing; omit it to allow all",
+                    ));
+                }
+                Some(list) => list.iter().fold(0, |a, t| a | t.bit()),
+            };
+            let term = Terminal { merchant, status: t.status, allowed };
+            if reg.terminals.insert(terminal_key(t.id.as_bytes()).unwrap_or(0), term).is_some() {
+                return Err(src.err(at, "terminal.id", format!("terminal `{}` is listed twice", t.id)));
+            }
+        }
+        Ok(reg)
+    }
+
+    /// An open estate: every terminal is accepted as `merchant`.
+    pub fn open(merchant_name: &str, mcc: u16) -> Registry {
+        Registry {
+            unknown: Some(Merchant {
+                id: "".into(),
+                name: merchant_name.to_string(),
+                mcc,
+                plan: default_plan(),
+                settlement: Settlement::T1,
+                priority_group: None,
+                risk_group: default_plan(),
+                plan_idx: 0,
+                risk_idx: 0,
+                priority: false,
+                line: 0,
+            }),
+            ..Registry::default()
+        }
+    }
+
+    /// A terminal by id (the characters of field 41, trailing spaces removed).
+    pub fn terminal(&self, id: &[u8]) -> Option<&Terminal> {
+        self.terminals.get(&terminal_key(id)?)
+    }
+
+    pub fn merchant(&self, idx: u32) -> Option<&Merchant> {
+        self.merchants.get(idx as usize)
+    }
+
+    pub fn merchant_by_id(&self, id: &str) -> Option<&Merchant> {
+        self.merchant_ids.get(id).and_then(|&i| self.merchant(i))
+    }
+
+    pub fn terminal_count(&self) -> usize {
+        self.terminals.len()
+    }
+
+    /// Every merchant record, the open-estate template included, for resolving references.
+    pub(crate) fn all_merchants_mut(&mut self) -> impl Iterator<Item = &mut Merchant> {
+        self.merchants.iter_mut().chain(self.unknown.iter_mut())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_registries_are_refused_with_line_and_key() {
+        let m = "[[merchant]]\nid = \"M1\"\nname = \"Shop\"\nmcc = 5411\n";
+        let cases = [
+            (format!("{m}\n[[terminal]]\nid = \"T1\"\nmerchant = \"M2\"\n"), Some(6), "terminal.merchant"),
+            (
+                format!("{m}\n[[terminal]]\nid = \"T1\"\nmerchant = \"M1\"\nstatus = \"asleep\"\n"),
+                Some(9),
+                "status",
+            ),
+            (format!("{m}\n{m}"), Some(6), "merchant.id"),
+            (format!("{m}settlement = \"T+2\"\n"), Some(5), "settlement"),
+            (format!("{m}\n[[terminal]]\nid = \"TERMINAL99\"\nmerchant = \"M1\"\n"), Some(6), "terminal.id"),
+            (
+                format!(
+                    "{m}\n[[terminal]]\nid = \"T1\"\nmerchant = \"M1\"\n[[terminal]]\nid = \"T1\"\nmerchant = \"M1\"\n"
+                ),
+                Some(9),
+                "terminal.id",
+            ),
+            (format!("utc_offset = \"+8\"\n{m}"), None, "utc_offset"),
+            (
+                format!("{m}\n[[terminal]]\nid = \"T1\"\nmerchant = \"M1\"\ntypes = [\"teleport\"]\n"),
+                Some(9),
+                "types",
+            ),
+        ];
+        for (text, line, key) in cases {
+            let e = Registry::load(&Source { file: "registry.toml", text: &text }).unwrap_err();
+            assert_eq!((e.line, e.key.as_deref()), (line, Some(key)), "{e}\n{text}");
+        }
+    }
+
+    #[test]
+    fn loads_terminals_and_merchants() {
+        let text = "utc_offset = \"+08:00\"\n[[merchant]]\nid = \"M1\"\nname = \"Shop\"\nmcc = 5411\nsettlement = \"T+0\"\n\n[[terminal]]\nid = \"T1\"\nmerchant = \"M1\"\ntypes = [\"purchase\", \"refund\"]\n";
+        let r = Registry::load(&Source { file: "registry.toml", text }).unwrap();
+        assert_eq!(r.utc_offset_minutes, 480);
+        let t = r.terminal(b"T1").unwrap();
+        assert_eq!(t.allowed, TxnType::Purchase.bit() | TxnType::Refund.bit());
+        let m = r.merchant(t.merchant).unwrap();
+        assert_eq!((m.mcc, m.settlement, m.plan.as_str()), (5411, Settlement::T0, "default"));
+        assert!(r.terminal(b"T2").is_none());
+    }
+}

@@ -1,0 +1,306 @@
+//! Transaction types, recognised from the MTI, the first two digits of the processing code
+//! (field 3), the POS condition code (field 25) and, for network management, field 70.
+//! The table is data: the shipped default is `specs/txn-types-default.toml`; a rule
+//! directory may carry its own `txn-types.toml`. Rows are tried in order, the first match
+//! wins, and a message no row matches is declined with 12.
+//!
+//! The default table (ISO 8583:1987 conventions, with the UnionPay-style condition code 06
+//! marking pre-authorisation traffic):
+//!
+//! | MTI            | field 3 (1-2) | field 25 | field 70 | type                 |
+//! |----------------|---------------|----------|----------|----------------------|
+//! | 0100           | 00, 03        |          |          | pre-auth             |
+//! | 0100, 0200     | 30, 31        |          |          | balance inquiry      |
+//! | 0200           | 00            | 06       |          | pre-auth completion  |
+//! | 0200           | 00            | other    |          | purchase             |
+//! | 0200           | 02            |          |          | void                 |
+//! | 0200           | 20            |          |          | refund               |
+//! | 0220           | 00            |          |          | pre-auth completion (advice) |
+//! | 0220           | 20            |          |          | refund (advice)      |
+//! | 0400/0401/0420/0421 | any      |          |          | reversal             |
+//! | 0800           |               |          | 301      | echo                 |
+//! | 0800           |               |          | 001      | sign-on              |
+//! | 0800           |               |          | 002      | sign-off             |
+//! | 0500           | any           |          |          | batch settlement     |
+//! | 0320           | any           |          |          | batch upload         |
+//!
+//! An estate whose terminals send a void as 0200/20 (the UnionPay POS convention) writes its
+//! own table with that row before the refund row. May import: the codec and this layer.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{RuleError, Source};
+use crate::iso::Message;
+use crate::iso::spec::Encoding;
+
+/// What a message asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxnType {
+    Purchase,
+    PreAuth,
+    PreAuthCompletion,
+    Void,
+    Refund,
+    BalanceInquiry,
+    Reversal,
+    Echo,
+    SignOn,
+    SignOff,
+    BatchSettlement,
+    BatchUpload,
+}
+
+impl TxnType {
+    pub const ALL: [TxnType; 12] = [
+        TxnType::Purchase,
+        TxnType::PreAuth,
+        TxnType::PreAuthCompletion,
+        TxnType::Void,
+        TxnType::Refund,
+        TxnType::BalanceInquiry,
+        TxnType::Reversal,
+        TxnType::Echo,
+        TxnType::SignOn,
+        TxnType::SignOff,
+        TxnType::BatchSettlement,
+        TxnType::BatchUpload,
+    ];
+
+    /// Bit for sets of allowed types.
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+
+    /// Answered by the switch itself, never forwarded.
+    pub fn is_local(self) -> bool {
+        matches!(self, TxnType::Echo | TxnType::SignOn | TxnType::SignOff | TxnType::BatchSettlement)
+    }
+
+    /// Moves money and carries an amount that must be present.
+    pub fn is_financial(self) -> bool {
+        matches!(
+            self,
+            TxnType::Purchase
+                | TxnType::PreAuth
+                | TxnType::PreAuthCompletion
+                | TxnType::Void
+                | TxnType::Refund
+        )
+    }
+
+    /// Gives money back to the card: the merchant's fee is returned (negative fee).
+    pub fn returns_fee(self) -> bool {
+        matches!(self, TxnType::Void | TxnType::Refund)
+    }
+
+    /// Charged a merchant fee: the captured sales.
+    pub fn charges_fee(self) -> bool {
+        matches!(self, TxnType::Purchase | TxnType::PreAuthCompletion)
+    }
+}
+
+/// One compiled row of the table.
+#[derive(Debug, Clone)]
+struct Row {
+    mti: [[u8; 4]; 4],
+    mtis: u8,
+    pc: Option<Vec<[u8; 2]>>,
+    f25: Option<[u8; 2]>,
+    f70: Option<[u8; 3]>,
+    txn: TxnType,
+}
+
+/// The recognition table.
+#[derive(Debug, Clone)]
+pub struct TxnTable {
+    rows: Vec<Row>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    row: Vec<toml::Spanned<RawRow>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRow {
+    mti: Vec<String>,
+    #[serde(default)]
+    pc: Option<Vec<String>>,
+    #[serde(default)]
+    f25: Option<String>,
+    #[serde(default)]
+    f70: Option<String>,
+    #[serde(rename = "type")]
+    txn: TxnType,
+}
+
+/// A field's characters as bytes: borrowed from the frame when the field travels as ASCII
+/// (no conversion or UTF-8 check: they are only compared with ASCII rule data), converted
+/// from BCD or EBCDIC otherwise.
+pub(crate) fn chars(msg: &Message, n: usize) -> Option<Cow<'_, [u8]>> {
+    let fs = msg.spec().field(n)?;
+    if fs.encoding == Encoding::Ascii {
+        msg.raw(n).map(Cow::Borrowed)
+    } else {
+        msg.text(n).map(|t| Cow::Owned(t.into_owned().into_bytes()))
+    }
+}
+
+/// `s` without trailing spaces (fixed-length fields are space-padded).
+pub(crate) fn trim_end(s: &[u8]) -> &[u8] {
+    let end = s.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    s.get(..end).unwrap_or(s)
+}
+
+/// The shipped default table.
+pub const DEFAULT_TABLE: &str = include_str!("../../specs/txn-types-default.toml");
+
+fn digits<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let b: [u8; N] = s.as_bytes().try_into().ok()?;
+    b.iter().all(u8::is_ascii_digit).then_some(b)
+}
+
+impl TxnTable {
+    pub(crate) fn load(src: &Source<'_>) -> Result<TxnTable, RuleError> {
+        let raw: RawTable = src.parse()?;
+        let mut rows = Vec::with_capacity(raw.row.len());
+        for spanned in raw.row {
+            let at = spanned.span().start;
+            let r = spanned.into_inner();
+            if r.mti.is_empty() || r.mti.len() > 4 {
+                return Err(src.err(at, "row.mti", "one to four MTIs per row"));
+            }
+            let mut mti = [[0u8; 4]; 4];
+            for (slot, m) in mti.iter_mut().zip(&r.mti) {
+                *slot =
+                    digits(m).ok_or_else(|| src.err(at, "row.mti", format!("`{m}` is not a 4-digit MTI")))?;
+            }
+            let pc = match r.pc {
+                None => None,
+                Some(list) => Some(
+                    list.iter()
+                        .map(|p| {
+                            digits(p).ok_or_else(|| src.err(at, "row.pc", format!("`{p}` is not 2 digits")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            let f25 = match r.f25 {
+                None => None,
+                Some(p) => {
+                    Some(digits(&p).ok_or_else(|| src.err(at, "row.f25", format!("`{p}` is not 2 digits")))?)
+                }
+            };
+            let f70 = match r.f70 {
+                None => None,
+                Some(p) => {
+                    Some(digits(&p).ok_or_else(|| src.err(at, "row.f70", format!("`{p}` is not 3 digits")))?)
+                }
+            };
+            rows.push(Row { mti, mtis: r.mti.len() as u8, pc, f25, f70, txn: r.txn });
+        }
+        Ok(TxnTable { rows })
+    }
+
+    pub fn default_table() -> Result<TxnTable, RuleError> {
+        TxnTable::load(&Source { file: "specs/txn-types-default.toml", text: DEFAULT_TABLE })
+    }
+
+    /// The type of `msg`, or `None` (decline 12).
+    pub fn classify(&self, msg: &Message) -> Option<TxnType> {
+        let mti = msg.mti().as_bytes();
+        let pc_chars = chars(msg, 3);
+        let pc: Option<&[u8]> = pc_chars.as_deref().and_then(|t| t.get(..2));
+        self.rows.iter().find_map(|row| {
+            let mti_ok = row.mti.iter().take(row.mtis as usize).any(|m| m.as_slice() == mti);
+            if !mti_ok {
+                return None;
+            }
+            if let Some(list) = &row.pc {
+                let p = pc?;
+                if !list.iter().any(|x| x.as_slice() == p) {
+                    return None;
+                }
+            }
+            // Fields 25 and 70 are read only for the rows that ask for them.
+            if let Some(want) = row.f25
+                && chars(msg, 25).as_deref() != Some(want.as_slice())
+            {
+                return None;
+            }
+            if let Some(want) = row.f70
+                && chars(msg, 70).as_deref() != Some(want.as_slice())
+            {
+                return None;
+            }
+            Some(row.txn)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iso::spec::shipped;
+
+    fn msg(mti: &str, fields: &[(usize, &str)]) -> Message {
+        let mut m = Message::new(shipped("iso87ascii").unwrap(), mti).unwrap();
+        for (n, v) in fields {
+            m.set(*n, v).unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn default_table_recognises_the_1987_types() {
+        let t = TxnTable::default_table().unwrap();
+        use TxnType::*;
+        type Case<'a> = (&'a str, &'a [(usize, &'a str)], Option<TxnType>);
+        let cases: &[Case<'_>] = &[
+            ("0200", &[(3, "000000")], Some(Purchase)),
+            ("0200", &[(3, "000000"), (25, "00")], Some(Purchase)),
+            ("0200", &[(3, "000000"), (25, "06")], Some(PreAuthCompletion)),
+            ("0220", &[(3, "000000")], Some(PreAuthCompletion)),
+            ("0100", &[(3, "000000")], Some(PreAuth)),
+            ("0100", &[(3, "030000")], Some(PreAuth)),
+            ("0200", &[(3, "020000")], Some(Void)),
+            ("0200", &[(3, "200000")], Some(Refund)),
+            ("0220", &[(3, "200000")], Some(Refund)),
+            ("0200", &[(3, "310000")], Some(BalanceInquiry)),
+            ("0100", &[(3, "310000")], Some(BalanceInquiry)),
+            ("0400", &[(3, "000000")], Some(Reversal)),
+            ("0401", &[], Some(Reversal)),
+            ("0420", &[(3, "000000")], Some(Reversal)),
+            ("0421", &[(3, "000000")], Some(Reversal)),
+            ("0800", &[(70, "301")], Some(Echo)),
+            ("0800", &[(70, "001")], Some(SignOn)),
+            ("0800", &[(70, "002")], Some(SignOff)),
+            ("0800", &[(70, "999")], None),
+            ("0800", &[], None),
+            ("0500", &[(3, "920000")], Some(BatchSettlement)),
+            ("0320", &[(3, "000000")], Some(BatchUpload)),
+            ("0200", &[(3, "990000")], None),
+            ("0200", &[], None),
+            ("0600", &[(3, "000000")], None),
+        ];
+        for (mti, fields, want) in cases {
+            assert_eq!(t.classify(&msg(mti, fields)), *want, "{mti} {fields:?}");
+        }
+    }
+
+    #[test]
+    fn bad_rows_are_refused_with_line_and_key() {
+        let text =
+            "[[row]]\nmti = [\"0200\"]\ntype = \"purchase\"\n\n[[row]]\nmti = [\"02x0\"]\ntype = \"void\"\n";
+        let e = TxnTable::load(&Source { file: "t.toml", text }).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(5), Some("row.mti")), "{e}");
+        let text = "[[row]]\nmti = [\"0200\"]\ntype = \"teleport\"\n";
+        let e = TxnTable::load(&Source { file: "t.toml", text }).unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("type")), "{e}");
+    }
+}
