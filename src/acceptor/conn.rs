@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use metrics::{counter, histogram};
+use metrics::counter;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Encoder, FramedRead};
@@ -101,26 +101,17 @@ pub async fn serve<R, W>(
     let _ = writer.await;
 }
 
-/// What one frame leads to. Not boxed: it is moved once per request, a box would
-/// cost an allocation.
-#[allow(clippy::large_enum_variant)]
+/// What one frame leads to.
 enum Step {
     Reply(Frame),
-    Forward(Arc<Issuer>, Message, Frame),
+    Forward(Arc<Issuer>, Box<Message>, Frame),
     Nothing,
 }
 
-fn reply_frame(
-    ctx: &ListenerCtx,
-    req: &Frame,
-    msg: Result<Message, crate::iso::EncodeError>,
-    issuer: &str,
-) -> Step {
+fn reply_frame(ctx: &ListenerCtx, req: &Frame, msg: Result<Message, crate::iso::EncodeError>) -> Step {
     match msg.and_then(|m| m.to_bytes().map(|b| (b, m))) {
         Ok((body, msg)) => {
-            let rc = msg.raw(39).unwrap_or(b"");
-            counter!(m::RESPONSES_TOTAL, "issuer" => issuer.to_string(), "rc" => m::rc_label(rc))
-                .increment(1);
+            ctx.local.get(msg.raw(39).unwrap_or(b"")).increment(1);
             Step::Reply(req.reply(body))
         }
         Err(e) => {
@@ -138,28 +129,28 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
             // The error names the part and offset, never a field's value.
             tracing::warn!(listener = %ctx.cfg.addr, error = %e, "undecodable terminal message");
             let Some(mti) = Message::peek_mti(&ctx.spec, &frame.body) else { return Step::Nothing };
-            counter!(m::REQUESTS_TOTAL, "mti" => m::mti_label(std::str::from_utf8(&mti).unwrap_or("")))
-                .increment(1);
+            ctx.requests.get(&mti).increment(1);
             return match format_error(&ctx.spec, mti) {
-                Some(r) => reply_frame(ctx, &frame, Ok(r), "switch"),
+                Some(r) => reply_frame(ctx, &frame, Ok(r)),
                 None => Step::Nothing,
             };
         }
     };
-    counter!(m::REQUESTS_TOTAL, "mti" => m::mti_label(msg.mti())).increment(1);
+    ctx.requests.get(msg.mti().as_bytes()).increment(1);
     if crate::issuer::response_mti(msg.mti().as_bytes()).is_none() {
         tracing::info!(mti = msg.mti(), "terminal sent a response message; ignored");
         return Step::Nothing;
     }
     match ctx.router.decide(&msg) {
-        Decision::Local => reply_frame(ctx, &frame, switch_reply(&msg, "00"), "switch"),
+        Decision::Local => reply_frame(ctx, &frame, switch_reply(&msg, "00")),
         Decision::Decline(rc) => {
             let rc = std::str::from_utf8(&rc).unwrap_or("96");
-            reply_frame(ctx, &frame, switch_reply(&msg, rc), "switch")
+            reply_frame(ctx, &frame, switch_reply(&msg, rc))
         }
         Decision::Forward { issuer } => match ctx.issuers.get(issuer) {
-            Some(i) => Step::Forward(i.clone(), msg, frame),
-            None => reply_frame(ctx, &frame, switch_reply(&msg, "91"), "switch"),
+            // Boxed: the request waits in a future; moving a pointer is cheaper than the message.
+            Some(i) => Step::Forward(i.clone(), Box::new(msg), frame),
+            None => reply_frame(ctx, &frame, switch_reply(&msg, "91")),
         },
     }
 }
@@ -168,23 +159,25 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
 async fn forward(
     ctx: Arc<ListenerCtx>,
     issuer: Arc<Issuer>,
-    req: Message,
+    req: Box<Message>,
     frame: Frame,
     start: Instant,
 ) -> Frame {
     let outcome = issuer.forward(&req).await;
-    let built = match &outcome {
+    let built = match outcome {
         Outcome::Reply(answer) => issuer_reply(&req, answer),
         other => switch_reply(&req, other.switch_rc().unwrap_or("96")),
     };
     let built = built.or_else(|_| switch_reply(&req, "96"));
     let mut body = BytesMut::with_capacity(frame.body.len() + 64);
-    let (body, rc) = match built {
-        Ok(msg) if msg.encode(&mut body).is_ok() => (body.freeze(), m::rc_label(msg.raw(39).unwrap_or(b""))),
-        _ => (Bytes::new(), "96"),
+    let body = match built {
+        Ok(msg) if msg.encode(&mut body).is_ok() => {
+            issuer.responses().get(msg.raw(39).unwrap_or(b"")).increment(1);
+            body.freeze()
+        }
+        _ => Bytes::new(),
     };
-    counter!(m::RESPONSES_TOTAL, "issuer" => issuer.name().to_string(), "rc" => rc).increment(1);
-    histogram!(m::END_TO_END_LATENCY_SECONDS).record(start.elapsed().as_secs_f64());
+    ctx.end_to_end.record(start.elapsed().as_secs_f64());
     if body.is_empty() {
         tracing::error!(listener = %ctx.cfg.addr, "could not encode the reply");
     }

@@ -46,6 +46,10 @@ pub(crate) struct ListenerCtx {
     router: Arc<dyn Router>,
     issuers: Arc<Issuers>,
     write_bound: Duration,
+    requests: m::RequestCounters,
+    /// Responses the switch made itself (echo, declines, format errors).
+    local: m::ResponseCounters,
+    end_to_end: metrics::Histogram,
 }
 
 /// A started switch.
@@ -143,6 +147,9 @@ pub async fn serve_with_router(
             router: router.clone(),
             issuers: issuers.clone(),
             write_bound: Duration::from_millis(cfg.timeouts.write_ms),
+            requests: m::RequestCounters::new(),
+            local: m::ResponseCounters::new("switch"),
+            end_to_end: metrics::histogram!(m::END_TO_END_LATENCY_SECONDS),
         });
         let handshake = Duration::from_millis(cfg.timeouts.handshake_ms);
         let drain = Duration::from_millis(cfg.timeouts.drain_ms);

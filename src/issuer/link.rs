@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use super::session::{MatchKey, Pending, SessionTable};
+use super::session::{Key, MatchKey, Pending, SessionTable};
 use super::{Outcome, convert, response_mti};
 use crate::config::{LinkConfig, Timeouts};
 use crate::frame::{Frame, FrameCodec};
@@ -28,6 +28,20 @@ use crate::metrics as m;
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A request on its way: what the waiting side needs.
+struct Sent {
+    key: Key,
+    rx: oneshot::Receiver<Message>,
+    deadline: Instant,
+    terminal_stan: Option<u32>,
+}
+
+/// Why a request was not written.
+enum NotSent {
+    Unavailable,
+    Failed,
+}
 
 /// A link's shared state: read by the requests that use it, written by its task.
 pub struct Link {
@@ -135,52 +149,13 @@ impl Link {
     /// Send `req` on this link with a fresh switch STAN and RRN and wait for its outcome.
     /// `internal` messages (sign-on, echo) may use a link that is not marked up yet.
     pub async fn exchange(&self, req: &Message, internal: bool) -> Outcome {
-        if !internal && (!self.is_up() || self.inflight() >= self.cfg.window) {
-            if self.is_up() {
-                counter!(m::SHED_TOTAL, "class" => "authorisation").increment(1);
-            }
-            return Outcome::Unavailable;
-        }
-        let Some(reply_mti) = response_mti(req.mti().as_bytes()) else { return Outcome::Failed };
-        let Ok(mut out) = convert(req, &self.spec) else { return Outcome::Failed };
-        let terminal_stan = req.stan();
-        let start = Instant::now();
-        let deadline = start + Duration::from_millis(self.cfg.deadline_ms);
-        let (tx, mut rx) = oneshot::channel();
-        let mut pending = Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan };
-        let mut key = None;
-        // A STAN whose key is still in flight is skipped; a bounded number of tries.
-        for _ in 0..16 {
-            let mut digits = [b'0'; 6];
-            write_digits(&mut digits, u64::from(self.next_stan()));
-            if out.set(11, std::str::from_utf8(&digits).unwrap_or("000000")).is_err() {
-                return Outcome::Failed;
-            }
-            if !internal && self.spec.field(37).is_some() {
-                let rrn = self.next_rrn();
-                if out.set(37, std::str::from_utf8(&rrn).unwrap_or("000000000000")).is_err() {
-                    return Outcome::Failed;
-                }
-            }
-            let Some(k) = self.key.of(self.id, &out) else { return Outcome::Failed };
-            match self.table.insert(k.clone(), pending) {
-                Ok(()) => {
-                    key = Some(k);
-                    break;
-                }
-                Err(p) => pending = p,
-            }
-        }
-        let Some(key) = key else { return Outcome::Unavailable };
-        self.inflight.fetch_add(1, Ordering::Relaxed);
-        self.inflight_gauge.increment(1.0);
-        let mut body = BytesMut::with_capacity(256);
-        if out.encode(&mut body).is_err() || self.tx.try_send(body.freeze()).is_err() {
-            if self.table.take(&key).is_some() {
-                self.entry_left();
-            }
-            return Outcome::Failed;
-        }
+        // Everything that touches a whole `Message` happens before the await, so the
+        // future that waits stays small.
+        let Sent { key, mut rx, deadline, terminal_stan } = match self.send(req, internal) {
+            Ok(sent) => sent,
+            Err(NotSent::Unavailable) => return Outcome::Unavailable,
+            Err(NotSent::Failed) => return Outcome::Failed,
+        };
         match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(Ok(reply)) => Outcome::Reply(reply),
             Ok(Err(_)) => Outcome::LinkLost,
@@ -199,6 +174,57 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Allocate the switch STAN/RRN, enter the session and queue the message for the writer.
+    fn send(&self, req: &Message, internal: bool) -> Result<Sent, NotSent> {
+        if !internal && (!self.is_up() || self.inflight() >= self.cfg.window) {
+            if self.is_up() {
+                counter!(m::SHED_TOTAL, "class" => "authorisation").increment(1);
+            }
+            return Err(NotSent::Unavailable);
+        }
+        let Some(reply_mti) = response_mti(req.mti().as_bytes()) else { return Err(NotSent::Failed) };
+        let Ok(mut out) = convert(req, &self.spec) else { return Err(NotSent::Failed) };
+        let terminal_stan = req.stan();
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(self.cfg.deadline_ms);
+        let (tx, rx) = oneshot::channel();
+        let mut pending = Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan };
+        let mut key = None;
+        // A STAN whose key is still in flight is skipped; a bounded number of tries.
+        for _ in 0..16 {
+            let mut digits = [b'0'; 6];
+            write_digits(&mut digits, u64::from(self.next_stan()));
+            if out.set(11, std::str::from_utf8(&digits).unwrap_or("000000")).is_err() {
+                return Err(NotSent::Failed);
+            }
+            if !internal && self.spec.field(37).is_some() {
+                let rrn = self.next_rrn();
+                if out.set(37, std::str::from_utf8(&rrn).unwrap_or("000000000000")).is_err() {
+                    return Err(NotSent::Failed);
+                }
+            }
+            let Some(k) = self.key.of(self.id, &out) else { return Err(NotSent::Failed) };
+            match self.table.insert(k.clone(), pending) {
+                Ok(()) => {
+                    key = Some(k);
+                    break;
+                }
+                Err(p) => pending = p,
+            }
+        }
+        let Some(key) = key else { return Err(NotSent::Unavailable) };
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.inflight_gauge.increment(1.0);
+        let mut body = BytesMut::with_capacity(256);
+        if out.encode(&mut body).is_err() || self.tx.try_send(body.freeze()).is_err() {
+            if self.table.take(&key).is_some() {
+                self.entry_left();
+            }
+            return Err(NotSent::Failed);
+        }
+        Ok(Sent { key, rx, deadline, terminal_stan })
     }
 
     /// Match one frame read from the issuer.

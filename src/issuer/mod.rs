@@ -62,11 +62,17 @@ pub enum IssuerError {
 pub struct Issuer {
     name: Arc<str>,
     links: Vec<Arc<Link>>,
+    responses: crate::metrics::ResponseCounters,
 }
 
 impl Issuer {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `isoswitch_responses_total` handles labelled with this issuer.
+    pub fn responses(&self) -> &crate::metrics::ResponseCounters {
+        &self.responses
     }
 
     /// Links currently connected (and signed on when configured).
@@ -149,7 +155,8 @@ impl Issuers {
                 tasks.push(tokio::spawn(link::run(link.clone(), rx, shutdown.clone())));
                 links.push(link);
             }
-            list.push(Arc::new(Issuer { name, links }));
+            let responses = crate::metrics::ResponseCounters::new(&name);
+            list.push(Arc::new(Issuer { name, links, responses }));
         }
         Ok(Issuers { list, tasks, table })
     }
@@ -190,6 +197,14 @@ pub fn convert(msg: &Message, spec: &Arc<Spec>) -> Result<Message, EncodeError> 
         out.copy_from(msg, n)?;
     }
     Ok(out)
+}
+
+/// `msg` in `spec`, taking it over when the specs agree (no copy).
+pub fn convert_owned(msg: Message, spec: &Arc<Spec>) -> Result<Message, EncodeError> {
+    if Arc::ptr_eq(msg.spec(), spec) || **msg.spec() == **spec {
+        return Ok(msg);
+    }
+    convert(&msg, spec)
 }
 
 /// The response MTI of a request MTI (third digit + 1), if it is a request.
