@@ -272,3 +272,32 @@ async fn a_hung_issuer_link_is_closed_and_reconnected() {
     stop.cancel();
     sw.join().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_the_connection_limit_holds() {
+    let iss = MockIssuer::start(Mode::Approve).await;
+    let text = config_text(&[iss.addr], 2000, "")
+        .replace("idle_timeout_ms = 60000", "idle_timeout_ms = 300\nmax_connections = 1");
+    let (sw, stop) = start(Config::parse("t.toml", &text).unwrap()).await;
+    assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
+    let at = sw.listen_addrs()[0];
+    let mut first = Terminal::connect(at).await;
+    let req = auth(PAN, 1, 100);
+    assert_echoed(&req, &first.exchange(&req).await);
+    // Over the limit: accepted by the kernel, closed by the switch at once.
+    let mut second = Terminal::connect(at).await;
+    let t0 = Instant::now();
+    assert!(second.recv().await.is_none());
+    assert!(t0.elapsed() < Duration::from_millis(250));
+    // The first goes quiet and is closed after the idle timeout.
+    let t0 = Instant::now();
+    assert!(first.recv().await.is_none());
+    let quiet = t0.elapsed();
+    assert!(quiet >= Duration::from_millis(250) && quiet < Duration::from_millis(1000), "{quiet:?}");
+    // Its slot is free again.
+    let mut third = Terminal::connect(at).await;
+    let req = auth(PAN, 2, 100);
+    assert_echoed(&req, &third.exchange(&req).await);
+    stop.cancel();
+    sw.join().await;
+}

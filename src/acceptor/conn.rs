@@ -38,11 +38,13 @@ pub async fn serve<R, W>(
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let (tx, rx) = mpsc::channel::<Frame>(ctx.cfg.max_inflight_per_connection.max(1) + 16);
-    let writer = tokio::spawn(write_loop(rx, w, FrameCodec::new(ctx.cfg.frame), ctx.write_bound));
+    let mut out = Outbox::new(&ctx, w);
     let mut frames = FramedRead::with_capacity(r, FrameCodec::new(ctx.cfg.frame), READ_CAPACITY);
     let mut inflight = FuturesUnordered::new();
     let idle_for = Duration::from_millis(ctx.cfg.idle_timeout_ms.max(1));
+    // The timer is re-armed only when it fires; each frame just notes the time, which
+    // keeps timer-wheel updates off the per-message path.
+    let mut last_seen = Instant::now();
     let idle = tokio::time::sleep(idle_for);
     tokio::pin!(idle);
     let mut reading = true;
@@ -54,11 +56,11 @@ pub async fn serve<R, W>(
         tokio::select! {
             biased;
             Some(reply) = inflight.next(), if !inflight.is_empty() => {
-                if tx.send(reply).await.is_err() {
+                if !out.send(reply).await {
                     break;
                 }
                 if inflight.is_empty() {
-                    idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
+                    last_seen = Instant::now();
                 }
             }
             _ = hard.cancelled() => break,
@@ -76,29 +78,82 @@ pub async fn serve<R, W>(
                     reading = false;
                 }
                 Some(Ok(frame)) => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
+                    let now = Instant::now();
+                    last_seen = now;
                     match on_frame(&ctx, frame) {
                         Step::Reply(f) => {
-                            if tx.send(f).await.is_err() {
+                            if !out.send(f).await {
                                 break;
                             }
                         }
                         Step::Forward(issuer, req, frame) => {
-                            inflight.push(forward(ctx.clone(), issuer, req, frame, Instant::now()));
+                            inflight.push(forward(ctx.clone(), issuer, req, frame, now));
                         }
                         Step::Nothing => {}
                     }
                 }
             },
             _ = &mut idle, if inflight.is_empty() && reading => {
-                tracing::debug!("idle terminal connection closed");
-                break;
+                let quiet = last_seen.elapsed();
+                if quiet >= idle_for {
+                    tracing::debug!("idle terminal connection closed");
+                    break;
+                }
+                idle.as_mut().reset(tokio::time::Instant::now() + (idle_for - quiet));
             }
         }
     }
     drop(inflight);
-    drop(tx);
-    let _ = writer.await;
+    out.close().await;
+}
+
+/// The write side, started on the first reply: an idle terminal costs no writer task
+/// and no channel.
+struct Outbox<W> {
+    w: Option<W>,
+    tx: Option<mpsc::Sender<Frame>>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+    frame: crate::frame::FrameConfig,
+    bound: Duration,
+    depth: usize,
+}
+
+impl<W: AsyncWrite + Send + Unpin + 'static> Outbox<W> {
+    fn new(ctx: &ListenerCtx, w: W) -> Self {
+        Outbox {
+            w: Some(w),
+            tx: None,
+            writer: None,
+            frame: ctx.cfg.frame,
+            bound: ctx.write_bound,
+            depth: ctx.cfg.max_inflight_per_connection.max(1) + 16,
+        }
+    }
+
+    /// Queue a reply; false when the writer has gone (the connection is finished).
+    async fn send(&mut self, f: Frame) -> bool {
+        if self.tx.is_none()
+            && let Some(w) = self.w.take()
+        {
+            let (tx, rx) = mpsc::channel::<Frame>(self.depth);
+            self.writer = Some(tokio::spawn(write_loop(rx, w, FrameCodec::new(self.frame), self.bound)));
+            self.tx = Some(tx);
+        }
+        match &self.tx {
+            Some(tx) => tx.send(f).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Flush what is queued and close the write side.
+    async fn close(mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.writer.take() {
+            let _ = h.await;
+        } else if let Some(mut w) = self.w.take() {
+            let _ = tokio::time::timeout(self.bound, w.shutdown()).await;
+        }
+    }
 }
 
 /// What one frame leads to.
@@ -166,9 +221,9 @@ async fn forward(
     let outcome = issuer.forward(&req).await;
     let built = match outcome {
         Outcome::Reply(answer) => issuer_reply(&req, answer),
-        other => switch_reply(&req, other.switch_rc().unwrap_or("96")),
+        other => switch_reply(&req, other.switch_rc().unwrap_or("96")).map(Box::new),
     };
-    let built = built.or_else(|_| switch_reply(&req, "96"));
+    let built = built.or_else(|_| switch_reply(&req, "96").map(Box::new));
     let mut body = BytesMut::with_capacity(frame.body.len() + 64);
     let body = match built {
         Ok(msg) if msg.encode(&mut body).is_ok() => {

@@ -21,7 +21,7 @@ pub fn switch_reply(req: &Message, rc: &str) -> Result<Message, EncodeError> {
 }
 
 /// A reply made from the issuer's answer, in the terminal's spec, echo fields restored.
-pub fn issuer_reply(req: &Message, answer: Message) -> Result<Message, EncodeError> {
+pub fn issuer_reply(req: &Message, answer: Box<Message>) -> Result<Box<Message>, EncodeError> {
     let mut out = convert_owned(answer, req.spec())?;
     if let Some(mti) = response_mti(req.mti().as_bytes()) {
         out.set_mti(std::str::from_utf8(&mti).unwrap_or("0210"))?;
@@ -57,7 +57,7 @@ mod tests {
         let mut ans = Message::new(s.clone(), "0210").unwrap();
         ans.set(2, "4111111111111111").unwrap().set(4, "000000001000").unwrap().set(11, "999999").unwrap();
         ans.set(37, "010000000001").unwrap().set(38, "ABC123").unwrap().set(39, "00").unwrap();
-        let out = issuer_reply(&req, ans).unwrap();
+        let out = issuer_reply(&req, Box::new(ans)).unwrap();
         assert_eq!(out.mti(), "0210");
         assert_eq!(out.stan(), Some(123));
         assert_eq!(out.text(41).as_deref(), Some("TERM0001"));

@@ -32,7 +32,7 @@ type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 /// A request on its way: what the waiting side needs.
 struct Sent {
     key: Key,
-    rx: oneshot::Receiver<Message>,
+    rx: oneshot::Receiver<Box<Message>>,
     deadline: Instant,
     terminal_stan: Option<u32>,
 }
@@ -231,7 +231,7 @@ impl Link {
     fn on_frame(&self, body: Bytes, reply_tx: &mpsc::Sender<Bytes>) {
         self.last_rx_ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
         let msg = match Message::decode(&self.spec, body) {
-            Ok(msg) => msg,
+            Ok(msg) => Box::new(msg),
             Err(e) => {
                 counter!(m::DECODE_ERRORS_TOTAL).increment(1);
                 tracing::warn!(issuer = %self.issuer, link = self.id, error = %e, "undecodable message from issuer");

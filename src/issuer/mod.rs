@@ -19,13 +19,11 @@ use crate::iso::{EncodeError, Message, Spec};
 use link::Link;
 use session::{MatchKey, SessionTable};
 
-/// How a forwarded request ended. Not boxed: it is moved once per request and a box
-/// would cost an allocation.
+/// How a forwarded request ended.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// The issuer answered.
-    Reply(Message),
+    Reply(Box<Message>),
     /// No reply before the deadline (the terminal gets 68).
     Timeout,
     /// No link up, or the window is full (91).
@@ -200,11 +198,11 @@ pub fn convert(msg: &Message, spec: &Arc<Spec>) -> Result<Message, EncodeError> 
 }
 
 /// `msg` in `spec`, taking it over when the specs agree (no copy).
-pub fn convert_owned(msg: Message, spec: &Arc<Spec>) -> Result<Message, EncodeError> {
+pub fn convert_owned(msg: Box<Message>, spec: &Arc<Spec>) -> Result<Box<Message>, EncodeError> {
     if Arc::ptr_eq(msg.spec(), spec) || **msg.spec() == **spec {
         return Ok(msg);
     }
-    convert(&msg, spec)
+    convert(&msg, spec).map(Box::new)
 }
 
 /// The response MTI of a request MTI (third digit + 1), if it is a request.

@@ -58,7 +58,8 @@ impl MatchKey {
 /// One request waiting for its reply.
 #[derive(Debug)]
 pub struct Pending {
-    pub reply: oneshot::Sender<Message>,
+    /// Boxed so that the reply moves as a pointer from the reader to the request.
+    pub reply: oneshot::Sender<Box<Message>>,
     pub sent: Instant,
     pub deadline: Instant,
     /// The reply's MTI (request MTI + 10); a reply of another class does not match.
