@@ -45,6 +45,9 @@ pub fn install() -> Option<PrometheusHandle> {
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
             describe();
+            // Counters the contract lists are shown from the start, at zero.
+            counter!(DECODE_ERRORS_TOTAL).absolute(0);
+            counter!(SHED_TOTAL, "class" => "authorisation").absolute(0);
             Some(handle)
         })
         .clone()

@@ -227,6 +227,10 @@ async fn metrics_show_histograms_and_counters_after_traffic() {
         "isoswitch_issuer_up{issuer=\"bank\"}",
         "isoswitch_terminal_connections",
         "isoswitch_inflight{issuer=\"bank\"}",
+        "isoswitch_saf_depth{issuer=\"bank\"}",
+        "isoswitch_shed_total{class=\"authorisation\"}",
+        "isoswitch_decode_errors_total",
+        "# TYPE isoswitch_issuer_latency_seconds histogram",
     ] {
         assert!(body.contains(needle), "missing {needle} in\n{body}");
     }

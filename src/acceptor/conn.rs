@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use metrics::counter;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +24,9 @@ use crate::iso::Message;
 use crate::issuer::{Issuer, Outcome};
 use crate::metrics as m;
 
-/// Read buffer per connection: small, so idle terminals cost little; it grows per frame.
-const READ_CAPACITY: usize = 512;
+/// Read buffer of a connection that has sent something: large enough that one read
+/// takes a whole pipelined batch. A connection that has sent nothing holds none.
+const READ_CAPACITY: usize = 4096;
 
 /// Serve one connection until the terminal leaves, it idles out, or shutdown drains it.
 pub async fn serve<R, W>(
@@ -38,10 +39,23 @@ pub async fn serve<R, W>(
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let mut out = Outbox::new(&ctx, w);
-    let mut frames = FramedRead::with_capacity(r, FrameCodec::new(ctx.cfg.frame), READ_CAPACITY);
-    let mut inflight = FuturesUnordered::new();
     let idle_for = Duration::from_millis(ctx.cfg.idle_timeout_ms.max(1));
+    let mut r = r;
+    let mut first = [0u8; 64];
+    let n = tokio::select! {
+        n = r.read(&mut first) => match n {
+            Ok(n) if n > 0 => n,
+            _ => return,
+        },
+        _ = tokio::time::sleep(idle_for) => return,
+        _ = shutdown.cancelled() => return,
+        _ = hard.cancelled() => return,
+    };
+    // The bytes already read come first, then the socket.
+    let r = std::io::Cursor::new(first).take(n as u64).chain(r);
+    let mut frames = FramedRead::with_capacity(r, FrameCodec::new(ctx.cfg.frame), READ_CAPACITY);
+    let mut out = Outbox::new(&ctx, w);
+    let mut inflight = FuturesUnordered::new();
     // The timer is re-armed only when it fires; each frame just notes the time, which
     // keeps timer-wheel updates off the per-message path.
     let mut last_seen = Instant::now();

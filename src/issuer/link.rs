@@ -190,7 +190,9 @@ impl Link {
         let start = Instant::now();
         let deadline = start + Duration::from_millis(self.cfg.deadline_ms);
         let (tx, rx) = oneshot::channel();
-        let mut pending = Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan };
+        let terminal_rrn = req.raw(37).and_then(|r| <[u8; 12]>::try_from(r).ok());
+        let mut pending =
+            Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan, terminal_rrn };
         let mut key = None;
         // A STAN whose key is still in flight is skipped; a bounded number of tries.
         for _ in 0..16 {

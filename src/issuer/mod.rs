@@ -123,6 +123,8 @@ impl Issuers {
             let name: Arc<str> = Arc::from(ic.name.as_str());
             let fields: Vec<usize> = ic.match_key.iter().filter_map(|k| k.parse().ok()).collect();
             let key = MatchKey::new(&fields);
+            // Registered at zero so that dashboards see every issuer from the start.
+            metrics::gauge!(crate::metrics::SAF_DEPTH, "issuer" => name.to_string()).set(0.0);
             let mut links = Vec::with_capacity(ic.links.len());
             for lc in &ic.links {
                 let spec = Spec::load(&lc.spec).map_err(|e| IssuerError::Spec {
