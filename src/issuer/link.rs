@@ -129,6 +129,14 @@ impl Link {
         self.ewma_us.load(Ordering::Relaxed)
     }
 
+    /// Set the state the link chooser reads (tests of the choice only).
+    #[cfg(test)]
+    pub fn set_state(&self, up: bool, inflight: usize, latency_us: u64) {
+        self.up.store(up, Ordering::Release);
+        self.inflight.store(inflight, Ordering::Relaxed);
+        self.ewma_us.store(latency_us, Ordering::Relaxed);
+    }
+
     fn next_stan(&self) -> u32 {
         self.stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1
     }

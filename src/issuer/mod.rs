@@ -220,6 +220,41 @@ pub fn response_mti(mti: &[u8]) -> Option<[u8; 4]> {
 mod tests {
     use super::*;
 
+    fn issuer_of(n: usize) -> Issuer {
+        let cfg = crate::config::Config::parse(
+            "t",
+            "[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let table = Arc::new(SessionTable::new());
+        let spec = crate::iso::spec::shipped("iso87ascii").unwrap();
+        let links = (0..n as u32)
+            .map(|id| {
+                let lc = cfg.issuers[0].links[0].clone();
+                let key = MatchKey::new(&[11]);
+                Link::new(id, Arc::from("a"), lc, spec.clone(), key, None, table.clone(), Timeouts::default())
+                    .0
+            })
+            .collect();
+        Issuer { name: Arc::from("a"), links, responses: crate::metrics::ResponseCounters::new("a") }
+    }
+
+    #[test]
+    fn links_are_chosen_by_fewest_in_flight_then_latency() {
+        let i = issuer_of(3);
+        i.links[0].set_state(true, 5, 100);
+        i.links[1].set_state(true, 2, 900);
+        i.links[2].set_state(true, 2, 300);
+        assert_eq!(i.pick().map(Arc::as_ptr), Some(Arc::as_ptr(&i.links[2])));
+        i.links[2].set_state(false, 0, 1);
+        assert_eq!(i.pick().map(Arc::as_ptr), Some(Arc::as_ptr(&i.links[1])));
+        for l in &i.links {
+            l.set_state(false, 0, 0);
+        }
+        assert!(i.pick().is_none());
+        assert_eq!(i.links_up(), 0);
+    }
+
     #[test]
     fn response_mtis() {
         assert_eq!(response_mti(b"0200"), Some(*b"0210"));
