@@ -305,3 +305,35 @@ async fn idle_connections_are_closed_and_the_connection_limit_holds() {
     stop.cancel();
     sw.join().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unionpay_style_terminal_is_served_through_an_ascii_issuer() {
+    use isoswitch::frame::{Frame, FrameConfig, Tpdu};
+    let iss = MockIssuer::start(Mode::Approve).await;
+    let text = config_text(&[iss.addr], 2000, "").replace(
+        "frame = { max_frame = 2048 }",
+        "spec = \"cup-pos\"\nframe = { tpdu = true, header_len = 6 }",
+    );
+    let (sw, stop) = start(Config::parse("t.toml", &text).unwrap()).await;
+    assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
+    let cup = isoswitch::iso::spec::shipped("cup-pos").unwrap();
+    let mut t = Terminal::connect_with(sw.listen_addrs()[0], cup.clone(), FrameConfig::cup_pos()).await;
+    let mut req = isoswitch::iso::Message::new(cup, "0200").unwrap();
+    req.set(2, PAN).unwrap().set(3, "000000").unwrap().set(4, "000000012300").unwrap();
+    req.set(11, "000777").unwrap().set(12, "101010").unwrap().set(13, "1124").unwrap();
+    req.set(41, "POS00001").unwrap().set(42, "MERCHANT0000002").unwrap().set(49, "156").unwrap();
+    let tpdu = Tpdu { id: 0x60, dst: 0x0003, src: 0x0001 };
+    let header = bytes::Bytes::from_static(&[0x60, 0x31, 0x00, 0x31, 0x00, 0x00]);
+    t.send_frame(Frame { tpdu: Some(tpdu), header: header.clone(), body: req.to_bytes().unwrap() }).await;
+    let rep = t.recv().await.unwrap();
+    assert_eq!(rep.mti(), "0210");
+    assert_eq!(rep.text(39).as_deref(), Some("00"));
+    for n in [2, 3, 4, 11, 12, 13, 41, 42, 49] {
+        assert_eq!(req.raw(n), rep.raw(n), "field {n}");
+    }
+    let f = t.last.take().unwrap();
+    assert_eq!(f.tpdu, Some(tpdu.swapped()));
+    assert_eq!(f.header, header);
+    stop.cancel();
+    sw.join().await;
+}

@@ -309,8 +309,13 @@ impl Link {
 
     fn network_message(&self, code: &str) -> Option<Message> {
         let mut msg = Message::new(self.spec.clone(), "0800").ok()?;
-        msg.set(7, &transmission_time()).ok()?;
-        msg.set(70, code).ok()?;
+        // Dialects without fields 7 or 70 (UnionPay-style POS) get the message without them.
+        if self.spec.field(7).is_some() {
+            msg.set(7, &transmission_time()).ok()?;
+        }
+        if self.spec.field(70).is_some() {
+            msg.set(70, code).ok()?;
+        }
         Some(msg)
     }
 
