@@ -337,3 +337,13 @@ async fn a_unionpay_style_terminal_is_served_through_an_ascii_issuer() {
     stop.cancel();
     sw.join().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_names_the_address() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let text = config_text(&[dead_addr().await], 1000, "")
+        .replace("addr = \"127.0.0.1:0\"\nframe", &format!("addr = \"{addr}\"\nframe"));
+    let err = serve(Config::parse("t.toml", &text).unwrap(), CancellationToken::new()).await.err().unwrap();
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
