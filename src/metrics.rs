@@ -3,7 +3,6 @@
 //! Labels are low-cardinality only: MTI, issuer name, response code, class — never a
 //! PAN, STAN or terminal id. May import: anything (edge module).
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -222,11 +221,6 @@ async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>) -> std:
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
-}
-
-/// Bind the metrics address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 #[cfg(test)]
