@@ -3,6 +3,45 @@
 //! uses without `--config`. A bad file is refused with the file, line and key named; the
 //! file is checked whole (addresses, spec names, route targets) before anything starts.
 //! May import: the codec and framing (for spec names and `FrameConfig`).
+//!
+//! ```toml
+//! metrics = "127.0.0.1:9583"              # /metrics and /health
+//! journal = "./isoswitch-journal.db"
+//! default_issuer = "bank-a"               # PANs no route matches
+//!
+//! [timeouts]                              # all optional (ms)
+//! connect_ms = 2000
+//! handshake_ms = 2000
+//! write_ms = 2000                         # a stalled write closes the connection
+//! drain_ms = 5000                         # graceful shutdown bound
+//! reconnect_max_ms = 5000                 # cap of the issuer reconnect backoff
+//!
+//! [[listener]]
+//! addr = "0.0.0.0:8583"
+//! spec = "cup-pos"                        # shipped name or a spec file
+//! frame = { length = "binary2", tpdu = true, header_len = 6, max_frame = 8192 }
+//! max_connections = 20000
+//! idle_timeout_ms = 300000
+//! max_inflight_per_connection = 256
+//! tls = { cert = "switch.pem", key = "switch-key.pem", client_ca = "terminals-ca.pem" }
+//!
+//! [[issuer]]
+//! name = "bank-a"
+//! match_key = ["11"]                      # fields matching a reply to its request
+//!
+//! [[issuer.link]]
+//! addr = "10.0.0.5:7001"
+//! spec = "iso87ascii"
+//! window = 4096                           # requests in flight on this link
+//! deadline_ms = 5000                      # then the terminal gets 68
+//! echo_interval_ms = 30000
+//! sign_on = true
+//! tls = { ca = "bank-ca.pem", server_name = "host.bank-a", cert = "c.pem", key = "k.pem" }
+//!
+//! [[route]]
+//! prefix = "62"
+//! issuer = "bank-a"
+//! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

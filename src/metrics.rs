@@ -3,11 +3,10 @@
 //! Labels are low-cardinality only: MTI, issuer name, response code, class — never a
 //! PAN, STAN or terminal id. May import: anything (edge module).
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,6 +44,9 @@ pub fn install() -> Option<PrometheusHandle> {
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
             describe();
+            // Counters the contract lists are shown from the start, at zero.
+            counter!(DECODE_ERRORS_TOTAL).absolute(0);
+            counter!(SHED_TOTAL, "class" => "authorisation").absolute(0);
             Some(handle)
         })
         .clone()
@@ -82,11 +84,65 @@ fn describe() {
     describe_counter!(REFUSED_CONNECTIONS_TOTAL, "Terminal connections refused at the connection limit.");
 }
 
+const KNOWN_MTIS: [&str; 12] =
+    ["0100", "0120", "0200", "0220", "0320", "0400", "0401", "0420", "0421", "0500", "0800", "0820"];
+
 /// A label value for an MTI without allocating: the common ones are static.
 pub fn mti_label(mti: &str) -> &'static str {
-    const KNOWN: &[&str] =
-        &["0100", "0120", "0200", "0220", "0320", "0400", "0401", "0420", "0421", "0500", "0800", "0820"];
-    KNOWN.iter().find(|k| **k == mti).copied().unwrap_or("other")
+    KNOWN_MTIS.iter().find(|k| **k == mti).copied().unwrap_or("other")
+}
+
+/// `isoswitch_requests_total{mti}` handles, looked up once: the hot path then only
+/// increments an atomic.
+#[derive(Debug)]
+pub struct RequestCounters {
+    known: Vec<Counter>,
+    other: Counter,
+}
+
+impl RequestCounters {
+    pub fn new() -> RequestCounters {
+        RequestCounters {
+            known: KNOWN_MTIS.iter().map(|m| counter!(REQUESTS_TOTAL, "mti" => *m)).collect(),
+            other: counter!(REQUESTS_TOTAL, "mti" => "other"),
+        }
+    }
+
+    pub fn get(&self, mti: &[u8]) -> &Counter {
+        KNOWN_MTIS
+            .iter()
+            .position(|k| k.as_bytes() == mti)
+            .and_then(|i| self.known.get(i))
+            .unwrap_or(&self.other)
+    }
+}
+
+impl Default for RequestCounters {
+    fn default() -> Self {
+        RequestCounters::new()
+    }
+}
+
+/// `isoswitch_responses_total{issuer, rc}` handles for one issuer label, made on first use.
+#[derive(Debug)]
+pub struct ResponseCounters {
+    issuer: String,
+    /// "00".."99", then one slot for any other code.
+    by_rc: [OnceLock<Counter>; 101],
+}
+
+impl ResponseCounters {
+    pub fn new(issuer: &str) -> ResponseCounters {
+        ResponseCounters { issuer: issuer.to_string(), by_rc: std::array::from_fn(|_| OnceLock::new()) }
+    }
+
+    pub fn get(&self, rc: &[u8]) -> &Counter {
+        let label = rc_label(rc);
+        // The index is at most 100, inside the array.
+        let i = label.parse::<usize>().unwrap_or(100).min(100);
+        self.by_rc[i]
+            .get_or_init(|| counter!(RESPONSES_TOTAL, "issuer" => self.issuer.clone(), "rc" => label))
+    }
 }
 
 /// A label value for a response code without allocating per call.
@@ -165,11 +221,6 @@ async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>) -> std:
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
-}
-
-/// Bind the metrics address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 #[cfg(test)]

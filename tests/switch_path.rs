@@ -227,6 +227,10 @@ async fn metrics_show_histograms_and_counters_after_traffic() {
         "isoswitch_issuer_up{issuer=\"bank\"}",
         "isoswitch_terminal_connections",
         "isoswitch_inflight{issuer=\"bank\"}",
+        "isoswitch_saf_depth{issuer=\"bank\"}",
+        "isoswitch_shed_total{class=\"authorisation\"}",
+        "isoswitch_decode_errors_total",
+        "# TYPE isoswitch_issuer_latency_seconds histogram",
     ] {
         assert!(body.contains(needle), "missing {needle} in\n{body}");
     }
@@ -271,4 +275,75 @@ async fn a_hung_issuer_link_is_closed_and_reconnected() {
     assert!(iss.stats.sign_ons.load(std::sync::atomic::Ordering::SeqCst) >= 3);
     stop.cancel();
     sw.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_the_connection_limit_holds() {
+    let iss = MockIssuer::start(Mode::Approve).await;
+    let text = config_text(&[iss.addr], 2000, "")
+        .replace("idle_timeout_ms = 60000", "idle_timeout_ms = 300\nmax_connections = 1");
+    let (sw, stop) = start(Config::parse("t.toml", &text).unwrap()).await;
+    assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
+    let at = sw.listen_addrs()[0];
+    let mut first = Terminal::connect(at).await;
+    let req = auth(PAN, 1, 100);
+    assert_echoed(&req, &first.exchange(&req).await);
+    // Over the limit: accepted by the kernel, closed by the switch at once.
+    let mut second = Terminal::connect(at).await;
+    let t0 = Instant::now();
+    assert!(second.recv().await.is_none());
+    assert!(t0.elapsed() < Duration::from_millis(250));
+    // The first goes quiet and is closed after the idle timeout.
+    let t0 = Instant::now();
+    assert!(first.recv().await.is_none());
+    let quiet = t0.elapsed();
+    assert!(quiet >= Duration::from_millis(250) && quiet < Duration::from_millis(1000), "{quiet:?}");
+    // Its slot is free again.
+    let mut third = Terminal::connect(at).await;
+    let req = auth(PAN, 2, 100);
+    assert_echoed(&req, &third.exchange(&req).await);
+    stop.cancel();
+    sw.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unionpay_style_terminal_is_served_through_an_ascii_issuer() {
+    use isoswitch::frame::{Frame, FrameConfig, Tpdu};
+    let iss = MockIssuer::start(Mode::Approve).await;
+    let text = config_text(&[iss.addr], 2000, "").replace(
+        "frame = { max_frame = 2048 }",
+        "spec = \"cup-pos\"\nframe = { tpdu = true, header_len = 6 }",
+    );
+    let (sw, stop) = start(Config::parse("t.toml", &text).unwrap()).await;
+    assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
+    let cup = isoswitch::iso::spec::shipped("cup-pos").unwrap();
+    let mut t = Terminal::connect_with(sw.listen_addrs()[0], cup.clone(), FrameConfig::cup_pos()).await;
+    let mut req = isoswitch::iso::Message::new(cup, "0200").unwrap();
+    req.set(2, PAN).unwrap().set(3, "000000").unwrap().set(4, "000000012300").unwrap();
+    req.set(11, "000777").unwrap().set(12, "101010").unwrap().set(13, "1124").unwrap();
+    req.set(41, "POS00001").unwrap().set(42, "MERCHANT0000002").unwrap().set(49, "156").unwrap();
+    let tpdu = Tpdu { id: 0x60, dst: 0x0003, src: 0x0001 };
+    let header = bytes::Bytes::from_static(&[0x60, 0x31, 0x00, 0x31, 0x00, 0x00]);
+    t.send_frame(Frame { tpdu: Some(tpdu), header: header.clone(), body: req.to_bytes().unwrap() }).await;
+    let rep = t.recv().await.unwrap();
+    assert_eq!(rep.mti(), "0210");
+    assert_eq!(rep.text(39).as_deref(), Some("00"));
+    for n in [2, 3, 4, 11, 12, 13, 41, 42, 49] {
+        assert_eq!(req.raw(n), rep.raw(n), "field {n}");
+    }
+    let f = t.last.take().unwrap();
+    assert_eq!(f.tpdu, Some(tpdu.swapped()));
+    assert_eq!(f.header, header);
+    stop.cancel();
+    sw.join().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_fails_names_the_address() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap();
+    let text = config_text(&[dead_addr().await], 1000, "")
+        .replace("addr = \"127.0.0.1:0\"\nframe", &format!("addr = \"{addr}\"\nframe"));
+    let err = serve(Config::parse("t.toml", &text).unwrap(), CancellationToken::new()).await.err().unwrap();
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }

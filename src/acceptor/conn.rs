@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use metrics::{counter, histogram};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use metrics::counter;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +24,9 @@ use crate::iso::Message;
 use crate::issuer::{Issuer, Outcome};
 use crate::metrics as m;
 
-/// Read buffer per connection: small, so idle terminals cost little; it grows per frame.
-const READ_CAPACITY: usize = 512;
+/// Read buffer of a connection that has sent something: large enough that one read
+/// takes a whole pipelined batch. A connection that has sent nothing holds none.
+const READ_CAPACITY: usize = 4096;
 
 /// Serve one connection until the terminal leaves, it idles out, or shutdown drains it.
 pub async fn serve<R, W>(
@@ -38,11 +39,26 @@ pub async fn serve<R, W>(
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let (tx, rx) = mpsc::channel::<Frame>(ctx.cfg.max_inflight_per_connection.max(1) + 16);
-    let writer = tokio::spawn(write_loop(rx, w, FrameCodec::new(ctx.cfg.frame), ctx.write_bound));
-    let mut frames = FramedRead::with_capacity(r, FrameCodec::new(ctx.cfg.frame), READ_CAPACITY);
-    let mut inflight = FuturesUnordered::new();
     let idle_for = Duration::from_millis(ctx.cfg.idle_timeout_ms.max(1));
+    let mut r = r;
+    let mut first = [0u8; 64];
+    let n = tokio::select! {
+        n = r.read(&mut first) => match n {
+            Ok(n) if n > 0 => n,
+            _ => return,
+        },
+        _ = tokio::time::sleep(idle_for) => return,
+        _ = shutdown.cancelled() => return,
+        _ = hard.cancelled() => return,
+    };
+    // The bytes already read come first, then the socket.
+    let r = std::io::Cursor::new(first).take(n as u64).chain(r);
+    let mut frames = FramedRead::with_capacity(r, FrameCodec::new(ctx.cfg.frame), READ_CAPACITY);
+    let mut out = Outbox::new(&ctx, w);
+    let mut inflight = FuturesUnordered::new();
+    // The timer is re-armed only when it fires; each frame just notes the time, which
+    // keeps timer-wheel updates off the per-message path.
+    let mut last_seen = Instant::now();
     let idle = tokio::time::sleep(idle_for);
     tokio::pin!(idle);
     let mut reading = true;
@@ -54,11 +70,11 @@ pub async fn serve<R, W>(
         tokio::select! {
             biased;
             Some(reply) = inflight.next(), if !inflight.is_empty() => {
-                if tx.send(reply).await.is_err() {
+                if !out.send(reply).await {
                     break;
                 }
                 if inflight.is_empty() {
-                    idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
+                    last_seen = Instant::now();
                 }
             }
             _ = hard.cancelled() => break,
@@ -76,51 +92,95 @@ pub async fn serve<R, W>(
                     reading = false;
                 }
                 Some(Ok(frame)) => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
+                    let now = Instant::now();
+                    last_seen = now;
                     match on_frame(&ctx, frame) {
                         Step::Reply(f) => {
-                            if tx.send(f).await.is_err() {
+                            if !out.send(f).await {
                                 break;
                             }
                         }
                         Step::Forward(issuer, req, frame) => {
-                            inflight.push(forward(ctx.clone(), issuer, req, frame, Instant::now()));
+                            inflight.push(forward(ctx.clone(), issuer, req, frame, now));
                         }
                         Step::Nothing => {}
                     }
                 }
             },
             _ = &mut idle, if inflight.is_empty() && reading => {
-                tracing::debug!("idle terminal connection closed");
-                break;
+                let quiet = last_seen.elapsed();
+                if quiet >= idle_for {
+                    tracing::debug!("idle terminal connection closed");
+                    break;
+                }
+                idle.as_mut().reset(tokio::time::Instant::now() + (idle_for - quiet));
             }
         }
     }
     drop(inflight);
-    drop(tx);
-    let _ = writer.await;
+    out.close().await;
 }
 
-/// What one frame leads to. Not boxed: it is moved once per request, a box would
-/// cost an allocation.
-#[allow(clippy::large_enum_variant)]
+/// The write side, started on the first reply: an idle terminal costs no writer task
+/// and no channel.
+struct Outbox<W> {
+    w: Option<W>,
+    tx: Option<mpsc::Sender<Frame>>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+    frame: crate::frame::FrameConfig,
+    bound: Duration,
+    depth: usize,
+}
+
+impl<W: AsyncWrite + Send + Unpin + 'static> Outbox<W> {
+    fn new(ctx: &ListenerCtx, w: W) -> Self {
+        Outbox {
+            w: Some(w),
+            tx: None,
+            writer: None,
+            frame: ctx.cfg.frame,
+            bound: ctx.write_bound,
+            depth: ctx.cfg.max_inflight_per_connection.max(1) + 16,
+        }
+    }
+
+    /// Queue a reply; false when the writer has gone (the connection is finished).
+    async fn send(&mut self, f: Frame) -> bool {
+        if self.tx.is_none()
+            && let Some(w) = self.w.take()
+        {
+            let (tx, rx) = mpsc::channel::<Frame>(self.depth);
+            self.writer = Some(tokio::spawn(write_loop(rx, w, FrameCodec::new(self.frame), self.bound)));
+            self.tx = Some(tx);
+        }
+        match &self.tx {
+            Some(tx) => tx.send(f).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Flush what is queued and close the write side.
+    async fn close(mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.writer.take() {
+            let _ = h.await;
+        } else if let Some(mut w) = self.w.take() {
+            let _ = tokio::time::timeout(self.bound, w.shutdown()).await;
+        }
+    }
+}
+
+/// What one frame leads to.
 enum Step {
     Reply(Frame),
-    Forward(Arc<Issuer>, Message, Frame),
+    Forward(Arc<Issuer>, Box<Message>, Frame),
     Nothing,
 }
 
-fn reply_frame(
-    ctx: &ListenerCtx,
-    req: &Frame,
-    msg: Result<Message, crate::iso::EncodeError>,
-    issuer: &str,
-) -> Step {
+fn reply_frame(ctx: &ListenerCtx, req: &Frame, msg: Result<Message, crate::iso::EncodeError>) -> Step {
     match msg.and_then(|m| m.to_bytes().map(|b| (b, m))) {
         Ok((body, msg)) => {
-            let rc = msg.raw(39).unwrap_or(b"");
-            counter!(m::RESPONSES_TOTAL, "issuer" => issuer.to_string(), "rc" => m::rc_label(rc))
-                .increment(1);
+            ctx.local.get(msg.raw(39).unwrap_or(b"")).increment(1);
             Step::Reply(req.reply(body))
         }
         Err(e) => {
@@ -138,28 +198,28 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
             // The error names the part and offset, never a field's value.
             tracing::warn!(listener = %ctx.cfg.addr, error = %e, "undecodable terminal message");
             let Some(mti) = Message::peek_mti(&ctx.spec, &frame.body) else { return Step::Nothing };
-            counter!(m::REQUESTS_TOTAL, "mti" => m::mti_label(std::str::from_utf8(&mti).unwrap_or("")))
-                .increment(1);
+            ctx.requests.get(&mti).increment(1);
             return match format_error(&ctx.spec, mti) {
-                Some(r) => reply_frame(ctx, &frame, Ok(r), "switch"),
+                Some(r) => reply_frame(ctx, &frame, Ok(r)),
                 None => Step::Nothing,
             };
         }
     };
-    counter!(m::REQUESTS_TOTAL, "mti" => m::mti_label(msg.mti())).increment(1);
+    ctx.requests.get(msg.mti().as_bytes()).increment(1);
     if crate::issuer::response_mti(msg.mti().as_bytes()).is_none() {
         tracing::info!(mti = msg.mti(), "terminal sent a response message; ignored");
         return Step::Nothing;
     }
     match ctx.router.decide(&msg) {
-        Decision::Local => reply_frame(ctx, &frame, switch_reply(&msg, "00"), "switch"),
+        Decision::Local => reply_frame(ctx, &frame, switch_reply(&msg, "00")),
         Decision::Decline(rc) => {
             let rc = std::str::from_utf8(&rc).unwrap_or("96");
-            reply_frame(ctx, &frame, switch_reply(&msg, rc), "switch")
+            reply_frame(ctx, &frame, switch_reply(&msg, rc))
         }
         Decision::Forward { issuer } => match ctx.issuers.get(issuer) {
-            Some(i) => Step::Forward(i.clone(), msg, frame),
-            None => reply_frame(ctx, &frame, switch_reply(&msg, "91"), "switch"),
+            // Boxed: the request waits in a future; moving a pointer is cheaper than the message.
+            Some(i) => Step::Forward(i.clone(), Box::new(msg), frame),
+            None => reply_frame(ctx, &frame, switch_reply(&msg, "91")),
         },
     }
 }
@@ -168,23 +228,25 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
 async fn forward(
     ctx: Arc<ListenerCtx>,
     issuer: Arc<Issuer>,
-    req: Message,
+    req: Box<Message>,
     frame: Frame,
     start: Instant,
 ) -> Frame {
     let outcome = issuer.forward(&req).await;
-    let built = match &outcome {
+    let built = match outcome {
         Outcome::Reply(answer) => issuer_reply(&req, answer),
-        other => switch_reply(&req, other.switch_rc().unwrap_or("96")),
+        other => switch_reply(&req, other.switch_rc().unwrap_or("96")).map(Box::new),
     };
-    let built = built.or_else(|_| switch_reply(&req, "96"));
+    let built = built.or_else(|_| switch_reply(&req, "96").map(Box::new));
     let mut body = BytesMut::with_capacity(frame.body.len() + 64);
-    let (body, rc) = match built {
-        Ok(msg) if msg.encode(&mut body).is_ok() => (body.freeze(), m::rc_label(msg.raw(39).unwrap_or(b""))),
-        _ => (Bytes::new(), "96"),
+    let body = match built {
+        Ok(msg) if msg.encode(&mut body).is_ok() => {
+            issuer.responses().get(msg.raw(39).unwrap_or(b"")).increment(1);
+            body.freeze()
+        }
+        _ => Bytes::new(),
     };
-    counter!(m::RESPONSES_TOTAL, "issuer" => issuer.name().to_string(), "rc" => rc).increment(1);
-    histogram!(m::END_TO_END_LATENCY_SECONDS).record(start.elapsed().as_secs_f64());
+    ctx.end_to_end.record(start.elapsed().as_secs_f64());
     if body.is_empty() {
         tracing::error!(listener = %ctx.cfg.addr, "could not encode the reply");
     }

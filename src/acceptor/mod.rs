@@ -46,6 +46,10 @@ pub(crate) struct ListenerCtx {
     router: Arc<dyn Router>,
     issuers: Arc<Issuers>,
     write_bound: Duration,
+    requests: m::RequestCounters,
+    /// Responses the switch made itself (echo, declines, format errors).
+    local: m::ResponseCounters,
+    end_to_end: metrics::Histogram,
 }
 
 /// A started switch.
@@ -104,22 +108,14 @@ pub async fn serve_with_router(
     router: Arc<dyn Router>,
     shutdown: CancellationToken,
 ) -> Result<RunningSwitch, Error> {
-    let handle = m::install();
-    let metrics = match cfg.metrics {
-        Some(addr) => {
-            let l = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-            let bound = l.local_addr().map_err(|source| Error::Bind { addr, source })?;
-            tokio::spawn(m::serve_http(l, handle, shutdown.clone()));
-            Some(bound)
-        }
+    // Everything that can fail (specs, TLS files, binds) happens before any task starts,
+    // so a refused start leaves nothing running.
+    let metrics_listener = match cfg.metrics {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?),
         None => None,
     };
-    // Links outlive the listeners so that draining requests still get their replies.
-    let links_stop = CancellationToken::new();
-    let issuers = Arc::new(Issuers::start(&cfg.issuers, cfg.timeouts, &links_stop)?);
-    let hard = CancellationToken::new();
-    let mut addrs = Vec::new();
-    let mut tasks = Vec::new();
+    let metrics = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let mut prepared = Vec::with_capacity(cfg.listeners.len());
     for lc in &cfg.listeners {
         let spec = Spec::load(&lc.spec).map_err(|e| Error::Spec {
             addr: lc.addr,
@@ -136,13 +132,30 @@ pub async fn serve_with_router(
         };
         let listener =
             TcpListener::bind(lc.addr).await.map_err(|source| Error::Bind { addr: lc.addr, source })?;
-        addrs.push(listener.local_addr().map_err(|source| Error::Bind { addr: lc.addr, source })?);
+        let bound = listener.local_addr().map_err(|source| Error::Bind { addr: lc.addr, source })?;
+        prepared.push((lc.clone(), spec, tls, listener, bound));
+    }
+    // Links outlive the listeners so that draining requests still get their replies.
+    let links_stop = CancellationToken::new();
+    let issuers = Arc::new(Issuers::start(&cfg.issuers, cfg.timeouts, &links_stop)?);
+    let handle = m::install();
+    if let Some(l) = metrics_listener {
+        tokio::spawn(m::serve_http(l, handle, shutdown.clone()));
+    }
+    let hard = CancellationToken::new();
+    let mut addrs = Vec::with_capacity(prepared.len());
+    let mut tasks = Vec::with_capacity(prepared.len());
+    for (lc, spec, tls, listener, bound) in prepared {
+        addrs.push(bound);
         let ctx = Arc::new(ListenerCtx {
-            cfg: lc.clone(),
+            cfg: lc,
             spec,
             router: router.clone(),
             issuers: issuers.clone(),
             write_bound: Duration::from_millis(cfg.timeouts.write_ms),
+            requests: m::RequestCounters::new(),
+            local: m::ResponseCounters::new("switch"),
+            end_to_end: metrics::histogram!(m::END_TO_END_LATENCY_SECONDS),
         });
         let handshake = Duration::from_millis(cfg.timeouts.handshake_ms);
         let drain = Duration::from_millis(cfg.timeouts.drain_ms);

@@ -4,7 +4,7 @@
 //! May import: the codec and the issuer connector's `convert`.
 
 use crate::iso::{EncodeError, Message};
-use crate::issuer::{convert, response_mti};
+use crate::issuer::{convert_owned, response_mti};
 
 /// Fields echoed from the terminal's request into its reply.
 pub const ECHOED: [usize; 11] = [2, 3, 4, 7, 11, 12, 13, 37, 41, 42, 49];
@@ -21,13 +21,14 @@ pub fn switch_reply(req: &Message, rc: &str) -> Result<Message, EncodeError> {
 }
 
 /// A reply made from the issuer's answer, in the terminal's spec, echo fields restored.
-pub fn issuer_reply(req: &Message, answer: &Message) -> Result<Message, EncodeError> {
-    let mut out = convert(answer, req.spec())?;
+pub fn issuer_reply(req: &Message, answer: Box<Message>) -> Result<Box<Message>, EncodeError> {
+    let mut out = convert_owned(answer, req.spec())?;
     if let Some(mti) = response_mti(req.mti().as_bytes()) {
         out.set_mti(std::str::from_utf8(&mti).unwrap_or("0210"))?;
     }
     for n in ECHOED {
-        if req.has(n) {
+        // Most hosts echo these unchanged; only differing fields are copied back.
+        if req.has(n) && (req.raw(n) != out.raw(n) || req.units(n) != out.units(n)) {
             out.copy_from(req, n)?;
         }
     }
@@ -56,7 +57,7 @@ mod tests {
         let mut ans = Message::new(s.clone(), "0210").unwrap();
         ans.set(2, "4111111111111111").unwrap().set(4, "000000001000").unwrap().set(11, "999999").unwrap();
         ans.set(37, "010000000001").unwrap().set(38, "ABC123").unwrap().set(39, "00").unwrap();
-        let out = issuer_reply(&req, &ans).unwrap();
+        let out = issuer_reply(&req, Box::new(ans)).unwrap();
         assert_eq!(out.mti(), "0210");
         assert_eq!(out.stan(), Some(123));
         assert_eq!(out.text(41).as_deref(), Some("TERM0001"));

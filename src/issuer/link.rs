@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use super::session::{MatchKey, Pending, SessionTable};
+use super::session::{Key, MatchKey, Pending, SessionTable};
 use super::{Outcome, convert, response_mti};
 use crate::config::{LinkConfig, Timeouts};
 use crate::frame::{Frame, FrameCodec};
@@ -28,6 +28,20 @@ use crate::metrics as m;
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A request on its way: what the waiting side needs.
+struct Sent {
+    key: Key,
+    rx: oneshot::Receiver<Box<Message>>,
+    deadline: Instant,
+    terminal_stan: Option<u32>,
+}
+
+/// Why a request was not written.
+enum NotSent {
+    Unavailable,
+    Failed,
+}
 
 /// A link's shared state: read by the requests that use it, written by its task.
 pub struct Link {
@@ -115,6 +129,14 @@ impl Link {
         self.ewma_us.load(Ordering::Relaxed)
     }
 
+    /// Set the state the link chooser reads (tests of the choice only).
+    #[cfg(test)]
+    pub fn set_state(&self, up: bool, inflight: usize, latency_us: u64) {
+        self.up.store(up, Ordering::Release);
+        self.inflight.store(inflight, Ordering::Relaxed);
+        self.ewma_us.store(latency_us, Ordering::Relaxed);
+    }
+
     fn next_stan(&self) -> u32 {
         self.stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1
     }
@@ -135,52 +157,13 @@ impl Link {
     /// Send `req` on this link with a fresh switch STAN and RRN and wait for its outcome.
     /// `internal` messages (sign-on, echo) may use a link that is not marked up yet.
     pub async fn exchange(&self, req: &Message, internal: bool) -> Outcome {
-        if !internal && (!self.is_up() || self.inflight() >= self.cfg.window) {
-            if self.is_up() {
-                counter!(m::SHED_TOTAL, "class" => "authorisation").increment(1);
-            }
-            return Outcome::Unavailable;
-        }
-        let Some(reply_mti) = response_mti(req.mti().as_bytes()) else { return Outcome::Failed };
-        let Ok(mut out) = convert(req, &self.spec) else { return Outcome::Failed };
-        let terminal_stan = req.stan();
-        let start = Instant::now();
-        let deadline = start + Duration::from_millis(self.cfg.deadline_ms);
-        let (tx, mut rx) = oneshot::channel();
-        let mut pending = Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan };
-        let mut key = None;
-        // A STAN whose key is still in flight is skipped; a bounded number of tries.
-        for _ in 0..16 {
-            let mut digits = [b'0'; 6];
-            write_digits(&mut digits, u64::from(self.next_stan()));
-            if out.set(11, std::str::from_utf8(&digits).unwrap_or("000000")).is_err() {
-                return Outcome::Failed;
-            }
-            if !internal && self.spec.field(37).is_some() {
-                let rrn = self.next_rrn();
-                if out.set(37, std::str::from_utf8(&rrn).unwrap_or("000000000000")).is_err() {
-                    return Outcome::Failed;
-                }
-            }
-            let Some(k) = self.key.of(self.id, &out) else { return Outcome::Failed };
-            match self.table.insert(k.clone(), pending) {
-                Ok(()) => {
-                    key = Some(k);
-                    break;
-                }
-                Err(p) => pending = p,
-            }
-        }
-        let Some(key) = key else { return Outcome::Unavailable };
-        self.inflight.fetch_add(1, Ordering::Relaxed);
-        self.inflight_gauge.increment(1.0);
-        let mut body = BytesMut::with_capacity(256);
-        if out.encode(&mut body).is_err() || self.tx.try_send(body.freeze()).is_err() {
-            if self.table.take(&key).is_some() {
-                self.entry_left();
-            }
-            return Outcome::Failed;
-        }
+        // Everything that touches a whole `Message` happens before the await, so the
+        // future that waits stays small.
+        let Sent { key, mut rx, deadline, terminal_stan } = match self.send(req, internal) {
+            Ok(sent) => sent,
+            Err(NotSent::Unavailable) => return Outcome::Unavailable,
+            Err(NotSent::Failed) => return Outcome::Failed,
+        };
         match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(Ok(reply)) => Outcome::Reply(reply),
             Ok(Err(_)) => Outcome::LinkLost,
@@ -201,11 +184,64 @@ impl Link {
         }
     }
 
+    /// Allocate the switch STAN/RRN, enter the session and queue the message for the writer.
+    fn send(&self, req: &Message, internal: bool) -> Result<Sent, NotSent> {
+        if !internal && (!self.is_up() || self.inflight() >= self.cfg.window) {
+            if self.is_up() {
+                counter!(m::SHED_TOTAL, "class" => "authorisation").increment(1);
+            }
+            return Err(NotSent::Unavailable);
+        }
+        let Some(reply_mti) = response_mti(req.mti().as_bytes()) else { return Err(NotSent::Failed) };
+        let Ok(mut out) = convert(req, &self.spec) else { return Err(NotSent::Failed) };
+        let terminal_stan = req.stan();
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(self.cfg.deadline_ms);
+        let (tx, rx) = oneshot::channel();
+        let terminal_rrn = req.raw(37).and_then(|r| <[u8; 12]>::try_from(r).ok());
+        let mut pending =
+            Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan, terminal_rrn };
+        let mut key = None;
+        // A STAN whose key is still in flight is skipped; a bounded number of tries.
+        for _ in 0..16 {
+            let mut digits = [b'0'; 6];
+            write_digits(&mut digits, u64::from(self.next_stan()));
+            if out.set(11, std::str::from_utf8(&digits).unwrap_or("000000")).is_err() {
+                return Err(NotSent::Failed);
+            }
+            if !internal && self.spec.field(37).is_some() {
+                let rrn = self.next_rrn();
+                if out.set(37, std::str::from_utf8(&rrn).unwrap_or("000000000000")).is_err() {
+                    return Err(NotSent::Failed);
+                }
+            }
+            let Some(k) = self.key.of(self.id, &out) else { return Err(NotSent::Failed) };
+            match self.table.insert(k.clone(), pending) {
+                Ok(()) => {
+                    key = Some(k);
+                    break;
+                }
+                Err(p) => pending = p,
+            }
+        }
+        let Some(key) = key else { return Err(NotSent::Unavailable) };
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.inflight_gauge.increment(1.0);
+        let mut body = BytesMut::with_capacity(256);
+        if out.encode(&mut body).is_err() || self.tx.try_send(body.freeze()).is_err() {
+            if self.table.take(&key).is_some() {
+                self.entry_left();
+            }
+            return Err(NotSent::Failed);
+        }
+        Ok(Sent { key, rx, deadline, terminal_stan })
+    }
+
     /// Match one frame read from the issuer.
     fn on_frame(&self, body: Bytes, reply_tx: &mpsc::Sender<Bytes>) {
         self.last_rx_ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
         let msg = match Message::decode(&self.spec, body) {
-            Ok(msg) => msg,
+            Ok(msg) => Box::new(msg),
             Err(e) => {
                 counter!(m::DECODE_ERRORS_TOTAL).increment(1);
                 tracing::warn!(issuer = %self.issuer, link = self.id, error = %e, "undecodable message from issuer");
@@ -273,8 +309,13 @@ impl Link {
 
     fn network_message(&self, code: &str) -> Option<Message> {
         let mut msg = Message::new(self.spec.clone(), "0800").ok()?;
-        msg.set(7, &transmission_time()).ok()?;
-        msg.set(70, code).ok()?;
+        // Dialects without fields 7 or 70 (UnionPay-style POS) get the message without them.
+        if self.spec.field(7).is_some() {
+            msg.set(7, &transmission_time()).ok()?;
+        }
+        if self.spec.field(70).is_some() {
+            msg.set(70, code).ok()?;
+        }
         Some(msg)
     }
 

@@ -19,13 +19,11 @@ use crate::iso::{EncodeError, Message, Spec};
 use link::Link;
 use session::{MatchKey, SessionTable};
 
-/// How a forwarded request ended. Not boxed: it is moved once per request and a box
-/// would cost an allocation.
+/// How a forwarded request ended.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// The issuer answered.
-    Reply(Message),
+    Reply(Box<Message>),
     /// No reply before the deadline (the terminal gets 68).
     Timeout,
     /// No link up, or the window is full (91).
@@ -62,11 +60,17 @@ pub enum IssuerError {
 pub struct Issuer {
     name: Arc<str>,
     links: Vec<Arc<Link>>,
+    responses: crate::metrics::ResponseCounters,
 }
 
 impl Issuer {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `isoswitch_responses_total` handles labelled with this issuer.
+    pub fn responses(&self) -> &crate::metrics::ResponseCounters {
+        &self.responses
     }
 
     /// Links currently connected (and signed on when configured).
@@ -119,6 +123,8 @@ impl Issuers {
             let name: Arc<str> = Arc::from(ic.name.as_str());
             let fields: Vec<usize> = ic.match_key.iter().filter_map(|k| k.parse().ok()).collect();
             let key = MatchKey::new(&fields);
+            // Registered at zero so that dashboards see every issuer from the start.
+            metrics::gauge!(crate::metrics::SAF_DEPTH, "issuer" => name.to_string()).set(0.0);
             let mut links = Vec::with_capacity(ic.links.len());
             for lc in &ic.links {
                 let spec = Spec::load(&lc.spec).map_err(|e| IssuerError::Spec {
@@ -149,7 +155,8 @@ impl Issuers {
                 tasks.push(tokio::spawn(link::run(link.clone(), rx, shutdown.clone())));
                 links.push(link);
             }
-            list.push(Arc::new(Issuer { name, links }));
+            let responses = crate::metrics::ResponseCounters::new(&name);
+            list.push(Arc::new(Issuer { name, links, responses }));
         }
         Ok(Issuers { list, tasks, table })
     }
@@ -192,6 +199,14 @@ pub fn convert(msg: &Message, spec: &Arc<Spec>) -> Result<Message, EncodeError> 
     Ok(out)
 }
 
+/// `msg` in `spec`, taking it over when the specs agree (no copy).
+pub fn convert_owned(msg: Box<Message>, spec: &Arc<Spec>) -> Result<Box<Message>, EncodeError> {
+    if Arc::ptr_eq(msg.spec(), spec) || **msg.spec() == **spec {
+        return Ok(msg);
+    }
+    convert(&msg, spec).map(Box::new)
+}
+
 /// The response MTI of a request MTI (third digit + 1), if it is a request.
 pub fn response_mti(mti: &[u8]) -> Option<[u8; 4]> {
     let m: [u8; 4] = mti.try_into().ok()?;
@@ -204,6 +219,41 @@ pub fn response_mti(mti: &[u8]) -> Option<[u8; 4]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn issuer_of(n: usize) -> Issuer {
+        let cfg = crate::config::Config::parse(
+            "t",
+            "[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let table = Arc::new(SessionTable::new());
+        let spec = crate::iso::spec::shipped("iso87ascii").unwrap();
+        let links = (0..n as u32)
+            .map(|id| {
+                let lc = cfg.issuers[0].links[0].clone();
+                let key = MatchKey::new(&[11]);
+                Link::new(id, Arc::from("a"), lc, spec.clone(), key, None, table.clone(), Timeouts::default())
+                    .0
+            })
+            .collect();
+        Issuer { name: Arc::from("a"), links, responses: crate::metrics::ResponseCounters::new("a") }
+    }
+
+    #[test]
+    fn links_are_chosen_by_fewest_in_flight_then_latency() {
+        let i = issuer_of(3);
+        i.links[0].set_state(true, 5, 100);
+        i.links[1].set_state(true, 2, 900);
+        i.links[2].set_state(true, 2, 300);
+        assert_eq!(i.pick().map(Arc::as_ptr), Some(Arc::as_ptr(&i.links[2])));
+        i.links[2].set_state(false, 0, 1);
+        assert_eq!(i.pick().map(Arc::as_ptr), Some(Arc::as_ptr(&i.links[1])));
+        for l in &i.links {
+            l.set_state(false, 0, 0);
+        }
+        assert!(i.pick().is_none());
+        assert_eq!(i.links_up(), 0);
+    }
 
     #[test]
     fn response_mtis() {

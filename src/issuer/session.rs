@@ -58,13 +58,16 @@ impl MatchKey {
 /// One request waiting for its reply.
 #[derive(Debug)]
 pub struct Pending {
-    pub reply: oneshot::Sender<Message>,
+    /// Boxed so that the reply moves as a pointer from the reader to the request.
+    pub reply: oneshot::Sender<Box<Message>>,
     pub sent: Instant,
     pub deadline: Instant,
     /// The reply's MTI (request MTI + 10); a reply of another class does not match.
     pub reply_mti: [u8; 4],
-    /// The terminal's own STAN, for the log of a late or lost reply.
+    /// The terminal's own STAN and RRN (the reply to the terminal restores them from
+    /// its request; these name the transaction in logs).
     pub terminal_stan: Option<u32>,
+    pub terminal_rrn: Option<[u8; 12]>,
 }
 
 /// All issuers' waiting requests.
@@ -106,10 +109,17 @@ impl SessionTable {
     /// Drop every entry of a lost link; their waiters see the sender dropped. Returns how many.
     pub fn purge_link(&self, link: u32) -> usize {
         let mut n = 0;
-        self.map.retain(|k, _| {
+        self.map.retain(|k, p| {
             let keep = k.link != link;
             if !keep {
                 n += 1;
+                let rrn = p.terminal_rrn.as_ref().and_then(|r| std::str::from_utf8(r).ok());
+                tracing::info!(
+                    link,
+                    terminal_stan = p.terminal_stan,
+                    terminal_rrn = rrn,
+                    "request lost with its link"
+                );
             }
             keep
         });

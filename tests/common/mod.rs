@@ -171,6 +171,9 @@ async fn issuer_conn(
 /// A terminal connection.
 pub struct Terminal {
     framed: Framed<Box<dyn Io>, FrameCodec>,
+    spec: Arc<Spec>,
+    /// The last reply's frame (TPDU and header).
+    pub last: Option<Frame>,
 }
 
 impl Terminal {
@@ -180,12 +183,18 @@ impl Terminal {
     }
 
     pub fn over(io: Box<dyn Io>) -> Terminal {
-        Terminal {
-            framed: Framed::new(
-                io,
-                FrameCodec::new(FrameConfig { max_frame: 60_000, ..FrameConfig::default() }),
-            ),
-        }
+        let frame = FrameConfig { max_frame: 60_000, ..FrameConfig::default() };
+        Terminal { framed: Framed::new(io, FrameCodec::new(frame)), spec: ascii(), last: None }
+    }
+
+    /// A terminal speaking another spec and framing.
+    pub async fn connect_with(addr: SocketAddr, spec: Arc<Spec>, frame: FrameConfig) -> Terminal {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        Terminal { framed: Framed::new(Box::new(tcp), FrameCodec::new(frame)), spec, last: None }
+    }
+
+    pub async fn send_frame(&mut self, f: Frame) {
+        self.framed.send(f).await.unwrap();
     }
 
     pub async fn send(&mut self, msg: &Message) {
@@ -202,7 +211,11 @@ impl Terminal {
     /// The next reply, or None on close, error or 5 s of silence.
     pub async fn recv(&mut self) -> Option<Message> {
         match tokio::time::timeout(Duration::from_secs(5), self.framed.next()).await {
-            Ok(Some(Ok(f))) => Some(Message::decode(&ascii(), f.body).unwrap()),
+            Ok(Some(Ok(f))) => {
+                let m = Message::decode(&self.spec, f.body.clone()).unwrap();
+                self.last = Some(f);
+                Some(m)
+            }
             _ => None,
         }
     }
