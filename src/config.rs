@@ -76,9 +76,24 @@ deadline_ms = 5000
 pub struct Config {
     /// Where `/metrics` and `/health` are served; absent: not served.
     pub metrics: Option<SocketAddr>,
-    /// The journal file (used by the journal layer).
-    #[serde(default = "default_journal")]
-    pub journal: PathBuf,
+    /// The SQLite journal file; absent (or `"off"`): no journal.
+    pub journal: Option<PathBuf>,
+    /// A PostgreSQL connection string: when set, the journal lives there instead (for
+    /// several switch nodes sharing one estate).
+    pub journal_url: Option<String>,
+    /// `"full"` (default: a commit survives power loss) or `"normal"` (survives a crash of
+    /// the process only) for the SQLite journal.
+    #[serde(default = "default_sync")]
+    pub journal_sync: String,
+    /// This node's name in the journal.
+    #[serde(default = "default_switch_id")]
+    pub switch_id: String,
+    /// Key (hex, at least 16 bytes) of the keyed PAN hash in the journal; absent: a
+    /// built-in development key, with a warning at start.
+    pub pan_key: Option<String>,
+    /// Directory of rule files (registry, routes, fees, priority, risk); absent: an open
+    /// estate routed by `[[route]]` / `default_issuer`.
+    pub rules: Option<PathBuf>,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default, rename = "listener")]
@@ -207,8 +222,11 @@ pub struct RouteConfig {
     pub issuer: String,
 }
 
-fn default_journal() -> PathBuf {
-    PathBuf::from("./isoswitch-journal.db")
+fn default_sync() -> String {
+    "full".to_string()
+}
+fn default_switch_id() -> String {
+    "isoswitch-1".to_string()
 }
 fn default_spec() -> String {
     "iso87ascii".to_string()
@@ -345,6 +363,19 @@ impl Config {
         {
             return Err(bad("default_issuer", d, format!("no issuer named `{d}`")));
         }
+        if self.journal_sync != "full" && self.journal_sync != "normal" {
+            return Err(bad("journal_sync", &self.journal_sync, "must be \"full\" or \"normal\"".into()));
+        }
+        if let Some(k) = &self.pan_key
+            && (k.len() < 32 || k.len() % 2 != 0 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(bad("pan_key", "", "must be at least 32 hex characters (16 bytes)".into()));
+        }
+        if let Some(dir) = &self.rules
+            && !dir.is_dir()
+        {
+            return Err(bad("rules", "", format!("{} is not a directory", dir.display())));
+        }
         Ok(())
     }
 }
@@ -386,7 +417,7 @@ mod tests {
         assert_eq!(c.issuers[0].links[0].addr, "127.0.0.1:8584".parse().unwrap());
         assert_eq!(c.issuers[0].links[0].deadline_ms, 5000);
         assert_eq!(c.issuers[0].match_key, vec!["11"]);
-        assert_eq!(c.journal, PathBuf::from("./isoswitch-journal.db"));
+        assert_eq!(c.journal, Some(PathBuf::from("./isoswitch-journal.db")));
     }
 
     #[test]

@@ -17,11 +17,10 @@ use tokio_util::codec::{Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
 use super::ListenerCtx;
-use super::reply::{format_error, issuer_reply, switch_reply};
-use super::router::Decision;
+use super::reply::{format_error, switch_reply};
+use super::service::{Plan, now_ms};
 use crate::frame::{Frame, FrameCodec, FrameError};
 use crate::iso::Message;
-use crate::issuer::{Issuer, Outcome};
 use crate::metrics as m;
 
 /// Read buffer of a connection that has sent something: large enough that one read
@@ -100,8 +99,8 @@ pub async fn serve<R, W>(
                                 break;
                             }
                         }
-                        Step::Forward(issuer, req, frame) => {
-                            inflight.push(forward(ctx.clone(), issuer, req, frame, now));
+                        Step::Work(plan, req, frame, at) => {
+                            inflight.push(work(ctx.clone(), plan, req, frame, now, at));
                         }
                         Step::Nothing => {}
                     }
@@ -173,7 +172,9 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Outbox<W> {
 /// What one frame leads to.
 enum Step {
     Reply(Frame),
-    Forward(Arc<Issuer>, Box<Message>, Frame),
+    /// Work that waits (an issuer, the journal): the plan, the request, its frame and the
+    /// Unix milliseconds it arrived.
+    Work(Plan, Box<Message>, Frame, i64),
     Nothing,
 }
 
@@ -210,38 +211,42 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
         tracing::info!(mti = msg.mti(), "terminal sent a response message; ignored");
         return Step::Nothing;
     }
-    match ctx.router.decide(&msg) {
-        Decision::Local => reply_frame(ctx, &frame, switch_reply(&msg, "00")),
-        Decision::Decline(rc) => {
-            let rc = std::str::from_utf8(&rc).unwrap_or("96");
-            reply_frame(ctx, &frame, switch_reply(&msg, rc))
-        }
-        Decision::Forward { issuer } => match ctx.issuers.get(issuer) {
-            // Boxed: the request waits in a future; moving a pointer is cheaper than the message.
-            Some(i) => Step::Forward(i.clone(), Box::new(msg), frame),
-            None => reply_frame(ctx, &frame, switch_reply(&msg, "91")),
-        },
+    let at = now_ms();
+    match ctx.services.plan(&msg, at) {
+        Plan::Local(rc) => reply_frame(ctx, &frame, switch_reply(&msg, rc.as_str())),
+        // Boxed: the request waits in a future; moving a pointer is cheaper than the message.
+        plan => Step::Work(plan, Box::new(msg), frame, at),
     }
 }
 
-/// Forward one request and turn its outcome into the terminal's reply frame.
-async fn forward(
+/// Carry out a plan that waits and turn it into the terminal's reply frame.
+async fn work(
     ctx: Arc<ListenerCtx>,
-    issuer: Arc<Issuer>,
+    plan: Plan,
     req: Box<Message>,
     frame: Frame,
     start: Instant,
+    at: i64,
 ) -> Frame {
-    let outcome = issuer.forward(&req).await;
-    let built = match outcome {
-        Outcome::Reply(answer) => issuer_reply(&req, answer),
-        other => switch_reply(&req, other.switch_rc().unwrap_or("96")).map(Box::new),
+    let svc = &ctx.services;
+    let (built, issuer) = match plan {
+        Plan::Forward { issuer, fwd, .. } => {
+            (svc.forward(&ctx.issuers, &req, issuer, &fwd, at).await, Some(issuer))
+        }
+        Plan::Decline { rc, field44, txn } => {
+            (svc.decline(&req, rc, field44.as_deref(), txn, at).await.map(Box::new), None)
+        }
+        Plan::Settle => (svc.settle(&req).await.map(Box::new), None),
+        Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
     };
-    let built = built.or_else(|_| switch_reply(&req, "96").map(Box::new));
     let mut body = BytesMut::with_capacity(frame.body.len() + 64);
     let body = match built {
-        Ok(msg) if msg.encode(&mut body).is_ok() => {
-            issuer.responses().get(msg.raw(39).unwrap_or(b"")).increment(1);
+        Some(msg) if msg.encode(&mut body).is_ok() => {
+            let rc = msg.raw(39).unwrap_or(b"");
+            match issuer.and_then(|i| ctx.issuers.get(i)) {
+                Some(i) => i.responses().get(rc).increment(1),
+                None => ctx.local.get(rc).increment(1),
+            }
             body.freeze()
         }
         _ => Bytes::new(),

@@ -7,7 +7,7 @@
 
 mod conn;
 pub mod reply;
-pub mod router;
+pub mod service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use crate::config::{Config, ListenerConfig};
 use crate::iso::Spec;
 use crate::issuer::{IssuerError, Issuers};
 use crate::metrics as m;
-pub use router::{Decision, PrefixRouter, Router};
+pub use service::{Plan, ServiceError, Services};
 
 /// Why the switch could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,13 +37,15 @@ pub enum Error {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Issuer(#[from] IssuerError),
+    #[error(transparent)]
+    Services(#[from] ServiceError),
 }
 
 /// What a listener's connections share.
 pub(crate) struct ListenerCtx {
     cfg: ListenerConfig,
     spec: Arc<Spec>,
-    router: Arc<dyn Router>,
+    services: Arc<Services>,
     issuers: Arc<Issuers>,
     write_bound: Duration,
     requests: m::RequestCounters,
@@ -96,16 +98,19 @@ impl RunningSwitch {
     }
 }
 
-/// Start the switch with the minimal PAN-prefix router.
+/// Start the switch: rules and journal as the configuration says.
 pub async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<RunningSwitch, Error> {
-    let router = Arc::new(PrefixRouter::from_config(&cfg));
-    serve_with_router(cfg, router, shutdown).await
+    let c = cfg.clone();
+    let services = tokio::task::spawn_blocking(move || Services::open(&c)).await.map_err(|e| {
+        Error::Services(ServiceError::Journal(crate::journal::StoreError::Backend(e.to_string())))
+    })??;
+    serve_with(cfg, Arc::new(services), shutdown).await
 }
 
-/// Start the switch with any router; `Decision::Forward { issuer }` indexes `cfg.issuers`.
-pub async fn serve_with_router(
+/// Start the switch with prepared services (rules, journal).
+pub async fn serve_with(
     cfg: Config,
-    router: Arc<dyn Router>,
+    services: Arc<Services>,
     shutdown: CancellationToken,
 ) -> Result<RunningSwitch, Error> {
     // Everything that can fail (specs, TLS files, binds) happens before any task starts,
@@ -150,7 +155,7 @@ pub async fn serve_with_router(
         let ctx = Arc::new(ListenerCtx {
             cfg: lc,
             spec,
-            router: router.clone(),
+            services: services.clone(),
             issuers: issuers.clone(),
             write_bound: Duration::from_millis(cfg.timeouts.write_ms),
             requests: m::RequestCounters::new(),

@@ -25,9 +25,12 @@ pub struct RunArgs {
     /// Address for /metrics and /health.
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
-    /// Journal file.
+    /// Journal file (SQLite); `off` runs without a journal.
     #[arg(long)]
     pub journal: Option<PathBuf>,
+    /// Directory of rule files (registry.toml, routes.toml, fees.toml, priority.toml, risk.toml).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
     /// Spec of the first listener and of the first issuer's links.
     #[arg(long)]
     pub spec: Option<String>,
@@ -46,7 +49,16 @@ pub fn effective_config(a: &RunArgs) -> Result<Config, String> {
         cfg.metrics = Some(m);
     }
     if let Some(j) = &a.journal {
-        cfg.journal = j.clone();
+        cfg.journal = if j.as_os_str() == "off" { None } else { Some(j.clone()) };
+        if cfg.journal.is_none() {
+            cfg.journal_url = None;
+        }
+    }
+    if let Some(r) = &a.rules {
+        if !r.is_dir() {
+            return Err(format!("--rules: {} is not a directory", r.display()));
+        }
+        cfg.rules = Some(r.clone());
     }
     if let Some(l) = cfg.listeners.first_mut() {
         if let Some(addr) = a.listen {

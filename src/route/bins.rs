@@ -138,6 +138,19 @@ fn target(src: &Source<'_>, at: usize, t: RawTarget) -> Result<Route, RuleError>
 }
 
 impl Routes {
+    /// Every issuer (and backup) a route or the default names, once each.
+    pub fn issuer_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for r in self.routes.iter().chain(self.default.iter()) {
+            for n in std::iter::once(r.issuer).chain(r.backup) {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        names
+    }
+
     pub(crate) fn load(src: &Source<'_>) -> Result<Routes, RuleError> {
         let raw: RawRoutes = src.parse()?;
         let default = match raw.default {

@@ -153,6 +153,32 @@ impl RuleSet {
         rules.resolve("(embedded)")
     }
 
+    /// An open estate (every terminal accepted on the default fee plan, no risk limits)
+    /// with the BIN routes of a `routes.toml` text.
+    pub fn open_with_routes(file: &str, routes: &str) -> Result<RuleSet, RuleError> {
+        let rules = RuleSet {
+            registry: Registry::open("Open estate", 5999),
+            routes: Routes::load(&Source { file, text: routes })?,
+            fees: FeeBook::load(&Source { file: "specs/fees-default.toml", text: DEFAULT_PLAN })?,
+            priorities: Priorities::default(),
+            risk: RiskRules::default(),
+            txn: TxnTable::default_table()?,
+        };
+        rules.resolve("(embedded)")
+    }
+
+    /// Whether the merchant with this id settles same-day (T+0).
+    pub fn settles_same_day(&self, merchant_id: &str) -> bool {
+        self.registry
+            .merchant_by_id(merchant_id.trim_end())
+            .is_some_and(|m| m.settlement == crate::route::registry::Settlement::T0)
+    }
+
+    /// Issuer names any route or default may pick.
+    pub fn issuer_names(&self) -> Vec<&'static str> {
+        self.routes.issuer_names()
+    }
+
     /// Resolve the registry's references into the other files.
     fn resolve(mut self, registry_file: &str) -> Result<RuleSet, RuleError> {
         let (fees, risk, prio) = (&self.fees, &self.risk, &self.priorities);

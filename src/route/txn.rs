@@ -69,6 +69,24 @@ impl TxnType {
         TxnType::BatchUpload,
     ];
 
+    /// The stable name the journal and settlement use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxnType::Purchase => "purchase",
+            TxnType::PreAuth => "preauth",
+            TxnType::PreAuthCompletion => "preauth_completion",
+            TxnType::Void => "void",
+            TxnType::Refund => "refund",
+            TxnType::BalanceInquiry => "balance",
+            TxnType::Reversal => "reversal",
+            TxnType::Echo => "echo",
+            TxnType::SignOn => "sign_on",
+            TxnType::SignOff => "sign_off",
+            TxnType::BatchSettlement => "batch_settlement",
+            TxnType::BatchUpload => "batch_upload",
+        }
+    }
+
     /// Bit for sets of allowed types.
     pub fn bit(self) -> u16 {
         1 << (self as u16)

@@ -1,0 +1,307 @@
+//! What the acceptor does with one decoded request: ask the routing core, forward to the
+//! chosen issuer, answer batch settlement from the journal, and journal the outcome
+//! before the terminal hears of it. The connection task drives these futures; this file
+//! holds the decisions and the journal rows, not the sockets.
+//! May import: codec, routing core, issuer connector, journal, settlement, config.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::iso::Message;
+use crate::issuer::{Issuers, Outcome};
+use crate::journal::{Journal, JournalConfig, PanHasher, Query, Status, TxnRecord, Update, business_date};
+use crate::route::{self, Decision, Now, Rc, RuleSet};
+use crate::settle::batch;
+
+use super::reply::{issuer_reply, switch_reply};
+
+/// Key of the keyed PAN hash when the configuration names none (development only).
+const DEV_PAN_KEY: &[u8] = b"isoswitch development PAN key";
+
+/// Why the switch's services could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("rules: {0}")]
+    Rules(#[from] route::RuleError),
+    #[error("journal: {0}")]
+    Journal(#[from] crate::journal::StoreError),
+    #[error("rules route to issuer `{0}`, which the configuration does not define")]
+    UnknownIssuer(String),
+}
+
+/// The routing core, the journal and how issuer names map to connections.
+pub struct Services {
+    pub router: Arc<route::Router>,
+    pub journal: Option<Journal>,
+    hasher: PanHasher,
+    switch_id: String,
+    issuer_index: HashMap<&'static str, usize>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").field("journal", &self.journal.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// The routes of a configuration without a rule directory, as a `routes.toml` text.
+fn routes_text(cfg: &Config) -> String {
+    let mut t = String::new();
+    let default = cfg.default_issuer.clone().or_else(|| match cfg.issuers.as_slice() {
+        [only] => Some(only.name.clone()),
+        _ => None,
+    });
+    if let Some(d) = default {
+        t.push_str(&format!("[default]\nissuer = {d:?}\ncard_type = \"debit\"\n"));
+    }
+    for r in &cfg.routes {
+        t.push_str(&format!(
+            "[[route]]\nprefix = {:?}\nissuer = {:?}\ncard_type = \"debit\"\n",
+            r.prefix, r.issuer
+        ));
+    }
+    t
+}
+
+impl Services {
+    /// Rules (the configured directory, or an open estate with the configured routes), the
+    /// journal (SQLite file or PostgreSQL), checked against the configured issuers.
+    pub fn open(cfg: &Config) -> Result<Services, ServiceError> {
+        let rules = match &cfg.rules {
+            Some(dir) => RuleSet::load_dir(dir)?,
+            None => RuleSet::open_with_routes("(configuration routes)", &routes_text(cfg))?,
+        };
+        let journal = match (&cfg.journal_url, &cfg.journal) {
+            (Some(url), _) => Some(Journal::open(&JournalConfig::Postgres { url: url.clone() })?),
+            (None, Some(path)) if path.as_os_str() != "off" => Some(Journal::open(&JournalConfig::Sqlite {
+                path: path.clone(),
+                full_sync: cfg.journal_sync != "normal",
+            })?),
+            _ => None,
+        };
+        let key = match &cfg.pan_key {
+            Some(hex) => crate::cli::hex_to_bytes(hex).unwrap_or_else(|_| DEV_PAN_KEY.to_vec()),
+            None => {
+                if journal.is_some() {
+                    tracing::warn!("no pan_key configured: the journal's PAN hashes use the development key");
+                }
+                DEV_PAN_KEY.to_vec()
+            }
+        };
+        Services::new(cfg, route::Router::new(rules), journal, PanHasher::new(&key))
+    }
+
+    /// Services from parts (tests, demo).
+    pub fn new(
+        cfg: &Config,
+        router: route::Router,
+        journal: Option<Journal>,
+        hasher: PanHasher,
+    ) -> Result<Services, ServiceError> {
+        let mut issuer_index = HashMap::new();
+        for name in router.rules().issuer_names() {
+            let idx = cfg
+                .issuers
+                .iter()
+                .position(|i| i.name == name)
+                .ok_or_else(|| ServiceError::UnknownIssuer(name.to_string()))?;
+            issuer_index.insert(name, idx);
+        }
+        Ok(Services {
+            router: Arc::new(router),
+            journal,
+            hasher,
+            switch_id: cfg.switch_id.clone(),
+            issuer_index,
+        })
+    }
+
+    /// Decide what to do with a decoded request.
+    pub fn plan(&self, msg: &Message, now_ms: i64) -> Plan {
+        match self.router.decide(msg, Now(u64::try_from(now_ms).unwrap_or(0))) {
+            Decision::Forward(f) => match self.issuer_index.get(f.issuer) {
+                Some(&issuer) => {
+                    let backup = f.backup.and_then(|b| self.issuer_index.get(b).copied());
+                    Plan::Forward { issuer, backup, fwd: Box::new(f) }
+                }
+                None => Plan::Decline { rc: Rc::ISSUER_UNAVAILABLE, field44: None, txn: "unknown" },
+            },
+            Decision::Decline { rc, reason, field44 } => {
+                tracing::debug!(rc = %rc, ?reason, "request declined by the rules");
+                Plan::Decline { rc, field44, txn: txn_of(msg) }
+            }
+            Decision::Local { rc, txn_type } => match txn_type {
+                route::txn::TxnType::BatchSettlement => Plan::Settle,
+                _ => Plan::Local(rc),
+            },
+        }
+    }
+
+    /// The journal row of a request, before its outcome is known.
+    fn row(&self, req: &Message, received_at: i64, txn: &str, decision: &str) -> TxnRecord {
+        let rules = self.router.rules();
+        let mut r = TxnRecord::from_request(req, &self.hasher);
+        r.switch_id.clone_from(&self.switch_id);
+        r.received_at = received_at;
+        r.business_date = business_date(received_at, rules.registry.utc_offset_minutes);
+        r.txn_type = txn.to_string();
+        r.decision = decision.to_string();
+        r.settle_cycle = if rules.settles_same_day(&r.merchant_id) { "T0" } else { "T1" }.to_string();
+        r
+    }
+
+    /// Journal `row` (when there is a journal). An approval must not reach the terminal
+    /// unless this succeeded; the caller turns a failure into 96.
+    async fn journal(&self, row: TxnRecord) -> bool {
+        let Some(j) = &self.journal else { return true };
+        match j.record(row).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "journal write failed");
+                false
+            }
+        }
+    }
+
+    /// Answer a declined request, journalled.
+    pub async fn decline(
+        &self,
+        req: &Message,
+        rc: Rc,
+        field44: Option<&str>,
+        txn: &str,
+        at: i64,
+    ) -> Option<Message> {
+        let mut row = self.row(req, at, txn, "decline");
+        row.rc = rc.as_str().to_string();
+        row.status = Some(Status::Declined);
+        row.answered_at = Some(now_ms());
+        self.journal(row).await;
+        let mut out = switch_reply(req, rc.as_str()).ok()?;
+        if let Some(text) = field44
+            && req.spec().field(44).is_some()
+        {
+            let max = req.spec().field(44).map_or(0, |f| f.max as usize);
+            let text: String = text.chars().filter(|c| (' '..='~').contains(c)).take(max).collect();
+            let _ = out.set(44, &text);
+        }
+        Some(out)
+    }
+
+    /// Forward a request and build the terminal's reply, journalled before it is returned.
+    pub async fn forward(
+        &self,
+        issuers: &Issuers,
+        req: &Message,
+        issuer: usize,
+        fwd: &route::Forward,
+        at: i64,
+    ) -> Option<Box<Message>> {
+        let mut row = self.row(req, at, fwd.txn_type.as_str(), "forward");
+        row.issuer = issuers.get(issuer).map(|i| i.name().to_string());
+        row.route = Some(fwd.issuer.to_string());
+        row.forwarded_at = Some(now_ms());
+        let outcome = match issuers.get(issuer) {
+            Some(i) => i.forward(req).await,
+            None => Outcome::Unavailable,
+        };
+        row.answered_at = Some(now_ms());
+        let reply = match outcome {
+            Outcome::Reply(answer) => {
+                row.switch_stan = answer.text(11).map(|s| s.into_owned());
+                row.auth_code = answer.text(38).map(|s| s.into_owned());
+                issuer_reply(req, answer).ok()
+            }
+            other => switch_reply(req, other.switch_rc().unwrap_or("96")).ok().map(Box::new),
+        };
+        let mut reply = reply.or_else(|| switch_reply(req, "96").ok().map(Box::new))?;
+        row.rc = reply.text(39).map(|s| s.into_owned()).unwrap_or_else(|| "96".into());
+        let approved = row.rc == "00";
+        row.status = Some(if approved { Status::Approved } else { Status::Declined });
+        row.fee = if approved { fwd.fee } else { 0 };
+        if !self.journal(row).await && approved {
+            // Nothing unrecorded is approved: the terminal is told the switch failed.
+            reply = switch_reply(req, "96").ok().map(Box::new)?;
+        }
+        Some(reply)
+    }
+
+    /// Terminal batch settlement (0500): the terminal's totals against the journal's for
+    /// its open batch; 00 and the batch closed when they agree, 95 when they do not.
+    pub async fn settle(&self, req: &Message) -> Option<Message> {
+        let Some(j) = &self.journal else {
+            return switch_reply(req, "96").ok();
+        };
+        let terminal = req.terminal_id().map(|t| t.into_owned()).unwrap_or_default();
+        let cup = req.spec().name == "cup-pos";
+        let theirs = if cup {
+            req.text(48)
+                .ok_or_else(|| batch::TotalsError("field 48 missing".into()))
+                .and_then(|t| batch::cup_totals(&t))
+        } else {
+            batch::iso87_totals(req)
+        };
+        let theirs = match theirs {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(error = %e, "batch settlement with unreadable totals");
+                return switch_reply(req, "30").ok();
+            }
+        };
+        let rows = match j.query(Query::OpenBatch(terminal.clone())).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "journal query failed");
+                return switch_reply(req, "96").ok();
+            }
+        };
+        let ours = batch::journal_totals(&rows);
+        let balanced = ours == theirs;
+        let mut out = switch_reply(req, if balanced { "00" } else { "95" }).ok()?;
+        if cup && let Some(t) = req.text(48) {
+            let _ = out.set(48, &batch::cup_reply_48(&t, balanced));
+        }
+        if balanced {
+            let id = format!("{}-{}", terminal.trim_end(), now_ms());
+            if let Err(e) = j.update(Update::CloseBatch { terminal, batch: id }).await {
+                tracing::error!(error = %e, "closing the batch failed");
+                return switch_reply(req, "96").ok();
+            }
+        } else {
+            tracing::info!(?ours, ?theirs, "batch totals differ");
+        }
+        Some(out)
+    }
+}
+
+/// The routing core's transaction type name for a message it declined.
+fn txn_of(msg: &Message) -> &'static str {
+    match msg.mti() {
+        "0100" => "preauth",
+        "0200" => "purchase",
+        "0220" => "advice",
+        "0400" | "0401" | "0420" | "0421" => "reversal",
+        "0500" => "batch_settlement",
+        "0320" => "batch_upload",
+        _ => "other",
+    }
+}
+
+/// What the connection does with one request.
+pub enum Plan {
+    /// Answer now with this code (network management).
+    Local(Rc),
+    /// Decline, journalled.
+    Decline { rc: Rc, field44: Option<String>, txn: &'static str },
+    /// Forward to the issuer at this index of `Config::issuers`.
+    Forward { issuer: usize, backup: Option<usize>, fwd: Box<route::Forward> },
+    /// Batch settlement against the journal.
+    Settle,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
