@@ -1,0 +1,270 @@
+//! The routing core and the journal through the running switch, over real sockets on
+//! 127.0.0.1: the example estate's rules decide (unknown terminal 03, suspended 58, the
+//! supplementary-data rule with field 44, two BIN routes to two issuers), every outcome
+//! is journalled with its fee before the terminal hears of it, 0500 batch settlement is
+//! balanced (00) or not (95), and `isoswitch settle` adds up to the journal.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{MockIssuer, Mode, Terminal, ascii};
+use isoswitch::acceptor::{RunningSwitch, serve};
+use isoswitch::config::Config;
+use isoswitch::iso::Message;
+use isoswitch::journal::business_date;
+use tokio_util::sync::CancellationToken;
+
+const RESTAURANT_TID: &str = "10000001";
+const RESTAURANT_MID: &str = "898340158120001";
+const SUPERMARKET_TID: &str = "10000002";
+const SUPERMARKET_MID: &str = "898340154110001";
+const JEWELLER_TID: &str = "10000004";
+const JEWELLER_MID: &str = "898340159440001";
+const SUSPENDED_TID: &str = "10000009";
+
+/// A Luhn-valid card number from a prefix.
+fn card(prefix: &str, len: usize) -> String {
+    let mut digits: Vec<u32> = prefix.chars().filter_map(|c| c.to_digit(10)).collect();
+    while digits.len() < len - 1 {
+        digits.push((digits.len() as u32 * 7) % 10);
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    digits.push((10 - sum % 10) % 10);
+    digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect()
+}
+
+fn purchase(pan: &str, tid: &str, mid: &str, stan: u32, amount: u64) -> Message {
+    let mut m = Message::new(ascii(), "0200").unwrap();
+    m.set(2, pan).unwrap();
+    m.set(3, "000000").unwrap();
+    m.set_number(4, amount).unwrap();
+    m.set(7, &format!("1124{:06}", 100_000 + stan)).unwrap();
+    m.set_number(11, u64::from(stan)).unwrap();
+    m.set(12, "103000").unwrap();
+    m.set(13, "1124").unwrap();
+    m.set(37, &format!("R{stan:011}")).unwrap();
+    m.set(41, tid).unwrap();
+    m.set(42, mid).unwrap();
+    m.set(49, "156").unwrap();
+    m
+}
+
+struct Estate {
+    switch: RunningSwitch,
+    stop: CancellationToken,
+    a: MockIssuer,
+    b: MockIssuer,
+    journal: PathBuf,
+    _dir: TempDir,
+}
+
+async fn estate() -> Estate {
+    let a = MockIssuer::start(Mode::Approve).await;
+    let b = MockIssuer::start(Mode::Approve).await;
+    let dir = TempDir::new();
+    let journal = dir.0.join("journal.db");
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/rules");
+    let text = format!(
+        "journal = {journal:?}\nrules = {rules:?}\npan_key = \"00112233445566778899aabbccddeeff\"\n\
+         [[listener]]\naddr = \"127.0.0.1:0\"\n\
+         [[issuer]]\nname = \"issuer-a\"\n[[issuer.link]]\naddr = \"{}\"\ndeadline_ms = 2000\n\
+         [[issuer]]\nname = \"issuer-b\"\n[[issuer.link]]\naddr = \"{}\"\ndeadline_ms = 2000\n",
+        a.addr, b.addr
+    );
+    let cfg = Config::parse("estate.toml", &text).unwrap();
+    let stop = CancellationToken::new();
+    let switch = serve(cfg, stop.clone()).await.unwrap();
+    assert!(switch.wait_issuers_up(Duration::from_secs(5)).await);
+    Estate { switch, stop, a, b, journal, _dir: dir }
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new() -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "isoswitch-e2e-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rows(journal: &Path) -> Vec<(String, String, String, i64, i64, Option<String>, String)> {
+    let c = rusqlite::Connection::open(journal).unwrap();
+    let mut s = c
+        .prepare(
+            "SELECT terminal_id, stan, rc, amount, fee, pan_masked, txn_type FROM transactions ORDER BY id",
+        )
+        .unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .map(|(t, s, rc, a, f, p, ty): (String, String, String, i64, i64, Option<String>, String)| {
+            (t, s, rc, a, f, p, ty)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_decide_through_the_switch_and_every_outcome_is_journalled() {
+    let e = estate().await;
+    let addr = e.switch.listen_addrs()[0];
+    let mut t = Terminal::connect(addr).await;
+    let debit = card("622202", 16);
+    let credit = card("622588", 16);
+
+    // Unknown terminal: 03. Suspended terminal: 58. Neither reaches an issuer.
+    let rep = t.exchange(&purchase(&debit, "99999999", RESTAURANT_MID, 1, 1_000)).await;
+    assert_eq!(rep.text(39).as_deref(), Some("03"));
+    let rep = t.exchange(&purchase(&debit, SUSPENDED_TID, RESTAURANT_MID, 2, 1_000)).await;
+    assert_eq!(rep.text(39).as_deref(), Some("58"));
+    assert_eq!(e.a.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Two BIN routes reach two issuers.
+    let rep = t.exchange(&purchase(&debit, RESTAURANT_TID, RESTAURANT_MID, 3, 10_000)).await;
+    assert_eq!(rep.text(39).as_deref(), Some("00"));
+    assert_eq!(rep.text(11).as_deref(), Some("000003"));
+    let rep = t.exchange(&purchase(&credit, SUPERMARKET_TID, SUPERMARKET_MID, 4, 20_000)).await;
+    assert_eq!(rep.text(39).as_deref(), Some("00"));
+    assert_eq!(e.a.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(e.b.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A large purchase without the supplementary data: the configured code and field 44.
+    let big = purchase(&debit, JEWELLER_TID, JEWELLER_MID, 5, 6_000_000);
+    let rep = t.exchange(&big).await;
+    assert_eq!(rep.text(39).as_deref(), Some("01"));
+    let why = rep.text(44).expect("field 44 says what is missing").into_owned();
+    assert!(why.contains("48") && why.contains("61"), "{why}");
+    assert_eq!(e.a.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // With the data it is forwarded.
+    let mut with = purchase(&debit, JEWELLER_TID, JEWELLER_MID, 6, 6_000_000);
+    with.set(48, "ID110101199001011234").unwrap();
+    with.set(61, "CARDHOLDER ID VERIFIED").unwrap();
+    let rep = t.exchange(&with).await;
+    assert_eq!(rep.text(39).as_deref(), Some("00"));
+    assert_eq!(e.a.requests.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // The journal holds every outcome, fees on approvals only, no full PAN anywhere.
+    let r = rows(&e.journal);
+    let rcs: Vec<&str> = r.iter().map(|x| x.2.as_str()).collect();
+    assert_eq!(rcs, ["03", "58", "00", "00", "01", "00"]);
+    let rules = isoswitch::route::RuleSet::load_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/rules"),
+    )
+    .unwrap();
+    let now = isoswitch::route::Now(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64,
+    );
+    for (row, (pan, tid, mid, stan, amount)) in [
+        (&r[2], (&debit, RESTAURANT_TID, RESTAURANT_MID, 3, 10_000)),
+        (&r[3], (&credit, SUPERMARKET_TID, SUPERMARKET_MID, 4, 20_000)),
+    ] {
+        let isoswitch::route::Decision::Forward(f) =
+            rules.decide(&purchase(pan, tid, mid, stan, amount), now)
+        else {
+            panic!("forward expected")
+        };
+        assert!(f.fee > 0);
+        assert_eq!(row.4, f.fee, "journalled fee of STAN {stan}");
+        assert_eq!(row.3, amount as i64);
+        assert_eq!(row.6, "purchase");
+    }
+    assert!(r.iter().filter(|x| x.2 != "00").all(|x| x.4 == 0), "no fee on a decline");
+    let c = rusqlite::Connection::open(&e.journal).unwrap();
+    let mut s = c.prepare("SELECT * FROM transactions").unwrap();
+    let n = s.column_count();
+    let mut q = s.query([]).unwrap();
+    while let Some(row) = q.next().unwrap() {
+        for i in 0..n {
+            let v = format!("{:?}", row.get::<_, rusqlite::types::Value>(i).unwrap());
+            assert!(!v.contains(&debit) && !v.contains(&credit), "column {i} holds a full PAN");
+        }
+    }
+    e.stop.cancel();
+    e.switch.join().await;
+}
+
+fn settlement(m: &mut Message, debits: u64, debit_amount: u64) {
+    m.set_number(76, debits).unwrap();
+    m.set_number(88, debit_amount).unwrap();
+    m.set_number(74, 0).unwrap();
+    m.set_number(86, 0).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_settlement_balances_against_the_journal_and_settle_adds_up() {
+    let e = estate().await;
+    let addr = e.switch.listen_addrs()[0];
+    let mut t = Terminal::connect(addr).await;
+    let debit = card("622202", 16);
+    let mut total = 0u64;
+    for (i, amount) in [12_345u64, 500, 99_999, 1].into_iter().enumerate() {
+        let rep = t.exchange(&purchase(&debit, RESTAURANT_TID, RESTAURANT_MID, 10 + i as u32, amount)).await;
+        assert_eq!(rep.text(39).as_deref(), Some("00"));
+        total += amount;
+    }
+    let mut base = Message::new(ascii(), "0500").unwrap();
+    base.set(7, "1124235959").unwrap().set(11, "000099").unwrap();
+    base.set(41, RESTAURANT_TID).unwrap().set(42, RESTAURANT_MID).unwrap();
+
+    // Totals that differ: 95, and the batch stays open.
+    let mut wrong = base.clone();
+    settlement(&mut wrong, 4, total + 1);
+    let rep = t.exchange(&wrong).await;
+    assert_eq!((rep.mti(), rep.text(39).as_deref()), ("0510", Some("95")));
+    // Totals that match: 00, and the batch closes.
+    let mut right = base.clone();
+    right.set(11, "000100").unwrap();
+    settlement(&mut right, 4, total);
+    let rep = t.exchange(&right).await;
+    assert_eq!(rep.text(39).as_deref(), Some("00"));
+    // A second settlement of the now empty batch balances only at zero.
+    let mut again = base.clone();
+    again.set(11, "000101").unwrap();
+    settlement(&mut again, 4, total);
+    assert_eq!(t.exchange(&again).await.text(39).as_deref(), Some("95"));
+    e.stop.cancel();
+    e.switch.join().await;
+
+    // `isoswitch settle` for the business day (the estate runs on UTC+8) adds up to the journal.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let date = business_date(now, 480);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isoswitch"))
+        .args(["settle", "--journal"])
+        .arg(&e.journal)
+        .args(["--date", &date, "--format", "json", "--utc-offset-minutes", "480"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = rows(&e.journal);
+    let fees: i64 = r.iter().map(|x| x.4).sum();
+    assert_eq!(v["totals"]["gross"], total as i64);
+    assert_eq!(v["totals"]["fees"], fees);
+    assert_eq!(v["totals"]["net"], total as i64 - fees);
+    assert_eq!(v["totals"]["count"], 4);
+    assert_eq!(v["lines"][0]["merchant_id"], RESTAURANT_MID);
+}
