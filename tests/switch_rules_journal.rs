@@ -112,7 +112,10 @@ impl Drop for TempDir {
     }
 }
 
-fn rows(journal: &Path) -> Vec<(String, String, String, i64, i64, Option<String>, String)> {
+/// terminal, STAN, rc, amount, fee, masked PAN, transaction type
+type Row = (String, String, String, i64, i64, Option<String>, String);
+
+fn rows(journal: &Path) -> Vec<Row> {
     let c = rusqlite::Connection::open(journal).unwrap();
     let mut s = c
         .prepare(
