@@ -2,6 +2,7 @@
 //! errors become messages for people and exit statuses; it may use every layer.
 
 mod codec_tools;
+mod demo;
 mod run;
 mod settle;
 mod sim;
@@ -31,6 +32,9 @@ pub enum Command {
     Settle(settle::SettleArgs),
     /// Run the switch.
     Run(run::RunArgs),
+    /// A switch, simulated issuers and simulated terminals in one process: a short mixed
+    /// workload and its summary.
+    Demo(demo::DemoArgs),
     /// Run a simulated issuer (bank host) that answers by simple rules.
     SimIssuer(sim::SimIssuerArgs),
     /// Run simulated terminals against a switch or a simulated issuer and report.
@@ -45,6 +49,7 @@ pub fn main() -> ExitCode {
         Command::Encode(a) => codec_tools::encode(a),
         Command::Settle(a) => settle::run(a),
         Command::Run(a) => run::run(a),
+        Command::Demo(a) => demo::run(a),
         Command::SimIssuer(a) => sim::sim_issuer(a),
         Command::SimTerminal(a) => sim::sim_terminal(a),
     }
