@@ -268,28 +268,28 @@ fn class_name(class: Class) -> &'static str {
 /// Check a field's wire bytes against its class; on failure returns the offset within `data`.
 #[inline]
 pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (ErrorKind, usize)> {
-    let bad = ErrorKind::BadChar { class: class_name(fs.class) };
+    let bad = || ErrorKind::BadChar { class: class_name(fs.class) };
     match fs.encoding {
         Encoding::Binary => Ok(()),
         Encoding::Hex => match data.iter().position(|&c| hex_val(c).is_none()) {
-            Some(i) => Err((bad, i)),
+            Some(i) => Err((bad(), i)),
             None => Ok(()),
         },
-        Encoding::Ascii => check_chars_at(fs.class, data).map_err(|i| (bad, i)),
+        Encoding::Ascii => check_chars_at(fs.class, data).map_err(|i| (bad(), i)),
         Encoding::Ebcdic => {
             for (i, &c) in data.iter().enumerate() {
                 let a = ebcdic_to_ascii(c);
                 if a == 0 || !allowed_at(fs.class, i, a) {
-                    return Err((bad, i));
+                    return Err((bad(), i));
                 }
             }
             Ok(())
         }
         Encoding::Bcd => {
             let (digits, start) = if fs.class == Class::SignedAmount {
-                let sign = *data.first().ok_or((bad.clone(), 0))?;
+                let sign = *data.first().ok_or((bad(), 0))?;
                 if sign != b'C' && sign != b'D' {
-                    return Err((bad, 0));
+                    return Err((bad(), 0));
                 }
                 (units.saturating_sub(1), 1)
             } else {
@@ -297,6 +297,19 @@ pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (Erro
             };
             let packed = data.get(start..).unwrap_or_default();
             let filler = packed.len() * 2 - digits;
+            // Fast path: no nibble above 9 anywhere (a loop without early exit, which the
+            // compiler vectorises), then the filler nibble alone. Anything else, including
+            // track separators, takes the exact nibble-by-nibble check below.
+            if fs.class != Class::Track && !any_nibble_above_9(packed) {
+                let filler_ok = filler == 0
+                    || match fs.pad {
+                        Pad::Left => packed.first().is_some_and(|b| b >> 4 == fs.pad_nibble),
+                        Pad::Right => packed.last().is_some_and(|b| b & 0xF == fs.pad_nibble),
+                    };
+                if filler_ok {
+                    return Ok(());
+                }
+            }
             for (i, &byte) in packed.iter().enumerate() {
                 for (k, nib) in [byte >> 4, byte & 0xF].into_iter().enumerate() {
                     let idx = 2 * i + k;
@@ -313,7 +326,7 @@ pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (Erro
                         nib <= 9
                     };
                     if !ok {
-                        return Err((bad, start + i));
+                        return Err((bad(), start + i));
                     }
                 }
             }
@@ -323,25 +336,59 @@ pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (Erro
 }
 
 #[inline]
+fn any_nibble_above_9(packed: &[u8]) -> bool {
+    packed.iter().fold(0u8, |acc, &b| acc | u8::from(b >> 4 > 9) | u8::from(b & 0xF > 9)) != 0
+}
+
+#[inline]
 fn allowed_at(class: Class, i: usize, c: u8) -> bool {
     if class == Class::SignedAmount && i == 0 { c == b'C' || c == b'D' } else { allowed(class, c) }
 }
 
+/// Characters allowed by the character classes: bit 0 digits, bit 1 printable text,
+/// bit 2 track data.
+static CLASS_BITS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0x20;
+    while c < 0x7F {
+        t[c] |= 2;
+        c += 1;
+    }
+    c = b'0' as usize;
+    while c <= b'9' as usize {
+        t[c] |= 1 | 4;
+        c += 1;
+    }
+    t[b'=' as usize] |= 4;
+    t[b'D' as usize] |= 4;
+    t[b';' as usize] |= 4;
+    t[b'?' as usize] |= 4;
+    t
+};
+
 #[inline]
 fn check_chars_at(class: Class, data: &[u8]) -> Result<(), usize> {
-    match class {
-        Class::Numeric => match data.iter().position(|c| !c.is_ascii_digit()) {
-            Some(i) => Err(i),
-            None => Ok(()),
+    // The common classes are checked without an early exit, a loop the compiler can
+    // unroll or vectorise; only a failure pays for finding the offset.
+    let clean = |bit: u8, d: &[u8]| {
+        d.iter().fold(0u8, |acc, &c| acc | u8::from(CLASS_BITS[c as usize] & bit == 0)) == 0
+    };
+    let ok = match class {
+        Class::Numeric => data.iter().fold(0u8, |acc, &c| acc | u8::from(c.wrapping_sub(b'0') > 9)) == 0,
+        Class::Text => data.iter().fold(0u8, |acc, &c| acc | u8::from(c.wrapping_sub(0x20) > 0x5E)) == 0,
+        Class::Track => clean(4, data),
+        Class::SignedAmount => match data.split_first() {
+            Some((&sign, digits)) => (sign == b'C' || sign == b'D') && clean(1, digits),
+            None => true,
         },
-        Class::Text => match data.iter().position(|c| !(0x20..0x7F).contains(c)) {
-            Some(i) => Err(i),
-            None => Ok(()),
-        },
-        _ => match data.iter().enumerate().position(|(i, &c)| !allowed_at(class, i, c)) {
-            Some(i) => Err(i),
-            None => Ok(()),
-        },
+        Class::Binary => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    match data.iter().enumerate().position(|(i, &c)| !allowed_at(class, i, c)) {
+        Some(i) => Err(i),
+        None => Ok(()),
     }
 }
 
@@ -357,6 +404,15 @@ pub fn check_chars(fs: &FieldSpec, value: &[u8]) -> Result<(), ErrorKind> {
             }
         }
         (Class::Binary, _) => Ok(()),
+        // Packed BCD has a nibble for digits and the separator (0xD) only: sentinels
+        // would be written as nibbles the decoder refuses.
+        (Class::Track, Encoding::Bcd) => {
+            if value.iter().all(|&c| c.is_ascii_digit() || c == b'=' || c == b'D') {
+                Ok(())
+            } else {
+                Err(bad)
+            }
+        }
         _ => check_chars_at(fs.class, value).map_err(|_| bad),
     }
 }
