@@ -24,6 +24,10 @@ fn codec(c: &mut Criterion) {
         let mut out = BytesMut::with_capacity(512);
         decoded.encode(&mut out).expect("purchase encodes");
         assert_eq!(&out[..], &wire[..], "{name}: re-encoded bytes");
+        if name == "iso87ascii" {
+            let hex: String = wire.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, purchase::ISO87ASCII_HEX, "the bytes pyiso8583_compare.py times");
+        }
 
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Elements(1));

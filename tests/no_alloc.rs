@@ -20,6 +20,10 @@ fn decode_of_a_purchase_allocates_nothing() {
         .map(|name| {
             let spec = shipped(name).unwrap();
             let (_, wire) = purchase::purchase(&spec);
+            if name == "iso87ascii" {
+                let hex: String = wire.iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(hex, purchase::ISO87ASCII_HEX);
+            }
             (spec, wire)
         })
         .collect();

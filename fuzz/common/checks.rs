@@ -1,9 +1,15 @@
-//! Checks shared by the codec fuzz targets. A failed check panics, which libFuzzer
+//! Checks shared by the fuzz targets and by `tests/regressions.rs`, which replays kept
+//! crash inputs through exactly these functions. A failed check panics, which libFuzzer
 //! reports as a crash and keeps the input.
 
 use bytes::{Bytes, BytesMut};
+use isoswitch::frame::{FrameCodec, LengthHeader};
 use isoswitch::iso::spec::{BitmapEncoding, Spec, shipped};
-use isoswitch::iso::{Message, json};
+use isoswitch::iso::{Message, json, tlv};
+use tokio_util::codec::{Decoder, Encoder};
+
+#[path = "frame_config.rs"]
+mod frame_config;
 
 #[allow(dead_code)]
 pub const SPECS: [&str; 5] = ["iso87ascii", "iso87binbitmap", "iso87bcd", "iso93ascii", "cup-pos"];
@@ -95,4 +101,61 @@ pub fn round_trip(name: &str, data: &[u8]) {
     for n in m.fields() {
         assert_eq!(m.text(n), m2.text(n), "{name}: field {n}");
     }
+}
+
+/// `FrameCodec` with the configuration the first byte picks: never panics, consumes exactly
+/// what the frames it hands out add up to, and re-encoding a frame gives its bytes back.
+#[allow(dead_code)]
+pub fn frame(data: &[u8]) {
+    let Some((&pick, rest)) = data.split_first() else { return };
+    let cfg = frame_config::config(pick);
+    let hl = match cfg.length {
+        LengthHeader::Binary2 | LengthHeader::Bcd2 => 2,
+        LengthHeader::Ascii4 => 4,
+    };
+    let mut codec = FrameCodec::new(cfg);
+    let mut src = BytesMut::from(rest);
+    let mut consumed = 0usize;
+    // Each frame consumes at least the length header, so this ends; bounded all the same.
+    for _ in 0..=rest.len() {
+        let before = src.len();
+        match codec.decode(&mut src) {
+            Ok(Some(frame)) => {
+                let used = before - src.len();
+                let tpdu_len = if frame.tpdu.is_some() { 5 } else { 0 };
+                assert_eq!(frame.tpdu.is_some(), cfg.tpdu);
+                assert_eq!(frame.header.len(), cfg.header_len);
+                assert_eq!(used, hl + tpdu_len + frame.header.len() + frame.body.len());
+                assert!(used - hl <= cfg.max_frame);
+                let mut again = BytesMut::new();
+                codec.encode(frame, &mut again).expect("a decoded frame encodes");
+                assert_eq!(&again[..], &rest[consumed..consumed + used]);
+                consumed += used;
+            }
+            Ok(None) => {
+                assert_eq!(src.len(), before, "a partial frame is left in place");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// `tlv::parse` never panics; its items are slices of the input, and building them back
+/// and parsing again gives the same items and the same bytes.
+#[allow(dead_code)]
+pub fn tlv(data: &[u8]) {
+    let Ok(items) = tlv::parse(data) else { return };
+    let value_bytes: usize = items.iter().map(|t| t.value.len()).sum();
+    assert!(value_bytes <= data.len());
+    let range = data.as_ptr_range();
+    for t in &items {
+        let r = t.value.as_ptr_range();
+        assert!(range.start <= r.start && r.end <= range.end, "a value outside the input");
+        let _ = t.constructed();
+    }
+    let built = tlv::build(&items);
+    let again = tlv::parse(&built).expect("built TLV parses");
+    assert_eq!(again, items);
+    assert_eq!(tlv::build(&again), built);
 }
