@@ -297,10 +297,10 @@ pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (Erro
             };
             let packed = data.get(start..).unwrap_or_default();
             let filler = packed.len() * 2 - digits;
-            // Fast path: no nibble above 9 anywhere (a loop without early exit, which the
-            // compiler vectorises), then the filler nibble alone. Anything else, including
-            // track separators, takes the exact nibble-by-nibble check below.
-            if fs.class != Class::Track && !any_nibble_above_9(packed) {
+            // Fast path: no nibble outside the class anywhere (a loop without early exit,
+            // which the compiler vectorises), then the filler nibble alone. Anything else
+            // takes the exact nibble-by-nibble check below, which finds the offset.
+            if !any_bad_nibble(packed, fs.class == Class::Track) {
                 let filler_ok = filler == 0
                     || match fs.pad {
                         Pad::Left => packed.first().is_some_and(|b| b >> 4 == fs.pad_nibble),
@@ -310,34 +310,41 @@ pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (Erro
                     return Ok(());
                 }
             }
-            for (i, &byte) in packed.iter().enumerate() {
-                for (k, nib) in [byte >> 4, byte & 0xF].into_iter().enumerate() {
-                    let idx = 2 * i + k;
-                    let is_filler = filler == 1
-                        && match fs.pad {
-                            Pad::Left => idx == 0,
-                            Pad::Right => idx == packed.len() * 2 - 1,
-                        };
-                    let ok = if is_filler {
-                        nib == fs.pad_nibble
-                    } else if fs.class == Class::Track {
-                        nib <= 9 || nib == 0xD
-                    } else {
-                        nib <= 9
-                    };
-                    if !ok {
-                        return Err((bad(), start + i));
-                    }
-                }
-            }
-            Ok(())
+            bcd_exact(fs, packed, filler).map_err(|i| (bad(), start + i))
         }
     }
 }
 
+/// The nibble-by-nibble check of packed digits: the offset of the first bad byte.
+fn bcd_exact(fs: &FieldSpec, packed: &[u8], filler: usize) -> Result<(), usize> {
+    for (i, &byte) in packed.iter().enumerate() {
+        for (k, nib) in [byte >> 4, byte & 0xF].into_iter().enumerate() {
+            let idx = 2 * i + k;
+            let is_filler = filler == 1
+                && match fs.pad {
+                    Pad::Left => idx == 0,
+                    Pad::Right => idx == packed.len() * 2 - 1,
+                };
+            let ok = if is_filler {
+                nib == fs.pad_nibble
+            } else if fs.class == Class::Track {
+                nib <= 9 || nib == 0xD
+            } else {
+                nib <= 9
+            };
+            if !ok {
+                return Err(i);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether any nibble is not a digit (or, for track data, the separator 0xD).
 #[inline]
-fn any_nibble_above_9(packed: &[u8]) -> bool {
-    packed.iter().fold(0u8, |acc, &b| acc | u8::from(b >> 4 > 9) | u8::from(b & 0xF > 9)) != 0
+fn any_bad_nibble(packed: &[u8], track: bool) -> bool {
+    let bad = |n: u8| u8::from(n > 9 && !(track && n == 0xD));
+    packed.iter().fold(0u8, |acc, &b| acc | bad(b >> 4) | bad(b & 0xF)) != 0
 }
 
 #[inline]
@@ -558,6 +565,50 @@ mod tests {
         assert_eq!(read_prefix(PrefixEncoding::Ascii, 2, b" 5"), Err(ErrorKind::BadPrefix));
         assert_eq!(read_prefix(PrefixEncoding::Ascii, 2, b"+5"), Err(ErrorKind::BadPrefix));
         assert_eq!(read_prefix(PrefixEncoding::Binary, 3, &[0x01, 0x00]), Ok(256));
+    }
+
+    #[test]
+    fn character_fast_path_agrees_with_the_class_rules() {
+        for class in [Class::Numeric, Class::Text, Class::Track, Class::SignedAmount] {
+            for a in 0..=255u8 {
+                for b in [b'0', b'5', b'D', b'=', b' ', b'~', 0x7F, 0x1F, 0x80, a] {
+                    let data = [a, b, b'7'];
+                    let exact = data.iter().enumerate().position(|(i, &c)| !allowed_at(class, i, c));
+                    assert_eq!(check_chars_at(class, &data).err(), exact, "{class:?} {data:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bcd_fast_path_agrees_with_the_exact_check() {
+        // Every two-byte value, for every class, pad side and filler that BCD allows.
+        for class in [Class::Numeric, Class::Track] {
+            for pad in [Pad::Left, Pad::Right] {
+                for pad_nibble in [0x0, 0xF] {
+                    for units in [3, 4] {
+                        let fs = FieldSpec {
+                            number: 2,
+                            name: String::new(),
+                            class,
+                            encoding: Encoding::Bcd,
+                            length: crate::iso::spec::Length::Fixed,
+                            prefix: PrefixEncoding::Bcd,
+                            max: units as u16,
+                            pad,
+                            pad_nibble,
+                            sensitive: None,
+                        };
+                        for v in 0..=u16::MAX {
+                            let data = v.to_be_bytes();
+                            let exact = bcd_exact(&fs, &data, 4 - units);
+                            let got = check_wire(&fs, &data, units).map_err(|(_, i)| i);
+                            assert_eq!(got, exact, "{class:?} {pad:?} {pad_nibble:X} {units} {v:04X}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
