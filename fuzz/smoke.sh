@@ -2,6 +2,7 @@
 # Short, bounded fuzz run of every target in fuzz/ (seeded from tests/vectors); exits
 # non-zero when a target finds a crash (the input is kept under fuzz/artifacts/<target>/).
 #   FUZZ_SECONDS  seconds per target (default 20)
+#   FUZZ_STABLE=1 use the stable fallback even when nightly is installed
 # Uses nightly when it is installed, else the stable toolchain with RUSTC_BOOTSTRAP=1
 # (cargo-fuzz passes flags only nightly accepts). Installs cargo-fuzz when missing.
 set -euo pipefail
@@ -11,7 +12,7 @@ secs="${FUZZ_SECONDS:-20}"
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
-if rustup toolchain list 2>/dev/null | grep '^nightly' >/dev/null; then
+if [ "${FUZZ_STABLE:-0}" != 1 ] && rustup toolchain list 2>/dev/null | grep '^nightly' >/dev/null; then
     fuzz=(cargo +nightly fuzz)
 else
     export RUSTC_BOOTSTRAP=1

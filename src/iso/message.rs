@@ -388,6 +388,7 @@ impl Message {
         if bitmaps[1] != 0 {
             bitmaps[0] |= 1 << 63;
         }
+        // Sized by walking the set bits directly: measurably faster than `fields()` here.
         let mut body_len = 0usize;
         for (w, word) in self.present.iter().enumerate() {
             let mut bits = *word;
