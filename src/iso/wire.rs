@@ -268,28 +268,28 @@ fn class_name(class: Class) -> &'static str {
 /// Check a field's wire bytes against its class; on failure returns the offset within `data`.
 #[inline]
 pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (ErrorKind, usize)> {
-    let bad = ErrorKind::BadChar { class: class_name(fs.class) };
+    let bad = || ErrorKind::BadChar { class: class_name(fs.class) };
     match fs.encoding {
         Encoding::Binary => Ok(()),
         Encoding::Hex => match data.iter().position(|&c| hex_val(c).is_none()) {
-            Some(i) => Err((bad, i)),
+            Some(i) => Err((bad(), i)),
             None => Ok(()),
         },
-        Encoding::Ascii => check_chars_at(fs.class, data).map_err(|i| (bad, i)),
+        Encoding::Ascii => check_chars_at(fs.class, data).map_err(|i| (bad(), i)),
         Encoding::Ebcdic => {
             for (i, &c) in data.iter().enumerate() {
                 let a = ebcdic_to_ascii(c);
                 if a == 0 || !allowed_at(fs.class, i, a) {
-                    return Err((bad, i));
+                    return Err((bad(), i));
                 }
             }
             Ok(())
         }
         Encoding::Bcd => {
             let (digits, start) = if fs.class == Class::SignedAmount {
-                let sign = *data.first().ok_or((bad.clone(), 0))?;
+                let sign = *data.first().ok_or((bad(), 0))?;
                 if sign != b'C' && sign != b'D' {
-                    return Err((bad, 0));
+                    return Err((bad(), 0));
                 }
                 (units.saturating_sub(1), 1)
             } else {
@@ -297,29 +297,54 @@ pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (Erro
             };
             let packed = data.get(start..).unwrap_or_default();
             let filler = packed.len() * 2 - digits;
-            for (i, &byte) in packed.iter().enumerate() {
-                for (k, nib) in [byte >> 4, byte & 0xF].into_iter().enumerate() {
-                    let idx = 2 * i + k;
-                    let is_filler = filler == 1
-                        && match fs.pad {
-                            Pad::Left => idx == 0,
-                            Pad::Right => idx == packed.len() * 2 - 1,
-                        };
-                    let ok = if is_filler {
-                        nib == fs.pad_nibble
-                    } else if fs.class == Class::Track {
-                        nib <= 9 || nib == 0xD
-                    } else {
-                        nib <= 9
+            // Fast path: no nibble outside the class anywhere (a loop without early exit,
+            // which the compiler vectorises), then the filler nibble alone. Anything else
+            // takes the exact nibble-by-nibble check below, which finds the offset.
+            if !any_bad_nibble(packed, fs.class == Class::Track) {
+                let filler_ok = filler == 0
+                    || match fs.pad {
+                        Pad::Left => packed.first().is_some_and(|b| b >> 4 == fs.pad_nibble),
+                        Pad::Right => packed.last().is_some_and(|b| b & 0xF == fs.pad_nibble),
                     };
-                    if !ok {
-                        return Err((bad, start + i));
-                    }
+                if filler_ok {
+                    return Ok(());
                 }
             }
-            Ok(())
+            bcd_exact(fs, packed, filler).map_err(|i| (bad(), start + i))
         }
     }
+}
+
+/// The nibble-by-nibble check of packed digits: the offset of the first bad byte.
+fn bcd_exact(fs: &FieldSpec, packed: &[u8], filler: usize) -> Result<(), usize> {
+    for (i, &byte) in packed.iter().enumerate() {
+        for (k, nib) in [byte >> 4, byte & 0xF].into_iter().enumerate() {
+            let idx = 2 * i + k;
+            let is_filler = filler == 1
+                && match fs.pad {
+                    Pad::Left => idx == 0,
+                    Pad::Right => idx == packed.len() * 2 - 1,
+                };
+            let ok = if is_filler {
+                nib == fs.pad_nibble
+            } else if fs.class == Class::Track {
+                nib <= 9 || nib == 0xD
+            } else {
+                nib <= 9
+            };
+            if !ok {
+                return Err(i);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether any nibble is not a digit (or, for track data, the separator 0xD).
+#[inline]
+fn any_bad_nibble(packed: &[u8], track: bool) -> bool {
+    let bad = |n: u8| u8::from(n > 9 && !(track && n == 0xD));
+    packed.iter().fold(0u8, |acc, &b| acc | bad(b >> 4) | bad(b & 0xF)) != 0
 }
 
 #[inline]
@@ -327,21 +352,50 @@ fn allowed_at(class: Class, i: usize, c: u8) -> bool {
     if class == Class::SignedAmount && i == 0 { c == b'C' || c == b'D' } else { allowed(class, c) }
 }
 
+/// Characters allowed by the character classes: bit 0 digits, bit 1 printable text,
+/// bit 2 track data.
+static CLASS_BITS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0x20;
+    while c < 0x7F {
+        t[c] |= 2;
+        c += 1;
+    }
+    c = b'0' as usize;
+    while c <= b'9' as usize {
+        t[c] |= 1 | 4;
+        c += 1;
+    }
+    t[b'=' as usize] |= 4;
+    t[b'D' as usize] |= 4;
+    t[b';' as usize] |= 4;
+    t[b'?' as usize] |= 4;
+    t
+};
+
 #[inline]
 fn check_chars_at(class: Class, data: &[u8]) -> Result<(), usize> {
-    match class {
-        Class::Numeric => match data.iter().position(|c| !c.is_ascii_digit()) {
-            Some(i) => Err(i),
-            None => Ok(()),
+    // The common classes are checked without an early exit, a loop the compiler can
+    // unroll or vectorise; only a failure pays for finding the offset.
+    let clean = |bit: u8, d: &[u8]| {
+        d.iter().fold(0u8, |acc, &c| acc | u8::from(CLASS_BITS[c as usize] & bit == 0)) == 0
+    };
+    let ok = match class {
+        Class::Numeric => data.iter().fold(0u8, |acc, &c| acc | u8::from(c.wrapping_sub(b'0') > 9)) == 0,
+        Class::Text => data.iter().fold(0u8, |acc, &c| acc | u8::from(c.wrapping_sub(0x20) > 0x5E)) == 0,
+        Class::Track => clean(4, data),
+        Class::SignedAmount => match data.split_first() {
+            Some((&sign, digits)) => (sign == b'C' || sign == b'D') && clean(1, digits),
+            None => true,
         },
-        Class::Text => match data.iter().position(|c| !(0x20..0x7F).contains(c)) {
-            Some(i) => Err(i),
-            None => Ok(()),
-        },
-        _ => match data.iter().enumerate().position(|(i, &c)| !allowed_at(class, i, c)) {
-            Some(i) => Err(i),
-            None => Ok(()),
-        },
+        Class::Binary => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    match data.iter().enumerate().position(|(i, &c)| !allowed_at(class, i, c)) {
+        Some(i) => Err(i),
+        None => Ok(()),
     }
 }
 
@@ -357,6 +411,15 @@ pub fn check_chars(fs: &FieldSpec, value: &[u8]) -> Result<(), ErrorKind> {
             }
         }
         (Class::Binary, _) => Ok(()),
+        // Packed BCD has a nibble for digits and the separator (0xD) only: sentinels
+        // would be written as nibbles the decoder refuses.
+        (Class::Track, Encoding::Bcd) => {
+            if value.iter().all(|&c| c.is_ascii_digit() || c == b'=' || c == b'D') {
+                Ok(())
+            } else {
+                Err(bad)
+            }
+        }
         _ => check_chars_at(fs.class, value).map_err(|_| bad),
     }
 }
@@ -502,6 +565,50 @@ mod tests {
         assert_eq!(read_prefix(PrefixEncoding::Ascii, 2, b" 5"), Err(ErrorKind::BadPrefix));
         assert_eq!(read_prefix(PrefixEncoding::Ascii, 2, b"+5"), Err(ErrorKind::BadPrefix));
         assert_eq!(read_prefix(PrefixEncoding::Binary, 3, &[0x01, 0x00]), Ok(256));
+    }
+
+    #[test]
+    fn character_fast_path_agrees_with_the_class_rules() {
+        for class in [Class::Numeric, Class::Text, Class::Track, Class::SignedAmount] {
+            for a in 0..=255u8 {
+                for b in [b'0', b'5', b'D', b'=', b' ', b'~', 0x7F, 0x1F, 0x80, a] {
+                    let data = [a, b, b'7'];
+                    let exact = data.iter().enumerate().position(|(i, &c)| !allowed_at(class, i, c));
+                    assert_eq!(check_chars_at(class, &data).err(), exact, "{class:?} {data:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bcd_fast_path_agrees_with_the_exact_check() {
+        // Every two-byte value, for every class, pad side and filler that BCD allows.
+        for class in [Class::Numeric, Class::Track] {
+            for pad in [Pad::Left, Pad::Right] {
+                for pad_nibble in [0x0, 0xF] {
+                    for units in [3, 4] {
+                        let fs = FieldSpec {
+                            number: 2,
+                            name: String::new(),
+                            class,
+                            encoding: Encoding::Bcd,
+                            length: crate::iso::spec::Length::Fixed,
+                            prefix: PrefixEncoding::Bcd,
+                            max: units as u16,
+                            pad,
+                            pad_nibble,
+                            sensitive: None,
+                        };
+                        for v in 0..=u16::MAX {
+                            let data = v.to_be_bytes();
+                            let exact = bcd_exact(&fs, &data, 4 - units);
+                            let got = check_wire(&fs, &data, units).map_err(|(_, i)| i);
+                            assert_eq!(got, exact, "{class:?} {pad:?} {pad_nibble:X} {units} {v:04X}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

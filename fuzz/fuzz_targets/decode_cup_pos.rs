@@ -1,0 +1,8 @@
+//! Fuzz target: `Message::decode` against the `cup-pos` spec never panics, and every
+//! accessor of a decoded message works on whatever it accepted.
+#![no_main]
+
+#[path = "../common/checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::decode_and_read("cup-pos", data));
