@@ -47,7 +47,11 @@ async fn kill_9_loses_no_approval_and_duplicates_nothing() {
     let stop = CancellationToken::new();
     let issuer = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer_addr = issuer.local_addr().unwrap();
-    tokio::spawn(run_issuer(issuer, SimIssuerConfig::new(spec::shipped("iso87ascii").unwrap()), stop.clone()));
+    tokio::spawn(run_issuer(
+        issuer,
+        SimIssuerConfig::new(spec::shipped("iso87ascii").unwrap()),
+        stop.clone(),
+    ));
 
     let dir = std::env::temp_dir().join(format!("isoswitch-crash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -86,8 +86,22 @@ async fn suite(cfg: JournalConfig) {
         !j.record(rec("node-a", "TERM0001", 7, TEST_PANS[0], 1_007, "00")).await.unwrap(),
         "duplicate refused"
     );
+    // A claim reserves a key before forwarding; a second claim of it is a duplicate; the
+    // final row completes the claim once and only once.
+    let claimed = rec("node-a", "TERM0003", 1, TEST_PANS[2], 700, "00");
+    assert!(j.claim(claimed.clone()).await.unwrap(), "first claim");
+    assert!(!j.claim(claimed.clone()).await.unwrap(), "second claim is a duplicate");
+    let pending = j.query(Query::ByRrn("RRN000000001".into())).await.unwrap();
+    assert!(pending.iter().any(|r| r.terminal_id == "TERM0003" && r.rc.is_empty()));
+    assert!(j.record(claimed.clone()).await.unwrap(), "the final row completes the claim");
+    assert!(!j.record(claimed.clone()).await.unwrap(), "and only once");
+    assert!(!j.claim(claimed).await.unwrap(), "a completed key cannot be claimed");
+    let done = j.query(Query::ByRrn("RRN000000001".into())).await.unwrap();
+    let t3: Vec<_> = done.iter().filter(|r| r.terminal_id == "TERM0003").collect();
+    assert_eq!(t3.len(), 1);
+    assert_eq!((t3[0].rc.as_str(), t3[0].fee), ("00", 700 * 60 / 10_000));
     let all = j.query(Query::All).await.unwrap();
-    assert_eq!(all.len(), 300);
+    assert_eq!(all.len(), 301);
 
     // Look-ups by RRN and by terminal + STAN + date.
     let by_rrn = j.query(Query::ByRrn("RRN000000042".into())).await.unwrap();
@@ -131,6 +145,8 @@ async fn suite(cfg: JournalConfig) {
     if matches!(cfg, JournalConfig::Postgres { .. }) {
         let k = open(&cfg).await;
         assert!(k.record(rec("node-b", "TERM0002", 1, TEST_PANS[1], 500, "00")).await.unwrap());
+        // A key node A holds cannot be claimed by node B: duplicates are seen across nodes.
+        assert!(!k.claim(rec("node-b", "TERM0001", 5, TEST_PANS[0], 1_005, "00")).await.unwrap());
         let seen = k
             .query(Query::Exists {
                 terminal: "TERM0001".into(),
@@ -166,7 +182,7 @@ async fn journal_suite_on_sqlite() {
         }
         scanned += 1;
     }
-    assert_eq!(scanned, 300);
+    assert_eq!(scanned, 301);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +193,7 @@ async fn journal_suite_on_postgres() {
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     let rows = client.query("SELECT t::text FROM transactions t", &[]).await.unwrap();
-    assert_eq!(rows.len(), 301);
+    assert_eq!(rows.len(), 302);
     for r in rows {
         let text: String = r.get(0);
         for pan in TEST_PANS {

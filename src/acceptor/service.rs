@@ -35,6 +35,8 @@ pub enum ServiceError {
 pub struct Services {
     pub router: Arc<route::Router>,
     pub journal: Option<Journal>,
+    /// The journal is shared with other switch nodes: keys are claimed before forwarding.
+    shared: bool,
     hasher: PanHasher,
     switch_id: String,
     issuer_index: HashMap<&'static str, usize>,
@@ -90,7 +92,9 @@ impl Services {
                 DEV_PAN_KEY.to_vec()
             }
         };
-        Services::new(cfg, route::Router::new(rules), journal, PanHasher::new(&key))
+        let mut s = Services::new(cfg, route::Router::new(rules), journal, PanHasher::new(&key))?;
+        s.shared = cfg.journal_url.is_some();
+        Ok(s)
     }
 
     /// Services from parts (tests, demo).
@@ -112,6 +116,7 @@ impl Services {
         Ok(Services {
             router: Arc::new(router),
             journal,
+            shared: false,
             hasher,
             switch_id: cfg.switch_id.clone(),
             issuer_index,
@@ -202,6 +207,22 @@ impl Services {
         let mut row = self.row(req, at, fwd.txn_type.as_str(), "forward");
         row.issuer = issuers.get(issuer).map(|i| i.name().to_string());
         row.route = Some(fwd.issuer.to_string());
+        if self.shared
+            && let Some(j) = &self.journal
+        {
+            // Another node may have this transaction already: the shared journal decides.
+            match j.claim(row.clone()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!("duplicate transmission seen by the shared journal");
+                    return switch_reply(req, Rc::DUPLICATE.as_str()).ok().map(Box::new);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "journal claim failed");
+                    return switch_reply(req, "96").ok().map(Box::new);
+                }
+            }
+        }
         row.forwarded_at = Some(now_ms());
         let outcome = match issuers.get(issuer) {
             Some(i) => i.forward(req).await,

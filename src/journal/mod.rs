@@ -135,6 +135,17 @@ impl Journal {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Claim a transaction's key before forwarding it (journals shared by several nodes):
+    /// `Ok(false)` when any node already has it, which makes this request a duplicate. The
+    /// row is written with an empty `rc` and completed by `record` of the final row.
+    pub async fn claim(&self, mut rec: TxnRecord) -> Result<bool, StoreError> {
+        rec.rc.clear();
+        rec.decision = "pending".into();
+        rec.status = None;
+        rec.fee = 0;
+        self.record(rec).await
+    }
+
     pub async fn query(&self, q: Query) -> Result<Vec<TxnRecord>, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Cmd::Query(q, tx)).await.map_err(|_| StoreError::Closed)?;

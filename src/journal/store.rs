@@ -190,13 +190,20 @@ pub fn update_sql(u: &Update, sigil: char) -> (String, Vec<String>) {
     }
 }
 
-/// `INSERT ... ON CONFLICT DO NOTHING` with numbered placeholders.
+/// Insert a row, with numbered placeholders. A row whose key (terminal, STAN,
+/// transmission time, MTI) is already there is left alone, except that a *claim* (a row
+/// with an empty `rc`, written before forwarding when several nodes share the journal) is
+/// completed by the final row of the same transaction. A claim never overwrites anything,
+/// so a second node's claim of the same key finds it taken: that is a duplicate.
 pub fn insert_sql(sigil: char) -> String {
     let ps: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("{sigil}{i}")).collect();
+    let set: Vec<String> = COLUMNS.iter().map(|c| format!("{c} = excluded.{c}")).collect();
     format!(
-        "INSERT INTO transactions ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+        "INSERT INTO transactions ({}) VALUES ({}) ON CONFLICT (terminal_id, stan, transmission_time, mti) \
+         DO UPDATE SET {} WHERE transactions.rc = '' AND excluded.rc <> ''",
         COLUMNS.join(", "),
-        ps.join(", ")
+        ps.join(", "),
+        set.join(", ")
     )
 }
 
