@@ -87,11 +87,17 @@ fn describe() {
         "Terminal connections closed for a framing error (oversized or bad length)."
     );
     describe_counter!(REFUSED_CONNECTIONS_TOTAL, "Terminal connections refused at the connection limit.");
-    describe_counter!(REVERSALS_QUEUED_TOTAL, "Reversals stored for an issuer (one per unanswered original).");
+    describe_counter!(
+        REVERSALS_QUEUED_TOTAL,
+        "Reversals stored for an issuer (one per unanswered original)."
+    );
     describe_counter!(SAF_SENT_TOTAL, "Reversal writes (0400 and 0401 repeats) to an issuer.");
     describe_counter!(SAF_ACKED_TOTAL, "Reversals the issuer acknowledged with 0410.");
     describe_counter!(LATE_REPLIES_TOTAL, "Issuer replies that arrived after their request timed out.");
-    describe_counter!(FAILOVER_TOTAL, "Requests sent to a backup issuer because every link of this one was down.");
+    describe_counter!(
+        FAILOVER_TOTAL,
+        "Requests sent to a backup issuer because every link of this one was down."
+    );
 }
 
 const KNOWN_MTIS: [&str; 12] =

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{IssuerConfig, Timeouts};
 use crate::iso::{EncodeError, Message, Spec};
 use link::{Kind, Link};
-pub use saf::{SafItem, SafPolicy, SafStore};
 use saf::SafCtx;
+pub use saf::{SafItem, SafPolicy, SafStore};
 use session::{MatchKey, SessionTable};
 
 /// How a forwarded request ended.

@@ -138,7 +138,8 @@ mod tests {
 
     #[test]
     fn field90_layouts() {
-        let cases: &[(&str, &[(usize, &str)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(usize, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (
                 "0200",
                 &[(7, "1124012233"), (11, "004711"), (32, "12345"), (33, "6789")],
@@ -181,14 +182,16 @@ mod tests {
             assert_eq!(rev.mti(), "0401");
             let back = Message::decode(rev.spec(), rev.to_bytes().unwrap()).unwrap();
             assert_eq!(back.text(90).unwrap(), f90);
-            assert_eq!(format!("{back:?}").contains("4761739001010010"), false);
+            assert!(!format!("{back:?}").contains("4761739001010010"));
         }
     }
 
     #[test]
     fn refusals() {
         let cup = sent("cup-pos", "0200", &[(11, "000001")]);
-        assert!(matches!(build(&cup, "1124015959", "68"), Err(ReversalError::NoField90(s)) if s == "cup-pos"));
+        assert!(
+            matches!(build(&cup, "1124015959", "68"), Err(ReversalError::NoField90(s)) if s == "cup-pos")
+        );
         let iso93 = shipped("iso93ascii").unwrap();
         assert!(check_spec(&iso93).is_err());
         assert!(check_spec(&shipped("iso87ascii").unwrap()).is_ok());

@@ -40,10 +40,22 @@ pub struct SafItem {
 pub trait SafStore: Send + Sync + 'static {
     /// Store a new reversal as pending. `Ok(false)` when one with the same issuer and
     /// field 90 is already stored (in any state): one reversal per original.
-    fn enqueue(&self, issuer: &str, field90: &str, reversal: &Message, now_ms: i64) -> Result<bool, IssuerError>;
+    fn enqueue(
+        &self,
+        issuer: &str,
+        field90: &str,
+        reversal: &Message,
+        now_ms: i64,
+    ) -> Result<bool, IssuerError>;
     /// Pending reversals of `issuer` due at `now_ms`, oldest first, at most `limit`,
     /// rebuilt in `spec`.
-    fn due(&self, issuer: &str, spec: &Arc<Spec>, now_ms: i64, limit: usize) -> Result<Vec<SafItem>, IssuerError>;
+    fn due(
+        &self,
+        issuer: &str,
+        spec: &Arc<Spec>,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SafItem>, IssuerError>;
     /// Record a write about to happen and when the next one is due.
     fn attempted(&self, id: i64, attempts: u32, next_attempt_at: i64) -> Result<(), IssuerError>;
     /// The issuer acknowledged; `Ok(false)` when it already was.
@@ -79,8 +91,10 @@ pub enum Late {
 pub struct LateMemory {
     ttl: Duration,
     cap: usize,
-    inner: Mutex<(HashMap<Key, (Instant, Late)>, VecDeque<(Instant, Key)>)>,
+    inner: Mutex<(LateMap, VecDeque<(Instant, Key)>)>,
 }
+
+type LateMap = HashMap<Key, (Instant, Late)>;
 
 impl LateMemory {
     pub fn new(ttl: Duration, cap: usize) -> LateMemory {
@@ -119,12 +133,7 @@ impl LateMemory {
         self.len() == 0
     }
 
-    fn expire(
-        map: &mut HashMap<Key, (Instant, Late)>,
-        order: &mut VecDeque<(Instant, Key)>,
-        now: Instant,
-        ttl: Duration,
-    ) {
+    fn expire(map: &mut LateMap, order: &mut VecDeque<(Instant, Key)>, now: Instant, ttl: Duration) {
         while let Some((at, _)) = order.front() {
             if now.duration_since(*at) < ttl {
                 break;
@@ -205,7 +214,12 @@ impl SafCtx {
 }
 
 /// One issuer's worker: send what is due until `shutdown`.
-pub(super) async fn worker(issuer: Arc<Issuer>, ctx: Arc<SafCtx>, spec: Arc<Spec>, shutdown: CancellationToken) {
+pub(super) async fn worker(
+    issuer: Arc<Issuer>,
+    ctx: Arc<SafCtx>,
+    spec: Arc<Spec>,
+    shutdown: CancellationToken,
+) {
     let name = issuer.name.to_string();
     let depth = gauge!(m::SAF_DEPTH, "issuer" => name.clone());
     let poll = ctx.policy.retry_min.min(Duration::from_secs(1));
