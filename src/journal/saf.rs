@@ -334,6 +334,14 @@ impl SafStore for SqlSaf {
         };
         let mut bare = reversal.clone();
         bare.remove(2);
+        // A reversal never carries tracks, PIN block or CVV; should one come anyway,
+        // it is not stored (every field the spec marks sensitive goes).
+        let spec = bare.spec().clone();
+        let sensitive: Vec<usize> =
+            bare.fields().filter(|&n| spec.field(n).is_some_and(|f| f.sensitive.is_some())).collect();
+        for n in sensitive.into_iter().chain([35, 36, 45, 52]) {
+            bare.remove(n);
+        }
         let json = to_json(&bare, false);
         let ps = [
             V::T(Some(issuer.into())),
