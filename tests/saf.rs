@@ -208,14 +208,13 @@ async fn drained(store: &Arc<dyn SafStore>, issuer: &str, bound: Duration) -> bo
 fn rows(path: &std::path::Path) -> (Vec<(String, i64, String)>, String) {
     let c = rusqlite::Connection::open(path).unwrap();
     let mut st = c.prepare("SELECT * FROM saf ORDER BY id").unwrap();
-    let n = st.column_count();
     let names: Vec<String> = st.column_names().map(|s| s.to_string()).collect();
     let mut all = String::new();
     let mut out = Vec::new();
     let mut q = st.query([]).unwrap();
     while let Some(r) = q.next().unwrap() {
         let mut row = BTreeMap::new();
-        for i in 0..n {
+        for (i, name) in names.iter().enumerate() {
             let v: rusqlite::types::Value = r.get(i).unwrap();
             let text = match v {
                 rusqlite::types::Value::Text(t) => t,
@@ -224,7 +223,7 @@ fn rows(path: &std::path::Path) -> (Vec<(String, i64, String)>, String) {
             };
             all.push_str(&text);
             all.push('\n');
-            row.insert(names[i].clone(), text);
+            row.insert(name.clone(), text);
         }
         out.push((row["state"].clone(), row["attempts"].parse().unwrap(), row["field90"].clone()));
     }
