@@ -372,6 +372,34 @@ async fn pending_reversals_resume_after_a_restart_and_acked_ones_are_never_resen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_reversals_are_queued_once_and_acknowledged() {
+    let db = sqlite();
+    let m = mock(0, 0, true).await;
+    let cfg = issuer_config(&[("bank", m.addr, "iso87ascii")], 500);
+    let store = open_saf(&db.cfg).await;
+    let stop = CancellationToken::new();
+    let issuers = start(&cfg, store.clone(), &stop).await;
+    let bank = issuers.by_name("bank").unwrap().clone();
+    let Outcome::Reply(answer) = bank.forward(&request(5, PANS[0])).await else { panic!("no reply") };
+    let switch_stan = answer.text(11).unwrap().into_owned();
+    // The terminal names its original by its own STAN; the issuer saw the switch's.
+    let mut rev = request(5, PANS[0]);
+    rev.set_mti("0400").unwrap();
+    let terminal_f90 = "020000000511240122330000001234500000000000";
+    let f90 = isoswitch::issuer::reversal::rebase_field90(terminal_f90, &switch_stan).unwrap();
+    rev.set(90, &f90).unwrap();
+    assert!(bank.queue_reversal(&rev).await.unwrap());
+    assert!(!bank.queue_reversal(&rev).await.unwrap(), "a duplicate is not queued again");
+    assert!(drained(&store, "bank", Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let revs = m.seen.reversals.lock().unwrap().clone();
+    assert_eq!(revs, vec![("0400".to_string(), f90)]);
+    stop.cancel();
+    issuers.join(Duration::from_secs(2)).await;
+    m.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_to_the_backup_when_every_primary_link_is_down() {
     let db = sqlite();
     let backup = mock(0, 0, true).await;

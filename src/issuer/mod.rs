@@ -74,6 +74,8 @@ pub struct Issuer {
     links: Vec<Arc<Link>>,
     responses: crate::metrics::ResponseCounters,
     failovers: metrics::Counter,
+    /// Store-and-forward and the spec reversals are stored in (the first link's).
+    saf: Option<(Arc<SafCtx>, Arc<Spec>)>,
 }
 
 impl Issuer {
@@ -102,6 +104,37 @@ impl Issuer {
             Some(link) => link.exchange(req, Kind::Request).await,
             None => Outcome::Unavailable,
         }
+    }
+
+    /// Queue a terminal's reversal for this issuer through store-and-forward instead of
+    /// forwarding it in line: durable, repeated until the 0410, and idempotent — `Ok(false)`
+    /// when a reversal with the same field 90 is already stored (a duplicate from the
+    /// terminal, or the original already reversed by the switch after its timeout).
+    /// `rev`'s field 90 must name the original as the issuer saw it (see
+    /// `reversal::rebase_field90`). Tracks and PIN block are dropped; the MTI becomes 0400.
+    pub async fn queue_reversal(&self, rev: &Message) -> Result<bool, IssuerError> {
+        let Some((ctx, spec)) = &self.saf else {
+            return Err(IssuerError::Saf(format!("issuer {} has no store-and-forward", self.name)));
+        };
+        let bad = |e: EncodeError| IssuerError::Saf(format!("reversal for {}: {e}", self.name));
+        let mut out = convert(rev, spec).map_err(bad)?;
+        out.set_mti("0400").map_err(bad)?;
+        for n in [35, 36, 45, 52] {
+            out.remove(n);
+        }
+        let field90 = out
+            .text(90)
+            .filter(|f| f.len() == 42)
+            .ok_or_else(|| IssuerError::Saf(format!("reversal for {}: no 42-digit field 90", self.name)))?
+            .into_owned();
+        let (store, name) = (ctx.store.clone(), self.name.to_string());
+        let fresh = saf::blocking(move || store.enqueue(&name, &field90, &out, saf::unix_ms())).await?;
+        if fresh {
+            metrics::counter!(crate::metrics::REVERSALS_QUEUED_TOTAL, "issuer" => self.name.to_string())
+                .increment(1);
+            ctx.wake.notify_one();
+        }
+        Ok(fresh)
     }
 
     /// A live link for a reversal: the window does not apply (reversals are never shed).
@@ -196,8 +229,9 @@ impl Issuers {
             }
             let responses = crate::metrics::ResponseCounters::new(&name);
             let failovers = metrics::counter!(crate::metrics::FAILOVER_TOTAL, "issuer" => name.to_string());
-            let issuer = Arc::new(Issuer { name, links, responses, failovers });
-            if let (Some(ctx), Some(spec)) = (ctx, first_spec) {
+            let saf = ctx.zip(first_spec);
+            let issuer = Arc::new(Issuer { name, links, responses, failovers, saf: saf.clone() });
+            if let Some((ctx, spec)) = saf {
                 tasks.push(tokio::spawn(saf::worker(issuer.clone(), ctx, spec, shutdown.clone())));
             }
             list.push(issuer);
@@ -321,6 +355,7 @@ mod tests {
             links,
             responses: crate::metrics::ResponseCounters::new("a"),
             failovers: metrics::counter!(crate::metrics::FAILOVER_TOTAL, "issuer" => "a"),
+            saf: None,
         }
     }
 

@@ -98,6 +98,22 @@ pub fn build(sent: &Message, now7: &str, reason: &str) -> Result<Message, Revers
     Ok(rev)
 }
 
+/// A terminal's field 90 (it names the original by the terminal's STAN) rewritten to
+/// name it as the issuer saw it: the STAN part (digits 5-10) becomes `switch_stan`, the
+/// STAN the switch used toward the issuer (journal column `switch_stan`). `None` when
+/// either is malformed.
+pub fn rebase_field90(terminal_f90: &str, switch_stan: &str) -> Option<String> {
+    let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if !ok(terminal_f90, 42) || !ok(switch_stan, 6) {
+        return None;
+    }
+    let mut out = String::with_capacity(42);
+    out.push_str(terminal_f90.get(..4)?);
+    out.push_str(switch_stan);
+    out.push_str(terminal_f90.get(10..)?);
+    Some(out)
+}
+
 /// The repeat of a reversal: the same message as MTI 0401 (field 90 unchanged).
 pub fn as_repeat(rev: &mut Message) -> Result<(), ReversalError> {
     rev.set_mti("0401").map_err(|e| ReversalError::Field { field: 0, message: e.to_string() })
@@ -184,6 +200,18 @@ mod tests {
             assert_eq!(back.text(90).unwrap(), f90);
             assert!(!format!("{back:?}").contains("4761739001010010"));
         }
+    }
+
+    #[test]
+    fn terminal_field90_is_rebased_on_the_switch_stan() {
+        let t = "020000471111240122330000001234500000006789";
+        assert_eq!(
+            rebase_field90(t, "900001").as_deref(),
+            Some("020090000111240122330000001234500000006789")
+        );
+        assert_eq!(rebase_field90(&t[..41], "900001"), None);
+        assert_eq!(rebase_field90(t, "9001"), None);
+        assert_eq!(rebase_field90(t, "90000X"), None);
     }
 
     #[test]
