@@ -73,7 +73,26 @@ type Row = Vec<V>;
 
 enum Db {
     Sqlite(Connection),
-    Pg { rt: tokio::runtime::Runtime, client: tokio_postgres::Client },
+    /// The runtime is an `Option` only so that `Drop` can shut it down without blocking:
+    /// the store is often dropped inside the switch's runtime.
+    Pg {
+        rt: Option<tokio::runtime::Runtime>,
+        client: tokio_postgres::Client,
+    },
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::Pg { rt, .. } = self
+            && let Some(rt) = rt.take()
+        {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn pg_rt(rt: &Option<tokio::runtime::Runtime>) -> Result<&tokio::runtime::Runtime, String> {
+    rt.as_ref().ok_or_else(|| "store closed".to_string())
 }
 
 impl Db {
@@ -87,7 +106,7 @@ impl Db {
             Db::Pg { rt, client } => {
                 let owned = pg_params(ps);
                 let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| &**b).collect();
-                rt.block_on(client.execute(sql, &refs)).map_err(|e| e.to_string())
+                pg_rt(rt)?.block_on(client.execute(sql, &refs)).map_err(|e| e.to_string())
             }
         }
     }
@@ -114,7 +133,7 @@ impl Db {
             Db::Pg { rt, client } => {
                 let owned = pg_params(ps);
                 let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| &**b).collect();
-                let rows = rt.block_on(client.query(sql, &refs)).map_err(|e| e.to_string())?;
+                let rows = pg_rt(rt)?.block_on(client.query(sql, &refs)).map_err(|e| e.to_string())?;
                 Ok(rows
                     .iter()
                     .map(|r| {
@@ -270,7 +289,7 @@ impl SqlSaf {
                     client.batch_execute(&schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
                     Ok::<_, StoreError>(client)
                 })?;
-                Db::Pg { rt, client }
+                Db::Pg { rt: Some(rt), client }
             }
         };
         Ok(SqlSaf { db: Mutex::new(db), key, rng: SystemRandom::new() })
