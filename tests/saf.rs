@@ -337,7 +337,8 @@ async fn pending_reversals_resume_after_a_restart_and_acked_ones_are_never_resen
     for i in 0..6u32 {
         bank.forward(&request(i + 1, PANS[1])).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Long enough for each reversal's first write (the worker is woken at once).
+    tokio::time::sleep(Duration::from_millis(600)).await;
     stop.cancel();
     issuers.join(Duration::from_secs(2)).await;
     drop(bank);

@@ -8,6 +8,7 @@
 //! reversed through a durable store-and-forward queue. May import: the codec, framing,
 //! config, metrics and TLS edges.
 
+mod clock;
 mod link;
 pub mod reversal;
 pub mod saf;
