@@ -41,6 +41,12 @@
 //! [[route]]
 //! prefix = "62"
 //! issuer = "bank-a"
+//!
+//! [saf]                                   # reversal store-and-forward, all optional
+//! key_file = "./isoswitch-saf.key"        # or key = "<64 hex digits>" (AES-256-GCM)
+//! retry_min_ms = 1000                     # first repeat; doubled up to retry_max_ms
+//! retry_max_ms = 60000
+//! max_attempts = 0                        # 0: repeat until the issuer answers 0410
 //! ```
 
 use std::net::SocketAddr;
@@ -106,6 +112,46 @@ pub struct Config {
     /// The issuer for PANs no route matches; absent: such requests are declined with 14
     /// (or, with exactly one issuer, that issuer takes them).
     pub default_issuer: Option<String>,
+    /// Store-and-forward of reversals.
+    #[serde(default)]
+    pub saf: SafConfig,
+}
+
+/// Store-and-forward of reversals to issuers (`[saf]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SafConfig {
+    /// AES-256 key (64 hex digits) that encrypts the card number of stored reversals.
+    pub key: Option<String>,
+    /// A file holding that key (64 hex digits); created with a random key when missing.
+    /// Used when `key` is absent.
+    pub key_file: PathBuf,
+    /// First repeat delay; doubled after each write, up to `retry_max_ms`.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    /// Writes before a reversal is marked expired; 0 repeats until acknowledged.
+    pub max_attempts: u32,
+    /// How long a timed-out request's key is remembered to recognise its late reply.
+    pub late_memory_ms: u64,
+    /// Timed-out keys remembered at most.
+    pub late_capacity: usize,
+    /// Reversals written at once per issuer.
+    pub batch: usize,
+}
+
+impl Default for SafConfig {
+    fn default() -> Self {
+        SafConfig {
+            key: None,
+            key_file: PathBuf::from("./isoswitch-saf.key"),
+            retry_min_ms: 1000,
+            retry_max_ms: 60_000,
+            max_attempts: 0,
+            late_memory_ms: 120_000,
+            late_capacity: 65_536,
+            batch: 64,
+        }
+    }
 }
 
 /// Switch-wide time bounds.
@@ -375,6 +421,15 @@ impl Config {
             && !dir.is_dir()
         {
             return Err(bad("rules", "", format!("{} is not a directory", dir.display())));
+        }
+        if let Some(k) = &self.saf.key
+            && (k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            // The value itself is a secret: the message does not repeat it.
+            return Err(bad("key", "", "must be 64 hex digits (an AES-256 key)".into()));
+        }
+        if self.saf.retry_min_ms == 0 || self.saf.retry_max_ms < self.saf.retry_min_ms {
+            return Err(bad("retry_max_ms", "", "needs 0 < retry_min_ms <= retry_max_ms".into()));
         }
         Ok(())
     }

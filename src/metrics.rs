@@ -27,6 +27,11 @@ pub const TIMEOUTS_TOTAL: &str = "isoswitch_timeouts_total";
 pub const LINK_CONNECTS_TOTAL: &str = "isoswitch_link_connects_total";
 pub const FRAME_ERRORS_TOTAL: &str = "isoswitch_frame_errors_total";
 pub const REFUSED_CONNECTIONS_TOTAL: &str = "isoswitch_refused_connections_total";
+pub const REVERSALS_QUEUED_TOTAL: &str = "isoswitch_reversals_queued_total";
+pub const SAF_SENT_TOTAL: &str = "isoswitch_saf_sent_total";
+pub const SAF_ACKED_TOTAL: &str = "isoswitch_saf_acked_total";
+pub const LATE_REPLIES_TOTAL: &str = "isoswitch_late_replies_total";
+pub const FAILOVER_TOTAL: &str = "isoswitch_failover_total";
 
 /// Latency buckets in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] =
@@ -82,6 +87,17 @@ fn describe() {
         "Terminal connections closed for a framing error (oversized or bad length)."
     );
     describe_counter!(REFUSED_CONNECTIONS_TOTAL, "Terminal connections refused at the connection limit.");
+    describe_counter!(
+        REVERSALS_QUEUED_TOTAL,
+        "Reversals stored for an issuer (one per unanswered original)."
+    );
+    describe_counter!(SAF_SENT_TOTAL, "Reversal writes (0400 and 0401 repeats) to an issuer.");
+    describe_counter!(SAF_ACKED_TOTAL, "Reversals the issuer acknowledged with 0410.");
+    describe_counter!(LATE_REPLIES_TOTAL, "Issuer replies that arrived after their request timed out.");
+    describe_counter!(
+        FAILOVER_TOTAL,
+        "Requests sent to a backup issuer because every link of this one was down."
+    );
 }
 
 const KNOWN_MTIS: [&str; 12] =

@@ -117,6 +117,11 @@ async fn suite(cfg: JournalConfig) {
         .await
         .unwrap();
     assert_eq!(by_stan, by_rrn);
+    // A terminal's reversal finds its original by terminal, STAN and amount.
+    let original = Query::Original { terminal: "TERM0001".into(), stan: "000042".into(), amount: 1_042 };
+    assert_eq!(j.query(original).await.unwrap(), by_rrn);
+    let wrong_amount = Query::Original { terminal: "TERM0001".into(), stan: "000042".into(), amount: 1_043 };
+    assert!(j.query(wrong_amount).await.unwrap().is_empty());
     let recent = j.query(Query::Recent { terminal: "TERM0001".into(), limit: 5 }).await.unwrap();
     assert_eq!(recent.len(), 5);
     assert_eq!(recent[0].stan, "000299");

@@ -3,8 +3,11 @@
 //! 70 = 301) when nothing has been received for the echo interval, and close the link
 //! hard when a write stalls or an echo goes unanswered. Per connection a reader task
 //! matches replies in the session table while the link task writes: it drains every
-//! queued message, then writes and flushes once. May import: codec, framing, config,
-//! metrics.
+//! queued message, then writes and flushes once. A reversible financial request that
+//! times out (or whose link is lost under it) is reversed here: the 0400 is built from the
+//! request as written and stored before the waiting side hears of the timeout; its key is
+//! remembered so that a late reply is recognised and not reversed a second time.
+//! May import: codec, framing, config, metrics.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -19,8 +22,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
+use super::clock::{transmission_time, write_digits};
+use super::saf::{Late, SafCtx, blocking, unix_ms};
 use super::session::{Key, MatchKey, Pending, SessionTable};
-use super::{Outcome, convert, response_mti};
+use super::{Outcome, convert, response_mti, reversal};
 use crate::config::{LinkConfig, Timeouts};
 use crate::frame::{Frame, FrameCodec};
 use crate::iso::{Message, Spec};
@@ -35,6 +40,20 @@ struct Sent {
     rx: oneshot::Receiver<Box<Message>>,
     deadline: Instant,
     terminal_stan: Option<u32>,
+    /// The request as written, kept (a shared buffer, no copy) while it may need a reversal.
+    written: Option<Bytes>,
+}
+
+/// What is being exchanged: it decides admission, the RRN and what a timeout costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A terminal's request: needs a link up and room in the window; gets a switch RRN.
+    Request,
+    /// Sign-on and echo: may use a link not marked up yet.
+    Network,
+    /// A stored reversal (its store id): needs a link up, is never refused for the
+    /// window (reversals are never shed), keeps the original's RRN.
+    Reversal(i64),
 }
 
 /// Why a request was not written.
@@ -53,6 +72,7 @@ pub struct Link {
     tls: Option<(Arc<rustls::ClientConfig>, String)>,
     table: Arc<SessionTable>,
     timeouts: Timeouts,
+    saf: Option<Arc<SafCtx>>,
     tx: mpsc::Sender<Bytes>,
     up: AtomicBool,
     inflight: AtomicUsize,
@@ -88,6 +108,7 @@ impl Link {
         tls: Option<(Arc<rustls::ClientConfig>, String)>,
         table: Arc<SessionTable>,
         timeouts: Timeouts,
+        saf: Option<Arc<SafCtx>>,
     ) -> (Arc<Link>, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(cfg.window.max(16));
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -104,6 +125,7 @@ impl Link {
             tls,
             table,
             timeouts,
+            saf,
             tx,
             up: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
@@ -154,18 +176,19 @@ impl Link {
         self.inflight_gauge.decrement(1.0);
     }
 
-    /// Send `req` on this link with a fresh switch STAN and RRN and wait for its outcome.
-    /// `internal` messages (sign-on, echo) may use a link that is not marked up yet.
-    pub async fn exchange(&self, req: &Message, internal: bool) -> Outcome {
+    /// Send `req` on this link with a fresh switch STAN (and RRN for a terminal's request)
+    /// and wait for its outcome. A reversible request that times out or is lost with its
+    /// link is reversed before this returns (when the issuer has a store-and-forward).
+    pub async fn exchange(&self, req: &Message, kind: Kind) -> Outcome {
         // Everything that touches a whole `Message` happens before the await, so the
         // future that waits stays small.
-        let Sent { key, mut rx, deadline, terminal_stan } = match self.send(req, internal) {
+        let Sent { key, mut rx, deadline, terminal_stan, written } = match self.send(req, kind) {
             Ok(sent) => sent,
             Err(NotSent::Unavailable) => return Outcome::Unavailable,
             Err(NotSent::Failed) => return Outcome::Failed,
         };
-        match tokio::time::timeout_at(deadline.into(), &mut rx).await {
-            Ok(Ok(reply)) => Outcome::Reply(reply),
+        let outcome = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
+            Ok(Ok(reply)) => return Outcome::Reply(reply),
             Ok(Err(_)) => Outcome::LinkLost,
             Err(_) => {
                 if self.table.take(&key).is_some() {
@@ -176,23 +199,84 @@ impl Link {
                 } else {
                     // The reply won the race with the deadline; it is in the channel.
                     match rx.try_recv() {
-                        Ok(reply) => Outcome::Reply(reply),
+                        Ok(reply) => return Outcome::Reply(reply),
                         Err(_) => Outcome::Timeout,
                     }
                 }
+            }
+        };
+        match (kind, written) {
+            (Kind::Request, Some(body)) => self.reverse(body, key, &outcome).await,
+            (Kind::Reversal(id), _) if matches!(outcome, Outcome::Timeout) => {
+                if let Some(saf) = &self.saf {
+                    saf.late.remember(key, Late::Reversal { id }, Instant::now());
+                }
+            }
+            _ => {}
+        }
+        outcome
+    }
+
+    /// Write a stored reversal (0400 / 0401) and wait for its 0410.
+    pub async fn exchange_reversal(&self, rev: &Message, id: i64) -> Outcome {
+        self.exchange(rev, Kind::Reversal(id)).await
+    }
+
+    /// Store the reversal of a request written as `body` that ended in `outcome`, and
+    /// remember its key for a late reply. Failures are logged: the terminal's answer
+    /// (68) does not depend on them.
+    async fn reverse(&self, body: Bytes, key: Key, outcome: &Outcome) {
+        let Some(saf) = &self.saf else { return };
+        let sent = match Message::decode(&self.spec, body) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(issuer = %self.issuer, error = %e, "reversal not built: request does not decode");
+                return;
+            }
+        };
+        let rev = match reversal::build(&sent, &transmission_time(), reversal::REASON_TIMEOUT) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(issuer = %self.issuer, error = %e, "reversal not built");
+                return;
+            }
+        };
+        let field90 = reversal::field90(&sent);
+        if matches!(outcome, Outcome::Timeout) {
+            saf.late.remember(key, Late::Original { field90: field90.clone() }, Instant::now());
+        }
+        let (store, issuer, f90) = (saf.store.clone(), self.issuer.to_string(), field90.clone());
+        match blocking(move || store.enqueue(&issuer, &f90, &rev, unix_ms())).await {
+            Ok(true) => {
+                counter!(m::REVERSALS_QUEUED_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
+                tracing::info!(issuer = %self.issuer, field90 = %field90, "reversal queued");
+                saf.wake.notify_one();
+            }
+            Ok(false) => tracing::info!(issuer = %self.issuer, field90 = %field90, "reversal already queued"),
+            Err(e) => {
+                tracing::error!(issuer = %self.issuer, field90 = %field90, error = %e, "reversal NOT stored")
             }
         }
     }
 
     /// Allocate the switch STAN/RRN, enter the session and queue the message for the writer.
-    fn send(&self, req: &Message, internal: bool) -> Result<Sent, NotSent> {
-        if !internal && (!self.is_up() || self.inflight() >= self.cfg.window) {
+    fn send(&self, req: &Message, kind: Kind) -> Result<Sent, NotSent> {
+        let admitted = match kind {
+            Kind::Network => true,
+            Kind::Reversal(_) => self.is_up(),
+            Kind::Request => self.is_up() && self.inflight() < self.cfg.window,
+        };
+        if !admitted {
             if self.is_up() {
                 counter!(m::SHED_TOTAL, "class" => "authorisation").increment(1);
             }
             return Err(NotSent::Unavailable);
         }
-        let Some(reply_mti) = response_mti(req.mti().as_bytes()) else { return Err(NotSent::Failed) };
+        let Some(mut reply_mti) = response_mti(req.mti().as_bytes()) else { return Err(NotSent::Failed) };
+        // A repeat (0401, 0221) is answered by the plain response MTI (0410, 0230).
+        if (reply_mti[3].wrapping_sub(b'0')) % 2 == 1 {
+            reply_mti[3] -= 1;
+        }
         let Ok(mut out) = convert(req, &self.spec) else { return Err(NotSent::Failed) };
         let terminal_stan = req.stan();
         let start = Instant::now();
@@ -209,7 +293,7 @@ impl Link {
             if out.set(11, std::str::from_utf8(&digits).unwrap_or("000000")).is_err() {
                 return Err(NotSent::Failed);
             }
-            if !internal && self.spec.field(37).is_some() {
+            if kind == Kind::Request && self.spec.field(37).is_some() {
                 let rrn = self.next_rrn();
                 if out.set(37, std::str::from_utf8(&rrn).unwrap_or("000000000000")).is_err() {
                     return Err(NotSent::Failed);
@@ -228,13 +312,22 @@ impl Link {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.inflight_gauge.increment(1.0);
         let mut body = BytesMut::with_capacity(256);
-        if out.encode(&mut body).is_err() || self.tx.try_send(body.freeze()).is_err() {
+        if out.encode(&mut body).is_err() {
             if self.table.take(&key).is_some() {
                 self.entry_left();
             }
             return Err(NotSent::Failed);
         }
-        Ok(Sent { key, rx, deadline, terminal_stan })
+        let body = body.freeze();
+        let written = (kind == Kind::Request && self.saf.is_some() && reversal::is_reversible(req.mti()))
+            .then(|| body.clone());
+        if self.tx.try_send(body).is_err() {
+            if self.table.take(&key).is_some() {
+                self.entry_left();
+            }
+            return Err(NotSent::Failed);
+        }
+        Ok(Sent { key, rx, deadline, terminal_stan, written })
     }
 
     /// Match one frame read from the issuer.
@@ -273,8 +366,31 @@ impl Link {
                 self.ewma_us.store(new, Ordering::Relaxed);
                 let _ = p.reply.send(msg);
             }
-            None => {
-                counter!(m::UNMATCHED_REPLIES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
+            None => self.unmatched(&msg),
+        }
+    }
+
+    /// A reply that matches no waiting request: late (its key timed out) or unknown.
+    fn unmatched(&self, msg: &Message) {
+        counter!(m::UNMATCHED_REPLIES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
+        let late = self.saf.as_ref().and_then(|saf| {
+            let key = self.key.of(self.id, msg)?;
+            Some((saf, saf.late.take(&key, Instant::now())?))
+        });
+        let rc = msg.response_code();
+        match late {
+            Some((_, Late::Original { field90 })) => {
+                counter!(m::LATE_REPLIES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
+                // The reversal queued at the deadline covers an approval as well: one
+                // reversal per original, nothing more to send.
+                tracing::warn!(issuer = %self.issuer, link = self.id, mti = msg.mti(), rc = rc.as_deref(),
+                    field90 = %field90, "late issuer reply to a timed-out request; its reversal is queued");
+            }
+            Some((saf, Late::Reversal { id })) if msg.mti() == "0410" => {
+                counter!(m::LATE_REPLIES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
+                super::saf::late_ack(saf, &self.issuer, id);
+            }
+            _ => {
                 tracing::warn!(issuer = %self.issuer, link = self.id, mti = msg.mti(), stan = msg.stan(),
                     "late or unmatched issuer reply dropped");
             }
@@ -321,7 +437,7 @@ impl Link {
 
     async fn network(&self, code: &str) -> bool {
         let Some(msg) = self.network_message(code) else { return false };
-        match self.exchange(&msg, true).await {
+        match self.exchange(&msg, Kind::Network).await {
             Outcome::Reply(r) => r.response_code().is_some_and(|rc| rc == "00"),
             _ => false,
         }
@@ -450,49 +566,5 @@ async fn write_loop(link: &Link, rx: &mut mpsc::Receiver<Bytes>, mut w: Writer) 
                 return;
             }
         }
-    }
-}
-
-fn write_digits(out: &mut [u8], mut v: u64) {
-    for b in out.iter_mut().rev() {
-        *b = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-}
-
-/// Field 7, MMDDhhmmss in UTC.
-fn transmission_time() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, mo, d) = civil_from_days(days as i64);
-    let _ = y;
-    format!("{mo:02}{d:02}{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Gregorian date from days since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_and_digits() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        let mut d = [0u8; 6];
-        write_digits(&mut d, 42);
-        assert_eq!(&d, b"000042");
-        assert_eq!(transmission_time().len(), 10);
     }
 }

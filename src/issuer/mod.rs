@@ -2,10 +2,16 @@
 //! STAN/RRN allocation per link, deadlines, sign-on and echo, reconnect with backoff, and
 //! the choice of a link among an issuer's several (fewest in flight, then recent
 //! latency). `Issuer::forward` takes a terminal's request and returns an `Outcome`: the
-//! issuer's reply, a timeout (68), unavailable (91) or a failure (96). May import: the
-//! codec, framing, config, metrics and TLS edges.
+//! issuer's reply, a timeout (68), unavailable (91) or a failure (96).
+//! `Issuers::forward_with_backup` fails over to a route's backup issuer when every link of
+//! the primary is down. With a `SafStore` (see `saf`), timed-out financial requests are
+//! reversed through a durable store-and-forward queue. May import: the codec, framing,
+//! config, metrics and TLS edges.
 
+mod clock;
 mod link;
+pub mod reversal;
+pub mod saf;
 pub mod session;
 
 use std::sync::Arc;
@@ -16,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{IssuerConfig, Timeouts};
 use crate::iso::{EncodeError, Message, Spec};
-use link::Link;
+use link::{Kind, Link};
+use saf::SafCtx;
+pub use saf::{SafItem, SafPolicy, SafStore};
 use session::{MatchKey, SessionTable};
 
 /// How a forwarded request ended.
@@ -53,6 +61,11 @@ pub enum IssuerError {
     Spec { issuer: String, spec: String, message: String },
     #[error("issuer {issuer}: {source}")]
     Tls { issuer: String, source: crate::tls::TlsError },
+    #[error("issuer {issuer}: {source}")]
+    Reversal { issuer: String, source: reversal::ReversalError },
+    /// The store-and-forward store failed (the message never carries row data).
+    #[error("store-and-forward: {0}")]
+    Saf(String),
 }
 
 /// One issuer and its links.
@@ -61,6 +74,9 @@ pub struct Issuer {
     name: Arc<str>,
     links: Vec<Arc<Link>>,
     responses: crate::metrics::ResponseCounters,
+    failovers: metrics::Counter,
+    /// Store-and-forward and the spec reversals are stored in (the first link's).
+    saf: Option<(Arc<SafCtx>, Arc<Spec>)>,
 }
 
 impl Issuer {
@@ -86,9 +102,45 @@ impl Issuer {
     /// Forward a terminal's request and wait for its outcome (at most the link deadline).
     pub async fn forward(&self, req: &Message) -> Outcome {
         match self.pick() {
-            Some(link) => link.exchange(req, false).await,
+            Some(link) => link.exchange(req, Kind::Request).await,
             None => Outcome::Unavailable,
         }
+    }
+
+    /// Queue a terminal's reversal for this issuer through store-and-forward instead of
+    /// forwarding it in line: durable, repeated until the 0410, and idempotent — `Ok(false)`
+    /// when a reversal with the same field 90 is already stored (a duplicate from the
+    /// terminal, or the original already reversed by the switch after its timeout).
+    /// `rev`'s field 90 must name the original as the issuer saw it (see
+    /// `reversal::rebase_field90`). Tracks and PIN block are dropped; the MTI becomes 0400.
+    pub async fn queue_reversal(&self, rev: &Message) -> Result<bool, IssuerError> {
+        let Some((ctx, spec)) = &self.saf else {
+            return Err(IssuerError::Saf(format!("issuer {} has no store-and-forward", self.name)));
+        };
+        let bad = |e: EncodeError| IssuerError::Saf(format!("reversal for {}: {e}", self.name));
+        let mut out = convert(rev, spec).map_err(bad)?;
+        out.set_mti("0400").map_err(bad)?;
+        for n in [35, 36, 45, 52] {
+            out.remove(n);
+        }
+        let field90 = out
+            .text(90)
+            .filter(|f| f.len() == 42)
+            .ok_or_else(|| IssuerError::Saf(format!("reversal for {}: no 42-digit field 90", self.name)))?
+            .into_owned();
+        let (store, name) = (ctx.store.clone(), self.name.to_string());
+        let fresh = saf::blocking(move || store.enqueue(&name, &field90, &out, saf::unix_ms())).await?;
+        if fresh {
+            metrics::counter!(crate::metrics::REVERSALS_QUEUED_TOTAL, "issuer" => self.name.to_string())
+                .increment(1);
+            ctx.wake.notify_one();
+        }
+        Ok(fresh)
+    }
+
+    /// A live link for a reversal: the window does not apply (reversals are never shed).
+    fn pick_for_reversal(&self) -> Option<&Arc<Link>> {
+        self.links.iter().filter(|l| l.is_up()).min_by_key(|l| (l.inflight(), l.latency_us()))
     }
 
     /// The live link with the fewest requests in flight, ties broken by recent latency.
@@ -109,10 +161,23 @@ pub struct Issuers {
 }
 
 impl Issuers {
-    /// Build every issuer and start its link tasks; they stop on `shutdown`.
+    /// Build every issuer and start its link tasks; they stop on `shutdown`. Without a
+    /// store-and-forward store nothing is reversed (see `start_with_saf`).
     pub fn start(
         cfgs: &[IssuerConfig],
         timeouts: Timeouts,
+        shutdown: &CancellationToken,
+    ) -> Result<Issuers, IssuerError> {
+        Issuers::start_with_saf(cfgs, timeouts, None, shutdown)
+    }
+
+    /// As `start`, with reversals stored in `saf` and one store-and-forward worker per
+    /// issuer (which resumes the reversals already pending in the store). Refused when an
+    /// issuer's spec cannot carry reversals (no 42-digit field 90, e.g. `cup-pos`).
+    pub fn start_with_saf(
+        cfgs: &[IssuerConfig],
+        timeouts: Timeouts,
+        saf: Option<(Arc<dyn SafStore>, SafPolicy)>,
         shutdown: &CancellationToken,
     ) -> Result<Issuers, IssuerError> {
         let table = Arc::new(SessionTable::new());
@@ -125,13 +190,20 @@ impl Issuers {
             let key = MatchKey::new(&fields);
             // Registered at zero so that dashboards see every issuer from the start.
             metrics::gauge!(crate::metrics::SAF_DEPTH, "issuer" => name.to_string()).set(0.0);
+            let ctx = saf.as_ref().map(|(store, policy)| Arc::new(SafCtx::new(store.clone(), *policy)));
             let mut links = Vec::with_capacity(ic.links.len());
+            let mut first_spec = None;
             for lc in &ic.links {
                 let spec = Spec::load(&lc.spec).map_err(|e| IssuerError::Spec {
                     issuer: ic.name.clone(),
                     spec: lc.spec.clone(),
                     message: e.to_string(),
                 })?;
+                if ctx.is_some() {
+                    reversal::check_spec(&spec)
+                        .map_err(|source| IssuerError::Reversal { issuer: ic.name.clone(), source })?;
+                }
+                first_spec.get_or_insert_with(|| spec.clone());
                 let tls = match &lc.tls {
                     Some(t) => {
                         let ck = t.cert.as_deref().zip(t.key.as_deref());
@@ -150,15 +222,48 @@ impl Issuers {
                     tls,
                     table.clone(),
                     timeouts,
+                    ctx.clone(),
                 );
                 next_id += 1;
                 tasks.push(tokio::spawn(link::run(link.clone(), rx, shutdown.clone())));
                 links.push(link);
             }
             let responses = crate::metrics::ResponseCounters::new(&name);
-            list.push(Arc::new(Issuer { name, links, responses }));
+            let failovers = metrics::counter!(crate::metrics::FAILOVER_TOTAL, "issuer" => name.to_string());
+            let saf = ctx.zip(first_spec);
+            let issuer = Arc::new(Issuer { name, links, responses, failovers, saf: saf.clone() });
+            if let Some((ctx, spec)) = saf {
+                tasks.push(tokio::spawn(saf::worker(issuer.clone(), ctx, spec, shutdown.clone())));
+            }
+            list.push(issuer);
         }
         Ok(Issuers { list, tasks, table })
+    }
+
+    /// Forward to `primary`, or to `backup` when every link of the primary is down and
+    /// the backup has one up (counted in `isoswitch_failover_total{issuer=primary}`).
+    /// Returns the issuer that took the request (journal it in the `issuer` column) and
+    /// the outcome; `None` when `primary` names no issuer.
+    pub async fn forward_with_backup(
+        &self,
+        primary: &str,
+        backup: Option<&str>,
+        req: &Message,
+    ) -> Option<(Arc<Issuer>, Outcome)> {
+        let first = self.by_name(primary)?.clone();
+        let spare = backup.and_then(|b| self.by_name(b)).filter(|b| b.name != first.name);
+        if first.links_up() == 0
+            && let Some(b) = spare
+            && b.links_up() > 0
+        {
+            first.failovers.increment(1);
+            tracing::info!(issuer = %first.name, backup = %b.name, "every link down; failing over to the backup");
+            let b = b.clone();
+            let outcome = b.forward(req).await;
+            return Some((b, outcome));
+        }
+        let outcome = first.forward(req).await;
+        Some((first, outcome))
     }
 
     /// The issuer at configuration index `i`.
@@ -232,11 +337,27 @@ mod tests {
             .map(|id| {
                 let lc = cfg.issuers[0].links[0].clone();
                 let key = MatchKey::new(&[11]);
-                Link::new(id, Arc::from("a"), lc, spec.clone(), key, None, table.clone(), Timeouts::default())
-                    .0
+                Link::new(
+                    id,
+                    Arc::from("a"),
+                    lc,
+                    spec.clone(),
+                    key,
+                    None,
+                    table.clone(),
+                    Timeouts::default(),
+                    None,
+                )
+                .0
             })
             .collect();
-        Issuer { name: Arc::from("a"), links, responses: crate::metrics::ResponseCounters::new("a") }
+        Issuer {
+            name: Arc::from("a"),
+            links,
+            responses: crate::metrics::ResponseCounters::new("a"),
+            failovers: metrics::counter!(crate::metrics::FAILOVER_TOTAL, "issuer" => "a"),
+            saf: None,
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod postgres;
 pub mod record;
+pub mod saf;
 pub mod sqlite;
 pub mod store;
 

@@ -90,6 +90,13 @@ pub enum Query {
     Day(String),
     /// Approved financial transactions of a terminal not yet in a closed batch.
     OpenBatch(String),
+    /// The financial originals (0100, 0200, 0220) a terminal's reversal names: same
+    /// terminal, STAN and amount (minor units), newest first.
+    Original {
+        terminal: String,
+        stan: String,
+        amount: i64,
+    },
     /// The transaction with this duplicate key, on any node.
     Exists {
         terminal: String,
@@ -153,6 +160,17 @@ pub fn query_sql(q: &Query, sigil: char) -> (String, Vec<String>) {
         Query::Exists { terminal, stan, transmission_time } => (
             format!("WHERE terminal_id = {} AND stan = {} AND transmission_time = {}", p(1), p(2), p(3)),
             vec![terminal.clone(), stan.clone(), transmission_time.clone()],
+        ),
+        Query::Original { terminal, stan, amount } => (
+            // The amount is compared as text so that both backends bind every parameter
+            // as text.
+            format!(
+                "WHERE terminal_id = {} AND stan = {} AND CAST(amount AS TEXT) = {} AND mti IN ('0100', '0200', '0220') ORDER BY id DESC",
+                p(1),
+                p(2),
+                p(3)
+            ),
+            vec![terminal.clone(), stan.clone(), amount.to_string()],
         ),
         Query::All => ("ORDER BY id".into(), vec![]),
     }

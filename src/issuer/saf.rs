@@ -1,0 +1,347 @@
+//! Store-and-forward of reversals. The issuer connector does not know where reversals
+//! are kept: it speaks to a `SafStore` (the journal implements it over the same database)
+//! and runs one worker per issuer that sends what is due over the issuer's live links —
+//! 0400 the first time, 0401 after — with capped exponential backoff, and marks a reversal
+//! acknowledged when the issuer's 0410 (matched by the reversal's own switch STAN) comes
+//! back; an acknowledged reversal is never sent again. The attempt is made durable before
+//! the write, so a crash between the two only costs one repeat. Also here: the bounded,
+//! time-limited memory of timed-out keys that recognises late replies. May import: the
+//! codec, config, metrics.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use metrics::{counter, gauge};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::session::Key;
+use super::{Issuer, IssuerError, Outcome, reversal};
+use crate::config::SafConfig;
+use crate::iso::{Message, Spec};
+use crate::metrics as m;
+
+/// One reversal waiting for its issuer.
+#[derive(Debug)]
+pub struct SafItem {
+    pub id: i64,
+    pub field90: String,
+    /// Writes so far (0 = never sent: the next write is the 0400).
+    pub attempts: u32,
+    /// The 0400 as built (field 2 restored by the store).
+    pub reversal: Message,
+}
+
+/// Durable storage of reversals. Calls are blocking (a database round trip); the issuer
+/// connector makes them from the blocking pool. Every method is idempotent.
+pub trait SafStore: Send + Sync + 'static {
+    /// Store a new reversal as pending. `Ok(false)` when one with the same issuer and
+    /// field 90 is already stored (in any state): one reversal per original.
+    fn enqueue(
+        &self,
+        issuer: &str,
+        field90: &str,
+        reversal: &Message,
+        now_ms: i64,
+    ) -> Result<bool, IssuerError>;
+    /// Pending reversals of `issuer` due at `now_ms`, oldest first, at most `limit`,
+    /// rebuilt in `spec`.
+    fn due(
+        &self,
+        issuer: &str,
+        spec: &Arc<Spec>,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SafItem>, IssuerError>;
+    /// Record a write about to happen and when the next one is due.
+    fn attempted(&self, id: i64, attempts: u32, next_attempt_at: i64) -> Result<(), IssuerError>;
+    /// The issuer acknowledged; `Ok(false)` when it already was.
+    fn acked(&self, id: i64, now_ms: i64) -> Result<bool, IssuerError>;
+    /// Give up on a reversal (attempt limit reached); kept for the operator.
+    fn expired(&self, id: i64, now_ms: i64) -> Result<(), IssuerError>;
+    /// Pending reversals of `issuer`.
+    fn depth(&self, issuer: &str) -> Result<u64, IssuerError>;
+}
+
+/// Run a store call on the blocking pool.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, IssuerError> + Send + 'static,
+) -> Result<T, IssuerError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| IssuerError::Saf(e.to_string()))?
+}
+
+pub fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What a timed-out key stood for, so that its late reply is recognised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Late {
+    /// A financial request whose reversal (this field 90) is already queued.
+    Original { field90: String },
+    /// A reversal write (this store id) whose 0410 came too late: it still acknowledges.
+    Reversal { id: i64 },
+}
+
+/// Keys of timed-out requests, remembered for a while and up to a count.
+#[derive(Debug)]
+pub struct LateMemory {
+    ttl: Duration,
+    cap: usize,
+    inner: Mutex<(LateMap, VecDeque<(Instant, Key)>)>,
+}
+
+type LateMap = HashMap<Key, (Instant, Late)>;
+
+impl LateMemory {
+    pub fn new(ttl: Duration, cap: usize) -> LateMemory {
+        LateMemory { ttl, cap: cap.max(1), inner: Mutex::new((HashMap::new(), VecDeque::new())) }
+    }
+
+    pub fn remember(&self, key: Key, late: Late, now: Instant) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        let (map, order) = &mut *g;
+        Self::expire(map, order, now, self.ttl);
+        while map.len() >= self.cap {
+            match order.pop_front() {
+                Some((_, k)) => {
+                    map.remove(&k);
+                }
+                None => break,
+            }
+        }
+        order.push_back((now, key.clone()));
+        map.insert(key, (now, late));
+    }
+
+    /// The entry of a late reply's key, taken (a second late reply matches nothing).
+    pub fn take(&self, key: &Key, now: Instant) -> Option<Late> {
+        let Ok(mut g) = self.inner.lock() else { return None };
+        let (map, order) = &mut *g;
+        Self::expire(map, order, now, self.ttl);
+        map.remove(key).map(|(_, l)| l)
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map_or(0, |g| g.0.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn expire(map: &mut LateMap, order: &mut VecDeque<(Instant, Key)>, now: Instant, ttl: Duration) {
+        while let Some((at, _)) = order.front() {
+            if now.duration_since(*at) < ttl {
+                break;
+            }
+            if let Some((at, k)) = order.pop_front() {
+                // A key re-remembered later keeps its newer entry.
+                if map.get(&k).is_some_and(|(t, _)| *t == at) {
+                    map.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+/// Retry bounds of the store-and-forward worker.
+#[derive(Debug, Clone, Copy)]
+pub struct SafPolicy {
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Writes before a reversal is expired; 0: never.
+    pub max_attempts: u32,
+    pub late_memory: Duration,
+    pub late_capacity: usize,
+    /// Reversals loaded and written at once per issuer.
+    pub batch: usize,
+}
+
+impl From<&SafConfig> for SafPolicy {
+    fn from(c: &SafConfig) -> Self {
+        SafPolicy {
+            retry_min: Duration::from_millis(c.retry_min_ms.max(1)),
+            retry_max: Duration::from_millis(c.retry_max_ms.max(c.retry_min_ms).max(1)),
+            max_attempts: c.max_attempts,
+            late_memory: Duration::from_millis(c.late_memory_ms),
+            late_capacity: c.late_capacity,
+            batch: c.batch.max(1),
+        }
+    }
+}
+
+impl Default for SafPolicy {
+    fn default() -> Self {
+        SafPolicy::from(&SafConfig::default())
+    }
+}
+
+impl SafPolicy {
+    /// Wait after the `attempts`-th write: retry_min doubled each time, capped.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let shift = attempts.saturating_sub(1).min(20);
+        self.retry_min.saturating_mul(1u32 << shift).min(self.retry_max)
+    }
+}
+
+/// What an issuer's links share for reversals.
+pub struct SafCtx {
+    pub(super) store: Arc<dyn SafStore>,
+    pub(super) wake: Notify,
+    pub(super) late: LateMemory,
+    pub(super) policy: SafPolicy,
+}
+
+impl std::fmt::Debug for SafCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SafCtx").field("policy", &self.policy).finish()
+    }
+}
+
+impl SafCtx {
+    pub fn new(store: Arc<dyn SafStore>, policy: SafPolicy) -> SafCtx {
+        SafCtx {
+            store,
+            wake: Notify::new(),
+            late: LateMemory::new(policy.late_memory, policy.late_capacity),
+            policy,
+        }
+    }
+}
+
+/// One issuer's worker: send what is due until `shutdown`.
+pub(super) async fn worker(
+    issuer: Arc<Issuer>,
+    ctx: Arc<SafCtx>,
+    spec: Arc<Spec>,
+    shutdown: CancellationToken,
+) {
+    let name = issuer.name.to_string();
+    let depth = gauge!(m::SAF_DEPTH, "issuer" => name.clone());
+    let poll = ctx.policy.retry_min.min(Duration::from_secs(1));
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let store = ctx.store.clone();
+        let n = name.clone();
+        match blocking(move || store.depth(&n)).await {
+            Ok(d) => depth.set(d as f64),
+            Err(e) => tracing::warn!(issuer = %name, error = %e, "store-and-forward depth unavailable"),
+        }
+        let mut busy = false;
+        if issuer.links_up() > 0 {
+            let (store, n, s, limit) = (ctx.store.clone(), name.clone(), spec.clone(), ctx.policy.batch);
+            match blocking(move || store.due(&n, &s, unix_ms(), limit)).await {
+                Ok(items) => {
+                    busy = !items.is_empty();
+                    let mut running: FuturesUnordered<_> =
+                        items.into_iter().map(|item| send_one(&issuer, &ctx, item)).collect();
+                    while running.next().await.is_some() {}
+                }
+                Err(e) => tracing::warn!(issuer = %name, error = %e, "store-and-forward load failed"),
+            }
+        }
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ctx.wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// Write one reversal (0400 or 0401) and wait for its 0410.
+async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
+    let SafItem { id, field90, attempts, mut reversal } = item;
+    let name = issuer.name.to_string();
+    let store = ctx.store.clone();
+    if ctx.policy.max_attempts > 0 && attempts >= ctx.policy.max_attempts {
+        tracing::error!(issuer = %name, field90 = %field90, attempts, "reversal expired unacknowledged");
+        let _ = blocking(move || store.expired(id, unix_ms())).await;
+        return;
+    }
+    let Some(link) = issuer.pick_for_reversal() else { return };
+    let next = attempts.saturating_add(1);
+    let due = unix_ms().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
+    if let Err(e) = blocking(move || store.attempted(id, next, due)).await {
+        tracing::warn!(issuer = %name, error = %e, "store-and-forward attempt not recorded; not sent");
+        return;
+    }
+    if attempts > 0 && reversal::as_repeat(&mut reversal).is_err() {
+        return;
+    }
+    counter!(m::SAF_SENT_TOTAL, "issuer" => name.clone()).increment(1);
+    match link.exchange_reversal(&reversal, id).await {
+        Outcome::Reply(r) if r.mti() == "0410" => {
+            let store = ctx.store.clone();
+            match blocking(move || store.acked(id, unix_ms())).await {
+                Ok(first) => {
+                    if first {
+                        counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
+                    }
+                    tracing::info!(issuer = %name, field90 = %field90, attempts = next, "reversal acknowledged");
+                }
+                Err(e) => tracing::warn!(issuer = %name, error = %e, "reversal acknowledgement not recorded"),
+            }
+        }
+        other => {
+            tracing::info!(issuer = %name, field90 = %field90, attempts = next, outcome = ?other.switch_rc(),
+                "reversal unacknowledged; will repeat");
+        }
+    }
+}
+
+/// A late 0410 for a reversal write that timed out: it acknowledges all the same.
+pub(super) fn late_ack(ctx: &Arc<SafCtx>, issuer: &Arc<str>, id: i64) {
+    let store = ctx.store.clone();
+    let name = issuer.to_string();
+    tokio::spawn(async move {
+        if let Ok(true) = blocking(move || store.acked(id, unix_ms())).await {
+            counter!(m::SAF_ACKED_TOTAL, "issuer" => name).increment(1);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn key(stan: u32) -> Key {
+        Key { link: 0, stan, extra: Bytes::new() }
+    }
+
+    #[test]
+    fn late_memory_is_bounded_in_time_and_count() {
+        let t0 = Instant::now();
+        let mem = LateMemory::new(Duration::from_secs(10), 3);
+        for s in 1..=4 {
+            mem.remember(key(s), Late::Reversal { id: i64::from(s) }, t0);
+        }
+        assert_eq!(mem.len(), 3, "the oldest leaves at the cap");
+        assert_eq!(mem.take(&key(1), t0), None);
+        assert_eq!(mem.take(&key(2), t0), Some(Late::Reversal { id: 2 }));
+        assert_eq!(mem.take(&key(2), t0), None, "taken once");
+        assert_eq!(mem.take(&key(3), t0 + Duration::from_secs(11)), None, "expired");
+        assert!(mem.is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let p = SafPolicy {
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_millis(1000),
+            ..SafPolicy::default()
+        };
+        let got: Vec<u128> = (1..=6).map(|a| p.backoff(a).as_millis()).collect();
+        assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(p.backoff(u32::MAX).as_millis(), 1000);
+    }
+}

@@ -1,0 +1,432 @@
+//! The store-and-forward queue of reversals, in table `saf` of the journal database
+//! (SQLite or PostgreSQL, the same SQL). Implements the issuer connector's `SafStore`.
+//!
+//! A reversal carries the card number (the issuer needs it) but the journal never holds
+//! a PAN in clear: the row keeps the message as JSON *without* field 2, and the PAN in
+//! its own column `pan_enc`, sealed with AES-256-GCM (hex of nonce ‖ ciphertext ‖ tag;
+//! the row's issuer and field 90 are the associated data, so a sealed PAN cannot be moved
+//! to another row). The key comes from `[saf] key` or `[saf] key_file`.
+//!
+//! ```text
+//! saf(id, issuer, created_at, next_attempt_at, attempts, state, field90, message, pan_enc, done_at)
+//!     state: pending -> acked | expired         unique (issuer, field90)
+//! ```
+//!
+//! The store has its own connection (WAL lets it share the SQLite file with the journal
+//! writer); calls are blocking and made from the blocking pool. May import: the codec and
+//! the issuer connector's `SafStore` contract.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use rusqlite::{Connection, params_from_iter, types::Value};
+use tokio_postgres::types::ToSql;
+
+use super::JournalConfig;
+use super::store::StoreError;
+use crate::iso::json::{from_json, to_json};
+use crate::iso::{Message, Spec};
+use crate::issuer::{IssuerError, SafItem, SafStore};
+
+/// Schema of `saf` (`{id}` is the key column's type).
+pub fn schema(id: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS saf (
+            id {id},
+            issuer TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            next_attempt_at BIGINT NOT NULL,
+            attempts BIGINT NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'pending',
+            field90 TEXT NOT NULL,
+            message TEXT NOT NULL,
+            pan_enc TEXT,
+            done_at BIGINT
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS saf_once ON saf (issuer, field90);
+        CREATE INDEX IF NOT EXISTS saf_due ON saf (issuer, state, next_attempt_at);"
+    )
+}
+
+const INSERT: &str =
+    "INSERT INTO saf (issuer, created_at, next_attempt_at, attempts, state, field90, message, pan_enc)
+     VALUES ($1, $2, $2, 0, 'pending', $3, $4, $5) ON CONFLICT DO NOTHING";
+const DUE: &str = "SELECT id, attempts, field90, message, pan_enc, issuer FROM saf
+     WHERE issuer = $1 AND state = 'pending' AND next_attempt_at <= $2 ORDER BY id LIMIT $3";
+const ATTEMPTED: &str =
+    "UPDATE saf SET attempts = $2, next_attempt_at = $3 WHERE id = $1 AND state = 'pending'";
+const ACKED: &str = "UPDATE saf SET state = 'acked', done_at = $2 WHERE id = $1 AND state = 'pending'";
+const EXPIRED: &str = "UPDATE saf SET state = 'expired', done_at = $2 WHERE id = $1 AND state = 'pending'";
+const DEPTH: &str = "SELECT COUNT(*) FROM saf WHERE issuer = $1 AND state = 'pending'";
+
+/// A bound value.
+#[derive(Debug, Clone)]
+enum V {
+    T(Option<String>),
+    I(i64),
+}
+
+/// One returned row; `ints` says which columns are integers.
+type Row = Vec<V>;
+
+enum Db {
+    Sqlite(Connection),
+    /// The runtime is an `Option` only so that `Drop` can shut it down without blocking:
+    /// the store is often dropped inside the switch's runtime.
+    Pg {
+        rt: Option<tokio::runtime::Runtime>,
+        client: tokio_postgres::Client,
+    },
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::Pg { rt, .. } = self
+            && let Some(rt) = rt.take()
+        {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn pg_rt(rt: &Option<tokio::runtime::Runtime>) -> Result<&tokio::runtime::Runtime, String> {
+    rt.as_ref().ok_or_else(|| "store closed".to_string())
+}
+
+impl Db {
+    fn exec(&mut self, sql: &str, ps: &[V]) -> Result<u64, String> {
+        match self {
+            Db::Sqlite(c) => {
+                let sql = sql.replace('$', "?");
+                let vals = ps.iter().map(lite);
+                c.execute(&sql, params_from_iter(vals)).map(|n| n as u64).map_err(|e| e.to_string())
+            }
+            Db::Pg { rt, client } => {
+                let owned = pg_params(ps);
+                let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| &**b).collect();
+                pg_rt(rt)?.block_on(client.execute(sql, &refs)).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn rows(&mut self, sql: &str, ps: &[V], ints: &[bool]) -> Result<Vec<Row>, String> {
+        match self {
+            Db::Sqlite(c) => {
+                let sql = sql.replace('$', "?");
+                let mut stmt = c.prepare_cached(&sql).map_err(|e| e.to_string())?;
+                let mut rows =
+                    stmt.query(params_from_iter(ps.iter().map(lite))).map_err(|e| e.to_string())?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+                    let row = (0..ints.len())
+                        .map(|i| match ints.get(i) {
+                            Some(true) => V::I(r.get::<_, i64>(i).unwrap_or(0)),
+                            _ => V::T(r.get::<_, Option<String>>(i).ok().flatten()),
+                        })
+                        .collect();
+                    out.push(row);
+                }
+                Ok(out)
+            }
+            Db::Pg { rt, client } => {
+                let owned = pg_params(ps);
+                let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| &**b).collect();
+                let rows = pg_rt(rt)?.block_on(client.query(sql, &refs)).map_err(|e| e.to_string())?;
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        (0..ints.len())
+                            .map(|i| match ints.get(i) {
+                                Some(true) => V::I(r.try_get::<_, i64>(i).unwrap_or(0)),
+                                _ => V::T(r.try_get::<_, Option<String>>(i).ok().flatten()),
+                            })
+                            .collect()
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+fn lite(v: &V) -> Value {
+    match v {
+        V::T(Some(s)) => Value::Text(s.clone()),
+        V::T(None) => Value::Null,
+        V::I(i) => Value::Integer(*i),
+    }
+}
+
+fn pg_params(ps: &[V]) -> Vec<Box<dyn ToSql + Sync>> {
+    ps.iter()
+        .map(|v| -> Box<dyn ToSql + Sync> {
+            match v {
+                V::T(s) => Box::new(s.clone()),
+                V::I(i) => Box::new(*i),
+            }
+        })
+        .collect()
+}
+
+/// The AES-256-GCM key that seals stored card numbers.
+pub struct SafKey(LessSafeKey);
+
+impl std::fmt::Debug for SafKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SafKey(..)")
+    }
+}
+
+impl SafKey {
+    pub fn new(raw: &[u8; 32]) -> Result<SafKey, StoreError> {
+        UnboundKey::new(&AES_256_GCM, raw)
+            .map(|k| SafKey(LessSafeKey::new(k)))
+            .map_err(|_| StoreError::Backend("store-and-forward key refused".into()))
+    }
+
+    /// From 64 hex digits.
+    pub fn from_hex(hex: &str) -> Result<SafKey, StoreError> {
+        let bad = || StoreError::Backend("store-and-forward key must be 64 hex digits".into());
+        let hex = hex.trim();
+        if hex.len() != 64 {
+            return Err(bad());
+        }
+        let mut raw = [0u8; 32];
+        for (i, b) in raw.iter_mut().enumerate() {
+            let pair = hex.get(2 * i..2 * i + 2).ok_or_else(bad)?;
+            *b = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+        }
+        SafKey::new(&raw)
+    }
+
+    /// The key in `path`, or a new random key written there (mode 0600) when the file is
+    /// missing. The error names the file, never the key.
+    pub fn load_or_create(path: &Path) -> Result<SafKey, StoreError> {
+        let named = |e: &dyn std::fmt::Display| StoreError::Backend(format!("{}: {e}", path.display()));
+        match std::fs::read_to_string(path) {
+            Ok(text) => SafKey::from_hex(&text).map_err(|e| named(&e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut raw = [0u8; 32];
+                SystemRandom::new().fill(&mut raw).map_err(|_| named(&"no randomness"))?;
+                let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                write_private(path, hex.as_bytes()).map_err(|e| named(&e))?;
+                SafKey::new(&raw)
+            }
+            Err(e) => Err(named(&e)),
+        }
+    }
+
+    /// The key `[saf]` names: `key` when given, else `key_file`.
+    pub fn from_config(cfg: &crate::config::SafConfig) -> Result<SafKey, StoreError> {
+        match &cfg.key {
+            Some(k) => SafKey::from_hex(k),
+            None => SafKey::load_or_create(&cfg.key_file),
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// The journal's store-and-forward queue.
+pub struct SqlSaf {
+    db: Mutex<Db>,
+    key: SafKey,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for SqlSaf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqlSaf")
+    }
+}
+
+fn saf_err(e: impl std::fmt::Display) -> IssuerError {
+    IssuerError::Saf(e.to_string())
+}
+
+impl SqlSaf {
+    /// Open the queue in the journal's database (creating the table). Blocking: call it
+    /// outside the runtime or from `spawn_blocking`, like `Journal::open`.
+    pub fn open(cfg: &JournalConfig, key: SafKey) -> Result<SqlSaf, StoreError> {
+        let db = match cfg {
+            JournalConfig::Sqlite { path, full_sync } => {
+                let err = |e: rusqlite::Error| StoreError::Backend(e.to_string());
+                let conn = Connection::open(path).map_err(err)?;
+                conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+                conn.pragma_update(None, "synchronous", if *full_sync { "FULL" } else { "NORMAL" })
+                    .map_err(err)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+                conn.execute_batch(&schema("INTEGER PRIMARY KEY AUTOINCREMENT")).map_err(err)?;
+                Db::Sqlite(conn)
+            }
+            JournalConfig::Postgres { url } => {
+                let err = |e: tokio_postgres::Error| StoreError::Backend(e.to_string());
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| StoreError::Backend(e.to_string()))?;
+                let client = rt.block_on(async {
+                    let (client, conn) =
+                        tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(err)?;
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::error!(error = %e, "store-and-forward: postgres connection closed");
+                        }
+                    });
+                    client.batch_execute(&schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
+                    Ok::<_, StoreError>(client)
+                })?;
+                Db::Pg { rt: Some(rt), client }
+            }
+        };
+        Ok(SqlSaf { db: Mutex::new(db), key, rng: SystemRandom::new() })
+    }
+
+    /// As a trait object for `Issuers::start_with_saf`.
+    pub fn shared(self) -> Arc<dyn SafStore> {
+        Arc::new(self)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Db) -> Result<T, String>) -> Result<T, IssuerError> {
+        let mut g = self.db.lock().map_err(|_| saf_err("store lock poisoned"))?;
+        f(&mut g).map_err(saf_err)
+    }
+
+    fn seal(&self, issuer: &str, field90: &str, pan: &[u8]) -> Result<String, IssuerError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).map_err(|_| saf_err("no randomness"))?;
+        let mut buf = pan.to_vec();
+        let aad = format!("{issuer}\u{1f}{field90}");
+        self.key
+            .0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad.as_bytes()),
+                &mut buf,
+            )
+            .map_err(|_| saf_err("card number could not be sealed"))?;
+        Ok(nonce.iter().chain(buf.iter()).map(|b| format!("{b:02X}")).collect())
+    }
+
+    fn open_pan(&self, issuer: &str, field90: &str, hex: &str) -> Result<Vec<u8>, IssuerError> {
+        let bad = || saf_err("sealed card number unreadable (wrong key or altered row)");
+        if !hex.len().is_multiple_of(2) || hex.len() < 2 * (NONCE_LEN + 16) {
+            return Err(bad());
+        }
+        let mut raw = Vec::with_capacity(hex.len() / 2);
+        for i in (0..hex.len()).step_by(2) {
+            let pair = hex.get(i..i + 2).ok_or_else(bad)?;
+            raw.push(u8::from_str_radix(pair, 16).map_err(|_| bad())?);
+        }
+        let (nonce, sealed) = raw.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
+        let aad = format!("{issuer}\u{1f}{field90}");
+        let plain = self.key.0.open_in_place(nonce, Aad::from(aad.as_bytes()), sealed).map_err(|_| bad())?;
+        Ok(plain.to_vec())
+    }
+}
+
+impl SafStore for SqlSaf {
+    fn enqueue(
+        &self,
+        issuer: &str,
+        field90: &str,
+        reversal: &Message,
+        now_ms: i64,
+    ) -> Result<bool, IssuerError> {
+        let pan_enc = match reversal.bytes(2) {
+            Some(pan) => Some(self.seal(issuer, field90, &pan)?),
+            None => None,
+        };
+        let mut bare = reversal.clone();
+        bare.remove(2);
+        // A reversal never carries tracks, PIN block or CVV; should one come anyway,
+        // it is not stored (every field the spec marks sensitive goes).
+        let spec = bare.spec().clone();
+        let sensitive: Vec<usize> =
+            bare.fields().filter(|&n| spec.field(n).is_some_and(|f| f.sensitive.is_some())).collect();
+        for n in sensitive.into_iter().chain([35, 36, 45, 52]) {
+            bare.remove(n);
+        }
+        let json = to_json(&bare, false);
+        let ps = [
+            V::T(Some(issuer.into())),
+            V::I(now_ms),
+            V::T(Some(field90.into())),
+            V::T(Some(json)),
+            V::T(pan_enc),
+        ];
+        self.with(|db| db.exec(INSERT, &ps)).map(|n| n == 1)
+    }
+
+    fn due(
+        &self,
+        issuer: &str,
+        spec: &Arc<Spec>,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<SafItem>, IssuerError> {
+        let ps = [V::T(Some(issuer.into())), V::I(now_ms), V::I(limit.min(10_000) as i64)];
+        let rows = self.with(|db| db.rows(DUE, &ps, &[true, true, false, false, false, false]))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (
+                Some(V::I(id)),
+                Some(V::I(attempts)),
+                Some(V::T(Some(field90))),
+                Some(V::T(Some(json))),
+                Some(V::T(pan)),
+            ) = (row.first(), row.get(1), row.get(2), row.get(3), row.get(4))
+            else {
+                continue;
+            };
+            let value: serde_json::Value = serde_json::from_str(json).map_err(saf_err)?;
+            let mut reversal = from_json(spec, &value).map_err(saf_err)?;
+            if let Some(hex) = pan {
+                let pan = self.open_pan(issuer, field90, hex)?;
+                reversal.set_bytes(2, &pan).map_err(saf_err)?;
+            }
+            out.push(SafItem {
+                id: *id,
+                field90: field90.clone(),
+                attempts: u32::try_from(*attempts).unwrap_or(u32::MAX),
+                reversal,
+            });
+        }
+        Ok(out)
+    }
+
+    fn attempted(&self, id: i64, attempts: u32, next_attempt_at: i64) -> Result<(), IssuerError> {
+        let ps = [V::I(id), V::I(i64::from(attempts)), V::I(next_attempt_at)];
+        self.with(|db| db.exec(ATTEMPTED, &ps)).map(|_| ())
+    }
+
+    fn acked(&self, id: i64, now_ms: i64) -> Result<bool, IssuerError> {
+        self.with(|db| db.exec(ACKED, &[V::I(id), V::I(now_ms)])).map(|n| n == 1)
+    }
+
+    fn expired(&self, id: i64, now_ms: i64) -> Result<(), IssuerError> {
+        self.with(|db| db.exec(EXPIRED, &[V::I(id), V::I(now_ms)])).map(|_| ())
+    }
+
+    fn depth(&self, issuer: &str) -> Result<u64, IssuerError> {
+        let rows = self.with(|db| db.rows(DEPTH, &[V::T(Some(issuer.into()))], &[true]))?;
+        Ok(match rows.first().and_then(|r| r.first()) {
+            Some(V::I(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        })
+    }
+}
