@@ -236,6 +236,7 @@ async fn work(
         Plan::Decline { rc, field44, txn } => {
             (svc.decline(&req, rc, field44.as_deref(), txn, at).await.map(Box::new), None)
         }
+        Plan::Reversal { fwd } => (svc.reversal(&ctx.issuers, &req, &fwd, at).await.map(Box::new), None),
         Plan::Settle => (svc.settle(&req).await.map(Box::new), None),
         Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
     };

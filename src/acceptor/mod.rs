@@ -142,7 +142,11 @@ pub async fn serve_with(
     }
     // Links outlive the listeners so that draining requests still get their replies.
     let links_stop = CancellationToken::new();
-    let issuers = Arc::new(Issuers::start(&cfg.issuers, cfg.timeouts, &links_stop)?);
+    let (svc, c) = (services.clone(), cfg.clone());
+    let saf = tokio::task::spawn_blocking(move || svc.saf_store(&c)).await.map_err(|e| {
+        Error::Services(ServiceError::Journal(crate::journal::StoreError::Backend(e.to_string())))
+    })??;
+    let issuers = Arc::new(Issuers::start_with_saf(&cfg.issuers, cfg.timeouts, saf, &links_stop)?);
     let handle = m::install();
     if let Some(l) = metrics_listener {
         tokio::spawn(m::serve_http(l, handle, shutdown.clone()));

@@ -10,7 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::iso::Message;
-use crate::issuer::{Issuers, Outcome};
+use crate::issuer::{Issuers, Outcome, SafPolicy, SafStore};
+use crate::journal::saf::{SafKey, SqlSaf};
 use crate::journal::{Journal, JournalConfig, PanHasher, Query, Status, TxnRecord, Update, business_date};
 use crate::route::{self, Decision, Now, Rc, RuleSet};
 use crate::settle::batch;
@@ -37,6 +38,8 @@ pub struct Services {
     pub journal: Option<Journal>,
     /// The journal is shared with other switch nodes: keys are claimed before forwarding.
     shared: bool,
+    /// Where the journal lives, for the store-and-forward queue beside it.
+    journal_cfg: Option<JournalConfig>,
     hasher: PanHasher,
     switch_id: String,
     issuer_index: HashMap<&'static str, usize>,
@@ -75,13 +78,16 @@ impl Services {
             Some(dir) => RuleSet::load_dir(dir)?,
             None => RuleSet::open_with_routes("(configuration routes)", &routes_text(cfg))?,
         };
-        let journal = match (&cfg.journal_url, &cfg.journal) {
-            (Some(url), _) => Some(Journal::open(&JournalConfig::Postgres { url: url.clone() })?),
-            (None, Some(path)) if path.as_os_str() != "off" => Some(Journal::open(&JournalConfig::Sqlite {
-                path: path.clone(),
-                full_sync: cfg.journal_sync != "normal",
-            })?),
+        let journal_cfg = match (&cfg.journal_url, &cfg.journal) {
+            (Some(url), _) => Some(JournalConfig::Postgres { url: url.clone() }),
+            (None, Some(path)) if path.as_os_str() != "off" => {
+                Some(JournalConfig::Sqlite { path: path.clone(), full_sync: cfg.journal_sync != "normal" })
+            }
             _ => None,
+        };
+        let journal = match &journal_cfg {
+            Some(jc) => Some(Journal::open(jc)?),
+            None => None,
         };
         let key = match &cfg.pan_key {
             Some(hex) => crate::cli::hex_to_bytes(hex).unwrap_or_else(|_| DEV_PAN_KEY.to_vec()),
@@ -94,6 +100,7 @@ impl Services {
         };
         let mut s = Services::new(cfg, route::Router::new(rules), journal, PanHasher::new(&key))?;
         s.shared = cfg.journal_url.is_some();
+        s.journal_cfg = journal_cfg;
         Ok(s)
     }
 
@@ -117,20 +124,54 @@ impl Services {
             router: Arc::new(router),
             journal,
             shared: false,
+            journal_cfg: None,
             hasher,
             switch_id: cfg.switch_id.clone(),
             issuer_index,
         })
     }
 
+    /// The store-and-forward queue for reversals, in the journal's database, when there is a
+    /// journal and every issuer's spec can carry a reversal's field 90. Blocking (opens a
+    /// connection); `None` means reversals are not stored (logged once).
+    pub fn saf_store(&self, cfg: &Config) -> Result<Option<(Arc<dyn SafStore>, SafPolicy)>, ServiceError> {
+        let Some(jc) = &self.journal_cfg else { return Ok(None) };
+        for i in &cfg.issuers {
+            for l in &i.links {
+                let ok = crate::iso::Spec::load(&l.spec)
+                    .ok()
+                    .is_some_and(|s| crate::issuer::reversal::check_spec(&s).is_ok());
+                if !ok {
+                    tracing::warn!(
+                        issuer = %i.name,
+                        spec = %l.spec,
+                        "store-and-forward reversals are off: this issuer's spec has no 42-digit field 90"
+                    );
+                    return Ok(None);
+                }
+            }
+        }
+        let mut saf = cfg.saf.clone();
+        if saf.key.is_none()
+            && saf.key_file == crate::config::SafConfig::default().key_file
+            && let JournalConfig::Sqlite { path, .. } = jc
+        {
+            // The generated key lives beside the journal it protects.
+            saf.key_file = path.with_file_name("isoswitch-saf.key");
+        }
+        let key = SafKey::from_config(&saf)?;
+        let store = SqlSaf::open(jc, key)?.shared();
+        Ok(Some((store, SafPolicy::from(&saf))))
+    }
+
     /// Decide what to do with a decoded request.
     pub fn plan(&self, msg: &Message, now_ms: i64) -> Plan {
         match self.router.decide(msg, Now(u64::try_from(now_ms).unwrap_or(0))) {
+            Decision::Forward(f) if f.txn_type == route::txn::TxnType::Reversal && self.journal.is_some() => {
+                Plan::Reversal { fwd: Box::new(f) }
+            }
             Decision::Forward(f) => match self.issuer_index.get(f.issuer) {
-                Some(&issuer) => {
-                    let backup = f.backup.and_then(|b| self.issuer_index.get(b).copied());
-                    Plan::Forward { issuer, backup, fwd: Box::new(f) }
-                }
+                Some(&issuer) => Plan::Forward { issuer, fwd: Box::new(f) },
                 None => Plan::Decline { rc: Rc::ISSUER_UNAVAILABLE, field44: None, txn: "unknown" },
             },
             Decision::Decline { rc, reason, field44 } => {
@@ -207,6 +248,7 @@ impl Services {
         let mut row = self.row(req, at, fwd.txn_type.as_str(), "forward");
         row.issuer = issuers.get(issuer).map(|i| i.name().to_string());
         row.route = Some(fwd.issuer.to_string());
+        let primary = row.issuer.clone().unwrap_or_default();
         if self.shared
             && let Some(j) = &self.journal
         {
@@ -224,8 +266,13 @@ impl Services {
             }
         }
         row.forwarded_at = Some(now_ms());
-        let outcome = match issuers.get(issuer) {
-            Some(i) => i.forward(req).await,
+        let outcome = match issuers.forward_with_backup(&primary, fwd.backup, req).await {
+            Some((answered_by, outcome)) => {
+                if answered_by.name() != primary {
+                    row.issuer = Some(answered_by.name().to_string());
+                }
+                outcome
+            }
             None => Outcome::Unavailable,
         };
         row.answered_at = Some(now_ms());
@@ -247,6 +294,84 @@ impl Services {
             reply = switch_reply(req, "96").ok().map(Box::new)?;
         }
         Some(reply)
+    }
+
+    /// A terminal's reversal (0400/0420). Its original is looked up by terminal, STAN and
+    /// amount: unknown originals are acknowledged and recorded without bothering the
+    /// issuer; known ones are queued (durably, idempotently by field 90) for the issuer that
+    /// answered them and marked reversed. Either way the terminal gets 00 at once.
+    pub async fn reversal(
+        &self,
+        issuers: &Issuers,
+        req: &Message,
+        fwd: &route::Forward,
+        at: i64,
+    ) -> Option<Message> {
+        let j = self.journal.as_ref()?;
+        let mut row = self.row(req, at, "reversal", "reversal");
+        let terminal = row.terminal_id.clone();
+        let original = j
+            .query(Query::Original { terminal: terminal.clone(), stan: row.stan.clone(), amount: row.amount })
+            .await
+            .map_err(|e| tracing::error!(error = %e, "journal query failed"))
+            .ok()?
+            .into_iter()
+            .find(|o| o.rc == "00" || o.rc.is_empty());
+        row.answered_at = Some(now_ms());
+        row.rc = "00".into();
+        row.status = Some(Status::Approved);
+        let Some(orig) = original else {
+            tracing::info!("reversal of an unknown or declined original acknowledged");
+            self.journal(row).await;
+            return switch_reply(req, "00").ok();
+        };
+        let issuer_name = orig.issuer.clone().unwrap_or_else(|| fwd.issuer.to_string());
+        row.issuer = Some(issuer_name.clone());
+        let queued = match (issuers.by_name(&issuer_name), orig.switch_stan.as_deref()) {
+            (Some(issuer), Some(sw_stan)) if req.spec().field(90).is_some() => {
+                let acq = |n: usize| format!("{:0>11}", req.text(n).unwrap_or_default());
+                let f90 = match req
+                    .text(90)
+                    .and_then(|t| crate::issuer::reversal::rebase_field90(&t, sw_stan))
+                {
+                    Some(f) => f,
+                    None => {
+                        format!("{}{sw_stan}{:0>10}{}{}", orig.mti, orig.transmission_time, acq(32), acq(33))
+                    }
+                };
+                let mut rev = req.clone();
+                match rev.set(90, &f90) {
+                    Ok(_) => issuer.queue_reversal(&rev).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            _ => Err("the original's issuer, switch STAN or a field 90 in this spec is missing".to_string()),
+        };
+        match queued {
+            Ok(fresh) => {
+                if !fresh {
+                    tracing::info!("reversal already queued for this original");
+                }
+                let upd = Update::SetStatus {
+                    terminal,
+                    stan: orig.stan.clone(),
+                    transmission_time: orig.transmission_time.clone(),
+                    mti: orig.mti.clone(),
+                    status: Status::Reversed,
+                };
+                if let Err(e) = j.update(upd).await {
+                    tracing::error!(error = %e, "marking the original reversed failed");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "terminal reversal could not be queued");
+                row.rc = "96".into();
+                row.status = Some(Status::Declined);
+            }
+        }
+        let rc = row.rc.clone();
+        self.journal(row).await;
+        switch_reply(req, &rc).ok()
     }
 
     /// Terminal batch settlement (0500): the terminal's totals against the journal's for
@@ -316,8 +441,12 @@ pub enum Plan {
     Local(Rc),
     /// Decline, journalled.
     Decline { rc: Rc, field44: Option<String>, txn: &'static str },
-    /// Forward to the issuer at this index of `Config::issuers`.
-    Forward { issuer: usize, backup: Option<usize>, fwd: Box<route::Forward> },
+    /// Forward to the issuer at this index of `Config::issuers` (or its backup when all of
+    /// its links are down).
+    Forward { issuer: usize, fwd: Box<route::Forward> },
+    /// A terminal's reversal: matched to its original in the journal and queued for the
+    /// issuer through store-and-forward.
+    Reversal { fwd: Box<route::Forward> },
     /// Batch settlement against the journal.
     Settle,
 }

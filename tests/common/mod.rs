@@ -111,8 +111,8 @@ impl MockIssuer {
 
 fn answer(req: &Message) -> Message {
     let mut r = req.clone();
-    let mti = if req.mti() == "0800" { "0810" } else { "0210" };
-    r.set_mti(mti).unwrap();
+    let mti = isoswitch::issuer::response_mti(req.mti().as_bytes()).unwrap_or(*b"0210");
+    r.set_mti(std::str::from_utf8(&mti).unwrap()).unwrap();
     let decline = req.amount().is_some_and(|a| a % 100 == 51);
     r.set(39, if decline { "51" } else { "00" }).unwrap();
     if !decline && req.mti() != "0800" {
