@@ -134,7 +134,7 @@ impl Services {
     /// The store-and-forward queue for reversals, in the journal's database, when there is a
     /// journal and every issuer's spec can carry a reversal's field 90. Blocking (opens a
     /// connection); `None` means reversals are not stored (logged once).
-    pub fn saf_store(&self, cfg: &Config) -> Result<Option<(Arc<dyn SafStore>, SafPolicy)>, ServiceError> {
+    pub fn saf_store(&self, cfg: &Config) -> Result<Option<SafSetup>, ServiceError> {
         let Some(jc) = &self.journal_cfg else { return Ok(None) };
         for i in &cfg.issuers {
             for l in &i.links {
@@ -434,6 +434,9 @@ fn txn_of(msg: &Message) -> &'static str {
         _ => "other",
     }
 }
+
+/// A store-and-forward queue and how it repeats.
+pub type SafSetup = (Arc<dyn SafStore>, SafPolicy);
 
 /// What the connection does with one request.
 pub enum Plan {
