@@ -56,6 +56,7 @@ pub(crate) struct ListenerCtx {
 
 /// A started switch.
 pub struct RunningSwitch {
+    services: Arc<Services>,
     listeners: Vec<SocketAddr>,
     metrics: Option<SocketAddr>,
     issuers: Arc<Issuers>,
@@ -71,6 +72,11 @@ impl RunningSwitch {
     /// The bound metrics address, when metrics are served.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics
+    }
+
+    /// The routing core and the journal the switch runs with (reload the rules here).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
     /// The issuer connector (link state, requests in flight).
@@ -189,7 +195,7 @@ pub async fn serve_with(
         links_stop.cancel();
         tracing::info!(pending = iss.pending(), "switch stopped");
     });
-    Ok(RunningSwitch { listeners: addrs, metrics, issuers, join })
+    Ok(RunningSwitch { services, listeners: addrs, metrics, issuers, join })
 }
 
 async fn accept_loop(

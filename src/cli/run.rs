@@ -106,6 +106,7 @@ pub fn run(a: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let rules_dir = cfg.rules.clone();
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
         let sw = match crate::acceptor::serve(cfg, shutdown.clone()).await {
@@ -115,12 +116,35 @@ pub fn run(a: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(dir) = rules_dir {
+            tokio::spawn(reload_on_hangup(sw.services().router.clone(), dir));
+        }
         wait_for_signal().await;
         tracing::info!("shutting down: draining requests in flight");
         shutdown.cancel();
         sw.join().await;
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP reloads the rule directory; a bad file is refused (file, line and key in the
+/// log) and the running rules stay in force.
+async fn reload_on_hangup(router: std::sync::Arc<crate::route::Router>, dir: std::path::PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            let (r, d) = (router.clone(), dir.clone());
+            match tokio::task::spawn_blocking(move || r.reload(&d)).await {
+                Ok(Ok(summary)) => tracing::info!(?summary, "rules reloaded"),
+                Ok(Err(e)) => tracing::error!(error = %e, "rules NOT reloaded; the running rules stay"),
+                Err(e) => tracing::error!(error = %e, "rules reload failed"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (router, dir);
 }
 
 async fn wait_for_signal() {
