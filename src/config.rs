@@ -97,6 +97,10 @@ pub struct Config {
     /// Key (hex, at least 16 bytes) of the keyed PAN hash in the journal; absent: a
     /// built-in development key, with a warning at start.
     pub pan_key: Option<String>,
+    /// Where the admin HTTP API listens (keep it on loopback); absent: not served.
+    pub admin: Option<SocketAddr>,
+    /// Bearer token the admin API requires (needed when `admin` is set).
+    pub admin_token: Option<String>,
     /// Directory of rule files (registry, routes, fees, priority, risk); absent: an open
     /// estate routed by `[[route]]` / `default_issuer`.
     pub rules: Option<PathBuf>,
@@ -408,6 +412,13 @@ impl Config {
             && !names.contains(&d.as_str())
         {
             return Err(bad("default_issuer", d, format!("no issuer named `{d}`")));
+        }
+        if self.admin.is_some() && self.admin_token.as_deref().is_none_or(|t| t.len() < 16) {
+            return Err(bad(
+                "admin_token",
+                "",
+                "the admin API needs a bearer token of at least 16 characters".into(),
+            ));
         }
         if self.journal_sync != "full" && self.journal_sync != "normal" {
             return Err(bad("journal_sync", &self.journal_sync, "must be \"full\" or \"normal\"".into()));

@@ -9,6 +9,7 @@
 //! - [`settle`]: terminal batch totals and merchant settlement from the journal.
 //! - [`issuer`]: links to bank hosts, the session table, deadlines, sign-on and echo.
 //! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
+//! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
 //!   logging, TLS policy).
 //! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod acceptor;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod frame;

@@ -73,13 +73,17 @@ struct Estate {
 }
 
 async fn estate() -> Estate {
+    estate_with("").await
+}
+
+async fn estate_with(extra: &str) -> Estate {
     let a = MockIssuer::start(Mode::Approve).await;
     let b = MockIssuer::start(Mode::Approve).await;
     let dir = TempDir::new();
     let journal = dir.0.join("journal.db");
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/rules");
     let text = format!(
-        "journal = {journal:?}\nrules = {rules:?}\npan_key = \"00112233445566778899aabbccddeeff\"\n\
+        "{extra}journal = {journal:?}\nrules = {rules:?}\npan_key = \"00112233445566778899aabbccddeeff\"\n\
          [[listener]]\naddr = \"127.0.0.1:0\"\n\
          [[issuer]]\nname = \"issuer-a\"\n[[issuer.link]]\naddr = \"{}\"\ndeadline_ms = 2000\n\
          [[issuer]]\nname = \"issuer-b\"\n[[issuer.link]]\naddr = \"{}\"\ndeadline_ms = 2000\n",
@@ -270,4 +274,80 @@ async fn batch_settlement_balances_against_the_journal_and_settle_adds_up() {
     assert_eq!(v["totals"]["net"], total as i64 - fees);
     assert_eq!(v["totals"]["count"], 4);
     assert_eq!(v["lines"][0]["merchant_id"], RESTAURANT_MID);
+}
+
+/// One HTTP request to the admin API; (status, body).
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_looks_up_suspends_and_reloads() {
+    const TOKEN: &str = "admin-token-0123456789";
+    let e = estate_with(&format!("admin = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n")).await;
+    let admin = e.switch.admin_addr().expect("admin API served");
+    let mut t = Terminal::connect(e.switch.listen_addrs()[0]).await;
+    let debit = card("622202", 16);
+    assert_eq!(
+        t.exchange(&purchase(&debit, RESTAURANT_TID, RESTAURANT_MID, 31, 5_000)).await.text(39).as_deref(),
+        Some("00")
+    );
+
+    assert_eq!(http(admin, "GET", "/health", None).await.0, 200);
+    assert_eq!(http(admin, "GET", "/ready", None).await.0, 200);
+    assert_eq!(http(admin, "GET", "/transactions?rrn=R00000000031", None).await.0, 401);
+    assert_eq!(
+        http(admin, "GET", "/transactions?rrn=R00000000031", Some("wrong-token-0123456789")).await.0,
+        401
+    );
+    let (status, body) = http(admin, "GET", "/transactions?rrn=R00000000031", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v[0]["stan"], "000031");
+    assert_eq!(v[0]["rc"], "00");
+    assert!(!body.contains(&debit), "the API never shows a full PAN");
+    let (_, body) = http(
+        admin,
+        "GET",
+        &format!(
+            "/transactions?terminal={RESTAURANT_TID}&stan=000031&date={}",
+            v[0]["business_date"].as_str().unwrap()
+        ),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()[0]["stan"], "000031");
+    let (_, body) =
+        http(admin, "GET", &format!("/terminals/{RESTAURANT_TID}/transactions?limit=5"), Some(TOKEN)).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().unwrap().len(), 1);
+
+    // Suspend: 58; activate: served again.
+    assert_eq!(
+        http(admin, "POST", &format!("/terminals/{RESTAURANT_TID}/suspend"), Some(TOKEN)).await.0,
+        200
+    );
+    assert_eq!(
+        t.exchange(&purchase(&debit, RESTAURANT_TID, RESTAURANT_MID, 32, 5_000)).await.text(39).as_deref(),
+        Some("58")
+    );
+    assert_eq!(
+        http(admin, "POST", &format!("/terminals/{RESTAURANT_TID}/activate"), Some(TOKEN)).await.0,
+        200
+    );
+    assert_eq!(
+        t.exchange(&purchase(&debit, RESTAURANT_TID, RESTAURANT_MID, 33, 5_000)).await.text(39).as_deref(),
+        Some("00")
+    );
+    let (status, body) = http(admin, "POST", "/rules/reload", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(http(admin, "GET", "/nothing", Some(TOKEN)).await.0, 404);
+    e.stop.cancel();
+    e.switch.join().await;
 }

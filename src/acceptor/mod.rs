@@ -58,6 +58,7 @@ pub(crate) struct ListenerCtx {
 pub struct RunningSwitch {
     services: Arc<Services>,
     listeners: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
     issuers: Arc<Issuers>,
     join: JoinHandle<()>,
@@ -67,6 +68,11 @@ impl RunningSwitch {
     /// The bound address of each listener, in configuration order (port 0 resolved).
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.listeners
+    }
+
+    /// The bound admin API address, when it is served.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// The bound metrics address, when metrics are served.
@@ -184,7 +190,22 @@ pub async fn serve_with(
             hard.clone(),
         )));
     }
-    tracing::info!(listeners = ?addrs, metrics = ?metrics, issuers = cfg.issuers.len(), "switch started");
+    let admin = match (cfg.admin, &cfg.admin_token) {
+        (Some(addr), Some(token)) => {
+            let l = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
+            let bound = l.local_addr().map_err(|source| Error::Bind { addr, source })?;
+            let api = crate::admin::Admin {
+                token: token.clone(),
+                services: services.clone(),
+                issuers: issuers.clone(),
+                rules_dir: cfg.rules.clone(),
+            };
+            tokio::spawn(crate::admin::serve(l, Arc::new(api), shutdown.clone()));
+            Some(bound)
+        }
+        _ => None,
+    };
+    tracing::info!(listeners = ?addrs, metrics = ?metrics, admin = ?admin, issuers = cfg.issuers.len(), "switch started");
     let iss = issuers.clone();
     let join = tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -195,7 +216,7 @@ pub async fn serve_with(
         links_stop.cancel();
         tracing::info!(pending = iss.pending(), "switch stopped");
     });
-    Ok(RunningSwitch { services, listeners: addrs, metrics, issuers, join })
+    Ok(RunningSwitch { services, listeners: addrs, metrics, admin, issuers, join })
 }
 
 async fn accept_loop(

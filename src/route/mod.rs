@@ -50,11 +50,39 @@ use crate::iso::Message;
 pub struct Router {
     rules: RwLock<Arc<RuleSet>>,
     risk: RiskState,
+    /// Terminals suspended by an operator at run time (admin API), on top of the rules.
+    suspended: RwLock<std::collections::HashSet<String>>,
+    any_suspended: std::sync::atomic::AtomicBool,
 }
 
 impl Router {
     pub fn new(rules: RuleSet) -> Router {
-        Router { rules: RwLock::new(Arc::new(rules)), risk: RiskState::new() }
+        Router {
+            rules: RwLock::new(Arc::new(rules)),
+            risk: RiskState::new(),
+            suspended: RwLock::default(),
+            any_suspended: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Suspend (or lift an operator's suspension of) a terminal until the process ends; a
+    /// terminal suspended in `registry.toml` stays suspended until that file changes.
+    /// Returns whether anything changed.
+    pub fn set_suspended(&self, terminal: &str, suspended: bool) -> bool {
+        let mut set = self.suspended.write().unwrap_or_else(|p| p.into_inner());
+        let changed = if suspended { set.insert(terminal.to_string()) } else { set.remove(terminal) };
+        self.any_suspended.store(!set.is_empty(), std::sync::atomic::Ordering::Release);
+        changed
+    }
+
+    fn operator_suspended(&self, msg: &Message) -> bool {
+        if !self.any_suspended.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        let Some(tid) = msg.terminal_id() else { return false };
+        // A reversal undoes what the terminal did while it was allowed to: it still passes.
+        let reversal = msg.mti().starts_with("04");
+        !reversal && self.suspended.read().unwrap_or_else(|p| p.into_inner()).contains(tid.trim_end())
     }
 
     /// The rules in force (a reload does not change a set already handed out).
@@ -68,6 +96,9 @@ impl Router {
 
     /// The decision for one message, with every rule, stateful ones included.
     pub fn decide(&self, msg: &Message, now: Now) -> Decision {
+        if self.operator_suspended(msg) {
+            return Decision::decline(Rc::NOT_PERMITTED, Reason::TerminalSuspended);
+        }
         let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
         rules.decide_with(msg, now, &self.risk)
     }
