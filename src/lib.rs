@@ -12,6 +12,7 @@
 //! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
 //!   logging, TLS policy).
+//! - [`rc`]: response codes per dialect (generic codes mapped to what terminals display), as data.
 //! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod issuer;
 pub mod journal;
 pub mod keys;
 pub mod metrics;
+pub mod rc;
 pub mod route;
 pub mod settle;
 pub mod sim;
