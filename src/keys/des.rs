@@ -10,7 +10,8 @@ pub type Block = [u8; 8];
 
 /// A double-length (16-byte) DES key: left half K1, right half K2; 3DES is E(K1) D(K2) E(K1).
 /// A single-length key is stored with K2 = K1, which makes 3DES equal single DES.
-/// Its bytes never appear in `Debug` and are wiped when the value is dropped.
+/// Its bytes never appear in `Debug` and are wiped when the value is dropped. Equality is not
+/// constant-time: it is for tests and set-up, never for checking a received value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Key([u8; 16]);
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::keys::des::hex_upper;
+use crate::keys::mac_input;
 use crate::keys::pin::{self, pin_block_format0};
 
 const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
@@ -160,4 +161,38 @@ fn refuses_a_readable_key_file() {
     let e = SoftKeyStore::load(&dir.join("missing.toml")).unwrap_err().to_string();
     assert!(e.contains("missing.toml"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The wire path: a cup-pos terminal MACs its 0200 over `mac_input`, the switch decodes the
+/// frame and verifies; a changed amount on the wire fails. The sign-on reply carries field 62.
+#[test]
+fn cup_pos_message_round_trip() {
+    use crate::iso::{Message, spec};
+    let spec = spec::shipped("cup-pos").unwrap();
+    let s = store();
+    let wk = s.sign_on("10000001").unwrap();
+    let mut reply = Message::new(spec.clone(), "0810").unwrap();
+    reply.set_bytes(62, &wk.field62()).unwrap();
+    let reply = Message::decode(&spec, reply.to_bytes().unwrap()).unwrap();
+    let got = WorkingKeys::from_field62(reply.raw(62).unwrap()).unwrap();
+    let (_, mac_key) = terminal_keys(&got);
+
+    let mut m = Message::new(spec.clone(), "0200").unwrap();
+    m.set(3, "000000").unwrap().set(4, "000000010000").unwrap().set(11, "000001").unwrap();
+    m.set(41, "10000001").unwrap().set(42, "123456789012345").unwrap();
+    let mac = compute(MacAlgorithm::CupEcbDes, &mac_key, &mac_input(&m).unwrap());
+    m.set_bytes(64, &mac.0).unwrap();
+    let wire = m.to_bytes().unwrap();
+
+    let rx = Message::decode(&spec, wire.clone()).unwrap();
+    let alg = MacAlgorithm::CupEcbDes;
+    s.verify_mac("10000001", alg, &mac_input(&rx).unwrap(), rx.raw(64).unwrap()).unwrap();
+
+    let mut tampered = wire.to_vec();
+    let at = tampered.windows(6).position(|w| w == [0, 0, 0, 1, 0, 0]).unwrap(); // amount 100.00
+    tampered[at + 3] = 0x09;
+    let rx = Message::decode(&spec, tampered.into()).unwrap();
+    assert_eq!(rx.amount(), Some(90000));
+    let e = s.verify_mac("10000001", alg, &mac_input(&rx).unwrap(), rx.raw(64).unwrap()).unwrap_err();
+    assert!(matches!(e, KeyError::MacMismatch { .. }));
 }
