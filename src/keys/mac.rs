@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use serde::Deserialize;
 
 use super::KeyError;
-use super::des::{Block, Key, des_decrypt, des_encrypt, hex_upper};
+use super::des::{Block, Key, des_cbc_last, des_decrypt, des_encrypt, hex_upper};
 use crate::iso::Message;
 
 /// The field that carries the MAC in the primary bitmap.
@@ -93,7 +93,7 @@ fn xor(a: &Block, b: &Block) -> Block {
 
 /// DES CBC with a zero IV; the last cipher block.
 fn cbc(k: &Block, data: &[u8]) -> Block {
-    blocks(data).fold([0u8; 8], |acc, b| des_encrypt(k, &xor(&acc, &b)))
+    des_cbc_last(k, blocks(data))
 }
 
 fn cup_ecb(data: &[u8], enc: impl Fn(&Block) -> Block) -> Mac {

@@ -210,3 +210,28 @@ mod tests {
         assert_eq!(format!("{clear:?}"), "PinBlock(..)");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any PIN of 4..=12 digits and any PAN of 13..=19 digits builds a block that checks
+        /// with its PAN, survives translation, and comes out of the zone key unchanged.
+        #[test]
+        fn build_check_translate(pin in "[0-9]{4,12}", pan in "[0-9]{13,19}", k1 in any::<[u8; 16]>(), k2 in any::<[u8; 16]>()) {
+            let clear = pin_block_format0(&pin, &pan).unwrap();
+            prop_assert_eq!(check_format0(&clear, &pan), Ok(pin.len()));
+            let (from, to) = (Key::double(k1), Key::double(k2));
+            let out = translate(&from, &to, &encrypt(&from, &clear), &pan).unwrap();
+            prop_assert_eq!(decrypt(&to, &out), clear);
+        }
+
+        /// Checking arbitrary bytes never panics.
+        #[test]
+        fn check_any_block(b in any::<[u8; 8]>(), pan in "[0-9]{0,22}") {
+            let _ = check_format0(&PinBlock::new(b), &pan);
+        }
+    }
+}
