@@ -5,6 +5,7 @@
 //! - [`iso`]: the codec. Specs as data, `Message`, encodings, EMV TLV, masking. Pure.
 //! - [`frame`]: length headers, TPDU and application header; tokio-util codecs.
 //! - [`route`]: the routing core: registry, BIN routes, fees, priorities, risk → a `Decision`. Pure.
+//! - [`keys`]: DES/3DES keys, MACs, PIN blocks and the key store seam (HSM or software). Pure.
 //! - [`journal`]: the durable transaction log (SQLite or PostgreSQL) with group commit.
 //! - [`settle`]: terminal batch totals and merchant settlement from the journal.
 //! - [`issuer`]: links to bank hosts, the session table, deadlines, sign-on and echo.
@@ -12,6 +13,7 @@
 //! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
 //!   logging, TLS policy).
+//! - [`rc`]: response codes per dialect (generic codes mapped to what terminals display), as data.
 //! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
 #![forbid(unsafe_code)]
@@ -24,7 +26,9 @@ pub mod frame;
 pub mod iso;
 pub mod issuer;
 pub mod journal;
+pub mod keys;
 pub mod metrics;
+pub mod rc;
 pub mod route;
 pub mod settle;
 pub mod sim;

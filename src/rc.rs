@@ -1,0 +1,241 @@
+//! Response codes per dialect, as data. The switch decides a generic code (the codes of the
+//! design, kept as they are by the generic dialects); a dialect's table (`specs/rc-<dialect>.toml`)
+//! maps some of them to the codes its terminals display, e.g. `cup-pos` answers an unknown
+//! terminal with 97 instead of 03. Pure: may use `toml` and `serde`, nothing of the crate.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+
+/// Outcomes the switch decides itself, with their generic codes. Those not in the design's list
+/// (bad MAC, refused PIN block, original not found) take the ISO 8583:1987 meaning (63 security
+/// violation, 25 unable to locate record) or the private-use code card networks use for a PIN
+/// cryptographic error (81).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    UnknownTerminal,
+    InvalidTransaction,
+    InvalidAmount,
+    InvalidCard,
+    FormatError,
+    NotPermitted,
+    AmountLimit,
+    FrequencyLimit,
+    IssuerTimeout,
+    IssuerUnavailable,
+    Duplicate,
+    SystemMalfunction,
+    BadMac,
+    PinRefused,
+    OriginalNotFound,
+}
+
+impl Outcome {
+    /// The generic response code.
+    pub fn generic_rc(self) -> &'static str {
+        match self {
+            Outcome::UnknownTerminal => "03",
+            Outcome::InvalidTransaction => "12",
+            Outcome::InvalidAmount => "13",
+            Outcome::InvalidCard => "14",
+            Outcome::FormatError => "30",
+            Outcome::NotPermitted => "58",
+            Outcome::AmountLimit => "61",
+            Outcome::FrequencyLimit => "65",
+            Outcome::IssuerTimeout => "68",
+            Outcome::IssuerUnavailable => "91",
+            Outcome::Duplicate => "94",
+            Outcome::SystemMalfunction => "96",
+            Outcome::BadMac => "63",
+            Outcome::PinRefused => "81",
+            Outcome::OriginalNotFound => "25",
+        }
+    }
+}
+
+/// One dialect's mapping from generic codes to the codes its terminals expect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcTable {
+    dialect: String,
+    codes: BTreeMap<String, String>,
+}
+
+/// A response-code table that could not be loaded: file, line and key named.
+#[derive(Debug, thiserror::Error)]
+pub enum RcError {
+    #[error("{file}: cannot read response-code table: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}:{line}: {key}: {message}")]
+    Invalid { file: String, line: usize, key: String, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableFile {
+    dialect: String,
+    #[serde(default)]
+    codes: BTreeMap<String, String>,
+}
+
+const SHIPPED: &[(&str, &str)] = &[("cup-pos", include_str!("../specs/rc-cup-pos.toml"))];
+
+impl RcTable {
+    /// The identity table: every generic code is kept (the generic dialects).
+    pub fn identity(dialect: &str) -> RcTable {
+        RcTable { dialect: dialect.to_string(), codes: BTreeMap::new() }
+    }
+
+    /// The dialect this table is for.
+    pub fn dialect(&self) -> &str {
+        &self.dialect
+    }
+
+    /// Parses a table; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<RcTable, RcError> {
+        let invalid = |line: usize, key: &str, message: String| RcError::Invalid {
+            file: file.to_string(),
+            line,
+            key: key.to_string(),
+            message,
+        };
+        let t: TableFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            invalid(line, "(document)", e.message().to_string())
+        })?;
+        for (from, to) in &t.codes {
+            if !is_code(from) {
+                return Err(invalid(
+                    locate(text, from),
+                    from,
+                    "a generic code is 2 letters or digits".into(),
+                ));
+            }
+            if !is_code(to) {
+                return Err(invalid(
+                    locate(text, from),
+                    from,
+                    format!("`{to}` is not a 2-character response code"),
+                ));
+            }
+        }
+        Ok(RcTable { dialect: t.dialect, codes: t.codes })
+    }
+
+    /// Reads a table file.
+    pub fn from_file(path: &Path) -> Result<RcTable, RcError> {
+        let file = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| RcError::Read { file: file.clone(), source })?;
+        RcTable::parse(&file, &text)
+    }
+
+    /// The shipped table of a dialect (`specs/rc-<dialect>.toml`), or the identity table for a
+    /// dialect without one (iso87ascii, iso87binbitmap, iso87bcd, iso93ascii).
+    pub fn shipped(dialect: &str) -> Arc<RcTable> {
+        static CACHE: OnceLock<Vec<Arc<RcTable>>> = OnceLock::new();
+        let all = CACHE.get_or_init(|| {
+            SHIPPED
+                .iter()
+                // A shipped table that fails to parse is caught by the tests; at run time the
+                // dialect falls back to generic codes rather than panicking.
+                .filter_map(|(n, text)| {
+                    RcTable::parse(&format!("specs/rc-{n}.toml"), text).ok().map(Arc::new)
+                })
+                .collect()
+        });
+        all.iter()
+            .find(|t| t.dialect == dialect)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(RcTable::identity(dialect)))
+    }
+}
+
+/// The code to send a terminal of `table`'s dialect for the switch's `generic_rc`.
+pub fn map<'a>(table: &'a RcTable, generic_rc: &'a str) -> &'a str {
+    table.codes.get(generic_rc).map_or(generic_rc, String::as_str)
+}
+
+/// [`map`] for an outcome the switch decided itself.
+pub fn map_outcome(table: &RcTable, outcome: Outcome) -> &str {
+    map(table, outcome.generic_rc())
+}
+
+fn is_code(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+}
+
+fn line_of(text: &str, at: usize) -> usize {
+    text.get(..at).map_or(0, |b| b.matches('\n').count() + 1)
+}
+
+fn locate(text: &str, key: &str) -> usize {
+    let quoted = format!("\"{key}\"");
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.strip_prefix(&quoted)
+                .or_else(|| t.strip_prefix(key))
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map_or(0, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cup_pos_codes() {
+        let t = RcTable::shipped("cup-pos");
+        assert_eq!(t.dialect(), "cup-pos");
+        let cases = [
+            (Outcome::UnknownTerminal, "97"),
+            (Outcome::IssuerTimeout, "98"),
+            (Outcome::Duplicate, "94"),
+            (Outcome::BadMac, "A0"),
+            (Outcome::PinRefused, "99"),
+            (Outcome::OriginalNotFound, "25"),
+            (Outcome::IssuerUnavailable, "91"),
+            (Outcome::SystemMalfunction, "96"),
+            (Outcome::FormatError, "30"),
+            (Outcome::AmountLimit, "61"),
+        ];
+        for (o, want) in cases {
+            assert_eq!(map_outcome(&t, o), want, "{o:?}");
+        }
+        // Issuer codes pass through.
+        for rc in ["00", "05", "51", "54", "55"] {
+            assert_eq!(map(&t, rc), rc);
+        }
+    }
+
+    #[test]
+    fn generic_dialects_keep_design_codes() {
+        for d in ["iso87ascii", "iso87binbitmap", "iso87bcd", "iso93ascii"] {
+            let t = RcTable::shipped(d);
+            assert_eq!(t.dialect(), d);
+            for rc in
+                ["00", "03", "12", "13", "14", "30", "58", "61", "65", "68", "91", "94", "96", "63", "81"]
+            {
+                assert_eq!(map(&t, rc), rc);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_tables_name_file_line_and_key() {
+        let cases = [
+            ("dialect = \"x\"\n[codes]\n\"03\" = \"977\"\n", 3, "03"),
+            ("dialect = \"x\"\n[codes]\n\n\"3\" = \"97\"\n", 4, "3"),
+            ("dialect = \"x\"\nextra = 1\n", 2, "(document)"),
+        ];
+        for (text, line, key) in cases {
+            let e = RcTable::parse("rc.toml", text).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("rc.toml:{line}: {key}: ")), "{e}");
+        }
+        let e = RcTable::from_file(Path::new("/nonexistent/rc.toml")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/rc.toml"), "{e}");
+    }
+}
