@@ -351,3 +351,104 @@ async fn the_admin_api_looks_up_suspends_and_reloads() {
     e.stop.cancel();
     e.switch.join().await;
 }
+
+/// A Luhn-valid card number: `prefix`, then `n`, padded to 16 digits.
+fn card_n(prefix: &str, n: u32) -> String {
+    card(&format!("{prefix}{n:06}"), 16)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_days_traffic_over_every_fee_class_settles_to_the_journal_exactly() {
+    let e = estate().await;
+    let mut t = Terminal::connect(e.switch.listen_addrs()[0]).await;
+    // (terminal, merchant): standard, livelihood T+0, welfare, standard large, livelihood T+0, own plan.
+    let shops = [
+        ("10000001", "898340158120001"),
+        ("10000002", "898340154110001"),
+        ("10000003", "898340180620001"),
+        ("10000004", "898340159440001"),
+        ("10000005", "898340142140001"),
+        ("10000006", "898340159990001"),
+    ];
+    let cards = ["622202", "622588", "623456", "62271234"];
+    let mut stan = 100u32;
+    let mut approvals = 0;
+    for (i, (tid, mid)) in shops.iter().enumerate() {
+        for (k, prefix) in cards.iter().enumerate() {
+            for j in 0..3u64 {
+                stan += 1;
+                // Some amounts end in 51: the issuer declines those.
+                let amount = 1_000 + 137 * (i as u64 + 1) * (k as u64 + 1) + 51 * (j % 2) * 100 + j;
+                let amount = if j == 2 { amount - amount % 100 + 51 } else { amount };
+                let req = purchase(&card_n(prefix, stan), tid, mid, stan, amount);
+                let rc = t.exchange(&req).await.text(39).map(|s| s.into_owned());
+                if rc.as_deref() == Some("00") {
+                    approvals += 1;
+                }
+            }
+            // One refund per shop and card type.
+            stan += 1;
+            let mut refund = purchase(&card_n(prefix, stan), tid, mid, stan, 250);
+            refund.set(3, "200000").unwrap();
+            assert_eq!(t.exchange(&refund).await.text(39).as_deref(), Some("00"), "refund at {tid}");
+        }
+    }
+    assert!(approvals >= 40, "{approvals} approvals");
+    // A batch upload is recorded and acknowledged, and does not count in settlement.
+    let mut up = purchase(&card_n("622202", 999), "10000001", "898340158120001", 999, 4_444);
+    up.set_mti("0320").unwrap();
+    let rep = t.exchange(&up).await;
+    assert_eq!((rep.mti(), rep.text(39).as_deref()), ("0330", Some("00")));
+    e.stop.cancel();
+    e.switch.join().await;
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let date = business_date(now, 480);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isoswitch"))
+        .args(["settle", "--journal"])
+        .arg(&e.journal)
+        .args(["--date", &date, "--format", "json", "--utc-offset-minutes", "480"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // The journal's own sums, straight from SQL.
+    let c = rusqlite::Connection::open(&e.journal).unwrap();
+    let sum =
+        |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).unwrap().unwrap_or(0) };
+    let gross = sum("SELECT sum(amount) FROM transactions WHERE rc = '00' AND txn_type = 'purchase'");
+    let refunds = sum("SELECT sum(amount) FROM transactions WHERE rc = '00' AND txn_type = 'refund'");
+    let fees =
+        sum("SELECT sum(fee) FROM transactions WHERE rc = '00' AND txn_type IN ('purchase', 'refund')");
+    assert_eq!(v["totals"]["gross"], gross);
+    assert_eq!(v["totals"]["refunds"], refunds);
+    assert_eq!(v["totals"]["fees"], fees);
+    assert_eq!(v["totals"]["net"], gross - refunds - fees);
+    // Per merchant too, and every fee class shows: 60 bp, 38 bp, 0 bp at least.
+    let mut rates = std::collections::BTreeSet::new();
+    for (_, mid) in shops {
+        let g = sum(&format!(
+            "SELECT sum(amount) FROM transactions WHERE rc = '00' AND txn_type = 'purchase' AND merchant_id = '{mid}'"
+        ));
+        let f = sum(&format!(
+            "SELECT sum(fee) FROM transactions WHERE rc = '00' AND txn_type IN ('purchase', 'refund') AND merchant_id = '{mid}'"
+        ));
+        let lines: Vec<&serde_json::Value> =
+            v["lines"].as_array().unwrap().iter().filter(|l| l["merchant_id"] == mid).collect();
+        assert!(!lines.is_empty(), "{mid} settles");
+        assert_eq!(lines.iter().map(|l| l["gross"].as_i64().unwrap()).sum::<i64>(), g, "{mid} gross");
+        assert_eq!(lines.iter().map(|l| l["fees"].as_i64().unwrap()).sum::<i64>(), f, "{mid} fees");
+        let mut q = c
+            .prepare(&format!("SELECT amount, fee FROM transactions WHERE rc = '00' AND txn_type = 'purchase' AND merchant_id = '{mid}'"))
+            .unwrap();
+        for (a, f) in
+            q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).unwrap().map(Result::unwrap)
+        {
+            rates.insert((f * 10_000 + a / 2) / a);
+        }
+    }
+    assert!(rates.contains(&0) && rates.len() >= 3, "fee rates in basis points: {rates:?}");
+    let uploads = sum("SELECT count(*) FROM transactions WHERE txn_type = 'batch_upload'");
+    assert_eq!(uploads, 1);
+}

@@ -238,6 +238,7 @@ async fn work(
         }
         Plan::Reversal { fwd } => (svc.reversal(&ctx.issuers, &req, &fwd, at).await.map(Box::new), None),
         Plan::Settle => (svc.settle(&req).await.map(Box::new), None),
+        Plan::Upload => (svc.upload(&req, at).await.map(Box::new), None),
         Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
     };
     let mut body = BytesMut::with_capacity(frame.body.len() + 64);

@@ -167,6 +167,7 @@ impl Services {
     /// Decide what to do with a decoded request.
     pub fn plan(&self, msg: &Message, now_ms: i64) -> Plan {
         match self.router.decide(msg, Now(u64::try_from(now_ms).unwrap_or(0))) {
+            Decision::Forward(f) if f.txn_type == route::txn::TxnType::BatchUpload => Plan::Upload,
             Decision::Forward(f) if f.txn_type == route::txn::TxnType::Reversal && self.journal.is_some() => {
                 Plan::Reversal { fwd: Box::new(f) }
             }
@@ -374,6 +375,18 @@ impl Services {
         switch_reply(req, &rc).ok()
     }
 
+    /// Batch upload (0320): recorded as the terminal reports it (not settled from: the
+    /// journal's own rows are the record of what was approved) and acknowledged with 00.
+    pub async fn upload(&self, req: &Message, at: i64) -> Option<Message> {
+        let mut row = self.row(req, at, "batch_upload", "local");
+        row.rc = "00".into();
+        row.answered_at = Some(now_ms());
+        if !self.journal(row).await {
+            return switch_reply(req, "96").ok();
+        }
+        switch_reply(req, "00").ok()
+    }
+
     /// Terminal batch settlement (0500): the terminal's totals against the journal's for
     /// its open batch; 00 and the batch closed when they agree, 95 when they do not.
     pub async fn settle(&self, req: &Message) -> Option<Message> {
@@ -452,6 +465,8 @@ pub enum Plan {
     Reversal { fwd: Box<route::Forward> },
     /// Batch settlement against the journal.
     Settle,
+    /// Batch upload (0320): what the terminal says it did, recorded and acknowledged.
+    Upload,
 }
 
 /// Unix milliseconds now.
