@@ -204,6 +204,16 @@ pub struct ListenerConfig {
     /// Requests in flight on one connection before reading pauses.
     #[serde(default = "default_pipeline")]
     pub max_inflight_per_connection: usize,
+    /// Terminal key file (software key store: terminal master keys, zone keys; mode 0600):
+    /// sign-on (0800, field 70 or 60.3 = 001) then returns fresh working keys in field 62.
+    pub keys: Option<PathBuf>,
+    /// MAC algorithm the terminals use (`cup-ecb-des`, `cup-ecb-3des`, `x9.9`, `x9.19`):
+    /// every request other than network management must carry a valid field 64, and replies
+    /// carry one. Needs `keys`.
+    pub mac: Option<crate::keys::MacAlgorithm>,
+    /// Response-code table of the terminals' dialect (a shipped name such as `cup-pos`, or a
+    /// file); default: the table named like the listener's spec (identity when none).
+    pub rc_table: Option<String>,
 }
 
 /// TLS toward terminals.
@@ -365,6 +375,9 @@ impl Config {
         for l in &self.listeners {
             if spec::shipped(&l.spec).is_none() && !Path::new(&l.spec).exists() {
                 return Err(bad("spec", &l.spec, format!("unknown spec `{}`", l.spec)));
+            }
+            if l.mac.is_some() && l.keys.is_none() {
+                return Err(bad("mac", "", "MAC verification needs a key file (keys = ...)".into()));
             }
             if l.max_connections == 0 {
                 return Err(bad("max_connections", "", "must be at least 1".into()));

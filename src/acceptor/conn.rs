@@ -99,8 +99,8 @@ pub async fn serve<R, W>(
                                 break;
                             }
                         }
-                        Step::Work(plan, req, frame, at) => {
-                            inflight.push(work(ctx.clone(), plan, req, frame, now, at));
+                        Step::Work(plan, req, frame, at, mac) => {
+                            inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
                         }
                         Step::Nothing => {}
                     }
@@ -173,12 +173,23 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Outbox<W> {
 enum Step {
     Reply(Frame),
     /// Work that waits (an issuer, the journal): the plan, the request, its frame and the
-    /// Unix milliseconds it arrived.
-    Work(Plan, Box<Message>, Frame, i64),
+    /// Unix milliseconds it arrived, and whether its MAC was verified (its reply gets one).
+    Work(Plan, Box<Message>, Frame, i64, bool),
     Nothing,
 }
 
-fn reply_frame(ctx: &ListenerCtx, req: &Frame, msg: Result<Message, crate::iso::EncodeError>) -> Step {
+fn reply_frame(
+    ctx: &ListenerCtx,
+    req: &Frame,
+    request: Option<(&Message, bool)>,
+    msg: Result<Message, crate::iso::EncodeError>,
+) -> Step {
+    let msg = msg.map(|mut m| {
+        if let Some((r, mac)) = request {
+            ctx.security.finish(r, &mut m, mac);
+        }
+        m
+    });
     match msg.and_then(|m| m.to_bytes().map(|b| (b, m))) {
         Ok((body, msg)) => {
             ctx.local.get(msg.raw(39).unwrap_or(b"")).increment(1);
@@ -201,7 +212,7 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
             let Some(mti) = Message::peek_mti(&ctx.spec, &frame.body) else { return Step::Nothing };
             ctx.requests.get(&mti).increment(1);
             return match format_error(&ctx.spec, mti) {
-                Some(r) => reply_frame(ctx, &frame, Ok(r)),
+                Some(r) => reply_frame(ctx, &frame, None, Ok(r)),
                 None => Step::Nothing,
             };
         }
@@ -211,11 +222,28 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
         tracing::info!(mti = msg.mti(), "terminal sent a response message; ignored");
         return Step::Nothing;
     }
+    let mac = match ctx.security.verify(&msg) {
+        Ok(mac) => mac,
+        Err(rc) => return reply_frame(ctx, &frame, Some((&msg, false)), switch_reply(&msg, rc)),
+    };
     let at = now_ms();
-    match ctx.services.plan(&msg, at) {
-        Plan::Local(rc) => reply_frame(ctx, &frame, switch_reply(&msg, rc.as_str())),
+    // UnionPay-style network management (sign-on 001, sign-off 002, echo 301 in field 60.3)
+    // carries no field 70 for the rule table: it is answered here, the key store deciding
+    // who may sign on.
+    let cup_network = msg.mti().starts_with("08") && !msg.has(70) && msg.text(60).is_some_and(|f| f.len() >= 11);
+    let plan = if cup_network { Plan::Local(crate::route::Rc::APPROVED) } else { ctx.services.plan(&msg, at) };
+    match plan {
+        Plan::Local(rc) => {
+            let reply = switch_reply(&msg, rc.as_str()).map(|mut r| {
+                if let Some(Err(code)) = ctx.security.sign_on(&msg, &mut r) {
+                    let _ = r.set(39, code);
+                }
+                r
+            });
+            reply_frame(ctx, &frame, Some((&msg, mac)), reply)
+        }
         // Boxed: the request waits in a future; moving a pointer is cheaper than the message.
-        plan => Step::Work(plan, Box::new(msg), frame, at),
+        plan => Step::Work(plan, Box::new(msg), frame, at, mac),
     }
 }
 
@@ -227,6 +255,7 @@ async fn work(
     frame: Frame,
     start: Instant,
     at: i64,
+    mac: bool,
 ) -> Frame {
     let svc = &ctx.services;
     let (built, issuer) = match plan {
@@ -242,6 +271,10 @@ async fn work(
         Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
     };
     let mut body = BytesMut::with_capacity(frame.body.len() + 64);
+    let built = built.map(|mut m| {
+        ctx.security.finish(&req, &mut m, mac);
+        m
+    });
     let body = match built {
         Some(msg) if msg.encode(&mut body).is_ok() => {
             let rc = msg.raw(39).unwrap_or(b"");

@@ -7,6 +7,7 @@
 
 mod conn;
 pub mod reply;
+pub mod security;
 pub mod service;
 
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub(crate) struct ListenerCtx {
     spec: Arc<Spec>,
     services: Arc<Services>,
     issuers: Arc<Issuers>,
+    security: security::Security,
     write_bound: Duration,
     requests: m::RequestCounters,
     /// Responses the switch made itself (echo, declines, format errors).
@@ -150,7 +152,12 @@ pub async fn serve_with(
         let listener =
             TcpListener::bind(lc.addr).await.map_err(|source| Error::Bind { addr: lc.addr, source })?;
         let bound = listener.local_addr().map_err(|source| Error::Bind { addr: lc.addr, source })?;
-        prepared.push((lc.clone(), spec, tls, listener, bound));
+        let sec = security::Security::load(lc).map_err(|message| Error::Spec {
+            addr: lc.addr,
+            spec: lc.spec.clone(),
+            message,
+        })?;
+        prepared.push((lc.clone(), spec, tls, listener, bound, sec));
     }
     // Links outlive the listeners so that draining requests still get their replies.
     let links_stop = CancellationToken::new();
@@ -166,13 +173,14 @@ pub async fn serve_with(
     let hard = CancellationToken::new();
     let mut addrs = Vec::with_capacity(prepared.len());
     let mut tasks = Vec::with_capacity(prepared.len());
-    for (lc, spec, tls, listener, bound) in prepared {
+    for (lc, spec, tls, listener, bound, security) in prepared {
         addrs.push(bound);
         let ctx = Arc::new(ListenerCtx {
             cfg: lc,
             spec,
             services: services.clone(),
             issuers: issuers.clone(),
+            security,
             write_bound: Duration::from_millis(cfg.timeouts.write_ms),
             requests: m::RequestCounters::new(),
             local: m::ResponseCounters::new("switch"),

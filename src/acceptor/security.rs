@@ -1,0 +1,131 @@
+//! A listener's terminal security, for estates whose terminals sign on for working keys
+//! and MAC their messages (UnionPay-style POS): sign-on answered with fresh keys in field
+//! 62, MAC verification of requests (a bad or missing MAC is declined, A0 on those
+//! terminals), MACs on replies, and the dialect's response-code table applied to every
+//! reply. Keys never leave the key store; nothing here logs key material.
+//! May import: codec, key store, response-code tables, config.
+
+use std::sync::Arc;
+
+use crate::config::ListenerConfig;
+use crate::iso::Message;
+use crate::keys::{KeyError, KeyStore, MacAlgorithm, SoftKeyStore, compute_mac, mac_input};
+use crate::rc::{Outcome, RcTable, map, map_outcome};
+
+/// What a listener checks and adds.
+pub struct Security {
+    keys: Option<Arc<dyn KeyStore>>,
+    mac: Option<MacAlgorithm>,
+    rc: Arc<RcTable>,
+}
+
+impl Security {
+    /// From the listener's configuration: key file, MAC algorithm, response-code table.
+    pub fn load(lc: &ListenerConfig) -> Result<Security, String> {
+        let keys: Option<Arc<dyn KeyStore>> = match &lc.keys {
+            Some(p) => Some(Arc::new(SoftKeyStore::load(p).map_err(|e| e.to_string())?)),
+            None => None,
+        };
+        let rc = match &lc.rc_table {
+            Some(t) if std::path::Path::new(t).is_file() => {
+                Arc::new(RcTable::from_file(std::path::Path::new(t)).map_err(|e| e.to_string())?)
+            }
+            Some(t) => RcTable::shipped(t),
+            None => RcTable::shipped(&lc.spec),
+        };
+        Ok(Security { keys, mac: lc.mac, rc })
+    }
+
+    /// A sign-on request (0800 with network management code 001 in field 70, or in 60.3 as
+    /// UnionPay-style terminals send it).
+    pub fn is_sign_on(msg: &Message) -> bool {
+        msg.mti() == "0800"
+            && (msg.text(70).as_deref() == Some("001")
+                || msg.text(60).is_some_and(|f| f.get(8..11) == Some("001")))
+    }
+
+    /// The sign-on reply with working keys in field 62, when this listener holds keys.
+    /// `None` when it does not (the sign-on is answered as any network message).
+    pub fn sign_on(&self, req: &Message, reply: &mut Message) -> Option<Result<(), &'static str>> {
+        let keys = self.keys.as_ref()?;
+        if !Self::is_sign_on(req) {
+            return None;
+        }
+        let tid = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        Some(match keys.sign_on(&tid) {
+            Ok(w) => {
+                if let Some(f60) = req.text(60) {
+                    let _ = reply.set(60, &f60);
+                }
+                reply.set_bytes(62, &w.field62()).map(|_| ()).map_err(|_| "96")
+            }
+            Err(KeyError::UnknownTerminal { .. }) => Err("03"),
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-on failed");
+                Err("96")
+            }
+        })
+    }
+
+    /// Check a request's MAC when this listener verifies MACs. `Ok(true)` when a MAC was
+    /// verified (the reply gets one), `Ok(false)` when none is required, `Err(generic rc)`
+    /// when the request must be declined.
+    pub fn verify(&self, msg: &Message) -> Result<bool, &'static str> {
+        let (Some(keys), Some(alg)) = (&self.keys, self.mac) else { return Ok(false) };
+        if msg.mti().starts_with("08") {
+            return Ok(false);
+        }
+        let Some(received) = msg.raw(64) else {
+            metrics::counter!(crate::metrics::MAC_FAILURES_TOTAL).increment(1);
+            return Err(Outcome::BadMac.generic_rc());
+        };
+        let tid = msg.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        let input = mac_input(msg).map_err(|_| Outcome::BadMac.generic_rc())?;
+        match keys.verify_mac(&tid, alg, &input, received) {
+            Ok(()) => Ok(true),
+            Err(KeyError::UnknownTerminal { .. }) => Err("03"),
+            Err(_) => {
+                metrics::counter!(crate::metrics::MAC_FAILURES_TOTAL).increment(1);
+                Err(Outcome::BadMac.generic_rc())
+            }
+        }
+    }
+
+    /// Finish a reply: the dialect's response code, and a MAC when the request had one.
+    pub fn finish(&self, req: &Message, reply: &mut Message, mac: bool) {
+        if let Some(rc) = reply.text(39).map(|r| r.into_owned()) {
+            let mapped = map(&self.rc, &rc);
+            if mapped != rc {
+                let _ = reply.set(39, mapped);
+            }
+        }
+        if !mac {
+            return;
+        }
+        let (Some(keys), Some(alg)) = (&self.keys, self.mac) else { return };
+        let tid = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        // The MAC covers the message as sent with field 64 present, less its last 8 bytes.
+        if reply.set_bytes(64, &[0u8; 8]).is_err() {
+            return;
+        }
+        match mac_input(reply).and_then(|input| keys.generate_mac(&tid, alg, &input)) {
+            Ok(m) => {
+                let _ = reply.set_bytes(64, &m.0);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not MAC the reply");
+                reply.remove(64);
+            }
+        }
+    }
+
+    /// The generic code for a bad MAC in this listener's dialect (for tests and logs).
+    pub fn bad_mac_code(&self) -> &str {
+        map_outcome(&self.rc, Outcome::BadMac)
+    }
+}
+
+/// Compute a MAC terminal-side (simulators and tests).
+pub fn terminal_mac(alg: MacAlgorithm, key: &crate::keys::Key, msg: &Message) -> Result<[u8; 8], KeyError> {
+    Ok(compute_mac(alg, key, &mac_input(msg)?).0)
+}
