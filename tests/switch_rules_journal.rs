@@ -257,16 +257,7 @@ async fn batch_settlement_balances_against_the_journal_and_settle_adds_up() {
     e.switch.join().await;
 
     // `isoswitch settle` for the business day (the estate runs on UTC+8) adds up to the journal.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let date = business_date(now, 480);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isoswitch"))
-        .args(["settle", "--journal"])
-        .arg(&e.journal)
-        .args(["--date", &date, "--format", "json", "--utc-offset-minutes", "480"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = settle_today(&e.journal);
     let r = rows(&e.journal);
     let fees: i64 = r.iter().map(|x| x.4).sum();
     assert_eq!(v["totals"]["gross"], total as i64);
@@ -274,6 +265,21 @@ async fn batch_settlement_balances_against_the_journal_and_settle_adds_up() {
     assert_eq!(v["totals"]["net"], total as i64 - fees);
     assert_eq!(v["totals"]["count"], 4);
     assert_eq!(v["lines"][0]["merchant_id"], RESTAURANT_MID);
+}
+
+/// `isoswitch settle --format json` over the journal for today's business day (the example
+/// estate runs on UTC+8), as a user runs it.
+fn settle_today(journal: &Path) -> serde_json::Value {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let date = business_date(now, 480);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isoswitch"))
+        .args(["settle", "--journal"])
+        .arg(journal)
+        .args(["--date", &date, "--format", "json", "--utc-offset-minutes", "480"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// One HTTP request to the admin API; (status, body).
@@ -402,16 +408,7 @@ async fn a_days_traffic_over_every_fee_class_settles_to_the_journal_exactly() {
     e.stop.cancel();
     e.switch.join().await;
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let date = business_date(now, 480);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isoswitch"))
-        .args(["settle", "--journal"])
-        .arg(&e.journal)
-        .args(["--date", &date, "--format", "json", "--utc-offset-minutes", "480"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = settle_today(&e.journal);
 
     // The journal's own sums, straight from SQL.
     let c = rusqlite::Connection::open(&e.journal).unwrap();

@@ -230,8 +230,10 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
     // UnionPay-style network management (sign-on 001, sign-off 002, echo 301 in field 60.3)
     // carries no field 70 for the rule table: it is answered here, the key store deciding
     // who may sign on.
-    let cup_network = msg.mti().starts_with("08") && !msg.has(70) && msg.text(60).is_some_and(|f| f.len() >= 11);
-    let plan = if cup_network { Plan::Local(crate::route::Rc::APPROVED) } else { ctx.services.plan(&msg, at) };
+    let cup_network =
+        msg.mti().starts_with("08") && !msg.has(70) && msg.text(60).is_some_and(|f| f.len() >= 11);
+    let plan =
+        if cup_network { Plan::Local(crate::route::Rc::APPROVED) } else { ctx.services.plan(&msg, at) };
     match plan {
         Plan::Local(rc) => {
             let reply = switch_reply(&msg, rc.as_str()).map(|mut r| {
