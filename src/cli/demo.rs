@@ -120,8 +120,9 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
     let offset = rules.registry.utc_offset_minutes;
     let jcfg = JournalConfig::Sqlite { path: journal_path.clone(), full_sync: true };
     let journal = Journal::open(&jcfg).map_err(|e| e.to_string())?;
-    let services = Services::new(&cfg, route::Router::new(rules), Some(journal.clone()), PanHasher::new(b"demo key"))
-        .map_err(|e| e.to_string())?;
+    let services =
+        Services::new(&cfg, route::Router::new(rules), Some(journal.clone()), PanHasher::new(b"demo key"))
+            .map_err(|e| e.to_string())?;
     let switch = serve_with(cfg, Arc::new(services), stop.clone()).await.map_err(|e| e.to_string())?;
     if !switch.wait_issuers_up(Duration::from_secs(5)).await {
         return Err("the simulated issuers did not come up".into());
@@ -152,11 +153,22 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
     let rows = journal.query(Query::Day(date.clone())).await.map_err(|e| e.to_string())?;
     let approved = rows.iter().filter(|r| r.rc == "00").count();
     let fees: i64 = rows.iter().map(|r| r.fee).sum();
-    println!("journal: {} transactions recorded, {approved} approved, fees collected {} yuan", rows.len(), yuan(fees));
-    println!("  ({}; query it with sqlite3, settle it with `isoswitch settle --journal {} --date {date} --utc-offset-minutes {offset}`)", journal_path.display(), journal_path.display());
+    println!(
+        "journal: {} transactions recorded, {approved} approved, fees collected {} yuan",
+        rows.len(),
+        yuan(fees)
+    );
+    println!(
+        "  ({}; query it with sqlite3, settle it with `isoswitch settle --journal {} --date {date} --utc-offset-minutes {offset}`)",
+        journal_path.display(),
+        journal_path.display()
+    );
     let lines = settle::settle(&rows, &date, &[12 * 60, 18 * 60], offset).map_err(|e| e.to_string())?;
     println!("\nmerchant settlement for {date}:");
-    println!("  {:<16} {:>5} {:>7} {:>14} {:>10} {:>14}", "merchant", "cycle", "count", "gross", "fees", "net");
+    println!(
+        "  {:<16} {:>5} {:>7} {:>14} {:>10} {:>14}",
+        "merchant", "cycle", "count", "gross", "fees", "net"
+    );
     for l in &lines {
         println!(
             "  {:<16} {:>5} {:>7} {:>14} {:>10} {:>14}",

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params_from_iter, types::Value};
+use rusqlite::{Connection, params_from_iter};
 
 use super::record::TxnRecord;
-use super::store::{self, Query, Store, StoreError, Update, Val};
+use super::store::{self, Query, Store, StoreError, Update};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -15,14 +15,6 @@ pub struct SqliteStore {
 
 fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-fn bind(v: Val) -> Value {
-    match v {
-        Val::Text(Some(s)) => Value::Text(s),
-        Val::Int(Some(i)) => Value::Integer(i),
-        Val::Text(None) | Val::Int(None) => Value::Null,
-    }
 }
 
 impl SqliteStore {
@@ -58,8 +50,37 @@ impl Store for SqliteStore {
         {
             let mut stmt = tx.prepare_cached(&store::insert_sql('?')).map_err(err)?;
             for r in rows {
-                let n =
-                    stmt.execute(params_from_iter(store::to_vals(r).into_iter().map(bind))).map_err(err)?;
+                // Bound by reference, in `store::COLUMNS` order: no value is copied per row.
+                let n = stmt
+                    .execute(rusqlite::params![
+                        r.switch_id,
+                        r.received_at,
+                        r.forwarded_at,
+                        r.answered_at,
+                        r.business_date,
+                        r.terminal_id,
+                        r.merchant_id,
+                        r.stan,
+                        r.switch_stan,
+                        r.rrn,
+                        r.transmission_time,
+                        r.mti,
+                        r.txn_type,
+                        r.amount,
+                        r.currency,
+                        r.pan_masked,
+                        r.pan_hash,
+                        r.route,
+                        r.issuer,
+                        r.decision,
+                        r.rc,
+                        r.auth_code,
+                        r.fee,
+                        r.settle_cycle,
+                        r.status.map(|s| s.as_str()),
+                        r.batch,
+                    ])
+                    .map_err(err)?;
                 done.push(n == 1);
             }
         }
