@@ -5,6 +5,7 @@
 //! own connection, so the writer never waits for one.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::Duration;
@@ -16,34 +17,37 @@ use super::store::{self, Query, Store, StoreError, Update};
 
 pub struct SqliteStore {
     conn: Connection,
-    /// The checkpoint thread runs while this lives.
-    _alive: Arc<()>,
+    /// Set by the checkpoint thread when the writer should finish a checkpoint; the
+    /// thread runs while this lives.
+    finish: Arc<AtomicBool>,
 }
 
 /// How often the checkpoint thread looks at the WAL.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-/// WAL frames (pages) past which a checkpoint may make the writer wait, so that the WAL
-/// stays bounded (~256 MB) even when the writer never pauses.
-const WAL_BOUND: i64 = 65_536;
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// WAL frames (pages, ~32 MB) past which the writer finishes a checkpoint itself.
+const WAL_BOUND: i64 = 8192;
 
-/// Checkpoint `path` until `alive` is gone. A PASSIVE checkpoint never blocks the writer;
-/// when the WAL has grown past `WAL_BOUND` a RESTART checkpoint brings it back to the start.
-fn checkpoints(path: PathBuf, full_sync: bool, alive: Weak<()>) {
+/// Checkpoint `path` until `alive` is gone. A PASSIVE checkpoint never blocks the writer,
+/// but while the writer keeps appending, the WAL never starts over and grows without end.
+/// Once it passes `WAL_BOUND`, `finish` asks the writer to checkpoint after its next commit:
+/// only the frames appended since this thread's checkpoint are left to copy, and the
+/// writer's next transaction then starts the WAL over.
+fn checkpoints(path: PathBuf, full_sync: bool, alive: Weak<AtomicBool>) {
     let conn = match Connection::open(&path) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "journal: checkpoint connection failed; the writer checkpoints");
+            tracing::error!(error = %e, "journal: checkpoint connection failed");
             return;
         }
     };
     let _ = conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" });
     let _ = conn.busy_timeout(Duration::from_secs(5));
-    let mut mode = "PASSIVE";
-    while alive.strong_count() > 0 {
+    loop {
         thread::sleep(CHECKPOINT_EVERY);
-        let sql = format!("PRAGMA wal_checkpoint({mode})");
-        match conn.query_row(&sql, [], |r| r.get::<_, i64>(1)) {
-            Ok(frames) => mode = if frames > WAL_BOUND { "RESTART" } else { "PASSIVE" },
+        let Some(finish) = alive.upgrade() else { return };
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(frames) if frames > WAL_BOUND => finish.store(true, Ordering::Relaxed),
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "journal: checkpoint failed"),
         }
     }
@@ -63,8 +67,8 @@ impl SqliteStore {
         conn.execute_batch(&store::schema("INTEGER PRIMARY KEY AUTOINCREMENT")).map_err(err)?;
         // Under load the writer spent most of its time in automatic checkpoints: they move
         // to their own thread.
-        let alive = Arc::new(());
-        let weak = Arc::downgrade(&alive);
+        let finish = Arc::new(AtomicBool::new(false));
+        let weak = Arc::downgrade(&finish);
         let owned = path.to_path_buf();
         let spawned = thread::Builder::new()
             .name("journal-checkpoint".into())
@@ -72,7 +76,7 @@ impl SqliteStore {
         if spawned.is_ok() {
             conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(err)?;
         }
-        Ok(SqliteStore { conn, _alive: alive })
+        Ok(SqliteStore { conn, finish })
     }
 
     fn rows(&mut self, sql: &str, params: Vec<String>) -> Result<Vec<TxnRecord>, StoreError> {
@@ -132,6 +136,11 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(err)?;
+        if self.finish.swap(false, Ordering::Relaxed)
+            && let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "journal: checkpoint failed");
+        }
         Ok(done)
     }
 
