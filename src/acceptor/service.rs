@@ -221,11 +221,13 @@ impl Services {
         txn: &str,
         at: i64,
     ) -> Option<Message> {
-        let mut row = self.row(req, at, txn, "decline");
-        row.rc = rc.as_str().to_string();
-        row.status = Some(Status::Declined);
-        row.answered_at = Some(now_ms());
-        self.journal(row).await;
+        if self.journal.is_some() {
+            let mut row = self.row(req, at, txn, "decline");
+            row.rc = rc.as_str().to_string();
+            row.status = Some(Status::Declined);
+            row.answered_at = Some(now_ms());
+            self.journal(row).await;
+        }
         let mut out = switch_reply(req, rc.as_str()).ok()?;
         if let Some(text) = field44
             && req.spec().field(44).is_some()
@@ -246,12 +248,16 @@ impl Services {
         fwd: &route::Forward,
         at: i64,
     ) -> Option<Box<Message>> {
-        let mut row = self.row(req, at, fwd.txn_type.as_str(), "forward");
-        row.issuer = issuers.get(issuer).map(|i| i.name().to_string());
-        row.route = Some(fwd.issuer.to_string());
-        let primary = row.issuer.clone().unwrap_or_default();
+        // Without a journal no row is built: its strings and the PAN hash would be wasted.
+        let primary = issuers.get(issuer).map(|i| i.name().to_string()).unwrap_or_default();
+        let mut row = self.journal.as_ref().map(|_| {
+            let mut row = self.row(req, at, fwd.txn_type.as_str(), "forward");
+            row.issuer = Some(primary.clone());
+            row.route = Some(fwd.issuer.to_string());
+            row
+        });
         if self.shared
-            && let Some(j) = &self.journal
+            && let (Some(j), Some(row)) = (&self.journal, &row)
         {
             // Another node may have this transaction already: the shared journal decides.
             match j.claim(row.clone()).await {
@@ -266,26 +272,33 @@ impl Services {
                 }
             }
         }
-        row.forwarded_at = Some(now_ms());
+        if let Some(row) = &mut row {
+            row.forwarded_at = Some(now_ms());
+        }
         let outcome = match issuers.forward_with_backup(&primary, fwd.backup, req).await {
             Some((answered_by, outcome)) => {
-                if answered_by.name() != primary {
+                if answered_by.name() != primary
+                    && let Some(row) = &mut row
+                {
                     row.issuer = Some(answered_by.name().to_string());
                 }
                 outcome
             }
             None => Outcome::Unavailable,
         };
-        row.answered_at = Some(now_ms());
         let reply = match outcome {
             Outcome::Reply(answer) => {
-                row.switch_stan = answer.text(11).map(|s| s.into_owned());
-                row.auth_code = answer.text(38).map(|s| s.into_owned());
+                if let Some(row) = &mut row {
+                    row.switch_stan = answer.text(11).map(|s| s.into_owned());
+                    row.auth_code = answer.text(38).map(|s| s.into_owned());
+                }
                 issuer_reply(req, answer).ok()
             }
             other => switch_reply(req, other.switch_rc().unwrap_or("96")).ok().map(Box::new),
         };
         let mut reply = reply.or_else(|| switch_reply(req, "96").ok().map(Box::new))?;
+        let Some(mut row) = row else { return Some(reply) };
+        row.answered_at = Some(now_ms());
         row.rc = reply.text(39).map(|s| s.into_owned()).unwrap_or_else(|| "96".into());
         let approved = row.rc == "00";
         row.status = Some(if approved { Status::Approved } else { Status::Declined });

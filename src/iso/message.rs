@@ -71,6 +71,14 @@ impl PartialEq for Message {
     }
 }
 
+/// The description of data field `n` of `spec`, refusing the bitmaps.
+fn field_spec(spec: &Spec, n: usize) -> Result<&FieldSpec, EncodeError> {
+    if n == 1 || (n == 65 && spec.tertiary) {
+        return Err(EncodeError::new(Part::Field(n as u16), "bitmaps follow from the fields present"));
+    }
+    spec.field(n).ok_or_else(|| EncodeError::new(Part::Field(n as u16), "field not defined in the spec"))
+}
+
 impl Message {
     /// An empty message of `mti` (four digits) for `spec`.
     pub fn new(spec: Arc<Spec>, mti: &str) -> Result<Message, EncodeError> {
@@ -260,7 +268,10 @@ impl Message {
 
     /// Set field `n` from its text form (characters, or hex for binary fields).
     pub fn set(&mut self, n: usize, value: &str) -> Result<&mut Self, EncodeError> {
-        let fs = self.field_spec(n)?;
+        // The spec is held through its `Arc` (a counter increment) rather than by cloning
+        // the field's description, which owns its name (an allocation per set).
+        let spec = self.spec.clone();
+        let fs = field_spec(&spec, n)?;
         if fs.class == Class::Binary && fs.encoding == Encoding::Binary {
             let bytes = wire::parse_hex(value.as_bytes())
                 .ok_or_else(|| EncodeError::new(Part::Field(n as u16), "binary fields are given as hex"))?;
@@ -271,18 +282,18 @@ impl Message {
         } else {
             Cow::Borrowed(value)
         };
-        let fs = fs.clone();
-        self.put(&fs, value.as_bytes())
+        self.put(fs, value.as_bytes())
     }
 
     /// Set a binary field from raw bytes (or any field from its characters).
     pub fn set_bytes(&mut self, n: usize, value: &[u8]) -> Result<&mut Self, EncodeError> {
-        let fs = self.field_spec(n)?.clone();
+        let spec = self.spec.clone();
+        let fs = field_spec(&spec, n)?;
         if fs.class == Class::Binary && fs.encoding == Encoding::Hex {
             let hex = wire::hex_upper(value);
-            return self.put(&fs, hex.as_bytes());
+            return self.put(fs, hex.as_bytes());
         }
-        self.put(&fs, value)
+        self.put(fs, value)
     }
 
     /// Set a numeric field from a number, zero-filled to its fixed length.
@@ -321,12 +332,7 @@ impl Message {
     }
 
     fn field_spec(&self, n: usize) -> Result<&FieldSpec, EncodeError> {
-        if n == 1 || (n == 65 && self.spec.tertiary) {
-            return Err(EncodeError::new(Part::Field(n as u16), "bitmaps follow from the fields present"));
-        }
-        self.spec
-            .field(n)
-            .ok_or_else(|| EncodeError::new(Part::Field(n as u16), "field not defined in the spec"))
+        field_spec(&self.spec, n)
     }
 
     fn put(&mut self, fs: &FieldSpec, value: &[u8]) -> Result<&mut Self, EncodeError> {

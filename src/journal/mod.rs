@@ -94,16 +94,18 @@ impl Journal {
                     }
                 }
                 if !writes.is_empty() {
-                    let rows: Vec<TxnRecord> = writes.iter().map(|(r, _)| (**r).clone()).collect();
+                    // The records move out of their boxes: nothing is copied on the way to the store.
+                    let (rows, waiters): (Vec<TxnRecord>, Vec<_>) =
+                        writes.into_iter().map(|(r, tx)| (*r, tx)).unzip();
                     match store.write(&rows) {
                         Ok(done) => {
-                            for ((_, tx), inserted) in writes.into_iter().zip(done) {
+                            for (tx, inserted) in waiters.into_iter().zip(done) {
                                 let _ = tx.send(Ok(inserted));
                             }
                         }
                         Err(e) => {
                             tracing::error!(error = %e, rows = rows.len(), "journal: group commit failed");
-                            for (_, tx) in writes {
+                            for tx in waiters {
                                 let _ = tx.send(Err(e.clone()));
                             }
                         }

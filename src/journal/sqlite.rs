@@ -1,28 +1,60 @@
 //! SQLite backend (the embedded default): one file, WAL mode, writes batched into one
 //! transaction per group commit. `synchronous = FULL` makes a commit durable against
-//! power loss; `NORMAL` only against a crash of the process.
+//! power loss; `NORMAL` only against a crash of the process. Checkpoints (copying the
+//! WAL back into the database file, with its fsyncs) run on a thread of their own with its
+//! own connection, so the writer never waits for one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread;
+use std::time::Duration;
 
-use rusqlite::{Connection, params_from_iter, types::Value};
+use rusqlite::{Connection, params_from_iter};
 
 use super::record::TxnRecord;
-use super::store::{self, Query, Store, StoreError, Update, Val};
+use super::store::{self, Query, Store, StoreError, Update};
 
 pub struct SqliteStore {
     conn: Connection,
+    /// Set by the checkpoint thread when the writer should finish a checkpoint; the
+    /// thread runs while this lives.
+    finish: Arc<AtomicBool>,
+}
+
+/// How often the checkpoint thread looks at the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// WAL frames (pages, ~32 MB) past which the writer finishes a checkpoint itself.
+const WAL_BOUND: i64 = 8192;
+
+/// Checkpoint `path` until `alive` is gone. A PASSIVE checkpoint never blocks the writer,
+/// but while the writer keeps appending, the WAL never starts over and grows without end.
+/// Once it passes `WAL_BOUND`, `finish` asks the writer to checkpoint after its next commit:
+/// only the frames appended since this thread's checkpoint are left to copy, and the
+/// writer's next transaction then starts the WAL over.
+fn checkpoints(path: PathBuf, full_sync: bool, alive: Weak<AtomicBool>) {
+    let conn = match Connection::open(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "journal: checkpoint connection failed");
+            return;
+        }
+    };
+    let _ = conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" });
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    loop {
+        thread::sleep(CHECKPOINT_EVERY);
+        let Some(finish) = alive.upgrade() else { return };
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+            Ok(frames) if frames > WAL_BOUND => finish.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "journal: checkpoint failed"),
+        }
+    }
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-fn bind(v: Val) -> Value {
-    match v {
-        Val::Text(Some(s)) => Value::Text(s),
-        Val::Int(Some(i)) => Value::Integer(i),
-        Val::Text(None) | Val::Int(None) => Value::Null,
-    }
 }
 
 impl SqliteStore {
@@ -33,7 +65,18 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" }).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(&store::schema("INTEGER PRIMARY KEY AUTOINCREMENT")).map_err(err)?;
-        Ok(SqliteStore { conn })
+        // Under load the writer spent most of its time in automatic checkpoints: they move
+        // to their own thread.
+        let finish = Arc::new(AtomicBool::new(false));
+        let weak = Arc::downgrade(&finish);
+        let owned = path.to_path_buf();
+        let spawned = thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || checkpoints(owned, full_sync, weak));
+        if spawned.is_ok() {
+            conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(err)?;
+        }
+        Ok(SqliteStore { conn, finish })
     }
 
     fn rows(&mut self, sql: &str, params: Vec<String>) -> Result<Vec<TxnRecord>, StoreError> {
@@ -58,12 +101,46 @@ impl Store for SqliteStore {
         {
             let mut stmt = tx.prepare_cached(&store::insert_sql('?')).map_err(err)?;
             for r in rows {
-                let n =
-                    stmt.execute(params_from_iter(store::to_vals(r).into_iter().map(bind))).map_err(err)?;
+                // Bound by reference, in `store::COLUMNS` order: no value is copied per row.
+                let n = stmt
+                    .execute(rusqlite::params![
+                        r.switch_id,
+                        r.received_at,
+                        r.forwarded_at,
+                        r.answered_at,
+                        r.business_date,
+                        r.terminal_id,
+                        r.merchant_id,
+                        r.stan,
+                        r.switch_stan,
+                        r.rrn,
+                        r.transmission_time,
+                        r.mti,
+                        r.txn_type,
+                        r.amount,
+                        r.currency,
+                        r.pan_masked,
+                        r.pan_hash,
+                        r.route,
+                        r.issuer,
+                        r.decision,
+                        r.rc,
+                        r.auth_code,
+                        r.fee,
+                        r.settle_cycle,
+                        r.status.map(|s| s.as_str()),
+                        r.batch,
+                    ])
+                    .map_err(err)?;
                 done.push(n == 1);
             }
         }
         tx.commit().map_err(err)?;
+        if self.finish.swap(false, Ordering::Relaxed)
+            && let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "journal: checkpoint failed");
+        }
         Ok(done)
     }
 
