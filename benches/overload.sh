@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Overload on 127.0.0.1: 60 s at three times an issuer's capacity. The simulated issuer
+# takes 20 ms per request and the link's window is 64 (about 3,200/s); the terminals offer
+# 9,600/s; the issuer drops one message in 50, so requests time out and are reversed
+# through store-and-forward. Prints sim-terminal's JSON line, the switch's peak RSS, its
+# shed/reversal metrics and the journal's reversal queue by state.
+#   bash benches/overload.sh [SECONDS]    ISOSWITCH_BIN: the binary (default target/release/isoswitch)
+set -u
+B=${ISOSWITCH_BIN:-target/release/isoswitch}
+S=${1:-60}
+D=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$D"' EXIT
+cat >"$D/c.toml" <<TOML
+journal = "$D/j.db"
+journal_sync = "normal"
+metrics = "127.0.0.1:39583"
+[[listener]]
+addr = "127.0.0.1:38583"
+[[issuer]]
+name = "default"
+[[issuer.link]]
+addr = "127.0.0.1:38584"
+window = 64
+deadline_ms = 1000
+TOML
+"$B" sim-issuer --listen 127.0.0.1:38584 --delay-ms 20 --drop-every 50 >"$D/issuer.log" 2>&1 &
+RUST_LOG=warn "$B" run --config "$D/c.toml" 2>"$D/switch.log" &
+SP=$!
+sleep 1
+"$B" sim-terminal --connect 127.0.0.1:38583 --connections 32 --pipeline 64 --rate 9600 \
+  --seconds "$S" --timeout-ms 1500 --json | tail -1
+grep VmHWM "/proc/$SP/status"
+curl -s 127.0.0.1:39583/metrics | grep -E '^isoswitch_(shed_total|reversals_queued_total|saf_sent_total|saf_acked_total|timeouts_total)'
+sqlite3 "$D/j.db" "SELECT 'saf ' || state, count(*) FROM saf GROUP BY state;"
