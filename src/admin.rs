@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -89,41 +88,22 @@ fn ok_ident(s: &str) -> bool {
 }
 
 async fn answer(mut stream: TcpStream, admin: Arc<Admin>) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 4096];
-    let mut n = 0;
-    while n < buf.len() {
-        let got = stream.read(&mut buf[n..]).await?;
-        if got == 0 {
-            break;
-        }
-        n += got;
-        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let head = crate::http::read_head(&mut stream, 4096).await?;
     let (status, body) = match parse(&head) {
         Some(req) => handle(&admin, req).await,
         None => (400, json!({"error": "not an HTTP request"})),
     };
     let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        409 => "Conflict",
-        422 => "Unprocessable Entity",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
+        200 => "200 OK",
+        400 => "400 Bad Request",
+        401 => "401 Unauthorized",
+        404 => "404 Not Found",
+        409 => "409 Conflict",
+        422 => "422 Unprocessable Entity",
+        503 => "503 Service Unavailable",
+        _ => "500 Internal Server Error",
     };
-    let body = body.to_string();
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    crate::http::respond(&mut stream, reason, "application/json", &body.to_string()).await
 }
 
 async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value) {

@@ -11,6 +11,7 @@
 //! - [`issuer`]: links to bank hosts, the session table, deadlines, sign-on and echo.
 //! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
 //! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
+//! - [`http`]: the little HTTP/1.1 of the operations ports (`/metrics`, admin API).
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
 //!   logging, TLS policy).
 //! - [`rc`]: response codes per dialect (generic codes mapped to what terminals display), as data.
@@ -23,6 +24,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod frame;
+pub mod http;
 pub mod iso;
 pub mod issuer;
 pub mod journal;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -209,20 +208,7 @@ pub async fn serve_http(
 }
 
 async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>) -> std::io::Result<()> {
-    let mut buf = [0u8; 2048];
-    let mut n = 0;
-    // Read until the end of the request head; the body (if any) is ignored.
-    while n < buf.len() {
-        let got = stream.read(&mut buf[n..]).await?;
-        if got == 0 {
-            break;
-        }
-        n += got;
-        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    let head = std::str::from_utf8(&buf[..n]).unwrap_or("");
+    let head = crate::http::read_head(&mut stream, 2048).await?;
     let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
     let (status, ctype, body) = match path {
         "/metrics" => {
@@ -232,13 +218,7 @@ async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>) -> std:
         "/health" => ("200 OK", "text/plain", "ok\n".to_string()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    crate::http::respond(&mut stream, status, ctype, &body).await
 }
 
 #[cfg(test)]
