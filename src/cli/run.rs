@@ -147,7 +147,8 @@ async fn reload_on_hangup(router: std::sync::Arc<crate::route::Router>, dir: std
     let _ = (router, dir);
 }
 
-async fn wait_for_signal() {
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

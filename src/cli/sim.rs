@@ -148,22 +148,6 @@ fn load_spec(name: &str) -> Result<Arc<Spec>, ExitCode> {
     })
 }
 
-/// Resolves on Ctrl-C or, on Unix, SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 pub fn sim_issuer(a: SimIssuerArgs) -> ExitCode {
     let spec = match load_spec(&a.spec) {
         Ok(s) => s,
@@ -194,7 +178,7 @@ pub fn sim_issuer(a: SimIssuerArgs) -> ExitCode {
         let token = CancellationToken::new();
         let stopper = token.clone();
         tokio::spawn(async move {
-            stop_signal().await;
+            super::run::wait_for_signal().await;
             stopper.cancel();
         });
         match run_issuer(listener, cfg, token).await {
