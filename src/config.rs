@@ -28,6 +28,7 @@
 //! [[issuer]]
 //! name = "bank-a"
 //! match_key = ["11"]                      # fields matching a reply to its request
+//! pin_zone = "bank-a"                     # zone PIN key name in the listener key store
 //!
 //! [[issuer.link]]
 //! addr = "10.0.0.5:7001"
@@ -234,6 +235,10 @@ pub struct IssuerConfig {
     /// Fields that match a reply to its request; "11" is the switch's own STAN.
     #[serde(default = "default_match_key")]
     pub match_key: Vec<String>,
+    /// The issuer's zone PIN key, by its name in the listeners' key store (`[zones]`): a
+    /// request with a PIN block (field 52) from a listener with a key store reaches this
+    /// issuer only translated under it. Absent: such requests are declined (96).
+    pub pin_zone: Option<String>,
     #[serde(rename = "link")]
     pub links: Vec<LinkConfig>,
 }

@@ -22,6 +22,7 @@ pub const SAF_DEPTH: &str = "isoswitch_saf_depth";
 pub const SHED_TOTAL: &str = "isoswitch_shed_total";
 pub const DECODE_ERRORS_TOTAL: &str = "isoswitch_decode_errors_total";
 pub const MAC_FAILURES_TOTAL: &str = "isoswitch_mac_failures_total";
+pub const PIN_REFUSED_TOTAL: &str = "isoswitch_pin_refused_total";
 pub const UNMATCHED_REPLIES_TOTAL: &str = "isoswitch_unmatched_replies_total";
 pub const TIMEOUTS_TOTAL: &str = "isoswitch_timeouts_total";
 pub const LINK_CONNECTS_TOTAL: &str = "isoswitch_link_connects_total";
@@ -77,6 +78,10 @@ fn describe() {
     describe_counter!(SHED_TOTAL, "Requests refused with 91 because the issuer's window was full, by class.");
     describe_counter!(DECODE_ERRORS_TOTAL, "Frames that did not decode as ISO 8583 messages.");
     describe_counter!(MAC_FAILURES_TOTAL, "Terminal requests refused for a missing or wrong MAC.");
+    describe_counter!(
+        PIN_REFUSED_TOTAL,
+        "Terminal PIN blocks that did not translate (declined, never forwarded)."
+    );
     describe_counter!(
         UNMATCHED_REPLIES_TOTAL,
         "Issuer replies that matched no waiting request (late or unknown)."

@@ -62,6 +62,10 @@ pub async fn serve<R, W>(
     tokio::pin!(idle);
     let mut reading = true;
     let max = ctx.cfg.max_inflight_per_connection.max(1);
+    // After a reversal nothing more is read until it (and what came before it) is done:
+    // terminals reverse their last unanswered request before sending the next one, and
+    // that next one must be planned with the reversal already handled.
+    let mut barrier = false;
     loop {
         if !reading && inflight.is_empty() {
             break;
@@ -74,11 +78,12 @@ pub async fn serve<R, W>(
                 }
                 if inflight.is_empty() {
                     last_seen = Instant::now();
+                    barrier = false;
                 }
             }
             _ = hard.cancelled() => break,
             _ = shutdown.cancelled(), if reading => reading = false,
-            next = frames.next(), if reading && inflight.len() < max => match next {
+            next = frames.next(), if reading && !barrier && inflight.len() < max => match next {
                 None => reading = false,
                 Some(Err(FrameError::TooLong { len, max })) => {
                     counter!(m::FRAME_ERRORS_TOTAL).increment(1);
@@ -100,6 +105,7 @@ pub async fn serve<R, W>(
                             }
                         }
                         Step::Work(plan, req, frame, at, mac) => {
+                            barrier = matches!(plan, Plan::Reversal { .. });
                             inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
                         }
                         Step::Nothing => {}
@@ -227,14 +233,7 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
         Err(rc) => return reply_frame(ctx, &frame, Some((&msg, false)), switch_reply(&msg, rc)),
     };
     let at = now_ms();
-    // UnionPay-style network management (sign-on 001, sign-off 002, echo 301 in field 60.3)
-    // carries no field 70 for the rule table: it is answered here, the key store deciding
-    // who may sign on.
-    let cup_network =
-        msg.mti().starts_with("08") && !msg.has(70) && msg.text(60).is_some_and(|f| f.len() >= 11);
-    let plan =
-        if cup_network { Plan::Local(crate::route::Rc::APPROVED) } else { ctx.services.plan(&msg, at) };
-    match plan {
+    match ctx.services.plan(&msg, at) {
         Plan::Local(rc) => {
             let reply = switch_reply(&msg, rc.as_str()).map(|mut r| {
                 if let Some(Err(code)) = ctx.security.sign_on(&msg, &mut r) {
@@ -262,12 +261,18 @@ async fn work(
     let svc = &ctx.services;
     let (built, issuer) = match plan {
         Plan::Forward { issuer, fwd, .. } => {
-            (svc.forward(&ctx.issuers, &req, issuer, &fwd, at).await, Some(issuer))
+            let (reply, asked) = super::cup::forward(&ctx, &req, issuer, &fwd, at).await;
+            (reply, asked.then_some(issuer))
         }
         Plan::Decline { rc, field44, txn } => {
             (svc.decline(&req, rc, field44.as_deref(), txn, at).await.map(Box::new), None)
         }
-        Plan::Reversal { fwd } => (svc.reversal(&ctx.issuers, &req, &fwd, at).await.map(Box::new), None),
+        Plan::Reversal { fwd } => {
+            // A reversal that overtook its original (the terminal gave up first) is matched
+            // against the original's outcome, not against its absence.
+            ctx.pending.wait_for(&req).await;
+            (svc.reversal(&ctx.issuers, &req, &fwd, at).await.map(Box::new), None)
+        }
         Plan::Settle => (svc.settle(&req).await.map(Box::new), None),
         Plan::Upload => (svc.upload(&req, at).await.map(Box::new), None),
         Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),

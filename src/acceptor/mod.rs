@@ -6,6 +6,7 @@
 //! May import: every layer below (codec, framing, issuer connector) and the edges.
 
 mod conn;
+mod cup;
 pub mod reply;
 pub mod security;
 pub mod service;
@@ -49,6 +50,8 @@ pub(crate) struct ListenerCtx {
     services: Arc<Services>,
     issuers: Arc<Issuers>,
     security: security::Security,
+    /// Terminals' requests in flight, for reversals that overtake their original.
+    pending: cup::Pending,
     write_bound: Duration,
     requests: m::RequestCounters,
     /// Responses the switch made itself (echo, declines, format errors).
@@ -152,11 +155,9 @@ pub async fn serve_with(
         let listener =
             TcpListener::bind(lc.addr).await.map_err(|source| Error::Bind { addr: lc.addr, source })?;
         let bound = listener.local_addr().map_err(|source| Error::Bind { addr: lc.addr, source })?;
-        let sec = security::Security::load(lc).map_err(|message| Error::Spec {
-            addr: lc.addr,
-            spec: lc.spec.clone(),
-            message,
-        })?;
+        let sec = security::Security::load(lc)
+            .map_err(|message| Error::Spec { addr: lc.addr, spec: lc.spec.clone(), message })?
+            .with_zones(&cfg.issuers);
         prepared.push((lc.clone(), spec, tls, listener, bound, sec));
     }
     // Links outlive the listeners so that draining requests still get their replies.
@@ -181,6 +182,7 @@ pub async fn serve_with(
             services: services.clone(),
             issuers: issuers.clone(),
             security,
+            pending: cup::Pending::default(),
             write_bound: Duration::from_millis(cfg.timeouts.write_ms),
             requests: m::RequestCounters::new(),
             local: m::ResponseCounters::new("switch"),

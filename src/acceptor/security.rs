@@ -1,15 +1,17 @@
 //! A listener's terminal security, for estates whose terminals sign on for working keys
 //! and MAC their messages (UnionPay-style POS): sign-on answered with fresh keys in field
 //! 62, MAC verification of requests (a bad or missing MAC is declined, A0 on those
-//! terminals), MACs on replies, and the dialect's response-code table applied to every
-//! reply. Keys never leave the key store; nothing here logs key material.
+//! terminals), MACs on replies, PIN blocks translated from the terminal's PIN key to the
+//! chosen issuer's zone PIN key before forwarding, and the dialect's response-code table
+//! applied to every reply. Keys and clear PINs never leave the key store; nothing here logs
+//! key material or PIN blocks.
 //! May import: codec, key store, response-code tables, config.
 
 use std::sync::Arc;
 
-use crate::config::ListenerConfig;
+use crate::config::{IssuerConfig, ListenerConfig};
 use crate::iso::Message;
-use crate::keys::{KeyError, KeyStore, MacAlgorithm, SoftKeyStore, compute_mac, mac_input};
+use crate::keys::{KeyError, KeyStore, MacAlgorithm, PinBlock, SoftKeyStore, compute_mac, mac_input};
 use crate::rc::{Outcome, RcTable, map, map_outcome};
 
 /// What a listener checks and adds.
@@ -17,6 +19,8 @@ pub struct Security {
     keys: Option<Arc<dyn KeyStore>>,
     mac: Option<MacAlgorithm>,
     rc: Arc<RcTable>,
+    /// Zone PIN key name of each issuer, in configuration order.
+    zones: Vec<Option<String>>,
 }
 
 impl Security {
@@ -33,15 +37,67 @@ impl Security {
             Some(t) => RcTable::shipped(t),
             None => RcTable::shipped(&lc.spec),
         };
-        Ok(Security { keys, mac: lc.mac, rc })
+        Ok(Security { keys, mac: lc.mac, rc, zones: Vec::new() })
     }
 
-    /// A sign-on request (0800 with network management code 001 in field 70, or in 60.3 as
-    /// UnionPay-style terminals send it).
+    /// The issuers' zone PIN key names (`pin_zone`), in configuration order.
+    pub fn with_zones(mut self, issuers: &[IssuerConfig]) -> Security {
+        self.zones = issuers.iter().map(|i| i.pin_zone.clone()).collect();
+        self
+    }
+
+    /// Whether this listener holds terminal keys (its terminals sign on).
+    pub fn has_keys(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// The zone PIN key name of the issuer at configuration index `issuer`.
+    pub fn zone_of(&self, issuer: usize) -> Option<&str> {
+        self.zones.get(issuer).and_then(|z| z.as_deref())
+    }
+
+    /// The request as it must reach the issuer at index `issuer` when it carries a PIN block:
+    /// `Ok(None)` when nothing changes (no field 52, or a listener without a key store, whose
+    /// terminals encrypt under keys agreed outside the switch); `Ok(Some(copy))` with field 52
+    /// translated by the key store to the issuer's zone PIN key; `Err(generic rc)` when the
+    /// block does not translate (81, the PIN refused: a wrong key gives an invalid format-0
+    /// block) or the issuer has no zone key (96). The clear PIN exists only inside the key
+    /// store's operation; nothing logged names the block.
+    pub fn translate_pin(&self, req: &Message, issuer: usize) -> Result<Option<Message>, &'static str> {
+        let (Some(keys), Some(raw)) = (&self.keys, req.raw(52)) else { return Ok(None) };
+        let Some(block) = PinBlock::from_slice(raw) else {
+            return Err(Outcome::PinRefused.generic_rc());
+        };
+        let Some(zone) = self.zone_of(issuer) else {
+            tracing::error!(issuer, "a PIN block for an issuer without pin_zone: declined");
+            return Err(Outcome::SystemMalfunction.generic_rc());
+        };
+        let tid = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        let Some(pan) = req.pan() else { return Err(Outcome::PinRefused.generic_rc()) };
+        match keys.translate_pin(&tid, zone, &block, &pan) {
+            Ok(out) => {
+                let mut m = req.clone();
+                m.set_bytes(52, out.bytes()).map_err(|_| Outcome::SystemMalfunction.generic_rc())?;
+                Ok(Some(m))
+            }
+            Err(KeyError::UnknownZone { zone }) => {
+                tracing::error!(%zone, "zone PIN key missing from the key store");
+                Err(Outcome::SystemMalfunction.generic_rc())
+            }
+            Err(e) => {
+                metrics::counter!(crate::metrics::PIN_REFUSED_TOTAL).increment(1);
+                tracing::info!(error = %e, "PIN block refused");
+                Err(Outcome::PinRefused.generic_rc())
+            }
+        }
+    }
+
+    /// A sign-on request (0800 with network management code 001 in field 70, or 001, 003 or
+    /// 004 in 60.3 as UnionPay-style terminals send it).
     pub fn is_sign_on(msg: &Message) -> bool {
         msg.mti() == "0800"
             && (msg.text(70).as_deref() == Some("001")
-                || msg.text(60).is_some_and(|f| f.get(8..11) == Some("001")))
+                || msg.text(60).is_some_and(|f| matches!(f.get(8..11), Some("001" | "003" | "004"))))
     }
 
     /// The sign-on reply with working keys in field 62, when this listener holds keys.

@@ -248,6 +248,21 @@ impl Services {
         fwd: &route::Forward,
         at: i64,
     ) -> Option<Box<Message>> {
+        self.forward_as(issuers, req, req, issuer, fwd, at).await
+    }
+
+    /// [`Services::forward`], sending `out` to the issuer in place of `req` (the request with
+    /// its PIN block translated to the issuer's zone key); the reply and the journal row are
+    /// built from `req`.
+    pub async fn forward_as(
+        &self,
+        issuers: &Issuers,
+        req: &Message,
+        out: &Message,
+        issuer: usize,
+        fwd: &route::Forward,
+        at: i64,
+    ) -> Option<Box<Message>> {
         // Without a journal no row is built: its strings and the PAN hash would be wasted.
         let primary = issuers.get(issuer).map(|i| i.name().to_string()).unwrap_or_default();
         let mut row = self.journal.as_ref().map(|_| {
@@ -275,7 +290,7 @@ impl Services {
         if let Some(row) = &mut row {
             row.forwarded_at = Some(now_ms());
         }
-        let outcome = match issuers.forward_with_backup(&primary, fwd.backup, req).await {
+        let outcome = match issuers.forward_with_backup(&primary, fwd.backup, out).await {
             Some((answered_by, outcome)) => {
                 if answered_by.name() != primary
                     && let Some(row) = &mut row
@@ -291,6 +306,11 @@ impl Services {
                 if let Some(row) = &mut row {
                     row.switch_stan = answer.text(11).map(|s| s.into_owned());
                     row.auth_code = answer.text(38).map(|s| s.into_owned());
+                    // A terminal that sent no RRN keeps the one its reply carries: its voids
+                    // and refunds name the original by it (field 37).
+                    if row.rrn.is_none() {
+                        row.rrn = answer.text(37).map(|s| s.into_owned());
+                    }
                 }
                 issuer_reply(req, answer).ok()
             }
@@ -330,7 +350,8 @@ impl Services {
             .map_err(|e| tracing::error!(error = %e, "journal query failed"))
             .ok()?
             .into_iter()
-            .find(|o| o.rc == "00" || o.rc.is_empty());
+            // 68: the switch timed it out and reversed it with the issuer itself.
+            .find(|o| o.rc == "00" || o.rc.is_empty() || o.rc == "68");
         row.answered_at = Some(now_ms());
         row.rc = "00".into();
         row.status = Some(Status::Approved);
@@ -339,10 +360,27 @@ impl Services {
             self.journal(row).await;
             return switch_reply(req, "00").ok();
         };
+        let mark_reversed = Update::SetStatus {
+            terminal: terminal.clone(),
+            stan: orig.stan.clone(),
+            transmission_time: orig.transmission_time.clone(),
+            mti: orig.mti.clone(),
+            status: Status::Reversed,
+        };
+        if orig.rc == "68" {
+            if let Err(e) = j.update(mark_reversed).await {
+                tracing::error!(error = %e, "marking the original reversed failed");
+            }
+            self.journal(row).await;
+            return switch_reply(req, "00").ok();
+        }
         let issuer_name = orig.issuer.clone().unwrap_or_else(|| fwd.issuer.to_string());
         row.issuer = Some(issuer_name.clone());
         let queued = match (issuers.by_name(&issuer_name), orig.switch_stan.as_deref()) {
-            (Some(issuer), Some(sw_stan)) if req.spec().field(90).is_some() => {
+            (Some(issuer), Some(sw_stan))
+                if req.spec().field(90).is_some()
+                    || issuer.saf_spec().is_some_and(|s| s.field(90).is_some()) =>
+            {
                 let acq = |n: usize| format!("{:0>11}", req.text(n).unwrap_or_default());
                 let f90 = match req
                     .text(90)
@@ -353,9 +391,13 @@ impl Services {
                         format!("{}{sw_stan}{:0>10}{}{}", orig.mti, orig.transmission_time, acq(32), acq(33))
                     }
                 };
-                let mut rev = req.clone();
-                match rev.set(90, &f90) {
-                    Ok(_) => issuer.queue_reversal(&rev).await.map_err(|e| e.to_string()),
+                // A dialect without field 90 (cup-pos) is carried in the issuer's spec.
+                let base = match (req.spec().field(90), issuer.saf_spec()) {
+                    (None, Some(spec)) => crate::issuer::convert(req, spec),
+                    _ => Ok(req.clone()),
+                };
+                match base.and_then(|mut rev| rev.set(90, &f90).map(|_| ()).map(|()| rev)) {
+                    Ok(rev) => issuer.queue_reversal(&rev).await.map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -366,14 +408,7 @@ impl Services {
                 if !fresh {
                     tracing::info!("reversal already queued for this original");
                 }
-                let upd = Update::SetStatus {
-                    terminal,
-                    stan: orig.stan.clone(),
-                    transmission_time: orig.transmission_time.clone(),
-                    mti: orig.mti.clone(),
-                    status: Status::Reversed,
-                };
-                if let Err(e) = j.update(upd).await {
+                if let Err(e) = j.update(mark_reversed).await {
                     tracing::error!(error = %e, "marking the original reversed failed");
                 }
             }

@@ -138,6 +138,11 @@ impl Issuer {
         Ok(fresh)
     }
 
+    /// The spec reversals to this issuer are stored in, when it has store-and-forward.
+    pub fn saf_spec(&self) -> Option<&Arc<Spec>> {
+        self.saf.as_ref().map(|(_, spec)| spec)
+    }
+
     /// A live link for a reversal: the window does not apply (reversals are never shed).
     fn pick_for_reversal(&self) -> Option<&Arc<Link>> {
         self.links.iter().filter(|l| l.is_up()).min_by_key(|l| (l.inflight(), l.latency_us()))

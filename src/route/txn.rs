@@ -24,8 +24,13 @@
 //! | 0500           | any           |          |          | batch settlement     |
 //! | 0320           | any           |          |          | batch upload         |
 //!
-//! An estate whose terminals send a void as 0200/20 (the UnionPay POS convention) writes its
-//! own table with that row before the refund row. May import: the codec and this layer.
+//! Rows may also name a `spec` (they then match only messages of that dialect) and the
+//! UnionPay-style subfields of field 60: `f60_1` (positions 1-2, the transaction type code)
+//! and `f60_3` (positions 9-11, the network management code). The default table starts
+//! with such rows for `cup-pos` (void 0200/20 with 60.1 = 23, refund 0220/20 with 25,
+//! pre-authorisation and its void 0100 with 10 and 11, completion 0200/0220 with 20 and 24
+//! and its void with 21, balance 01, purchase 22; sign-on 0800 with 60.3 = 001, 003 or 004,
+//! sign-off 002, echo 0820 with 301). May import: the codec and this layer.
 
 use std::borrow::Cow;
 
@@ -128,6 +133,12 @@ struct Row {
     pc: Option<Vec<[u8; 2]>>,
     f25: Option<[u8; 2]>,
     f70: Option<[u8; 3]>,
+    /// Only messages of this spec (dialect rows, e.g. `cup-pos`).
+    spec: Option<String>,
+    /// Field 60 positions 1-2 (UnionPay-style 60.1, the transaction type code).
+    f60_1: Option<[u8; 2]>,
+    /// Field 60 positions 9-11 (UnionPay-style 60.3, the network management code).
+    f60_3: Option<[u8; 3]>,
     txn: TxnType,
 }
 
@@ -153,6 +164,12 @@ struct RawRow {
     f25: Option<String>,
     #[serde(default)]
     f70: Option<String>,
+    #[serde(default)]
+    spec: Option<String>,
+    #[serde(default)]
+    f60_1: Option<String>,
+    #[serde(default)]
+    f60_3: Option<String>,
     #[serde(rename = "type")]
     txn: TxnType,
 }
@@ -220,7 +237,29 @@ impl TxnTable {
                     Some(digits(&p).ok_or_else(|| src.err(at, "row.f70", format!("`{p}` is not 3 digits")))?)
                 }
             };
-            rows.push(Row { mti, mtis: r.mti.len() as u8, pc, f25, f70, txn: r.txn });
+            let f60_1 = match r.f60_1 {
+                None => None,
+                Some(p) => Some(
+                    digits(&p).ok_or_else(|| src.err(at, "row.f60_1", format!("`{p}` is not 2 digits")))?,
+                ),
+            };
+            let f60_3 = match r.f60_3 {
+                None => None,
+                Some(p) => Some(
+                    digits(&p).ok_or_else(|| src.err(at, "row.f60_3", format!("`{p}` is not 3 digits")))?,
+                ),
+            };
+            rows.push(Row {
+                mti,
+                mtis: r.mti.len() as u8,
+                pc,
+                f25,
+                f70,
+                spec: r.spec,
+                f60_1,
+                f60_3,
+                txn: r.txn,
+            });
         }
         Ok(TxnTable { rows })
     }
@@ -255,6 +294,18 @@ impl TxnTable {
                 && chars(msg, 70).as_deref() != Some(want.as_slice())
             {
                 return None;
+            }
+            if row.spec.as_deref().is_some_and(|s| s != msg.spec().name) {
+                return None;
+            }
+            if row.f60_1.is_some() || row.f60_3.is_some() {
+                let f60 = chars(msg, 60)?;
+                if row.f60_1.is_some_and(|w| f60.get(..2) != Some(w.as_slice())) {
+                    return None;
+                }
+                if row.f60_3.is_some_and(|w| f60.get(8..11) != Some(w.as_slice())) {
+                    return None;
+                }
             }
             Some(row.txn)
         })
@@ -309,6 +360,41 @@ mod tests {
         for (mti, fields, want) in cases {
             assert_eq!(t.classify(&msg(mti, fields)), *want, "{mti} {fields:?}");
         }
+    }
+
+    #[test]
+    fn cup_pos_rows_read_field_60() {
+        let t = TxnTable::default_table().unwrap();
+        use TxnType::*;
+        let cup = |mti: &str, pc: Option<&str>, f60: &str| {
+            let mut m = Message::new(shipped("cup-pos").unwrap(), mti).unwrap();
+            if let Some(pc) = pc {
+                m.set(3, pc).unwrap();
+            }
+            m.set(60, f60).unwrap();
+            t.classify(&m)
+        };
+        let cases = [
+            ("0200", Some("000000"), "22000001000", Some(Purchase)),
+            ("0200", Some("200000"), "23000001000", Some(Void)),
+            ("0220", Some("200000"), "25000001000", Some(Refund)),
+            ("0100", Some("030000"), "10000001000", Some(PreAuth)),
+            ("0100", Some("200000"), "11000001000", Some(Void)),
+            ("0200", Some("000000"), "20000001000", Some(PreAuthCompletion)),
+            ("0220", Some("000000"), "24000001000", Some(PreAuthCompletion)),
+            ("0200", Some("200000"), "21000001000", Some(Void)),
+            ("0200", Some("310000"), "01000001000", Some(BalanceInquiry)),
+            ("0800", None, "00000001001", Some(SignOn)),
+            ("0800", None, "00000001003", Some(SignOn)),
+            ("0800", None, "00000001002", Some(SignOff)),
+            ("0820", None, "00000001301", Some(Echo)),
+            ("0800", None, "00000001999", None),
+        ];
+        for (mti, pc, f60, want) in cases {
+            assert_eq!(cup(mti, pc, f60), want, "{mti} {f60}");
+        }
+        // The same 60.1 in another dialect is not read: 0200/20 there is a refund.
+        assert_eq!(t.classify(&msg("0200", &[(3, "200000"), (60, "23000001000")])), Some(Refund));
     }
 
     #[test]

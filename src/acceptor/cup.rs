@@ -1,0 +1,227 @@
+//! The terminal-estate steps around a forwarded request, as UnionPay-style POS terminals
+//! need them: voids, refunds and completions find their original in the journal through
+//! fields 37 (RRN), 38 (authorisation code) and 61 (original batch, trace and date) and
+//! are declined with 25 when it does not exist; a PIN block is translated to the chosen
+//! issuer's zone key (or the request declined, never forwarded); an approved void marks
+//! its original voided, a refund refunded; and requests in flight are known per terminal
+//! and STAN, so that a reversal that overtakes its original (the terminal timed out first)
+//! waits for the original's outcome before it is matched.
+//! May import: codec, routing core, issuer connector, journal, and the acceptor's services.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::ListenerCtx;
+use crate::iso::Message;
+use crate::journal::{Query, Status, TxnRecord, Update};
+use crate::route::{Forward, Rc, txn::TxnType};
+
+/// How long a reversal waits at most for its original to finish (the original is itself
+/// bounded by its issuer deadline; this only guards against a deadline configured longer).
+const WAIT_FOR_ORIGINAL: Duration = Duration::from_secs(60);
+
+/// Requests in flight per (terminal, STAN) on a listener whose terminals sign on.
+#[derive(Default)]
+pub struct Pending {
+    map: Mutex<HashMap<(String, String), watch::Receiver<()>>>,
+}
+
+/// Held while a request is in flight; dropping it tells waiting reversals it is done.
+pub struct InFlight<'a> {
+    pending: &'a Pending,
+    key: (String, String),
+    _done: watch::Sender<()>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().remove(&self.key);
+    }
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), watch::Receiver<()>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn key(req: &Message) -> (String, String) {
+        let tid = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        (tid, req.text(11).map(|s| s.into_owned()).unwrap_or_default())
+    }
+
+    /// Note `req` as in flight until the returned guard drops.
+    pub fn start(&self, req: &Message) -> InFlight<'_> {
+        let (tx, rx) = watch::channel(());
+        let key = Self::key(req);
+        self.lock().insert(key.clone(), rx);
+        InFlight { pending: self, key, _done: tx }
+    }
+
+    /// Wait until the request with the terminal and STAN of `rev` is no longer in flight.
+    pub async fn wait_for(&self, rev: &Message) {
+        let rx = self.lock().get(&Self::key(rev)).cloned();
+        if let Some(mut rx) = rx {
+            tracing::info!("reversal waits for its original, still in flight");
+            // `changed` errs once the sender (the original's guard) is dropped.
+            let _ =
+                tokio::time::timeout(WAIT_FOR_ORIGINAL, async { while rx.changed().await.is_ok() {} }).await;
+        }
+    }
+}
+
+/// The original a request names, read from fields 37, 38 and 61.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Names {
+    rrn: Option<String>,
+    auth: Option<String>,
+    /// 61.2: the original's trace (STAN).
+    trace: Option<String>,
+    /// 61.3: the original's date, MMDD.
+    date: Option<String>,
+}
+
+fn names(req: &Message) -> Names {
+    let text = |n: usize| req.text(n).map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    let f61 = text(61).unwrap_or_default();
+    let part = |r: std::ops::Range<usize>| f61.get(r).map(str::to_string).filter(|p| p.len() > 1);
+    Names { rrn: text(37), auth: text(38), trace: part(6..12), date: part(12..16) }
+}
+
+/// The transaction types an original of `txn` may have, by the request's 60.1 where it
+/// says (void of a purchase 23, of a pre-authorisation 11, of a completion 21).
+fn original_types(txn: TxnType, req: &Message) -> Option<&'static [&'static str]> {
+    let f60_1 = req.text(60).and_then(|f| f.get(..2).map(str::to_string));
+    Some(match txn {
+        TxnType::Void => match f60_1.as_deref() {
+            Some("11") => &["preauth"],
+            Some("21") => &["preauth_completion"],
+            _ => &["purchase", "preauth_completion"],
+        },
+        TxnType::Refund => &["purchase", "preauth_completion"],
+        TxnType::PreAuthCompletion => &["preauth"],
+        _ => return None,
+    })
+}
+
+fn matches(o: &TxnRecord, terminal: &str, n: &Names, types: &[&str]) -> bool {
+    o.terminal_id.trim_end() == terminal
+        && o.rc == "00"
+        && matches!(o.status, Some(Status::Approved) | None)
+        && types.contains(&o.txn_type.as_str())
+        && n.trace.as_deref().is_none_or(|t| o.stan == t)
+        && n.rrn.as_deref().is_none_or(|r| o.rrn.as_deref() == Some(r))
+        && n.auth.as_deref().is_none_or(|a| o.auth_code.as_deref().map(str::trim) == Some(a))
+        && n.date.as_deref().is_none_or(|d| o.business_date.get(4..8) == Some(d))
+}
+
+/// Forward `req` as planned, with the estate's steps around it; `None` only when no reply
+/// could be built. The bool says whether the issuer was asked (for response metrics).
+pub async fn forward(
+    ctx: &ListenerCtx,
+    req: &Message,
+    issuer: usize,
+    fwd: &Forward,
+    at: i64,
+) -> (Option<Box<Message>>, bool) {
+    let svc = &ctx.services;
+    let txn = fwd.txn_type.as_str();
+    let decline = |rc: &str| Rc::parse(rc).unwrap_or(Rc(*b"96"));
+    let _inflight = ctx.security.has_keys().then(|| ctx.pending.start(req));
+    // Only requests that name an original (field 61) are held to one: generic dialects'
+    // voids without it go to the issuer as before.
+    let mut original = None;
+    if let (Some(j), Some(types), true) = (&svc.journal, original_types(fwd.txn_type, req), req.has(61)) {
+        let n = names(req);
+        let terminal = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        let q = match &n.rrn {
+            Some(r) => Query::ByRrn(r.clone()),
+            None => Query::Recent { terminal: terminal.clone(), limit: 1000 },
+        };
+        match j.query(q).await {
+            Ok(rows) => original = rows.into_iter().rev().find(|o| matches(o, &terminal, &n, types)),
+            Err(e) => {
+                tracing::error!(error = %e, "journal query for an original failed");
+                return (svc.decline(req, decline("96"), None, txn, at).await.map(Box::new), false);
+            }
+        }
+        if original.is_none() {
+            tracing::info!(txn, "original transaction not found");
+            let rc = crate::rc::Outcome::OriginalNotFound.generic_rc();
+            return (svc.decline(req, decline(rc), None, txn, at).await.map(Box::new), false);
+        }
+    }
+    let translated = match ctx.security.translate_pin(req, issuer) {
+        Ok(t) => t,
+        Err(rc) => return (svc.decline(req, decline(rc), None, txn, at).await.map(Box::new), false),
+    };
+    let mut plan = fwd.clone();
+    if translated.is_some() && plan.backup.is_some() {
+        // The block is under this issuer's zone key only: no failover with it.
+        plan.backup = None;
+    }
+    if original.as_ref().is_some_and(|o| o.txn_type == "preauth") {
+        // Releasing a hold gives back no fee: none was charged.
+        plan.fee = 0;
+        plan.split = Default::default();
+    }
+    let out = translated.as_ref().unwrap_or(req);
+    let reply = svc.forward_as(&ctx.issuers, req, out, issuer, &plan, at).await;
+    let approved = reply.as_ref().is_some_and(|r| r.raw(39) == Some(b"00"));
+    if let (true, Some(o), Some(j)) = (approved, &original, &svc.journal) {
+        let status = match fwd.txn_type {
+            TxnType::Void => Some(Status::Voided),
+            TxnType::Refund => Some(Status::Refunded),
+            _ => None,
+        };
+        if let Some(status) = status {
+            let upd = Update::SetStatus {
+                terminal: o.terminal_id.clone(),
+                stan: o.stan.clone(),
+                transmission_time: o.transmission_time.clone(),
+                mti: o.mti.clone(),
+                status,
+            };
+            if let Err(e) = j.update(upd).await {
+                tracing::error!(error = %e, "marking the original failed");
+            }
+        }
+    }
+    (reply, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iso::spec::shipped;
+
+    #[test]
+    fn field_61_names_the_original() {
+        let mut m = Message::new(shipped("cup-pos").unwrap(), "0220").unwrap();
+        m.set(61, "0000010000121124").unwrap().set(37, "123456789012").unwrap().set(38, "AUTH01").unwrap();
+        let n = names(&m);
+        assert_eq!(n.trace.as_deref(), Some("000012"));
+        assert_eq!(n.date.as_deref(), Some("1124"));
+        assert_eq!(n.rrn.as_deref(), Some("123456789012"));
+        let o = TxnRecord {
+            terminal_id: "10000001".into(),
+            stan: "000012".into(),
+            rrn: Some("123456789012".into()),
+            auth_code: Some("AUTH01".into()),
+            rc: "00".into(),
+            status: Some(Status::Approved),
+            txn_type: "purchase".into(),
+            business_date: "20261124".into(),
+            ..TxnRecord::default()
+        };
+        assert!(matches(&o, "10000001", &n, &["purchase"]));
+        assert!(!matches(&o, "10000002", &n, &["purchase"]));
+        assert!(!matches(&o, "10000001", &n, &["preauth"]));
+        let voided = TxnRecord { status: Some(Status::Voided), ..o.clone() };
+        assert!(!matches(&voided, "10000001", &n, &["purchase"]));
+        let other_day = TxnRecord { business_date: "20261123".into(), ..o };
+        assert!(!matches(&other_day, "10000001", &n, &["purchase"]));
+    }
+}
