@@ -3,8 +3,11 @@
 //! on a small machine, and strict enough to notice a reply that does not belong to its
 //! request. Both speak ISO 8583 through the codec and the framing layer, so they run
 //! with any shipped spec and framing. This is an edge module: it may import the codec
-//! (`crate::iso`), framing (`crate::frame`) and tokio; nothing in the switch imports it.
+//! (`crate::iso`), framing (`crate::frame`), the key types (`crate::keys`) and tokio;
+//! nothing in the switch imports it. [`cup_day`] is a scripted day of one UnionPay-style
+//! terminal rather than a load.
 
+pub mod cup_day;
 pub mod histogram;
 pub mod issuer;
 pub mod report;

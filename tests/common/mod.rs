@@ -58,6 +58,12 @@ pub struct MockIssuer {
 pub struct Stats {
     pub connections: AtomicUsize,
     pub sign_ons: AtomicUsize,
+    /// Field 52 of each financial request that carried one, as received.
+    pub pin_blocks: Mutex<Vec<Vec<u8>>>,
+    /// Amounts (minor units) whose requests are never answered.
+    pub silent_amounts: Mutex<Vec<u64>>,
+    /// Amounts of the financial requests received, in order.
+    pub amounts: Mutex<Vec<u64>>,
 }
 
 impl MockIssuer {
@@ -146,6 +152,14 @@ async fn issuer_conn(
         }
         requests.fetch_add(1, Ordering::SeqCst);
         stans.lock().unwrap().push(req.stan().unwrap_or(0));
+        if let Some(b) = req.bytes(52) {
+            stats.pin_blocks.lock().unwrap().push(b.into_owned());
+        }
+        let amount = req.amount().unwrap_or(0);
+        stats.amounts.lock().unwrap().push(amount);
+        if req.mti() != "0400" && stats.silent_amounts.lock().unwrap().contains(&amount) {
+            continue;
+        }
         match mode {
             Mode::Approve => {
                 let _ = framed.send(Frame::plain(answer(&req).to_bytes().unwrap())).await;
