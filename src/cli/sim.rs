@@ -86,6 +86,10 @@ pub struct SimIssuerArgs {
     /// Answer requests that arrive together in shuffled order, in windows of N.
     #[arg(long, default_value_t = 0)]
     pub shuffle: usize,
+    /// Never answer requests for this amount in minor units (reversals are answered): the
+    /// unanswered purchase of `sim-terminal --scenario cup-day`.
+    #[arg(long)]
+    pub silent_amount: Option<u64>,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -128,6 +132,43 @@ pub struct SimTerminalArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub framing: FramingArgs,
+    /// `load` (default): the load above. `cup-day`: one UnionPay-style terminal's scripted
+    /// day against a switch's cup-pos listener (needs --tmk); exit status 1 unless every
+    /// step is answered as expected and settlement balances.
+    #[arg(long, value_enum, default_value = "load")]
+    pub scenario: Scenario,
+    #[command(flatten)]
+    pub day: DayArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Load,
+    CupDay,
+}
+
+/// The `cup-day` scenario's terminal.
+#[derive(Args, Debug)]
+pub struct DayArgs {
+    /// Terminal master key, 32 hex digits (as in the switch's key file for --terminal).
+    #[arg(long)]
+    pub tmk: Option<String>,
+    /// Terminal id (field 41).
+    #[arg(long, default_value = "10000001")]
+    pub terminal: String,
+    /// Merchant id (field 42, 15 characters).
+    #[arg(long, default_value = "898340158120001")]
+    pub merchant: String,
+    /// MAC algorithm of the listener (cup-ecb-des, cup-ecb-3des, x9.9, x9.19).
+    #[arg(long, default_value = "cup-ecb-des")]
+    pub mac: String,
+    /// Amount the issuer leaves unanswered (sim-issuer --silent-amount).
+    #[arg(long, default_value_t = 6_800)]
+    pub silent_amount: u64,
+    /// Milliseconds the terminal waits for that purchase before reversing it (keep it
+    /// below the issuer link's deadline_ms).
+    #[arg(long, default_value_t = 500)]
+    pub give_up_ms: u64,
 }
 
 fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -160,6 +201,7 @@ pub fn sim_issuer(a: SimIssuerArgs) -> ExitCode {
         jitter: Duration::from_millis(a.jitter_ms),
         drop_every: a.drop_every,
         shuffle: a.shuffle,
+        silent_amount: a.silent_amount,
     };
     let rt = match runtime(a.threads) {
         Ok(r) => r,
@@ -198,6 +240,9 @@ pub fn sim_issuer(a: SimIssuerArgs) -> ExitCode {
 }
 
 pub fn sim_terminal(a: SimTerminalArgs) -> ExitCode {
+    if a.scenario == Scenario::CupDay {
+        return cup_day(&a);
+    }
     let spec = match load_spec(&a.spec) {
         Ok(s) => s,
         Err(c) => return c,
@@ -239,6 +284,42 @@ pub fn sim_terminal(a: SimTerminalArgs) -> ExitCode {
         Err(e) => {
             eprintln!("isoswitch: sim-terminal: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn cup_day(a: &SimTerminalArgs) -> ExitCode {
+    let Some(tmk) = a.day.tmk.as_deref().filter(|k| k.len() == 32).and_then(crate::keys::Key::from_hex)
+    else {
+        eprintln!("isoswitch: sim-terminal: --scenario cup-day needs --tmk with 32 hex digits");
+        return ExitCode::from(2);
+    };
+    let mac: crate::keys::MacAlgorithm = match toml::Value::String(a.day.mac.clone()).try_into() {
+        Ok(m) => m,
+        Err(_) => {
+            eprintln!("isoswitch: sim-terminal: unknown --mac `{}`", a.day.mac);
+            return ExitCode::from(2);
+        }
+    };
+    let mut cfg = crate::sim::cup_day::CupDayConfig::new(a.connect, tmk);
+    cfg.terminal.clone_from(&a.day.terminal);
+    cfg.merchant.clone_from(&a.day.merchant);
+    cfg.mac = mac;
+    cfg.silent_amount = a.day.silent_amount;
+    cfg.give_up = Duration::from_millis(a.day.give_up_ms.max(1));
+    cfg.reply_timeout = Duration::from_millis(a.timeout_ms.max(1));
+    let rt = match runtime(a.threads) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    match rt.block_on(crate::sim::cup_day::run_cup_day(cfg)) {
+        Ok(report) => {
+            println!("{report}");
+            if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("isoswitch: sim-terminal: cup-day: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct SimIssuerConfig {
     /// Answer requests that arrive together in shuffled order, in windows of this many;
     /// 0 or 1 keeps the order.
     pub shuffle: usize,
+    /// Never answer a request (other than a reversal) for this amount, in minor units: a
+    /// scripted timeout (the `cup-day` scenario's unanswered purchase).
+    pub silent_amount: Option<u64>,
 }
 
 impl SimIssuerConfig {
@@ -72,6 +75,7 @@ impl SimIssuerConfig {
             jitter: Duration::ZERO,
             drop_every: 0,
             shuffle: 0,
+            silent_amount: None,
         }
     }
 
@@ -253,6 +257,13 @@ impl Responder {
         // The message is answered in place: a `Message` is a few kilobytes, and moving it
         // between functions showed up as memcpy in profiles.
         match Message::decode(&self.cfg.spec, frame.body.clone()) {
+            Ok(req)
+                if self.cfg.silent_amount.is_some()
+                    && req.amount() == self.cfg.silent_amount
+                    && !req.mti().starts_with("04") =>
+            {
+                batch.dropped += 1;
+            }
             Ok(mut req) => match self.respond(&mut req) {
                 Ok(true) => self.emit(&req, &frame, codec, batch),
                 Ok(false) => {}
