@@ -147,7 +147,10 @@ async fn a_cup_pos_terminal_day_through_the_switch() {
     assert_eq!(status(stan_of("wrong-pin-key"), "0200").0, "81");
     let (rc, st, batch) = status(stan_of("completion"), "0200");
     assert_eq!((rc.as_str(), st.as_str()), ("00", "approved"));
-    assert!(batch.is_some(), "settlement closed the batch");
+    assert!(
+        batch.as_deref().is_some_and(|b| b.starts_with("10000001-000001-")),
+        "settlement closed batch 1: {batch:?}"
+    );
     let mut dump = String::new();
     let mut q = c.prepare("SELECT * FROM transactions").unwrap();
     let cols = q.column_count();
@@ -167,5 +170,69 @@ async fn a_cup_pos_terminal_day_through_the_switch() {
             assert!(!text.to_uppercase().contains(&hex(b)), "the {what} holds a PIN block");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// On one connection a terminal's reversal is handled before the request that follows it is
+/// even planned: sent back to back without waiting, the unanswered purchase is answered at
+/// its deadline, then the reversal, and only then the next purchase, and the journal has the
+/// original reversed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_is_handled_before_the_next_request_on_its_connection() {
+    use isoswitch::frame::{Frame, FrameConfig, Tpdu};
+    use isoswitch::iso::{Message, spec};
+
+    let dir = std::env::temp_dir().join(format!("isoswitch-cup-order-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("journal.db");
+    let issuer = MockIssuer::start(Mode::Approve).await;
+    issuer.stats.silent_amounts.lock().unwrap().push(6_800);
+    let text = format!(
+        "journal = {journal:?}\n[saf]\nkey_file = {:?}\n\
+         [[listener]]\naddr = \"127.0.0.1:0\"\nspec = \"cup-pos\"\nframe = {{ tpdu = true, header_len = 6 }}\n\
+         [[issuer]]\nname = \"bank\"\n[[issuer.link]]\naddr = \"{}\"\ndeadline_ms = 400\n",
+        dir.join("saf.key"),
+        issuer.addr
+    );
+    let stop = CancellationToken::new();
+    let sw = serve(Config::parse("cup-order.toml", &text).unwrap(), stop.clone()).await.unwrap();
+    assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
+    let cup = spec::shipped("cup-pos").unwrap();
+    let mut t =
+        common::Terminal::connect_with(sw.listen_addrs()[0], cup.clone(), FrameConfig::cup_pos()).await;
+    let purchase = |stan: u64, amount: u64| {
+        let mut m = Message::new(cup.clone(), "0200").unwrap();
+        m.set(2, "6222021234567890128").unwrap().set(3, "000000").unwrap().set_number(4, amount).unwrap();
+        m.set_number(11, stan).unwrap().set(25, "00").unwrap().set(41, "10000002").unwrap();
+        m.set(42, "898340158120001").unwrap().set(49, "156").unwrap().set(60, "22000001000").unwrap();
+        m
+    };
+    let first = purchase(21, 6_800);
+    let mut rev = first.clone();
+    rev.set_mti("0400").unwrap();
+    rev.set(39, "98").unwrap();
+    for m in [&first, &rev, &purchase(22, 700)] {
+        t.send_frame(Frame {
+            tpdu: Some(Tpdu { id: 0x60, dst: 0x0003, src: 0x0000 }),
+            header: bytes::Bytes::from_static(&[0x60, 0x31, 0x00, 0x31, 0x00, 0x00]),
+            body: m.to_bytes().unwrap(),
+        })
+        .await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let r = t.recv().await.expect("a reply");
+        got.push((r.mti().to_string(), r.stan().unwrap(), r.text(39).unwrap().into_owned()));
+    }
+    let want = [("0210", 21, "98"), ("0410", 21, "00"), ("0210", 22, "00")];
+    let want: Vec<_> = want.iter().map(|(m, s, rc)| (m.to_string(), *s, rc.to_string())).collect();
+    assert_eq!(got, want);
+    stop.cancel();
+    sw.join().await;
+    let c = rusqlite::Connection::open(&journal).unwrap();
+    let st: String = c
+        .query_row("SELECT status FROM transactions WHERE stan = '000021' AND mti = '0200'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(st, "reversed");
     let _ = std::fs::remove_dir_all(&dir);
 }

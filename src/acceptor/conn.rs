@@ -62,10 +62,12 @@ pub async fn serve<R, W>(
     tokio::pin!(idle);
     let mut reading = true;
     let max = ctx.cfg.max_inflight_per_connection.max(1);
-    // After a reversal nothing more is read until it (and what came before it) is done:
-    // terminals reverse their last unanswered request before sending the next one, and
-    // that next one must be planned with the reversal already handled.
+    // A reversal waits for what came before it on the connection (its original among
+    // them), and nothing after it is read until it is done: terminals reverse their last
+    // unanswered request before sending the next one, and that next one must be planned
+    // with the reversal already handled.
     let mut barrier = false;
+    let mut held = None;
     loop {
         if !reading && inflight.is_empty() {
             break;
@@ -78,7 +80,12 @@ pub async fn serve<R, W>(
                 }
                 if inflight.is_empty() {
                     last_seen = Instant::now();
-                    barrier = false;
+                    match held.take() {
+                        Some((plan, req, frame, at, mac, t)) => {
+                            inflight.push(work(ctx.clone(), plan, req, frame, t, at, mac));
+                        }
+                        None => barrier = false,
+                    }
                 }
             }
             _ = hard.cancelled() => break,
@@ -106,7 +113,11 @@ pub async fn serve<R, W>(
                         }
                         Step::Work(plan, req, frame, at, mac) => {
                             barrier = matches!(plan, Plan::Reversal { .. });
-                            inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
+                            if barrier && !inflight.is_empty() {
+                                held = Some((plan, req, frame, at, mac, now));
+                            } else {
+                                inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
+                            }
                         }
                         Step::Nothing => {}
                     }

@@ -471,7 +471,13 @@ impl Services {
             let _ = out.set(48, &batch::cup_reply_48(&t, balanced));
         }
         if balanced {
-            let id = format!("{}-{}", terminal.trim_end(), now_ms());
+            // The terminal's batch number (60.2 on UnionPay-style terminals) names the
+            // closed batch in the journal, beside the terminal and the time it closed.
+            let number = if cup { req.text(60).and_then(|f| f.get(2..8).map(str::to_string)) } else { None };
+            let id = match number {
+                Some(n) => format!("{}-{n}-{}", terminal.trim_end(), now_ms()),
+                None => format!("{}-{}", terminal.trim_end(), now_ms()),
+            };
             if let Err(e) = j.update(Update::CloseBatch { terminal, batch: id }).await {
                 tracing::error!(error = %e, "closing the batch failed");
                 return switch_reply(req, "96").ok();
