@@ -71,3 +71,78 @@ fn sim_terminal_against_sim_issuer_from_the_command_line() {
         assert!(!text.contains("47617390010") && !text.contains("400099"), "a test PAN was printed");
     }
 }
+
+/// `sim-terminal --scenario cup-day` against a switch with a cup-pos listener and
+/// `sim-issuer --silent-amount`: every step as expected, settlement balanced, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cup_day_scenario_from_the_command_line() {
+    const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
+    let mut issuer = Command::new(BIN)
+        .args(["sim-issuer", "--listen", "127.0.0.1:0", "--threads", "1", "--silent-amount", "6800"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(issuer.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line.split_whitespace().find(|w| w.starts_with("127.0.0.1:")).unwrap().to_string();
+
+    let dir = std::env::temp_dir().join(format!("isoswitch-cup-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "[terminals]\n\"10000001\" = \"{TMK}\"\n[zones]\nbank = \"89ABCDEF0123456776543210FEDCBA98\"\n"
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = format!(
+        "journal = {:?}\n[saf]\nkey_file = {:?}\n\
+         [[listener]]\naddr = \"127.0.0.1:0\"\nspec = \"cup-pos\"\nframe = {{ tpdu = true, header_len = 6 }}\n\
+         keys = {keys:?}\nmac = \"cup-ecb-des\"\n\
+         [[issuer]]\nname = \"bank\"\npin_zone = \"bank\"\n[[issuer.link]]\naddr = \"{addr}\"\ndeadline_ms = 1500\n",
+        dir.join("journal.db"),
+        dir.join("saf.key"),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let cfg = isoswitch::config::Config::parse("cup-cli.toml", &text).unwrap();
+    let sw = isoswitch::acceptor::serve(cfg, stop.clone()).await.unwrap();
+    assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
+    let switch = sw.listen_addrs()[0].to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "sim-terminal",
+                "--connect",
+                &switch,
+                "--scenario",
+                "cup-day",
+                "--tmk",
+                TMK,
+                "--threads",
+                "1",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("settlement: balanced"), "{stdout}");
+    assert!(!stdout.contains("UNEXPECTED"), "{stdout}");
+    assert!(!stdout.contains("6222021234567890128"), "the PAN was printed");
+    stop.cancel();
+    sw.join().await;
+    let pid = issuer.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    let _ = issuer.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

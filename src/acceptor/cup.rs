@@ -93,9 +93,8 @@ fn names(req: &Message) -> Names {
 /// The transaction types an original of `txn` may have, by the request's 60.1 where it
 /// says (void of a purchase 23, of a pre-authorisation 11, of a completion 21).
 fn original_types(txn: TxnType, req: &Message) -> Option<&'static [&'static str]> {
-    let f60_1 = req.text(60).and_then(|f| f.get(..2).map(str::to_string));
     Some(match txn {
-        TxnType::Void => match f60_1.as_deref() {
+        TxnType::Void => match req.text(60).as_deref().and_then(|f| f.get(..2)) {
             Some("11") => &["preauth"],
             Some("21") => &["preauth_completion"],
             _ => &["purchase", "preauth_completion"],

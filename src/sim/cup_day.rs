@@ -2,8 +2,8 @@
 //! and checks the working keys' check values, then runs purchases with MAC and PIN, a void,
 //! a refund, a pre-authorisation and its completion, a balance inquiry, a PIN under a wrong
 //! key and a tampered message, a purchase the issuer does not answer (the terminal gives up,
-//! reconnects and reverses it before anything else), and batch settlement with field 48
-//! totals of what it believes approved. Every reply's response code is compared with what
+//! reconnects and reverses it before anything else), batch settlement with field 48
+//! totals of what it believes approved, and sign-off. Every reply's response code is compared with what
 //! the day expects and every MACed reply's MAC is verified. An edge module: it may import
 //! the codec, framing, the key types and tokio.
 
@@ -428,6 +428,10 @@ pub async fn run_cup_day(cfg: CupDayConfig) -> Result<CupDayReport, DayError> {
     m.set(48, &f48)?.set(49, "156")?;
     let s = t.step("settlement", m, true, "00").await?;
     t.report.settlement_48 = s.as_ref().and_then(|r| r.text(48).map(|x| x.into_owned()));
+
+    // Sign-off ends the day.
+    let m = t.base("0800", None, None, &t.f60("00", "002"))?;
+    t.step("sign-off", m, false, "00").await?;
     Ok(t.report)
 }
 
