@@ -185,3 +185,52 @@ impl Security {
 pub fn terminal_mac(alg: MacAlgorithm, key: &crate::keys::Key, msg: &Message) -> Result<[u8; 8], KeyError> {
     Ok(compute_mac(alg, key, &mac_input(msg)?).0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iso::spec::shipped;
+    use crate::keys::pin::{decrypt, encrypt};
+    use crate::keys::{Key, pin_block_format0};
+
+    const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
+    const ZPK: &str = "89ABCDEF0123456776543210FEDCBA98";
+    const PAN: &str = "6222021234567890128";
+
+    /// PIN translation at the listener: translated for a zone-keyed issuer, refused (81) under
+    /// a wrong key, 96 for an issuer without a zone, untouched without field 52.
+    #[test]
+    fn pin_blocks_are_translated_to_the_issuers_zone_or_refused() {
+        let store = SoftKeyStore::parse(
+            "k.toml",
+            &format!("[terminals]\nT0000001 = \"{TMK}\"\n[zones]\nz = \"{ZPK}\"\n"),
+        )
+        .unwrap();
+        let wk = store.sign_on("T0000001").unwrap();
+        let tpk = Key::unwrap_under(&Key::from_hex(TMK).unwrap(), &wk.pin_key.under_tmk);
+        let sec = Security {
+            keys: Some(Arc::new(store)),
+            mac: None,
+            rc: RcTable::shipped("cup-pos"),
+            zones: vec![Some("z".into()), None],
+        };
+        let clear = pin_block_format0("1234", PAN).unwrap();
+        let req = |key: &Key| {
+            let mut m = Message::new(shipped("cup-pos").unwrap(), "0200").unwrap();
+            m.set(2, PAN).unwrap().set(41, "T0000001").unwrap();
+            m.set_bytes(52, encrypt(key, &clear).bytes()).unwrap();
+            m
+        };
+        let out = sec.translate_pin(&req(&tpk), 0).unwrap().expect("a translated copy");
+        let zpk = Key::from_hex(ZPK).unwrap();
+        let block = PinBlock::from_slice(out.raw(52).unwrap()).unwrap();
+        assert_eq!(decrypt(&zpk, &block), clear);
+        let wrong = Key::from_hex("1111111111111111FEDCBA9876543210").unwrap();
+        assert_eq!(sec.translate_pin(&req(&wrong), 0).unwrap_err(), "81");
+        assert_eq!(map(&sec.rc, "81"), "99");
+        assert_eq!(sec.translate_pin(&req(&tpk), 1).unwrap_err(), "96");
+        let mut bare = req(&tpk);
+        bare.remove(52);
+        assert!(sec.translate_pin(&bare, 0).unwrap().is_none());
+    }
+}
