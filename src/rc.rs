@@ -10,9 +10,9 @@ use std::sync::{Arc, OnceLock};
 use serde::Deserialize;
 
 /// Outcomes the switch decides itself, with their generic codes. Those not in the design's list
-/// (bad MAC, refused PIN block, original not found) take the ISO 8583:1987 meaning (63 security
-/// violation, 25 unable to locate record) or the private-use code card networks use for a PIN
-/// cryptographic error (81).
+/// (bad MAC, refused PIN block, original not found, settled batch) take the ISO 8583:1987
+/// meaning (63 security violation, 25 unable to locate record) or the private-use codes card
+/// networks use for a PIN cryptographic error (81) and a batch number mismatch (77).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     UnknownTerminal,
@@ -30,6 +30,8 @@ pub enum Outcome {
     BadMac,
     PinRefused,
     OriginalNotFound,
+    /// A request in a batch the terminal has already settled (UnionPay-style 77: sign on again).
+    BatchMismatch,
 }
 
 impl Outcome {
@@ -51,6 +53,7 @@ impl Outcome {
             Outcome::BadMac => "63",
             Outcome::PinRefused => "81",
             Outcome::OriginalNotFound => "25",
+            Outcome::BatchMismatch => "77",
         }
     }
 }
@@ -197,6 +200,7 @@ mod tests {
             (Outcome::BadMac, "A0"),
             (Outcome::PinRefused, "99"),
             (Outcome::OriginalNotFound, "25"),
+            (Outcome::BatchMismatch, "77"),
             (Outcome::IssuerUnavailable, "91"),
             (Outcome::SystemMalfunction, "96"),
             (Outcome::FormatError, "30"),

@@ -117,6 +117,8 @@ async fn a_cup_pos_terminal_day_through_the_switch() {
     }
     let amounts = issuer.stats.amounts.lock().unwrap().clone();
     assert!(!amounts.contains(&1_200), "a PIN under a wrong key was forwarded");
+    assert!(!amounts.contains(&1_400), "a request in a settled batch was forwarded");
+    assert!(amounts.contains(&1_500), "the next batch is open");
     assert!(!amounts.contains(&991_300) && !amounts.contains(&1_300), "a tampered message was forwarded");
     assert!(issuer.requests.load(Ordering::SeqCst) >= 9);
 

@@ -284,7 +284,13 @@ async fn work(
             ctx.pending.wait_for(&req).await;
             (svc.reversal(&ctx.issuers, &req, &fwd, at).await.map(Box::new), None)
         }
-        Plan::Settle => (svc.settle(&req).await.map(Box::new), None),
+        Plan::Settle => {
+            let reply = svc.settle(&req).await;
+            if reply.as_ref().is_some_and(|r| r.raw(39) == Some(b"00")) {
+                ctx.batches.settled(&req);
+            }
+            (reply.map(Box::new), None)
+        }
         Plan::Upload => (svc.upload(&req, at).await.map(Box::new), None),
         Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
     };

@@ -1,7 +1,8 @@
 //! The terminal-estate steps around a forwarded request, as UnionPay-style POS terminals
 //! need them: voids, refunds and completions find their original in the journal through
 //! fields 37 (RRN), 38 (authorisation code) and 61 (original batch, trace and date) and
-//! are declined with 25 when it does not exist; a PIN block is translated to the chosen
+//! are declined with 25 when it does not exist; a request in a batch (60.2) its terminal
+//! has already settled is declined with 77; a PIN block is translated to the chosen
 //! issuer's zone key (or the request declined, never forwarded); an approved void marks
 //! its original voided, a refund refunded; and requests in flight are known per terminal
 //! and STAN, so that a reversal that overtakes its original (the terminal timed out first)
@@ -72,6 +73,45 @@ impl Pending {
     }
 }
 
+/// The last batch each terminal settled (60.2 of its balanced 0500), since start: a request
+/// in that batch or an earlier one is refused with 77 (sign on again). After a restart the
+/// check resumes with each terminal's next settlement.
+#[derive(Default)]
+pub struct Batches {
+    closed: Mutex<HashMap<String, u32>>,
+}
+
+/// The terminal's batch number (60.2) of a UnionPay-style request.
+fn batch_of(req: &Message) -> Option<u32> {
+    if req.spec().name != "cup-pos" {
+        return None;
+    }
+    req.text(60)?.get(2..8)?.parse().ok()
+}
+
+fn terminal_of(req: &Message) -> String {
+    req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default()
+}
+
+impl Batches {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.closed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Note a balanced settlement (`req` the 0500).
+    pub fn settled(&self, req: &Message) {
+        if let Some(b) = batch_of(req) {
+            self.lock().insert(terminal_of(req), b);
+        }
+    }
+
+    /// Whether `req` belongs to a batch its terminal has already settled.
+    fn stale(&self, req: &Message) -> bool {
+        let Some(b) = batch_of(req) else { return false };
+        self.lock().get(&terminal_of(req)).is_some_and(|&closed| b <= closed)
+    }
+}
+
 /// The original a request names, read from fields 37, 38 and 61.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Names {
@@ -128,6 +168,11 @@ pub async fn forward(
     let svc = &ctx.services;
     let txn = fwd.txn_type.as_str();
     let decline = |rc: &str| Rc::parse(rc).unwrap_or(Rc(*b"96"));
+    if ctx.batches.stale(req) {
+        tracing::info!(txn, "request in a batch already settled");
+        let rc = crate::rc::Outcome::BatchMismatch.generic_rc();
+        return (svc.decline(req, decline(rc), None, txn, at).await.map(Box::new), false);
+    }
     let _inflight = ctx.security.has_keys().then(|| ctx.pending.start(req));
     // Only requests that name an original (field 61) are held to one: generic dialects'
     // voids without it go to the issuer as before.

@@ -52,6 +52,8 @@ pub(crate) struct ListenerCtx {
     security: security::Security,
     /// Terminals' requests in flight, for reversals that overtake their original.
     pending: cup::Pending,
+    /// Batches terminals have settled, for their batch numbers (60.2).
+    batches: cup::Batches,
     write_bound: Duration,
     requests: m::RequestCounters,
     /// Responses the switch made itself (echo, declines, format errors).
@@ -183,6 +185,7 @@ pub async fn serve_with(
             issuers: issuers.clone(),
             security,
             pending: cup::Pending::default(),
+            batches: cup::Batches::default(),
             write_bound: Duration::from_millis(cfg.timeouts.write_ms),
             requests: m::RequestCounters::new(),
             local: m::ResponseCounters::new("switch"),

@@ -3,7 +3,8 @@
 //! a refund, a pre-authorisation and its completion, a balance inquiry, a PIN under a wrong
 //! key and a tampered message, a purchase the issuer does not answer (the terminal gives up,
 //! reconnects and reverses it before anything else), batch settlement with field 48
-//! totals of what it believes approved, and sign-off. Every reply's response code is compared with what
+//! totals of what it believes approved, a purchase still in the settled batch (77) and one
+//! in the next, and sign-off. Every reply's response code is compared with what
 //! the day expects and every MACed reply's MAC is verified. An edge module: it may import
 //! the codec, framing, the key types and tokio.
 
@@ -428,6 +429,16 @@ pub async fn run_cup_day(cfg: CupDayConfig) -> Result<CupDayReport, DayError> {
     m.set(48, &f48)?.set(49, "156")?;
     let s = t.step("settlement", m, true, "00").await?;
     t.report.settlement_48 = s.as_ref().and_then(|r| r.text(48).map(|x| x.into_owned()));
+
+    // The settled batch is closed: a purchase still in it is refused (77), the next batch
+    // is open.
+    let mut m = t.base("0200", Some("000000"), Some(1_400), &t.f60("22", "000"))?;
+    m.set(25, "00")?;
+    t.step("settled-batch", m, true, "77").await?;
+    t.cfg.batch += 1;
+    let mut m = t.base("0200", Some("000000"), Some(1_500), &t.f60("22", "000"))?;
+    m.set(25, "00")?;
+    t.step("next-batch", m, true, "00").await?;
 
     // Sign-off ends the day.
     let m = t.base("0800", None, None, &t.f60("00", "002"))?;
