@@ -177,7 +177,9 @@ impl Services {
             },
             Decision::Decline { rc, reason, field44 } => {
                 tracing::debug!(rc = %rc, ?reason, "request declined by the rules");
-                Plan::Decline { rc, field44, txn: txn_of(msg) }
+                // The journal names the type as the routing core recognised it.
+                let txn = self.router.rules().txn.classify(msg).map_or("other", |t| t.as_str());
+                Plan::Decline { rc, field44, txn }
             }
             Decision::Local { rc, txn_type } => match txn_type {
                 route::txn::TxnType::BatchSettlement => Plan::Settle,
@@ -486,19 +488,6 @@ impl Services {
             tracing::info!(?ours, ?theirs, "batch totals differ");
         }
         Some(out)
-    }
-}
-
-/// The routing core's transaction type name for a message it declined.
-fn txn_of(msg: &Message) -> &'static str {
-    match msg.mti() {
-        "0100" => "preauth",
-        "0200" => "purchase",
-        "0220" => "advice",
-        "0400" | "0401" | "0420" | "0421" => "reversal",
-        "0500" => "batch_settlement",
-        "0320" => "batch_upload",
-        _ => "other",
     }
 }
 
