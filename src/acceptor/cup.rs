@@ -34,12 +34,16 @@ pub struct Pending {
 pub struct InFlight<'a> {
     pending: &'a Pending,
     key: (String, String),
-    _done: watch::Sender<()>,
+    done: watch::Sender<()>,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.pending.lock().remove(&self.key);
+        let mut map = self.pending.lock();
+        // A retransmission with the same key may have taken the slot since: it keeps it.
+        if map.get(&self.key).is_some_and(|rx| rx.same_channel(&self.done.subscribe())) {
+            map.remove(&self.key);
+        }
     }
 }
 
@@ -58,7 +62,7 @@ impl Pending {
         let (tx, rx) = watch::channel(());
         let key = Self::key(req);
         self.lock().insert(key.clone(), rx);
-        InFlight { pending: self, key, _done: tx }
+        InFlight { pending: self, key, done: tx }
     }
 
     /// Wait until the request with the terminal and STAN of `rev` is no longer in flight.
