@@ -152,8 +152,10 @@ async fn connection(
     let spec = spec::shipped("iso87ascii").unwrap();
     let until = Instant::now() + cfg.run_bound;
     let mut seq = 0u32;
+    let mut write_failed: Option<String> = None;
     loop {
-        let stopping = stop.load(Ordering::SeqCst) || Instant::now() >= until;
+        // After a failed write only the replies already on their way are read.
+        let stopping = stop.load(Ordering::SeqCst) || Instant::now() >= until || write_failed.is_some();
         let outstanding = rep.sent.len() - rep.answers.len();
         if !stopping && seq < cfg.max && outstanding < cfg.pipeline {
             let mut wrote = 0;
@@ -170,21 +172,25 @@ async fn connection(
                     },
                 );
                 if let Err(e) = wr.feed(Frame::plain(m.to_bytes().unwrap())).await {
-                    rep.end = End::Error(format!("write: {e}"));
-                    return rep;
+                    write_failed = Some(format!("write: {e}"));
+                    break;
                 }
                 wrote += 1;
             }
-            if wrote > 0
+            if write_failed.is_none()
+                && wrote > 0
                 && let Err(e) = wr.flush().await
             {
-                rep.end = End::Error(format!("write: {e}"));
-                return rep;
+                write_failed = Some(format!("write: {e}"));
             }
             continue;
         }
         if rep.sent.len() == rep.answers.len() && (stopping || seq >= cfg.max) {
-            rep.end = if stopping { End::Stopped } else { End::Done };
+            rep.end = match write_failed {
+                Some(e) => End::Error(e),
+                None if stopping => End::Stopped,
+                None => End::Done,
+            };
             return rep;
         }
         let next = tokio::time::timeout(cfg.reply_bound, rd.next()).await;
@@ -194,11 +200,15 @@ async fn connection(
                 return rep;
             }
             Ok(None) => {
-                rep.end = End::Eof;
+                rep.end = write_failed.map_or(End::Eof, End::Error);
                 return rep;
             }
             Ok(Some(Err(FrameError::Io(e)))) => {
-                rep.end = End::Error(format!("{:?}: {e}", e.kind()));
+                rep.end = End::Error(format!(
+                    "{}{:?}: {e}",
+                    write_failed.map(|w| w + "; ").unwrap_or_default(),
+                    e.kind()
+                ));
                 return rep;
             }
             Ok(Some(Err(e))) => {
