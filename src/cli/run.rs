@@ -117,7 +117,7 @@ pub fn run(a: RunArgs) -> ExitCode {
             }
         };
         if let Some(dir) = rules_dir {
-            tokio::spawn(reload_on_hangup(sw.services().router.clone(), dir));
+            tokio::spawn(reload_on_hangup(sw.services().clone(), dir));
         }
         wait_for_signal().await;
         tracing::info!("shutting down: draining requests in flight");
@@ -129,14 +129,14 @@ pub fn run(a: RunArgs) -> ExitCode {
 
 /// SIGHUP reloads the rule directory; a bad file is refused (file, line and key in the
 /// log) and the running rules stay in force.
-async fn reload_on_hangup(router: std::sync::Arc<crate::route::Router>, dir: std::path::PathBuf) {
+async fn reload_on_hangup(services: std::sync::Arc<crate::acceptor::Services>, dir: std::path::PathBuf) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
-            let (r, d) = (router.clone(), dir.clone());
-            match tokio::task::spawn_blocking(move || r.reload(&d)).await {
+            let (s, d) = (services.clone(), dir.clone());
+            match tokio::task::spawn_blocking(move || s.reload_rules(&d)).await {
                 Ok(Ok(summary)) => tracing::info!(?summary, "rules reloaded"),
                 Ok(Err(e)) => tracing::error!(error = %e, "rules NOT reloaded; the running rules stay"),
                 Err(e) => tracing::error!(error = %e, "rules reload failed"),
@@ -144,7 +144,7 @@ async fn reload_on_hangup(router: std::sync::Arc<crate::route::Router>, dir: std
         }
     }
     #[cfg(not(unix))]
-    let _ = (router, dir);
+    let _ = (services, dir);
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.
