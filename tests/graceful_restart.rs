@@ -237,6 +237,12 @@ async fn sigterm_drains_every_request_read_and_a_new_process_serves_the_port() {
     signal(&again, "TERM");
     let status = wait_exit(&mut again, Duration::from_secs(30)).await;
     assert_eq!(status.map(|s| s.code()), Some(Some(0)));
+    // A SIGTERM as soon as the port accepts is a graceful stop too, not the default action.
+    let mut early = start_switch(&config, &log_path(&dir));
+    wait_listening(listen, &mut early).await;
+    signal(&early, "TERM");
+    let status = wait_exit(&mut early, Duration::from_secs(30)).await;
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "SIGTERM right after the start");
     bank.stop();
     eprintln!(
         "issuer saw {seen_by_issuer} requests; terminals got {} answers, {drained} of them after SIGTERM \
