@@ -15,17 +15,43 @@ pub async fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// A switch process, killed when dropped (a failed assertion leaves nothing running).
+pub struct Switch(Child);
+
+impl std::ops::Deref for Switch {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Switch {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Start the switch; its stderr goes to `log` (read it after the process ended).
-pub fn start_switch(config: &Path, log: &Path) -> Child {
+pub fn start_switch(config: &Path, log: &Path) -> Switch {
     let err = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_isoswitch"))
+    let child = Command::new(env!("CARGO_BIN_EXE_isoswitch"))
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::from(err))
         .spawn()
-        .expect("start the switch")
+        .expect("start the switch");
+    Switch(child)
 }
 
 /// Wait until `addr` accepts connections (the switch is up), at most 30 s.
