@@ -156,8 +156,8 @@ async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value) {
         ("POST", ["rules", "reload"]) => match &admin.rules_dir {
             None => (409, json!({"error": "no rule directory is configured (rules = ...)"})),
             Some(dir) => {
-                let (r, d) = (admin.services.router.clone(), dir.clone());
-                match tokio::task::spawn_blocking(move || r.reload(&d)).await {
+                let (s, d) = (admin.services.clone(), dir.clone());
+                match tokio::task::spawn_blocking(move || s.reload_rules(&d)).await {
                     Ok(Ok(summary)) => (200, json!({"reloaded": format!("{summary:?}")})),
                     Ok(Err(e)) => (422, json!({"error": e.to_string()})),
                     Err(e) => (500, json!({"error": e.to_string()})),

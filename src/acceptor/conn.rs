@@ -2,8 +2,12 @@
 //! a writer task fed by an mpsc that drains every ready reply, then writes and flushes
 //! once. Many requests may be in flight per connection; their replies are written in
 //! the order they complete. The forwards run as futures inside the connection task (no
-//! task per message). May import: codec, framing, issuer connector, metrics.
+//! task per message). On a graceful stop it reads no more, answers every request it has
+//! read (in flight, or still in its read buffer), closes its write side and waits, bounded,
+//! for the terminal to close before dropping the socket. May import: codec, framing,
+//! issuer connector, metrics.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,9 +15,9 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use metrics::counter;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain, Take};
 use tokio::sync::mpsc;
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::{Decoder, Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
 use super::ListenerCtx;
@@ -26,6 +30,12 @@ use crate::metrics as m;
 /// Read buffer of a connection that has sent something: large enough that one read
 /// takes a whole pipelined batch. A connection that has sent nothing holds none.
 const READ_CAPACITY: usize = 4096;
+
+/// A connection's read side: the bytes of its first read, then the socket.
+type Reader<R> = Chain<Take<std::io::Cursor<[u8; 64]>>, R>;
+
+/// How long a gracefully stopped connection waits for the terminal to close its side.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Serve one connection until the terminal leaves, it idles out, or shutdown drains it.
 pub async fn serve<R, W>(
@@ -61,6 +71,9 @@ pub async fn serve<R, W>(
     let idle = tokio::time::sleep(idle_for);
     tokio::pin!(idle);
     let mut reading = true;
+    // Frames read before a graceful stop, answered before the connection closes.
+    let mut backlog = VecDeque::new();
+    let mut drained = false;
     let max = ctx.cfg.max_inflight_per_connection.max(1);
     // A reversal waits for what came before it on the connection (its original among
     // them), and nothing after it is read until it is done: terminals reverse their last
@@ -69,7 +82,8 @@ pub async fn serve<R, W>(
     let mut barrier = false;
     let mut held = None;
     loop {
-        if !reading && inflight.is_empty() {
+        if !reading && inflight.is_empty() && backlog.is_empty() {
+            drained = shutdown.is_cancelled();
             break;
         }
         tokio::select! {
@@ -89,7 +103,29 @@ pub async fn serve<R, W>(
                 }
             }
             _ = hard.cancelled() => break,
-            _ = shutdown.cancelled(), if reading => reading = false,
+            _ = shutdown.cancelled(), if reading => {
+                reading = false;
+                backlog = buffered(&mut frames, ctx.cfg.frame);
+            }
+            Some(frame) = async { backlog.pop_front() }, if !backlog.is_empty() && !barrier && inflight.len() < max => {
+                match on_frame(&ctx, frame) {
+                    Step::Reply(f) => {
+                        if !out.send(f).await {
+                            break;
+                        }
+                    }
+                    Step::Work(plan, req, frame, at, mac) => {
+                        let now = Instant::now();
+                        barrier = matches!(plan, Plan::Reversal { .. });
+                        if barrier && !inflight.is_empty() {
+                            held = Some((plan, req, frame, at, mac, now));
+                        } else {
+                            inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
+                        }
+                    }
+                    Step::Nothing => {}
+                }
+            }
             next = frames.next(), if reading && !barrier && inflight.len() < max => match next {
                 None => reading = false,
                 Some(Err(FrameError::TooLong { len, max })) => {
@@ -135,6 +171,47 @@ pub async fn serve<R, W>(
     }
     drop(inflight);
     out.close().await;
+    if drained {
+        linger(frames.into_inner(), &hard).await;
+    }
+}
+
+/// The complete frames a connection has read but not decoded yet (its read buffer, and
+/// what is left of its first read): at a graceful stop they are answered, not dropped.
+fn buffered<R: AsyncRead + Unpin>(
+    frames: &mut FramedRead<Reader<R>, FrameCodec>,
+    cfg: crate::frame::FrameConfig,
+) -> VecDeque<Frame> {
+    let first = frames.get_mut().get_mut().0;
+    let left = first.limit() as usize;
+    let start = first.get_ref().position() as usize;
+    let rest = first.get_ref().get_ref().get(start..start.saturating_add(left)).unwrap_or(&[]).to_vec();
+    first.set_limit(0);
+    let buf = frames.read_buffer_mut();
+    buf.extend_from_slice(&rest);
+    let mut codec = FrameCodec::new(cfg);
+    let mut out = VecDeque::new();
+    while let Ok(Some(f)) = codec.decode(buf) {
+        out.push_back(f);
+    }
+    out
+}
+
+/// After a graceful stop has answered everything and sent FIN: read and discard what the
+/// terminal still sends until it closes (bounded). Closing a socket with unread bytes
+/// makes the kernel reset the connection, which can destroy replies still on their way.
+async fn linger<R: AsyncRead + Unpin>(mut r: R, hard: &CancellationToken) {
+    let mut sink = [0u8; 1024];
+    let until = tokio::time::Instant::now() + LINGER;
+    loop {
+        tokio::select! {
+            n = tokio::time::timeout_at(until, r.read(&mut sink)) => match n {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => return,
+            },
+            _ = hard.cancelled() => return,
+        }
+    }
 }
 
 /// The write side, started on the first reply: an idle terminal costs no writer task

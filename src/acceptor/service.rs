@@ -42,7 +42,9 @@ pub struct Services {
     journal_cfg: Option<JournalConfig>,
     hasher: PanHasher,
     switch_id: String,
-    issuer_index: HashMap<&'static str, usize>,
+    /// Every configured issuer by name (not only those the first rules named: a reload may
+    /// route to any of them).
+    issuer_index: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for Services {
@@ -111,14 +113,10 @@ impl Services {
         journal: Option<Journal>,
         hasher: PanHasher,
     ) -> Result<Services, ServiceError> {
-        let mut issuer_index = HashMap::new();
-        for name in router.rules().issuer_names() {
-            let idx = cfg
-                .issuers
-                .iter()
-                .position(|i| i.name == name)
-                .ok_or_else(|| ServiceError::UnknownIssuer(name.to_string()))?;
-            issuer_index.insert(name, idx);
+        let issuer_index: HashMap<String, usize> =
+            cfg.issuers.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        if let Some(name) = unknown_issuer(&router.rules(), &issuer_index) {
+            return Err(ServiceError::UnknownIssuer(name.to_string()));
         }
         Ok(Services {
             router: Arc::new(router),
@@ -129,6 +127,22 @@ impl Services {
             switch_id: cfg.switch_id.clone(),
             issuer_index,
         })
+    }
+
+    /// Load the rule directory `dir` and swap it in (SIGHUP, admin API). Refused, with the
+    /// running rules staying in force, when a file is bad or a route names an issuer the
+    /// configuration does not define. Blocking (reads files).
+    pub fn reload_rules(&self, dir: &std::path::Path) -> Result<route::RuleSummary, ServiceError> {
+        let rules = RuleSet::load_dir(dir)?;
+        if let Some(name) = unknown_issuer(&rules, &self.issuer_index) {
+            return Err(ServiceError::Rules(route::RuleError {
+                file: dir.join("routes.toml").display().to_string(),
+                line: None,
+                key: Some("issuer".into()),
+                message: format!("issuer `{name}` is not configured in the switch"),
+            }));
+        }
+        Ok(self.router.replace(rules))
     }
 
     /// The store-and-forward queue for reversals, in the journal's database, when there is a
@@ -489,6 +503,11 @@ impl Services {
         }
         Some(out)
     }
+}
+
+/// The first issuer the rules route to that is not configured.
+fn unknown_issuer(rules: &RuleSet, configured: &HashMap<String, usize>) -> Option<&'static str> {
+    rules.issuer_names().into_iter().find(|n| !configured.contains_key(*n))
 }
 
 /// A store-and-forward queue and how it repeats.

@@ -108,6 +108,13 @@ pub fn run(a: RunArgs) -> ExitCode {
     };
     let rules_dir = cfg.rules.clone();
     rt.block_on(async move {
+        // Handlers go in before the listener opens: a signal sent as soon as the switch
+        // accepts connections must not take its default action (terminating the process).
+        let stop_signal = StopSignal::install();
+        #[cfg(unix)]
+        let hangup = rules_dir
+            .as_ref()
+            .and_then(|_| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok());
         let shutdown = CancellationToken::new();
         let sw = match crate::acceptor::serve(cfg, shutdown.clone()).await {
             Ok(sw) => sw,
@@ -116,10 +123,13 @@ pub fn run(a: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(dir) = rules_dir {
-            tokio::spawn(reload_on_hangup(sw.services().router.clone(), dir));
+        #[cfg(unix)]
+        if let (Some(dir), Some(hup)) = (rules_dir, hangup) {
+            tokio::spawn(reload_on_hangup(sw.services().clone(), dir, hup));
         }
-        wait_for_signal().await;
+        #[cfg(not(unix))]
+        let _ = rules_dir;
+        stop_signal.wait().await;
         tracing::info!("shutting down: draining requests in flight");
         shutdown.cancel();
         sw.join().await;
@@ -129,22 +139,56 @@ pub fn run(a: RunArgs) -> ExitCode {
 
 /// SIGHUP reloads the rule directory; a bad file is refused (file, line and key in the
 /// log) and the running rules stay in force.
-async fn reload_on_hangup(router: std::sync::Arc<crate::route::Router>, dir: std::path::PathBuf) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
-        while hup.recv().await.is_some() {
-            let (r, d) = (router.clone(), dir.clone());
-            match tokio::task::spawn_blocking(move || r.reload(&d)).await {
-                Ok(Ok(summary)) => tracing::info!(?summary, "rules reloaded"),
-                Ok(Err(e)) => tracing::error!(error = %e, "rules NOT reloaded; the running rules stay"),
-                Err(e) => tracing::error!(error = %e, "rules reload failed"),
-            }
+#[cfg(unix)]
+async fn reload_on_hangup(
+    services: std::sync::Arc<crate::acceptor::Services>,
+    dir: std::path::PathBuf,
+    mut hup: tokio::signal::unix::Signal,
+) {
+    while hup.recv().await.is_some() {
+        let (s, d) = (services.clone(), dir.clone());
+        match tokio::task::spawn_blocking(move || s.reload_rules(&d)).await {
+            Ok(Ok(summary)) => tracing::info!(?summary, "rules reloaded"),
+            Ok(Err(e)) => tracing::error!(error = %e, "rules NOT reloaded; the running rules stay"),
+            Err(e) => tracing::error!(error = %e, "rules reload failed"),
         }
     }
-    #[cfg(not(unix))]
-    let _ = (router, dir);
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), caught from the moment this is made.
+struct StopSignal {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    fn install() -> StopSignal {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignal {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        StopSignal {}
+    }
+
+    /// Resolves on the first of them.
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let (Some(mut term), Some(mut int)) = (self.term, self.int) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+        wait_for_signal().await;
+    }
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.

@@ -77,7 +77,9 @@ pub struct Link {
     up: AtomicBool,
     inflight: AtomicUsize,
     ewma_us: AtomicU64,
-    stan: AtomicU32,
+    /// The issuer's STAN allocator, shared by all of its links: field 90 of a reversal names
+    /// its original by STAN and field 7, so two links must never send the same STAN.
+    stan: Arc<AtomicU32>,
     rrn: AtomicU64,
     /// Milliseconds since `born` at the last frame received.
     last_rx_ms: AtomicU64,
@@ -97,6 +99,13 @@ impl std::fmt::Debug for Link {
     }
 }
 
+/// An issuer's STAN allocator: it starts where the clock puts it, so that a restart does
+/// not reuse the STANs of the last minutes.
+pub fn stan_allocator() -> Arc<AtomicU32> {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Arc::new(AtomicU32::new((secs % 999_999) as u32))
+}
+
 impl Link {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -109,6 +118,7 @@ impl Link {
         table: Arc<SessionTable>,
         timeouts: Timeouts,
         saf: Option<Arc<SafCtx>>,
+        stan: Arc<AtomicU32>,
     ) -> (Arc<Link>, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(cfg.window.max(16));
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -130,8 +140,7 @@ impl Link {
             up: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             ewma_us: AtomicU64::new(0),
-            // STANs start where the clock puts them so a restart does not reuse recent ones.
-            stan: AtomicU32::new((secs % 999_999) as u32),
+            stan,
             rrn: AtomicU64::new((secs % 100_000) * 100_000),
             last_rx_ms: AtomicU64::new(0),
             born: Instant::now(),
@@ -159,7 +168,7 @@ impl Link {
         self.ewma_us.store(latency_us, Ordering::Relaxed);
     }
 
-    fn next_stan(&self) -> u32 {
+    pub(super) fn next_stan(&self) -> u32 {
         self.stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1
     }
 

@@ -198,6 +198,7 @@ impl Issuers {
             let ctx = saf.as_ref().map(|(store, policy)| Arc::new(SafCtx::new(store.clone(), *policy)));
             let mut links = Vec::with_capacity(ic.links.len());
             let mut first_spec = None;
+            let stans = link::stan_allocator();
             for lc in &ic.links {
                 let spec = Spec::load(&lc.spec).map_err(|e| IssuerError::Spec {
                     issuer: ic.name.clone(),
@@ -228,6 +229,7 @@ impl Issuers {
                     table.clone(),
                     timeouts,
                     ctx.clone(),
+                    stans.clone(),
                 );
                 next_id += 1;
                 tasks.push(tokio::spawn(link::run(link.clone(), rx, shutdown.clone())));
@@ -338,6 +340,7 @@ mod tests {
         .unwrap();
         let table = Arc::new(SessionTable::new());
         let spec = crate::iso::spec::shipped("iso87ascii").unwrap();
+        let stans = link::stan_allocator();
         let links = (0..n as u32)
             .map(|id| {
                 let lc = cfg.issuers[0].links[0].clone();
@@ -352,6 +355,7 @@ mod tests {
                     table.clone(),
                     Timeouts::default(),
                     None,
+                    stans.clone(),
                 )
                 .0
             })
@@ -379,6 +383,15 @@ mod tests {
         }
         assert!(i.pick().is_none());
         assert_eq!(i.links_up(), 0);
+    }
+
+    #[test]
+    fn links_of_one_issuer_never_hand_out_the_same_stan() {
+        let i = issuer_of(3);
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..3000 {
+            assert!(seen.insert(i.links[n % 3].next_stan()), "STAN repeated after {n}");
+        }
     }
 
     #[test]
