@@ -62,9 +62,19 @@ impl Security {
     /// translated by the key store to the issuer's zone PIN key; `Err(generic rc)` when the
     /// block does not translate (81, the PIN refused: a wrong key gives an invalid format-0
     /// block) or the issuer has no zone key (96). The clear PIN exists only inside the key
-    /// store's operation; nothing logged names the block.
+    /// store's operation; nothing logged names the block. On a listener with a key store
+    /// the terminal's MAC (64 or 128) is left out of the copy: it was made under the
+    /// terminal's own MAC key, means nothing to the issuer and has been checked here.
     pub fn translate_pin(&self, req: &Message, issuer: usize) -> Result<Option<Message>, &'static str> {
-        let (Some(keys), Some(raw)) = (&self.keys, req.raw(52)) else { return Ok(None) };
+        let Some(keys) = &self.keys else { return Ok(None) };
+        let Some(raw) = req.raw(52) else {
+            if !req.has(64) && !req.has(128) {
+                return Ok(None);
+            }
+            let mut m = req.clone();
+            m.remove(64).remove(128);
+            return Ok(Some(m));
+        };
         let Some(block) = PinBlock::from_slice(raw) else {
             return Err(Outcome::PinRefused.generic_rc());
         };
@@ -78,6 +88,7 @@ impl Security {
             Ok(out) => {
                 let mut m = req.clone();
                 m.set_bytes(52, out.bytes()).map_err(|_| Outcome::SystemMalfunction.generic_rc())?;
+                m.remove(64).remove(128);
                 Ok(Some(m))
             }
             Err(KeyError::UnknownZone { zone }) => {
@@ -222,6 +233,13 @@ mod tests {
             m
         };
         let out = sec.translate_pin(&req(&tpk), 0).unwrap().expect("a translated copy");
+        // The terminal's MAC stays at the switch.
+        let mut maced = req(&tpk);
+        maced.set_bytes(64, &[0x5A; 8]).unwrap();
+        assert!(!sec.translate_pin(&maced, 0).unwrap().unwrap().has(64));
+        maced.remove(52);
+        let plain = sec.translate_pin(&maced, 0).unwrap().expect("a copy without the MAC");
+        assert!(!plain.has(64) && plain.has(2));
         let zpk = Key::from_hex(ZPK).unwrap();
         let block = PinBlock::from_slice(out.raw(52).unwrap()).unwrap();
         assert_eq!(decrypt(&zpk, &block), clear);

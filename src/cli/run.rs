@@ -99,6 +99,12 @@ pub fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cfg.journal.is_none() && cfg.journal_url.is_none() {
+        // A config file without `journal` runs without one: say so, once, loudly.
+        tracing::warn!(
+            "no journal configured: transactions are not recorded and `settle` has nothing to read"
+        );
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
