@@ -264,12 +264,16 @@ async fn work(
         Plan::Forward { issuer, fwd, .. } => {
             (svc.forward(&ctx.issuers, &req, issuer, &fwd, at).await, Some(issuer))
         }
+        // The plans other than a forward are boxed: a future is as large as its largest
+        // branch, and this one is moved into the connection's set for every request.
         Plan::Decline { rc, field44, txn } => {
-            (svc.decline(&req, rc, field44.as_deref(), txn, at).await.map(Box::new), None)
+            (Box::pin(svc.decline(&req, rc, field44.as_deref(), txn, at)).await.map(Box::new), None)
         }
-        Plan::Reversal { fwd } => (svc.reversal(&ctx.issuers, &req, &fwd, at).await.map(Box::new), None),
-        Plan::Settle => (svc.settle(&req).await.map(Box::new), None),
-        Plan::Upload => (svc.upload(&req, at).await.map(Box::new), None),
+        Plan::Reversal { fwd } => {
+            (Box::pin(svc.reversal(&ctx.issuers, &req, &fwd, at)).await.map(Box::new), None)
+        }
+        Plan::Settle => (Box::pin(svc.settle(&req)).await.map(Box::new), None),
+        Plan::Upload => (Box::pin(svc.upload(&req, at)).await.map(Box::new), None),
         Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
     };
     let mut body = BytesMut::with_capacity(frame.body.len() + 64);
