@@ -1,6 +1,7 @@
 //! `Message`: one ISO 8583 message decoded against a `Spec`. Field data stays in the
-//! frame it came from: a decoded message is the frame (`Bytes`) plus a fixed table of
-//! where each present field lies in it, so decoding allocates nothing. Fields set with the
+//! frame it came from: a decoded message is the frame (`Bytes`) plus a small table of
+//! where each present field lies in it (inline for the first 32 fields, which covers
+//! ordinary messages), so decoding allocates nothing. Fields set with the
 //! builder are encoded once into the message's own buffer. Encoding writes into the
 //! caller's `BytesMut`.
 //!
