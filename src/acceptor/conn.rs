@@ -352,23 +352,25 @@ async fn work(
             let (reply, asked) = super::cup::forward(&ctx, &req, issuer, &fwd, at).await;
             (reply, asked.then_some(issuer))
         }
+        // The plans other than a forward are boxed: a future is as large as its largest
+        // branch, and this one is moved into the connection's set for every request.
         Plan::Decline { rc, field44, txn } => {
-            (svc.decline(&req, rc, field44.as_deref(), txn, at).await.map(Box::new), None)
+            (Box::pin(svc.decline(&req, rc, field44.as_deref(), txn, at)).await.map(Box::new), None)
         }
         Plan::Reversal { fwd } => {
             // A reversal that overtook its original (the terminal gave up first) is matched
             // against the original's outcome, not against its absence.
             ctx.pending.wait_for(&req).await;
-            (svc.reversal(&ctx.issuers, &req, &fwd, at).await.map(Box::new), None)
+            (Box::pin(svc.reversal(&ctx.issuers, &req, &fwd, at)).await.map(Box::new), None)
         }
         Plan::Settle => {
-            let reply = svc.settle(&req).await;
+            let reply = Box::pin(svc.settle(&req)).await;
             if reply.as_ref().is_some_and(|r| r.raw(39) == Some(b"00")) {
                 ctx.batches.settled(&req);
             }
             (reply.map(Box::new), None)
         }
-        Plan::Upload => (svc.upload(&req, at).await.map(Box::new), None),
+        Plan::Upload => (Box::pin(svc.upload(&req, at)).await.map(Box::new), None),
         Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
     };
     let mut body = BytesMut::with_capacity(frame.body.len() + 64);

@@ -175,7 +175,7 @@ pub async fn forward(
     if ctx.batches.stale(req) {
         tracing::info!(txn, "request in a batch already settled");
         let rc = crate::rc::Outcome::BatchMismatch.generic_rc();
-        return (svc.decline(req, decline(rc), None, txn, at).await.map(Box::new), false);
+        return (Box::pin(svc.decline(req, decline(rc), None, txn, at)).await.map(Box::new), false);
     }
     let _inflight = ctx.security.has_keys().then(|| ctx.pending.start(req));
     // Only requests that name an original (field 61) are held to one: generic dialects'
@@ -188,22 +188,24 @@ pub async fn forward(
             Some(r) => Query::ByRrn(r.clone()),
             None => Query::Recent { terminal: terminal.clone(), limit: 1000 },
         };
-        match j.query(q).await {
+        match Box::pin(j.query(q)).await {
             Ok(rows) => original = rows.into_iter().rev().find(|o| matches(o, &terminal, &n, types)),
             Err(e) => {
                 tracing::error!(error = %e, "journal query for an original failed");
-                return (svc.decline(req, decline("96"), None, txn, at).await.map(Box::new), false);
+                return (Box::pin(svc.decline(req, decline("96"), None, txn, at)).await.map(Box::new), false);
             }
         }
         if original.is_none() {
             tracing::info!(txn, "original transaction not found");
             let rc = crate::rc::Outcome::OriginalNotFound.generic_rc();
-            return (svc.decline(req, decline(rc), None, txn, at).await.map(Box::new), false);
+            return (Box::pin(svc.decline(req, decline(rc), None, txn, at)).await.map(Box::new), false);
         }
     }
     let translated = match ctx.security.translate_pin(req, issuer) {
         Ok(t) => t,
-        Err(rc) => return (svc.decline(req, decline(rc), None, txn, at).await.map(Box::new), false),
+        Err(rc) => {
+            return (Box::pin(svc.decline(req, decline(rc), None, txn, at)).await.map(Box::new), false);
+        }
     };
     let mut plan = fwd.clone();
     if translated.is_some() && plan.backup.is_some() {
@@ -232,7 +234,7 @@ pub async fn forward(
                 mti: o.mti.clone(),
                 status,
             };
-            if let Err(e) = j.update(upd).await {
+            if let Err(e) = Box::pin(j.update(upd)).await {
                 tracing::error!(error = %e, "marking the original failed");
             }
         }

@@ -285,13 +285,16 @@ impl Services {
             let mut row = self.row(req, at, fwd.txn_type.as_str(), "forward");
             row.issuer = Some(primary.clone());
             row.route = Some(fwd.issuer.to_string());
-            row
+            // Boxed: the row waits across the issuer's answer inside this future.
+            Box::new(row)
         });
         if self.shared
             && let (Some(j), Some(row)) = (&self.journal, &row)
         {
             // Another node may have this transaction already: the shared journal decides.
-            match j.claim(row.clone()).await {
+            // Boxed, as is the journal write below: inline they would make the future of
+            // every forward (journal or not) kilobytes larger, and it is moved per request.
+            match Box::pin(j.claim((**row).clone())).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!("duplicate transmission seen by the shared journal");
@@ -339,7 +342,7 @@ impl Services {
         let approved = row.rc == "00";
         row.status = Some(if approved { Status::Approved } else { Status::Declined });
         row.fee = if approved { fwd.fee } else { 0 };
-        if !self.journal(row).await && approved {
+        if !Box::pin(self.journal(*row)).await && approved {
             // Nothing unrecorded is approved: the terminal is told the switch failed.
             reply = switch_reply(req, "96").ok().map(Box::new)?;
         }

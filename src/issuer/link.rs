@@ -215,7 +215,9 @@ impl Link {
             }
         };
         match (kind, written) {
-            (Kind::Request, Some(body)) => self.reverse(body, key, &outcome).await,
+            // Boxed: the reversal path holds two messages across an await, and inline it
+            // would make every forward's future (moved on each spawn/push) kilobytes larger.
+            (Kind::Request, Some(body)) => Box::pin(self.reverse(body, key, &outcome)).await,
             (Kind::Reversal(id), _) if matches!(outcome, Outcome::Timeout) => {
                 if let Some(saf) = &self.saf {
                     saf.late.remember(key, Late::Reversal { id }, Instant::now());
@@ -286,7 +288,16 @@ impl Link {
         if (reply_mti[3].wrapping_sub(b'0')) % 2 == 1 {
             reply_mti[3] -= 1;
         }
-        let Ok(mut out) = convert(req, &self.spec) else { return Err(NotSent::Failed) };
+        // The request is written with the switch's STAN (and RRN) in place of the
+        // terminal's, encoded straight from the request: no copy of the message.
+        let converted;
+        let msg = if Arc::ptr_eq(req.spec(), &self.spec) || **req.spec() == *self.spec {
+            req
+        } else {
+            let Ok(m) = convert(req, &self.spec) else { return Err(NotSent::Failed) };
+            converted = m;
+            &converted
+        };
         let terminal_stan = req.stan();
         let start = Instant::now();
         let deadline = start + Duration::from_millis(self.cfg.deadline_ms);
@@ -294,21 +305,32 @@ impl Link {
         let terminal_rrn = req.raw(37).and_then(|r| <[u8; 12]>::try_from(r).ok());
         let mut pending =
             Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan, terminal_rrn };
+        let with_rrn = kind == Kind::Request && self.spec.field(37).is_some();
+        let mut body = BytesMut::new();
         let mut key = None;
         // A STAN whose key is still in flight is skipped; a bounded number of tries.
         for _ in 0..16 {
+            let stan = self.next_stan();
             let mut digits = [b'0'; 6];
-            write_digits(&mut digits, u64::from(self.next_stan()));
-            if out.set(11, std::str::from_utf8(&digits).unwrap_or("000000")).is_err() {
+            write_digits(&mut digits, u64::from(stan));
+            let rrn = if with_rrn { self.next_rrn() } else { [b'0'; 12] };
+            let stan_text = std::str::from_utf8(&digits).unwrap_or("000000");
+            let rrn_text = std::str::from_utf8(&rrn).unwrap_or("000000000000");
+            let overrides: &[(usize, &str)] =
+                if with_rrn { &[(11, stan_text), (37, rrn_text)] } else { &[(11, stan_text)] };
+            body.clear();
+            if msg.encode_with(overrides, &mut body).is_err() {
                 return Err(NotSent::Failed);
             }
-            if kind == Kind::Request && self.spec.field(37).is_some() {
-                let rrn = self.next_rrn();
-                if out.set(37, std::str::from_utf8(&rrn).unwrap_or("000000000000")).is_err() {
-                    return Err(NotSent::Failed);
-                }
-            }
-            let Some(k) = self.key.of(self.id, &out) else { return Err(NotSent::Failed) };
+            let k = if self.key.reads(37) {
+                // The key reads the RRN as written: take it from the encoded request.
+                Message::decode(&self.spec, Bytes::copy_from_slice(&body))
+                    .ok()
+                    .and_then(|sent| self.key.of(self.id, &sent))
+            } else {
+                self.key.of_written(self.id, msg, stan)
+            };
+            let Some(k) = k else { return Err(NotSent::Failed) };
             match self.table.insert(k.clone(), pending) {
                 Ok(()) => {
                     key = Some(k);
@@ -320,13 +342,6 @@ impl Link {
         let Some(key) = key else { return Err(NotSent::Unavailable) };
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.inflight_gauge.increment(1.0);
-        let mut body = BytesMut::with_capacity(256);
-        if out.encode(&mut body).is_err() {
-            if self.table.take(&key).is_some() {
-                self.entry_left();
-            }
-            return Err(NotSent::Failed);
-        }
         let body = body.freeze();
         let written = (kind == Kind::Request && self.saf.is_some() && reversal::is_reversible(req.mti()))
             .then(|| body.clone());
@@ -341,7 +356,9 @@ impl Link {
 
     /// Match one frame read from the issuer.
     fn on_frame(&self, body: Bytes, reply_tx: &mpsc::Sender<Bytes>) {
-        self.last_rx_ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // One clock read per frame serves both the echo timer and the reply's latency.
+        let now = Instant::now();
+        self.last_rx_ms.store(now.saturating_duration_since(self.born).as_millis() as u64, Ordering::Relaxed);
         let msg = match Message::decode(&self.spec, body) {
             Ok(msg) => Box::new(msg),
             Err(e) => {
@@ -367,7 +384,7 @@ impl Link {
         match taken {
             Some(p) => {
                 self.entry_left();
-                let took = p.sent.elapsed();
+                let took = now.saturating_duration_since(p.sent);
                 self.latency.record(took.as_secs_f64());
                 let us = took.as_micros() as u64;
                 let old = self.ewma_us.load(Ordering::Relaxed);
