@@ -62,6 +62,13 @@ async fn sighup_reloads_rules_and_a_bad_file_leaves_them_in_force() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read the log as it comes: a full pipe would block the switch's logging threads.
+    let mut stderr = switch.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
     let until = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(listen).await.is_err() {
         assert!(Instant::now() < until, "the switch did not start");
@@ -96,8 +103,7 @@ async fn sighup_reloads_rules_and_a_bad_file_leaves_them_in_force() {
 
     switch.kill().unwrap();
     let _ = switch.wait();
-    let mut log = String::new();
-    switch.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let log = log_reader.join().unwrap();
     assert!(log.contains("rules reloaded"), "{log}");
     assert!(log.contains("rules NOT reloaded") && log.contains("registry.toml"), "{log}");
     stop.cancel();
