@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One load run on 127.0.0.1: sim-terminal -> (switch ->) sim-issuer; prints sim-terminal's
-# JSON line.
+# JSON line on stdout and, on stderr, the switch's CPU time per transaction (user+system,
+# whole process and its journal-writer thread), which is what to compare on a busy machine.
 #   bash benches/load.sh MODE CONNECTIONS PIPELINE SECONDS
 #   MODE: direct (sim-terminal straight to sim-issuer), off (switch, no journal),
 #         normal / full (switch with a SQLite journal at that journal_sync)
@@ -24,5 +25,20 @@ else
     "$D" "$mode" >"$D/c.toml"
   RUST_LOG=warn "$B" run --config "$D/c.toml" 2>"$D/switch.log" &
 fi
+switch=$!
 sleep 1
-"$B" sim-terminal --connect 127.0.0.1:18583 --connections "$C" --pipeline "$K" --seconds "$S" --json | tail -1
+# utime + stime (clock ticks) of a /proc stat file; the name field may hold spaces.
+ticks() { sed 's/^.*) //' "$1" 2>/dev/null | awk '{ print $12 + $13 }'; }
+writer_stat() { grep -l '^journal-writer$' /proc/"$switch"/task/*/comm 2>/dev/null | head -1 | sed 's/comm$/stat/'; }
+p0=$(ticks /proc/"$switch"/stat) w=$(writer_stat) w0=0
+[ -n "$w" ] && w0=$(ticks "$w")
+out=$("$B" sim-terminal --connect 127.0.0.1:18583 --connections "$C" --pipeline "$K" --seconds "$S" --json | tail -1)
+p1=$(ticks /proc/"$switch"/stat) w1=0
+[ -n "$w" ] && w1=$(ticks "$w")
+echo "$out"
+n=$(printf '%s' "$out" | sed -n 's/.*"received": *\([0-9]*\).*/\1/p')
+hz=$(getconf CLK_TCK)
+if [ -n "$n" ] && [ "$n" -gt 0 ] && [ -n "$p0" ] && [ -n "$p1" ]; then
+  awk -v p="$((p1 - p0))" -v w="$((w1 - w0))" -v n="$n" -v hz="$hz" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
+    printf "switch cpu: %.2f us/txn (journal-writer %.2f us/txn), %d txn, load %s\n", p * 1e6 / hz / n, w * 1e6 / hz / n, n, l }' >&2
+fi
