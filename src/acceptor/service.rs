@@ -186,10 +186,12 @@ impl Services {
         }
     }
 
-    /// The journal row of a request, before its outcome is known.
-    fn row(&self, req: &Message, received_at: i64, txn: &str, decision: &str) -> TxnRecord {
+    /// The journal row of a request, before its outcome is known. Boxed: the row lives
+    /// across the issuer's answer and the commit, and a pointer keeps the request's future
+    /// (copied whenever it moves) and each hand-over on the way to the writer small.
+    fn row(&self, req: &Message, received_at: i64, txn: &str, decision: &str) -> Box<TxnRecord> {
         let rules = self.router.rules();
-        let mut r = TxnRecord::from_request(req, &self.hasher);
+        let mut r = Box::new(TxnRecord::from_request(req, &self.hasher));
         r.switch_id.clone_from(&self.switch_id);
         r.received_at = received_at;
         r.business_date = business_date(received_at, rules.registry.utc_offset_minutes);
@@ -201,9 +203,9 @@ impl Services {
 
     /// Journal `row` (when there is a journal). An approval must not reach the terminal
     /// unless this succeeded; the caller turns a failure into 96.
-    async fn journal(&self, row: TxnRecord) -> bool {
+    async fn journal(&self, row: Box<TxnRecord>) -> bool {
         let Some(j) = &self.journal else { return true };
-        match j.record(row).await {
+        match j.record_boxed(row).await {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(error = %e, "journal write failed");
@@ -260,7 +262,7 @@ impl Services {
             && let (Some(j), Some(row)) = (&self.journal, &row)
         {
             // Another node may have this transaction already: the shared journal decides.
-            match j.claim(row.clone()).await {
+            match j.claim(TxnRecord::clone(row)).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!("duplicate transmission seen by the shared journal");

@@ -163,8 +163,13 @@ impl Journal {
     /// Make `rec` durable. `Ok(true)` once committed, `Ok(false)` when a row with the same
     /// terminal, STAN, transmission time and MTI was already there (nothing duplicated).
     pub async fn record(&self, rec: TxnRecord) -> Result<bool, StoreError> {
+        self.record_boxed(Box::new(rec)).await
+    }
+
+    /// `record` of a row already boxed (it reaches the writer without being copied).
+    pub async fn record_boxed(&self, rec: Box<TxnRecord>) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Cmd::Write(Box::new(rec), tx)).await.map_err(|_| StoreError::Closed)?;
+        self.tx.send(Cmd::Write(rec, tx)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
