@@ -26,7 +26,13 @@ else
   RUST_LOG=warn "$B" run --config "$D/c.toml" 2>"$D/switch.log" &
 fi
 switch=$!
-sleep 1
+# Wait (at most 10 s) for the switch to listen: opening a FULL journal fsyncs, which on a
+# busy disk takes longer than a fixed pause.
+for _ in $(seq 100); do
+  grep -q ':4897 00000000:0000 0A' /proc/net/tcp 2>/dev/null && break
+  sleep 0.1
+done
+sleep 0.2
 # utime + stime (clock ticks) of a /proc stat file; the name field may hold spaces.
 ticks() { sed 's/^.*) //' "$1" 2>/dev/null | awk '{ print $12 + $13 }'; }
 writer_stat() { grep -l '^journal-writer$' /proc/"$switch"/task/*/comm 2>/dev/null | head -1 | sed 's/comm$/stat/'; }
