@@ -202,10 +202,12 @@ impl Services {
         }
     }
 
-    /// The journal row of a request, before its outcome is known.
-    fn row(&self, req: &Message, received_at: i64, txn: &str, decision: &str) -> TxnRecord {
+    /// The journal row of a request, before its outcome is known. Boxed: the row lives
+    /// across the issuer's answer and the commit, and a pointer keeps the request's future
+    /// (copied whenever it moves) and each hand-over on the way to the writer small.
+    fn row(&self, req: &Message, received_at: i64, txn: &str, decision: &str) -> Box<TxnRecord> {
         let rules = self.router.rules();
-        let mut r = TxnRecord::from_request(req, &self.hasher);
+        let mut r = Box::new(TxnRecord::from_request(req, &self.hasher));
         r.switch_id.clone_from(&self.switch_id);
         r.received_at = received_at;
         r.business_date = business_date(received_at, rules.registry.utc_offset_minutes);
@@ -217,9 +219,9 @@ impl Services {
 
     /// Journal `row` (when there is a journal). An approval must not reach the terminal
     /// unless this succeeded; the caller turns a failure into 96.
-    async fn journal(&self, row: TxnRecord) -> bool {
+    async fn journal(&self, row: Box<TxnRecord>) -> bool {
         let Some(j) = &self.journal else { return true };
-        match j.record(row).await {
+        match j.record_boxed(row).await {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(error = %e, "journal write failed");
@@ -285,8 +287,7 @@ impl Services {
             let mut row = self.row(req, at, fwd.txn_type.as_str(), "forward");
             row.issuer = Some(primary.clone());
             row.route = Some(fwd.issuer.to_string());
-            // Boxed: the row waits across the issuer's answer inside this future.
-            Box::new(row)
+            row
         });
         if self.shared
             && let (Some(j), Some(row)) = (&self.journal, &row)
@@ -294,7 +295,7 @@ impl Services {
             // Another node may have this transaction already: the shared journal decides.
             // Boxed, as is the journal write below: inline they would make the future of
             // every forward (journal or not) kilobytes larger, and it is moved per request.
-            match Box::pin(j.claim((**row).clone())).await {
+            match Box::pin(j.claim(TxnRecord::clone(row))).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!("duplicate transmission seen by the shared journal");
@@ -342,7 +343,7 @@ impl Services {
         let approved = row.rc == "00";
         row.status = Some(if approved { Status::Approved } else { Status::Declined });
         row.fee = if approved { fwd.fee } else { 0 };
-        if !Box::pin(self.journal(*row)).await && approved {
+        if !Box::pin(self.journal(row)).await && approved {
             // Nothing unrecorded is approved: the terminal is told the switch failed.
             reply = switch_reply(req, "96").ok().map(Box::new)?;
         }

@@ -12,6 +12,7 @@ pub mod store;
 
 use std::path::PathBuf;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
@@ -47,8 +48,32 @@ enum Cmd {
 
 /// Largest group committed at once.
 const MAX_GROUP: usize = 4096;
+/// A group this large (or following one this large) means the switch is under load: the
+/// writer then lingers for more rows before committing. Each commit rewrites into the WAL
+/// every page its rows touched (the table's last page and a leaf per index insert point),
+/// so much of its cost is per commit, not per row: with the switch's rows, groups of 512
+/// took about 30% less CPU per row than groups of 128. A lone row at light load is
+/// committed at once.
+const LOADED: usize = 16;
+/// While lingering, the writer looks for new rows this often, and commits as soon as one
+/// look finds none (the terminals are then waiting for this group) ...
+const LINGER_STEP: Duration = Duration::from_micros(100);
+/// ... or when this much time has passed since the group began.
+const LINGER_MAX: Duration = Duration::from_millis(1);
 /// Commands queued before callers wait: bounds memory under overload.
 const QUEUE: usize = 65_536;
+
+/// Move queued commands into `pending`, up to `MAX_GROUP`; how many came.
+fn drain(rx: &mut mpsc::Receiver<Cmd>, pending: &mut Vec<Cmd>) -> usize {
+    let before = pending.len();
+    while pending.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(c) => pending.push(c),
+            Err(_) => break,
+        }
+    }
+    pending.len() - before
+}
 
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
@@ -77,16 +102,22 @@ impl Journal {
     pub fn start<S: Store>(mut store: S) -> Journal {
         let (tx, mut rx) = mpsc::channel::<Cmd>(QUEUE);
         let spawned = thread::Builder::new().name("journal-writer".into()).spawn(move || {
+            let mut last = 0;
             while let Some(first) = rx.blocking_recv() {
                 let mut writes: Vec<(Box<TxnRecord>, oneshot::Sender<_>)> = Vec::new();
                 let mut others = Vec::new();
                 let mut pending = vec![first];
-                while pending.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(c) => pending.push(c),
-                        Err(_) => break,
+                drain(&mut rx, &mut pending);
+                if pending.len() >= LOADED || last >= LOADED {
+                    let until = Instant::now() + LINGER_MAX;
+                    while pending.len() < MAX_GROUP && Instant::now() < until {
+                        thread::sleep(LINGER_STEP);
+                        if drain(&mut rx, &mut pending) == 0 {
+                            break;
+                        }
                     }
                 }
+                last = pending.len();
                 for c in pending {
                     match c {
                         Cmd::Write(r, done) => writes.push((r, done)),
@@ -133,8 +164,13 @@ impl Journal {
     /// Make `rec` durable. `Ok(true)` once committed, `Ok(false)` when a row with the same
     /// terminal, STAN, transmission time and MTI was already there (nothing duplicated).
     pub async fn record(&self, rec: TxnRecord) -> Result<bool, StoreError> {
+        self.record_boxed(Box::new(rec)).await
+    }
+
+    /// `record` of a row already boxed (it reaches the writer without being copied).
+    pub async fn record_boxed(&self, rec: Box<TxnRecord>) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Cmd::Write(Box::new(rec), tx)).await.map_err(|_| StoreError::Closed)?;
+        self.tx.send(Cmd::Write(rec, tx)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -20,6 +20,8 @@ pub struct SqliteStore {
     /// Set by the checkpoint thread when the writer should finish a checkpoint; the
     /// thread runs while this lives.
     finish: Arc<AtomicBool>,
+    /// The insert statement's text, built once (it is also the prepared-statement cache key).
+    insert: String,
 }
 
 /// How often the checkpoint thread looks at the WAL.
@@ -76,7 +78,7 @@ impl SqliteStore {
         if spawned.is_ok() {
             conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(err)?;
         }
-        Ok(SqliteStore { conn, finish })
+        Ok(SqliteStore { conn, finish, insert: store::insert_sql('?') })
     }
 
     fn rows(&mut self, sql: &str, params: Vec<String>) -> Result<Vec<TxnRecord>, StoreError> {
@@ -99,7 +101,7 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction().map_err(err)?;
         let mut done = Vec::with_capacity(rows.len());
         {
-            let mut stmt = tx.prepare_cached(&store::insert_sql('?')).map_err(err)?;
+            let mut stmt = tx.prepare_cached(&self.insert).map_err(err)?;
             for r in rows {
                 // Bound by reference, in `store::COLUMNS` order: no value is copied per row.
                 let n = stmt
