@@ -32,7 +32,7 @@ pub struct Route {
     pub card_type: CardType,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Level {
     digits: u8,
     /// (low, high, route index), sorted by `low`, non-overlapping.
@@ -60,8 +60,16 @@ impl Level {
     }
 
     fn find(&self, digits: &[u8]) -> Option<u32> {
-        let (head, _) = digits.split_at_checked(self.bucket_digits() as usize)?;
-        let (b, key) = (value(head) as usize, value(digits));
+        if digits.len() < self.bucket_digits() as usize {
+            return None;
+        }
+        self.find_key(value(digits))
+    }
+
+    /// The range holding `key`, a number of `self.digits` digits.
+    fn find_key(&self, key: u64) -> Option<u32> {
+        let scale = 10u64.pow(u32::from(self.digits - self.bucket_digits()));
+        let b = (key / scale) as usize;
         let start = self.index.get(b).copied()? as usize;
         let end = self.index.get(b + 1).copied()? as usize;
         // A range that starts in an earlier bucket may reach into this one.
@@ -70,6 +78,41 @@ impl Level {
         let &(_, high, idx) = slice.get(i.checked_sub(1)?)?;
         (key <= high).then_some(idx)
     }
+}
+
+/// Every level of at most this many digits is also folded into one table on the first
+/// `FLAT_DIGITS` digits (longest level winning), so that a PAN needs one search for them.
+const FLAT_DIGITS: u8 = 8;
+
+/// One level on `FLAT_DIGITS` digits that answers as the levels of `FLAT_DIGITS` digits or
+/// fewer would, tried longest first: each route becomes the range of the 8-digit numbers
+/// it covers, the boundaries of all of them cut the number line into segments, and each
+/// segment takes the route of the longest level that covers it.
+fn flatten(levels: &[Level]) -> Level {
+    let short: Vec<&Level> = levels.iter().filter(|l| l.digits <= FLAT_DIGITS).collect();
+    let scale = |l: &Level| 10u64.pow(u32::from(FLAT_DIGITS - l.digits));
+    let mut cuts: Vec<u64> = Vec::new();
+    for l in &short {
+        for &(low, high, _) in &l.ranges {
+            cuts.push(low * scale(l));
+            cuts.push((high + 1) * scale(l));
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut ranges: Vec<(u64, u64, u32)> = Vec::new();
+    for pair in cuts.windows(2) {
+        let &[from, to] = pair else { continue };
+        // `short` is longest first: the first level covering the segment wins.
+        let Some(idx) = short.iter().find_map(|l| l.find_key(from / scale(l))) else { continue };
+        match ranges.last_mut() {
+            Some(last) if last.2 == idx && last.1 + 1 == from => last.1 = to - 1,
+            _ => ranges.push((from, to - 1, idx)),
+        }
+    }
+    let mut flat = Level { digits: FLAT_DIGITS, ranges, index: Vec::new() };
+    flat.build_index();
+    flat
 }
 
 /// The number spelt by ASCII digits (at most 19, checked by the caller).
@@ -83,6 +126,8 @@ pub struct Routes {
     routes: Vec<Route>,
     /// Longest first.
     levels: Vec<Level>,
+    /// The levels of up to `FLAT_DIGITS` digits as one (see `flatten`).
+    flat: Level,
     default: Option<Route>,
 }
 
@@ -213,7 +258,8 @@ impl Routes {
             }
         }
         levels.iter_mut().for_each(Level::build_index);
-        Ok(Routes { routes, levels, default })
+        let flat = flatten(&levels);
+        Ok(Routes { routes, levels, flat, default })
     }
 
     /// Routes every card to one issuer.
@@ -221,6 +267,7 @@ impl Routes {
         Routes {
             routes: Vec::new(),
             levels: Vec::new(),
+            flat: flatten(&[]),
             default: Some(Route { issuer: intern(issuer), backup: None, card_type }),
         }
     }
@@ -236,7 +283,17 @@ impl Routes {
     /// The route for a PAN (ASCII digits, already checked), most specific first, then the
     /// default.
     pub fn lookup(&self, pan: &[u8]) -> Option<&Route> {
+        let flat = pan.get(..FLAT_DIGITS as usize);
         for level in &self.levels {
+            if let Some(digits) = flat
+                && level.digits <= FLAT_DIGITS
+            {
+                return self
+                    .flat
+                    .find(digits)
+                    .and_then(|i| self.routes.get(i as usize))
+                    .or(self.default.as_ref());
+            }
             let Some(digits) = pan.get(..level.digits as usize) else { continue };
             if let Some(idx) = level.find(digits) {
                 return self.routes.get(idx as usize);
@@ -360,6 +417,68 @@ card_type = "credit"
             let pan = format!("{key}00000000");
             assert_eq!(routes.lookup(pan.as_bytes()).unwrap().issuer, want, "{key}");
         }
+    }
+
+    #[test]
+    fn folded_levels_agree_with_longest_match() {
+        // Nested and partly overlapping routes on 1 to 10 digits.
+        let mut text = String::from("[default]\nissuer = \"d\"\ncard_type = \"debit\"\n");
+        let mut spans: Vec<(usize, u64, u64, String)> = Vec::new();
+        let mut add = |n: usize, low: u64, high: u64| {
+            let name = format!("r{}", spans.len());
+            if spans.iter().any(|&(m, l, h, _)| m == n && low <= h && l <= high) {
+                return;
+            }
+            text += &if low == high {
+                format!("[[route]]\nprefix = \"{low:0n$}\"\nissuer = \"{name}\"\ncard_type = \"qr\"\n")
+            } else {
+                format!(
+                    "[[route]]\nlow = \"{low:0n$}\"\nhigh = \"{high:0n$}\"\nissuer = \"{name}\"\ncard_type = \"qr\"\n"
+                )
+            };
+            spans.push((n, low, high, name));
+        };
+        add(1, 6, 6);
+        add(2, 62, 62);
+        add(4, 6222, 6222);
+        add(4, 4000, 4000);
+        for r in 0..200u64 {
+            let p6 = 600_000 + r * 2_741 % 40_000;
+            add(6, p6, p6);
+            let l6 = 620_000 + r * 97 % 9_000;
+            add(6, l6, l6 + r % 5);
+            let l7 = 6_200_000 + r * 1_013 % 90_000;
+            add(7, l7, l7 + r % 40);
+            let l8 = 62_000_000 + r * 7_919 % 900_000;
+            add(8, l8, l8 + r % 3_000);
+        }
+        add(10, 6_222_000_000, 6_222_000_000);
+        let routes = Routes::load(&Source { file: "routes.toml", text: &text }).unwrap();
+        let mut routed = 0;
+        for k in 0..10_000u64 {
+            let head = 60_000_000 + k * 104_729 % 40_000_000;
+            let pan = if k % 50 == 0 { format!("6222000000{k:06}") } else { format!("{head}{k:08}") };
+            let want = (1..=19)
+                .rev()
+                .find_map(|n| {
+                    let v: u64 = pan.get(..n)?.parse().ok()?;
+                    spans.iter().find(|&&(m, l, h, _)| m == n && l <= v && v <= h)
+                })
+                .map_or("d", |s| s.3.as_str());
+            assert_eq!(routes.lookup(pan.as_bytes()).unwrap().issuer, want, "{pan}");
+            routed += usize::from(want != "d");
+            // A number too short for the folded table takes the level-by-level path.
+            let short = &pan[..7];
+            let want = (1..=7)
+                .rev()
+                .find_map(|n| {
+                    let v: u64 = short.get(..n)?.parse().ok()?;
+                    spans.iter().find(|&&(m, l, h, _)| m == n && l <= v && v <= h)
+                })
+                .map_or("d", |s| s.3.as_str());
+            assert_eq!(routes.lookup(short.as_bytes()).unwrap().issuer, want, "{short}");
+        }
+        assert!(routed > 1_000, "{routed}");
     }
 
     #[test]
