@@ -4,8 +4,7 @@
 //!
 //! - **Keys**: a card is known by a SipHash of its PAN with a random key drawn when the
 //!   state is created (`std`'s `RandomState`), so no PAN is stored and keys cannot be forged
-//!   to collide; the PAN's digits are packed into one number first so that SipHash runs
-//!   over 9 bytes, not the digit string. A terminal is known by its id (up to 8 characters
+//!   to collide; SipHash takes the PAN as whole 64-bit words and its length. A terminal is known by its id (up to 8 characters
 //!   packed into a `u64`, as the registry does; terminal ids are not secret) run through a
 //!   bijective mixer together with a second random key: distinct terminals keep distinct
 //!   keys, and an attacker who does not know the key cannot choose ids that crowd one
@@ -167,22 +166,6 @@ fn sub_slot(now: Now, window_ms: u64) -> u64 {
     now.0 / (window_ms / SUB).max(1)
 }
 
-/// The number spelt by up to 19 ASCII digits; `None` for anything else.
-fn packed_digits(digits: &[u8]) -> Option<u64> {
-    if digits.len() > 19 {
-        return None;
-    }
-    let mut v = 0u64;
-    for &d in digits {
-        let x = d.wrapping_sub(b'0');
-        if x > 9 {
-            return None;
-        }
-        v = v * 10 + u64::from(x);
-    }
-    Some(v)
-}
-
 impl RiskState {
     pub fn new() -> RiskState {
         let key = RandomState::new();
@@ -222,18 +205,26 @@ impl RiskState {
         }
     }
 
-    /// The keyed hash of a card number.
+    /// The keyed hash of a card number: its bytes as 64-bit words (the last one padded
+    /// with zeros), then its length, so that SipHash takes whole words.
     fn card_key(&self, pan: &[u8]) -> u64 {
-        match packed_digits(pan) {
-            Some(v) => {
-                let mut h = self.key.build_hasher();
-                h.write_u64(v);
-                // The length tells 0123... from 123...
-                h.write_u8(pan.len() as u8);
-                h.finish()
-            }
-            None => self.key.hash_one(pan),
+        let mut h = self.key.build_hasher();
+        let mut words = pan.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            h.write_u64(u64::from_le_bytes(b));
         }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            if let Some(head) = b.get_mut(..rest.len()) {
+                head.copy_from_slice(rest);
+            }
+            h.write_u64(u64::from_le_bytes(b));
+        }
+        h.write_u16(pan.len() as u16);
+        h.finish()
     }
 
     /// Check and count one request; `Some(decline)` stops it.
@@ -436,6 +427,7 @@ mod tests {
     fn keys_tell_inputs_apart() {
         let s = RiskState::new();
         assert_ne!(s.card_key(b"0123456789012"), s.card_key(b"123456789012"));
+        assert_ne!(s.card_key(b"4111111111111"), s.card_key(b"4111111111111\0"));
         assert_ne!(s.card_key(b"4111111111111111"), s.card_key(b"4111111111111112"));
         assert_eq!(s.card_key(b"4111111111111111"), s.card_key(b"4111111111111111"));
         // Over-long or non-digit input still gets a key.
