@@ -160,7 +160,6 @@ struct RawRow {
 /// A field's characters as bytes: borrowed from the frame when the field travels as ASCII
 /// (no conversion or UTF-8 check: they are only compared with ASCII rule data), converted
 /// from BCD or EBCDIC otherwise.
-#[inline]
 pub(crate) fn chars(msg: &Message, n: usize) -> Option<Cow<'_, [u8]>> {
     let fs = msg.spec().field(n)?;
     if fs.encoding == Encoding::Ascii {
