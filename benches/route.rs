@@ -2,6 +2,9 @@
 //! fee groups, 1,000 BIN routes (prefixes and 8-digit ranges), the default fee plan, and
 //! risk rules with duplicate detection and frequency limits. The setup is generated here
 //! and checked before timing: a known terminal and card route to the expected issuer.
+//! Three lines: the pure rules on one message (all of it in cache), the pure rules over
+//! 1,024 messages of different terminals and cards, and the full decision through `Router`
+//! over the same messages with the risk counters updating (what one request pays).
 //!
 //! `cargo bench --bench route -- --warm-up-time 1 --measurement-time 3`
 
@@ -147,6 +150,18 @@ fn bench(c: &mut Criterion) {
         let d = check.decide(m, Now(now.0 + k as u64 * 400));
         assert!(matches!(d, Decision::Forward(_)), "setup: message {k}: {d:?}");
     }
+    // The same 1,024 messages without the counters: the difference to the line below is
+    // what the counters cost, the difference to the line above what cold data costs.
+    let tick = Cell::new(0u64);
+    c.bench_function("route/decide (pure rules, 1,024 messages)", |b| {
+        b.iter(|| {
+            let k = tick.get();
+            tick.set(k + 1);
+            let m = &msgs[(k % 1_024) as usize];
+            black_box(rules.decide(black_box(m), Now(now.0 + k * 400)))
+        })
+    });
+
     let router = Router::new(rules);
     let tick = Cell::new(0u64);
     c.bench_function("route/router.decide (rules + risk counters)", |b| {

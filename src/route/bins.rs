@@ -32,7 +32,7 @@ pub struct Route {
     pub card_type: CardType,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Level {
     digits: u8,
     /// (low, high, route index), sorted by `low`, non-overlapping.
@@ -61,7 +61,17 @@ impl Level {
 
     fn find(&self, digits: &[u8]) -> Option<u32> {
         let (head, _) = digits.split_at_checked(self.bucket_digits() as usize)?;
-        let (b, key) = (value(head) as usize, value(digits));
+        self.find_in(value(head) as usize, value(digits))
+    }
+
+    /// The range holding `key`, a number of `self.digits` digits (at load: this divides).
+    fn find_key(&self, key: u64) -> Option<u32> {
+        let scale = 10u64.pow(u32::from(self.digits - self.bucket_digits()));
+        self.find_in((key / scale) as usize, key)
+    }
+
+    /// The range holding `key`, whose bucket is `b`.
+    fn find_in(&self, b: usize, key: u64) -> Option<u32> {
         let start = self.index.get(b).copied()? as usize;
         let end = self.index.get(b + 1).copied()? as usize;
         // A range that starts in an earlier bucket may reach into this one.
@@ -70,6 +80,41 @@ impl Level {
         let &(_, high, idx) = slice.get(i.checked_sub(1)?)?;
         (key <= high).then_some(idx)
     }
+}
+
+/// Every level of at most this many digits is also folded into one table on the first
+/// `FLAT_DIGITS` digits (longest level winning), so that a PAN needs one search for them.
+const FLAT_DIGITS: u8 = 8;
+
+/// One level on `FLAT_DIGITS` digits that answers as the levels of `FLAT_DIGITS` digits or
+/// fewer would, tried longest first: each route becomes the range of the 8-digit numbers
+/// it covers, the boundaries of all of them cut the number line into segments, and each
+/// segment takes the route of the longest level that covers it.
+fn flatten(levels: &[Level]) -> Level {
+    let short: Vec<&Level> = levels.iter().filter(|l| l.digits <= FLAT_DIGITS).collect();
+    let scale = |l: &Level| 10u64.pow(u32::from(FLAT_DIGITS - l.digits));
+    let mut cuts: Vec<u64> = Vec::new();
+    for l in &short {
+        for &(low, high, _) in &l.ranges {
+            cuts.push(low * scale(l));
+            cuts.push((high + 1) * scale(l));
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut ranges: Vec<(u64, u64, u32)> = Vec::new();
+    for pair in cuts.windows(2) {
+        let &[from, to] = pair else { continue };
+        // `short` is longest first: the first level covering the segment wins.
+        let Some(idx) = short.iter().find_map(|l| l.find_key(from / scale(l))) else { continue };
+        match ranges.last_mut() {
+            Some(last) if last.2 == idx && last.1 + 1 == from => last.1 = to - 1,
+            _ => ranges.push((from, to - 1, idx)),
+        }
+    }
+    let mut flat = Level { digits: FLAT_DIGITS, ranges, index: Vec::new() };
+    flat.build_index();
+    flat
 }
 
 /// The number spelt by ASCII digits (at most 19, checked by the caller).
@@ -83,6 +128,8 @@ pub struct Routes {
     routes: Vec<Route>,
     /// Longest first.
     levels: Vec<Level>,
+    /// The levels of up to `FLAT_DIGITS` digits as one (see `flatten`).
+    flat: Level,
     default: Option<Route>,
 }
 
@@ -213,7 +260,8 @@ impl Routes {
             }
         }
         levels.iter_mut().for_each(Level::build_index);
-        Ok(Routes { routes, levels, default })
+        let flat = flatten(&levels);
+        Ok(Routes { routes, levels, flat, default })
     }
 
     /// Routes every card to one issuer.
@@ -221,6 +269,7 @@ impl Routes {
         Routes {
             routes: Vec::new(),
             levels: Vec::new(),
+            flat: flatten(&[]),
             default: Some(Route { issuer: intern(issuer), backup: None, card_type }),
         }
     }
@@ -236,7 +285,17 @@ impl Routes {
     /// The route for a PAN (ASCII digits, already checked), most specific first, then the
     /// default.
     pub fn lookup(&self, pan: &[u8]) -> Option<&Route> {
+        let flat = pan.get(..FLAT_DIGITS as usize);
         for level in &self.levels {
+            if let Some(digits) = flat
+                && level.digits <= FLAT_DIGITS
+            {
+                return self
+                    .flat
+                    .find(digits)
+                    .and_then(|i| self.routes.get(i as usize))
+                    .or(self.default.as_ref());
+            }
             let Some(digits) = pan.get(..level.digits as usize) else { continue };
             if let Some(idx) = level.find(digits) {
                 return self.routes.get(idx as usize);
@@ -248,23 +307,23 @@ impl Routes {
 
 /// A PAN is 12 to 19 ASCII digits whose Luhn check digit is right.
 pub fn luhn_ok(pan: &[u8]) -> bool {
-    if !(12..=19).contains(&pan.len()) {
+    if !(12..=19).contains(&pan.len()) || !pan.iter().all(u8::is_ascii_digit) {
         return false;
     }
-    let mut sum = 0u32;
-    for (i, &c) in pan.iter().rev().enumerate() {
-        if !c.is_ascii_digit() {
-            return false;
-        }
-        let mut d = u32::from(c - b'0');
-        if i % 2 == 1 {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
+    // Pairs from the right end: the right digit of each pair counts as it is, the left one
+    // doubled (less 9 when that makes two digits); a lone first digit counts as it is.
+    // No branch on the position, so the sums of the pairs run side by side.
+    let sum: u32 = pan
+        .rchunks(2)
+        .map(|pair| match *pair {
+            [a, b] => {
+                let a = u32::from(a - b'0') * 2;
+                a - 9 * u32::from(a > 9) + u32::from(b - b'0')
             }
-        }
-        sum += d;
-    }
+            [a] => u32::from(a - b'0'),
+            _ => 0,
+        })
+        .sum();
     sum.is_multiple_of(10)
 }
 
@@ -319,6 +378,28 @@ card_type = "credit"
     }
 
     #[test]
+    fn luhn_agrees_with_the_digit_by_digit_rule() {
+        let reference = |pan: &str| {
+            let sum: u32 = pan
+                .bytes()
+                .rev()
+                .enumerate()
+                .map(|(i, c)| {
+                    let d = u32::from(c - b'0') * if i % 2 == 1 { 2 } else { 1 };
+                    if d > 9 { d - 9 } else { d }
+                })
+                .sum();
+            (12..=19).contains(&pan.len()) && sum.is_multiple_of(10)
+        };
+        for k in 0..30_000u64 {
+            let len = 12 + (k % 8) as usize;
+            let pan =
+                format!("{:0len$}", k.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 10u64.pow(len.min(19) as u32));
+            assert_eq!(luhn_ok(pan.as_bytes()), reference(&pan), "{pan}");
+        }
+    }
+
+    #[test]
     fn longest_match_then_default() {
         let r = Routes::load(&Source { file: "routes.toml", text: TEXT }).unwrap();
         for (pan, issuer) in [
@@ -360,6 +441,68 @@ card_type = "credit"
             let pan = format!("{key}00000000");
             assert_eq!(routes.lookup(pan.as_bytes()).unwrap().issuer, want, "{key}");
         }
+    }
+
+    #[test]
+    fn folded_levels_agree_with_longest_match() {
+        // Nested and partly overlapping routes on 1 to 10 digits.
+        let mut text = String::from("[default]\nissuer = \"d\"\ncard_type = \"debit\"\n");
+        let mut spans: Vec<(usize, u64, u64, String)> = Vec::new();
+        let mut add = |n: usize, low: u64, high: u64| {
+            let name = format!("r{}", spans.len());
+            if spans.iter().any(|&(m, l, h, _)| m == n && low <= h && l <= high) {
+                return;
+            }
+            text += &if low == high {
+                format!("[[route]]\nprefix = \"{low:0n$}\"\nissuer = \"{name}\"\ncard_type = \"qr\"\n")
+            } else {
+                format!(
+                    "[[route]]\nlow = \"{low:0n$}\"\nhigh = \"{high:0n$}\"\nissuer = \"{name}\"\ncard_type = \"qr\"\n"
+                )
+            };
+            spans.push((n, low, high, name));
+        };
+        add(1, 6, 6);
+        add(2, 62, 62);
+        add(4, 6222, 6222);
+        add(4, 4000, 4000);
+        for r in 0..200u64 {
+            let p6 = 600_000 + r * 2_741 % 40_000;
+            add(6, p6, p6);
+            let l6 = 620_000 + r * 97 % 9_000;
+            add(6, l6, l6 + r % 5);
+            let l7 = 6_200_000 + r * 1_013 % 90_000;
+            add(7, l7, l7 + r % 40);
+            let l8 = 62_000_000 + r * 7_919 % 900_000;
+            add(8, l8, l8 + r % 3_000);
+        }
+        add(10, 6_222_000_000, 6_222_000_000);
+        let routes = Routes::load(&Source { file: "routes.toml", text: &text }).unwrap();
+        let mut routed = 0;
+        for k in 0..10_000u64 {
+            let head = 60_000_000 + k * 104_729 % 40_000_000;
+            let pan = if k % 50 == 0 { format!("6222000000{k:06}") } else { format!("{head}{k:08}") };
+            let want = (1..=19)
+                .rev()
+                .find_map(|n| {
+                    let v: u64 = pan.get(..n)?.parse().ok()?;
+                    spans.iter().find(|&&(m, l, h, _)| m == n && l <= v && v <= h)
+                })
+                .map_or("d", |s| s.3.as_str());
+            assert_eq!(routes.lookup(pan.as_bytes()).unwrap().issuer, want, "{pan}");
+            routed += usize::from(want != "d");
+            // A number too short for the folded table takes the level-by-level path.
+            let short = &pan[..7];
+            let want = (1..=7)
+                .rev()
+                .find_map(|n| {
+                    let v: u64 = short.get(..n)?.parse().ok()?;
+                    spans.iter().find(|&&(m, l, h, _)| m == n && l <= v && v <= h)
+                })
+                .map_or("d", |s| s.3.as_str());
+            assert_eq!(routes.lookup(short.as_bytes()).unwrap().issuer, want, "{short}");
+        }
+        assert!(routed > 1_000, "{routed}");
     }
 
     #[test]

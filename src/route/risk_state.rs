@@ -2,17 +2,25 @@
 //! shared by reference: per-card daily totals and request frequency, per-terminal
 //! frequency, and recently seen (terminal, STAN, transmission time) keys for duplicates.
 //!
-//! - **Keys** are keyed hashes: SipHash with a random key drawn when the state is created
-//!   (`std`'s `RandomState`), so neither a PAN nor a terminal id is stored, and keys cannot be
-//!   forged to collide. The duplicate key mixes STAN and transmission time into the keyed
-//!   terminal hash. The key dies with the process; these counters are not persisted.
-//! - **Speed**: 16 shards, each a `Mutex` over plain hash maps of `u64` keys (no rehashing of
-//!   already random keys). One decision locks at most two shards, one at a time.
+//! - **Keys**: a card is known by a SipHash of its PAN with a random key drawn when the
+//!   state is created (`std`'s `RandomState`), so no PAN is stored and keys cannot be forged
+//!   to collide; SipHash takes the PAN as whole 64-bit words and its length. A terminal is known by its id (up to 8 characters
+//!   packed into a `u64`, as the registry does; terminal ids are not secret) run through a
+//!   bijective mixer together with a second random key: distinct terminals keep distinct
+//!   keys, and an attacker who does not know the key cannot choose ids that crowd one
+//!   bucket. A longer id falls back to SipHash. The duplicate key mixes STAN and
+//!   transmission time into the keyed terminal key. The keys die with the process; these
+//!   counters are not persisted.
+//! - **Speed**: 16 shards, each a `Mutex` (on its own cache lines) over plain hash maps of
+//!   `u64` keys that are already keyed and scrambled, so the maps do not hash again. One
+//!   decision locks at most two shards, one at a time (the terminal's: duplicates and
+//!   terminal frequency; the card's: frequency and daily total), and looks each key up once.
 //! - **Sliding windows** are 8 sub-windows per key (a ring of counters): a frequency limit
 //!   counts the requests of the last 8/8 to 7/8 of the window, an approximation that errs by
 //!   at most one sub-window.
-//! - **Duplicates**: a map from key to the sub-window it was seen in, plus a ring of 8
-//!   key lists; when a sub-window falls out of the duplicate window its keys are removed.
+//! - **Duplicates**: a map from key to the sub-window it was seen in; when the shard's
+//!   clock enters a new sub-window, the keys whose sub-window fell out of the duplicate
+//!   window are removed in one pass over the map.
 //! - **Bounds**: each shard holds at most 1/16 of the configured `max_cards`,
 //!   `max_terminals` and `max_duplicates` entries. When a map is full, stale entries (whose
 //!   window and day have passed) are swept, at most once per sub-window; if it is still full
@@ -26,8 +34,8 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use super::clock::Now;
 use super::decision::{Decision, Rc, Reason};
@@ -36,7 +44,7 @@ use super::risk::{Frequency, RiskRules};
 const SHARDS: usize = 16;
 const SUB: u64 = 8;
 
-/// Identity hasher for keys that are already keyed hashes.
+/// Identity hasher for keys that are already keyed and scrambled.
 #[derive(Default)]
 struct Ident(u64);
 
@@ -69,10 +77,14 @@ impl Ring {
         if slot <= self.slot {
             return;
         }
-        let gap = (slot - self.slot).min(SUB);
-        for k in 1..=gap {
-            if let Some(c) = self.counts.get_mut(((self.slot + k) % SUB) as usize) {
-                *c = 0;
+        let gap = slot - self.slot;
+        if gap >= SUB {
+            self.counts = [0; SUB as usize];
+        } else {
+            for k in 1..=gap {
+                if let Some(c) = self.counts.get_mut(((self.slot + k) % SUB) as usize) {
+                    *c = 0;
+                }
             }
         }
         self.slot = slot;
@@ -100,12 +112,18 @@ struct Card {
 struct Shard {
     cards: IdMap<Card>,
     terminals: IdMap<Ring>,
+    /// Duplicate key -> the sub-window it was seen in.
     dups: IdMap<u64>,
-    dup_ring: [Vec<u64>; SUB as usize],
-    dup_slot: u64,
+    dup_swept: u64,
     terminals_swept: u64,
     cards_swept: (i64, u64),
 }
+
+/// A shard's lock on cache lines of its own, so that threads working on different shards
+/// do not invalidate each other's lines.
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(Mutex<Shard>);
 
 /// What the stateful rules need to know about one request.
 #[derive(Debug, Clone, Copy)]
@@ -124,8 +142,11 @@ pub struct Facts<'a> {
 
 /// Counters for frequency, daily amount and duplicate rules.
 pub struct RiskState {
+    /// SipHash key for PANs (and over-long terminal ids).
     key: RandomState,
-    shards: Box<[Mutex<Shard>]>,
+    /// Key of the terminal mixer.
+    seed: u64,
+    shards: Box<[Padded]>,
     saturated: AtomicU64,
 }
 
@@ -147,9 +168,13 @@ fn sub_slot(now: Now, window_ms: u64) -> u64 {
 
 impl RiskState {
     pub fn new() -> RiskState {
+        let key = RandomState::new();
+        // A second, independent key for the terminal mixer, drawn from the same source.
+        let seed = RandomState::new().hash_one(0x7465_726d_696e_616c_u64);
         RiskState {
-            key: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            key,
+            seed,
+            shards: (0..SHARDS).map(|_| Padded::default()).collect(),
             saturated: AtomicU64::new(0),
         }
     }
@@ -159,71 +184,122 @@ impl RiskState {
         self.saturated.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: u64) -> Option<std::sync::MutexGuard<'_, Shard>> {
-        // Middle bits: the maps use the low bits for buckets and the top 7 as tags.
-        let s = self.shards.get((key >> 32) as usize % SHARDS)?;
+    fn lock(&self, index: usize) -> Option<MutexGuard<'_, Shard>> {
+        let s = self.shards.get(index)?;
         // A poisoned shard only means another thread panicked mid-update of counters;
         // the counters are still usable.
-        Some(s.lock().unwrap_or_else(|p| p.into_inner()))
+        Some(s.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The keyed key of a terminal id.
+    fn terminal_key(&self, id: &[u8]) -> u64 {
+        match id.len() {
+            0..=8 => {
+                let mut k = [b' '; 8];
+                if let Some(head) = k.get_mut(..id.len()) {
+                    head.copy_from_slice(id);
+                }
+                mix(u64::from_le_bytes(k) ^ self.seed)
+            }
+            _ => self.key.hash_one(id),
+        }
+    }
+
+    /// The keyed hash of a card number: its bytes as 64-bit words (the last one padded
+    /// with zeros), then its length, so that SipHash takes whole words.
+    fn card_key(&self, pan: &[u8]) -> u64 {
+        let mut h = self.key.build_hasher();
+        let mut words = pan.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            h.write_u64(u64::from_le_bytes(b));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            if let Some(head) = b.get_mut(..rest.len()) {
+                head.copy_from_slice(rest);
+            }
+            h.write_u64(u64::from_le_bytes(b));
+        }
+        h.write_u16(pan.len() as u16);
+        h.finish()
     }
 
     /// Check and count one request; `Some(decline)` stops it.
     pub fn check(&self, rules: &RiskRules, f: &Facts<'_>, now: Now) -> Option<Decision> {
-        if rules.duplicate_window_ms > 0 || rules.terminal_frequency.is_some() {
-            let term_key = self.key.hash_one(f.terminal);
-            if let Some(d) = self.check_terminal(rules, f, term_key, now) {
-                return Some(d);
-            }
-        }
-        self.check_card(rules, f, now)
-    }
-
-    fn check_terminal(&self, rules: &RiskRules, f: &Facts<'_>, term_key: u64, now: Now) -> Option<Decision> {
-        let dup_key = match (rules.duplicate_window_ms, f.stan, f.transmission_time) {
-            // Derived from the keyed terminal hash with a cheap mixer: forging a collision
-            // needs the secret key, and one SipHash per request is saved.
-            (w, Some(stan), Some(t)) if w > 0 => {
-                let time = t
-                    .iter()
-                    .fold(0u64, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))));
-                Some(mix(term_key ^ mix((u64::from(stan) << 40) ^ time)))
-            }
+        let daily = f.card_daily_max.filter(|_| f.debits);
+        let term_key = (rules.duplicate_window_ms > 0 || rules.terminal_frequency.is_some())
+            .then(|| self.terminal_key(f.terminal));
+        let card_key = (rules.card_frequency.is_some() || daily.is_some()).then(|| self.card_key(f.pan));
+        let (ts, cs) = (term_key.map(shard_index), card_key.map(shard_index));
+        // Both shards are locked up front, in index order (so two requests never wait on
+        // each other crosswise), and once when they are the same: a locked instruction
+        // fences memory, so taking the second lock between the lookups would keep their
+        // cache misses from overlapping.
+        let first = match (ts, cs) {
+            (Some(t), Some(c)) => Some(t.min(c)),
+            (t, c) => t.or(c),
+        };
+        let second = match (ts, cs) {
+            (Some(t), Some(c)) if t != c => Some(t.max(c)),
             _ => None,
         };
-        if dup_key.is_none() && rules.terminal_frequency.is_none() {
-            return None;
+        let mut g1 = first.and_then(|i| self.lock(i));
+        let mut g2 = second.and_then(|i| self.lock(i));
+        if let (Some(k), Some(sh)) = (card_key, pick(&mut g1, &mut g2, first, cs)) {
+            // Touch the card's bucket now, so that its cache miss overlaps the terminal's.
+            std::hint::black_box(sh.cards.contains_key(&k));
         }
-        let mut shard = self.shard(term_key)?;
-        let sh = &mut *shard;
-        if let Some(key) = dup_key {
+        if let (Some(k), Some(sh)) = (term_key, pick(&mut g1, &mut g2, first, ts))
+            && let Some(d) = self.check_terminal(sh, rules, f, k, now)
+        {
+            return Some(d);
+        }
+        match (card_key, pick(&mut g1, &mut g2, first, cs)) {
+            (Some(k), Some(sh)) => self.check_card(sh, rules, f, daily, k, now),
+            _ => None,
+        }
+    }
+
+    fn check_terminal(
+        &self,
+        sh: &mut Shard,
+        rules: &RiskRules,
+        f: &Facts<'_>,
+        term_key: u64,
+        now: Now,
+    ) -> Option<Decision> {
+        if rules.duplicate_window_ms > 0
+            && let (Some(stan), Some(t)) = (f.stan, f.transmission_time)
+        {
+            let time =
+                t.iter().fold(0u64, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))));
+            // Derived from the keyed terminal key with a cheap mixer: forging a collision
+            // needs the secret key.
+            let key = mix(term_key ^ mix((u64::from(stan) << 40) ^ time));
             let slot = sub_slot(now, rules.duplicate_window_ms);
-            if slot > sh.dup_slot {
-                let gap = (slot - sh.dup_slot).min(SUB);
-                for k in 1..=gap {
-                    if let Some(list) = sh.dup_ring.get_mut(((sh.dup_slot + k) % SUB) as usize) {
-                        for old in list.drain(..) {
-                            sh.dups.remove(&old);
-                        }
-                    }
+            if let Some(seen) = sh.dups.get_mut(&key) {
+                if *seen + SUB > slot {
+                    return Some(Decision::decline(Rc::DUPLICATE, Reason::Duplicate));
                 }
-                sh.dup_slot = slot;
-            }
-            if sh.dups.contains_key(&key) {
-                return Some(Decision::decline(Rc::DUPLICATE, Reason::Duplicate));
-            }
-            if sh.dups.len() < rules.max_duplicates / SHARDS {
+                // Seen before the window: forgotten, and counted again from now.
+                *seen = slot;
+            } else if self.room_for_dup(sh, rules.max_duplicates / SHARDS, slot) {
                 sh.dups.insert(key, slot);
-                if let Some(list) = sh.dup_ring.get_mut((slot % SUB) as usize) {
-                    list.push(key);
-                }
             } else {
                 self.saturated.fetch_add(1, Ordering::Relaxed);
             }
         }
         if let Some(freq) = rules.terminal_frequency {
             let slot = sub_slot(now, freq.window_ms);
+            if let Some(ring) = sh.terminals.get_mut(&term_key) {
+                return over(ring, freq, slot)
+                    .then(|| Decision::decline(Rc::FREQUENCY_LIMIT, Reason::TerminalFrequency));
+            }
             let cap = rules.max_terminals / SHARDS;
-            if !sh.terminals.contains_key(&term_key) && sh.terminals.len() >= cap {
+            if sh.terminals.len() >= cap {
                 if sh.terminals_swept < slot {
                     sh.terminals_swept = slot;
                     sh.terminals.retain(|_, r| r.slot + SUB > slot);
@@ -241,28 +317,56 @@ impl RiskState {
         None
     }
 
-    fn check_card(&self, rules: &RiskRules, f: &Facts<'_>, now: Now) -> Option<Decision> {
-        let daily = f.card_daily_max.filter(|_| f.debits);
-        if rules.card_frequency.is_none() && daily.is_none() {
-            return None;
+    /// Whether a new duplicate key may go in. Keys older than the window are dropped, in one
+    /// pass, only when the map would otherwise grow (and at most once per sub-window when it
+    /// is at its bound): a sweep leaves it at most half full or lets it grow, so that sweeps
+    /// cost a bounded number of steps per request.
+    fn room_for_dup(&self, sh: &mut Shard, cap: usize, slot: u64) -> bool {
+        let len = sh.dups.len();
+        if len < cap && len < sh.dups.capacity() {
+            return true;
         }
-        let card_key = self.key.hash_one(f.pan);
-        let mut shard = self.shard(card_key)?;
-        let sh = &mut *shard;
+        if len < cap || sh.dup_swept != slot {
+            sh.dup_swept = slot;
+            sh.dups.retain(|_, &mut seen| seen + SUB > slot);
+            let live = sh.dups.len();
+            // Still more than half full: grow now, so that the next sweep is as many
+            // requests away as this one's map holds.
+            if live < cap && live * 2 > sh.dups.capacity() {
+                sh.dups.reserve(live.min(cap - live));
+            }
+        }
+        sh.dups.len() < cap
+    }
+
+    fn check_card(
+        &self,
+        sh: &mut Shard,
+        rules: &RiskRules,
+        f: &Facts<'_>,
+        daily: Option<u64>,
+        card_key: u64,
+        now: Now,
+    ) -> Option<Decision> {
         let slot = rules.card_frequency.map_or(0, |fr| sub_slot(now, fr.window_ms));
-        let cap = rules.max_cards / SHARDS;
-        if !sh.cards.contains_key(&card_key) && sh.cards.len() >= cap {
-            if sh.cards_swept != (f.day, slot) {
-                sh.cards_swept = (f.day, slot);
-                let windowed = rules.card_frequency.is_some();
-                sh.cards.retain(|_, c| c.day == f.day || (windowed && c.freq.slot + SUB > slot));
+        let card = match sh.cards.get_mut(&card_key) {
+            Some(card) => card,
+            None => {
+                let cap = rules.max_cards / SHARDS;
+                if sh.cards.len() >= cap {
+                    if sh.cards_swept != (f.day, slot) {
+                        sh.cards_swept = (f.day, slot);
+                        let windowed = rules.card_frequency.is_some();
+                        sh.cards.retain(|_, c| c.day == f.day || (windowed && c.freq.slot + SUB > slot));
+                    }
+                    if sh.cards.len() >= cap {
+                        self.saturated.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                }
+                sh.cards.entry(card_key).or_default()
             }
-            if sh.cards.len() >= cap {
-                self.saturated.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-        }
-        let card = sh.cards.entry(card_key).or_default();
+        };
         if let Some(freq) = rules.card_frequency
             && over(&mut card.freq, freq, slot)
         {
@@ -283,6 +387,23 @@ impl RiskState {
     }
 }
 
+/// The shard `index` of the guards `g1` (which holds shard `first`) and `g2`.
+fn pick<'a>(
+    g1: &'a mut Option<MutexGuard<'_, Shard>>,
+    g2: &'a mut Option<MutexGuard<'_, Shard>>,
+    first: Option<usize>,
+    index: Option<usize>,
+) -> Option<&'a mut Shard> {
+    let index = index?;
+    if Some(index) == first { g1.as_deref_mut() } else { g2.as_deref_mut() }
+}
+
+/// The shard of a key: middle bits, as the maps use the low bits for buckets and the top 7
+/// as tags.
+fn shard_index(key: u64) -> usize {
+    (key >> 32) as usize % SHARDS
+}
+
 /// SplitMix64's finaliser: a bijective scramble of 64 bits.
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -296,4 +417,56 @@ fn over(ring: &mut Ring, freq: Frequency, slot: u64) -> bool {
     ring.advance(slot);
     ring.add();
     ring.total() > u64::from(freq.count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_tell_inputs_apart() {
+        let s = RiskState::new();
+        assert_ne!(s.card_key(b"0123456789012"), s.card_key(b"123456789012"));
+        assert_ne!(s.card_key(b"4111111111111"), s.card_key(b"4111111111111\0"));
+        assert_ne!(s.card_key(b"4111111111111111"), s.card_key(b"4111111111111112"));
+        assert_eq!(s.card_key(b"4111111111111111"), s.card_key(b"4111111111111111"));
+        // Over-long or non-digit input still gets a key.
+        assert_ne!(s.card_key(b"41111111111111111111"), s.card_key(b"4111111111111111111x"));
+        assert_eq!(s.terminal_key(b"T1"), s.terminal_key(b"T1      "));
+        assert_ne!(s.terminal_key(b"T1"), s.terminal_key(b"T2"));
+        assert_ne!(s.terminal_key(b"TERMINAL1"), s.terminal_key(b"TERMINAL2"));
+        // Another state, other keys.
+        assert_ne!(RiskState::new().terminal_key(b"T1"), s.terminal_key(b"T1"));
+    }
+
+    #[test]
+    fn stale_duplicate_keys_make_room_and_are_forgotten() {
+        let rules = RiskRules { duplicate_window_ms: 8_000, max_duplicates: 16 * 16, ..RiskRules::default() };
+        let s = RiskState::new();
+        let facts = |stan: u32, time: &'static [u8]| Facts {
+            terminal: b"T1",
+            pan: b"4111111111111111",
+            amount: 1,
+            stan: Some(stan),
+            transmission_time: Some(time),
+            card_daily_max: None,
+            debits: false,
+            day: 0,
+        };
+        // One new key a second for three hours: at most 8 are live, the maps stay small and
+        // nothing goes untracked.
+        for k in 0..10_800u32 {
+            assert_eq!(s.check(&rules, &facts(k, b"1124100000"), Now(u64::from(k) * 1_000)), None, "{k}");
+        }
+        assert_eq!(s.saturated(), 0);
+        let held: usize = s.shards.iter().map(|p| p.0.lock().unwrap().dups.capacity()).sum();
+        assert!(held <= 16 * 28, "{held}");
+        // Within the window a key is a duplicate; once the window has passed it is new.
+        let t = Now(100_000_000);
+        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), t), None);
+        let dup = Some(Decision::decline(Rc::DUPLICATE, Reason::Duplicate));
+        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), Now(t.0 + 6_000)), dup);
+        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), Now(t.0 + 9_000)), None);
+        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), Now(t.0 + 10_000)), dup);
+    }
 }

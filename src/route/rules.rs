@@ -246,7 +246,7 @@ impl RuleSet {
         let merchant = reg
             .merchant(term.merchant)
             .ok_or(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant))?;
-        if chars(msg, 42).is_some_and(|mid| trim_end(&mid) != merchant.id.as_bytes()) {
+        if chars(msg, 42).is_some_and(|mid| trim_end(&mid) != merchant.id_inline.as_bytes()) {
             return Err(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant));
         }
         // A reversal undoes what the terminal did while it was allowed to: it must reach
