@@ -275,7 +275,7 @@ impl Services {
         if let Some(row) = &mut row {
             row.forwarded_at = Some(now_ms());
         }
-        let outcome = match issuers.forward_with_backup(&primary, fwd.backup, req).await {
+        let outcome = match issuers.forward_with_backup_as(&primary, fwd.backup, req, fwd.class).await {
             Some((answered_by, outcome)) => {
                 if answered_by.name() != primary
                     && let Some(row) = &mut row

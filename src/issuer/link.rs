@@ -49,6 +49,9 @@ struct Sent {
 pub enum Kind {
     /// A terminal's request: needs a link up and room in the window; gets a switch RRN.
     Request,
+    /// A terminal's reversal or advice that admission control let past the issuer's full
+    /// window (never shed): as `Request`, without the window check.
+    PastWindow,
     /// Sign-on and echo: may use a link not marked up yet.
     Network,
     /// A stored reversal (its store id): needs a link up, is never refused for the
@@ -177,12 +180,20 @@ impl Link {
     }
 
     /// Send `req` on this link with a fresh switch STAN (and RRN for a terminal's request)
-    /// and wait for its outcome. A reversible request that times out or is lost with its
-    /// link is reversed before this returns (when the issuer has a store-and-forward).
+    /// and wait for its outcome until the link's deadline.
     pub async fn exchange(&self, req: &Message, kind: Kind) -> Outcome {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.deadline_ms);
+        self.exchange_by(req, kind, deadline).await
+    }
+
+    /// As `exchange`, waiting for the reply until `deadline` (the issuer connector counts
+    /// it from the request's arrival, so time spent waiting for admission is included).
+    /// A reversible request that times out or is lost with its link is reversed before
+    /// this returns (when the issuer has a store-and-forward).
+    pub async fn exchange_by(&self, req: &Message, kind: Kind, deadline: Instant) -> Outcome {
         // Everything that touches a whole `Message` happens before the await, so the
         // future that waits stays small.
-        let Sent { key, mut rx, deadline, terminal_stan, written } = match self.send(req, kind) {
+        let Sent { key, mut rx, deadline, terminal_stan, written } = match self.send(req, kind, deadline) {
             Ok(sent) => sent,
             Err(NotSent::Unavailable) => return Outcome::Unavailable,
             Err(NotSent::Failed) => return Outcome::Failed,
@@ -206,7 +217,7 @@ impl Link {
             }
         };
         match (kind, written) {
-            (Kind::Request, Some(body)) => self.reverse(body, key, &outcome).await,
+            (Kind::Request | Kind::PastWindow, Some(body)) => self.reverse(body, key, &outcome).await,
             (Kind::Reversal(id), _) if matches!(outcome, Outcome::Timeout) => {
                 if let Some(saf) = &self.saf {
                     saf.late.remember(key, Late::Reversal { id }, Instant::now());
@@ -260,16 +271,14 @@ impl Link {
     }
 
     /// Allocate the switch STAN/RRN, enter the session and queue the message for the writer.
-    fn send(&self, req: &Message, kind: Kind) -> Result<Sent, NotSent> {
+    fn send(&self, req: &Message, kind: Kind, deadline: Instant) -> Result<Sent, NotSent> {
+        let terminal = matches!(kind, Kind::Request | Kind::PastWindow);
         let admitted = match kind {
             Kind::Network => true,
-            Kind::Reversal(_) => self.is_up(),
+            Kind::Reversal(_) | Kind::PastWindow => self.is_up(),
             Kind::Request => self.is_up() && self.inflight() < self.cfg.window,
         };
         if !admitted {
-            if self.is_up() {
-                counter!(m::SHED_TOTAL, "class" => "authorisation").increment(1);
-            }
             return Err(NotSent::Unavailable);
         }
         let Some(mut reply_mti) = response_mti(req.mti().as_bytes()) else { return Err(NotSent::Failed) };
@@ -280,7 +289,6 @@ impl Link {
         let Ok(mut out) = convert(req, &self.spec) else { return Err(NotSent::Failed) };
         let terminal_stan = req.stan();
         let start = Instant::now();
-        let deadline = start + Duration::from_millis(self.cfg.deadline_ms);
         let (tx, rx) = oneshot::channel();
         let terminal_rrn = req.raw(37).and_then(|r| <[u8; 12]>::try_from(r).ok());
         let mut pending =
@@ -293,7 +301,7 @@ impl Link {
             if out.set(11, std::str::from_utf8(&digits).unwrap_or("000000")).is_err() {
                 return Err(NotSent::Failed);
             }
-            if kind == Kind::Request && self.spec.field(37).is_some() {
+            if terminal && self.spec.field(37).is_some() {
                 let rrn = self.next_rrn();
                 if out.set(37, std::str::from_utf8(&rrn).unwrap_or("000000000000")).is_err() {
                     return Err(NotSent::Failed);
@@ -319,8 +327,8 @@ impl Link {
             return Err(NotSent::Failed);
         }
         let body = body.freeze();
-        let written = (kind == Kind::Request && self.saf.is_some() && reversal::is_reversible(req.mti()))
-            .then(|| body.clone());
+        let written =
+            (terminal && self.saf.is_some() && reversal::is_reversible(req.mti())).then(|| body.clone());
         if self.tx.try_send(body).is_err() {
             if self.table.take(&key).is_some() {
                 self.entry_left();

@@ -126,6 +126,26 @@ impl<T> Scheduler<T> {
         slots.saturating_mul(self.interval_us)
     }
 
+    /// The fast path of `offer`, for a caller that would rather not build its request
+    /// (a waiter) before knowing it must wait: true and one more in flight when the window
+    /// has room and nothing waits; false changes nothing (then `offer`).
+    pub fn try_admit(&mut self) -> bool {
+        if self.in_flight < self.window && !self.waiting() {
+            self.in_flight += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Requests waiting, all classes.
+    pub fn queued_total(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
     /// Offer one request (see the module doc).
     pub fn offer(&mut self, req: T, class: Class, deadline: u64, now: u64) -> Offer<T> {
         if self.in_flight < self.window && !self.waiting() {
