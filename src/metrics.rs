@@ -36,6 +36,7 @@ pub const ADMISSION_QUEUE_DEPTH: &str = "isoswitch_admission_queue_depth";
 pub const ADMITTED_AFTER_WAIT_TOTAL: &str = "isoswitch_admitted_after_wait_total";
 pub const ADMISSION_WAIT_SECONDS: &str = "isoswitch_admission_wait_seconds";
 pub const ADMISSION_OVERFLOW_TOTAL: &str = "isoswitch_admission_overflow_total";
+pub const REVERSAL_STORE_LATE_TOTAL: &str = "isoswitch_reversal_store_late_total";
 
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
@@ -99,6 +100,10 @@ fn describe() {
         ADMISSION_WAIT_SECONDS,
         Unit::Seconds,
         "Time requests sent after waiting spent in the admission queue, by class."
+    );
+    describe_counter!(
+        REVERSAL_STORE_LATE_TOTAL,
+        "68s answered at their deadline before their reversal was durable (the store completes after), by issuer."
     );
     describe_counter!(
         ADMISSION_OVERFLOW_TOTAL,

@@ -121,12 +121,15 @@ impl Issuer {
     /// Forward a terminal's request and wait for its outcome, its class told by its MTI
     /// alone (the switch path passes the routing core's class to `forward_as`).
     pub async fn forward(&self, req: &Message) -> Outcome {
-        self.forward_as(req, class_of_mti(req.mti())).await
+        self.forward_as(req, class_of_mti(req.mti()), Duration::ZERO).await
     }
 
     /// Forward a terminal's request of priority `class` through admission control and wait
     /// for its outcome: at most the link deadline from now, less the answer margin.
-    pub async fn forward_as(&self, req: &Message, class: Class) -> Outcome {
+    /// `reserve` is the time the caller expects to need after a reply before the terminal
+    /// has its answer (the journal's commit of an approval): a request that could not be
+    /// written by deadline - reserve - expected latency is shed with 91 instead.
+    pub async fn forward_as(&self, req: &Message, class: Class, reserve: Duration) -> Outcome {
         let arrival = Instant::now();
         // Storing the reversal of an unanswered request (durably, before the 68), the
         // journal row and the write to the terminal happen after the reply wait: ending the
@@ -142,19 +145,25 @@ impl Issuer {
             Some(us) if us > 0 => Duration::from_micros(us.saturating_add(us / 2)),
             _ => self.admission.expected_latency(),
         };
-        let send_by = answer_by.checked_sub(latency).unwrap_or(arrival);
-        let (slot, kind) = match self.admission.admit(class, send_by).await {
-            Admit::Go(slot) => (Some(slot), Kind::Request),
+        let send_by = answer_by.checked_sub(latency + reserve.min(self.deadline / 2)).unwrap_or(arrival);
+        let slot = match self.admission.admit(class, send_by).await {
+            Admit::Go(slot) => Some(slot),
             Admit::Shed => return Outcome::Unavailable,
-            Admit::Overflow => (None, Kind::PastWindow),
+            // A reversal or advice is never shed: past the window it goes.
+            Admit::Overflow => None,
         };
         let outcome = match self.pick() {
-            Some(link) => link.exchange_by(req, kind, answer_by).await,
+            Some(link) => link.exchange_by(req, Kind::Request, answer_by).await,
             None => Outcome::Unavailable,
         };
         // The slot frees its place (and wakes the next waiter) only now.
         drop(slot);
         outcome
+    }
+
+    /// The reply deadline a terminal's request is promised from its arrival.
+    pub fn reply_deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// Queue sizes (at start only) and class weights for admission control; returns
@@ -331,16 +340,18 @@ impl Issuers {
         backup: Option<&str>,
         req: &Message,
     ) -> Option<(Arc<Issuer>, Outcome)> {
-        self.forward_with_backup_as(primary, backup, req, class_of_mti(req.mti())).await
+        self.forward_with_backup_as(primary, backup, req, class_of_mti(req.mti()), Duration::ZERO).await
     }
 
-    /// As `forward_with_backup`, with the priority class the routing core gave the request.
+    /// As `forward_with_backup`, with the priority class the routing core gave the request
+    /// and the caller's reserve (see `Issuer::forward_as`).
     pub async fn forward_with_backup_as(
         &self,
         primary: &str,
         backup: Option<&str>,
         req: &Message,
         class: Class,
+        reserve: Duration,
     ) -> Option<(Arc<Issuer>, Outcome)> {
         let first = self.by_name(primary)?.clone();
         let spare = backup.and_then(|b| self.by_name(b)).filter(|b| b.name != first.name);
@@ -351,10 +362,10 @@ impl Issuers {
             first.failovers.increment(1);
             tracing::info!(issuer = %first.name, backup = %b.name, "every link down; failing over to the backup");
             let b = b.clone();
-            let outcome = b.forward_as(req, class).await;
+            let outcome = b.forward_as(req, class, reserve).await;
             return Some((b, outcome));
         }
-        let outcome = first.forward_as(req, class).await;
+        let outcome = first.forward_as(req, class, reserve).await;
         Some((first, outcome))
     }
 
