@@ -203,15 +203,19 @@ impl<T> Scheduler<T> {
 
     /// One request left the window; the next one to send, if any.
     pub fn complete(&mut self, now: u64) -> Option<(T, Class)> {
-        if self.waiting() {
-            if let Some(last) = self.last_complete {
-                let gap = now.saturating_sub(last);
-                self.interval_us = (self.interval_us.saturating_mul(7).saturating_add(gap) / 8).max(1);
-            }
-            self.last_complete = Some(now);
-        } else {
+        if !self.waiting() {
+            // The common case: nothing to hand out, no interval to measure.
+            // (`pick` would reset every credit, all queues being empty.)
+            self.credit = [0; 5];
             self.last_complete = None;
+            self.in_flight = self.in_flight.saturating_sub(1);
+            return None;
         }
+        if let Some(last) = self.last_complete {
+            let gap = now.saturating_sub(last);
+            self.interval_us = (self.interval_us.saturating_mul(7).saturating_add(gap) / 8).max(1);
+        }
+        self.last_complete = Some(now);
         self.in_flight = self.in_flight.saturating_sub(1);
         while let Some(i) = self.pick() {
             let class = Class::ALL.get(i).copied().unwrap_or(Class::Batch);
