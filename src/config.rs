@@ -15,6 +15,7 @@
 //! write_ms = 2000                         # a stalled write closes the connection
 //! drain_ms = 5000                         # graceful shutdown bound
 //! reconnect_max_ms = 5000                 # cap of the issuer reconnect backoff
+//! answer_margin_ms = 50                   # issuer wait ends this long before deadline_ms
 //!
 //! [[listener]]
 //! addr = "0.0.0.0:8583"
@@ -173,6 +174,11 @@ pub struct Timeouts {
     pub drain_ms: u64,
     /// Cap of the reconnect backoff.
     pub reconnect_max_ms: u64,
+    /// The wait for an issuer's reply ends this long before the link's `deadline_ms`
+    /// (counted from the request's arrival, admission wait included), so that storing the
+    /// reversal of an unanswered request, the journal row and the write of the 68 fit
+    /// inside the deadline the terminal was promised. At most half the deadline is used.
+    pub answer_margin_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -183,6 +189,7 @@ impl Default for Timeouts {
             write_ms: 2000,
             drain_ms: 5000,
             reconnect_max_ms: 5000,
+            answer_margin_ms: 50,
         }
     }
 }

@@ -33,6 +33,14 @@ pub const SAF_SENT_TOTAL: &str = "isoswitch_saf_sent_total";
 pub const SAF_ACKED_TOTAL: &str = "isoswitch_saf_acked_total";
 pub const LATE_REPLIES_TOTAL: &str = "isoswitch_late_replies_total";
 pub const FAILOVER_TOTAL: &str = "isoswitch_failover_total";
+pub const ADMISSION_QUEUE_DEPTH: &str = "isoswitch_admission_queue_depth";
+pub const ADMITTED_AFTER_WAIT_TOTAL: &str = "isoswitch_admitted_after_wait_total";
+pub const ADMISSION_WAIT_SECONDS: &str = "isoswitch_admission_wait_seconds";
+pub const ADMISSION_OVERFLOW_TOTAL: &str = "isoswitch_admission_overflow_total";
+pub const REVERSAL_STORE_LATE_TOTAL: &str = "isoswitch_reversal_store_late_total";
+
+/// Priority class labels (`class`), highest first, as the routing core names them.
+pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
 
 /// Latency buckets in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] =
@@ -52,7 +60,9 @@ pub fn install() -> Option<PrometheusHandle> {
             describe();
             // Counters the contract lists are shown from the start, at zero.
             counter!(DECODE_ERRORS_TOTAL).absolute(0);
-            counter!(SHED_TOTAL, "class" => "authorisation").absolute(0);
+            for class in CLASSES {
+                counter!(SHED_TOTAL, "class" => class).absolute(0);
+            }
             Some(handle)
         })
         .clone()
@@ -75,7 +85,32 @@ fn describe() {
     describe_gauge!(TERMINAL_CONNECTIONS, "Open terminal connections.");
     describe_gauge!(ISSUER_UP, "Links of the issuer that are connected and signed on.");
     describe_gauge!(SAF_DEPTH, "Store-and-forward messages waiting for the issuer.");
-    describe_counter!(SHED_TOTAL, "Requests refused with 91 because the issuer's window was full, by class.");
+    describe_counter!(
+        SHED_TOTAL,
+        "Requests answered 91 by admission control (queue full, or their wait would pass their deadline), by class."
+    );
+    describe_gauge!(
+        ADMISSION_QUEUE_DEPTH,
+        "Requests waiting for a slot in an issuer's in-flight window, by issuer and class."
+    );
+    describe_counter!(
+        ADMITTED_AFTER_WAIT_TOTAL,
+        "Requests sent to an issuer after waiting in its admission queue, by issuer and class."
+    );
+    describe_histogram!(
+        ADMISSION_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time requests sent after waiting spent in the admission queue, by class."
+    );
+    describe_counter!(
+        REVERSAL_STORE_LATE_TOTAL,
+        "68s answered at their deadline before their reversal was durable (the store completes after), by issuer."
+    );
+    describe_counter!(
+        ADMISSION_OVERFLOW_TOTAL,
+        "Reversals and advices sent past a full window (never shed), by issuer: their queue was full \
+         or they waited until their deadline."
+    );
     describe_counter!(DECODE_ERRORS_TOTAL, "Frames that did not decode as ISO 8583 messages.");
     describe_counter!(MAC_FAILURES_TOTAL, "Terminal requests refused for a missing or wrong MAC.");
     describe_counter!(

@@ -113,7 +113,9 @@ async fn a_silent_issuer_yields_68_within_the_deadline_plus_50_ms() {
     let took = t0.elapsed();
     assert_echoed(&req, &rep);
     assert_eq!(rep.text(39).as_deref(), Some("68"));
-    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // The reply wait ends `answer_margin_ms` (50) before the deadline, so that the 68
+    // (its reversal stored first, when there is a store) arrives within it.
+    assert!(took >= Duration::from_millis(250), "{took:?}");
     assert!(took <= Duration::from_millis(350), "{took:?}");
     assert_eq!(sw.issuers().pending(), 0, "the timed-out entry left the session table");
     stop.cancel();
@@ -228,7 +230,8 @@ async fn metrics_show_histograms_and_counters_after_traffic() {
         "isoswitch_terminal_connections",
         "isoswitch_inflight{issuer=\"bank\"}",
         "isoswitch_saf_depth{issuer=\"bank\"}",
-        "isoswitch_shed_total{class=\"authorisation\"}",
+        "isoswitch_shed_total{class=\"ordinary\"}",
+        "isoswitch_admission_queue_depth{issuer=\"bank\",class=\"ordinary\"}",
         "isoswitch_decode_errors_total",
         "# TYPE isoswitch_issuer_latency_seconds histogram",
     ] {

@@ -168,8 +168,13 @@ pub async fn serve_with(
     let saf = tokio::task::spawn_blocking(move || svc.saf_store(&c)).await.map_err(|e| {
         Error::Services(ServiceError::Journal(crate::journal::StoreError::Backend(e.to_string())))
     })??;
-    let issuers = Arc::new(Issuers::start_with_saf(&cfg.issuers, cfg.timeouts, saf, &links_stop)?);
+    // The recorder first: the issuers look up their metric handles once, when built.
     let handle = m::install();
+    let issuers = Arc::new(Issuers::start_with_saf(&cfg.issuers, cfg.timeouts, saf, &links_stop)?);
+    let rules = services.router.rules();
+    let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
+    issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);
+    tokio::spawn(follow_weights(services.router.clone(), issuers.clone(), links_stop.clone()));
     if let Some(l) = metrics_listener {
         tokio::spawn(m::serve_http(l, handle, shutdown.clone()));
     }
@@ -230,6 +235,29 @@ pub async fn serve_with(
         tracing::info!(pending = iss.pending(), "switch stopped");
     });
     Ok(RunningSwitch { services, listeners: addrs, metrics, admin, issuers, join })
+}
+
+/// Keep admission control's class weights on the rules in force: a peak window opens or
+/// closes, or a reload (SIGHUP, admin API) brings new weights. Checked once a second: a
+/// lookup of the rules and a comparison, and the schedulers are touched only on a change.
+async fn follow_weights(router: Arc<crate::route::Router>, issuers: Arc<Issuers>, stop: CancellationToken) {
+    let mut current = None;
+    loop {
+        let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
+        let rules = router.rules();
+        let (weights, peak) = rules.weights_at(now);
+        if current != Some(weights) {
+            if current.is_some() {
+                tracing::info!(?weights, peak, "admission weights changed");
+            }
+            issuers.set_weights(weights);
+            current = Some(weights);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 async fn accept_loop(

@@ -41,6 +41,9 @@ pub struct Services {
     /// Where the journal lives, for the store-and-forward queue beside it.
     journal_cfg: Option<JournalConfig>,
     hasher: PanHasher,
+    /// Recent time of a journal commit awaited before an approval (microseconds, moving
+    /// average): admission control keeps that much of each deadline for it.
+    commit_us: std::sync::atomic::AtomicU64,
     switch_id: String,
     /// Every configured issuer by name (not only those the first rules named: a reload may
     /// route to any of them).
@@ -124,6 +127,7 @@ impl Services {
             shared: false,
             journal_cfg: None,
             hasher,
+            commit_us: std::sync::atomic::AtomicU64::new(0),
             switch_id: cfg.switch_id.clone(),
             issuer_index,
         })
@@ -230,6 +234,38 @@ impl Services {
         }
     }
 
+    /// Time to keep, of a forwarded request's deadline, for the journal commit of its
+    /// approval (the recent average), so that under a lagging group commit requests are
+    /// shed early with 91 rather than approved after their deadline. The issuer caps it at
+    /// half the deadline, so some requests are always admitted and the average follows.
+    fn commit_reserve(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.commit_us.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn commit_seen(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = took.as_micros() as u64;
+        let old = self.commit_us.load(Relaxed);
+        self.commit_us.store(old - old / 16 + us / 16, Relaxed);
+    }
+
+    /// Journal a row that approves nothing (a decline, 91, 68): committed before the
+    /// answer when the group commit keeps up, but the answer does not wait past `by`, the
+    /// deadline the terminal was promised — under overload a commit can lag by hundreds of
+    /// milliseconds, and a 91 or 68 that arrives late is worth less than none. The row is
+    /// written in a task of its own, so it is committed all the same, just after the answer.
+    async fn journal_until(&self, row: Box<TxnRecord>, by: std::time::Instant) {
+        let Some(j) = &self.journal else { return };
+        let j = j.clone();
+        let write = tokio::spawn(async move { j.record_boxed(row).await });
+        match tokio::time::timeout_at(by.into(), write).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "journal write failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "journal write task failed"),
+            Err(_) => tracing::debug!("journal commit still pending at the deadline; answered first"),
+        }
+    }
+
     /// Answer a declined request, journalled.
     pub async fn decline(
         &self,
@@ -281,6 +317,7 @@ impl Services {
         fwd: &route::Forward,
         at: i64,
     ) -> Option<Box<Message>> {
+        let arrived = std::time::Instant::now();
         // Without a journal no row is built: its strings and the PAN hash would be wasted.
         let primary = issuers.get(issuer).map(|i| i.name().to_string()).unwrap_or_default();
         let mut row = self.journal.as_ref().map(|_| {
@@ -310,7 +347,10 @@ impl Services {
         if let Some(row) = &mut row {
             row.forwarded_at = Some(now_ms());
         }
-        let outcome = match issuers.forward_with_backup(&primary, fwd.backup, out).await {
+        let outcome = match issuers
+            .forward_with_backup_as(&primary, fwd.backup, out, fwd.class, self.commit_reserve())
+            .await
+        {
             Some((answered_by, outcome)) => {
                 if answered_by.name() != primary
                     && let Some(row) = &mut row
@@ -343,9 +383,17 @@ impl Services {
         let approved = row.rc == "00";
         row.status = Some(if approved { Status::Approved } else { Status::Declined });
         row.fee = if approved { fwd.fee } else { 0 };
-        if !Box::pin(self.journal(row)).await && approved {
-            // Nothing unrecorded is approved: the terminal is told the switch failed.
-            reply = switch_reply(req, "96").ok().map(Box::new)?;
+        if approved {
+            let t0 = std::time::Instant::now();
+            let ok = Box::pin(self.journal(row)).await;
+            self.commit_seen(t0.elapsed());
+            if !ok {
+                // Nothing unrecorded is approved: the terminal is told the switch failed.
+                reply = switch_reply(req, "96").ok().map(Box::new)?;
+            }
+        } else {
+            let deadline = issuers.get(issuer).map_or(std::time::Duration::ZERO, |i| i.reply_deadline());
+            Box::pin(self.journal_until(row, arrived + deadline)).await;
         }
         Some(reply)
     }

@@ -47,7 +47,11 @@ struct Sent {
 /// What is being exchanged: it decides admission, the RRN and what a timeout costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A terminal's request: needs a link up and room in the window; gets a switch RRN.
+    /// A terminal's request: needs a link up; gets a switch RRN. The issuer's admission
+    /// control (in front of all its links) keeps the window, not the link: a link that
+    /// refused for its own count would answer 91 for a request admitted to the issuer,
+    /// and the waiters behind it, one after another, while the store-and-forward
+    /// worker's reversals (which pass the window) are in flight.
     Request,
     /// Sign-on and echo: may use a link not marked up yet.
     Network,
@@ -120,7 +124,9 @@ impl Link {
         saf: Option<Arc<SafCtx>>,
         stan: Arc<AtomicU32>,
     ) -> (Arc<Link>, mpsc::Receiver<Bytes>) {
-        let (tx, rx) = mpsc::channel(cfg.window.max(16));
+        // Room past the window: stored reversals and echoes are written outside it, and a
+        // full channel fails the request (96). Blocks are allocated as they fill.
+        let (tx, rx) = mpsc::channel(cfg.window.saturating_add(1024));
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let label = issuer.to_string();
         let link = Link {
@@ -186,12 +192,20 @@ impl Link {
     }
 
     /// Send `req` on this link with a fresh switch STAN (and RRN for a terminal's request)
-    /// and wait for its outcome. A reversible request that times out or is lost with its
-    /// link is reversed before this returns (when the issuer has a store-and-forward).
+    /// and wait for its outcome until the link's deadline.
     pub async fn exchange(&self, req: &Message, kind: Kind) -> Outcome {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.deadline_ms);
+        self.exchange_by(req, kind, deadline).await
+    }
+
+    /// As `exchange`, waiting for the reply until `deadline` (the issuer connector counts
+    /// it from the request's arrival, so time spent waiting for admission is included).
+    /// A reversible request that times out or is lost with its link is reversed before
+    /// this returns (when the issuer has a store-and-forward).
+    pub async fn exchange_by(&self, req: &Message, kind: Kind, deadline: Instant) -> Outcome {
         // Everything that touches a whole `Message` happens before the await, so the
         // future that waits stays small.
-        let Sent { key, mut rx, deadline, terminal_stan, written } = match self.send(req, kind) {
+        let Sent { key, mut rx, deadline, terminal_stan, written } = match self.send(req, kind, deadline) {
             Ok(sent) => sent,
             Err(NotSent::Unavailable) => return Outcome::Unavailable,
             Err(NotSent::Failed) => return Outcome::Failed,
@@ -215,9 +229,14 @@ impl Link {
             }
         };
         match (kind, written) {
-            // Boxed: the reversal path holds two messages across an await, and inline it
-            // would make every forward's future (moved on each spawn/push) kilobytes larger.
-            (Kind::Request, Some(body)) => Box::pin(self.reverse(body, key, &outcome)).await,
+            (Kind::Request, Some(body)) => {
+                // The deadline the terminal was promised: the reply wait ended the answer
+                // margin before it (see `Issuer::forward_as`). Boxed: the reversal path holds
+                // two messages across an await, and inline it would make every forward's
+                // future (moved on each spawn/push) kilobytes larger.
+                let margin = self.timeouts.answer_margin_ms.min(self.cfg.deadline_ms / 2);
+                Box::pin(self.reverse(body, key, &outcome, deadline + Duration::from_millis(margin))).await
+            }
             (Kind::Reversal(id), _) if matches!(outcome, Outcome::Timeout) => {
                 if let Some(saf) = &self.saf {
                     saf.late.remember(key, Late::Reversal { id }, Instant::now());
@@ -235,8 +254,8 @@ impl Link {
 
     /// Store the reversal of a request written as `body` that ended in `outcome`, and
     /// remember its key for a late reply. Failures are logged: the terminal's answer
-    /// (68) does not depend on them.
-    async fn reverse(&self, body: Bytes, key: Key, outcome: &Outcome) {
+    /// (68) does not depend on them. Waits for the store until `reply_by` at most.
+    async fn reverse(&self, body: Bytes, key: Key, outcome: &Outcome, reply_by: Instant) {
         let Some(saf) = &self.saf else { return };
         let sent = match Message::decode(&self.spec, body) {
             Ok(m) => m,
@@ -256,31 +275,46 @@ impl Link {
         if matches!(outcome, Outcome::Timeout) {
             saf.late.remember(key, Late::Original { field90: field90.clone() }, Instant::now());
         }
-        let (store, issuer, f90) = (saf.store.clone(), self.issuer.to_string(), field90.clone());
-        match blocking(move || store.enqueue(&issuer, &f90, &rev, unix_ms())).await {
-            Ok(true) => {
-                counter!(m::REVERSALS_QUEUED_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
-                tracing::info!(issuer = %self.issuer, field90 = %field90, "reversal queued");
-                saf.wake.notify_one();
+        let (ctx, issuer) = (saf.clone(), self.issuer.clone());
+        // The store runs in a task of its own: it completes whatever happens to the wait
+        // below (and to this future).
+        let store = tokio::spawn(async move {
+            let (store, name, f90) = (ctx.store.clone(), issuer.to_string(), field90.clone());
+            match blocking(move || store.enqueue(&name, &f90, &rev, unix_ms())).await {
+                Ok(true) => {
+                    counter!(m::REVERSALS_QUEUED_TOTAL, "issuer" => issuer.to_string()).increment(1);
+                    tracing::info!(issuer = %issuer, field90 = %field90, "reversal queued");
+                    ctx.wake.notify_one();
+                }
+                Ok(false) => tracing::info!(issuer = %issuer, field90 = %field90, "reversal already queued"),
+                Err(e) => {
+                    tracing::error!(issuer = %issuer, field90 = %field90, error = %e, "reversal NOT stored")
+                }
             }
-            Ok(false) => tracing::info!(issuer = %self.issuer, field90 = %field90, "reversal already queued"),
-            Err(e) => {
-                tracing::error!(issuer = %self.issuer, field90 = %field90, error = %e, "reversal NOT stored")
-            }
+        });
+        // Normally the reversal is durable before the 68 leaves: the reply wait ended the
+        // answer margin early to leave it the time. Under overload its write can wait far
+        // longer (SQLite has one writer, and the journal's group commits hold it), and a
+        // 68 held past the promised deadline is a late answer the terminal may no longer
+        // read. So the 68 does not wait past `reply_by`: the store still completes in its
+        // task (the reversal is never dropped, and a late reply is already recognised by
+        // the late memory above); what is given up is only the ordering in that case — a
+        // crash between the 68 and the commit could lose the reversal — and the 68
+        // approves nothing. Counted, so an operator sees the store falling behind.
+        if tokio::time::timeout_at(reply_by.into(), store).await.is_err() {
+            counter!(m::REVERSAL_STORE_LATE_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
+            tracing::warn!(issuer = %self.issuer, "reversal store slower than the answer margin; 68 sent before it is durable");
         }
     }
 
     /// Allocate the switch STAN/RRN, enter the session and queue the message for the writer.
-    fn send(&self, req: &Message, kind: Kind) -> Result<Sent, NotSent> {
+    fn send(&self, req: &Message, kind: Kind, deadline: Instant) -> Result<Sent, NotSent> {
+        let terminal = kind == Kind::Request;
         let admitted = match kind {
             Kind::Network => true,
-            Kind::Reversal(_) => self.is_up(),
-            Kind::Request => self.is_up() && self.inflight() < self.cfg.window,
+            Kind::Reversal(_) | Kind::Request => self.is_up(),
         };
         if !admitted {
-            if self.is_up() {
-                counter!(m::SHED_TOTAL, "class" => "authorisation").increment(1);
-            }
             return Err(NotSent::Unavailable);
         }
         let Some(mut reply_mti) = response_mti(req.mti().as_bytes()) else { return Err(NotSent::Failed) };
@@ -300,7 +334,6 @@ impl Link {
         };
         let terminal_stan = req.stan();
         let start = Instant::now();
-        let deadline = start + Duration::from_millis(self.cfg.deadline_ms);
         let (tx, rx) = oneshot::channel();
         let terminal_rrn = req.raw(37).and_then(|r| <[u8; 12]>::try_from(r).ok());
         let mut pending =
@@ -343,8 +376,8 @@ impl Link {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.inflight_gauge.increment(1.0);
         let body = body.freeze();
-        let written = (kind == Kind::Request && self.saf.is_some() && reversal::is_reversible(req.mti()))
-            .then(|| body.clone());
+        let written =
+            (terminal && self.saf.is_some() && reversal::is_reversible(req.mti())).then(|| body.clone());
         if self.tx.try_send(body).is_err() {
             if self.table.take(&key).is_some() {
                 self.entry_left();

@@ -5,9 +5,20 @@
 //! issuer's reply, a timeout (68), unavailable (91) or a failure (96).
 //! `Issuers::forward_with_backup` fails over to a route's backup issuer when every link of
 //! the primary is down. With a `SafStore` (see `saf`), timed-out financial requests are
-//! reversed through a durable store-and-forward queue. May import: the codec, framing,
-//! config, metrics and TLS edges.
+//! reversed through a durable store-and-forward queue.
+//!
+//! In front of each issuer's window (all its links together) sits admission control
+//! (`admit`): requests beyond the window wait in per-class queues served by weight, and
+//! one whose wait would pass its deadline is answered 91 at once, lowest class first,
+//! reversals and advices never. A request's deadline counts from its arrival here: the
+//! reply wait ends `answer_margin_ms` before `deadline_ms`, and a request still waiting
+//! for admission when less than the expected issuer latency is left is shed.
+//! Reversals the store-and-forward worker repeats are already durable and are not held
+//! by admission (as before, they pass the window).
+//! May import: the codec, framing, the routing core's scheduler and classes, config,
+//! metrics and TLS edges.
 
+mod admit;
 mod clock;
 mod link;
 pub mod reversal;
@@ -15,13 +26,16 @@ pub mod saf;
 pub mod session;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{IssuerConfig, Timeouts};
 use crate::iso::{EncodeError, Message, Spec};
+use crate::route::Class;
+use crate::route::priority::{Priorities, QueueConfig, Weights};
+use admit::{Admission, Admit};
 use link::{Kind, Link};
 use saf::SafCtx;
 pub use saf::{SafItem, SafPolicy, SafStore};
@@ -77,6 +91,11 @@ pub struct Issuer {
     failovers: metrics::Counter,
     /// Store-and-forward and the spec reversals are stored in (the first link's).
     saf: Option<(Arc<SafCtx>, Arc<Spec>)>,
+    admission: Arc<Admission>,
+    /// The reply deadline promised from a request's arrival (the links' smallest
+    /// `deadline_ms`), and the part of it kept for answering after the reply wait.
+    deadline: Duration,
+    margin: Duration,
 }
 
 impl Issuer {
@@ -99,12 +118,68 @@ impl Issuer {
         self.links.iter().map(|l| l.inflight()).sum()
     }
 
-    /// Forward a terminal's request and wait for its outcome (at most the link deadline).
+    /// Forward a terminal's request and wait for its outcome, its class told by its MTI
+    /// alone (the switch path passes the routing core's class to `forward_as`).
     pub async fn forward(&self, req: &Message) -> Outcome {
-        match self.pick() {
-            Some(link) => link.exchange(req, Kind::Request).await,
-            None => Outcome::Unavailable,
+        self.forward_as(req, class_of_mti(req.mti()), Duration::ZERO).await
+    }
+
+    /// Forward a terminal's request of priority `class` through admission control and wait
+    /// for its outcome: at most the link deadline from now, less the answer margin.
+    /// `reserve` is the time the caller expects to need after a reply before the terminal
+    /// has its answer (the journal's commit of an approval): a request that could not be
+    /// written by deadline - reserve - expected latency is shed with 91 instead.
+    pub async fn forward_as(&self, req: &Message, class: Class, reserve: Duration) -> Outcome {
+        let arrival = Instant::now();
+        // Storing the reversal of an unanswered request (durably, before the 68), the
+        // journal row and the write to the terminal happen after the reply wait: ending the
+        // wait `margin` early keeps the 68 within the deadline the terminal was promised.
+        let answer_by = arrival + self.deadline.saturating_sub(self.margin);
+        if self.links_up() == 0 {
+            return Outcome::Unavailable;
         }
+        // A request written later than this would likely time out (68, and a reversal)
+        // instead of being answered: shed it with 91 while there is time to say so. Half
+        // again the measured latency covers its usual spread.
+        let latency = match self.links.iter().map(|l| l.latency_us()).max() {
+            Some(us) if us > 0 => Duration::from_micros(us.saturating_add(us / 2)),
+            _ => self.admission.expected_latency(),
+        };
+        let send_by = answer_by.checked_sub(latency + reserve.min(self.deadline / 2)).unwrap_or(arrival);
+        let slot = match self.admission.admit(class, send_by).await {
+            Admit::Go(slot) => Some(slot),
+            Admit::Shed => return Outcome::Unavailable,
+            // A reversal or advice is never shed: past the window it goes.
+            Admit::Overflow => None,
+        };
+        let outcome = match self.pick() {
+            Some(link) => link.exchange_by(req, Kind::Request, answer_by).await,
+            None => Outcome::Unavailable,
+        };
+        // The slot frees its place (and wakes the next waiter) only now.
+        drop(slot);
+        outcome
+    }
+
+    /// The reply deadline a terminal's request is promised from its arrival.
+    pub fn reply_deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Queue sizes (at start only) and class weights for admission control; returns
+    /// whether the sizes were taken.
+    pub fn configure_admission(&self, queue: QueueConfig, weights: Weights) -> bool {
+        self.admission.configure(queue, weights)
+    }
+
+    /// New class weights (a rules reload, a peak window opening or closing).
+    pub fn set_weights(&self, weights: Weights) {
+        self.admission.set_weights(weights);
+    }
+
+    /// Requests admitted into the window and waiting for it, by class index.
+    pub fn admission(&self) -> (usize, [usize; 5]) {
+        self.admission.snapshot()
     }
 
     /// Queue a terminal's reversal for this issuer through store-and-forward instead of
@@ -238,7 +313,22 @@ impl Issuers {
             let responses = crate::metrics::ResponseCounters::new(&name);
             let failovers = metrics::counter!(crate::metrics::FAILOVER_TOTAL, "issuer" => name.to_string());
             let saf = ctx.zip(first_spec);
-            let issuer = Arc::new(Issuer { name, links, responses, failovers, saf: saf.clone() });
+            let links_window = ic.links.iter().map(|l| l.window).sum();
+            let defaults = Priorities::default();
+            let admission = Admission::new(&name, links_window, defaults.queue, defaults.weights);
+            let deadline =
+                Duration::from_millis(ic.links.iter().map(|l| l.deadline_ms).min().unwrap_or(5000));
+            let margin = Duration::from_millis(timeouts.answer_margin_ms).min(deadline / 2);
+            let issuer = Arc::new(Issuer {
+                name,
+                links,
+                responses,
+                failovers,
+                saf: saf.clone(),
+                admission,
+                deadline,
+                margin,
+            });
             if let Some((ctx, spec)) = saf {
                 tasks.push(tokio::spawn(saf::worker(issuer.clone(), ctx, spec, shutdown.clone())));
             }
@@ -250,12 +340,25 @@ impl Issuers {
     /// Forward to `primary`, or to `backup` when every link of the primary is down and
     /// the backup has one up (counted in `isoswitch_failover_total{issuer=primary}`).
     /// Returns the issuer that took the request (journal it in the `issuer` column) and
-    /// the outcome; `None` when `primary` names no issuer.
+    /// the outcome; `None` when `primary` names no issuer. The class comes from the MTI.
     pub async fn forward_with_backup(
         &self,
         primary: &str,
         backup: Option<&str>,
         req: &Message,
+    ) -> Option<(Arc<Issuer>, Outcome)> {
+        self.forward_with_backup_as(primary, backup, req, class_of_mti(req.mti()), Duration::ZERO).await
+    }
+
+    /// As `forward_with_backup`, with the priority class the routing core gave the request
+    /// and the caller's reserve (see `Issuer::forward_as`).
+    pub async fn forward_with_backup_as(
+        &self,
+        primary: &str,
+        backup: Option<&str>,
+        req: &Message,
+        class: Class,
+        reserve: Duration,
     ) -> Option<(Arc<Issuer>, Outcome)> {
         let first = self.by_name(primary)?.clone();
         let spare = backup.and_then(|b| self.by_name(b)).filter(|b| b.name != first.name);
@@ -266,11 +369,28 @@ impl Issuers {
             first.failovers.increment(1);
             tracing::info!(issuer = %first.name, backup = %b.name, "every link down; failing over to the backup");
             let b = b.clone();
-            let outcome = b.forward(req).await;
+            let outcome = b.forward_as(req, class, reserve).await;
             return Some((b, outcome));
         }
-        let outcome = first.forward(req).await;
+        let outcome = first.forward_as(req, class, reserve).await;
         Some((first, outcome))
+    }
+
+    /// Admission control's queue sizes (taken at start only) and the class weights in
+    /// force, for every issuer.
+    pub fn configure_admission(&self, queue: QueueConfig, weights: Weights) {
+        for i in &self.list {
+            if !i.configure_admission(queue, weights) {
+                tracing::debug!(issuer = %i.name, "issuer busy: admission queue sizes unchanged, weights updated");
+            }
+        }
+    }
+
+    /// New class weights for every issuer.
+    pub fn set_weights(&self, weights: Weights) {
+        for i in &self.list {
+            i.set_weights(weights);
+        }
     }
 
     /// The issuer at configuration index `i`.
@@ -296,6 +416,19 @@ impl Issuers {
         for t in self.tasks {
             let _ = tokio::time::timeout(bound, t).await;
         }
+    }
+}
+
+/// A class from the MTI alone, for callers without a routing decision: reversals and
+/// advices, network management, else ordinary.
+fn class_of_mti(mti: &str) -> Class {
+    let b = mti.as_bytes();
+    if b.get(1) == Some(&b'4') || b.get(2) == Some(&b'2') {
+        Class::Reversal
+    } else if b.get(1) == Some(&b'8') {
+        Class::Network
+    } else {
+        Class::Ordinary
     }
 }
 
@@ -366,6 +499,9 @@ mod tests {
             responses: crate::metrics::ResponseCounters::new("a"),
             failovers: metrics::counter!(crate::metrics::FAILOVER_TOTAL, "issuer" => "a"),
             saf: None,
+            admission: Admission::new("a", 64, Priorities::default().queue, Priorities::default().weights),
+            deadline: Duration::from_secs(5),
+            margin: Duration::from_millis(50),
         }
     }
 

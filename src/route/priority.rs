@@ -69,7 +69,8 @@ pub type Weights = [u32; 5];
 /// Queue sizes in front of each issuer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueConfig {
-    /// Requests in flight at the issuer at most.
+    /// Requests in flight at the issuer at most; the issuer connector also caps it by the
+    /// sum of the issuer's link windows, which decide alone when the file sets none.
     pub window: usize,
     /// Bound of each class's queue, by class index; reversals have their own (larger) bound
     /// and overflow to store-and-forward instead of being shed.
@@ -102,7 +103,7 @@ impl Default for Priorities {
         Priorities {
             weights: [16, 8, 6, 3, 1],
             priority_groups: Vec::new(),
-            queue: QueueConfig { window: 64, bounds: [4096, 256, 512, 1024, 256], latency_us: 200_000 },
+            queue: QueueConfig { window: 100_000, bounds: [4096, 256, 512, 1024, 256], latency_us: 200_000 },
             peaks: Vec::new(),
         }
     }

@@ -126,6 +126,26 @@ impl<T> Scheduler<T> {
         slots.saturating_mul(self.interval_us)
     }
 
+    /// The fast path of `offer`, for a caller that would rather not build its request
+    /// (a waiter) before knowing it must wait: true and one more in flight when the window
+    /// has room and nothing waits; false changes nothing (then `offer`).
+    pub fn try_admit(&mut self) -> bool {
+        if self.in_flight < self.window && !self.waiting() {
+            self.in_flight += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Requests waiting, all classes.
+    pub fn queued_total(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
     /// Offer one request (see the module doc).
     pub fn offer(&mut self, req: T, class: Class, deadline: u64, now: u64) -> Offer<T> {
         if self.in_flight < self.window && !self.waiting() {
@@ -183,15 +203,19 @@ impl<T> Scheduler<T> {
 
     /// One request left the window; the next one to send, if any.
     pub fn complete(&mut self, now: u64) -> Option<(T, Class)> {
-        if self.waiting() {
-            if let Some(last) = self.last_complete {
-                let gap = now.saturating_sub(last);
-                self.interval_us = (self.interval_us.saturating_mul(7).saturating_add(gap) / 8).max(1);
-            }
-            self.last_complete = Some(now);
-        } else {
+        if !self.waiting() {
+            // The common case: nothing to hand out, no interval to measure.
+            // (`pick` would reset every credit, all queues being empty.)
+            self.credit = [0; 5];
             self.last_complete = None;
+            self.in_flight = self.in_flight.saturating_sub(1);
+            return None;
         }
+        if let Some(last) = self.last_complete {
+            let gap = now.saturating_sub(last);
+            self.interval_us = (self.interval_us.saturating_mul(7).saturating_add(gap) / 8).max(1);
+        }
+        self.last_complete = Some(now);
         self.in_flight = self.in_flight.saturating_sub(1);
         while let Some(i) = self.pick() {
             let class = Class::ALL.get(i).copied().unwrap_or(Class::Batch);
