@@ -45,6 +45,7 @@ fn row(i: u64, hasher: &PanHasher) -> TxnRecord {
         settle_cycle: "T1".into(),
         status: Some(Status::Approved),
         batch: None,
+        terminal_batch: None,
     }
 }
 

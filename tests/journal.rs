@@ -141,7 +141,13 @@ async fn suite(cfg: JournalConfig) {
     let open_batch = j.query(Query::OpenBatch("TERM0001".into())).await.unwrap();
     assert_eq!(open_batch.len(), 299);
     assert_eq!(
-        j.update(Update::CloseBatch { terminal: "TERM0001".into(), batch: "B1".into() }).await.unwrap(),
+        j.update(Update::CloseBatch {
+            terminal: "TERM0001".into(),
+            batch: "B1".into(),
+            terminal_batch: None
+        })
+        .await
+        .unwrap(),
         300
     );
     assert!(j.query(Query::OpenBatch("TERM0001".into())).await.unwrap().is_empty());

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use super::ListenerCtx;
 use crate::iso::Message;
-use crate::journal::{Query, Status, TxnRecord, Update};
+use crate::journal::{Journal, Query, Status, TxnRecord, Update};
 use crate::route::{Forward, Rc, txn::TxnType};
 
 /// How long a reversal waits at most for its original to finish (the original is itself
@@ -77,20 +77,28 @@ impl Pending {
     }
 }
 
-/// The last batch each terminal settled (60.2 of its balanced 0500), since start: a request
-/// in that batch or an earlier one is refused with 77 (sign on again). After a restart the
-/// check resumes with each terminal's next settlement.
+/// The last batch each terminal settled (60.2 of its balanced 0500): a request in that
+/// batch or an earlier one is refused with 77 (sign on again). A terminal not seen since
+/// start is looked up once in the journal (its newest closed row with a batch number), so
+/// the check survives a restart; only UnionPay-style requests pay for it.
 #[derive(Default)]
 pub struct Batches {
-    closed: Mutex<HashMap<String, u32>>,
+    /// Per terminal: its last settled batch, `None` when the journal knows of none.
+    closed: Mutex<HashMap<String, Option<u32>>>,
 }
 
-/// The terminal's batch number (60.2) of a UnionPay-style request.
-fn batch_of(req: &Message) -> Option<u32> {
+/// The terminal's batch number (60.2) of a UnionPay-style request, as its six digits.
+pub(crate) fn batch_number(req: &Message) -> Option<String> {
     if req.spec().name != "cup-pos" {
         return None;
     }
-    req.text(60)?.get(2..8)?.parse().ok()
+    let f60 = req.text(60)?;
+    let b = f60.get(2..8)?;
+    b.bytes().all(|c| c.is_ascii_digit()).then(|| b.to_string())
+}
+
+fn batch_of(req: &Message) -> Option<u32> {
+    batch_number(req)?.parse().ok()
 }
 
 fn terminal_of(req: &Message) -> String {
@@ -98,21 +106,42 @@ fn terminal_of(req: &Message) -> String {
 }
 
 impl Batches {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<u32>>> {
         self.closed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Note a balanced settlement (`req` the 0500).
     pub fn settled(&self, req: &Message) {
         if let Some(b) = batch_of(req) {
-            self.lock().insert(terminal_of(req), b);
+            self.lock().insert(terminal_of(req), Some(b));
         }
     }
 
     /// Whether `req` belongs to a batch its terminal has already settled.
-    fn stale(&self, req: &Message) -> bool {
+    async fn stale(&self, req: &Message, journal: Option<&Journal>) -> bool {
         let Some(b) = batch_of(req) else { return false };
-        self.lock().get(&terminal_of(req)).is_some_and(|&closed| b <= closed)
+        let terminal = terminal_of(req);
+        let known = self.lock().get(&terminal).copied();
+        let closed = match (known, journal) {
+            (Some(c), _) => c,
+            (None, None) => None,
+            (None, Some(j)) => {
+                // The journal keeps the terminal ID as sent (padded); the map trims it.
+                let sent = req.terminal_id().map(|t| t.into_owned()).unwrap_or_default();
+                match Box::pin(j.query(Query::LastClosed(sent))).await {
+                    Ok(rows) => {
+                        let c = rows.first().and_then(|r| r.terminal_batch.as_deref()?.parse().ok());
+                        // A settlement noted meanwhile is newer than what the journal said.
+                        *self.lock().entry(terminal).or_insert(c)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "journal query for the last settled batch failed");
+                        None
+                    }
+                }
+            }
+        };
+        closed.is_some_and(|c| b <= c)
     }
 }
 
@@ -121,6 +150,8 @@ impl Batches {
 struct Names {
     rrn: Option<String>,
     auth: Option<String>,
+    /// 61.1: the original's batch number.
+    batch: Option<String>,
     /// 61.2: the original's trace (STAN).
     trace: Option<String>,
     /// 61.3: the original's date, MMDD.
@@ -131,7 +162,7 @@ fn names(req: &Message) -> Names {
     let text = |n: usize| req.text(n).map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
     let f61 = text(61).unwrap_or_default();
     let part = |r: std::ops::Range<usize>| f61.get(r).map(str::to_string).filter(|p| p.len() > 1);
-    Names { rrn: text(37), auth: text(38), trace: part(6..12), date: part(12..16) }
+    Names { rrn: text(37), auth: text(38), batch: part(0..6), trace: part(6..12), date: part(12..16) }
 }
 
 /// The transaction types an original of `txn` may have, by the request's 60.1 where it
@@ -155,6 +186,9 @@ fn matches(o: &TxnRecord, terminal: &str, n: &Names, types: &[&str]) -> bool {
         && matches!(o.status, Some(Status::Approved) | None)
         && types.contains(&o.txn_type.as_str())
         && n.trace.as_deref().is_none_or(|t| o.stan == t)
+        // A row journalled without a batch number (another dialect, an older journal)
+        // cannot contradict the batch named.
+        && n.batch.as_deref().is_none_or(|b| o.terminal_batch.as_deref().is_none_or(|ob| ob == b))
         && n.rrn.as_deref().is_none_or(|r| o.rrn.as_deref() == Some(r))
         && n.auth.as_deref().is_none_or(|a| o.auth_code.as_deref().map(str::trim) == Some(a))
         && n.date.as_deref().is_none_or(|d| o.business_date.get(4..8) == Some(d))
@@ -172,7 +206,7 @@ pub async fn forward(
     let svc = &ctx.services;
     let txn = fwd.txn_type.as_str();
     let decline = |rc: &str| Rc::parse(rc).unwrap_or(Rc(*b"96"));
-    if ctx.batches.stale(req) {
+    if ctx.batches.stale(req, svc.journal.as_ref()).await {
         tracing::info!(txn, "request in a batch already settled");
         let rc = crate::rc::Outcome::BatchMismatch.generic_rc();
         return (Box::pin(svc.decline(req, decline(rc), None, txn, at)).await.map(Box::new), false);

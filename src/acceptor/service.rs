@@ -218,6 +218,7 @@ impl Services {
         r.txn_type = txn.to_string();
         r.decision = decision.to_string();
         r.settle_cycle = if rules.settles_same_day(&r.merchant_id) { "T0" } else { "T1" }.to_string();
+        r.terminal_batch = super::cup::batch_number(req);
         r
     }
 
@@ -525,8 +526,16 @@ impl Services {
                 return switch_reply(req, "30").ok();
             }
         };
+        // A UnionPay-style 0500 names its batch (60.2): it settles the rows of that batch
+        // and those that carry no batch number, not another batch's.
+        let number = super::cup::batch_number(req);
         let rows = match j.query(Query::OpenBatch(terminal.clone())).await {
-            Ok(r) => r,
+            Ok(mut r) => {
+                if let Some(n) = &number {
+                    r.retain(|row| row.terminal_batch.as_ref().is_none_or(|b| b == n));
+                }
+                r
+            }
             Err(e) => {
                 tracing::error!(error = %e, "journal query failed");
                 return switch_reply(req, "96").ok();
@@ -541,12 +550,12 @@ impl Services {
         if balanced {
             // The terminal's batch number (60.2 on UnionPay-style terminals) names the
             // closed batch in the journal, beside the terminal and the time it closed.
-            let number = if cup { req.text(60).and_then(|f| f.get(2..8).map(str::to_string)) } else { None };
-            let id = match number {
+            let id = match &number {
                 Some(n) => format!("{}-{n}-{}", terminal.trim_end(), now_ms()),
                 None => format!("{}-{}", terminal.trim_end(), now_ms()),
             };
-            if let Err(e) = j.update(Update::CloseBatch { terminal, batch: id }).await {
+            if let Err(e) = j.update(Update::CloseBatch { terminal, batch: id, terminal_batch: number }).await
+            {
                 tracing::error!(error = %e, "closing the batch failed");
                 return switch_reply(req, "96").ok();
             }

@@ -33,6 +33,10 @@ impl PgStore {
                 }
             });
             client.batch_execute(&store::schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
+            for (col, ty) in store::ADDED_COLUMNS {
+                let sql = format!("ALTER TABLE transactions ADD COLUMN IF NOT EXISTS {col} {ty}");
+                client.batch_execute(&sql).await.map_err(err)?;
+            }
             Ok::<_, StoreError>(client)
         })?;
         Ok(PgStore { rt, client })

@@ -80,6 +80,9 @@ pub struct TxnRecord {
     pub settle_cycle: String,
     pub status: Option<Status>,
     pub batch: Option<String>,
+    /// The terminal's own batch number (UnionPay-style 60.2), six digits; `None` for
+    /// dialects without one.
+    pub terminal_batch: Option<String>,
 }
 
 impl TxnRecord {

@@ -59,6 +59,24 @@ fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// Add the columns a journal written by an earlier version lacks.
+fn add_columns(conn: &Connection) -> Result<(), StoreError> {
+    let mut have = Vec::new();
+    {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('transactions')").map_err(err)?;
+        let mut rows = stmt.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            have.push(row.get::<_, String>(0).map_err(err)?);
+        }
+    }
+    for (col, ty) in store::ADDED_COLUMNS {
+        if !have.iter().any(|h| h == col) {
+            conn.execute_batch(&format!("ALTER TABLE transactions ADD COLUMN {col} {ty}")).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Open (creating if needed) the journal file. `full_sync` chooses FULL over NORMAL.
     pub fn open(path: &Path, full_sync: bool) -> Result<SqliteStore, StoreError> {
@@ -67,6 +85,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" }).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(&store::schema("INTEGER PRIMARY KEY AUTOINCREMENT")).map_err(err)?;
+        add_columns(&conn)?;
         // Under load the writer spent most of its time in automatic checkpoints: they move
         // to their own thread.
         let finish = Arc::new(AtomicBool::new(false));
@@ -132,6 +151,7 @@ impl Store for SqliteStore {
                         r.settle_cycle,
                         r.status.map(|s| s.as_str()),
                         r.batch,
+                        r.terminal_batch,
                     ])
                     .map_err(err)?;
                 done.push(n == 1);

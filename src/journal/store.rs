@@ -32,7 +32,12 @@ pub const COLUMNS: &[&str] = &[
     "settle_cycle",
     "status",
     "batch",
+    "terminal_batch",
 ];
+
+/// Columns added after the first schema, with their SQL type: each backend adds the ones
+/// an existing table lacks when it opens (SQLite has no `ADD COLUMN IF NOT EXISTS`).
+pub const ADDED_COLUMNS: &[(&str, &str)] = &[("terminal_batch", "TEXT")];
 
 /// Schema, in SQL both SQLite and PostgreSQL accept (`{id}` is the key column's type).
 /// Every index costs each insert a B-tree descent and, at commit, the pages it dirtied.
@@ -68,7 +73,8 @@ pub fn schema(id: &str) -> String {
             fee BIGINT NOT NULL DEFAULT 0,
             settle_cycle TEXT NOT NULL DEFAULT 'T1',
             status TEXT,
-            batch TEXT
+            batch TEXT,
+            terminal_batch TEXT
         );
         CREATE UNIQUE INDEX IF NOT EXISTS transactions_once
             ON transactions (terminal_id, stan, transmission_time, mti);
@@ -94,6 +100,9 @@ pub enum Query {
     Day(String),
     /// Approved financial transactions of a terminal not yet in a closed batch.
     OpenBatch(String),
+    /// The newest row of a terminal's closed batches that carries the terminal's own
+    /// batch number (`terminal_batch`): the last batch it settled.
+    LastClosed(String),
     /// The financial originals (0100, 0200, 0220) a terminal's reversal names: same
     /// terminal, STAN and amount (minor units), newest first.
     Original {
@@ -113,8 +122,20 @@ pub enum Query {
 /// Changes to existing rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
-    SetStatus { terminal: String, stan: String, transmission_time: String, mti: String, status: Status },
-    CloseBatch { terminal: String, batch: String },
+    SetStatus {
+        terminal: String,
+        stan: String,
+        transmission_time: String,
+        mti: String,
+        status: Status,
+    },
+    /// Close a terminal's open batch: its approved rows get `batch`. With `terminal_batch`,
+    /// only the rows of that terminal batch number and those without one.
+    CloseBatch {
+        terminal: String,
+        batch: String,
+        terminal_batch: Option<String>,
+    },
 }
 
 /// Storage failures; the message never carries row data.
@@ -161,6 +182,13 @@ pub fn query_sql(q: &Query, sigil: char) -> (String, Vec<String>) {
             ),
             vec![t.clone()],
         ),
+        Query::LastClosed(t) => (
+            format!(
+                "WHERE terminal_id = {} AND batch IS NOT NULL AND terminal_batch IS NOT NULL ORDER BY id DESC LIMIT 1",
+                p(1)
+            ),
+            vec![t.clone()],
+        ),
         Query::Exists { terminal, stan, transmission_time } => (
             format!("WHERE terminal_id = {} AND stan = {} AND transmission_time = {}", p(1), p(2), p(3)),
             vec![terminal.clone(), stan.clone(), transmission_time.clone()],
@@ -201,13 +229,23 @@ pub fn update_sql(u: &Update, sigil: char) -> (String, Vec<String>) {
                 mti.clone(),
             ],
         ),
-        Update::CloseBatch { terminal, batch } => (
+        Update::CloseBatch { terminal, batch, terminal_batch: None } => (
             format!(
                 "UPDATE transactions SET batch = {} WHERE terminal_id = {} AND batch IS NULL AND rc = '00'",
                 p(1),
                 p(2)
             ),
             vec![batch.clone(), terminal.clone()],
+        ),
+        Update::CloseBatch { terminal, batch, terminal_batch: Some(n) } => (
+            format!(
+                "UPDATE transactions SET batch = {} WHERE terminal_id = {} AND batch IS NULL AND rc = '00' \
+                 AND (terminal_batch IS NULL OR terminal_batch = {})",
+                p(1),
+                p(2),
+                p(3)
+            ),
+            vec![batch.clone(), terminal.clone(), n.clone()],
         ),
     }
 }
@@ -271,6 +309,7 @@ pub fn to_vals(r: &TxnRecord) -> Vec<Val> {
         t(&r.settle_cycle),
         Text(r.status.map(|s| s.as_str().to_string())),
         Text(r.batch.clone()),
+        Text(r.terminal_batch.clone()),
     ]
 }
 
@@ -304,6 +343,7 @@ pub fn from_row(text: impl Fn(usize) -> Option<String>, int: impl Fn(usize) -> O
         settle_cycle: s(23),
         status: text(24).as_deref().and_then(Status::parse),
         batch: text(25),
+        terminal_batch: text(26),
     }
 }
 
