@@ -213,6 +213,78 @@ async fn journal_suite_on_postgres() {
     }
 }
 
+/// The `transactions` table as journals written before terminal batch numbers have it.
+const OLD_SCHEMA: &str = "CREATE TABLE transactions (
+    id {id}, switch_id TEXT NOT NULL, received_at BIGINT NOT NULL, forwarded_at BIGINT,
+    answered_at BIGINT, business_date TEXT NOT NULL, terminal_id TEXT NOT NULL,
+    merchant_id TEXT NOT NULL, stan TEXT NOT NULL, switch_stan TEXT, rrn TEXT,
+    transmission_time TEXT NOT NULL, mti TEXT NOT NULL, txn_type TEXT NOT NULL,
+    amount BIGINT NOT NULL, currency TEXT, pan_masked TEXT, pan_hash TEXT, route TEXT,
+    issuer TEXT, decision TEXT NOT NULL, rc TEXT NOT NULL, auth_code TEXT,
+    fee BIGINT NOT NULL DEFAULT 0, settle_cycle TEXT NOT NULL DEFAULT 'T1', status TEXT, batch TEXT);
+    INSERT INTO transactions (switch_id, received_at, business_date, terminal_id, merchant_id, stan,
+        transmission_time, mti, txn_type, amount, decision, rc, status)
+    VALUES ('old', 1, '20261123', 'TERM0009', 'MERCHANT0000001', '000001', '1123000000', '0200',
+        'purchase', 100, 'forward', '00', 'approved');";
+
+/// A journal from before terminal batch numbers gains the column on open (its rows keep
+/// none); rows then keep their batch number, a batch close can be limited to one terminal
+/// batch (and rows without a number), and the last closed batch is found again.
+async fn terminal_batches(cfg: JournalConfig) {
+    let j = open(&cfg).await;
+    let old = j.query(Query::OpenBatch("TERM0009".into())).await.unwrap();
+    assert_eq!(old.len(), 1, "the older journal's row is still there");
+    assert_eq!(old[0].terminal_batch, None);
+    let in_batch = |stan: u32, b: &str| TxnRecord {
+        terminal_id: "TERM0009".into(),
+        terminal_batch: Some(b.into()),
+        ..rec("node-a", "TERM0009", stan, TEST_PANS[0], 1_000, "00")
+    };
+    for (stan, b) in [(11, "000007"), (12, "000007"), (13, "000008")] {
+        assert!(j.record(in_batch(stan, b)).await.unwrap());
+    }
+    let open_rows = j.query(Query::OpenBatch("TERM0009".into())).await.unwrap();
+    let batches: Vec<_> = open_rows.iter().map(|r| r.terminal_batch.as_deref()).collect();
+    assert_eq!(batches, [None, Some("000007"), Some("000007"), Some("000008")]);
+    assert!(j.query(Query::LastClosed("TERM0009".into())).await.unwrap().is_empty());
+    let close = Update::CloseBatch {
+        terminal: "TERM0009".into(),
+        batch: "TERM0009-000007-1".into(),
+        terminal_batch: Some("000007".into()),
+    };
+    assert_eq!(j.update(close).await.unwrap(), 3, "batch 7 and the row without a number");
+    let left = j.query(Query::OpenBatch("TERM0009".into())).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].terminal_batch.as_deref(), Some("000008"));
+    let last = j.query(Query::LastClosed("TERM0009".into())).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].terminal_batch.as_deref(), Some("000007"));
+    // Opening the journal again finds the column there and adds nothing.
+    drop(j);
+    let j = open(&cfg).await;
+    assert_eq!(j.query(Query::All).await.unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_batches_on_an_older_sqlite_journal() {
+    let (cfg, dir) = sqlite();
+    let conn = rusqlite::Connection::open(dir.path.join("journal.db")).unwrap();
+    conn.execute_batch(&OLD_SCHEMA.replace("{id}", "INTEGER PRIMARY KEY AUTOINCREMENT")).unwrap();
+    drop(conn);
+    terminal_batches(cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_batches_on_an_older_postgres_journal() {
+    let Some(cfg) = postgres().await else { return };
+    let JournalConfig::Postgres { url } = &cfg else { unreachable!() };
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(&OLD_SCHEMA.replace("{id}", "BIGSERIAL PRIMARY KEY")).await.unwrap();
+    drop(client);
+    terminal_batches(cfg).await;
+}
+
 mod tempdir {
     /// A directory removed when dropped.
     pub struct Dir {

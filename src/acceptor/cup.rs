@@ -305,7 +305,39 @@ mod tests {
         assert!(!matches(&o, "10000001", &n, &["preauth"]));
         let voided = TxnRecord { status: Some(Status::Voided), ..o.clone() };
         assert!(!matches(&voided, "10000001", &n, &["purchase"]));
-        let other_day = TxnRecord { business_date: "20261123".into(), ..o };
+        let other_day = TxnRecord { business_date: "20261123".into(), ..o.clone() };
         assert!(!matches(&other_day, "10000001", &n, &["purchase"]));
+        // 61.1 names the original's batch: the same trace in another batch is not it; a row
+        // journalled without a batch number cannot contradict it.
+        assert_eq!(n.batch.as_deref(), Some("000001"));
+        let same_batch = TxnRecord { terminal_batch: Some("000001".into()), ..o.clone() };
+        assert!(matches(&same_batch, "10000001", &n, &["purchase"]));
+        let other_batch = TxnRecord { terminal_batch: Some("000002".into()), ..o };
+        assert!(!matches(&other_batch, "10000001", &n, &["purchase"]));
+    }
+
+    #[test]
+    fn batch_number_is_60_2_of_cup_pos_only() {
+        let mut m = Message::new(shipped("cup-pos").unwrap(), "0200").unwrap();
+        m.set(60, "22000123000").unwrap();
+        assert_eq!(batch_number(&m).as_deref(), Some("000123"));
+        assert_eq!(batch_of(&m), Some(123));
+        m.set(60, "22").unwrap();
+        assert_eq!(batch_number(&m), None, "too short to hold 60.2");
+        let mut other = Message::new(shipped("iso87ascii").unwrap(), "0200").unwrap();
+        other.set(60, "22000123000").unwrap();
+        assert_eq!(batch_number(&other), None, "other dialects have no batch number");
+    }
+
+    #[tokio::test]
+    async fn the_settled_batch_is_known_without_a_journal_once_noted() {
+        let b = Batches::default();
+        let mut m = Message::new(shipped("cup-pos").unwrap(), "0500").unwrap();
+        m.set(41, "10000001").unwrap().set(60, "00000005201").unwrap();
+        assert!(!b.stale(&m, None).await, "nothing settled yet");
+        b.settled(&m);
+        assert!(b.stale(&m, None).await);
+        m.set(60, "22000006000").unwrap();
+        assert!(!b.stale(&m, None).await, "the next batch is open");
     }
 }

@@ -505,7 +505,8 @@ impl Services {
     }
 
     /// Terminal batch settlement (0500): the terminal's totals against the journal's for
-    /// its open batch; 00 and the batch closed when they agree, 95 when they do not.
+    /// its open batch (on UnionPay-style terminals the batch 60.2 names); 00 and the batch
+    /// closed when they agree, 95 when they do not.
     pub async fn settle(&self, req: &Message) -> Option<Message> {
         let Some(j) = &self.journal else {
             return switch_reply(req, "96").ok();
