@@ -393,8 +393,8 @@ impl Services {
                 reply = switch_reply(req, "96").ok().map(Box::new)?;
             }
         } else {
-            let deadline = issuers.get(issuer).map_or(std::time::Duration::ZERO, |i| i.reply_deadline());
-            Box::pin(self.journal_until(row, arrived + deadline)).await;
+            let by = issuers.get(issuer).map_or(std::time::Duration::ZERO, |i| i.answer_by());
+            Box::pin(self.journal_until(row, arrived + by)).await;
         }
         Some(reply)
     }

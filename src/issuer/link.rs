@@ -230,12 +230,15 @@ impl Link {
         };
         match (kind, written) {
             (Kind::Request, Some(body)) => {
-                // The deadline the terminal was promised: the reply wait ended the answer
-                // margin before it (see `Issuer::forward_as`). Boxed: the reversal path holds
-                // two messages across an await, and inline it would make every forward's
-                // future (moved on each spawn/push) kilobytes larger.
+                // The reply wait ended the answer margin before the deadline the terminal was
+                // promised (see `Issuer::forward_as`); the reversal store may use half of it,
+                // the other half is left for writing the 68 on a busy machine (see
+                // `Issuer::answer_by`). Boxed: the reversal path holds two messages across an
+                // await, and inline it would make every forward's future (moved on each
+                // spawn/push) kilobytes larger.
                 let margin = self.timeouts.answer_margin_ms.min(self.cfg.deadline_ms / 2);
-                Box::pin(self.reverse(body, key, &outcome, deadline + Duration::from_millis(margin))).await
+                let by = deadline + Duration::from_millis(margin / 2);
+                Box::pin(self.reverse(body, key, &outcome, by)).await
             }
             (Kind::Reversal(id), _) if matches!(outcome, Outcome::Timeout) => {
                 if let Some(saf) = &self.saf {

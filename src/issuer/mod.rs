@@ -166,6 +166,14 @@ impl Issuer {
         self.deadline
     }
 
+    /// How long after its arrival a request's answer should be on its way at the latest:
+    /// the promised deadline less half the answer margin. Work that finishes an answer
+    /// (the reversal store before a 68, a decline's journal row) waits no longer than this;
+    /// the other half is left for encoding, writing and the scheduler of a busy machine.
+    pub fn answer_by(&self) -> Duration {
+        self.deadline.saturating_sub(self.margin / 2)
+    }
+
     /// Queue sizes (at start only) and class weights for admission control; returns
     /// whether the sizes were taken.
     pub fn configure_admission(&self, queue: QueueConfig, weights: Weights) -> bool {
