@@ -285,8 +285,8 @@ impl TxnTable {
 
     /// The type of `msg`, or `None` (decline 12).
     pub fn classify(&self, msg: &Message) -> Option<TxnType> {
-        let mti = msg.mti().as_bytes();
-        let (_, rows) = self.by_mti.iter().find(|(m, _)| m.as_slice() == mti)?;
+        let mti = msg.mti_bytes();
+        let (_, rows) = self.by_mti.iter().find(|(m, _)| m == mti)?;
         let pc_chars = chars(msg, 3);
         let pc: Option<&[u8]> = pc_chars.as_deref().and_then(|t| t.get(..2));
         rows.iter().filter_map(|&i| self.rows.get(usize::from(i))).find_map(|row| {
