@@ -255,6 +255,12 @@ impl Message {
         std::str::from_utf8(&self.mti).unwrap_or("0000")
     }
 
+    /// The MTI's four ASCII digits as bytes (no UTF-8 check: for comparisons on hot paths).
+    #[inline]
+    pub fn mti_bytes(&self) -> &[u8; 4] {
+        &self.mti
+    }
+
     /// Replace the MTI (four digits).
     pub fn set_mti(&mut self, mti: &str) -> Result<(), EncodeError> {
         let b = mti.as_bytes();

@@ -81,7 +81,7 @@ impl Router {
         }
         let Some(tid) = msg.terminal_id() else { return false };
         // A reversal undoes what the terminal did while it was allowed to: it still passes.
-        let reversal = msg.mti().starts_with("04");
+        let reversal = msg.mti_bytes().starts_with(b"04");
         !reversal && self.suspended.read().unwrap_or_else(|p| p.into_inner()).contains(tid.trim_end())
     }
 

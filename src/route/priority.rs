@@ -46,7 +46,11 @@ impl Class {
     /// The class of a message: advices (x2x0/x2x1) and reversals share the first class,
     /// since both are repeated until acknowledged and must not be lost.
     pub fn of(mti: &str, txn: TxnType, priority_merchant: bool) -> Class {
-        let b = mti.as_bytes();
+        Class::of_bytes(mti.as_bytes(), txn, priority_merchant)
+    }
+
+    /// `of` for the MTI as bytes.
+    pub fn of_bytes(b: &[u8], txn: TxnType, priority_merchant: bool) -> Class {
         if txn == TxnType::Reversal {
             Class::Reversal
         } else if txn == TxnType::BatchUpload {

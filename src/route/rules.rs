@@ -300,7 +300,7 @@ impl RuleSet {
         if txn.is_local() {
             return Decision::Local { rc: Rc::APPROVED, txn_type: txn };
         }
-        let class = Class::of(msg.mti(), txn, merchant.priority);
+        let class = Class::of_bytes(msg.mti_bytes(), txn, merchant.priority);
         let pan_chars = pan_of(msg);
         let pan = pan_chars.as_deref();
         let route = match pan {

@@ -146,6 +146,9 @@ struct Row {
 #[derive(Debug, Clone)]
 pub struct TxnTable {
     rows: Vec<Row>,
+    /// Each MTI any row names, with the rows naming it in table order: a message is tried
+    /// only against the rows of its MTI (the first match still wins).
+    by_mti: Vec<([u8; 4], Vec<u16>)>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +180,7 @@ struct RawRow {
 /// A field's characters as bytes: borrowed from the frame when the field travels as ASCII
 /// (no conversion or UTF-8 check: they are only compared with ASCII rule data), converted
 /// from BCD or EBCDIC otherwise.
+#[inline]
 pub(crate) fn chars(msg: &Message, n: usize) -> Option<Cow<'_, [u8]>> {
     let fs = msg.spec().field(n)?;
     if fs.encoding == Encoding::Ascii {
@@ -261,7 +265,18 @@ impl TxnTable {
                 txn: r.txn,
             });
         }
-        Ok(TxnTable { rows })
+        let mut by_mti: Vec<([u8; 4], Vec<u16>)> = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            for m in row.mti.iter().take(row.mtis as usize) {
+                let i = u16::try_from(i).map_err(|_| src.err(0, "row", "more than 65,535 rows"))?;
+                match by_mti.iter_mut().find(|(x, _)| x == m) {
+                    Some((_, list)) if list.last() != Some(&i) => list.push(i),
+                    Some(_) => {}
+                    None => by_mti.push((*m, vec![i])),
+                }
+            }
+        }
+        Ok(TxnTable { rows, by_mti })
     }
 
     pub fn default_table() -> Result<TxnTable, RuleError> {
@@ -270,12 +285,13 @@ impl TxnTable {
 
     /// The type of `msg`, or `None` (decline 12).
     pub fn classify(&self, msg: &Message) -> Option<TxnType> {
-        let mti = msg.mti().as_bytes();
+        let mti = msg.mti_bytes();
+        let (_, rows) = self.by_mti.iter().find(|(m, _)| m == mti)?;
         let pc_chars = chars(msg, 3);
         let pc: Option<&[u8]> = pc_chars.as_deref().and_then(|t| t.get(..2));
-        self.rows.iter().find_map(|row| {
-            let mti_ok = row.mti.iter().take(row.mtis as usize).any(|m| m.as_slice() == mti);
-            if !mti_ok {
+        rows.iter().filter_map(|&i| self.rows.get(usize::from(i))).find_map(|row| {
+            // Dialect rows first rule out other specs, before any field is read.
+            if row.spec.as_deref().is_some_and(|s| s != msg.spec().name) {
                 return None;
             }
             if let Some(list) = &row.pc {
@@ -293,9 +309,6 @@ impl TxnTable {
             if let Some(want) = row.f70
                 && chars(msg, 70).as_deref() != Some(want.as_slice())
             {
-                return None;
-            }
-            if row.spec.as_deref().is_some_and(|s| s != msg.spec().name) {
                 return None;
             }
             if row.f60_1.is_some() || row.f60_3.is_some() {
