@@ -21,6 +21,7 @@
 
 pub mod acceptor;
 pub mod admin;
+pub mod civil;
 pub mod cli;
 pub mod config;
 pub mod frame;

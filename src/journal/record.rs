@@ -158,16 +158,7 @@ pub fn minute_of_day(unix_ms: i64, offset_minutes: i32) -> u32 {
 /// Civil (proleptic Gregorian) date of a Unix time, days-from-epoch algorithm.
 pub fn civil_from_ms(unix_ms: i64, offset_minutes: i32) -> (i64, u32, u32) {
     let minutes = unix_ms.div_euclid(60_000) + i64::from(offset_minutes);
-    let z = minutes.div_euclid(1440) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    crate::civil::from_days(minutes.div_euclid(1440))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Time for the routing core: `now` is passed in as unix milliseconds, never read from a
 //! clock here. A small civil-date helper turns it into the local business date and time of
 //! day (a fixed UTC offset, e.g. +480 minutes for China) for daily limits, fee plan effective
-//! dates and peak windows. May import: the standard library only.
+//! dates and peak windows. May import: the standard library and `crate::civil`.
 
 use serde::Serialize;
 
@@ -62,28 +62,14 @@ impl Date {
         }
     }
 
-    /// Days since 1970-01-01 (the well-known days-from-civil algorithm on 400-year eras).
+    /// Days since 1970-01-01.
     pub fn to_days(self) -> i64 {
-        let y = i64::from(self.year) - i64::from(self.month <= 2);
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let m = i64::from(self.month);
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
+        crate::civil::to_days(i64::from(self.year), u32::from(self.month), u32::from(self.day))
     }
 
     pub fn from_days(days: i64) -> Date {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
-        Date { year, month, day }
+        let (year, month, day) = crate::civil::from_days(days);
+        Date { year: year as i32, month: month as u8, day: day as u8 }
     }
 }
 

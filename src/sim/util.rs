@@ -1,6 +1,6 @@
 //! Small helpers shared by the simulators: a fast non-cryptographic random generator
 //! (jitter, shuffling), fixed-width decimal digits written without allocating, and the
-//! UTC calendar fields that go into fields 7, 12 and 13. Imports std only.
+//! UTC calendar fields that go into fields 7, 12 and 13. Imports std and `crate::civil`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -99,8 +99,9 @@ impl Stamp {
     pub(crate) fn at(unix: u64) -> Stamp {
         let days = unix / 86_400;
         let secs = unix % 86_400;
-        let (y, m, d) = civil_from_days(days);
-        let v = (y % 100) * 10_000_000_000
+        let (y, m, d) = crate::civil::from_days(days as i64);
+        let (y, m, d) = (y.rem_euclid(100) as u64, u64::from(m), u64::from(d));
+        let v = y * 10_000_000_000
             + m * 100_000_000
             + d * 1_000_000
             + (secs / 3600) * 10_000
@@ -121,21 +122,6 @@ impl Stamp {
     pub(crate) fn mmdd(&self) -> &[u8] {
         &self.full[2..6]
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar,
-/// counting in 400-year eras of 146,097 days.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
