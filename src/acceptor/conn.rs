@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::ListenerCtx;
 use super::reply::{format_error, switch_reply};
 use super::service::{Plan, now_ms};
+use crate::frame::batch::{Ended, write_batches};
 use crate::frame::{Frame, FrameCodec, FrameError};
 use crate::iso::Message;
 use crate::metrics as m;
@@ -402,26 +403,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut codec: FrameCodec,
     bound: Duration,
 ) {
-    let mut buf = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(f) = next.take() {
-            // An empty body is a reply that could not be built; nothing is sent for it.
-            if !f.body.is_empty() && codec.encode(f, &mut buf).is_err() {
-                tracing::warn!("reply too large for the terminal's framing");
-            }
-            if buf.len() < 64 * 1024 {
-                next = rx.try_recv().ok();
-            }
+    let ended = write_batches(&mut rx, &mut w, bound, BytesMut::new(), |f, buf| {
+        // An empty body is a reply that could not be built; nothing is sent for it.
+        if !f.body.is_empty() && codec.encode(f, buf).is_err() {
+            tracing::warn!("reply too large for the terminal's framing");
         }
-        let write = async {
-            w.write_all(&buf).await?;
-            w.flush().await
-        };
-        match tokio::time::timeout(bound, write).await {
-            Ok(Ok(())) => buf.clear(),
-            _ => return,
-        }
+    })
+    .await;
+    if ended == Ended::Closed {
+        let _ = tokio::time::timeout(bound, w.shutdown()).await;
     }
-    let _ = tokio::time::timeout(bound, w.shutdown()).await;
 }

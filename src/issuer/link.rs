@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use metrics::{Gauge, Histogram, counter, gauge, histogram};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Encoder, FramedRead};
@@ -27,6 +27,7 @@ use super::saf::{Late, SafCtx, blocking, unix_ms};
 use super::session::{Key, MatchKey, Pending, SessionTable};
 use super::{Outcome, convert, response_mti, reversal};
 use crate::config::{LinkConfig, Timeouts};
+use crate::frame::batch::{Ended, write_batches};
 use crate::frame::{Frame, FrameCodec};
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
@@ -605,28 +606,15 @@ async fn serve(
 
 async fn write_loop(link: &Link, rx: &mut mpsc::Receiver<Bytes>, mut w: Writer) {
     let mut codec = FrameCodec::new(link.cfg.frame);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
     let bound = Duration::from_millis(link.timeouts.write_ms);
-    while let Some(body) = rx.recv().await {
-        let mut next = Some(body);
-        while let Some(b) = next.take() {
-            if codec.encode(Frame::plain(b), &mut buf).is_err() {
-                tracing::warn!(issuer = %link.issuer, "message too large for the issuer's framing");
-            }
-            if buf.len() < 64 * 1024 {
-                next = rx.try_recv().ok();
-            }
+    let buf = BytesMut::with_capacity(16 * 1024);
+    let ended = write_batches(rx, &mut w, bound, buf, |b, buf| {
+        if codec.encode(Frame::plain(b), buf).is_err() {
+            tracing::warn!(issuer = %link.issuer, "message too large for the issuer's framing");
         }
-        let write = async {
-            w.write_all(&buf).await?;
-            w.flush().await
-        };
-        match tokio::time::timeout(bound, write).await {
-            Ok(Ok(())) => buf.clear(),
-            _ => {
-                tracing::warn!(issuer = %link.issuer, link = link.id, "issuer write failed or stalled; closing link");
-                return;
-            }
-        }
+    })
+    .await;
+    if ended == Ended::WriteFailed {
+        tracing::warn!(issuer = %link.issuer, link = link.id, "issuer write failed or stalled; closing link");
     }
 }
