@@ -9,12 +9,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{MockIssuer, Mode};
+use common::{Logs, MockIssuer, Mode};
 use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
 use isoswitch::keys::pin::{check_format0, decrypt};
@@ -25,32 +23,13 @@ use tokio_util::sync::CancellationToken;
 const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
 const ZPK: &str = "89ABCDEF0123456776543210FEDCBA98";
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cup_pos_terminal_day_through_the_switch() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .try_init();
+    let logs = Logs::capture();
 
     let dir = std::env::temp_dir().join(format!("isoswitch-cup-day-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -164,7 +143,7 @@ async fn a_cup_pos_terminal_day_through_the_switch() {
         }
         dump.push('\n');
     }
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     for (what, text) in [("journal", &dump), ("logs", &logs)] {
         assert!(!text.contains(&pan), "the {what} holds the PAN");
         assert!(!text.contains(&pan[..12]), "the {what} holds most of the PAN");

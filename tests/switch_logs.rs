@@ -4,36 +4,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use isoswitch::acceptor::serve;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_log_line_contains_a_test_pan() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let logs = Logs::capture();
 
     // Replies come after 150 ms but the deadline is 100 ms: every reply is late.
     let slow = MockIssuer::start(Mode::Delay(150)).await;
@@ -62,7 +41,7 @@ async fn no_log_line_contains_a_test_pan() {
     stop.cancel();
     sw.join().await;
 
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("timed out"), "the run logged its timeout:\n{logs}");
     assert!(logs.contains("late or unmatched"), "the run logged the late reply:\n{logs}");
     assert!(logs.contains("undecodable"), "the run logged the bad frame:\n{logs}");
