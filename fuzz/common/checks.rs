@@ -3,9 +3,11 @@
 //! reports as a crash and keeps the input.
 
 use bytes::{Bytes, BytesMut};
+use isoswitch::acceptor::read_request_fields;
 use isoswitch::frame::{FrameCodec, LengthHeader};
 use isoswitch::iso::spec::{BitmapEncoding, Spec, shipped};
 use isoswitch::iso::{Message, json, tlv};
+use isoswitch::route::txn::TxnTable;
 use tokio_util::codec::{Decoder, Encoder};
 
 #[path = "frame_config.rs"]
@@ -31,6 +33,11 @@ pub fn decode_and_read(name: &str, data: &[u8]) {
     let _ = (m.pan(), m.amount(), m.stan(), m.mcc(), m.terminal_id(), m.currency());
     let _ = format!("{m:?}");
     let _ = json::to_json(&m, true);
+    // What the switch reads next from a request: its transaction type (60.1/60.3 rows for
+    // cup-pos) and, for the UnionPay-style estate, the batch and original it names.
+    static TXN: std::sync::OnceLock<TxnTable> = std::sync::OnceLock::new();
+    let _ = TXN.get_or_init(|| TxnTable::default_table().expect("shipped table")).classify(&m);
+    let _ = read_request_fields(&m);
 }
 
 fn read_bitmap(s: &Spec, b: &[u8]) -> u64 {

@@ -165,6 +165,19 @@ fn names(req: &Message) -> Names {
     Names { rrn: text(37), auth: text(38), batch: part(0..6), trace: part(6..12), date: part(12..16) }
 }
 
+/// What the estate's request handling reads from a terminal's own fields (60.1, 60.2 and
+/// 61), without a journal: the fuzz targets call it on whatever the `cup-pos` decoder
+/// accepts, so these readers meet hostile bytes too. Returns how many parts were found.
+pub fn read_request_fields(req: &Message) -> usize {
+    let n = names(req);
+    let parts = [n.rrn, n.auth, n.batch, n.trace, n.date].into_iter().flatten().count();
+    let kinds = [TxnType::Void, TxnType::Refund, TxnType::PreAuthCompletion]
+        .into_iter()
+        .filter_map(|t| original_types(t, req))
+        .count();
+    parts + kinds + usize::from(batch_number(req).is_some()) + usize::from(batch_of(req).is_some())
+}
+
 /// The transaction types an original of `txn` may have, by the request's 60.1 where it
 /// says (void of a purchase 23, of a pre-authorisation 11, of a completion 21).
 fn original_types(txn: TxnType, req: &Message) -> Option<&'static [&'static str]> {
@@ -327,6 +340,17 @@ mod tests {
         let mut other = Message::new(shipped("iso87ascii").unwrap(), "0200").unwrap();
         other.set(60, "22000123000").unwrap();
         assert_eq!(batch_number(&other), None, "other dialects have no batch number");
+    }
+
+    #[test]
+    fn short_and_odd_fields_read_as_absent() {
+        let mut m = Message::new(shipped("cup-pos").unwrap(), "0200").unwrap();
+        assert_eq!(read_request_fields(&m), 3, "a bare request: only the three original types");
+        m.set(60, "2").unwrap().set(61, "1").unwrap();
+        assert_eq!(read_request_fields(&m), 3, "too short for 60.2 and for any part of 61");
+        m.set(61, "000001000012").unwrap();
+        let n = names(&m);
+        assert_eq!((n.batch.as_deref(), n.trace.as_deref(), n.date), (Some("000001"), Some("000012"), None));
     }
 
     #[tokio::test]

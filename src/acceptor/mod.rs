@@ -11,6 +11,8 @@ pub mod reply;
 pub mod security;
 pub mod service;
 
+pub use cup::read_request_fields;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
