@@ -48,31 +48,88 @@ enum Cmd {
 
 /// Largest group committed at once.
 const MAX_GROUP: usize = 4096;
-/// A group this large (or following one this large) means the switch is under load: the
-/// writer then lingers for more rows before committing. Each commit rewrites into the WAL
-/// every page its rows touched (the table's last page and a leaf per index insert point),
-/// so much of its cost is per commit, not per row: with the switch's rows, groups of 512
-/// took about 30% less CPU per row than groups of 128. A lone row at light load is
-/// committed at once.
-const LOADED: usize = 16;
-/// While lingering, the writer looks for new rows this often, and commits as soon as one
-/// look finds none (the terminals are then waiting for this group) ...
-const LINGER_STEP: Duration = Duration::from_micros(100);
-/// ... or when this much time has passed since the group began.
-const LINGER_MAX: Duration = Duration::from_millis(1);
+/// Longest a group stays open while rows keep coming: bounds the wait of its first row.
+const MAX_GROUP_TIME: Duration = Duration::from_millis(2);
 /// Commands queued before callers wait: bounds memory under overload.
 const QUEUE: usize = 65_536;
 
-/// Move queued commands into `pending`, up to `MAX_GROUP`; how many came.
-fn drain(rx: &mut mpsc::Receiver<Cmd>, pending: &mut Vec<Cmd>) -> usize {
-    let before = pending.len();
-    while pending.len() < MAX_GROUP {
-        match rx.try_recv() {
-            Ok(c) => pending.push(c),
-            Err(_) => break,
+/// The rows of the group being written, with who waits for each.
+type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
+
+/// Write one group: `first` and whatever else arrives while it is open. Rows are inserted
+/// as they come, so the writer works while the group fills instead of waiting for it, and
+/// the group is committed as soon as nothing more is queued (the terminals are waiting for
+/// it), or when it reaches `MAX_GROUP` rows or `MAX_GROUP_TIME`. Under load, rows arrive
+/// while earlier ones are inserted and groups grow by themselves, which makes each
+/// commit's cost (the WAL pages the group dirtied) shared by many rows; at light load a
+/// lone row is committed at once. Queries and updates wait for the group's commit.
+fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd) {
+    let first = match first {
+        Cmd::Query(q, tx) => {
+            let _ = tx.send(store.query(&q));
+            return;
+        }
+        Cmd::Update(u, tx) => {
+            let _ = tx.send(store.update(&u));
+            return;
+        }
+        write => write,
+    };
+    let started = Instant::now();
+    let mut waiters: Waiters = Vec::new();
+    let mut others = Vec::new();
+    let mut failed = store.begin().err();
+    let mut next = Some(first);
+    while let Some(cmd) = next.take() {
+        match cmd {
+            Cmd::Write(row, tx) => {
+                let inserted = match &failed {
+                    None => match store.insert(&row) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            failed = Some(e);
+                            false
+                        }
+                    },
+                    Some(_) => false,
+                };
+                waiters.push((tx, inserted));
+            }
+            other => others.push(other),
+        }
+        if waiters.len() < MAX_GROUP && started.elapsed() < MAX_GROUP_TIME {
+            next = rx.try_recv().ok();
         }
     }
-    pending.len() - before
+    let outcome = match failed {
+        None => store.commit(),
+        Some(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => {
+            for (tx, inserted) in waiters {
+                let _ = tx.send(Ok(inserted));
+            }
+        }
+        Err(e) => {
+            store.rollback();
+            tracing::error!(error = %e, rows = waiters.len(), "journal: group commit failed");
+            for (tx, _) in waiters {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+    }
+    for c in others {
+        match c {
+            Cmd::Query(q, tx) => {
+                let _ = tx.send(store.query(&q));
+            }
+            Cmd::Update(u, tx) => {
+                let _ = tx.send(store.update(&u));
+            }
+            Cmd::Write(..) => {}
+        }
+    }
 }
 
 /// Handle to the journal; cheap to clone.
@@ -102,57 +159,8 @@ impl Journal {
     pub fn start<S: Store>(mut store: S) -> Journal {
         let (tx, mut rx) = mpsc::channel::<Cmd>(QUEUE);
         let spawned = thread::Builder::new().name("journal-writer".into()).spawn(move || {
-            let mut last = 0;
             while let Some(first) = rx.blocking_recv() {
-                let mut writes: Vec<(Box<TxnRecord>, oneshot::Sender<_>)> = Vec::new();
-                let mut others = Vec::new();
-                let mut pending = vec![first];
-                drain(&mut rx, &mut pending);
-                if pending.len() >= LOADED || last >= LOADED {
-                    let until = Instant::now() + LINGER_MAX;
-                    while pending.len() < MAX_GROUP && Instant::now() < until {
-                        thread::sleep(LINGER_STEP);
-                        if drain(&mut rx, &mut pending) == 0 {
-                            break;
-                        }
-                    }
-                }
-                last = pending.len();
-                for c in pending {
-                    match c {
-                        Cmd::Write(r, done) => writes.push((r, done)),
-                        other => others.push(other),
-                    }
-                }
-                if !writes.is_empty() {
-                    // The records move out of their boxes: nothing is copied on the way to the store.
-                    let (rows, waiters): (Vec<TxnRecord>, Vec<_>) =
-                        writes.into_iter().map(|(r, tx)| (*r, tx)).unzip();
-                    match store.write(&rows) {
-                        Ok(done) => {
-                            for (tx, inserted) in waiters.into_iter().zip(done) {
-                                let _ = tx.send(Ok(inserted));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, rows = rows.len(), "journal: group commit failed");
-                            for tx in waiters {
-                                let _ = tx.send(Err(e.clone()));
-                            }
-                        }
-                    }
-                }
-                for c in others {
-                    match c {
-                        Cmd::Query(q, tx) => {
-                            let _ = tx.send(store.query(&q));
-                        }
-                        Cmd::Update(u, tx) => {
-                            let _ = tx.send(store.update(&u));
-                        }
-                        Cmd::Write(..) => {}
-                    }
-                }
+                write_group(&mut store, &mut rx, first);
             }
         });
         if let Err(e) = spawned {
@@ -202,5 +210,104 @@ impl Journal {
         let (tx, rx) = oneshot::channel();
         self.tx.blocking_send(Cmd::Query(q, tx)).map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that records what the writer asked of it; `fail_on` makes that insert fail.
+    #[derive(Default)]
+    struct Probe {
+        log: Vec<String>,
+        fail_on: Option<String>,
+    }
+
+    impl Store for Probe {
+        fn begin(&mut self) -> Result<(), StoreError> {
+            self.log.push("begin".into());
+            Ok(())
+        }
+        fn insert(&mut self, row: &TxnRecord) -> Result<bool, StoreError> {
+            self.log.push(format!("insert {}", row.stan));
+            if self.fail_on.as_deref() == Some(row.stan.as_str()) {
+                return Err(StoreError::Backend("disk full".into()));
+            }
+            Ok(true)
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            self.log.push("commit".into());
+            Ok(())
+        }
+        fn rollback(&mut self) {
+            self.log.push("rollback".into());
+        }
+        fn query(&mut self, _: &Query) -> Result<Vec<TxnRecord>, StoreError> {
+            self.log.push("query".into());
+            Ok(Vec::new())
+        }
+        fn update(&mut self, _: &Update) -> Result<u64, StoreError> {
+            self.log.push("update".into());
+            Ok(0)
+        }
+    }
+
+    fn write(stan: &str) -> (Cmd, oneshot::Receiver<Result<bool, StoreError>>) {
+        let (tx, rx) = oneshot::channel();
+        let row = TxnRecord { stan: stan.into(), ..TxnRecord::default() };
+        (Cmd::Write(Box::new(row), tx), rx)
+    }
+
+    #[test]
+    fn rows_queued_while_a_group_is_open_join_it_and_queries_wait_for_its_commit() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (first, r1) = write("1");
+        let (second, r2) = write("2");
+        let (q_tx, mut q_rx) = oneshot::channel();
+        tx.try_send(second).unwrap();
+        tx.try_send(Cmd::Query(Query::ByRrn("x".into()), q_tx)).unwrap();
+        let (third, r3) = write("3");
+        tx.try_send(third).unwrap();
+        let mut store = Probe::default();
+        write_group(&mut store, &mut rx, first);
+        assert_eq!(store.log, ["begin", "insert 1", "insert 2", "insert 3", "commit", "query"]);
+        for mut r in [r1, r2, r3] {
+            assert!(matches!(r.try_recv(), Ok(Ok(true))));
+        }
+        assert!(matches!(q_rx.try_recv(), Ok(Ok(_))));
+    }
+
+    #[test]
+    fn a_failed_insert_fails_its_whole_group_and_nothing_of_it_is_committed() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (first, r1) = write("1");
+        let (second, r2) = write("2");
+        let (third, r3) = write("3");
+        tx.try_send(second).unwrap();
+        tx.try_send(third).unwrap();
+        let mut store = Probe { fail_on: Some("2".into()), ..Probe::default() };
+        write_group(&mut store, &mut rx, first);
+        // The rows after the failure are not tried; the group is rolled back, not committed.
+        assert_eq!(store.log, ["begin", "insert 1", "insert 2", "rollback"]);
+        for mut r in [r1, r2, r3] {
+            assert!(matches!(r.try_recv(), Ok(Err(StoreError::Backend(_)))));
+        }
+        // The next group starts afresh.
+        let (next, r4) = write("4");
+        write_group(&mut store, &mut rx, next);
+        assert_eq!(store.log[4..], ["begin", "insert 4", "commit"]);
+        let mut r4 = r4;
+        assert!(matches!(r4.try_recv(), Ok(Ok(true))));
+    }
+
+    #[test]
+    fn a_query_alone_opens_no_group() {
+        let (_tx, mut rx) = mpsc::channel::<Cmd>(1);
+        let (q_tx, mut q_rx) = oneshot::channel();
+        let mut store = Probe::default();
+        write_group(&mut store, &mut rx, Cmd::Query(Query::ByRrn("x".into()), q_tx));
+        assert_eq!(store.log, ["query"]);
+        assert!(matches!(q_rx.try_recv(), Ok(Ok(_))));
     }
 }

@@ -3,7 +3,7 @@
 //! its own so that the store stays synchronous like the SQLite one.
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use super::record::TxnRecord;
 use super::store::{self, Query, Store, StoreError, Update, Val};
@@ -11,6 +11,8 @@ use super::store::{self, Query, Store, StoreError, Update, Val};
 pub struct PgStore {
     rt: tokio::runtime::Runtime,
     client: Client,
+    /// The insert, prepared on first use.
+    insert: Option<Statement>,
 }
 
 fn err(e: tokio_postgres::Error) -> StoreError {
@@ -39,7 +41,7 @@ impl PgStore {
             }
             Ok::<_, StoreError>(client)
         })?;
-        Ok(PgStore { rt, client })
+        Ok(PgStore { rt, client, insert: None })
     }
 }
 
@@ -58,27 +60,42 @@ impl PgVal {
 }
 
 impl Store for PgStore {
-    fn write(&mut self, rows: &[TxnRecord]) -> Result<Vec<bool>, StoreError> {
-        let client = &mut self.client;
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.rt.block_on(self.client.batch_execute("BEGIN")).map_err(err)
+    }
+
+    fn insert(&mut self, r: &TxnRecord) -> Result<bool, StoreError> {
+        let client = &self.client;
+        let cached = &mut self.insert;
         self.rt.block_on(async {
-            let tx = client.transaction().await.map_err(err)?;
-            let stmt = tx.prepare(&store::insert_sql('$')).await.map_err(err)?;
-            let mut done = Vec::with_capacity(rows.len());
-            for r in rows {
-                let vals: Vec<PgVal> = store::to_vals(r)
-                    .into_iter()
-                    .map(|v| match v {
-                        Val::Text(t) => PgVal::Text(t),
-                        Val::Int(i) => PgVal::Int(i),
-                    })
-                    .collect();
-                let params: Vec<&(dyn ToSql + Sync)> = vals.iter().map(PgVal::as_sql).collect();
-                let n = tx.execute(&stmt, &params).await.map_err(err)?;
-                done.push(n == 1);
-            }
-            tx.commit().await.map_err(err)?;
-            Ok(done)
+            let stmt = match cached {
+                Some(s) => s.clone(),
+                None => {
+                    let s = client.prepare(&store::insert_sql('$')).await.map_err(err)?;
+                    cached.insert(s).clone()
+                }
+            };
+            let vals: Vec<PgVal> = store::to_vals(r)
+                .into_iter()
+                .map(|v| match v {
+                    Val::Text(t) => PgVal::Text(t),
+                    Val::Int(i) => PgVal::Int(i),
+                })
+                .collect();
+            let params: Vec<&(dyn ToSql + Sync)> = vals.iter().map(PgVal::as_sql).collect();
+            let n = client.execute(&stmt, &params).await.map_err(err)?;
+            Ok(n == 1)
         })
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.rt.block_on(self.client.batch_execute("COMMIT")).map_err(err)
+    }
+
+    fn rollback(&mut self) {
+        if let Err(e) = self.rt.block_on(self.client.batch_execute("ROLLBACK")) {
+            tracing::error!(error = %e, "journal: rollback failed");
+        }
     }
 
     fn query(&mut self, q: &Query) -> Result<Vec<TxnRecord>, StoreError> {

@@ -116,54 +116,63 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn write(&mut self, rows: &[TxnRecord]) -> Result<Vec<bool>, StoreError> {
-        let tx = self.conn.transaction().map_err(err)?;
-        let mut done = Vec::with_capacity(rows.len());
-        {
-            let mut stmt = tx.prepare_cached(&self.insert).map_err(err)?;
-            for r in rows {
-                // Bound by reference, in `store::COLUMNS` order: no value is copied per row.
-                let n = stmt
-                    .execute(rusqlite::params![
-                        r.switch_id,
-                        r.received_at,
-                        r.forwarded_at,
-                        r.answered_at,
-                        r.business_date,
-                        r.terminal_id,
-                        r.merchant_id,
-                        r.stan,
-                        r.switch_stan,
-                        r.rrn,
-                        r.transmission_time,
-                        r.mti,
-                        r.txn_type,
-                        r.amount,
-                        r.currency,
-                        r.pan_masked,
-                        r.pan_hash,
-                        r.route,
-                        r.issuer,
-                        r.decision,
-                        r.rc,
-                        r.auth_code,
-                        r.fee,
-                        r.settle_cycle,
-                        r.status.map(|s| s.as_str()),
-                        r.batch,
-                        r.terminal_batch,
-                    ])
-                    .map_err(err)?;
-                done.push(n == 1);
-            }
-        }
-        tx.commit().map_err(err)?;
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN").map_err(err)
+    }
+
+    fn insert(&mut self, r: &TxnRecord) -> Result<bool, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&self.insert).map_err(err)?;
+        // Bound by reference, in `store::COLUMNS` order: no value is copied.
+        let n = stmt
+            .execute(rusqlite::params![
+                r.switch_id,
+                r.received_at,
+                r.forwarded_at,
+                r.answered_at,
+                r.business_date,
+                r.terminal_id,
+                r.merchant_id,
+                r.stan,
+                r.switch_stan,
+                r.rrn,
+                r.transmission_time,
+                r.mti,
+                r.txn_type,
+                r.amount,
+                r.currency,
+                r.pan_masked,
+                r.pan_hash,
+                r.route,
+                r.issuer,
+                r.decision,
+                r.rc,
+                r.auth_code,
+                r.fee,
+                r.settle_cycle,
+                r.status.map(|s| s.as_str()),
+                r.batch,
+                r.terminal_batch,
+            ])
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT").map_err(err)?;
         if self.finish.swap(false, Ordering::Relaxed)
             && let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         {
             tracing::warn!(error = %e, "journal: checkpoint failed");
         }
-        Ok(done)
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %e, "journal: rollback failed");
+        }
     }
 
     fn query(&mut self, q: &Query) -> Result<Vec<TxnRecord>, StoreError> {

@@ -149,8 +149,27 @@ pub enum StoreError {
 
 /// A journal backend.
 pub trait Store: Send + 'static {
-    /// Insert in one transaction; `true` for each row inserted, `false` for one already there.
-    fn write(&mut self, rows: &[TxnRecord]) -> Result<Vec<bool>, StoreError>;
+    /// Open a group: rows `insert`ed from now on become durable together at `commit`.
+    fn begin(&mut self) -> Result<(), StoreError>;
+    /// Insert one row of the open group; `true` when inserted, `false` when a row with its
+    /// key was already there.
+    fn insert(&mut self, row: &TxnRecord) -> Result<bool, StoreError>;
+    /// Make the open group durable.
+    fn commit(&mut self) -> Result<(), StoreError>;
+    /// Drop the open group (after a failed insert or commit); nothing of it is kept.
+    fn rollback(&mut self);
+    /// Insert `rows` in one group; `true` for each row inserted, `false` for one already there.
+    fn write(&mut self, rows: &[TxnRecord]) -> Result<Vec<bool>, StoreError> {
+        self.begin()?;
+        let done: Result<Vec<bool>, StoreError> = rows.iter().map(|r| self.insert(r)).collect();
+        match done.and_then(|d| self.commit().map(|()| d)) {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
     fn query(&mut self, q: &Query) -> Result<Vec<TxnRecord>, StoreError>;
     fn update(&mut self, u: &Update) -> Result<u64, StoreError>;
 }
