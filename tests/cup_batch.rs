@@ -6,102 +6,11 @@
 //! settled" check (77) holds after the switch restarts on the same journal.
 
 mod common;
+#[path = "common/pos.rs"]
+mod pos;
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
-use common::{MockIssuer, Mode, Terminal};
-use isoswitch::acceptor::{RunningSwitch as Switch, serve};
-use isoswitch::config::Config;
-use isoswitch::frame::{Frame, FrameConfig, Tpdu};
-use isoswitch::iso::Message;
-use isoswitch::iso::spec::{self, Spec};
-use tokio_util::sync::CancellationToken;
-
-const PAN: &str = "6222021234567890128";
-
-async fn switch(dir: &Path, issuer: &MockIssuer) -> (Switch, CancellationToken) {
-    let text = format!(
-        "journal = {:?}\n[saf]\nkey_file = {:?}\n\
-         [[listener]]\naddr = \"127.0.0.1:0\"\nspec = \"cup-pos\"\nframe = {{ tpdu = true, header_len = 6 }}\n\
-         [[issuer]]\nname = \"bank\"\n[[issuer.link]]\naddr = \"{}\"\ndeadline_ms = 2000\n",
-        dir.join("journal.db"),
-        dir.join("saf.key"),
-        issuer.addr
-    );
-    let stop = CancellationToken::new();
-    let sw = serve(Config::parse("cup-batch.toml", &text).unwrap(), stop.clone()).await.unwrap();
-    assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
-    (sw, stop)
-}
-
-/// One terminal on one connection, sending UnionPay-style requests.
-struct Pos {
-    t: Terminal,
-    spec: Arc<Spec>,
-    tid: &'static str,
-}
-
-impl Pos {
-    async fn connect(sw: &Switch, tid: &'static str) -> Pos {
-        let spec = spec::shipped("cup-pos").unwrap();
-        let t = Terminal::connect_with(sw.listen_addrs()[0], spec.clone(), FrameConfig::cup_pos()).await;
-        Pos { t, spec, tid }
-    }
-
-    fn base(&self, mti: &str, stan: u32, f60: &str) -> Message {
-        let mut m = Message::new(self.spec.clone(), mti).unwrap();
-        m.set_number(11, u64::from(stan)).unwrap().set(41, self.tid).unwrap();
-        m.set(42, "898340158120001").unwrap().set(60, f60).unwrap();
-        m
-    }
-
-    fn purchase(&self, stan: u32, batch: u32, amount: u64) -> Message {
-        let mut m = self.base("0200", stan, &format!("22{batch:06}000"));
-        m.set(2, PAN).unwrap().set(3, "000000").unwrap().set_number(4, amount).unwrap();
-        m.set(25, "00").unwrap().set(49, "156").unwrap();
-        m
-    }
-
-    /// A purchase void in `batch` naming trace `trace` of batch `of_batch` in field 61.
-    fn void(&self, stan: u32, batch: u32, amount: u64, of_batch: u32, trace: u32) -> Message {
-        let mut m = self.base("0200", stan, &format!("23{batch:06}000"));
-        m.set(2, PAN).unwrap().set(3, "200000").unwrap().set_number(4, amount).unwrap();
-        m.set(25, "00").unwrap().set(49, "156").unwrap();
-        m.set(61, &format!("{of_batch:06}{trace:06}")).unwrap();
-        m
-    }
-
-    /// Batch settlement of `batch` with these domestic debit totals.
-    fn settle(&self, stan: u32, batch: u32, debit_amount: u64, debit_count: u32) -> Message {
-        let mut m = self.base("0500", stan, &format!("00{batch:06}201"));
-        let f48 = format!("{debit_amount:012}{debit_count:03}{:012}{:03}0{}", 0, 0, "0".repeat(31));
-        m.set(48, &f48).unwrap().set(49, "156").unwrap();
-        m
-    }
-
-    /// Send `m` and return the reply's response code.
-    async fn rc(&mut self, m: &Message) -> String {
-        self.t
-            .send_frame(Frame {
-                tpdu: Some(Tpdu { id: 0x60, dst: 0x0003, src: 0x0000 }),
-                header: bytes::Bytes::from_static(&[0x60, 0x31, 0x00, 0x31, 0x00, 0x00]),
-                body: m.to_bytes().unwrap(),
-            })
-            .await;
-        let r = self.t.recv().await.expect("a reply");
-        assert_eq!(r.stan(), m.stan(), "the reply answers the request");
-        r.text(39).unwrap().into_owned()
-    }
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("isoswitch-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{MockIssuer, Mode};
+use pos::{Pos, switch, tempdir};
 
 /// (terminal_batch, batch, status) of a terminal's row by STAN and MTI.
 fn row(
@@ -124,7 +33,7 @@ async fn voids_and_settlement_follow_the_terminal_batch_number() {
     let dir = tempdir("cup-batch");
     let issuer = MockIssuer::start(Mode::Approve).await;
     let (sw, stop) = switch(&dir, &issuer).await;
-    let mut pos = Pos::connect(&sw, "10000011").await;
+    let mut pos = Pos::connect(sw.listen_addrs()[0], "10000011").await;
 
     // Batch 1: a purchase with trace 5. The terminal then moves to batch 2 (its batch 1
     // still open at the switch) and reuses trace 5 on another day's counter.
@@ -165,7 +74,7 @@ async fn the_settled_batch_check_survives_a_restart() {
     let issuer = MockIssuer::start(Mode::Approve).await;
     {
         let (sw, stop) = switch(&dir, &issuer).await;
-        let mut pos = Pos::connect(&sw, "10000021").await;
+        let mut pos = Pos::connect(sw.listen_addrs()[0], "10000021").await;
         assert_eq!(pos.rc(&pos.purchase(1, 3, 1_000)).await, "00");
         assert_eq!(pos.rc(&pos.settle(2, 3, 1_000, 1)).await, "00");
         assert_eq!(pos.rc(&pos.purchase(3, 3, 1_001)).await, "77");
@@ -174,12 +83,12 @@ async fn the_settled_batch_check_survives_a_restart() {
     }
     // The same journal, a new switch: nothing in memory, the journal knows batch 3 closed.
     let (sw, stop) = switch(&dir, &issuer).await;
-    let mut pos = Pos::connect(&sw, "10000021").await;
+    let mut pos = Pos::connect(sw.listen_addrs()[0], "10000021").await;
     assert_eq!(pos.rc(&pos.purchase(4, 3, 1_002)).await, "77", "batch 3 is still settled");
     assert_eq!(pos.rc(&pos.purchase(5, 2, 1_003)).await, "77", "an earlier batch too");
     assert_eq!(pos.rc(&pos.purchase(6, 4, 1_004)).await, "00", "the next batch is open");
     // A terminal the journal has never settled is not held to anyone's batch.
-    let mut other = Pos::connect(&sw, "10000022").await;
+    let mut other = Pos::connect(sw.listen_addrs()[0], "10000022").await;
     assert_eq!(other.rc(&other.purchase(1, 1, 1_005)).await, "00");
     stop.cancel();
     sw.join().await;

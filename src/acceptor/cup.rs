@@ -4,7 +4,8 @@
 //! are declined with 25 when it does not exist; a request in a batch (60.2) its terminal
 //! has already settled is declined with 77; a PIN block is translated to the chosen
 //! issuer's zone key (or the request declined, never forwarded); an approved void marks
-//! its original voided, a refund refunded; and requests in flight are known per terminal
+//! its original voided, a refund refunded, a completion its pre-authorisation completed
+//! (so that it is not completed twice); and requests in flight are known per terminal
 //! and STAN, so that a reversal that overtakes its original (the terminal timed out first)
 //! waits for the original's outcome before it is matched.
 //! May import: codec, routing core, issuer connector, journal, and the acceptor's services.
@@ -271,6 +272,7 @@ pub async fn forward(
         let status = match fwd.txn_type {
             TxnType::Void => Some(Status::Voided),
             TxnType::Refund => Some(Status::Refunded),
+            TxnType::PreAuthCompletion => Some(Status::Completed),
             _ => None,
         };
         if let Some(status) = status {

@@ -17,6 +17,8 @@ pub enum Status {
     Reversed,
     Voided,
     Refunded,
+    /// A pre-authorisation its completion has used: it cannot be completed again.
+    Completed,
     Settled,
 }
 
@@ -28,6 +30,7 @@ impl Status {
             Status::Reversed => "reversed",
             Status::Voided => "voided",
             Status::Refunded => "refunded",
+            Status::Completed => "completed",
             Status::Settled => "settled",
         }
     }
@@ -39,6 +42,7 @@ impl Status {
             "reversed" => Status::Reversed,
             "voided" => Status::Voided,
             "refunded" => Status::Refunded,
+            "completed" => Status::Completed,
             "settled" => Status::Settled,
             _ => return None,
         })

@@ -30,7 +30,7 @@ pub fn direction(r: &TxnRecord) -> Option<Direction> {
         return None;
     }
     match r.status {
-        Some(Status::Approved) | Some(Status::Settled) | Some(Status::Refunded) | None => {}
+        Some(Status::Approved | Status::Settled | Status::Refunded | Status::Completed) | None => {}
         Some(Status::Reversed) | Some(Status::Voided) | Some(Status::Declined) => return None,
     }
     if DEBIT_TYPES.contains(&r.txn_type.as_str()) {
