@@ -50,6 +50,17 @@ enum Cmd {
 const MAX_GROUP: usize = 4096;
 /// Longest a group stays open while rows keep coming: bounds the wait of its first row.
 const MAX_GROUP_TIME: Duration = Duration::from_millis(2);
+/// A group at least this large means many requests are in flight: when the queue runs
+/// dry, the writer then waits `LINGER_STEP` for more rows before it commits (and goes on
+/// inserting if some came). Each commit rewrites into the WAL every page its rows touched
+/// (the table's last page and a leaf per index insertion point), so under load much of
+/// its cost is per commit: bigger groups cost less per row. A small group is committed at
+/// once: its terminals wait for it, and with few requests in flight no more rows would
+/// come in time to share the commit.
+const LOADED: usize = 128;
+const LINGER_STEP: Duration = Duration::from_micros(50);
+/// Waiting stops this long after the group began.
+const LINGER_MAX: Duration = Duration::from_millis(1);
 /// Commands queued before callers wait: bounds memory under overload.
 const QUEUE: usize = 65_536;
 
@@ -58,11 +69,11 @@ type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
 
 /// Write one group: `first` and whatever else arrives while it is open. Rows are inserted
 /// as they come, so the writer works while the group fills instead of waiting for it, and
-/// the group is committed as soon as nothing more is queued (the terminals are waiting for
-/// it), or when it reaches `MAX_GROUP` rows or `MAX_GROUP_TIME`. Under load, rows arrive
-/// while earlier ones are inserted and groups grow by themselves, which makes each
-/// commit's cost (the WAL pages the group dirtied) shared by many rows; at light load a
-/// lone row is committed at once. Queries and updates wait for the group's commit.
+/// the group is committed once nothing more is queued (after one `LINGER_STEP` for a
+/// `LOADED` group), or when it reaches `MAX_GROUP` rows or `MAX_GROUP_TIME`. Under load,
+/// rows arrive while earlier ones are inserted and groups grow by themselves; at light
+/// load a lone row is committed at once. Queries, updates and barriers wait for the
+/// group's commit.
 fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd) {
     let first = match first {
         Cmd::Query(q, tx) => {
@@ -97,7 +108,12 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
             }
             other => others.push(other),
         }
-        if waiters.len() < MAX_GROUP && started.elapsed() < MAX_GROUP_TIME {
+        if waiters.len() >= MAX_GROUP || started.elapsed() >= MAX_GROUP_TIME {
+            break;
+        }
+        next = rx.try_recv().ok();
+        if next.is_none() && waiters.len() >= LOADED && started.elapsed() < LINGER_MAX {
+            std::thread::sleep(LINGER_STEP);
             next = rx.try_recv().ok();
         }
     }
