@@ -44,6 +44,10 @@ enum Cmd {
     Write(Box<TxnRecord>, oneshot::Sender<Result<bool, StoreError>>),
     Query(Query, oneshot::Sender<Result<Vec<TxnRecord>, StoreError>>),
     Update(Update, oneshot::Sender<Result<u64, StoreError>>),
+    /// Several queries at once (reconciliation at start looks up many keys).
+    Many(Vec<Query>, oneshot::Sender<Result<Vec<Vec<TxnRecord>>, StoreError>>),
+    /// Answered once everything queued before it is committed (or failed).
+    Barrier(oneshot::Sender<()>),
 }
 
 /// Largest group committed at once.
@@ -150,6 +154,14 @@ impl Journal {
                         Cmd::Update(u, tx) => {
                             let _ = tx.send(store.update(&u));
                         }
+                        Cmd::Many(qs, tx) => {
+                            let _ = tx.send(qs.iter().map(|q| store.query(q)).collect());
+                        }
+                        // The writes queued before it were committed above, in this group
+                        // or an earlier one (the queue is FIFO).
+                        Cmd::Barrier(tx) => {
+                            let _ = tx.send(());
+                        }
                         Cmd::Write(..) => {}
                     }
                 }
@@ -195,6 +207,22 @@ impl Journal {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Cmd::Update(u, tx)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The answers to several queries, in order, in one round trip to the writer.
+    /// Blocking: outside the runtime's workers.
+    pub fn query_many_blocking(&self, qs: Vec<Query>) -> Result<Vec<Vec<TxnRecord>>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.blocking_send(Cmd::Many(qs, tx)).map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Blocks until every record handed to the journal before this call is committed
+    /// (or its commit failed, which its caller was told). Outside the runtime's workers.
+    pub fn barrier_blocking(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.blocking_send(Cmd::Barrier(tx)).map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)
     }
 
     /// Blocking variants for the CLI (`settle`), outside any runtime.
