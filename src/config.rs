@@ -51,7 +51,7 @@
 //! max_attempts = 0                        # 0: repeat until the issuer answers 0410
 //! indoubt = true                          # log requests at the issuer (reversed after a crash)
 //! indoubt_dir = "/var/lib/isoswitch/indoubt"  # default: "<journal file>.indoubt", or
-//!                                         # "./isoswitch-indoubt" with a PostgreSQL journal
+//!                                         # "./isoswitch-indoubt/<switch_id>" with PostgreSQL
 //! indoubt_rotate_ms = 5000                # a segment file is closed after this long
 //! indoubt_fsync = false                   # true: survive a machine crash too (costly)
 //! ```
@@ -153,7 +153,9 @@ pub struct SafConfig {
     /// with a journal (and so a store-and-forward queue).
     pub indoubt: bool,
     /// Where the in-doubt log lives; absent: beside the SQLite journal
-    /// (`<journal file>.indoubt`), or `./isoswitch-indoubt` with a PostgreSQL journal.
+    /// (`<journal file>.indoubt`), or `./isoswitch-indoubt/<switch_id>` with a PostgreSQL
+    /// journal. One switch process per directory: a second one would reconcile (reverse)
+    /// the first one's requests in flight at its start.
     pub indoubt_dir: Option<PathBuf>,
     /// A segment file is closed after this long (and deleted once its requests are
     /// resolved).

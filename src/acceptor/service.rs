@@ -188,7 +188,7 @@ impl Services {
     }
 
     /// Where the in-doubt log lives: `[saf] indoubt_dir`, else beside the SQLite journal
-    /// (`<journal file>.indoubt`), else `./isoswitch-indoubt`. `None` without a journal or
+    /// (`<journal file>.indoubt`), else `./isoswitch-indoubt/<switch_id>`. `None` without a journal or
     /// with `[saf] indoubt = false`.
     pub fn indoubt_dir(&self, cfg: &Config) -> Option<std::path::PathBuf> {
         let jc = self.journal_cfg.as_ref()?;
@@ -202,7 +202,12 @@ impl Services {
                 name.push(".indoubt");
                 path.with_file_name(name)
             }
-            (None, JournalConfig::Postgres { .. }) => std::path::PathBuf::from("./isoswitch-indoubt"),
+            // Nodes sharing a PostgreSQL journal may share a working directory: each keeps
+            // (and reconciles) its own log.
+            (None, JournalConfig::Postgres { .. }) => crate::issuer::indoubt::issuer_dir(
+                std::path::Path::new("./isoswitch-indoubt"),
+                &cfg.switch_id,
+            ),
         })
     }
 

@@ -66,8 +66,9 @@ impl std::fmt::Debug for InDoubt {
     }
 }
 
-/// The directory of `issuer`'s segments under `base`: its name when that is a plain
-/// file name, else `x` and the name in hex (a configured name may hold any character).
+/// The directory of `issuer`'s segments under `base` (or of any configured name): the
+/// name when it is a plain file name, else `x` and the name in hex (a configured name may
+/// hold any character).
 pub fn issuer_dir(base: &Path, issuer: &str) -> PathBuf {
     let plain = !issuer.is_empty()
         && !issuer.starts_with('.')
