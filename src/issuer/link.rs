@@ -20,22 +20,23 @@ use metrics::{Gauge, Histogram, counter, gauge, histogram};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{transmission_time, write_digits};
 use super::indoubt::SegmentWriter;
 use super::saf::{Late, SafCtx, blocking, unix_ms};
 use super::session::{Key, MatchKey, Pending, SessionTable};
+pub use super::writer::Outgoing;
+use super::writer::write_loop;
 use super::{Outcome, convert, response_mti, reversal};
 use crate::config::{LinkConfig, Timeouts};
-use crate::frame::batch::{BatchEncoder, Ended, write_batches};
-use crate::frame::{Frame, FrameCodec};
+use crate::frame::FrameCodec;
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
-type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+pub(super) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A request on its way: what the waiting side needs.
 struct Sent {
@@ -45,20 +46,6 @@ struct Sent {
     terminal_stan: Option<u32>,
     /// The request as written, kept (a shared buffer, no copy) while it may need a reversal.
     written: Option<Bytes>,
-}
-
-/// A message queued for a link's writer.
-pub struct Outgoing {
-    body: Bytes,
-    /// For a request the in-doubt log records: the terminal's STAN (text, at most 12
-    /// bytes) and its length.
-    doubt: Option<([u8; 12], u8)>,
-}
-
-impl Outgoing {
-    fn plain(body: Bytes) -> Outgoing {
-        Outgoing { body, doubt: None }
-    }
 }
 
 /// What is being exchanged: it decides admission, the RRN and what a timeout costs.
@@ -598,6 +585,7 @@ async fn serve(
         }
     });
     let mut signed_on = false;
+    let write_bound = Duration::from_millis(link.timeouts.write_ms);
     let control = async {
         if link.cfg.sign_on && !link.network("001").await {
             tracing::warn!(issuer = %link.issuer, link = link.id, "sign-on refused or unanswered");
@@ -620,7 +608,7 @@ async fn serve(
     };
     tokio::select! {
         _ = &mut reader => {}
-        _ = write_loop(link, rx, log, w) => {}
+        _ = write_loop(&link.issuer, link.id, link.cfg.frame, write_bound, rx, log, w) => {}
         _ = control => {}
         _ = shutdown.cancelled() => {}
     }
@@ -635,47 +623,4 @@ async fn serve(
         tracing::warn!(issuer = %link.issuer, link = link.id, lost, "requests in flight on a lost link");
     }
     signed_on
-}
-
-/// The issuer writer's encoder: frames each message into the batch and collects the
-/// batch's reversible requests for the in-doubt log, which gets them as one record just
-/// before the batch is written.
-struct LinkEncoder<'a> {
-    codec: FrameCodec,
-    log: &'a mut Option<SegmentWriter>,
-    issuer: &'a str,
-}
-
-impl BatchEncoder<Outgoing> for LinkEncoder<'_> {
-    fn encode(&mut self, out: Outgoing, buf: &mut BytesMut) {
-        if let (Some(log), Some((stan, n))) = (self.log.as_mut(), out.doubt) {
-            log.add(stan.get(..usize::from(n)).unwrap_or(&[]), &out.body);
-        }
-        if self.codec.encode(Frame::plain(out.body), buf).is_err() {
-            tracing::warn!(issuer = %self.issuer, "message too large for the issuer's framing");
-        }
-    }
-
-    fn before_write(&mut self) {
-        if let Some(log) = self.log.as_mut() {
-            log.flush();
-        }
-    }
-}
-
-async fn write_loop(
-    link: &Link,
-    rx: &mut mpsc::Receiver<Outgoing>,
-    log: &mut Option<SegmentWriter>,
-    w: Writer,
-) {
-    let mut w = w;
-    let codec = FrameCodec::new(link.cfg.frame);
-    let bound = Duration::from_millis(link.timeouts.write_ms);
-    let buf = BytesMut::with_capacity(16 * 1024);
-    let enc = LinkEncoder { codec, log, issuer: &link.issuer };
-    let ended = write_batches(rx, &mut w, bound, buf, enc).await;
-    if ended == Ended::WriteFailed {
-        tracing::warn!(issuer = %link.issuer, link = link.id, "issuer write failed or stalled; closing link");
-    }
 }

@@ -25,6 +25,7 @@ mod link;
 pub mod reversal;
 pub mod saf;
 pub mod session;
+mod writer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
