@@ -46,6 +46,9 @@ fn row(t: u32, rc: &str, switch_stan: Option<u32>) -> TxnRecord {
     }
 }
 
+/// (terminal STAN, switch STAN, journal row (rc, switch STAN), reversed?)
+type Case = (u32, u32, Option<(&'static str, Option<u32>)>, bool);
+
 /// A store call off the runtime's threads (the PostgreSQL store blocks on its own runtime).
 async fn blk<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
@@ -66,8 +69,7 @@ async fn case(jc: JournalConfig, dir: PathBuf) {
     })
     .await
     .unwrap();
-    // (terminal STAN, switch STAN, journal row, reversed?)
-    let table: &[(u32, u32, Option<(&str, Option<u32>)>, bool)] = &[
+    let table: &[Case] = &[
         (1, 900_001, Some(("00", Some(900_001))), false), // approved, answer journalled
         (2, 900_002, Some(("05", Some(900_002))), false), // declined by the issuer
         (3, 900_003, None, true),                         // no row: the crash came first
