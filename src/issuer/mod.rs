@@ -5,7 +5,8 @@
 //! issuer's reply, a timeout (68), unavailable (91) or a failure (96).
 //! `Issuers::forward_with_backup` fails over to a route's backup issuer when every link of
 //! the primary is down. With a `SafStore` (see `saf`), timed-out financial requests are
-//! reversed through a durable store-and-forward queue.
+//! reversed through a durable store-and-forward queue, and with an in-doubt log (see
+//! `indoubt`) so are those in flight when the process dies, at its next start.
 //!
 //! In front of each issuer's window (all its links together) sits admission control
 //! (`admit`): requests beyond the window wait in per-class queues served by weight, and
