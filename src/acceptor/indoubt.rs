@@ -110,9 +110,16 @@ pub fn reconcile(
             metrics::counter!(m::INDOUBT_REVERSED_TOTAL, "issuer" => ic.name.clone())
                 .increment(got.reversed as u64);
         }
-        tracing::warn!(issuer = %ic.name, segments = got.segments, requests = got.requests, answered = got.answered,
-            reversed = got.reversed, already_queued = got.already_queued, unreadable = got.unreadable,
-            "in-doubt requests of the previous run reconciled");
+        // A clean stop leaves segments whose requests were all answered: that is no news.
+        if got.reversed > 0 || got.unreadable > 0 {
+            tracing::warn!(issuer = %ic.name, segments = got.segments, requests = got.requests, answered = got.answered,
+                reversed = got.reversed, already_queued = got.already_queued, unreadable = got.unreadable,
+                "in-doubt requests of the previous run reconciled");
+        } else {
+            tracing::info!(issuer = %ic.name, segments = got.segments, requests = got.requests, answered = got.answered,
+                reversed = got.reversed, already_queued = got.already_queued, unreadable = got.unreadable,
+                "in-doubt requests of the previous run reconciled");
+        }
         total.segments += got.segments;
         total.requests += got.requests;
         total.answered += got.answered;
