@@ -44,10 +44,6 @@ enum Cmd {
     Write(Box<TxnRecord>, oneshot::Sender<Result<bool, StoreError>>),
     Query(Query, oneshot::Sender<Result<Vec<TxnRecord>, StoreError>>),
     Update(Update, oneshot::Sender<Result<u64, StoreError>>),
-    /// Several queries at once (reconciliation at start looks up many keys).
-    Many(Vec<Query>, oneshot::Sender<Result<Vec<Vec<TxnRecord>>, StoreError>>),
-    /// Answered once everything queued before it is committed (or failed).
-    Barrier(oneshot::Sender<()>),
 }
 
 /// Largest group committed at once.
@@ -154,14 +150,6 @@ impl Journal {
                         Cmd::Update(u, tx) => {
                             let _ = tx.send(store.update(&u));
                         }
-                        Cmd::Many(qs, tx) => {
-                            let _ = tx.send(qs.iter().map(|q| store.query(q)).collect());
-                        }
-                        // The writes queued before it were committed above, in this group
-                        // or an earlier one (the queue is FIFO).
-                        Cmd::Barrier(tx) => {
-                            let _ = tx.send(());
-                        }
                         Cmd::Write(..) => {}
                     }
                 }
@@ -209,20 +197,28 @@ impl Journal {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// The answers to several queries, in order, in one round trip to the writer.
-    /// Blocking: outside the runtime's workers.
+    /// The answers to several queries, in order. They are all queued before the first
+    /// answer is awaited, so the writer runs them back to back. Blocking: outside the
+    /// runtime's workers.
     pub fn query_many_blocking(&self, qs: Vec<Query>) -> Result<Vec<Vec<TxnRecord>>, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.blocking_send(Cmd::Many(qs, tx)).map_err(|_| StoreError::Closed)?;
-        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+        let mut pending = Vec::with_capacity(qs.len());
+        for q in qs {
+            let (tx, rx) = oneshot::channel();
+            self.tx.blocking_send(Cmd::Query(q, tx)).map_err(|_| StoreError::Closed)?;
+            pending.push(rx);
+        }
+        pending.into_iter().map(|rx| rx.blocking_recv().map_err(|_| StoreError::Closed)?).collect()
     }
 
     /// Blocks until every record handed to the journal before this call is committed
-    /// (or its commit failed, which its caller was told). Outside the runtime's workers.
+    /// (or its commit failed, which its caller was told). A query is answered only after
+    /// the commit of every row queued before it (the writer's queue is first in, first
+    /// out), so a query that finds nothing serves as the barrier. Outside the runtime's
+    /// workers.
     pub fn barrier_blocking(&self) -> Result<(), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.blocking_send(Cmd::Barrier(tx)).map_err(|_| StoreError::Closed)?;
-        rx.blocking_recv().map_err(|_| StoreError::Closed)
+        let nothing =
+            Query::Exists { terminal: String::new(), stan: String::new(), transmission_time: String::new() };
+        self.query_blocking(nothing).map(|_| ())
     }
 
     /// Blocking variants for the CLI (`settle`), outside any runtime.
