@@ -6,6 +6,8 @@
 #   MODE: direct (sim-terminal straight to sim-issuer), off (switch, no journal),
 #         normal / full (switch with a SQLite journal at that journal_sync)
 #   ISOSWITCH_BIN: the binary (default target/release/isoswitch)
+#   LOAD_CONFIG_EXTRA: TOML appended to the switch's configuration (journal modes), e.g.
+#     $'[saf]\nindoubt = false' to measure without the in-doubt log
 #   LOAD_PORT: the switch's port (default 18583); the issuer listens on the next one and
 #     metrics on this + 1000. Give each concurrent run on a machine its own.
 set -u
@@ -27,6 +29,7 @@ if [ "$mode" = off ]; then
 else
   printf 'journal = "%s/j.db"\njournal_sync = "%s"\n[[listener]]\naddr = "%s"\n[[issuer]]\nname = "default"\n[[issuer.link]]\naddr = "%s"\n' \
     "$D" "$mode" "$SW" "$ISS" >"$D/c.toml"
+  printf '%s\n' "${LOAD_CONFIG_EXTRA:-}" >>"$D/c.toml"
   RUST_LOG=warn "$B" run --config "$D/c.toml" 2>"$D/switch.log" &
 fi
 switch=$!

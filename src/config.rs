@@ -49,6 +49,11 @@
 //! retry_min_ms = 1000                     # first repeat; doubled up to retry_max_ms
 //! retry_max_ms = 60000
 //! max_attempts = 0                        # 0: repeat until the issuer answers 0410
+//! indoubt = true                          # log requests at the issuer (reversed after a crash)
+//! indoubt_dir = "/var/lib/isoswitch/indoubt"  # default: "<journal file>.indoubt", or
+//!                                         # "./isoswitch-indoubt/<switch_id>" with PostgreSQL
+//! indoubt_rotate_ms = 5000                # a segment file is closed after this long
+//! indoubt_fsync = false                   # true: survive a machine crash too (costly)
 //! ```
 
 use std::net::SocketAddr;
@@ -143,6 +148,21 @@ pub struct SafConfig {
     pub late_capacity: usize,
     /// Reversals written at once per issuer.
     pub batch: usize,
+    /// Keep the in-doubt log: the reversible requests written to each issuer, so that
+    /// those in flight when the process dies are reversed at the next start. Active only
+    /// with a journal (and so a store-and-forward queue).
+    pub indoubt: bool,
+    /// Where the in-doubt log lives; absent: beside the SQLite journal
+    /// (`<journal file>.indoubt`), or `./isoswitch-indoubt/<switch_id>` with a PostgreSQL
+    /// journal. One switch process per directory: a second one would reconcile (reverse)
+    /// the first one's requests in flight at its start.
+    pub indoubt_dir: Option<PathBuf>,
+    /// A segment file is closed after this long (and deleted once its requests are
+    /// resolved).
+    pub indoubt_rotate_ms: u64,
+    /// Sync each record to disk: survives a machine crash too, at the cost of one fsync
+    /// per batch written to an issuer.
+    pub indoubt_fsync: bool,
 }
 
 impl Default for SafConfig {
@@ -156,6 +176,10 @@ impl Default for SafConfig {
             late_memory_ms: 120_000,
             late_capacity: 65_536,
             batch: 64,
+            indoubt: true,
+            indoubt_dir: None,
+            indoubt_rotate_ms: 5000,
+            indoubt_fsync: false,
         }
     }
 }
@@ -466,6 +490,10 @@ impl Config {
         }
         if self.saf.retry_min_ms == 0 || self.saf.retry_max_ms < self.saf.retry_min_ms {
             return Err(bad("retry_max_ms", "", "needs 0 < retry_min_ms <= retry_max_ms".into()));
+        }
+        if !(10..=3_600_000).contains(&self.saf.indoubt_rotate_ms) {
+            let v = self.saf.indoubt_rotate_ms.to_string();
+            return Err(bad("indoubt_rotate_ms", &v, "must be between 10 and 3600000".into()));
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ pub const REFUSED_CONNECTIONS_TOTAL: &str = "isoswitch_refused_connections_total
 pub const REVERSALS_QUEUED_TOTAL: &str = "isoswitch_reversals_queued_total";
 pub const SAF_SENT_TOTAL: &str = "isoswitch_saf_sent_total";
 pub const SAF_ACKED_TOTAL: &str = "isoswitch_saf_acked_total";
+pub const INDOUBT_REVERSED_TOTAL: &str = "isoswitch_indoubt_reversed_total";
 pub const LATE_REPLIES_TOTAL: &str = "isoswitch_late_replies_total";
 pub const FAILOVER_TOTAL: &str = "isoswitch_failover_total";
 pub const ADMISSION_QUEUE_DEPTH: &str = "isoswitch_admission_queue_depth";
@@ -134,6 +135,10 @@ fn describe() {
     );
     describe_counter!(SAF_SENT_TOTAL, "Reversal writes (0400 and 0401 repeats) to an issuer.");
     describe_counter!(SAF_ACKED_TOTAL, "Reversals the issuer acknowledged with 0410.");
+    describe_counter!(
+        INDOUBT_REVERSED_TOTAL,
+        "Requests in flight at an issuer when the switch died, reversed at the next start."
+    );
     describe_counter!(LATE_REPLIES_TOTAL, "Issuer replies that arrived after their request timed out.");
     describe_counter!(
         FAILOVER_TOTAL,

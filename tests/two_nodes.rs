@@ -34,11 +34,16 @@ async fn two_nodes_share_duplicates_and_settlement() {
     let issuer = MockIssuer::start(Mode::Approve).await;
     let stop = CancellationToken::new();
     let mut nodes = Vec::new();
+    // Each node's in-doubt log in a directory of this run (the default is under the
+    // working directory, which would carry it to the next run over a new database).
+    let logs = std::env::temp_dir().join(format!("isoswitch-two-nodes-{}", std::process::id()));
     for id in ["node-a", "node-b"] {
         let text = format!(
             "journal_url = {url:?}\nswitch_id = \"{id}\"\n[[listener]]\naddr = \"127.0.0.1:0\"\n\
-             [[issuer]]\nname = \"bank\"\n[[issuer.link]]\naddr = \"{}\"\ndeadline_ms = 2000\n",
-            issuer.addr
+             [[issuer]]\nname = \"bank\"\n[[issuer.link]]\naddr = \"{}\"\ndeadline_ms = 2000\n\
+             [saf]\nindoubt_dir = {:?}\n",
+            issuer.addr,
+            logs.join(id)
         );
         let sw = serve(Config::parse("node.toml", &text).unwrap(), stop.clone()).await.unwrap();
         assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
@@ -74,4 +79,5 @@ async fn two_nodes_share_duplicates_and_settlement() {
     let gross: i64 = lines.iter().map(|l| l.gross).sum();
     assert_eq!(gross, 12_000 + 3_000 + 5_000);
     assert_eq!(day.len(), 3, "the duplicate left one row, its original");
+    let _ = std::fs::remove_dir_all(&logs);
 }

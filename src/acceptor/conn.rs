@@ -403,7 +403,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut codec: FrameCodec,
     bound: Duration,
 ) {
-    let ended = write_batches(&mut rx, &mut w, bound, BytesMut::new(), |f, buf| {
+    let ended = write_batches(&mut rx, &mut w, bound, BytesMut::new(), |f: Frame, buf: &mut BytesMut| {
         // An empty body is a reply that could not be built; nothing is sent for it.
         if !f.body.is_empty() && codec.encode(f, buf).is_err() {
             tracing::warn!("reply too large for the terminal's framing");

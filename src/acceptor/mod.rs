@@ -7,6 +7,7 @@
 
 mod conn;
 mod cup;
+pub mod indoubt;
 pub mod reply;
 pub mod security;
 pub mod service;
@@ -119,6 +120,31 @@ impl RunningSwitch {
     }
 }
 
+/// Reconcile what the in-doubt log of a previous run holds (before any link sends), and
+/// the log for this run. `None` without a journal or with `[saf] indoubt = false`.
+async fn start_indoubt(
+    cfg: &Config,
+    services: &Arc<Services>,
+    store: &Arc<dyn crate::issuer::SafStore>,
+    key: crate::journal::saf::SafKey,
+) -> Result<Option<crate::issuer::indoubt::InDoubt>, Error> {
+    let (Some(dir), Some(journal)) = (services.indoubt_dir(cfg), services.journal_handle().cloned()) else {
+        return Ok(None);
+    };
+    let key = key.aead();
+    let (c, d, k, j, s) = (cfg.clone(), dir.clone(), key.clone(), journal.clone(), store.clone());
+    tokio::task::spawn_blocking(move || indoubt::reconcile(&c, &d, &k, &j, &s))
+        .await
+        .map_err(|e| Error::Issuer(crate::issuer::IssuerError::Saf(e.to_string())))??;
+    Ok(Some(crate::issuer::indoubt::InDoubt {
+        dir,
+        key,
+        rotate: Duration::from_millis(cfg.saf.indoubt_rotate_ms),
+        fsync: cfg.saf.indoubt_fsync,
+        settled: Arc::new(indoubt::JournalSettled(journal)),
+    }))
+}
+
 /// Start the switch: rules and journal as the configuration says.
 pub async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<RunningSwitch, Error> {
     let c = cfg.clone();
@@ -172,7 +198,14 @@ pub async fn serve_with(
     })??;
     // The recorder first: the issuers look up their metric handles once, when built.
     let handle = m::install();
-    let issuers = Arc::new(Issuers::start_with_saf(&cfg.issuers, cfg.timeouts, saf, &links_stop)?);
+    let (saf, indoubt) = match saf {
+        Some((setup, key)) => {
+            let log = start_indoubt(&cfg, &services, &setup.0, key).await?;
+            (Some(setup), log)
+        }
+        None => (None, None),
+    };
+    let issuers = Arc::new(Issuers::start_logged(&cfg.issuers, cfg.timeouts, saf, indoubt, &links_stop)?);
     let rules = services.router.rules();
     let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
     issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);

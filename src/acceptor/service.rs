@@ -152,7 +152,7 @@ impl Services {
     /// The store-and-forward queue for reversals, in the journal's database, when there is a
     /// journal and every issuer's spec can carry a reversal's field 90. Blocking (opens a
     /// connection); `None` means reversals are not stored (logged once).
-    pub fn saf_store(&self, cfg: &Config) -> Result<Option<SafSetup>, ServiceError> {
+    pub fn saf_store(&self, cfg: &Config) -> Result<Option<(SafSetup, SafKey)>, ServiceError> {
         let Some(jc) = &self.journal_cfg else { return Ok(None) };
         for i in &cfg.issuers {
             for l in &i.links {
@@ -178,8 +178,37 @@ impl Services {
             saf.key_file = path.with_file_name("isoswitch-saf.key");
         }
         let key = SafKey::from_config(&saf)?;
-        let store = SqlSaf::open(jc, key)?.shared();
-        Ok(Some((store, SafPolicy::from(&saf))))
+        let store = SqlSaf::open(jc, key.clone())?.shared();
+        Ok(Some(((store, SafPolicy::from(&saf)), key)))
+    }
+
+    /// The journal (when configured).
+    pub fn journal_handle(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Where the in-doubt log lives: `[saf] indoubt_dir`, else beside the SQLite journal
+    /// (`<journal file>.indoubt`), else `./isoswitch-indoubt/<switch_id>`. `None` without a journal or
+    /// with `[saf] indoubt = false`.
+    pub fn indoubt_dir(&self, cfg: &Config) -> Option<std::path::PathBuf> {
+        let jc = self.journal_cfg.as_ref()?;
+        if !cfg.saf.indoubt {
+            return None;
+        }
+        Some(match (&cfg.saf.indoubt_dir, jc) {
+            (Some(d), _) => d.clone(),
+            (None, JournalConfig::Sqlite { path, .. }) => {
+                let mut name = path.file_name().unwrap_or_default().to_os_string();
+                name.push(".indoubt");
+                path.with_file_name(name)
+            }
+            // Nodes sharing a PostgreSQL journal may share a working directory: each keeps
+            // (and reconciles) its own log.
+            (None, JournalConfig::Postgres { .. }) => crate::issuer::indoubt::issuer_dir(
+                std::path::Path::new("./isoswitch-indoubt"),
+                &cfg.switch_id,
+            ),
+        })
     }
 
     /// Decide what to do with a decoded request.

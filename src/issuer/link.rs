@@ -6,7 +6,8 @@
 //! queued message, then writes and flushes once. A reversible financial request that
 //! times out (or whose link is lost under it) is reversed here: the 0400 is built from the
 //! request as written and stored before the waiting side hears of the timeout; its key is
-//! remembered so that a late reply is recognised and not reversed a second time.
+//! remembered so that a late reply is recognised and not reversed a second time. With an
+//! in-doubt log, the writer logs each batch's reversible requests before writing it.
 //! May import: codec, framing, config, metrics.
 
 use std::sync::Arc;
@@ -19,21 +20,23 @@ use metrics::{Gauge, Histogram, counter, gauge, histogram};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{transmission_time, write_digits};
+use super::indoubt::SegmentWriter;
 use super::saf::{Late, SafCtx, blocking, unix_ms};
 use super::session::{Key, MatchKey, Pending, SessionTable};
+pub use super::writer::Outgoing;
+use super::writer::write_loop;
 use super::{Outcome, convert, response_mti, reversal};
 use crate::config::{LinkConfig, Timeouts};
-use crate::frame::batch::{Ended, write_batches};
-use crate::frame::{Frame, FrameCodec};
+use crate::frame::FrameCodec;
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
-type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+pub(super) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A request on its way: what the waiting side needs.
 struct Sent {
@@ -78,7 +81,9 @@ pub struct Link {
     table: Arc<SessionTable>,
     timeouts: Timeouts,
     saf: Option<Arc<SafCtx>>,
-    tx: mpsc::Sender<Bytes>,
+    /// Whether this link's writer keeps an in-doubt log.
+    logged: bool,
+    tx: mpsc::Sender<Outgoing>,
     up: AtomicBool,
     inflight: AtomicUsize,
     ewma_us: AtomicU64,
@@ -124,7 +129,8 @@ impl Link {
         timeouts: Timeouts,
         saf: Option<Arc<SafCtx>>,
         stan: Arc<AtomicU32>,
-    ) -> (Arc<Link>, mpsc::Receiver<Bytes>) {
+        logged: bool,
+    ) -> (Arc<Link>, mpsc::Receiver<Outgoing>) {
         // Room past the window: stored reversals and echoes are written outside it, and a
         // full channel fails the request (96). Blocks are allocated as they fill.
         let (tx, rx) = mpsc::channel(cfg.window.saturating_add(1024));
@@ -143,6 +149,7 @@ impl Link {
             table,
             timeouts,
             saf,
+            logged,
             tx,
             up: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
@@ -380,9 +387,16 @@ impl Link {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.inflight_gauge.increment(1.0);
         let body = body.freeze();
-        let written =
-            (terminal && self.saf.is_some() && reversal::is_reversible(req.mti())).then(|| body.clone());
-        if self.tx.try_send(body).is_err() {
+        let reversible = terminal && reversal::is_reversible(req.mti());
+        let written = (reversible && self.saf.is_some()).then(|| body.clone());
+        let doubt = (reversible && self.logged).then(|| {
+            let mut stan = [0u8; 12];
+            let text = req.text(11).unwrap_or_default();
+            let n = text.len().min(stan.len());
+            stan[..n].copy_from_slice(&text.as_bytes()[..n]);
+            (stan, n as u8)
+        });
+        if self.tx.try_send(Outgoing { body, doubt }).is_err() {
             if self.table.take(&key).is_some() {
                 self.entry_left();
             }
@@ -392,7 +406,7 @@ impl Link {
     }
 
     /// Match one frame read from the issuer.
-    fn on_frame(&self, body: Bytes, reply_tx: &mpsc::Sender<Bytes>) {
+    fn on_frame(&self, body: Bytes, reply_tx: &mpsc::Sender<Outgoing>) {
         // One clock read per frame serves both the echo timer and the reply's latency.
         let now = Instant::now();
         self.last_rx_ms.store(now.saturating_duration_since(self.born).as_millis() as u64, Ordering::Relaxed);
@@ -412,7 +426,7 @@ impl Link {
                 let ok = r.set_mti(std::str::from_utf8(&resp).unwrap_or("0810")).is_ok()
                     && r.set(39, "00").is_ok();
                 if ok && let Ok(b) = r.to_bytes() {
-                    let _ = reply_tx.try_send(b);
+                    let _ = reply_tx.try_send(Outgoing::plain(b));
                 }
             }
             return;
@@ -508,7 +522,12 @@ impl Link {
 }
 
 /// The link task: connect, sign on, serve, and reconnect until `shutdown`.
-pub async fn run(link: Arc<Link>, mut rx: mpsc::Receiver<Bytes>, shutdown: CancellationToken) {
+pub async fn run(
+    link: Arc<Link>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    mut log: Option<SegmentWriter>,
+    shutdown: CancellationToken,
+) {
     let cap = Duration::from_millis(link.timeouts.reconnect_max_ms.max(100));
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -523,7 +542,7 @@ pub async fn run(link: Arc<Link>, mut rx: mpsc::Receiver<Bytes>, shutdown: Cance
             Ok((r, w)) => {
                 counter!(m::LINK_CONNECTS_TOTAL, "issuer" => link.issuer.to_string()).increment(1);
                 tracing::info!(issuer = %link.issuer, link = link.id, addr = %link.cfg.addr, "issuer link connected");
-                if serve(&link, &mut rx, r, w, &shutdown).await {
+                if serve(&link, &mut rx, &mut log, r, w, &shutdown).await {
                     backoff = Duration::from_millis(50);
                 }
                 if shutdown.is_cancelled() {
@@ -548,7 +567,8 @@ pub async fn run(link: Arc<Link>, mut rx: mpsc::Receiver<Bytes>, shutdown: Cance
 /// Serve one connection until it breaks; returns whether it was signed on.
 async fn serve(
     link: &Arc<Link>,
-    rx: &mut mpsc::Receiver<Bytes>,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    log: &mut Option<SegmentWriter>,
     r: Reader,
     w: Writer,
     shutdown: &CancellationToken,
@@ -565,6 +585,7 @@ async fn serve(
         }
     });
     let mut signed_on = false;
+    let write_bound = Duration::from_millis(link.timeouts.write_ms);
     let control = async {
         if link.cfg.sign_on && !link.network("001").await {
             tracing::warn!(issuer = %link.issuer, link = link.id, "sign-on refused or unanswered");
@@ -587,7 +608,7 @@ async fn serve(
     };
     tokio::select! {
         _ = &mut reader => {}
-        _ = write_loop(link, rx, w) => {}
+        _ = write_loop(&link.issuer, link.id, link.cfg.frame, write_bound, rx, log, w) => {}
         _ = control => {}
         _ = shutdown.cancelled() => {}
     }
@@ -602,19 +623,4 @@ async fn serve(
         tracing::warn!(issuer = %link.issuer, link = link.id, lost, "requests in flight on a lost link");
     }
     signed_on
-}
-
-async fn write_loop(link: &Link, rx: &mut mpsc::Receiver<Bytes>, mut w: Writer) {
-    let mut codec = FrameCodec::new(link.cfg.frame);
-    let bound = Duration::from_millis(link.timeouts.write_ms);
-    let buf = BytesMut::with_capacity(16 * 1024);
-    let ended = write_batches(rx, &mut w, bound, buf, |b, buf| {
-        if codec.encode(Frame::plain(b), buf).is_err() {
-            tracing::warn!(issuer = %link.issuer, "message too large for the issuer's framing");
-        }
-    })
-    .await;
-    if ended == Ended::WriteFailed {
-        tracing::warn!(issuer = %link.issuer, link = link.id, "issuer write failed or stalled; closing link");
-    }
 }

@@ -5,7 +5,8 @@
 //! issuer's reply, a timeout (68), unavailable (91) or a failure (96).
 //! `Issuers::forward_with_backup` fails over to a route's backup issuer when every link of
 //! the primary is down. With a `SafStore` (see `saf`), timed-out financial requests are
-//! reversed through a durable store-and-forward queue.
+//! reversed through a durable store-and-forward queue, and with an in-doubt log (see
+//! `indoubt`) so are those in flight when the process dies, at its next start.
 //!
 //! In front of each issuer's window (all its links together) sits admission control
 //! (`admit`): requests beyond the window wait in per-class queues served by weight, and
@@ -20,10 +21,12 @@
 
 mod admit;
 mod clock;
+pub mod indoubt;
 mod link;
 pub mod reversal;
 pub mod saf;
 pub mod session;
+mod writer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +83,9 @@ pub enum IssuerError {
     /// The store-and-forward store failed (the message never carries row data).
     #[error("store-and-forward: {0}")]
     Saf(String),
+    /// The in-doubt log could not be written or read (the file is named, never a request).
+    #[error("in-doubt log {file}: {message}")]
+    InDoubt { file: String, message: String },
 }
 
 /// One issuer and its links.
@@ -268,6 +274,21 @@ impl Issuers {
         saf: Option<(Arc<dyn SafStore>, SafPolicy)>,
         shutdown: &CancellationToken,
     ) -> Result<Issuers, IssuerError> {
+        Issuers::start_logged(cfgs, timeouts, saf, None, shutdown)
+    }
+
+    /// As `start_with_saf`, with each issuer's writers keeping an in-doubt log under
+    /// `indoubt` (only with a store-and-forward store: it is what a crash's in-doubt
+    /// requests are reversed through) and a task per issuer deleting resolved segments.
+    /// Reconcile what a previous run left in the log before calling this.
+    pub fn start_logged(
+        cfgs: &[IssuerConfig],
+        timeouts: Timeouts,
+        saf: Option<(Arc<dyn SafStore>, SafPolicy)>,
+        indoubt: Option<indoubt::InDoubt>,
+        shutdown: &CancellationToken,
+    ) -> Result<Issuers, IssuerError> {
+        let indoubt = indoubt.filter(|_| saf.is_some());
         let table = Arc::new(SessionTable::new());
         let mut list = Vec::with_capacity(cfgs.len());
         let mut tasks = Vec::new();
@@ -282,7 +303,11 @@ impl Issuers {
             let mut links = Vec::with_capacity(ic.links.len());
             let mut first_spec = None;
             let stans = link::stan_allocator();
-            for lc in &ic.links {
+            let log = match &indoubt {
+                Some(cfg) => Some(indoubt::IssuerLog::new(name.clone(), cfg)?),
+                None => None,
+            };
+            for (index, lc) in ic.links.iter().enumerate() {
                 let spec = Spec::load(&lc.spec).map_err(|e| IssuerError::Spec {
                     issuer: ic.name.clone(),
                     spec: lc.spec.clone(),
@@ -313,9 +338,11 @@ impl Issuers {
                     timeouts,
                     ctx.clone(),
                     stans.clone(),
+                    log.is_some(),
                 );
                 next_id += 1;
-                tasks.push(tokio::spawn(link::run(link.clone(), rx, shutdown.clone())));
+                let writer = log.as_ref().map(|l| l.writer(index));
+                tasks.push(tokio::spawn(link::run(link.clone(), rx, writer, shutdown.clone())));
                 links.push(link);
             }
             let responses = crate::metrics::ResponseCounters::new(&name);
@@ -337,6 +364,12 @@ impl Issuers {
                 deadline,
                 margin,
             });
+            if let (Some(log), Some(cfg), Some((ctx, _))) = (log, &indoubt, &saf) {
+                let longest = ic.links.iter().map(|l| l.deadline_ms).max().unwrap_or(5000);
+                let hold = indoubt::hold_for(Duration::from_millis(longest));
+                let (settled, store) = (cfg.settled.clone(), ctx.store.clone());
+                tasks.push(tokio::spawn(indoubt::reaper(log, hold, settled, store, shutdown.clone())));
+            }
             if let Some((ctx, spec)) = saf {
                 tasks.push(tokio::spawn(saf::worker(issuer.clone(), ctx, spec, shutdown.clone())));
             }
@@ -497,6 +530,7 @@ mod tests {
                     Timeouts::default(),
                     None,
                     stans.clone(),
+                    false,
                 )
                 .0
             })

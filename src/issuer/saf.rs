@@ -64,6 +64,10 @@ pub trait SafStore: Send + Sync + 'static {
     fn expired(&self, id: i64, now_ms: i64) -> Result<(), IssuerError>;
     /// Pending reversals of `issuer`.
     fn depth(&self, issuer: &str) -> Result<u64, IssuerError>;
+    /// Returns once every `enqueue` that had begun before the call is durable.
+    fn barrier(&self) -> Result<(), IssuerError> {
+        Ok(())
+    }
 }
 
 /// Run a store call on the blocking pool.

@@ -221,6 +221,30 @@ impl Journal {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// The answers to several queries, in order. They are all queued before the first
+    /// answer is awaited, so the writer runs them back to back. Blocking: outside the
+    /// runtime's workers.
+    pub fn query_many_blocking(&self, qs: Vec<Query>) -> Result<Vec<Vec<TxnRecord>>, StoreError> {
+        let mut pending = Vec::with_capacity(qs.len());
+        for q in qs {
+            let (tx, rx) = oneshot::channel();
+            self.tx.blocking_send(Cmd::Query(q, tx)).map_err(|_| StoreError::Closed)?;
+            pending.push(rx);
+        }
+        pending.into_iter().map(|rx| rx.blocking_recv().map_err(|_| StoreError::Closed)?).collect()
+    }
+
+    /// Blocks until every record handed to the journal before this call is committed
+    /// (or its commit failed, which its caller was told). A query is answered only after
+    /// the commit of every row queued before it (the writer's queue is first in, first
+    /// out), so a query that finds nothing serves as the barrier. Outside the runtime's
+    /// workers.
+    pub fn barrier_blocking(&self) -> Result<(), StoreError> {
+        let nothing =
+            Query::Exists { terminal: String::new(), stan: String::new(), transmission_time: String::new() };
+        self.query_blocking(nothing).map(|_| ())
+    }
+
     /// Blocking variants for the CLI (`settle`), outside any runtime.
     pub fn query_blocking(&self, q: Query) -> Result<Vec<TxnRecord>, StoreError> {
         let (tx, rx) = oneshot::channel();

@@ -170,6 +170,7 @@ fn pg_params(ps: &[V]) -> Vec<Box<dyn ToSql + Sync>> {
 }
 
 /// The AES-256-GCM key that seals stored card numbers.
+#[derive(Clone)]
 pub struct SafKey(LessSafeKey);
 
 impl std::fmt::Debug for SafKey {
@@ -215,6 +216,11 @@ impl SafKey {
             }
             Err(e) => Err(named(&e)),
         }
+    }
+
+    /// The AES-256-GCM key itself (the in-doubt log seals its records with it).
+    pub fn aead(&self) -> LessSafeKey {
+        self.0.clone()
     }
 
     /// The key `[saf]` names: `key` when given, else `key_file`.
@@ -420,6 +426,12 @@ impl SafStore for SqlSaf {
 
     fn expired(&self, id: i64, now_ms: i64) -> Result<(), IssuerError> {
         self.with(|db| db.exec(EXPIRED, &[V::I(id), V::I(now_ms)])).map(|_| ())
+    }
+
+    fn barrier(&self) -> Result<(), IssuerError> {
+        // Each enqueue commits under the lock: holding it once means every one begun
+        // before has committed.
+        self.with(|_| Ok(()))
     }
 
     fn depth(&self, issuer: &str) -> Result<u64, IssuerError> {

@@ -194,3 +194,21 @@ pub async fn wait_ready(admin: SocketAddr, child: &mut Child) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// (switch STAN, field 7) of the journal rows that hold an issuer's answer: the parts of
+/// field 90 (digits 5-10 and 11-20) that name a request as the issuer saw it.
+pub fn answered_keys(journal: &Path) -> std::collections::HashSet<(String, String)> {
+    let c = rusqlite::Connection::open(journal).unwrap();
+    let mut q = c
+        .prepare(
+            "SELECT switch_stan, transmission_time FROM transactions WHERE switch_stan IS NOT NULL AND rc <> ''",
+        )
+        .unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// Whether the journal holds the issuer's answer to the request whose reversal would
+/// carry `field90`.
+pub fn answer_journalled(answered: &std::collections::HashSet<(String, String)>, field90: &str) -> bool {
+    answered.contains(&(field90[4..10].to_string(), field90[10..20].to_string()))
+}
