@@ -183,11 +183,14 @@ struct RawRow {
 #[inline]
 pub(crate) fn chars(msg: &Message, n: usize) -> Option<Cow<'_, [u8]>> {
     let fs = msg.spec().field(n)?;
-    if fs.encoding == Encoding::Ascii {
-        msg.raw(n).map(Cow::Borrowed)
-    } else {
-        msg.text(n).map(|t| Cow::Owned(t.into_owned().into_bytes()))
-    }
+    if fs.encoding == Encoding::Ascii { msg.raw(n).map(Cow::Borrowed) } else { converted(msg, n) }
+}
+
+/// `chars` of a field that needs converting: kept out of line so that the ASCII path inlines.
+#[cold]
+#[inline(never)]
+fn converted(msg: &Message, n: usize) -> Option<Cow<'_, [u8]>> {
+    msg.text(n).map(|t| Cow::Owned(t.into_owned().into_bytes()))
 }
 
 /// `s` without trailing spaces (fixed-length fields are space-padded).
