@@ -427,6 +427,7 @@ fn mix(mut z: u64) -> u64 {
 
 /// Count one request in `ring`; true when it makes the window exceed the limit (the
 /// refused request still counts: retrying does not reset the window).
+#[inline]
 fn over(ring: &mut Ring, freq: Frequency, slot: u64) -> bool {
     ring.count(slot) > u64::from(freq.count)
 }
