@@ -69,19 +69,21 @@ impl Ring {
     fn count(&mut self, slot: u64) -> u64 {
         let old = self.slot;
         let cur = slot.max(old);
-        let gap = cur - old;
-        let first = (old.wrapping_add(1) % SUB) as usize;
-        let now = (cur % SUB) as usize;
-        let counts = self.counts;
-        let next: [u32; SUB as usize] = std::array::from_fn(|j| {
+        let gap = (cur - old).min(SUB) as u32;
+        let first = (old.wrapping_add(1) % SUB) as u32;
+        let now = (cur % SUB) as u32;
+        let mut next = self.counts;
+        let mut total = 0u64;
+        for (j, c) in (0u32..).zip(next.iter_mut()) {
             // Lanes `first`, `first + 1`, ... (mod 8): the `gap` sub-windows entered.
-            let entered = ((j + SUB as usize - first) % SUB as usize) as u64;
-            let c = if entered < gap { 0 } else { counts.get(j).copied().unwrap_or(0) };
-            if j == now { c.saturating_add(1) } else { c }
-        });
+            let entered = j.wrapping_sub(first) & (SUB as u32 - 1);
+            let kept = if entered < gap { 0 } else { *c };
+            *c = if j == now { kept.saturating_add(1) } else { kept };
+            total += u64::from(*c);
+        }
         self.counts = next;
         self.slot = cur;
-        next.iter().map(|&c| u64::from(c)).sum()
+        total
     }
 }
 
