@@ -89,14 +89,23 @@ pub struct Merchant {
 pub(crate) struct InlineId(u128);
 
 impl InlineId {
-    /// `None` for more than 15 bytes.
+    /// `None` for more than 15 bytes. Read as two overlapping words, without a copy
+    /// through memory (which would make the 128-bit load wait on the bytes just stored).
     pub(crate) fn of(id: &[u8]) -> Option<InlineId> {
-        let mut bytes = [0u8; 16];
-        bytes.get_mut(..id.len()).filter(|_| id.len() < 16)?.copy_from_slice(id);
-        if let Some(last) = bytes.last_mut() {
-            *last = id.len() as u8;
+        let n = id.len();
+        if n > 15 {
+            return None;
         }
-        Some(InlineId(u128::from_le_bytes(bytes)))
+        let word =
+            |s: Option<&[u8]>| s.and_then(|s| <[u8; 8]>::try_from(s).ok()).map_or(0, u64::from_le_bytes);
+        let (lo, hi) = if n >= 8 {
+            // The last eight bytes, less those already in `lo`.
+            let tail = word(id.get(n - 8..));
+            (word(id.get(..8)), tail.checked_shr(8 * (16 - n) as u32).unwrap_or(0))
+        } else {
+            (id.iter().rev().fold(0u64, |v, &b| (v << 8) | u64::from(b)), 0)
+        };
+        Some(InlineId(u128::from(lo) | (u128::from(hi | (n as u64) << 56) << 64)))
     }
 
     fn new(id: &str) -> InlineId {
@@ -434,6 +443,14 @@ mod tests {
         assert_ne!(InlineId::of(b"89834010000032\0"), Some(id));
         assert_eq!(InlineId::of(b"8983401000003210"), None);
         assert_eq!(InlineId::of(b""), Some(InlineId::default()));
+        // Every length against the bytes laid out one by one.
+        let text = b"ABCDEFGHIJKLMNO";
+        for n in 0..=15 {
+            let mut bytes = [0u8; 16];
+            bytes[..n].copy_from_slice(&text[..n]);
+            bytes[15] = n as u8;
+            assert_eq!(InlineId::of(&text[..n]), Some(InlineId(u128::from_le_bytes(bytes))), "{n}");
+        }
     }
 
     #[test]
