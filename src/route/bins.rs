@@ -60,6 +60,12 @@ impl Level {
     }
 
     fn find(&self, digits: &[u8]) -> Option<u32> {
+        // Eight digits (the folded level) in one word, the bucket by a constant division.
+        if let Some(key) = crate::iso::eight_digits(digits)
+            && self.digits == 8
+        {
+            return self.find_in((key / 10u64.pow(u32::from(8 - BUCKET_DIGITS))) as usize, key);
+        }
         let (head, _) = digits.split_at_checked(self.bucket_digits() as usize)?;
         self.find_in(value(head) as usize, value(digits))
     }
