@@ -8,7 +8,7 @@
 //! specific route wins and 1,000 routes cost a handful of comparisons. When nothing matches, the
 //! `[default]` route applies, if there is one. Each route names its issuer, an optional
 //! backup issuer and the card product (debit / credit / QR) the fee plans price.
-//! May import: this layer only.
+//! May import: this layer, and the codec's `eight_digits` (ASCII digits read in one word).
 
 use serde::{Deserialize, Serialize};
 
