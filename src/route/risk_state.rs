@@ -36,7 +36,7 @@
 //!   counts the amounts of purchases and pre-auths that pass (the issuer's answer is not yet
 //!   known; a later reversal does not give the amount back).
 //!
-//! May import: this layer only.
+//! May import: this layer, and the codec's `eight_digits` (ASCII digits read in one word).
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -281,8 +281,16 @@ impl RiskState {
         if rules.duplicate_window_ms > 0
             && let (Some(stan), Some(t)) = (f.stan, f.transmission_time)
         {
-            let time =
-                t.iter().fold(0u64, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))));
+            let digits = |v: u64, s: &[u8]| {
+                s.iter().fold(v, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
+            };
+            // The first eight characters in one word when they are digits (the same number).
+            let time = match t.split_at_checked(8) {
+                Some((head, rest)) => {
+                    crate::iso::eight_digits(head).map_or_else(|| digits(0, t), |v| digits(v, rest))
+                }
+                None => digits(0, t),
+            };
             // Derived from the keyed terminal key with a cheap mixer: forging a collision
             // needs the secret key.
             let key = mix(term_key ^ mix((u64::from(stan) << 40) ^ time));
