@@ -14,3 +14,4 @@ mod wire;
 pub use error::{DecodeError, EncodeError, ErrorKind, Part};
 pub use message::Message;
 pub use spec::{Sensitive, Spec, SpecError};
+pub(crate) use wire::eight_digits;

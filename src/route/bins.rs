@@ -8,7 +8,7 @@
 //! specific route wins and 1,000 routes cost a handful of comparisons. When nothing matches, the
 //! `[default]` route applies, if there is one. Each route names its issuer, an optional
 //! backup issuer and the card product (debit / credit / QR) the fee plans price.
-//! May import: this layer only.
+//! May import: this layer, and the codec's `eight_digits` (ASCII digits read in one word).
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,12 @@ impl Level {
     }
 
     fn find(&self, digits: &[u8]) -> Option<u32> {
+        // Eight digits (the folded level) in one word, the bucket by a constant division.
+        if let Some(key) = crate::iso::eight_digits(digits)
+            && self.digits == 8
+        {
+            return self.find_in((key / 10u64.pow(u32::from(8 - BUCKET_DIGITS))) as usize, key);
+        }
         let (head, _) = digits.split_at_checked(self.bucket_digits() as usize)?;
         self.find_in(value(head) as usize, value(digits))
     }

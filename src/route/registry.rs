@@ -3,13 +3,19 @@
 //! and risk group. Loaded from `registry.toml`; references to fee plans and risk groups are
 //! checked by the rule set once every file is loaded. An optional `[unknown]` merchant
 //! template makes an open estate: terminals not listed are accepted as that merchant (the
-//! embedded default configuration uses it). The terminal table is a hash map with a small
-//! FNV hasher: its keys are read-only after load, so flooding it is not possible.
+//! embedded default configuration uses it). The terminal table is a hash table keyed by
+//! the id packed into a `u64` and mixed by one multiplication: its keys are read-only after
+//! load, so flooding it is not possible. Each entry is one aligned cache line that also
+//! carries what a decision reads of the terminal's merchant ([`Hot`], copied in once the
+//! rule set has resolved plans and risk groups), so that a decision touches one line of
+//! the registry, not the entry and then the merchant's record.
 //! May import: this layer only.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use serde::{Deserialize, Serialize};
 
@@ -77,26 +83,66 @@ pub struct Merchant {
     pub(crate) line: usize,
 }
 
-/// Up to 15 bytes and their count.
+/// Up to 15 bytes, zero-padded, and their count in the last byte: two ids compare as one
+/// 128-bit number.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct InlineId {
-    bytes: [u8; 15],
-    len: u8,
-}
+pub(crate) struct InlineId(u128);
 
 impl InlineId {
-    fn new(id: &str) -> InlineId {
-        let mut bytes = [0u8; 15];
-        let n = id.len().min(15);
-        if let (Some(dst), Some(src)) = (bytes.get_mut(..n), id.as_bytes().get(..n)) {
-            dst.copy_from_slice(src);
+    /// `None` for more than 15 bytes. Read as two overlapping words, without a copy
+    /// through memory (which would make the 128-bit load wait on the bytes just stored).
+    pub(crate) fn of(id: &[u8]) -> Option<InlineId> {
+        let n = id.len();
+        if n > 15 {
+            return None;
         }
-        InlineId { bytes, len: n as u8 }
+        let word =
+            |s: Option<&[u8]>| s.and_then(|s| <[u8; 8]>::try_from(s).ok()).map_or(0, u64::from_le_bytes);
+        let (lo, hi) = if n >= 8 {
+            // The last eight bytes, less those already in `lo`.
+            let tail = word(id.get(n - 8..));
+            (word(id.get(..8)), tail.checked_shr(8 * (16 - n) as u32).unwrap_or(0))
+        } else {
+            (id.iter().rev().fold(0u64, |v, &b| (v << 8) | u64::from(b)), 0)
+        };
+        Some(InlineId(u128::from(lo) | (u128::from(hi | (n as u64) << 56) << 64)))
     }
 
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..usize::from(self.len)).unwrap_or(&self.bytes)
+    fn new(id: &str) -> InlineId {
+        let b = id.as_bytes();
+        InlineId::of(b.get(..15).unwrap_or(b)).unwrap_or_default()
     }
+}
+
+/// What a decision reads of a merchant, copied next to each of its terminals.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Hot {
+    pub(crate) id: InlineId,
+    pub(crate) plan_idx: u32,
+    pub(crate) risk_idx: u32,
+    pub(crate) mcc: u16,
+    pub(crate) priority: bool,
+}
+
+impl Merchant {
+    pub(crate) fn hot(&self) -> Hot {
+        Hot {
+            id: self.id_inline,
+            plan_idx: u32::try_from(self.plan_idx).unwrap_or(u32::MAX),
+            risk_idx: u32::try_from(self.risk_idx).unwrap_or(u32::MAX),
+            mcc: self.mcc,
+            priority: self.priority,
+        }
+    }
+}
+
+/// One slot of the terminal table: the packed id, the terminal and its merchant's `Hot`.
+#[derive(Debug, Clone)]
+#[repr(C, align(64))]
+pub(crate) struct Entry {
+    key: u64,
+    pub(crate) terminal: Terminal,
+    pub(crate) merchant: Hot,
 }
 
 /// One terminal.
@@ -113,7 +159,7 @@ pub struct Terminal {
 pub struct Registry {
     pub merchants: Vec<Merchant>,
     /// Keyed by the id space-padded to 8 bytes as a `u64`: no pointer to chase.
-    terminals: FnvMap<u64, Terminal>,
+    terminals: HashTable<Entry>,
     merchant_ids: FnvMap<Arc<str>, u32>,
     /// The merchant that unknown terminals are served as, when the estate is open.
     pub unknown: Option<Merchant>,
@@ -172,6 +218,14 @@ struct RawTerminal {
 
 fn active() -> Status {
     Status::Active
+}
+
+/// The table hash of a packed terminal id: one multiply-and-fold (the top bits pick the
+/// tag, the low ones the bucket).
+#[inline]
+fn slot_hash(key: u64) -> u64 {
+    let m = u128::from(key) * 0x9e37_79b9_7f4a_7c15;
+    (m as u64) ^ ((m >> 64) as u64)
 }
 
 /// A terminal id (1 to 8 characters) space-padded to 8 bytes, as field 41 carries it, read
@@ -267,10 +321,14 @@ impl Registry {
                 }
                 Some(list) => list.iter().fold(0, |a, t| a | t.bit()),
             };
-            let term = Terminal { merchant, status: t.status, allowed };
-            if reg.terminals.insert(terminal_key(t.id.as_bytes()).unwrap_or(0), term).is_some() {
+            let terminal = Terminal { merchant, status: t.status, allowed };
+            let key = terminal_key(t.id.as_bytes()).unwrap_or(0);
+            if reg.entry(key).is_some() {
                 return Err(src.err(at, "terminal.id", format!("terminal `{}` is listed twice", t.id)));
             }
+            let hot = reg.merchants.get(merchant as usize).map(Merchant::hot).unwrap_or_default();
+            reg.terminals
+                .insert_unique(slot_hash(key), Entry { key, terminal, merchant: hot }, |e| slot_hash(e.key));
         }
         Ok(reg)
     }
@@ -298,7 +356,27 @@ impl Registry {
 
     /// A terminal by id (the characters of field 41, trailing spaces removed).
     pub fn terminal(&self, id: &[u8]) -> Option<&Terminal> {
-        self.terminals.get(&terminal_key(id)?)
+        self.entry(terminal_key(id)?).map(|e| &e.terminal)
+    }
+
+    /// The table entry of a packed terminal id.
+    #[inline]
+    fn entry(&self, key: u64) -> Option<&Entry> {
+        self.terminals.find(slot_hash(key), |e| e.key == key)
+    }
+
+    /// A terminal by id with its merchant's `Hot`, from one cache line.
+    #[inline]
+    pub(crate) fn terminal_entry(&self, id: &[u8]) -> Option<&Entry> {
+        self.entry(terminal_key(id)?)
+    }
+
+    /// Copy each merchant's `Hot` (its plan and risk group resolved) into its terminals' entries.
+    pub(crate) fn refresh_hot(&mut self) {
+        let merchants = &self.merchants;
+        for e in self.terminals.iter_mut() {
+            e.merchant = merchants.get(e.terminal.merchant as usize).map(Merchant::hot).unwrap_or_default();
+        }
     }
 
     pub fn merchant(&self, idx: u32) -> Option<&Merchant> {
@@ -357,6 +435,25 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_one_cache_line_and_ids_compare_whole() {
+        assert_eq!((std::mem::size_of::<Entry>(), std::mem::align_of::<Entry>()), (64, 64));
+        let id = InlineId::of(b"898340100000321").unwrap();
+        assert_eq!(InlineId::new("898340100000321"), id);
+        assert_ne!(InlineId::of(b"89834010000032"), Some(id));
+        assert_ne!(InlineId::of(b"89834010000032\0"), Some(id));
+        assert_eq!(InlineId::of(b"8983401000003210"), None);
+        assert_eq!(InlineId::of(b""), Some(InlineId::default()));
+        // Every length against the bytes laid out one by one.
+        let text = b"ABCDEFGHIJKLMNO";
+        for n in 0..=15 {
+            let mut bytes = [0u8; 16];
+            bytes[..n].copy_from_slice(&text[..n]);
+            bytes[15] = n as u8;
+            assert_eq!(InlineId::of(&text[..n]), Some(InlineId(u128::from_le_bytes(bytes))), "{n}");
+        }
+    }
+
+    #[test]
     fn loads_terminals_and_merchants() {
         let text = "utc_offset = \"+08:00\"\n[[merchant]]\nid = \"M1\"\nname = \"Shop\"\nmcc = 5411\nsettlement = \"T+0\"\n\n[[terminal]]\nid = \"T1\"\nmerchant = \"M1\"\ntypes = [\"purchase\", \"refund\"]\n";
         let r = Registry::load(&Source { file: "registry.toml", text }).unwrap();
@@ -366,5 +463,8 @@ mod tests {
         let m = r.merchant(t.merchant).unwrap();
         assert_eq!((m.mcc, m.settlement, m.plan.as_str()), (5411, Settlement::T0, "default"));
         assert!(r.terminal(b"T2").is_none());
+        // The entry carries the merchant's `Hot` (refreshed once plans are resolved).
+        let e = r.terminal_entry(b"T1").unwrap();
+        assert_eq!((e.merchant.mcc, e.merchant.id), (5411, InlineId::new("M1")));
     }
 }

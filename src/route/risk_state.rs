@@ -2,18 +2,24 @@
 //! shared by reference: per-card daily totals and request frequency, per-terminal
 //! frequency, and recently seen (terminal, STAN, transmission time) keys for duplicates.
 //!
-//! - **Keys**: a card is known by a SipHash of its PAN with a random key drawn when the
-//!   state is created (`std`'s `RandomState`), so no PAN is stored and keys cannot be forged
-//!   to collide; SipHash takes the PAN followed by its length in one write. A terminal is known by its id (up to 8 characters
+//! - **Keys**: a card is known by a keyed hash of its PAN, with six random 64-bit keys
+//!   drawn when the state is created (`std`'s `RandomState`), so no PAN is stored and an
+//!   attacker who does not know the keys cannot choose PANs that collide or crowd one
+//!   bucket: the PAN's bytes, read as four zero-padded words, are keyed and folded in pairs
+//!   by 128-bit multiplication, then folded with the length (two multiplications deep,
+//!   where SipHash took most of the counters' time); input longer than 32 bytes, never a
+//!   PAN, falls back to SipHash. A terminal is known by its id (up to 8 characters
 //!   packed into a `u64`, as the registry does; terminal ids are not secret) run through a
 //!   bijective mixer together with a second random key: distinct terminals keep distinct
 //!   keys, and an attacker who does not know the key cannot choose ids that crowd one
 //!   bucket. A longer id falls back to SipHash. The duplicate key mixes STAN and
 //!   transmission time into the keyed terminal key. The keys die with the process; these
 //!   counters are not persisted.
-//! - **Speed**: 16 shards, each a `Mutex` (on its own cache lines) over plain hash maps of
-//!   `u64` keys that are already keyed and scrambled, so the maps do not hash again. One
-//!   decision locks at most two shards, one at a time (the terminal's: duplicates and
+//! - **Speed**: 16 shards, each a `Mutex` (on its own cache lines) over `hashbrown` tables
+//!   of entries that hold their already keyed and scrambled `u64` key, so the tables do not
+//!   hash again. A card's or a terminal's entry is one aligned cache line (key and
+//!   counters), so a lookup touches one line besides the control bytes. One
+//!   decision locks at most two shards (the terminal's: duplicates and
 //!   terminal frequency; the card's: frequency and daily total), and looks each key up once.
 //! - **Sliding windows** are 8 sub-windows per key (a ring of counters): a frequency limit
 //!   counts the requests of the last 8/8 to 7/8 of the window, an approximation that errs by
@@ -30,12 +36,13 @@
 //!   counts the amounts of purchases and pre-auths that pass (the issuer's answer is not yet
 //!   known; a later reversal does not give the amount back).
 //!
-//! May import: this layer only.
+//! May import: this layer, and the codec's `eight_digits` (ASCII digits read in one word).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+
+use hashbrown::HashTable;
 
 use super::clock::Now;
 use super::decision::{Decision, Rc, Reason};
@@ -43,26 +50,6 @@ use super::risk::{Frequency, RiskRules};
 
 const SHARDS: usize = 16;
 const SUB: u64 = 8;
-
-/// Identity hasher for keys that are already keyed and scrambled.
-#[derive(Default)]
-struct Ident(u64);
-
-impl Hasher for Ident {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type IdMap<V> = HashMap<u64, V, BuildHasherDefault<Ident>>;
 
 /// A ring of 8 counters covering one window.
 #[derive(Debug, Clone, Copy, Default)]
@@ -73,47 +60,63 @@ struct Ring {
 }
 
 impl Ring {
-    fn advance(&mut self, slot: u64) {
-        if slot <= self.slot {
-            return;
+    /// Count one request in sub-window `slot` and return the total of the window: the
+    /// sub-windows after the newest one written, up to `slot`, are emptied first (all of
+    /// them when a whole window has passed); an older `slot` (the clock went back) counts
+    /// in the newest sub-window. The eight counters are read once, rebuilt lane by lane
+    /// without a store at a computed index, summed and written back once: no load waits
+    /// on a store just made to the same line.
+    fn count(&mut self, slot: u64) -> u64 {
+        let old = self.slot;
+        let cur = slot.max(old);
+        let gap = (cur - old).min(SUB) as u32;
+        let first = (old.wrapping_add(1) % SUB) as u32;
+        let now = (cur % SUB) as u32;
+        let mut next = self.counts;
+        let mut total = 0u64;
+        for (j, c) in (0u32..).zip(next.iter_mut()) {
+            // Lanes `first`, `first + 1`, ... (mod 8): the `gap` sub-windows entered.
+            let entered = j.wrapping_sub(first) & (SUB as u32 - 1);
+            let kept = if entered < gap { 0 } else { *c };
+            *c = if j == now { kept.saturating_add(1) } else { kept };
+            total += u64::from(*c);
         }
-        let gap = slot - self.slot;
-        if gap >= SUB {
-            self.counts = [0; SUB as usize];
-        } else {
-            for k in 1..=gap {
-                if let Some(c) = self.counts.get_mut(((self.slot + k) % SUB) as usize) {
-                    *c = 0;
-                }
-            }
-        }
-        self.slot = slot;
-    }
-
-    fn total(&self) -> u64 {
-        self.counts.iter().map(|&c| u64::from(c)).sum()
-    }
-
-    fn add(&mut self) {
-        if let Some(c) = self.counts.get_mut((self.slot % SUB) as usize) {
-            *c = c.saturating_add(1);
-        }
+        self.counts = next;
+        self.slot = cur;
+        total
     }
 }
 
+/// One card's counters with its key: one cache line.
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
 struct Card {
+    key: u64,
     day: i64,
     spent: u64,
     freq: Ring,
 }
 
+/// One terminal's counters with its key, on a cache line of its own.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Term {
+    key: u64,
+    freq: Ring,
+}
+
+/// A duplicate key and the sub-window it was seen in.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    key: u64,
+    slot: u64,
+}
+
 #[derive(Default)]
 struct Shard {
-    cards: IdMap<Card>,
-    terminals: IdMap<Ring>,
-    /// Duplicate key -> the sub-window it was seen in.
-    dups: IdMap<u64>,
+    cards: HashTable<Card>,
+    terminals: HashTable<Term>,
+    dups: HashTable<Seen>,
     dup_swept: u64,
     terminals_swept: u64,
     cards_swept: (i64, u64),
@@ -146,6 +149,8 @@ pub struct RiskState {
     key: RandomState,
     /// Key of the terminal mixer.
     seed: u64,
+    /// Keys of the card hash.
+    card_seeds: [u64; 6],
     shards: Box<[Padded]>,
     saturated: AtomicU64,
 }
@@ -172,6 +177,7 @@ impl RiskState {
         // A second, independent key for the terminal mixer, drawn from the same source.
         let seed = RandomState::new().hash_one(0x7465_726d_696e_616c_u64);
         RiskState {
+            card_seeds: std::array::from_fn(|i| key.hash_one(0x6361_7264_0000_0000_u64 | i as u64)),
             key,
             seed,
             shards: (0..SHARDS).map(|_| Padded::default()).collect(),
@@ -205,25 +211,27 @@ impl RiskState {
         }
     }
 
-    /// The keyed hash of a card number: its bytes followed by its length, handed to
-    /// SipHash in one piece (each separate write pays for SipHash's tail buffering).
+    /// The keyed hash of a card number: its bytes read as four little-endian words (zero
+    /// padded), each keyed and folded in pairs by 128-bit multiplication, then folded with
+    /// the length. Longer input (never a PAN) goes to SipHash.
     fn card_key(&self, pan: &[u8]) -> u64 {
-        let mut h = self.key.build_hasher();
-        let mut buf = [0u8; 32];
         let n = pan.len();
-        if n < buf.len()
-            && let Some(head) = buf.get_mut(..n)
-        {
-            head.copy_from_slice(pan);
-            if let Some(l) = buf.get_mut(n) {
-                *l = n as u8;
-            }
-            h.write(buf.get(..=n).unwrap_or(&buf));
-        } else {
-            h.write(pan);
-            h.write_u64(n as u64);
+        let mut buf = [0u8; 32];
+        match buf.get_mut(..n) {
+            Some(head) => head.copy_from_slice(pan),
+            None => return self.key.hash_one(pan),
         }
-        h.finish()
+        let k = &self.card_seeds;
+        let w = |i: usize| {
+            let mut b = [0u8; 8];
+            if let Some(src) = buf.get(i * 8..i * 8 + 8) {
+                b.copy_from_slice(src);
+            }
+            u64::from_le_bytes(b)
+        };
+        let a = fold(w(0) ^ k[0], w(1) ^ k[1]);
+        let b = fold(w(2) ^ k[2], w(3) ^ k[3]);
+        fold(a ^ k[4] ^ n as u64, b ^ k[5])
     }
 
     /// Check and count one request; `Some(decline)` stops it.
@@ -249,7 +257,7 @@ impl RiskState {
         let mut g2 = second.and_then(|i| self.lock(i));
         if let (Some(k), Some(sh)) = (card_key, pick(&mut g1, &mut g2, first, cs)) {
             // Touch the card's bucket now, so that its cache miss overlaps the terminal's.
-            std::hint::black_box(sh.cards.contains_key(&k));
+            std::hint::black_box(sh.cards.find(k, |c| c.key == k).is_some());
         }
         if let (Some(k), Some(sh)) = (term_key, pick(&mut g1, &mut g2, first, ts))
             && let Some(d) = self.check_terminal(sh, rules, f, k, now)
@@ -273,43 +281,52 @@ impl RiskState {
         if rules.duplicate_window_ms > 0
             && let (Some(stan), Some(t)) = (f.stan, f.transmission_time)
         {
-            let time =
-                t.iter().fold(0u64, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))));
+            let digits = |v: u64, s: &[u8]| {
+                s.iter().fold(v, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
+            };
+            // The first eight characters in one word when they are digits (the same number).
+            let time = match t.split_at_checked(8) {
+                Some((head, rest)) => {
+                    crate::iso::eight_digits(head).map_or_else(|| digits(0, t), |v| digits(v, rest))
+                }
+                None => digits(0, t),
+            };
             // Derived from the keyed terminal key with a cheap mixer: forging a collision
             // needs the secret key.
             let key = mix(term_key ^ mix((u64::from(stan) << 40) ^ time));
             let slot = sub_slot(now, rules.duplicate_window_ms);
-            if let Some(seen) = sh.dups.get_mut(&key) {
-                if *seen + SUB > slot {
+            if let Some(seen) = sh.dups.find_mut(key, |d| d.key == key) {
+                if seen.slot + SUB > slot {
                     return Some(Decision::decline(Rc::DUPLICATE, Reason::Duplicate));
                 }
                 // Seen before the window: forgotten, and counted again from now.
-                *seen = slot;
+                seen.slot = slot;
             } else if self.room_for_dup(sh, rules.max_duplicates / SHARDS, slot) {
-                sh.dups.insert(key, slot);
+                sh.dups.insert_unique(key, Seen { key, slot }, |d| d.key);
             } else {
                 self.saturated.fetch_add(1, Ordering::Relaxed);
             }
         }
         if let Some(freq) = rules.terminal_frequency {
             let slot = sub_slot(now, freq.window_ms);
-            if let Some(ring) = sh.terminals.get_mut(&term_key) {
-                return over(ring, freq, slot)
+            if let Some(t) = sh.terminals.find_mut(term_key, |t| t.key == term_key) {
+                return over(&mut t.freq, freq, slot)
                     .then(|| Decision::decline(Rc::FREQUENCY_LIMIT, Reason::TerminalFrequency));
             }
             let cap = rules.max_terminals / SHARDS;
             if sh.terminals.len() >= cap {
                 if sh.terminals_swept < slot {
                     sh.terminals_swept = slot;
-                    sh.terminals.retain(|_, r| r.slot + SUB > slot);
+                    sh.terminals.retain(|t| t.freq.slot + SUB > slot);
                 }
                 if sh.terminals.len() >= cap {
                     self.saturated.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
             }
-            let ring = sh.terminals.entry(term_key).or_default();
-            if over(ring, freq, slot) {
+            let t =
+                sh.terminals.insert_unique(term_key, Term { key: term_key, ..Term::default() }, |t| t.key);
+            if over(&mut t.into_mut().freq, freq, slot) {
                 return Some(Decision::decline(Rc::FREQUENCY_LIMIT, Reason::TerminalFrequency));
             }
         }
@@ -327,12 +344,12 @@ impl RiskState {
         }
         if len < cap || sh.dup_swept != slot {
             sh.dup_swept = slot;
-            sh.dups.retain(|_, &mut seen| seen + SUB > slot);
+            sh.dups.retain(|d| d.slot + SUB > slot);
             let live = sh.dups.len();
             // Still more than half full: grow now, so that the next sweep is as many
             // requests away as this one's map holds.
             if live < cap && live * 2 > sh.dups.capacity() {
-                sh.dups.reserve(live.min(cap - live));
+                sh.dups.reserve(live.min(cap - live), |d| d.key);
             }
         }
         sh.dups.len() < cap
@@ -348,7 +365,7 @@ impl RiskState {
         now: Now,
     ) -> Option<Decision> {
         let slot = rules.card_frequency.map_or(0, |fr| sub_slot(now, fr.window_ms));
-        let card = match sh.cards.get_mut(&card_key) {
+        let card = match sh.cards.find_mut(card_key, |c| c.key == card_key) {
             Some(card) => card,
             None => {
                 let cap = rules.max_cards / SHARDS;
@@ -356,14 +373,16 @@ impl RiskState {
                     if sh.cards_swept != (f.day, slot) {
                         sh.cards_swept = (f.day, slot);
                         let windowed = rules.card_frequency.is_some();
-                        sh.cards.retain(|_, c| c.day == f.day || (windowed && c.freq.slot + SUB > slot));
+                        sh.cards.retain(|c| c.day == f.day || (windowed && c.freq.slot + SUB > slot));
                     }
                     if sh.cards.len() >= cap {
                         self.saturated.fetch_add(1, Ordering::Relaxed);
                         return None;
                     }
                 }
-                sh.cards.entry(card_key).or_default()
+                sh.cards
+                    .insert_unique(card_key, Card { key: card_key, ..Card::default() }, |c| c.key)
+                    .into_mut()
             }
         };
         if let Some(freq) = rules.card_frequency
@@ -403,6 +422,12 @@ fn shard_index(key: u64) -> usize {
     (key >> 32) as usize % SHARDS
 }
 
+/// The 128-bit product of `a` and `b`, its halves folded together.
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
 /// SplitMix64's finaliser: a bijective scramble of 64 bits.
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -412,10 +437,9 @@ fn mix(mut z: u64) -> u64 {
 
 /// Count one request in `ring`; true when it makes the window exceed the limit (the
 /// refused request still counts: retrying does not reset the window).
+#[inline]
 fn over(ring: &mut Ring, freq: Frequency, slot: u64) -> bool {
-    ring.advance(slot);
-    ring.add();
-    ring.total() > u64::from(freq.count)
+    ring.count(slot) > u64::from(freq.count)
 }
 
 #[cfg(test)]
@@ -436,6 +460,70 @@ mod tests {
         assert_ne!(s.terminal_key(b"TERMINAL1"), s.terminal_key(b"TERMINAL2"));
         // Another state, other keys.
         assert_ne!(RiskState::new().terminal_key(b"T1"), s.terminal_key(b"T1"));
+    }
+
+    /// The ring as it was first written (advance, add, sum): `Ring::count` must agree.
+    #[derive(Default)]
+    struct Model {
+        counts: [u32; 8],
+        slot: u64,
+    }
+
+    impl Model {
+        fn count(&mut self, slot: u64) -> u64 {
+            if slot > self.slot {
+                let gap = slot - self.slot;
+                if gap >= SUB {
+                    self.counts = [0; 8];
+                } else {
+                    for k in 1..=gap {
+                        self.counts[((self.slot + k) % SUB) as usize] = 0;
+                    }
+                }
+                self.slot = slot;
+            }
+            let c = &mut self.counts[(self.slot % SUB) as usize];
+            *c = c.saturating_add(1);
+            self.counts.iter().map(|&c| u64::from(c)).sum()
+        }
+    }
+
+    #[test]
+    fn ring_counts_the_sliding_window_like_the_model() {
+        let (mut ring, mut model) = (Ring::default(), Model::default());
+        // Steps of 0 to 11 sub-windows, now and then one back (a clock that went back).
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut slot = 1_000u64;
+        for i in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let step = x % 16;
+            slot = match step {
+                12..=14 => slot,
+                15 => slot.saturating_sub(1 + (x >> 8) % 3),
+                s => slot + s,
+            };
+            assert_eq!(ring.count(slot), model.count(slot), "step {i} at slot {slot}");
+            assert_eq!((ring.counts, ring.slot), (model.counts, model.slot), "step {i}");
+        }
+        // Exact sums at the edges: a full window forgets everything, seven sub-windows keep
+        // the newest one.
+        let mut r = Ring::default();
+        for _ in 0..5 {
+            r.count(100);
+        }
+        assert_eq!(r.count(107), 6);
+        assert_eq!(r.count(108), 2);
+        assert_eq!(r.count(116), 1);
+        let mut full = Ring { counts: [u32::MAX; 8], slot: 7 };
+        assert_eq!(full.count(7), 8 * u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn card_and_terminal_entries_fill_one_cache_line() {
+        assert_eq!((std::mem::size_of::<Card>(), std::mem::align_of::<Card>()), (64, 64));
+        assert_eq!((std::mem::size_of::<Term>(), std::mem::align_of::<Term>()), (64, 64));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::decision::{Decision, Forward, Rc, Reason};
 use super::error::{RuleError, Source};
 use super::fees::{DEFAULT_PLAN, FeeBook};
 use super::priority::{Class, Priorities, Weights};
-use super::registry::{Merchant, Registry, Status};
+use super::registry::{Hot, InlineId, Registry, Status};
 use super::risk::RiskRules;
 use super::risk_state::{Facts, RiskState};
 use super::sched::Scheduler;
@@ -197,6 +197,7 @@ impl RuleSet {
                 .ok_or_else(|| err("merchant.risk_group", format!("no risk group `{}`", m.risk_group)))?;
             m.priority = m.priority_group.as_deref().is_some_and(|g| prio.is_priority_group(g));
         }
+        self.registry.refresh_hot();
         Ok(self)
     }
 
@@ -229,26 +230,30 @@ impl RuleSet {
         self.decide_inner(msg, now, Some(state))
     }
 
-    fn merchant_for<'a>(
-        &'a self,
+    /// The merchant's `Hot` and its index in the registry (`None`: the open estate's).
+    fn merchant_for(
+        &self,
         msg: &Message,
         tid: Option<&[u8]>,
         txn: TxnType,
-    ) -> Result<&'a Merchant, Decision> {
+    ) -> Result<(Hot, Option<u32>), Decision> {
         let reg = &self.registry;
-        let term = tid.and_then(|t| reg.terminal(t));
-        let Some(term) = term else {
+        let entry = tid.and_then(|t| reg.terminal_entry(t));
+        let Some(entry) = entry else {
             return reg
                 .unknown
                 .as_ref()
+                .map(|m| (m.hot(), None))
                 .ok_or(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownTerminal));
         };
-        let merchant = reg
-            .merchant(term.merchant)
-            .ok_or(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant))?;
-        if chars(msg, 42).is_some_and(|mid| trim_end(&mid) != merchant.id_inline.as_bytes()) {
+        let (term, merchant) = (&entry.terminal, entry.merchant);
+        if reg.merchant(term.merchant).is_none() {
             return Err(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant));
         }
+        if chars(msg, 42).is_some_and(|mid| InlineId::of(trim_end(&mid)) != Some(merchant.id)) {
+            return Err(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant));
+        }
+        let merchant = (merchant, Some(term.merchant));
         // A reversal undoes what the terminal did while it was allowed to: it must reach
         // the issuer even if the terminal has been suspended or blocked since.
         if txn == TxnType::Reversal {
@@ -272,7 +277,7 @@ impl RuleSet {
         }
         let tid_chars = chars(msg, 41);
         let tid = tid_chars.as_deref().map(trim_end);
-        let merchant = match self.merchant_for(msg, tid, txn) {
+        let (merchant, merchant_idx) = match self.merchant_for(msg, tid, txn) {
             Ok(m) => m,
             Err(d) => return d,
         };
@@ -288,10 +293,9 @@ impl RuleSet {
         if txn != TxnType::Reversal && !risk.blocked_merchants.is_empty() {
             // An open estate's merchant is whoever field 42 says.
             let from_msg = msg.merchant_id();
-            let id = if merchant.id.is_empty() {
-                from_msg.as_deref().map(str::trim_end)
-            } else {
-                Some(&*merchant.id)
+            let id = match merchant_idx.and_then(|i| self.registry.merchant(i)) {
+                Some(m) if !m.id.is_empty() => Some(&*m.id),
+                _ => from_msg.as_deref().map(str::trim_end),
             };
             if id.is_some_and(|id| risk.blocked_merchants.contains(id)) {
                 return Decision::decline(Rc::NOT_PERMITTED, Reason::MerchantBlocked);
@@ -317,7 +321,7 @@ impl RuleSet {
             return Decision::decline(Rc::INVALID_AMOUNT, Reason::MissingAmount);
         }
         if matches!(txn, TxnType::Purchase | TxnType::PreAuth | TxnType::PreAuthCompletion | TxnType::Refund)
-            && let Some(d) = risk.check_amount(merchant.risk_idx, amount, msg)
+            && let Some(d) = risk.check_amount(merchant.risk_idx as usize, amount, msg)
         {
             return d;
         }
@@ -331,7 +335,7 @@ impl RuleSet {
                 amount,
                 stan,
                 transmission_time: f7.as_deref(),
-                card_daily_max: risk.groups.get(merchant.risk_idx).and_then(|g| g.card_daily_max),
+                card_daily_max: risk.groups.get(merchant.risk_idx as usize).and_then(|g| g.card_daily_max),
                 debits: matches!(txn, TxnType::Purchase | TxnType::PreAuth),
                 day,
             };
@@ -349,7 +353,7 @@ impl RuleSet {
         let (fee, split, plan) = if sign == 0 {
             (0, Default::default(), None)
         } else {
-            match self.fees.price(merchant.plan_idx, day, merchant.mcc, route.card_type, amount) {
+            match self.fees.price(merchant.plan_idx as usize, day, merchant.mcc, route.card_type, amount) {
                 Some((priced, plan)) => {
                     let (fee, split) = priced.signed(sign);
                     (fee, split, Some(plan))

@@ -380,3 +380,18 @@ fn references_across_files_are_checked() {
 
 #[path = "rules_state_tests.rs"]
 mod state;
+
+#[test]
+fn terminal_entries_carry_their_merchants_resolved_plan_and_risk_group() {
+    let r = rules();
+    for (tid, _) in [REST, MARKET, HOSPITAL, JEWEL, CORNER] {
+        let e = r.registry.terminal_entry(tid.as_bytes()).unwrap();
+        let m = r.registry.merchant(e.terminal.merchant).unwrap();
+        let (hot, want) = (e.merchant, m.hot());
+        assert_eq!(
+            (hot.id, hot.plan_idx, hot.risk_idx, hot.mcc, hot.priority),
+            (want.id, m.plan_idx as u32, m.risk_idx as u32, m.mcc, m.priority),
+            "{tid}"
+        );
+    }
+}

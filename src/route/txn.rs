@@ -147,8 +147,12 @@ struct Row {
 pub struct TxnTable {
     rows: Vec<Row>,
     /// Each MTI any row names, with the rows naming it in table order: a message is tried
-    /// only against the rows of its MTI (the first match still wins).
-    by_mti: Vec<([u8; 4], Vec<u16>)>,
+    /// only against the rows of its MTI (the first match still wins). Each MTI holds two
+    /// lists: every row, and the rows without a `spec` (for messages of a spec no row
+    /// names, which no dialect row can match: one name comparison skips them all).
+    by_mti: Vec<([u8; 4], Vec<u16>, Vec<u16>)>,
+    /// The specs dialect rows name.
+    dialects: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -183,11 +187,14 @@ struct RawRow {
 #[inline]
 pub(crate) fn chars(msg: &Message, n: usize) -> Option<Cow<'_, [u8]>> {
     let fs = msg.spec().field(n)?;
-    if fs.encoding == Encoding::Ascii {
-        msg.raw(n).map(Cow::Borrowed)
-    } else {
-        msg.text(n).map(|t| Cow::Owned(t.into_owned().into_bytes()))
-    }
+    if fs.encoding == Encoding::Ascii { msg.raw(n).map(Cow::Borrowed) } else { converted(msg, n) }
+}
+
+/// `chars` of a field that needs converting: kept out of line so that the ASCII path inlines.
+#[cold]
+#[inline(never)]
+fn converted(msg: &Message, n: usize) -> Option<Cow<'_, [u8]>> {
+    msg.text(n).map(|t| Cow::Owned(t.into_owned().into_bytes()))
 }
 
 /// `s` without trailing spaces (fixed-length fields are space-padded).
@@ -265,18 +272,27 @@ impl TxnTable {
                 txn: r.txn,
             });
         }
-        let mut by_mti: Vec<([u8; 4], Vec<u16>)> = Vec::new();
+        let mut by_mti: Vec<([u8; 4], Vec<u16>, Vec<u16>)> = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             for m in row.mti.iter().take(row.mtis as usize) {
                 let i = u16::try_from(i).map_err(|_| src.err(0, "row", "more than 65,535 rows"))?;
-                match by_mti.iter_mut().find(|(x, _)| x == m) {
-                    Some((_, list)) if list.last() != Some(&i) => list.push(i),
+                let generic = row.spec.is_none();
+                match by_mti.iter_mut().find(|(x, _, _)| x == m) {
+                    Some((_, all, plain)) if all.last() != Some(&i) => {
+                        all.push(i);
+                        if generic {
+                            plain.push(i);
+                        }
+                    }
                     Some(_) => {}
-                    None => by_mti.push((*m, vec![i])),
+                    None => by_mti.push((*m, vec![i], if generic { vec![i] } else { Vec::new() })),
                 }
             }
         }
-        Ok(TxnTable { rows, by_mti })
+        let mut dialects: Vec<String> = rows.iter().filter_map(|r| r.spec.clone()).collect();
+        dialects.sort();
+        dialects.dedup();
+        Ok(TxnTable { rows, by_mti, dialects })
     }
 
     pub fn default_table() -> Result<TxnTable, RuleError> {
@@ -286,7 +302,9 @@ impl TxnTable {
     /// The type of `msg`, or `None` (decline 12).
     pub fn classify(&self, msg: &Message) -> Option<TxnType> {
         let mti = msg.mti_bytes();
-        let (_, rows) = self.by_mti.iter().find(|(m, _)| m == mti)?;
+        let (_, all, plain) = self.by_mti.iter().find(|(m, _, _)| m == mti)?;
+        let name = &msg.spec().name;
+        let rows = if self.dialects.iter().any(|d| d == name) { all } else { plain };
         let pc_chars = chars(msg, 3);
         let pc: Option<&[u8]> = pc_chars.as_deref().and_then(|t| t.get(..2));
         rows.iter().filter_map(|&i| self.rows.get(usize::from(i))).find_map(|row| {
