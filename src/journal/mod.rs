@@ -1,7 +1,8 @@
 //! The journal: a durable record of every transaction, written before the terminal
 //! hears of an approval. Callers hand records to `Journal::record` and await it; a single
-//! writer thread takes everything queued, writes it in one transaction and commits once
-//! (group commit), then wakes every caller whose record is now durable. Backends: SQLite
+//! writer thread inserts records into one open transaction as they arrive and commits it
+//! once the queue runs dry (group commit, `write_group`), then wakes every caller whose
+//! record is now durable. Backends: SQLite
 //! (default, one file) and PostgreSQL (several switch nodes). May import: the codec.
 
 pub mod postgres;
