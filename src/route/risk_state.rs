@@ -66,6 +66,7 @@ impl Ring {
     /// in the newest sub-window. The eight counters are read once, rebuilt lane by lane
     /// without a store at a computed index, summed and written back once: no load waits
     /// on a store just made to the same line.
+    #[inline]
     fn count(&mut self, slot: u64) -> u64 {
         let old = self.slot;
         let cur = slot.max(old);
@@ -240,6 +241,7 @@ impl RiskState {
         let term_key = (rules.duplicate_window_ms > 0 || rules.terminal_frequency.is_some())
             .then(|| self.terminal_key(f.terminal));
         let card_key = (rules.card_frequency.is_some() || daily.is_some()).then(|| self.card_key(f.pan));
+        let dup_key = term_key.and_then(|k| self.dup_key(rules, f, k));
         let (ts, cs) = (term_key.map(shard_index), card_key.map(shard_index));
         // Both shards are locked up front, in index order (so two requests never wait on
         // each other crosswise), and once when they are the same: a locked instruction
@@ -260,7 +262,7 @@ impl RiskState {
             std::hint::black_box(sh.cards.find(k, |c| c.key == k).is_some());
         }
         if let (Some(k), Some(sh)) = (term_key, pick(&mut g1, &mut g2, first, ts))
-            && let Some(d) = self.check_terminal(sh, rules, f, k, now)
+            && let Some(d) = self.check_terminal(sh, rules, k, dup_key, now)
         {
             return Some(d);
         }
@@ -270,30 +272,40 @@ impl RiskState {
         }
     }
 
+    /// The duplicate key of a request (terminal, STAN and transmission time), when the
+    /// duplicate rule is on and the request has both fields. Computed before any lock is
+    /// taken, so that the lookups under the locks follow one another closely.
+    fn dup_key(&self, rules: &RiskRules, f: &Facts<'_>, term_key: u64) -> Option<u64> {
+        if rules.duplicate_window_ms == 0 {
+            return None;
+        }
+        let (Some(stan), Some(t)) = (f.stan, f.transmission_time) else {
+            return None;
+        };
+        let digits = |v: u64, s: &[u8]| {
+            s.iter().fold(v, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
+        };
+        // The first eight characters in one word when they are digits (the same number).
+        let time = match t.split_at_checked(8) {
+            Some((head, rest)) => {
+                crate::iso::eight_digits(head).map_or_else(|| digits(0, t), |v| digits(v, rest))
+            }
+            None => digits(0, t),
+        };
+        // Derived from the keyed terminal key with a cheap mixer: forging a collision
+        // needs the secret key.
+        Some(mix(term_key ^ mix((u64::from(stan) << 40) ^ time)))
+    }
+
     fn check_terminal(
         &self,
         sh: &mut Shard,
         rules: &RiskRules,
-        f: &Facts<'_>,
         term_key: u64,
+        dup_key: Option<u64>,
         now: Now,
     ) -> Option<Decision> {
-        if rules.duplicate_window_ms > 0
-            && let (Some(stan), Some(t)) = (f.stan, f.transmission_time)
-        {
-            let digits = |v: u64, s: &[u8]| {
-                s.iter().fold(v, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
-            };
-            // The first eight characters in one word when they are digits (the same number).
-            let time = match t.split_at_checked(8) {
-                Some((head, rest)) => {
-                    crate::iso::eight_digits(head).map_or_else(|| digits(0, t), |v| digits(v, rest))
-                }
-                None => digits(0, t),
-            };
-            // Derived from the keyed terminal key with a cheap mixer: forging a collision
-            // needs the secret key.
-            let key = mix(term_key ^ mix((u64::from(stan) << 40) ^ time));
+        if let Some(key) = dup_key {
             let slot = sub_slot(now, rules.duplicate_window_ms);
             if let Some(seen) = sh.dups.find_mut(key, |d| d.key == key) {
                 if seen.slot + SUB > slot {
