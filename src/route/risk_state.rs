@@ -220,23 +220,13 @@ impl RiskState {
     /// padded), each keyed and folded in pairs by 128-bit multiplication, then folded with
     /// the length. Longer input (never a PAN) goes to SipHash.
     fn card_key(&self, pan: &[u8]) -> u64 {
-        let n = pan.len();
-        let mut buf = [0u8; 32];
-        match buf.get_mut(..n) {
-            Some(head) => head.copy_from_slice(pan),
-            None => return self.key.hash_one(pan),
-        }
-        let k = &self.card_seeds;
-        let w = |i: usize| {
-            let mut b = [0u8; 8];
-            if let Some(src) = buf.get(i * 8..i * 8 + 8) {
-                b.copy_from_slice(src);
-            }
-            u64::from_le_bytes(b)
+        let Some(w) = overlapped_words(pan).or_else(|| padded_words(pan)) else {
+            return self.key.hash_one(pan);
         };
-        let a = fold(w(0) ^ k[0], w(1) ^ k[1]);
-        let b = fold(w(2) ^ k[2], w(3) ^ k[3]);
-        fold(a ^ k[4] ^ n as u64, b ^ k[5])
+        let k = &self.card_seeds;
+        let a = fold(w[0] ^ k[0], w[1] ^ k[1]);
+        let b = fold(w[2] ^ k[2], w[3] ^ k[3]);
+        fold(a ^ k[4] ^ pan.len() as u64, b ^ k[5])
     }
 
     /// Check and count one request; `Some(decline)` stops it.
@@ -421,6 +411,28 @@ impl RiskState {
     }
 }
 
+/// Up to 32 bytes as four little-endian words, zero padded (`None` when longer).
+fn padded_words(b: &[u8]) -> Option<[u64; 4]> {
+    let mut buf = [0u8; 32];
+    buf.get_mut(..b.len())?.copy_from_slice(b);
+    let (words, _) = buf.as_chunks::<8>();
+    Some(std::array::from_fn(|i| words.get(i).copied().map_or(0, u64::from_le_bytes)))
+}
+
+/// `padded_words` of 9 to 24 bytes (every PAN) by overlapping loads, without a copy of a
+/// variable length: the last word is loaded ending at the last byte and shifted down past
+/// the bytes the word before it already holds.
+fn overlapped_words(b: &[u8]) -> Option<[u64; 4]> {
+    let n = b.len();
+    let word = |from: usize| b.get(from..from + 8)?.try_into().ok().map(u64::from_le_bytes);
+    let tail = |full: usize| word(n - 8).map(|w| w >> (8 * (full - n)));
+    match n {
+        9..=16 => Some([word(0)?, tail(16)?, 0, 0]),
+        17..=24 => Some([word(0)?, word(8)?, tail(24)?, 0]),
+        _ => None,
+    }
+}
+
 /// The shard `index` of the guards `g1` (which holds shard `first`) and `g2`.
 fn pick<'a>(
     g1: &'a mut Option<MutexGuard<'_, Shard>>,
@@ -461,6 +473,19 @@ fn over(ring: &mut Ring, freq: Frequency, slot: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_loads_read_the_words_a_padded_copy_does() {
+        let bytes: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37).wrapping_add(0x31)).collect();
+        for n in 0..=40 {
+            let b = &bytes[..n];
+            match overlapped_words(b) {
+                Some(w) => assert_eq!(Some(w), padded_words(b), "{n}"),
+                None => assert!(!(9..=24).contains(&n), "{n}"),
+            }
+            assert_eq!(padded_words(b).is_some(), n <= 32, "{n}");
+        }
+    }
 
     #[test]
     fn keys_tell_inputs_apart() {
