@@ -251,10 +251,6 @@ impl RiskState {
         };
         let mut g1 = first.and_then(|i| self.lock(i));
         let mut g2 = second.and_then(|i| self.lock(i));
-        if let (Some(k), Some(sh)) = (card_key, pick(&mut g1, &mut g2, first, cs)) {
-            // Touch the card's bucket now, so that its cache miss overlaps the terminal's.
-            std::hint::black_box(sh.cards.find(k, |c| c.key == k).is_some());
-        }
         if let (Some(k), Some(sh)) = (term_key, pick(&mut g1, &mut g2, first, ts))
             && let Some(d) = self.check_terminal(sh, rules, k, dup_key, now)
         {
