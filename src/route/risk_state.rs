@@ -66,6 +66,7 @@ impl Ring {
     /// in the newest sub-window. The eight counters are read once, rebuilt lane by lane
     /// without a store at a computed index, summed and written back once: no load waits
     /// on a store just made to the same line.
+    #[inline]
     fn count(&mut self, slot: u64) -> u64 {
         let old = self.slot;
         let cur = slot.max(old);
@@ -199,6 +200,10 @@ impl RiskState {
 
     /// The keyed key of a terminal id.
     fn terminal_key(&self, id: &[u8]) -> u64 {
+        // The usual id fills all 8 bytes: one load, no copy of a variable length.
+        if let Ok(k) = <[u8; 8]>::try_from(id) {
+            return mix(u64::from_le_bytes(k) ^ self.seed);
+        }
         match id.len() {
             0..=8 => {
                 let mut k = [b' '; 8];
@@ -215,23 +220,13 @@ impl RiskState {
     /// padded), each keyed and folded in pairs by 128-bit multiplication, then folded with
     /// the length. Longer input (never a PAN) goes to SipHash.
     fn card_key(&self, pan: &[u8]) -> u64 {
-        let n = pan.len();
-        let mut buf = [0u8; 32];
-        match buf.get_mut(..n) {
-            Some(head) => head.copy_from_slice(pan),
-            None => return self.key.hash_one(pan),
-        }
-        let k = &self.card_seeds;
-        let w = |i: usize| {
-            let mut b = [0u8; 8];
-            if let Some(src) = buf.get(i * 8..i * 8 + 8) {
-                b.copy_from_slice(src);
-            }
-            u64::from_le_bytes(b)
+        let Some(w) = overlapped_words(pan).or_else(|| padded_words(pan)) else {
+            return self.key.hash_one(pan);
         };
-        let a = fold(w(0) ^ k[0], w(1) ^ k[1]);
-        let b = fold(w(2) ^ k[2], w(3) ^ k[3]);
-        fold(a ^ k[4] ^ n as u64, b ^ k[5])
+        let k = &self.card_seeds;
+        let a = fold(w[0] ^ k[0], w[1] ^ k[1]);
+        let b = fold(w[2] ^ k[2], w[3] ^ k[3]);
+        fold(a ^ k[4] ^ pan.len() as u64, b ^ k[5])
     }
 
     /// Check and count one request; `Some(decline)` stops it.
@@ -240,6 +235,7 @@ impl RiskState {
         let term_key = (rules.duplicate_window_ms > 0 || rules.terminal_frequency.is_some())
             .then(|| self.terminal_key(f.terminal));
         let card_key = (rules.card_frequency.is_some() || daily.is_some()).then(|| self.card_key(f.pan));
+        let dup_key = term_key.and_then(|k| self.dup_key(rules, f, k));
         let (ts, cs) = (term_key.map(shard_index), card_key.map(shard_index));
         // Both shards are locked up front, in index order (so two requests never wait on
         // each other crosswise), and once when they are the same: a locked instruction
@@ -255,12 +251,8 @@ impl RiskState {
         };
         let mut g1 = first.and_then(|i| self.lock(i));
         let mut g2 = second.and_then(|i| self.lock(i));
-        if let (Some(k), Some(sh)) = (card_key, pick(&mut g1, &mut g2, first, cs)) {
-            // Touch the card's bucket now, so that its cache miss overlaps the terminal's.
-            std::hint::black_box(sh.cards.find(k, |c| c.key == k).is_some());
-        }
         if let (Some(k), Some(sh)) = (term_key, pick(&mut g1, &mut g2, first, ts))
-            && let Some(d) = self.check_terminal(sh, rules, f, k, now)
+            && let Some(d) = self.check_terminal(sh, rules, k, dup_key, now)
         {
             return Some(d);
         }
@@ -270,30 +262,40 @@ impl RiskState {
         }
     }
 
+    /// The duplicate key of a request (terminal, STAN and transmission time), when the
+    /// duplicate rule is on and the request has both fields. Computed before any lock is
+    /// taken, so that the lookups under the locks follow one another closely.
+    fn dup_key(&self, rules: &RiskRules, f: &Facts<'_>, term_key: u64) -> Option<u64> {
+        if rules.duplicate_window_ms == 0 {
+            return None;
+        }
+        let (Some(stan), Some(t)) = (f.stan, f.transmission_time) else {
+            return None;
+        };
+        let digits = |v: u64, s: &[u8]| {
+            s.iter().fold(v, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
+        };
+        // The first eight characters in one word when they are digits (the same number).
+        let time = match t.split_at_checked(8) {
+            Some((head, rest)) => {
+                crate::iso::eight_digits(head).map_or_else(|| digits(0, t), |v| digits(v, rest))
+            }
+            None => digits(0, t),
+        };
+        // Derived from the keyed terminal key with a cheap mixer: forging a collision
+        // needs the secret key.
+        Some(mix(term_key ^ mix((u64::from(stan) << 40) ^ time)))
+    }
+
     fn check_terminal(
         &self,
         sh: &mut Shard,
         rules: &RiskRules,
-        f: &Facts<'_>,
         term_key: u64,
+        dup_key: Option<u64>,
         now: Now,
     ) -> Option<Decision> {
-        if rules.duplicate_window_ms > 0
-            && let (Some(stan), Some(t)) = (f.stan, f.transmission_time)
-        {
-            let digits = |v: u64, s: &[u8]| {
-                s.iter().fold(v, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
-            };
-            // The first eight characters in one word when they are digits (the same number).
-            let time = match t.split_at_checked(8) {
-                Some((head, rest)) => {
-                    crate::iso::eight_digits(head).map_or_else(|| digits(0, t), |v| digits(v, rest))
-                }
-                None => digits(0, t),
-            };
-            // Derived from the keyed terminal key with a cheap mixer: forging a collision
-            // needs the secret key.
-            let key = mix(term_key ^ mix((u64::from(stan) << 40) ^ time));
+        if let Some(key) = dup_key {
             let slot = sub_slot(now, rules.duplicate_window_ms);
             if let Some(seen) = sh.dups.find_mut(key, |d| d.key == key) {
                 if seen.slot + SUB > slot {
@@ -405,6 +407,28 @@ impl RiskState {
     }
 }
 
+/// Up to 32 bytes as four little-endian words, zero padded (`None` when longer).
+fn padded_words(b: &[u8]) -> Option<[u64; 4]> {
+    let mut buf = [0u8; 32];
+    buf.get_mut(..b.len())?.copy_from_slice(b);
+    let (words, _) = buf.as_chunks::<8>();
+    Some(std::array::from_fn(|i| words.get(i).copied().map_or(0, u64::from_le_bytes)))
+}
+
+/// `padded_words` of 9 to 24 bytes (every PAN) by overlapping loads, without a copy of a
+/// variable length: the last word is loaded ending at the last byte and shifted down past
+/// the bytes the word before it already holds.
+fn overlapped_words(b: &[u8]) -> Option<[u64; 4]> {
+    let n = b.len();
+    let word = |from: usize| b.get(from..from + 8)?.try_into().ok().map(u64::from_le_bytes);
+    let tail = |full: usize| word(n - 8).map(|w| w >> (8 * (full - n)));
+    match n {
+        9..=16 => Some([word(0)?, tail(16)?, 0, 0]),
+        17..=24 => Some([word(0)?, word(8)?, tail(24)?, 0]),
+        _ => None,
+    }
+}
+
 /// The shard `index` of the guards `g1` (which holds shard `first`) and `g2`.
 fn pick<'a>(
     g1: &'a mut Option<MutexGuard<'_, Shard>>,
@@ -445,6 +469,19 @@ fn over(ring: &mut Ring, freq: Frequency, slot: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_loads_read_the_words_a_padded_copy_does() {
+        let bytes: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37).wrapping_add(0x31)).collect();
+        for n in 0..=40 {
+            let b = &bytes[..n];
+            match overlapped_words(b) {
+                Some(w) => assert_eq!(Some(w), padded_words(b), "{n}"),
+                None => assert!(!(9..=24).contains(&n), "{n}"),
+            }
+            assert_eq!(padded_words(b).is_some(), n <= 32, "{n}");
+        }
+    }
 
     #[test]
     fn keys_tell_inputs_apart() {

@@ -32,7 +32,7 @@ use super::decision::{Decision, Forward, Rc, Reason};
 use super::error::{RuleError, Source};
 use super::fees::{DEFAULT_PLAN, FeeBook};
 use super::priority::{Class, Priorities, Weights};
-use super::registry::{Hot, InlineId, Registry, Status};
+use super::registry::{Entry, Hot, InlineId, Registry, Status};
 use super::risk::RiskRules;
 use super::risk_state::{Facts, RiskState};
 use super::sched::Scheduler;
@@ -234,11 +234,10 @@ impl RuleSet {
     fn merchant_for(
         &self,
         msg: &Message,
-        tid: Option<&[u8]>,
+        entry: Option<&Entry>,
         txn: TxnType,
     ) -> Result<(Hot, Option<u32>), Decision> {
         let reg = &self.registry;
-        let entry = tid.and_then(|t| reg.terminal_entry(t));
         let Some(entry) = entry else {
             return reg
                 .unknown
@@ -269,15 +268,19 @@ impl RuleSet {
     }
 
     fn decide_inner(&self, msg: &Message, now: Now, state: Option<&RiskState>) -> Decision {
+        // The terminal's registry entry is looked up first (a read, wasted only on an echo or
+        // an unknown type): its likely cache miss then overlaps the typing of the message.
+        let tid_chars = chars(msg, 41);
+        let tid = tid_chars.as_deref().map(trim_end);
+        // (`black_box` keeps the compiler from sinking the pure lookup past the typing.)
+        let entry = std::hint::black_box(tid.and_then(|t| self.registry.terminal_entry(t)));
         let Some(txn) = self.txn.classify(msg) else {
             return Decision::decline(Rc::INVALID_TXN, Reason::UnknownTxnType);
         };
         if txn == TxnType::Echo {
             return Decision::Local { rc: Rc::APPROVED, txn_type: txn };
         }
-        let tid_chars = chars(msg, 41);
-        let tid = tid_chars.as_deref().map(trim_end);
-        let (merchant, merchant_idx) = match self.merchant_for(msg, tid, txn) {
+        let (merchant, merchant_idx) = match self.merchant_for(msg, entry, txn) {
             Ok(m) => m,
             Err(d) => return d,
         };
