@@ -272,8 +272,7 @@ impl RuleSet {
         // an unknown type): its likely cache miss then overlaps the typing of the message.
         let tid_chars = chars(msg, 41);
         let tid = tid_chars.as_deref().map(trim_end);
-        // (`black_box` keeps the compiler from sinking the pure lookup past the typing.)
-        let entry = std::hint::black_box(tid.and_then(|t| self.registry.terminal_entry(t)));
+        let entry = tid.and_then(|t| self.registry.terminal_entry(t));
         let Some(txn) = self.txn.classify(msg) else {
             return Decision::decline(Rc::INVALID_TXN, Reason::UnknownTxnType);
         };
