@@ -26,8 +26,8 @@ use isoswitch::frame::{Frame, FrameCodec, FrameConfig};
 use isoswitch::iso::{Message, spec};
 use load::{End, Load, LoadConfig, purchase};
 use process::{
-    ADMIN_TOKEN, TempDir, free_port, journal_rows, signal, start_switch, wait_exit, wait_listening,
-    wait_ready,
+    ADMIN_TOKEN, TempDir, free_port, journal_rows, signal, start_ready, start_switch, wait_exit,
+    wait_listening,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -77,9 +77,7 @@ async fn sigterm_drains_every_request_read_and_a_new_process_serves_the_port() {
         ),
     )
     .unwrap();
-    let mut switch = start_switch(&config, &log_path(&dir));
-    wait_listening(listen, &mut switch).await;
-    wait_ready(admin, &mut switch).await;
+    let mut switch = start_ready(&config, &log_path(&dir), listen, admin).await;
 
     // Terminals at full speed, more requests in flight than the switch takes per connection.
     let load = Load::start(LoadConfig {
@@ -220,9 +218,7 @@ async fn sigterm_drains_every_request_read_and_a_new_process_serves_the_port() {
     assert!(!text.contains("drain bound reached"), "the drain hit its bound");
 
     // A new process on the same port serves again.
-    let mut again = start_switch(&config, &log_path(&dir));
-    wait_listening(listen, &mut again).await;
-    wait_ready(admin, &mut again).await;
+    let mut again = start_ready(&config, &log_path(&dir), listen, admin).await;
     let check = Load::start(LoadConfig {
         addr: listen,
         connections: 1,

@@ -24,20 +24,11 @@ use std::time::{Duration, Instant};
 use bank::{Bank, BankState};
 use load::{Load, LoadConfig, purchase};
 use process::{
-    ADMIN_TOKEN, TempDir, answer_journalled, answered_keys, free_port, saf_states, start_switch,
-    wait_listening, wait_ready,
+    ADMIN_TOKEN, TempDir, answer_journalled, answered_keys, free_port, saf_states, start_ready, until,
 };
 
 const PAN: &str = "4761739001010127";
 const HELD: usize = 10;
-
-async fn until(what: &str, bound: Duration, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < bound, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 /// Every segment file under `dir` (any issuer).
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
@@ -77,9 +68,7 @@ async fn kill_9_with_requests_at_the_issuer_reverses_exactly_the_unanswered_ones
     )
     .unwrap();
 
-    let mut switch = start_switch(&config, &log);
-    wait_listening(listen, &mut switch).await;
-    wait_ready(admin, &mut switch).await;
+    let mut switch = start_ready(&config, &log, listen, admin).await;
     // Six terminals, four requests in flight each: the held ones take ten of the slots,
     // the others keep the traffic going until the kill.
     let load = Load::start(LoadConfig {
@@ -131,9 +120,7 @@ async fn kill_9_with_requests_at_the_issuer_reverses_exactly_the_unanswered_ones
     // Second life: healthy issuer, acknowledging.
     state.drop_every.store(0, Ordering::SeqCst);
     state.ack_reversals.store(true, Ordering::SeqCst);
-    let mut switch = start_switch(&config, &log);
-    wait_listening(listen, &mut switch).await;
-    wait_ready(admin, &mut switch).await;
+    let mut switch = start_ready(&config, &log, listen, admin).await;
     assert!(segment_files(&segments_dir).is_empty(), "segments left after reconciliation");
     until("every in-doubt request reversed and acknowledged", Duration::from_secs(30), || {
         let log = state.log();

@@ -22,18 +22,10 @@ use bank::{Bank, BankState};
 use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
 use load::{End, Load, LoadConfig, purchase, rc_counts};
-use process::{TempDir, saf_states};
+use process::{TempDir, saf_states, until};
 use tokio_util::sync::CancellationToken;
 
 const PAN: &str = "4761739001010119";
-
-async fn until(what: &str, bound: Duration, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < bound, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_closed_mid_burst_reconnect_and_every_unanswered_request_is_reversed_once() {

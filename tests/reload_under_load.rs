@@ -23,10 +23,7 @@ use futures_util::{SinkExt, StreamExt};
 use isoswitch::frame::{Frame, FrameCodec, FrameConfig};
 use isoswitch::iso::{Message, spec};
 use load::{End, Load, LoadConfig, purchase, unix_ms};
-use process::{
-    ADMIN_TOKEN, TempDir, free_port, http, journal_rows, signal, start_switch, wait_exit, wait_listening,
-    wait_ready,
-};
+use process::{ADMIN_TOKEN, TempDir, free_port, http, journal_rows, signal, start_ready, wait_exit};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
@@ -126,9 +123,7 @@ async fn rules_reload_under_full_load_without_a_dropped_or_wrong_answer() {
         ),
     )
     .unwrap();
-    let mut switch = start_switch(&config, &log);
-    wait_listening(listen, &mut switch).await;
-    wait_ready(admin, &mut switch).await;
+    let mut switch = start_ready(&config, &log, listen, admin).await;
 
     let load = Load::start(LoadConfig {
         addr: listen,

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use bank::{Bank, BankState};
 use load::{End, Load, LoadConfig, purchase};
 use process::{
-    ADMIN_TOKEN, TempDir, answer_journalled, answered_keys, free_port, journal_rows, saf_states,
-    start_switch, wait_listening, wait_ready,
+    ADMIN_TOKEN, TempDir, answer_journalled, answered_keys, free_port, journal_rows, saf_states, start_ready,
+    until,
 };
 
 const DROPS_WITHIN: usize = 200;
@@ -33,13 +33,6 @@ const DROP_EVERY: usize = 10;
 const PAN: &str = "4761739001010119";
 
 /// Wait (bounded) for `cond`, polling.
-async fn until(what: &str, bound: Duration, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < bound, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_reversals_pending_resumes_and_never_resends_an_acknowledged_one() {
@@ -68,9 +61,7 @@ async fn kill_9_with_reversals_pending_resumes_and_never_resends_an_acknowledged
     )
     .unwrap();
 
-    let mut switch = start_switch(&config, &log);
-    wait_listening(listen, &mut switch).await;
-    wait_ready(admin, &mut switch).await;
+    let mut switch = start_ready(&config, &log, listen, admin).await;
 
     // Four terminals, four requests in flight each, until the switch dies.
     let load = Load::start(LoadConfig {
@@ -130,9 +121,7 @@ async fn kill_9_with_reversals_pending_resumes_and_never_resends_an_acknowledged
         .collect();
 
     // Second life over the same journal; the issuer acknowledges from now on.
-    let mut switch = start_switch(&config, &log);
-    wait_listening(listen, &mut switch).await;
-    wait_ready(admin, &mut switch).await;
+    let mut switch = start_ready(&config, &log, listen, admin).await;
     state.ack_reversals.store(true, Ordering::SeqCst);
     let second = Load::start(LoadConfig {
         addr: listen,

@@ -54,6 +54,24 @@ pub fn start_switch(config: &Path, log: &Path) -> Switch {
     Switch(child)
 }
 
+/// Start the switch and wait until it listens on `listen` and its admin API on `admin`
+/// says ready.
+pub async fn start_ready(config: &Path, log: &Path, listen: SocketAddr, admin: SocketAddr) -> Switch {
+    let mut switch = start_switch(config, log);
+    wait_listening(listen, &mut switch).await;
+    wait_ready(admin, &mut switch).await;
+    switch
+}
+
+/// Poll `cond` until it holds; fail the test naming `what` once `bound` has passed.
+pub async fn until(what: &str, bound: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < bound, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Wait until `addr` accepts connections (the switch is up), at most 30 s.
 pub async fn wait_listening(addr: SocketAddr, child: &mut Child) {
     let until = Instant::now() + Duration::from_secs(30);
