@@ -87,7 +87,8 @@ pub async fn serve<R, W>(
             drained = shutdown.is_cancelled();
             break;
         }
-        tokio::select! {
+        // A frame to handle, and whether it was just read from the socket (not the backlog).
+        let (frame, read_now) = tokio::select! {
             biased;
             Some(reply) = inflight.next(), if !inflight.is_empty() => {
                 if !out.send(reply).await {
@@ -102,33 +103,22 @@ pub async fn serve<R, W>(
                         None => barrier = false,
                     }
                 }
+                continue;
             }
             _ = hard.cancelled() => break,
             _ = shutdown.cancelled(), if reading => {
                 reading = false;
                 backlog = buffered(&mut frames, ctx.cfg.frame);
+                continue;
             }
             Some(frame) = async { backlog.pop_front() }, if !backlog.is_empty() && !barrier && inflight.len() < max => {
-                match on_frame(&ctx, frame) {
-                    Step::Reply(f) => {
-                        if !out.send(f).await {
-                            break;
-                        }
-                    }
-                    Step::Work(plan, req, frame, at, mac) => {
-                        let now = Instant::now();
-                        barrier = matches!(plan, Plan::Reversal { .. });
-                        if barrier && !inflight.is_empty() {
-                            held = Some((plan, req, frame, at, mac, now));
-                        } else {
-                            inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
-                        }
-                    }
-                    Step::Nothing => {}
-                }
+                (frame, false)
             }
             next = frames.next(), if reading && !barrier && inflight.len() < max => match next {
-                None => reading = false,
+                None => {
+                    reading = false;
+                    continue;
+                }
                 Some(Err(FrameError::TooLong { len, max })) => {
                     counter!(m::FRAME_ERRORS_TOTAL).increment(1);
                     tracing::warn!(len, max, "terminal frame over the maximum; closing its connection");
@@ -138,27 +128,9 @@ pub async fn serve<R, W>(
                     counter!(m::FRAME_ERRORS_TOTAL).increment(1);
                     tracing::info!(error = %e, "terminal connection framing ended");
                     reading = false;
+                    continue;
                 }
-                Some(Ok(frame)) => {
-                    let now = Instant::now();
-                    last_seen = now;
-                    match on_frame(&ctx, frame) {
-                        Step::Reply(f) => {
-                            if !out.send(f).await {
-                                break;
-                            }
-                        }
-                        Step::Work(plan, req, frame, at, mac) => {
-                            barrier = matches!(plan, Plan::Reversal { .. });
-                            if barrier && !inflight.is_empty() {
-                                held = Some((plan, req, frame, at, mac, now));
-                            } else {
-                                inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
-                            }
-                        }
-                        Step::Nothing => {}
-                    }
-                }
+                Some(Ok(frame)) => (frame, true),
             },
             _ = &mut idle, if inflight.is_empty() && reading => {
                 let quiet = last_seen.elapsed();
@@ -167,7 +139,28 @@ pub async fn serve<R, W>(
                     break;
                 }
                 idle.as_mut().reset(tokio::time::Instant::now() + (idle_for - quiet));
+                continue;
             }
+        };
+        let now = Instant::now();
+        if read_now {
+            last_seen = now;
+        }
+        match on_frame(&ctx, frame) {
+            Step::Reply(f) => {
+                if !out.send(f).await {
+                    break;
+                }
+            }
+            Step::Work(plan, req, frame, at, mac) => {
+                barrier = matches!(plan, Plan::Reversal { .. });
+                if barrier && !inflight.is_empty() {
+                    held = Some((plan, req, frame, at, mac, now));
+                } else {
+                    inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
+                }
+            }
+            Step::Nothing => {}
         }
     }
     drop(inflight);
