@@ -55,6 +55,17 @@ pub struct Reconciled {
     pub unreadable: usize,
 }
 
+impl std::ops::AddAssign for Reconciled {
+    fn add_assign(&mut self, o: Reconciled) {
+        self.segments += o.segments;
+        self.requests += o.requests;
+        self.answered += o.answered;
+        self.reversed += o.reversed;
+        self.already_queued += o.already_queued;
+        self.unreadable += o.unreadable;
+    }
+}
+
 fn err(file: &Path, message: impl std::fmt::Display) -> IssuerError {
     IssuerError::InDoubt { file: file.display().to_string(), message: message.to_string() }
 }
@@ -120,12 +131,7 @@ pub fn reconcile(
                 reversed = got.reversed, already_queued = got.already_queued, unreadable = got.unreadable,
                 "in-doubt requests of the previous run reconciled");
         }
-        total.segments += got.segments;
-        total.requests += got.requests;
-        total.answered += got.answered;
-        total.reversed += got.reversed;
-        total.already_queued += got.already_queued;
-        total.unreadable += got.unreadable;
+        total += got;
     }
     Ok(total)
 }
