@@ -73,20 +73,13 @@ type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
 /// the group is committed once nothing more is queued (after one `LINGER_STEP` for a
 /// `LOADED` group), or when it reaches `MAX_GROUP` rows or `MAX_GROUP_TIME`. Under load,
 /// rows arrive while earlier ones are inserted and groups grow by themselves; at light
-/// load a lone row is committed at once. Queries, updates and barriers wait for the
-/// group's commit.
+/// load a lone row is committed at once. Queries and updates (the journal's barrier is a
+/// query) wait for the group's commit.
 fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd) {
-    let first = match first {
-        Cmd::Query(q, tx) => {
-            let _ = tx.send(store.query(&q));
-            return;
-        }
-        Cmd::Update(u, tx) => {
-            let _ = tx.send(store.update(&u));
-            return;
-        }
-        write => write,
-    };
+    if !matches!(first, Cmd::Write(..)) {
+        answer(store, first);
+        return;
+    }
     let started = Instant::now();
     let mut waiters: Waiters = Vec::new();
     let mut others = Vec::new();
@@ -137,15 +130,20 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
         }
     }
     for c in others {
-        match c {
-            Cmd::Query(q, tx) => {
-                let _ = tx.send(store.query(&q));
-            }
-            Cmd::Update(u, tx) => {
-                let _ = tx.send(store.update(&u));
-            }
-            Cmd::Write(..) => {}
+        answer(store, c);
+    }
+}
+
+/// Answer a query or an update; a write is never handed here.
+fn answer<S: Store>(store: &mut S, cmd: Cmd) {
+    match cmd {
+        Cmd::Query(q, tx) => {
+            let _ = tx.send(store.query(&q));
         }
+        Cmd::Update(u, tx) => {
+            let _ = tx.send(store.update(&u));
+        }
+        Cmd::Write(..) => {}
     }
 }
 
