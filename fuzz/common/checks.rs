@@ -7,7 +7,9 @@ use isoswitch::acceptor::read_request_fields;
 use isoswitch::frame::{FrameCodec, LengthHeader};
 use isoswitch::iso::spec::{BitmapEncoding, Spec, shipped};
 use isoswitch::iso::{Message, json, tlv};
+use isoswitch::route::rules::{RuleSet, RuleTexts};
 use isoswitch::route::txn::TxnTable;
+use isoswitch::route::{Now, RiskState};
 use tokio_util::codec::{Decoder, Encoder};
 
 #[path = "frame_config.rs"]
@@ -38,7 +40,35 @@ pub fn decode_and_read(name: &str, data: &[u8]) {
     static TXN: std::sync::OnceLock<TxnTable> = std::sync::OnceLock::new();
     let _ = TXN.get_or_init(|| TxnTable::default_table().expect("shipped table")).classify(&m);
     let _ = read_request_fields(&m);
+    // And its routing decision, with the risk counters: the rules read fields 2, 4, 7, 11,
+    // 41 and 42 with their own word-at-a-time readers (Luhn, card key, terminal and
+    // merchant ids), which must hold on any length and any bytes.
+    static RULES: std::sync::OnceLock<(RuleSet, RiskState)> = std::sync::OnceLock::new();
+    let (rules, risk) = RULES.get_or_init(|| {
+        let rules = RuleSet::from_texts(&RuleTexts {
+            registry: Some(("registry.toml", ESTATE)),
+            routes: Some(("routes.toml", ROUTES)),
+            risk: Some(("risk.toml", RISK)),
+            ..RuleTexts::default()
+        })
+        .expect("fuzz rule set");
+        (rules, RiskState::new())
+    });
+    let _ = rules.decide_with(&m, Now(1_795_485_600_000), risk);
 }
+
+/// A small estate for the routing check: terminals with 8-character and shorter ids,
+/// a BIN prefix and a range, and every stateful risk rule on.
+const ESTATE: &str = "[[merchant]]\nid = \"898340158120001\"\nname = \"M\"\nmcc = 5812\n\n\
+    [[terminal]]\nid = \"10000001\"\nmerchant = \"898340158120001\"\n\n\
+    [[terminal]]\nid = \"T1\"\nmerchant = \"898340158120001\"\n";
+const ROUTES: &str = "[default]\nissuer = \"a\"\ncard_type = \"debit\"\n\n\
+    [[route]]\nprefix = \"622202\"\nissuer = \"b\"\ncard_type = \"credit\"\n\n\
+    [[route]]\nlow = \"47617390\"\nhigh = \"47617399\"\nissuer = \"b\"\ncard_type = \"credit\"\n";
+const RISK: &str = "duplicate_window_s = 300\ncard_frequency = { count = 10, window_s = 60 }\n\
+    terminal_frequency = { count = 600, window_s = 60 }\n\n\
+    [[group]]\nname = \"default\"\nper_txn_max = 5000000\ncard_daily_max = 20000000\n\
+    supplementary = { above = 1000000, fields = [61] }\n";
 
 fn read_bitmap(s: &Spec, b: &[u8]) -> u64 {
     match s.bitmap {
