@@ -41,6 +41,9 @@ struct Level {
     /// first 4, or all when the level is shorter) or a later prefix, so that a lookup
     /// searches only the few ranges of one bucket.
     index: Vec<u32>,
+    /// The `low` of each range, on its own: a search reads 8 bytes a step, so the few
+    /// ranges of a bucket span one or two cache lines instead of several.
+    lows: Vec<u64>,
 }
 
 /// Digits of a level that pick its bucket.
@@ -57,6 +60,7 @@ impl Level {
         self.index = (0..=buckets)
             .map(|b| self.ranges.partition_point(|&(low, _, _)| low < b * scale) as u32)
             .collect();
+        self.lows = self.ranges.iter().map(|&(low, _, _)| low).collect();
     }
 
     fn find(&self, digits: &[u8]) -> Option<u32> {
@@ -81,9 +85,9 @@ impl Level {
         let start = self.index.get(b).copied()? as usize;
         let end = self.index.get(b + 1).copied()? as usize;
         // A range that starts in an earlier bucket may reach into this one.
-        let slice = self.ranges.get(start.saturating_sub(1)..end)?;
-        let i = slice.partition_point(|&(low, _, _)| low <= key);
-        let &(_, high, idx) = slice.get(i.checked_sub(1)?)?;
+        let from = start.saturating_sub(1);
+        let i = self.lows.get(from..end)?.partition_point(|&low| low <= key);
+        let &(_, high, idx) = self.ranges.get((from + i).checked_sub(1)?)?;
         (key <= high).then_some(idx)
     }
 }
@@ -96,7 +100,7 @@ const FLAT_DIGITS: u8 = 8;
 /// fewer would, tried longest first: each route becomes the range of the 8-digit numbers
 /// it covers, the boundaries of all of them cut the number line into segments, and each
 /// segment takes the route of the longest level that covers it.
-fn flatten(levels: &[Level]) -> Level {
+fn flatten(levels: &[Level]) -> Flat {
     let short: Vec<&Level> = levels.iter().filter(|l| l.digits <= FLAT_DIGITS).collect();
     let scale = |l: &Level| 10u64.pow(u32::from(FLAT_DIGITS - l.digits));
     let mut cuts: Vec<u64> = Vec::new();
@@ -118,9 +122,81 @@ fn flatten(levels: &[Level]) -> Level {
             _ => ranges.push((from, to - 1, idx)),
         }
     }
-    let mut flat = Level { digits: FLAT_DIGITS, ranges, index: Vec::new() };
-    flat.build_index();
-    flat
+    Flat::new(&ranges)
+}
+
+/// The folded level as a lookup table. The 8-digit number line is cut into segments, each
+/// held as its start and its route in one word (`start << 32 | route`, `NO_ROUTE` for a
+/// stretch no route covers). Over it lies one word per 6-digit prefix (a cell of 100
+/// numbers) from the first routed cell to the last: the route itself, flagged `UNIFORM`,
+/// when one segment covers the whole cell (nearly every cell of a real BIN table), else
+/// the segment holding the cell's first number, from which a short scan finds the one
+/// holding the key. A lookup reads one word, or two when a cell is cut.
+#[derive(Debug, Clone, Default)]
+struct Flat {
+    segments: Vec<u64>,
+    cells: Vec<u32>,
+    /// The cell `cells[0]` stands for.
+    first_cell: u64,
+}
+
+/// A route index that stands for no route (route indexes stay below it).
+const NO_ROUTE: u32 = (1 << 31) - 1;
+/// Flags a cell word that is the cell's route.
+const UNIFORM: u32 = 1 << 31;
+/// Numbers of 8 digits in one cell (one 6-digit prefix).
+const CELL: u64 = 100;
+
+impl Flat {
+    /// From non-overlapping `(low, high, route)` ranges sorted by `low`.
+    fn new(ranges: &[(u64, u64, u32)]) -> Flat {
+        let (Some(&(first, ..)), Some(&(.., last, _))) = (ranges.first(), ranges.last()) else {
+            return Flat::default();
+        };
+        let mut segments = Vec::with_capacity(ranges.len() * 2 + 1);
+        let mut next = 0u64;
+        for &(low, high, idx) in ranges {
+            if low > next {
+                segments.push(next << 32 | u64::from(NO_ROUTE));
+            }
+            segments.push(low << 32 | u64::from(idx));
+            next = high + 1;
+        }
+        segments.push(next << 32 | u64::from(NO_ROUTE));
+        let start = |j: usize| segments.get(j).map_or(u64::MAX, |&s| s >> 32);
+        let (first_cell, last_cell) = (first / CELL, last / CELL);
+        let mut cells = Vec::with_capacity((last_cell - first_cell + 1) as usize);
+        let mut j = 0;
+        for cell in first_cell..=last_cell {
+            let low = cell * CELL;
+            while start(j + 1) <= low {
+                j += 1;
+            }
+            cells.push(if start(j + 1) > low + CELL - 1 {
+                UNIFORM | segments.get(j).map_or(NO_ROUTE, |&s| s as u32)
+            } else {
+                j as u32
+            });
+        }
+        Flat { segments, cells, first_cell }
+    }
+
+    /// The route of the first eight digits of a PAN.
+    fn find(&self, digits: &[u8]) -> Option<u32> {
+        let key = crate::iso::eight_digits(digits)?;
+        let cell = *self.cells.get(usize::try_from((key / CELL).checked_sub(self.first_cell)?).ok()?)?;
+        let route = if cell & UNIFORM != 0 {
+            cell & !UNIFORM
+        } else {
+            // The segments from the one holding the cell's first number: at most a cell's
+            // worth start within it, and the last of them at or before `key` holds it.
+            let from = cell as usize;
+            let segs = self.segments.get(from..)?;
+            let n = segs.iter().take(CELL as usize + 1).take_while(|&&s| s >> 32 <= key).count();
+            *segs.get(n.checked_sub(1)?)? as u32
+        };
+        (route != NO_ROUTE).then_some(route)
+    }
 }
 
 /// The number spelt by ASCII digits (at most 19, checked by the caller).
@@ -135,7 +211,7 @@ pub struct Routes {
     /// Longest first.
     levels: Vec<Level>,
     /// The levels of up to `FLAT_DIGITS` digits as one (see `flatten`).
-    flat: Level,
+    flat: Flat,
     default: Option<Route>,
 }
 
@@ -241,7 +317,10 @@ impl Routes {
                     ));
                 }
             };
-            let idx = u32::try_from(routes.len()).map_err(|_| src.err(at, "route", "too many routes"))?;
+            let idx = u32::try_from(routes.len())
+                .ok()
+                .filter(|&i| i < NO_ROUTE)
+                .ok_or_else(|| src.err(at, "route", "too many routes"))?;
             routes.push(target(
                 src,
                 at,
@@ -262,7 +341,7 @@ impl Routes {
             prev = Some((n, high));
             match levels.last_mut() {
                 Some(l) if l.digits == n => l.ranges.push((low, high, idx)),
-                _ => levels.push(Level { digits: n, ranges: vec![(low, high, idx)], index: Vec::new() }),
+                _ => levels.push(Level { digits: n, ranges: vec![(low, high, idx)], ..Level::default() }),
             }
         }
         levels.iter_mut().for_each(Level::build_index);
@@ -486,6 +565,38 @@ card_type = "credit"
             let want = spans.iter().find(|(l, h, _)| *l <= key && key <= *h).map_or("d", |s| s.2.as_str());
             let pan = format!("{key}00000000");
             assert_eq!(routes.lookup(pan.as_bytes()).unwrap().issuer, want, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_cell_cut_into_single_numbers_and_the_edges_of_the_cell_table() {
+        let mut text = String::from("[default]\nissuer = \"d\"\ncard_type = \"debit\"\n");
+        // Every other number of the 6-digit prefix 622200 is a route of its own: the cell is
+        // cut a hundred times. A wide range starts and ends inside other cells.
+        for i in (0..100).step_by(2) {
+            text += &format!("[[route]]\nprefix = \"622200{i:02}\"\nissuer = \"r{i}\"\ncard_type = \"qr\"\n");
+        }
+        text +=
+            "[[route]]\nlow = \"62230050\"\nhigh = \"62240049\"\nissuer = \"w\"\ncard_type = \"credit\"\n";
+        let routes = Routes::load(&Source { file: "routes.toml", text: &text }).unwrap();
+        let issuer = |head: &str| routes.lookup(format!("{head}12345678").as_bytes()).unwrap().issuer;
+        for i in 0..100 {
+            let want = if i % 2 == 0 { format!("r{i}") } else { "d".to_string() };
+            assert_eq!(issuer(&format!("622200{i:02}")), want, "{i}");
+        }
+        for (head, want) in [
+            ("62230049", "d"),
+            ("62230050", "w"),
+            ("62235000", "w"),
+            ("62240049", "w"),
+            ("62240050", "d"),
+            ("62219999", "d"),
+            ("62220100", "d"),
+            ("10000000", "d"),
+            ("99999999", "d"),
+            ("00000000", "d"),
+        ] {
+            assert_eq!(issuer(head), want, "{head}");
         }
     }
 

@@ -25,6 +25,7 @@ pub mod clock;
 pub mod decision;
 pub mod error;
 pub mod fees;
+mod open_table;
 pub mod priority;
 pub mod registry;
 pub mod risk;

@@ -15,11 +15,10 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use hashbrown::HashTable;
-
 use serde::{Deserialize, Serialize};
 
 use super::error::{RuleError, Source};
+use super::open_table::{Keyed, OpenTable};
 use super::txn::TxnType;
 
 /// A fast hasher for read-only keys: FNV-1a over bytes, one multiply-and-fold for a `u64`.
@@ -53,9 +52,10 @@ pub enum Settlement {
     T1,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
+    #[default]
     Active,
     Suspended,
 }
@@ -137,7 +137,7 @@ impl Merchant {
 }
 
 /// One slot of the terminal table: the packed id, the terminal and its merchant's `Hot`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
 pub(crate) struct Entry {
     key: u64,
@@ -146,7 +146,7 @@ pub(crate) struct Entry {
 }
 
 /// One terminal.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Terminal {
     pub merchant: u32,
     pub status: Status,
@@ -158,8 +158,9 @@ pub struct Terminal {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     pub merchants: Vec<Merchant>,
-    /// Keyed by the id space-padded to 8 bytes as a `u64`: no pointer to chase.
-    terminals: HashTable<Entry>,
+    /// Keyed by the id space-padded to 8 bytes as a `u64`: no pointer to chase, and a
+    /// lookup usually reads the entry's one cache line only (`open_table`).
+    terminals: OpenTable<Entry>,
     merchant_ids: FnvMap<Arc<str>, u32>,
     /// The merchant that unknown terminals are served as, when the estate is open.
     pub unknown: Option<Merchant>,
@@ -220,8 +221,21 @@ fn active() -> Status {
     Status::Active
 }
 
-/// The table hash of a packed terminal id: one multiply-and-fold (the top bits pick the
-/// tag, the low ones the bucket).
+impl Keyed for Entry {
+    fn key(&self) -> u64 {
+        self.key
+    }
+    fn keyed(key: u64) -> Self {
+        Entry { key, ..Entry::default() }
+    }
+    fn home(key: u64) -> u64 {
+        slot_hash(key)
+    }
+}
+
+/// The table hash of a packed terminal id: one multiply-and-fold (its low bits pick the
+/// home slot). Terminal ids come from the operator's registry, so the hash need not be keyed:
+/// an id from the wire can only land on the clusters the registry made.
 #[inline]
 fn slot_hash(key: u64) -> u64 {
     let m = u128::from(key) * 0x9e37_79b9_7f4a_7c15;
@@ -331,8 +345,10 @@ impl Registry {
                 return Err(src.err(at, "terminal.id", format!("terminal `{}` is listed twice", t.id)));
             }
             let hot = reg.merchants.get(merchant as usize).map(Merchant::hot).unwrap_or_default();
-            reg.terminals
-                .insert_unique(slot_hash(key), Entry { key, terminal, merchant: hot }, |e| slot_hash(e.key));
+            if let Some(e) = reg.terminals.insert_new(key) {
+                e.terminal = terminal;
+                e.merchant = hot;
+            }
         }
         Ok(reg)
     }
@@ -366,7 +382,7 @@ impl Registry {
     /// The table entry of a packed terminal id.
     #[inline]
     fn entry(&self, key: u64) -> Option<&Entry> {
-        self.terminals.find(slot_hash(key), |e| e.key == key)
+        self.terminals.find(key)
     }
 
     /// A terminal by id with its merchant's `Hot`, from one cache line.
