@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
         rotate: Duration::from_secs(5),
         fsync: false,
         settled: Arc::new(Never),
+        lock: Arc::new(isoswitch::issuer::indoubt::lock_dir(&dir).unwrap()),
     };
     let log = IssuerLog::new("bench".into(), &cfg).unwrap();
     let reqs: Vec<Vec<u8>> = (0..100).map(request).collect();

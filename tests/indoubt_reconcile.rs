@@ -91,6 +91,7 @@ async fn case(jc: JournalConfig, dir: PathBuf) {
         rotate: Duration::from_secs(60),
         fsync: false,
         settled,
+        lock: Arc::new(isoswitch::issuer::indoubt::lock_dir(&dir).unwrap()),
     };
     let write = || {
         let log = IssuerLog::new("bank".into(), &log_cfg).unwrap();

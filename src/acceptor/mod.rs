@@ -131,6 +131,9 @@ async fn start_indoubt(
     let (Some(dir), Some(journal)) = (services.indoubt_dir(cfg), services.journal_handle().cloned()) else {
         return Ok(None);
     };
+    // Before reading anything: another switch on this directory would have its requests
+    // in flight reversed by this one's reconciliation.
+    let lock = Arc::new(crate::issuer::indoubt::lock_dir(&dir)?);
     let key = key.aead();
     let (c, d, k, j, s) = (cfg.clone(), dir.clone(), key.clone(), journal.clone(), store.clone());
     tokio::task::spawn_blocking(move || indoubt::reconcile(&c, &d, &k, &j, &s))
@@ -142,6 +145,7 @@ async fn start_indoubt(
         rotate: Duration::from_millis(cfg.saf.indoubt_rotate_ms),
         fsync: cfg.saf.indoubt_fsync,
         settled: Arc::new(indoubt::JournalSettled(journal)),
+        lock,
     }))
 }
 

@@ -25,6 +25,12 @@
 //! **Reconciliation** (the acceptor's, at start, before any link sends): every remaining
 //! segment is read; each request whose answer the journal does not hold gets a reversal in
 //! store-and-forward (idempotent by issuer and field 90), then the segments are deleted.
+//! **One switch per directory.** A running switch holds an advisory lock (`flock`) on
+//! `<dir>/.lock`; a second switch given the same directory is refused at start, naming
+//! it, since it would reconcile (reverse) the first one's requests in flight. The kernel
+//! drops the lock when the process dies, kill -9 included, so a restart is never stopped
+//! by a stale lock. (A name that starts with a dot is never an issuer's directory.)
+//!
 //! May import: the codec, metrics, ring.
 
 pub mod record;
@@ -58,6 +64,43 @@ pub struct InDoubt {
     pub rotate: Duration,
     pub fsync: bool,
     pub settled: Arc<dyn Settled>,
+    /// The lock on the directory (`lock_dir`), held while this log is in use.
+    pub lock: Arc<File>,
+}
+
+/// Create `dir` and its missing parents, readable by the owner only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Take the directory for this process (creating it): an error when another running
+/// switch holds it, or when it cannot be created or locked.
+pub fn lock_dir(dir: &Path) -> Result<File, IssuerError> {
+    let path = dir.join(".lock");
+    let err = |message: String| IssuerError::InDoubt { file: path.display().to_string(), message };
+    private_dir(dir).map_err(|e| err(format!("cannot create the in-doubt directory: {e}")))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| err(format!("cannot open the lock file: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(err("the in-doubt directory is in use by another running switch; give each node its own \
+             [saf] indoubt_dir"
+                .to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(err(format!("cannot lock the in-doubt directory: {e}"))),
+    }
 }
 
 impl std::fmt::Debug for InDoubt {
@@ -131,6 +174,8 @@ pub struct IssuerLog {
     /// Closed segments waiting to be deleted, with the time they closed.
     closed: Mutex<Vec<(PathBuf, Instant)>>,
     rng: SystemRandom,
+    /// The directory's lock, held as long as a writer or the reaper uses this log.
+    _lock: Arc<File>,
 }
 
 impl std::fmt::Debug for IssuerLog {
@@ -143,14 +188,7 @@ impl IssuerLog {
     /// The log of `issuer` under `cfg.dir` (its directory is created, mode 0700).
     pub fn new(issuer: Arc<str>, cfg: &InDoubt) -> Result<Arc<IssuerLog>, IssuerError> {
         let dir = issuer_dir(&cfg.dir, &issuer);
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(0o700);
-        }
-        b.create(&dir)
+        private_dir(&dir)
             .map_err(|e| IssuerError::InDoubt { file: dir.display().to_string(), message: e.to_string() })?;
         Ok(Arc::new(IssuerLog {
             issuer,
@@ -161,6 +199,7 @@ impl IssuerLog {
             started_ms: u64::try_from(unix_ms()).unwrap_or(0),
             closed: Mutex::new(Vec::new()),
             rng: SystemRandom::new(),
+            _lock: cfg.lock.clone(),
         }))
     }
 

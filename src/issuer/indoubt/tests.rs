@@ -17,7 +17,9 @@ fn key(b: u8) -> LessSafeKey {
 fn setup(tag: &str, rotate: Duration) -> (PathBuf, InDoubt) {
     let dir = std::env::temp_dir().join(format!("isoswitch-indoubt-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cfg = InDoubt { dir: dir.clone(), key: key(7), rotate, fsync: false, settled: Arc::new(Always) };
+    let lock = Arc::new(lock_dir(&dir).unwrap());
+    let cfg =
+        InDoubt { dir: dir.clone(), key: key(7), rotate, fsync: false, settled: Arc::new(Always), lock };
     (dir, cfg)
 }
 
@@ -87,4 +89,22 @@ fn rotation_deletes_only_resolved_segments() {
     assert_eq!(read(&key(7), "bank", &left[0].1).unwrap()[0].terminal_stan, "000002");
     assert_eq!(log.closed_len(), 0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_second_switch_on_the_same_directory_is_refused_until_the_first_is_gone() {
+    let dir = std::env::temp_dir().join(format!("isoswitch-indoubt-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = lock_dir(&dir).unwrap();
+    // A second open of the lock file is another holder, as another process would be.
+    let e = lock_dir(&dir).unwrap_err().to_string();
+    assert!(e.contains(&dir.join(".lock").display().to_string()), "{e}");
+    assert!(e.contains("in use by another running switch") && e.contains("indoubt_dir"), "{e}");
+    drop(first);
+    let again = lock_dir(&dir).unwrap();
+    // The lock file is never taken for an issuer's directory or a segment.
+    assert_ne!(issuer_dir(&dir, ".lock"), dir.join(".lock"));
+    assert!(segments(&dir).unwrap().is_empty());
+    drop(again);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
