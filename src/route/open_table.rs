@@ -6,8 +6,8 @@
 //!
 //! Keys are already keyed and scrambled `u64`s (see `risk_state`); the table does not hash
 //! again (unless the entry type says how). Key 0 marks an empty slot, so a key of 0 is stored as 1 (two keys in 2^64 share
-//! an entry). Removal happens only in `retain`, which rebuilds the table, so probe chains
-//! never hold gaps.
+//! an entry). Removal happens only in `retain`, which closes each gap it makes by moving
+//! the rest of the probe chain back, so chains never hold gaps.
 
 /// An entry that knows its key.
 pub(crate) trait Keyed: Copy + Default {
@@ -117,15 +117,48 @@ impl<T: Keyed> OpenTable<T> {
         }
     }
 
-    /// Keep only the entries for which `keep` is true (one pass, then a rebuild at the same
-    /// size so that no probe chain holds a gap).
+    /// Keep only the entries for which `keep` is true, in place: each removal moves back the
+    /// rest of its probe chain (no tombstones, no allocation), so a sweep of a large table
+    /// under a shard lock costs one pass. `keep` may be asked twice about an entry that a
+    /// removal moved back to where the pass stands, or from the array's start to its end;
+    /// it must answer the same both times.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        for e in &mut self.slots {
+        let mut i = 0;
+        while let Some(e) = self.slots.get(i) {
             if e.key() != 0 && !keep(e) {
-                *e = T::default();
+                // Slot `i` may now hold an entry moved back from later in its chain: look
+                // at it again.
+                self.remove_at(i);
+            } else {
+                i += 1;
             }
         }
-        self.rebuild(self.slots.len());
+    }
+
+    /// Empty slot `hole` and close the gap: each later entry of the chain whose probe path
+    /// (from its home slot to where it is) passes the hole moves into it, and the hole
+    /// moves to where that entry was, until the chain ends at an empty slot.
+    fn remove_at(&mut self, mut hole: usize) {
+        let Some(mask) = self.slots.len().checked_sub(1) else { return };
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let Some(&e) = self.slots.get(j) else { return };
+            if e.key() == 0 {
+                break;
+            }
+            let home = T::home(e.key()) as usize & mask;
+            if j.wrapping_sub(home) & mask >= j.wrapping_sub(hole) & mask {
+                if let Some(slot) = self.slots.get_mut(hole) {
+                    *slot = e;
+                }
+                hole = j;
+            }
+        }
+        if let Some(slot) = self.slots.get_mut(hole) {
+            *slot = T::default();
+            self.len -= 1;
+        }
     }
 
     /// Move every entry into a table of `slots` slots (a power of two, at least twice the
@@ -196,6 +229,57 @@ mod tests {
         assert!(t.capacity() >= t.len() + cap);
         for (n, &k) in keys.iter().enumerate().filter(|(n, _)| n % 2 == 0) {
             assert_eq!(t.find_mut(k).map(|e| e.n).ok(), Some(n as u32), "{n}");
+        }
+    }
+
+    /// Every occupied slot is reached from its home slot through occupied slots only.
+    fn chains_are_whole(t: &OpenTable<E>) {
+        let Some(mask) = t.slots.len().checked_sub(1) else { return };
+        for (j, e) in t.slots.iter().enumerate().filter(|(_, e)| e.key != 0) {
+            let mut i = e.key as usize & mask;
+            while i != j {
+                assert_ne!(t.slots[i].key, 0, "a gap at {i} before {j}");
+                i = (i + 1) & mask;
+            }
+        }
+    }
+
+    #[test]
+    fn retain_in_place_keeps_every_chain_whole_against_a_model() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..200 {
+            let mut t: OpenTable<E> = OpenTable::default();
+            let mut model = std::collections::HashMap::new();
+            // Few distinct low bits: long chains that wrap past the array's end.
+            let spread = [4u64, 16, 64, 1 << 20][round % 4];
+            for step in 0..400u32 {
+                match next() % 10 {
+                    0 => {
+                        let (salt, cut) = (next(), next() % 4);
+                        t.retain(|e| (e.key ^ salt) % 4 >= cut);
+                        model.retain(|&k: &u64, _| (k ^ salt) % 4 >= cut);
+                    }
+                    1 => t.reserve((next() % 50) as usize),
+                    _ => {
+                        let key = (next() % spread) | (next() << 32) | 1;
+                        if let std::collections::hash_map::Entry::Vacant(v) = model.entry(key) {
+                            v.insert(step);
+                            t.insert_new(key).unwrap().n = step;
+                        }
+                    }
+                }
+                assert_eq!(t.len(), model.len(), "round {round} step {step}");
+                chains_are_whole(&t);
+                for (&k, &n) in &model {
+                    assert_eq!(t.find_mut(k).map(|e| e.n).ok(), Some(n), "round {round} step {step}");
+                }
+            }
         }
     }
 
