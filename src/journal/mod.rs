@@ -76,6 +76,22 @@ type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
 /// load a lone row is committed at once. Queries and updates (the journal's barrier is a
 /// query) wait for the group's commit.
 fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd) {
+    if matches!(first, Cmd::Query(..)) {
+        answer(store, first);
+        // Queries queued right behind it (a reconciliation's look-ups) share one read
+        // transaction where the store gains by it; whatever else comes next starts anew.
+        if let Ok(next) = rx.try_recv() {
+            match next {
+                Cmd::Query(..) if store.reads_in_one_transaction() => {
+                    if let Some(rest) = read_group(store, rx, next) {
+                        write_group(store, rx, rest);
+                    }
+                }
+                other => write_group(store, rx, other),
+            }
+        }
+        return;
+    }
     if !matches!(first, Cmd::Write(..)) {
         answer(store, first);
         return;
@@ -135,6 +151,33 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
 }
 
 /// Answer a query or an update; a write is never handed here.
+/// Answer `first` and the queries queued behind it in one read transaction, up to
+/// `MAX_GROUP` of them or `MAX_GROUP_TIME`; returns the first command that is not a query.
+/// The transaction writes nothing and is rolled back; if it cannot be opened the queries
+/// are answered one by one all the same.
+fn read_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd) -> Option<Cmd> {
+    let started = Instant::now();
+    let open = store.begin().is_ok();
+    let mut next = Some(first);
+    let mut answered = 0;
+    let mut rest = None;
+    while let Some(cmd) = next.take() {
+        if !matches!(cmd, Cmd::Query(..)) {
+            rest = Some(cmd);
+            break;
+        }
+        answer(store, cmd);
+        answered += 1;
+        if answered < MAX_GROUP && started.elapsed() < MAX_GROUP_TIME {
+            next = rx.try_recv().ok();
+        }
+    }
+    if open {
+        store.rollback();
+    }
+    rest
+}
+
 fn answer<S: Store>(store: &mut S, cmd: Cmd) {
     match cmd {
         Cmd::Query(q, tx) => {
@@ -261,9 +304,13 @@ mod tests {
     struct Probe {
         log: Vec<String>,
         fail_on: Option<String>,
+        batch_reads: bool,
     }
 
     impl Store for Probe {
+        fn reads_in_one_transaction(&self) -> bool {
+            self.batch_reads
+        }
         fn begin(&mut self) -> Result<(), StoreError> {
             self.log.push("begin".into());
             Ok(())
@@ -348,5 +395,38 @@ mod tests {
         write_group(&mut store, &mut rx, Cmd::Query(Query::ByRrn("x".into()), q_tx));
         assert_eq!(store.log, ["query"]);
         assert!(matches!(q_rx.try_recv(), Ok(Ok(_))));
+    }
+
+    #[test]
+    fn queries_queued_back_to_back_share_one_read_transaction_where_the_store_gains() {
+        let query = || {
+            let (q_tx, q_rx) = oneshot::channel();
+            (Cmd::Query(Query::ByRrn("x".into()), q_tx), q_rx)
+        };
+        for batch_reads in [true, false] {
+            let (tx, mut rx) = mpsc::channel(16);
+            let (first, a1) = query();
+            let (second, a2) = query();
+            let (third, a3) = query();
+            let (w, r) = write("1");
+            tx.try_send(second).unwrap();
+            tx.try_send(third).unwrap();
+            tx.try_send(w).unwrap();
+            let mut store = Probe { batch_reads, ..Probe::default() };
+            write_group(&mut store, &mut rx, first);
+            let want: &[&str] = if batch_reads {
+                // The first is answered before anything is known to follow it; the write
+                // after the queries gets a group of its own.
+                &["query", "begin", "query", "query", "rollback", "begin", "insert 1", "commit"]
+            } else {
+                &["query", "query", "query", "begin", "insert 1", "commit"]
+            };
+            assert_eq!(store.log, want, "batch_reads {batch_reads}");
+            for mut a in [a1, a2, a3] {
+                assert!(matches!(a.try_recv(), Ok(Ok(_))));
+            }
+            let mut r = r;
+            assert!(matches!(r.try_recv(), Ok(Ok(true))));
+        }
     }
 }

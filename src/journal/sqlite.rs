@@ -167,6 +167,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn reads_in_one_transaction(&self) -> bool {
+        true
+    }
+
     fn rollback(&mut self) {
         if !self.conn.is_autocommit()
             && let Err(e) = self.conn.execute_batch("ROLLBACK")

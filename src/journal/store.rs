@@ -171,6 +171,12 @@ pub trait Store: Send + 'static {
         }
     }
     fn query(&mut self, q: &Query) -> Result<Vec<TxnRecord>, StoreError>;
+    /// Whether queries that arrive back to back are better answered inside one read
+    /// transaction (`begin`, the queries, `rollback`): SQLite then takes its shared lock
+    /// once for all of them instead of locking and unlocking the file for each.
+    fn reads_in_one_transaction(&self) -> bool {
+        false
+    }
     fn update(&mut self, u: &Update) -> Result<u64, StoreError>;
 }
 
