@@ -283,9 +283,25 @@ impl Services {
     /// answer when the group commit keeps up, but the answer does not wait past `by`, the
     /// deadline the terminal was promised — under overload a commit can lag by hundreds of
     /// milliseconds, and a 91 or 68 that arrives late is worth less than none. The row is
-    /// written in a task of its own, so it is committed all the same, just after the answer.
+    /// committed all the same, just after the answer: it is queued before this returns
+    /// whenever the queue has room, so a look-up made after the answer (a reversal
+    /// matching this request, which waits for it to finish) is answered after its commit
+    /// and finds it; with the queue full it waits for room in a task of its own.
     async fn journal_until(&self, row: Box<TxnRecord>, by: std::time::Instant) {
         let Some(j) = &self.journal else { return };
+        let row = match j.try_submit(row) {
+            Ok(commit) => {
+                match tokio::time::timeout_at(by.into(), commit).await {
+                    Ok(Ok(Ok(_))) => {}
+                    Ok(Ok(Err(e))) => tracing::error!(error = %e, "journal write failed"),
+                    Ok(Err(_)) => tracing::error!("journal writer gone before the commit"),
+                    Err(_) => tracing::debug!("journal commit still pending at the deadline; answered first"),
+                }
+                return;
+            }
+            Err(row) => row,
+        };
+        // The queue is full (overload): the row waits for room in a task of its own.
         let j = j.clone();
         let write = tokio::spawn(async move { j.record_boxed(row).await });
         match tokio::time::timeout_at(by.into(), write).await {

@@ -234,6 +234,24 @@ impl Journal {
     }
 
     /// `record` of a row already boxed (it reaches the writer without being copied).
+    /// Queue `rec` at once, ahead of anything queued after this call (queries included:
+    /// a look-up made afterwards is answered after the row's commit), and hand back the
+    /// receiver of its commit; `Err(rec)` when the queue is full or the writer is gone.
+    pub fn try_submit(
+        &self,
+        rec: Box<TxnRecord>,
+    ) -> Result<oneshot::Receiver<Result<bool, StoreError>>, Box<TxnRecord>> {
+        let (tx, rx) = oneshot::channel();
+        match self.tx.try_send(Cmd::Write(rec, tx)) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::TrySendError::Full(cmd) | mpsc::error::TrySendError::Closed(cmd)) => match cmd {
+                Cmd::Write(rec, _) => Err(rec),
+                // Only a write was sent.
+                Cmd::Query(..) | Cmd::Update(..) => Err(Box::default()),
+            },
+        }
+    }
+
     pub async fn record_boxed(&self, rec: Box<TxnRecord>) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Cmd::Write(rec, tx)).await.map_err(|_| StoreError::Closed)?;
