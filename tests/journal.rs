@@ -213,6 +213,32 @@ async fn journal_suite_on_postgres() {
     }
 }
 
+/// A row handed over with `try_submit` is queued at once: a query made right after it,
+/// with the commit not awaited, finds it. A decline answered before its row's commit relies
+/// on this when the terminal's reversal then looks for it as its original.
+async fn submitted_rows_come_before_later_queries(cfg: JournalConfig) {
+    let j = open(&cfg).await;
+    for stan in 1..=50u32 {
+        let row = rec("node-a", "TERM0042", stan, TEST_PANS[0], 100, "68");
+        let commit = j.try_submit(Box::new(row)).expect("room in the queue");
+        let found = j.query(Query::ByRrn(format!("RRN{stan:09}"))).await.unwrap();
+        assert_eq!(found.len(), 1, "stan {stan}");
+        assert!(commit.await.unwrap().unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitted_rows_come_before_later_queries_on_sqlite() {
+    let (cfg, _dir) = sqlite();
+    submitted_rows_come_before_later_queries(cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitted_rows_come_before_later_queries_on_postgres() {
+    let Some(cfg) = postgres().await else { return };
+    submitted_rows_come_before_later_queries(cfg).await;
+}
+
 /// The `transactions` table as journals written before terminal batch numbers have it.
 const OLD_SCHEMA: &str = "CREATE TABLE transactions (
     id {id}, switch_id TEXT NOT NULL, received_at BIGINT NOT NULL, forwarded_at BIGINT,
