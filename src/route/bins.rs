@@ -41,9 +41,6 @@ struct Level {
     /// first 4, or all when the level is shorter) or a later prefix, so that a lookup
     /// searches only the few ranges of one bucket.
     index: Vec<u32>,
-    /// The `low` of each range, on its own: a search reads 8 bytes a step, so the few
-    /// ranges of a bucket span one or two cache lines instead of several.
-    lows: Vec<u64>,
 }
 
 /// Digits of a level that pick its bucket.
@@ -60,16 +57,11 @@ impl Level {
         self.index = (0..=buckets)
             .map(|b| self.ranges.partition_point(|&(low, _, _)| low < b * scale) as u32)
             .collect();
-        self.lows = self.ranges.iter().map(|&(low, _, _)| low).collect();
     }
 
+    /// The range holding the number `digits` spell (levels longer than `FLAT_DIGITS`, and
+    /// numbers too short for the folded table).
     fn find(&self, digits: &[u8]) -> Option<u32> {
-        // Eight digits (the folded level) in one word, the bucket by a constant division.
-        if let Some(key) = crate::iso::eight_digits(digits)
-            && self.digits == 8
-        {
-            return self.find_in((key / 10u64.pow(u32::from(8 - BUCKET_DIGITS))) as usize, key);
-        }
         let (head, _) = digits.split_at_checked(self.bucket_digits() as usize)?;
         self.find_in(value(head) as usize, value(digits))
     }
@@ -85,9 +77,9 @@ impl Level {
         let start = self.index.get(b).copied()? as usize;
         let end = self.index.get(b + 1).copied()? as usize;
         // A range that starts in an earlier bucket may reach into this one.
-        let from = start.saturating_sub(1);
-        let i = self.lows.get(from..end)?.partition_point(|&low| low <= key);
-        let &(_, high, idx) = self.ranges.get((from + i).checked_sub(1)?)?;
+        let slice = self.ranges.get(start.saturating_sub(1)..end)?;
+        let i = slice.partition_point(|&(low, _, _)| low <= key);
+        let &(_, high, idx) = slice.get(i.checked_sub(1)?)?;
         (key <= high).then_some(idx)
     }
 }

@@ -244,7 +244,7 @@ fn slot_hash(key: u64) -> u64 {
 
 /// A terminal id (1 to 8 characters) space-padded to 8 bytes, as field 41 carries it, read
 /// as one number.
-fn terminal_key(id: &[u8]) -> Option<u64> {
+pub(crate) fn terminal_key(id: &[u8]) -> Option<u64> {
     // The usual id fills all 8 bytes: one load, no copy of a variable length.
     if let Ok(k) = <[u8; 8]>::try_from(id) {
         return Some(u64::from_le_bytes(k));

@@ -227,19 +227,9 @@ impl RiskState {
 
     /// The keyed key of a terminal id.
     fn terminal_key(&self, id: &[u8]) -> u64 {
-        // The usual id fills all 8 bytes: one load, no copy of a variable length.
-        if let Ok(k) = <[u8; 8]>::try_from(id) {
-            return mix(u64::from_le_bytes(k) ^ self.seed);
-        }
-        match id.len() {
-            0..=8 => {
-                let mut k = [b' '; 8];
-                if let Some(head) = k.get_mut(..id.len()) {
-                    head.copy_from_slice(id);
-                }
-                mix(u64::from_le_bytes(k) ^ self.seed)
-            }
-            _ => self.key.hash_one(id),
+        match super::registry::terminal_key(id) {
+            Some(packed) => mix(packed ^ self.seed),
+            None => self.key.hash_one(id),
         }
     }
 
