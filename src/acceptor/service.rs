@@ -289,25 +289,22 @@ impl Services {
     /// and finds it; with the queue full it waits for room in a task of its own.
     async fn journal_until(&self, row: Box<TxnRecord>, by: std::time::Instant) {
         let Some(j) = &self.journal else { return };
-        let row = match j.try_submit(row) {
-            Ok(commit) => {
-                match tokio::time::timeout_at(by.into(), commit).await {
-                    Ok(Ok(Ok(_))) => {}
-                    Ok(Ok(Err(e))) => tracing::error!(error = %e, "journal write failed"),
-                    Ok(Err(_)) => tracing::error!("journal writer gone before the commit"),
-                    Err(_) => tracing::debug!("journal commit still pending at the deadline; answered first"),
-                }
-                return;
+        let commit = match j.try_submit(row) {
+            Ok(commit) => commit,
+            Err(row) => {
+                // The queue is full (overload): the row waits for room in a task of its own.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let j = j.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(j.record_boxed(row).await);
+                });
+                rx
             }
-            Err(row) => row,
         };
-        // The queue is full (overload): the row waits for room in a task of its own.
-        let j = j.clone();
-        let write = tokio::spawn(async move { j.record_boxed(row).await });
-        match tokio::time::timeout_at(by.into(), write).await {
+        match tokio::time::timeout_at(by.into(), commit).await {
             Ok(Ok(Ok(_))) => {}
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "journal write failed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "journal write task failed"),
+            Ok(Err(_)) => tracing::error!("journal writer gone before the commit"),
             Err(_) => tracing::debug!("journal commit still pending at the deadline; answered first"),
         }
     }

@@ -150,7 +150,6 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
     }
 }
 
-/// Answer a query or an update; a write is never handed here.
 /// Answer `first` and the queries queued behind it in one read transaction, up to
 /// `MAX_GROUP` of them or `MAX_GROUP_TIME`; returns the first command that is not a query.
 /// The transaction writes nothing and is rolled back; if it cannot be opened the queries
@@ -178,6 +177,7 @@ fn read_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd)
     rest
 }
 
+/// Answer a query or an update; a write is never handed here.
 fn answer<S: Store>(store: &mut S, cmd: Cmd) {
     match cmd {
         Cmd::Query(q, tx) => {
@@ -233,7 +233,6 @@ impl Journal {
         self.record_boxed(Box::new(rec)).await
     }
 
-    /// `record` of a row already boxed (it reaches the writer without being copied).
     /// Queue `rec` at once, ahead of anything queued after this call (queries included:
     /// a look-up made afterwards is answered after the row's commit), and hand back the
     /// receiver of its commit; `Err(rec)` when the queue is full or the writer is gone.
@@ -252,6 +251,7 @@ impl Journal {
         }
     }
 
+    /// `record` of a row already boxed (it reaches the writer without being copied).
     pub async fn record_boxed(&self, rec: Box<TxnRecord>) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Cmd::Write(rec, tx)).await.map_err(|_| StoreError::Closed)?;
