@@ -8,6 +8,11 @@
 //!    input in canonical form: hex bitmaps in uppercase, and an all-zero secondary or
 //!    tertiary bitmap dropped together with the bit that announced it. Nothing else may
 //!    change: the MTI and every field byte come back exactly.
+//! 3. A decoded message changed with `set` (fields replaced by values of the same length or
+//!    not, fields added or removed) and then encoded, plain or with `encode_with`
+//!    overrides, gives the bytes of the same message built field by field. A decoded
+//!    message encodes its fields as a copy of its frame with the replaced values written
+//!    over; this holds that copy to the field-by-field encoding.
 
 use std::sync::Arc;
 
@@ -99,6 +104,62 @@ fn message(spec: &Spec) -> BoxedStrategy<(String, Vec<(usize, Val)>)> {
         .boxed()
 }
 
+/// Changes to a decoded message: new values for any of the spec's fields (added, or
+/// replacing), fields to remove, and new values for the overrides.
+type Changes = (Vec<(usize, Val)>, Vec<usize>, Vec<(usize, Val)>);
+
+/// An MTI, the fields of a message, and changes to it.
+type Changed = (String, Vec<(usize, Val)>, Changes);
+
+/// A message, changes to it, and overrides for its encoding. Replacements of fields the
+/// message has are likelier than additions, so that the frame copy's patches are tested.
+fn changed(spec: &Arc<Spec>) -> BoxedStrategy<Changed> {
+    let s = spec.clone();
+    message(spec)
+        .prop_flat_map(move |(mti, fields)| {
+            let again: Vec<BoxedStrategy<(usize, Val)>> = fields
+                .iter()
+                .map(|(n, _)| {
+                    let n = *n;
+                    value(s.field(n).unwrap()).prop_map(move |v| (n, v)).boxed()
+                })
+                .collect();
+            let present: Vec<usize> = fields.iter().map(|(n, _)| *n).collect();
+            let count = again.len();
+            // Overrides: text fields of fixed length (what the switch overrides: STAN, RRN).
+            let over: Vec<BoxedStrategy<(usize, Val)>> = fields
+                .iter()
+                .filter(|(n, _)| {
+                    let fs = s.field(*n).unwrap();
+                    fs.length == Length::Fixed && fs.class != Class::Binary
+                })
+                .map(|(n, _)| {
+                    let n = *n;
+                    value(s.field(n).unwrap()).prop_map(move |v| (n, v)).boxed()
+                })
+                .collect();
+            let over_count = over.len();
+            let extra = message(&s).prop_map(|(_, f)| f);
+            (
+                Just(mti),
+                Just(fields),
+                subsequence(again, 0..=count),
+                prop_oneof![3 => Just(Vec::new()), 1 => extra],
+                prop_oneof![3 => Just(Vec::new()), 1 => subsequence(present, 0..=count.min(2))],
+                subsequence(over, 0..=over_count.min(3)),
+            )
+        })
+        .prop_flat_map(|(mti, fields, again, extra, removed, over)| {
+            (Just(mti), Just(fields), again, Just(extra), Just(removed), over)
+        })
+        .prop_map(|(mti, fields, again, extra, removed, over)| {
+            let mut changes = again;
+            changes.extend(extra.into_iter().take(3));
+            (mti, fields, (changes, removed, over))
+        })
+        .boxed()
+}
+
 fn hex_upper(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02X}")).collect()
 }
@@ -148,6 +209,54 @@ fn check_built(spec: &Arc<Spec>, mti: &str, fields: &[(usize, Val)]) -> Result<(
         prop_assert_eq!(got, Some(expected_text(fs, v)), "field {}", n);
     }
     prop_assert_eq!(encode(&decoded), wire);
+    Ok(())
+}
+
+/// Property 3 for one spec.
+fn check_changed(
+    spec: &Arc<Spec>,
+    mti: &str,
+    fields: &[(usize, Val)],
+    (changes, removed, over): &Changes,
+) -> Result<(), TestCaseError> {
+    let wire = encode(&build(spec, mti, fields));
+    let mut decoded = Message::decode(spec, Bytes::from(wire)).unwrap();
+    // The same message built field by field: the final value of every field.
+    let mut finals: Vec<(usize, Val)> = fields.to_vec();
+    for (n, v) in changes {
+        let one = build(spec, "0000", std::slice::from_ref(&(*n, v.clone())));
+        decoded.copy_from(&one, *n).unwrap();
+        match finals.iter_mut().find(|(m, _)| m == n) {
+            Some(slot) => slot.1 = v.clone(),
+            None => finals.push((*n, v.clone())),
+        }
+    }
+    for n in removed {
+        decoded.remove(*n);
+        finals.retain(|(m, _)| m != n);
+    }
+    finals.sort_by_key(|(n, _)| *n);
+    let built = build(spec, mti, &finals);
+    prop_assert_eq!(encode(&decoded), encode(&built));
+    // Overrides only of fields still present, as text.
+    let over: Vec<(usize, String)> = over
+        .iter()
+        .filter(|(n, _)| decoded.has(*n))
+        .map(|(n, v)| match v {
+            Val::Text(t) => (*n, t.clone()),
+            Val::Hex(b) | Val::Raw(b) => (*n, hex_upper(b)),
+        })
+        .collect();
+    let refs: Vec<(usize, &str)> = over.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let mut with = BytesMut::new();
+    decoded.encode_with(&refs, &mut with).unwrap();
+    let mut expected = built.clone();
+    for (n, v) in &refs {
+        expected.set(*n, v).unwrap();
+    }
+    prop_assert_eq!(with.to_vec(), encode(&expected));
+    // encode_with leaves the message as it was.
+    prop_assert_eq!(encode(&decoded), encode(&built));
     Ok(())
 }
 
@@ -263,6 +372,11 @@ macro_rules! per_spec {
                 #[test]
                 fn built_messages_round_trip((mti, fields) in message(&spec($name))) {
                     check_built(&spec($name), &mti, &fields)?;
+                }
+
+                #[test]
+                fn changed_decoded_messages_encode_as_built((mti, fields, changes) in changed(&spec($name))) {
+                    check_changed(&spec($name), &mti, &fields, &changes)?;
                 }
 
                 #[test]

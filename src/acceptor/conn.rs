@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ListenerCtx;
 use super::reply::{format_error, switch_reply};
-use super::service::{Plan, now_ms};
+use super::service::{Arrival, Plan, now_ms};
 use crate::frame::batch::{Ended, write_batches};
 use crate::frame::{Frame, FrameCodec, FrameError};
 use crate::iso::Message;
@@ -38,17 +39,48 @@ type Reader<R> = Chain<Take<std::io::Cursor<[u8; 64]>>, R>;
 /// How long a gracefully stopped connection waits for the terminal to close its side.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// The stop signals a listener's connections obey: `graceful` (read no more, answer what
+/// was read) and `hard` (close now). A token's own checks lock a mutex that every
+/// connection shares, and a busy connection checked both for every message; it now reads
+/// these flags, which `watch` sets, and polls the tokens only before it sleeps.
+pub struct Stop {
+    pub graceful: CancellationToken,
+    pub hard: CancellationToken,
+    stopping: AtomicBool,
+    killed: AtomicBool,
+}
+
+impl Stop {
+    pub fn new(graceful: CancellationToken, hard: CancellationToken) -> Arc<Stop> {
+        Arc::new(Stop { graceful, hard, stopping: AtomicBool::new(false), killed: AtomicBool::new(false) })
+    }
+
+    /// Set the flags as the tokens are cancelled; runs until `hard` is.
+    pub async fn watch(self: Arc<Self>) {
+        tokio::select! {
+            _ = self.graceful.cancelled() => self.stopping.store(true, Ordering::Release),
+            _ = self.hard.cancelled() => {}
+        }
+        self.hard.cancelled().await;
+        self.killed.store(true, Ordering::Release);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    fn killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+}
+
 /// Serve one connection until the terminal leaves, it idles out, or shutdown drains it.
-pub async fn serve<R, W>(
-    ctx: Arc<ListenerCtx>,
-    r: R,
-    w: W,
-    shutdown: CancellationToken,
-    hard: CancellationToken,
-) where
+pub async fn serve<R, W>(ctx: Arc<ListenerCtx>, r: R, w: W, stop: Arc<Stop>)
+where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
+    let (shutdown, hard) = (&stop.graceful, &stop.hard);
     let idle_for = Duration::from_millis(ctx.cfg.idle_timeout_ms.max(1));
     let mut r = r;
     let mut first = [0u8; 64];
@@ -87,6 +119,14 @@ pub async fn serve<R, W>(
             drained = shutdown.is_cancelled();
             break;
         }
+        if stop.killed() {
+            break;
+        }
+        if reading && stop.stopping() {
+            reading = false;
+            backlog = buffered(&mut frames, ctx.cfg.frame);
+            continue;
+        }
         // A frame to handle, and whether it was just read from the socket (not the backlog).
         let (frame, read_now) = tokio::select! {
             biased;
@@ -103,12 +143,6 @@ pub async fn serve<R, W>(
                         None => barrier = false,
                     }
                 }
-                continue;
-            }
-            _ = hard.cancelled() => break,
-            _ = shutdown.cancelled(), if reading => {
-                reading = false;
-                backlog = buffered(&mut frames, ctx.cfg.frame);
                 continue;
             }
             Some(frame) = async { backlog.pop_front() }, if !backlog.is_empty() && !barrier && inflight.len() < max => {
@@ -132,6 +166,14 @@ pub async fn serve<R, W>(
                 }
                 Some(Ok(frame)) => (frame, true),
             },
+            // Polled only when nothing above is ready, which is before the connection
+            // sleeps: they wake it. A busy connection sees the flags checked above.
+            _ = hard.cancelled() => break,
+            _ = shutdown.cancelled(), if reading => {
+                reading = false;
+                backlog = buffered(&mut frames, ctx.cfg.frame);
+                continue;
+            }
             _ = &mut idle, if inflight.is_empty() && reading => {
                 let quiet = last_seen.elapsed();
                 if quiet >= idle_for {
@@ -166,7 +208,7 @@ pub async fn serve<R, W>(
     drop(inflight);
     out.close().await;
     if drained {
-        linger(frames.into_inner(), &hard).await;
+        linger(frames.into_inner(), hard).await;
     }
 }
 
@@ -343,11 +385,13 @@ async fn work(
     let svc = &ctx.services;
     let (built, issuer) = match plan {
         Plan::Forward { issuer, fwd, .. } => {
-            let (reply, asked) = super::cup::forward(&ctx, &req, issuer, &fwd, at).await;
+            // Boxed (see below): the forward's state is over a kilobyte.
+            let arrival = Arrival { at, instant: start };
+            let (reply, asked) = Box::pin(super::cup::forward(&ctx, &req, issuer, &fwd, arrival)).await;
             (reply, asked.then_some(issuer))
         }
-        // The plans other than a forward are boxed: a future is as large as its largest
-        // branch, and this one is moved into the connection's set for every request.
+        // Every branch's work is boxed: a future is as large as its largest branch, and
+        // this one is moved into the connection's set for every request.
         Plan::Decline { rc, field44, txn } => {
             (Box::pin(svc.decline(&req, rc, field44.as_deref(), txn, at)).await.map(Box::new), None)
         }

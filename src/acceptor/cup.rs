@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::ListenerCtx;
+use super::service::Arrival;
 use crate::iso::Message;
 use crate::journal::{Journal, Query, Status, TxnRecord, Update};
 use crate::route::{Forward, Rc, txn::TxnType};
@@ -215,8 +216,9 @@ pub async fn forward(
     req: &Message,
     issuer: usize,
     fwd: &Forward,
-    at: i64,
+    arrival: Arrival,
 ) -> (Option<Box<Message>>, bool) {
+    let at = arrival.at;
     let svc = &ctx.services;
     let txn = fwd.txn_type.as_str();
     let decline = |rc: &str| Rc::parse(rc).unwrap_or(Rc(*b"96"));
@@ -237,7 +239,11 @@ pub async fn forward(
             None => Query::Recent { terminal: terminal.clone(), limit: 1000 },
         };
         match Box::pin(j.query(q)).await {
-            Ok(rows) => original = rows.into_iter().rev().find(|o| matches(o, &terminal, &n, types)),
+            // Boxed, as is the translated request below: both live across the forward's
+            // await, and inline they would add a kilobyte to every forward's future.
+            Ok(rows) => {
+                original = rows.into_iter().rev().find(|o| matches(o, &terminal, &n, types)).map(Box::new)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "journal query for an original failed");
                 return (Box::pin(svc.decline(req, decline("96"), None, txn, at)).await.map(Box::new), false);
@@ -250,7 +256,7 @@ pub async fn forward(
         }
     }
     let translated = match ctx.security.translate_pin(req, issuer) {
-        Ok(t) => t,
+        Ok(t) => t.map(Box::new),
         Err(rc) => {
             return (Box::pin(svc.decline(req, decline(rc), None, txn, at)).await.map(Box::new), false);
         }
@@ -265,8 +271,8 @@ pub async fn forward(
         plan.fee = 0;
         plan.split = Default::default();
     }
-    let out = translated.as_ref().unwrap_or(req);
-    let reply = svc.forward_as(&ctx.issuers, req, out, issuer, &plan, at).await;
+    let out = translated.as_deref().unwrap_or(req);
+    let reply = svc.forward_as(&ctx.issuers, req, out, issuer, &plan, arrival).await;
     let approved = reply.as_ref().is_some_and(|r| r.raw(39) == Some(b"00"));
     if let (true, Some(o), Some(j)) = (approved, &original, &svc.journal) {
         let status = match fwd.txn_type {

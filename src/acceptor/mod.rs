@@ -311,6 +311,8 @@ async fn accept_loop(
     let limit = Arc::new(Semaphore::new(ctx.cfg.max_connections));
     let tracker = TaskTracker::new();
     let conns = gauge!(m::TERMINAL_CONNECTIONS);
+    let stop = conn::Stop::new(shutdown.clone(), hard.clone());
+    let watcher = tokio::spawn(stop.clone().watch());
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -331,19 +333,18 @@ async fn accept_loop(
             continue;
         };
         tune(&stream);
-        let (ctx, tls, shutdown, hard, conns) =
-            (ctx.clone(), tls.clone(), shutdown.clone(), hard.clone(), conns.clone());
+        let (ctx, tls, stop, conns) = (ctx.clone(), tls.clone(), stop.clone(), conns.clone());
         tracker.spawn(async move {
             conns.increment(1.0);
             match tls {
                 None => {
                     let (r, w) = stream.into_split();
-                    conn::serve(ctx, r, w, shutdown, hard).await;
+                    conn::serve(ctx, r, w, stop).await;
                 }
                 Some(acc) => match tokio::time::timeout(handshake, acc.accept(stream)).await {
                     Ok(Ok(s)) => {
                         let (r, w) = tokio::io::split(s);
-                        conn::serve(ctx, r, w, shutdown, hard).await;
+                        conn::serve(ctx, r, w, stop).await;
                     }
                     Ok(Err(e)) => tracing::info!(%peer, error = %e, "terminal TLS handshake failed"),
                     Err(_) => tracing::info!(%peer, "terminal TLS handshake timed out"),
@@ -360,6 +361,7 @@ async fn accept_loop(
         hard.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await;
     }
+    watcher.abort();
 }
 
 /// Nodelay for latency; keepalive so a terminal gone behind a NAT reset frees its slot.

@@ -337,20 +337,9 @@ impl Services {
     }
 
     /// Forward a request and build the terminal's reply, journalled before it is returned.
-    pub async fn forward(
-        &self,
-        issuers: &Issuers,
-        req: &Message,
-        issuer: usize,
-        fwd: &route::Forward,
-        at: i64,
-    ) -> Option<Box<Message>> {
-        self.forward_as(issuers, req, req, issuer, fwd, at).await
-    }
-
-    /// [`Services::forward`], sending `out` to the issuer in place of `req` (the request with
-    /// its PIN block translated to the issuer's zone key); the reply and the journal row are
-    /// built from `req`.
+    /// `out` is sent to the issuer in place of `req` (the request with its PIN block
+    /// translated to the issuer's zone key); the reply and the journal row are built from
+    /// `req`. The issuer's deadline counts from `arrival`.
     pub async fn forward_as(
         &self,
         issuers: &Issuers,
@@ -358,9 +347,9 @@ impl Services {
         out: &Message,
         issuer: usize,
         fwd: &route::Forward,
-        at: i64,
+        arrival: Arrival,
     ) -> Option<Box<Message>> {
-        let arrived = std::time::Instant::now();
+        let Arrival { at, instant: arrived } = arrival;
         // Without a journal no row is built: its strings and the PAN hash would be wasted.
         let primary = issuers.get(issuer).map(|i| i.name().to_string()).unwrap_or_default();
         let mut row = self.journal.as_ref().map(|_| {
@@ -391,7 +380,7 @@ impl Services {
             row.forwarded_at = Some(now_ms());
         }
         let outcome = match issuers
-            .forward_with_backup_as(&primary, fwd.backup, out, fwd.class, self.commit_reserve())
+            .forward_with_backup_as(&primary, fwd.backup, out, fwd.class, self.commit_reserve(), arrived)
             .await
         {
             Some((answered_by, outcome)) => {
@@ -633,6 +622,14 @@ pub enum Plan {
     Settle,
     /// Batch upload (0320): what the terminal says it did, recorded and acknowledged.
     Upload,
+}
+
+/// When a request arrived: in Unix milliseconds (for the rules and the journal) and as the
+/// instant its reply deadline counts from.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    pub at: i64,
+    pub instant: std::time::Instant,
 }
 
 /// Unix milliseconds now.

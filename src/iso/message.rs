@@ -113,6 +113,24 @@ impl Slots {
     }
 }
 
+/// A fixed field of a decoded message replaced by a value of the same wire length: the
+/// new bytes (in `ext`) go where the old ones lie in the frame.
+#[derive(Clone, Copy, Default)]
+struct Patch {
+    field: u16,
+    wire: u16,
+    /// The old bytes' offset in the frame, the new ones' in `ext`.
+    at: u32,
+    ext: u32,
+}
+
+/// Replacements a message keeps while its fields can still be encoded as a copy of the
+/// frame: a forward changes the STAN and RRN, a reply restores the terminal's.
+const PATCHES: usize = 4;
+
+/// `Message::fields_at` of a message whose fields are no longer the frame's.
+const NOT_FRAME: u32 = u32::MAX;
+
 /// A decoded or built ISO 8583 message.
 #[derive(Clone)]
 pub struct Message {
@@ -128,6 +146,13 @@ pub struct Message {
     slots: Slots,
     frame: Bytes,
     ext: BytesMut,
+    /// Where the fields begin in `frame` while they are exactly what was decoded, but for
+    /// the same-length replacements in `patches`: encoding then copies them from the frame
+    /// in one piece (the prefixes the decoder accepted are the ones the encoder writes).
+    /// `NOT_FRAME` for a built message and after any other change.
+    fields_at: u32,
+    patched: u8,
+    patches: [Patch; PATCHES],
 }
 
 impl PartialEq for Message {
@@ -159,6 +184,9 @@ impl Message {
             slots: Slots::default(),
             frame: Bytes::new(),
             ext: BytesMut::new(),
+            fields_at: NOT_FRAME,
+            patched: 0,
+            patches: [Patch::default(); PATCHES],
         };
         m.set_mti(mti)?;
         Ok(m)
@@ -174,6 +202,9 @@ impl Message {
             slots: Slots::default(),
             frame: Bytes::new(),
             ext: BytesMut::new(),
+            fields_at: NOT_FRAME,
+            patched: 0,
+            patches: [Patch::default(); PATCHES],
         };
         m.decode_frame(frame)?;
         Ok(m)
@@ -208,6 +239,7 @@ impl Message {
                 pos += bl;
             }
         }
+        let fields_at = pos as u32;
         // Stored presence uses bit n-1 counted from the low end, word by word.
         let mut stored = [0u64; 3];
         let mut last = 0u16;
@@ -241,6 +273,7 @@ impl Message {
         }
         self.present = stored;
         self.frame = frame;
+        self.fields_at = fields_at;
         Ok(())
     }
 
@@ -425,10 +458,47 @@ impl Message {
 
     /// Remove field `n`.
     pub fn remove(&mut self, n: usize) -> &mut Self {
-        if (1..=MAX_FIELD).contains(&n) {
+        if self.has(n) {
+            self.fields_at = NOT_FRAME;
             self.present[(n - 1) / 64] &= !(1u64 << ((n - 1) % 64));
         }
         self
+    }
+
+    /// Where field `n`'s bytes lie in the frame while the fields are still the frame's
+    /// (its patch's place if it was replaced): the wire length and the offset.
+    fn frame_place(&self, n: usize) -> Option<(usize, usize)> {
+        if self.fields_at == NOT_FRAME || !self.has(n) {
+            return None;
+        }
+        let s = self.slot(n);
+        if s.off & IN_EXT == 0 {
+            return Some((s.wire as usize, s.off as usize));
+        }
+        let p = self.patches[..usize::from(self.patched)].iter().find(|p| usize::from(p.field) == n)?;
+        Some((p.wire as usize, p.at as usize))
+    }
+
+    /// Note that field `n` now lies at `off` in `ext`: a fixed field that keeps its wire
+    /// length becomes a patch of the frame; any other change ends encoding from the frame.
+    fn note_change(&mut self, n: usize, off: u32, wire: u16) {
+        let fixed = self.spec.field(n).is_some_and(|fs| fs.length == Length::Fixed);
+        match self.frame_place(n) {
+            Some((w, at)) if fixed && w == usize::from(wire) => {
+                let i =
+                    self.patches[..usize::from(self.patched)].iter().position(|p| usize::from(p.field) == n);
+                let patch = Patch { field: n as u16, wire, at: at as u32, ext: off };
+                match i {
+                    Some(i) => self.patches[i] = patch,
+                    None if usize::from(self.patched) < PATCHES => {
+                        self.patches[usize::from(self.patched)] = patch;
+                        self.patched += 1;
+                    }
+                    None => self.fields_at = NOT_FRAME,
+                }
+            }
+            _ => self.fields_at = NOT_FRAME,
+        }
     }
 
     fn field_spec(&self, n: usize) -> Result<&FieldSpec, EncodeError> {
@@ -452,6 +522,9 @@ impl Message {
         };
         if off & IN_EXT != 0 {
             return Err(EncodeError::new(Part::Field(n as u16), "message too large"));
+        }
+        if self.fields_at != NOT_FRAME {
+            self.note_change(n, off, wire);
         }
         self.put_slot(n, Slot { off: off | IN_EXT, wire, units });
         self.present[(n - 1) / 64] |= 1u64 << ((n - 1) % 64);

@@ -127,16 +127,22 @@ impl Issuer {
     /// Forward a terminal's request and wait for its outcome, its class told by its MTI
     /// alone (the switch path passes the routing core's class to `forward_as`).
     pub async fn forward(&self, req: &Message) -> Outcome {
-        self.forward_as(req, class_of_mti(req.mti()), Duration::ZERO).await
+        self.forward_as(req, class_of_mti(req.mti()), Duration::ZERO, Instant::now()).await
     }
 
     /// Forward a terminal's request of priority `class` through admission control and wait
-    /// for its outcome: at most the link deadline from now, less the answer margin.
+    /// for its outcome: at most the link deadline from `arrival` (when the request reached
+    /// the switch), less the answer margin.
     /// `reserve` is the time the caller expects to need after a reply before the terminal
     /// has its answer (the journal's commit of an approval): a request that could not be
     /// written by deadline - reserve - expected latency is shed with 91 instead.
-    pub async fn forward_as(&self, req: &Message, class: Class, reserve: Duration) -> Outcome {
-        let arrival = Instant::now();
+    pub async fn forward_as(
+        &self,
+        req: &Message,
+        class: Class,
+        reserve: Duration,
+        arrival: Instant,
+    ) -> Outcome {
         // Storing the reversal of an unanswered request (durably, before the 68), the
         // journal row and the write to the terminal happen after the reply wait: ending the
         // wait `margin` early keeps the 68 within the deadline the terminal was promised.
@@ -388,11 +394,12 @@ impl Issuers {
         backup: Option<&str>,
         req: &Message,
     ) -> Option<(Arc<Issuer>, Outcome)> {
-        self.forward_with_backup_as(primary, backup, req, class_of_mti(req.mti()), Duration::ZERO).await
+        let now = Instant::now();
+        self.forward_with_backup_as(primary, backup, req, class_of_mti(req.mti()), Duration::ZERO, now).await
     }
 
-    /// As `forward_with_backup`, with the priority class the routing core gave the request
-    /// and the caller's reserve (see `Issuer::forward_as`).
+    /// As `forward_with_backup`, with the priority class the routing core gave the request,
+    /// the caller's reserve and the request's arrival (see `Issuer::forward_as`).
     pub async fn forward_with_backup_as(
         &self,
         primary: &str,
@@ -400,6 +407,7 @@ impl Issuers {
         req: &Message,
         class: Class,
         reserve: Duration,
+        arrival: Instant,
     ) -> Option<(Arc<Issuer>, Outcome)> {
         let first = self.by_name(primary)?.clone();
         let spare = backup.and_then(|b| self.by_name(b)).filter(|b| b.name != first.name);
@@ -410,10 +418,10 @@ impl Issuers {
             first.failovers.increment(1);
             tracing::info!(issuer = %first.name, backup = %b.name, "every link down; failing over to the backup");
             let b = b.clone();
-            let outcome = b.forward_as(req, class, reserve).await;
+            let outcome = b.forward_as(req, class, reserve, arrival).await;
             return Some((b, outcome));
         }
-        let outcome = first.forward_as(req, class, reserve).await;
+        let outcome = first.forward_as(req, class, reserve, arrival).await;
         Some((first, outcome))
     }
 
