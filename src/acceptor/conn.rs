@@ -451,3 +451,37 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let _ = tokio::time::timeout(bound, w.shutdown()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_stop_flags_follow_the_tokens() {
+        let (graceful, hard) = (CancellationToken::new(), CancellationToken::new());
+        let stop = Stop::new(graceful.clone(), hard.clone());
+        let watcher = tokio::spawn(stop.clone().watch());
+        tokio::task::yield_now().await;
+        assert!(!stop.stopping() && !stop.killed());
+        graceful.cancel();
+        for _ in 0..100 {
+            if stop.stopping() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(stop.stopping() && !stop.killed());
+        hard.cancel();
+        tokio::time::timeout(Duration::from_secs(1), watcher).await.expect("watcher ends").expect("no panic");
+        assert!(stop.killed());
+    }
+
+    #[tokio::test]
+    async fn a_hard_stop_alone_kills() {
+        let (graceful, hard) = (CancellationToken::new(), CancellationToken::new());
+        let stop = Stop::new(graceful, hard.clone());
+        hard.cancel();
+        tokio::time::timeout(Duration::from_secs(1), stop.clone().watch()).await.expect("watcher ends");
+        assert!(stop.killed() && !stop.stopping());
+    }
+}
