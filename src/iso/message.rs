@@ -3,7 +3,9 @@
 //! where each present field lies in it (inline for the first 32 fields, which covers
 //! ordinary messages), so decoding allocates nothing. Fields set with the
 //! builder are encoded once into the message's own buffer. Encoding writes into the
-//! caller's `BytesMut`.
+//! caller's `BytesMut`; a decoded message whose fields are unchanged, or changed only by
+//! same-length values in fixed fields (a forward's STAN and RRN, a reply's restored
+//! ones), encodes them as one copy of its frame with those values written over.
 //!
 //! Wire layout (ASCII spec shown; BCD/binary specs pack the same parts smaller):
 //!

@@ -1,8 +1,10 @@
 //! Encoding a `Message` into the caller's buffer: MTI, bitmaps, then each present field
-//! with its length prefix. `encode_with` writes the message with some fields replaced
-//! (or added) without building a second message: the issuer connector sends every
-//! forwarded request with its own STAN and RRN this way instead of copying the ~1.6 KiB
-//! message to set two fields. May import: the codec only.
+//! with its length prefix, or, for a decoded message whose fields are still the frame's
+//! (bar same-length replacements of fixed fields), MTI and bitmaps followed by one copy
+//! of the frame's fields with the replacements written over. `encode_with` writes the
+//! message with some fields replaced (or added) without building a second message: the
+//! issuer connector sends every forwarded request with its own STAN and RRN this way
+//! instead of copying the message to set two fields. May import: the codec only.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
