@@ -4,7 +4,9 @@
 # whole process and its journal-writer thread), which is what to compare on a busy machine.
 #   bash benches/load.sh MODE CONNECTIONS PIPELINE SECONDS
 #   MODE: direct (sim-terminal straight to sim-issuer), off (switch, no journal),
-#         normal / full (switch with a SQLite journal at that journal_sync)
+#         normal / full (switch with a SQLite journal at that journal_sync),
+#         floor (examples/relay_floor in the switch's place: decode, swap the STAN, match,
+#         nothing else; build it first with cargo build --release --example relay_floor)
 #   ISOSWITCH_BIN: the binary (default target/release/isoswitch)
 #   LOAD_CONFIG_EXTRA: TOML appended to the switch's configuration (journal modes), e.g.
 #     $'[saf]\nindoubt = false' to measure without the in-doubt log
@@ -23,7 +25,10 @@ if [ "$mode" = direct ]; then
   "$B" sim-terminal --connect "$ISS" --connections "$C" --pipeline "$K" --seconds "$S" --json | tail -1
   exit
 fi
-if [ "$mode" = off ]; then
+if [ "$mode" = floor ]; then
+  sleep 0.3 # it connects to the issuer once, at start
+  "${RELAY_BIN:-target/release/examples/relay_floor}" "$SW" "$ISS" 2>"$D/switch.log" &
+elif [ "$mode" = off ]; then
   RUST_LOG=warn "$B" run --listen "$SW" --issuer "$ISS" --metrics "$MET" \
     --journal off 2>"$D/switch.log" &
 else
