@@ -351,10 +351,10 @@ impl Services {
     ) -> Option<Box<Message>> {
         let Arrival { at, instant: arrived } = arrival;
         // Without a journal no row is built: its strings and the PAN hash would be wasted.
-        let primary = issuers.get(issuer).map(|i| i.name().to_string()).unwrap_or_default();
+        let primary = issuers.get(issuer).map_or("", |i| i.name());
         let mut row = self.journal.as_ref().map(|_| {
             let mut row = self.row(req, at, fwd.txn_type.as_str(), "forward");
-            row.issuer = Some(primary.clone());
+            row.issuer = Some(primary.to_string());
             row.route = Some(fwd.issuer.to_string());
             row
         });
@@ -380,7 +380,7 @@ impl Services {
             row.forwarded_at = Some(now_ms());
         }
         let outcome = match issuers
-            .forward_with_backup_as(&primary, fwd.backup, out, fwd.class, self.commit_reserve(), arrived)
+            .forward_with_backup_as(primary, fwd.backup, out, fwd.class, self.commit_reserve(), arrived)
             .await
         {
             Some((answered_by, outcome)) => {
