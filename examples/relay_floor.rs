@@ -13,13 +13,14 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use futures_util::StreamExt;
+use isoswitch::frame::batch::write_batches;
 use isoswitch::frame::{Frame, FrameCodec, FrameConfig};
 use isoswitch::iso::{Message, Spec, spec::shipped};
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -30,9 +31,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A request at the issuer: where its reply goes and the terminal's STAN.
 struct Waiting {
-    reply: mpsc::UnboundedSender<Bytes>,
+    reply: mpsc::Sender<Bytes>,
     stan: [u8; 6],
 }
+
+/// Messages queued for one socket's writer.
+const QUEUE: usize = 4096;
+
+/// How long a batch write may take before its socket is given up, as the switch's bound.
+const WRITE_BOUND: Duration = Duration::from_secs(5);
 
 type Table = DashMap<u32, Waiting>;
 
@@ -65,16 +72,16 @@ async fn relay(listen: &str, issuer: &str) -> Result<(), String> {
     let listener = TcpListener::bind(listen).await.map_err(|e| format!("listen {listen}: {e}"))?;
     let table = Arc::new(Table::with_capacity(4096));
     let (lr, lw) = link.into_split();
-    let (to_issuer, queued) = mpsc::unbounded_channel();
-    tokio::spawn(write_batches(queued, lw));
+    let (to_issuer, queued) = mpsc::channel(QUEUE);
+    tokio::spawn(writer(queued, lw));
     tokio::spawn(replies(lr, spec.clone(), table.clone()));
     let next = Arc::new(AtomicU32::new(0));
     loop {
         let (s, _) = listener.accept().await.map_err(|e| format!("accept: {e}"))?;
         let _ = s.set_nodelay(true);
         let (r, w) = s.into_split();
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(rx, w));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(rx, w));
         tokio::spawn(requests(r, tx, spec.clone(), table.clone(), to_issuer.clone(), next.clone()));
     }
 }
@@ -82,10 +89,10 @@ async fn relay(listen: &str, issuer: &str) -> Result<(), String> {
 /// One terminal connection's requests: decode, take a relay STAN, write to the issuer.
 async fn requests(
     r: OwnedReadHalf,
-    reply: mpsc::UnboundedSender<Bytes>,
+    reply: mpsc::Sender<Bytes>,
     spec: Arc<Spec>,
     table: Arc<Table>,
-    to_issuer: mpsc::UnboundedSender<Bytes>,
+    to_issuer: mpsc::Sender<Bytes>,
     next: Arc<AtomicU32>,
 ) {
     let mut frames = FramedRead::new(r, FrameCodec::new(FrameConfig::default()));
@@ -96,7 +103,7 @@ async fn requests(
         let ours = next.fetch_add(1, Ordering::Relaxed) % 999_999 + 1;
         table.insert(ours, Waiting { reply: reply.clone(), stan });
         if m.encode_with(&[(11, &format!("{ours:06}"))], &mut out).is_ok() {
-            let _ = to_issuer.send(out.split().freeze());
+            let _ = to_issuer.send(out.split().freeze()).await;
         }
     }
 }
@@ -111,25 +118,16 @@ async fn replies(r: OwnedReadHalf, spec: Arc<Spec>, table: Arc<Table>) {
         let Some((_, w)) = table.remove(&ours) else { continue };
         let stan = std::str::from_utf8(&w.stan).unwrap_or("000000");
         if m.set(11, stan).is_ok() && m.encode(&mut out).is_ok() {
-            let _ = w.reply.send(out.split().freeze());
+            let _ = w.reply.send(out.split().freeze()).await;
         }
     }
 }
 
-/// Frame and write whatever is queued, one write per batch.
-async fn write_batches(mut rx: mpsc::UnboundedReceiver<Bytes>, mut w: OwnedWriteHalf) {
+/// Frame and write whatever is queued, one write per batch (the switch's batching writer).
+async fn writer(mut rx: mpsc::Receiver<Bytes>, mut w: OwnedWriteHalf) {
     let mut codec = FrameCodec::new(FrameConfig::default());
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(first) = rx.recv().await {
-        let _ = codec.encode(Frame::plain(first), &mut buf);
-        while buf.len() < 64 * 1024
-            && let Ok(b) = rx.try_recv()
-        {
-            let _ = codec.encode(Frame::plain(b), &mut buf);
-        }
-        if w.write_all(&buf).await.is_err() {
-            return;
-        }
-        buf.clear();
-    }
+    let frame = |b: Bytes, buf: &mut BytesMut| {
+        let _ = codec.encode(Frame::plain(b), buf);
+    };
+    write_batches(&mut rx, &mut w, WRITE_BOUND, BytesMut::with_capacity(16 * 1024), frame).await;
 }
