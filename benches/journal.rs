@@ -46,6 +46,7 @@ fn row(i: u64, hasher: &PanHasher) -> TxnRecord {
         status: Some(Status::Approved),
         batch: None,
         terminal_batch: None,
+        txn_key: Some(format!("0200 1124{:06}", s / 999_999)),
     }
 }
 

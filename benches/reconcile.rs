@@ -43,6 +43,7 @@ fn answered(t: u32) -> TxnRecord {
         stan: format!("{t:06}"),
         switch_stan: Some(format!("{:06}", t + 1)),
         transmission_time: "1124103000".into(),
+        txn_key: Some("0200 1124103000".into()),
         mti: "0200".into(),
         txn_type: "purchase".into(),
         decision: "forward".into(),

@@ -38,6 +38,7 @@ fn row(t: u32, rc: &str, switch_stan: Option<u32>) -> TxnRecord {
         stan: format!("{t:06}"),
         switch_stan: switch_stan.map(|s| format!("{s:06}")),
         transmission_time: "1124103000".into(),
+        txn_key: Some("0200 1124103000".into()),
         mti: "0200".into(),
         txn_type: "purchase".into(),
         decision: "forward".into(),

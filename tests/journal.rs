@@ -36,6 +36,7 @@ fn rec(node: &str, terminal: &str, stan: u32, pan: &str, amount: i64, rc: &str) 
         fee: amount * 60 / 10_000,
         settle_cycle: "T1".into(),
         status: Some(if rc == "00" { Status::Approved } else { Status::Declined }),
+        txn_key: Some(format!("0200 11240022{:02}", stan % 60)),
         ..TxnRecord::default()
     }
 }
@@ -159,10 +160,10 @@ async fn suite(cfg: JournalConfig) {
         // A key node A holds cannot be claimed by node B: duplicates are seen across nodes.
         assert!(!k.claim(rec("node-b", "TERM0001", 5, TEST_PANS[0], 1_005, "00")).await.unwrap());
         let seen = k
-            .query(Query::Exists {
+            .query(Query::ByKey {
                 terminal: "TERM0001".into(),
                 stan: "000003".into(),
-                transmission_time: "1124002203".into(),
+                txn_key: "0200 1124002203".into(),
             })
             .await
             .unwrap();

@@ -89,15 +89,7 @@ pub struct Batches {
     closed: Mutex<HashMap<String, Option<u32>>>,
 }
 
-/// The terminal's batch number (60.2) of a UnionPay-style request, as its six digits.
-pub(crate) fn batch_number(req: &Message) -> Option<String> {
-    if req.spec().name != "cup-pos" {
-        return None;
-    }
-    let f60 = req.text(60)?;
-    let b = f60.get(2..8)?;
-    b.bytes().all(|c| c.is_ascii_digit()).then(|| b.to_string())
-}
+pub(crate) use crate::journal::batch_number;
 
 fn batch_of(req: &Message) -> Option<u32> {
     batch_number(req)?.parse().ok()

@@ -163,10 +163,10 @@ fn one_segment(
     for chunk in sent.chunks(CHUNK) {
         let queries = chunk
             .iter()
-            .map(|(stan, m)| Query::Exists {
+            .map(|(stan, m)| Query::ByKey {
                 terminal: m.text(41).unwrap_or_default().into_owned(),
                 stan: stan.clone(),
-                transmission_time: m.text(7).unwrap_or_default().into_owned(),
+                txn_key: crate::journal::txn_key(m).unwrap_or_default(),
             })
             .collect();
         let rows = journal.query_many_blocking(queries).map_err(|e| err(path, e))?;

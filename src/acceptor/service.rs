@@ -223,7 +223,16 @@ impl Services {
                 None => Plan::Decline { rc: Rc::ISSUER_UNAVAILABLE, field44: None, txn: "unknown" },
             },
             Decision::Decline { rc, reason, field44 } => {
-                tracing::debug!(rc = %rc, ?reason, "request declined by the rules");
+                match reason {
+                    route::Reason::MissingField(field) => {
+                        tracing::info!(
+                            mti = msg.mti(),
+                            field,
+                            "request lacks a field its type requires; answered 30, not forwarded"
+                        )
+                    }
+                    _ => tracing::debug!(rc = %rc, ?reason, "request declined by the rules"),
+                }
                 // The journal names the type as the routing core recognised it.
                 let txn = self.router.rules().txn.classify(msg).map_or("other", |t| t.as_str());
                 Plan::Decline { rc, field44, txn }
@@ -247,7 +256,6 @@ impl Services {
         r.txn_type = txn.to_string();
         r.decision = decision.to_string();
         r.settle_cycle = if rules.settles_same_day(&r.merchant_id) { "T0" } else { "T1" }.to_string();
-        r.terminal_batch = super::cup::batch_number(req);
         r
     }
 

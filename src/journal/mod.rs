@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-pub use record::{PanHasher, Status, TxnRecord, business_date};
+pub use record::{PanHasher, Status, TxnRecord, batch_number, business_date, mti_class, txn_key};
 pub use store::{Query, Store, StoreError, Update};
 
 /// Where the journal lives.
@@ -228,7 +228,7 @@ impl Journal {
     }
 
     /// Make `rec` durable. `Ok(true)` once committed, `Ok(false)` when a row with the same
-    /// terminal, STAN, transmission time and MTI was already there (nothing duplicated).
+    /// terminal key (terminal, STAN, `txn_key`) was already there: nothing was written.
     pub async fn record(&self, rec: TxnRecord) -> Result<bool, StoreError> {
         self.record_boxed(Box::new(rec)).await
     }
@@ -300,8 +300,7 @@ impl Journal {
     /// out), so a query that finds nothing serves as the barrier. Outside the runtime's
     /// workers.
     pub fn barrier_blocking(&self) -> Result<(), StoreError> {
-        let nothing =
-            Query::Exists { terminal: String::new(), stan: String::new(), transmission_time: String::new() };
+        let nothing = Query::ByKey { terminal: String::new(), stan: String::new(), txn_key: String::new() };
         self.query_blocking(nothing).map(|_| ())
     }
 

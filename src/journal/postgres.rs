@@ -39,6 +39,7 @@ impl PgStore {
                 let sql = format!("ALTER TABLE transactions ADD COLUMN IF NOT EXISTS {col} {ty}");
                 client.batch_execute(&sql).await.map_err(err)?;
             }
+            client.batch_execute(store::INDEXES).await.map_err(err)?;
             Ok::<_, StoreError>(client)
         })?;
         Ok(PgStore { rt, client, insert: None })

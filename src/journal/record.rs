@@ -87,6 +87,42 @@ pub struct TxnRecord {
     /// The terminal's own batch number (UnionPay-style 60.2), six digits; `None` for
     /// dialects without one.
     pub terminal_batch: Option<String>,
+    /// The request's terminal key within (terminal, STAN): its MTI class and date-time
+    /// (see `journal::store::INDEXES`); `None` on a row that answered a request without
+    /// taking its key (a duplicate's 94).
+    pub txn_key: Option<String>,
+}
+
+/// The terminal's own batch number (UnionPay-style 60.2) of a `cup-pos` message, as its
+/// six digits; `None` for other dialects.
+pub fn batch_number(req: &Message) -> Option<String> {
+    if req.spec().name != "cup-pos" {
+        return None;
+    }
+    let f60 = req.text(60)?;
+    let b = f60.get(2..8)?;
+    b.bytes().all(|c| c.is_ascii_digit()).then(|| b.to_string())
+}
+
+/// The class of a request MTI that may carry money or undo it, a repeat folded onto its
+/// original (0201 -> 0200, 0401 -> 0400); `None` for every other MTI.
+pub fn mti_class(mti: &[u8]) -> Option<[u8; 4]> {
+    let &[b'0', class @ (b'1' | b'2' | b'4'), function @ (b'0' | b'2'), origin] = mti else { return None };
+    matches!(origin, b'0' | b'1').then_some([b'0', class, function, b'0'])
+}
+
+/// A request's terminal key within its terminal and STAN (see `journal::store::INDEXES`):
+/// its MTI class and date-time, `"0200 1124103000"` (field 7) or, on UnionPay-style
+/// terminals, which send no field 7 and number their STANs within a batch,
+/// `"0200 b000123"` (60.2). `None` when the request is not of a keyed class or lacks the
+/// date-time (the type table requires it, so such a request is answered 30).
+pub fn txn_key(req: &Message) -> Option<String> {
+    let class = mti_class(req.mti_bytes())?;
+    let class = std::str::from_utf8(&class).ok()?;
+    if let Some(f7) = req.text(7) {
+        return Some(format!("{class} {f7}"));
+    }
+    batch_number(req).map(|b| format!("{class} b{b}"))
 }
 
 impl TxnRecord {
@@ -106,6 +142,8 @@ impl TxnRecord {
             pan_masked: pan.as_deref().map(mask_pan),
             pan_hash: pan.as_deref().map(|p| keys.hash(p)),
             settle_cycle: "T1".into(),
+            terminal_batch: batch_number(req),
+            txn_key: txn_key(req),
             ..TxnRecord::default()
         }
     }

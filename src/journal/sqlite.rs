@@ -86,6 +86,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(&store::schema("INTEGER PRIMARY KEY AUTOINCREMENT")).map_err(err)?;
         add_columns(&conn)?;
+        conn.execute_batch(store::INDEXES).map_err(err)?;
         // Under load the writer spent most of its time in automatic checkpoints: they move
         // to their own thread.
         let finish = Arc::new(AtomicBool::new(false));
@@ -152,6 +153,7 @@ impl Store for SqliteStore {
                 r.status.map(|s| s.as_str()),
                 r.batch,
                 r.terminal_batch,
+                r.txn_key,
             ])
             .map_err(err)?;
         Ok(n == 1)

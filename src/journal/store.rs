@@ -33,17 +33,30 @@ pub const COLUMNS: &[&str] = &[
     "status",
     "batch",
     "terminal_batch",
+    "txn_key",
 ];
 
 /// Columns added after the first schema, with their SQL type: each backend adds the ones
 /// an existing table lacks when it opens (SQLite has no `ADD COLUMN IF NOT EXISTS`).
-pub const ADDED_COLUMNS: &[(&str, &str)] = &[("terminal_batch", "TEXT")];
+pub const ADDED_COLUMNS: &[(&str, &str)] = &[("terminal_batch", "TEXT"), ("txn_key", "TEXT")];
+
+/// Indexes, created after `ADDED_COLUMNS` (they name added columns). A transaction's
+/// identity is its row (`id`, unique in the journal, shared by all nodes of a PostgreSQL
+/// journal); the terminal's key for it is `(terminal_id, stan, txn_key)`, unique among the
+/// rows that hold one: `txn_key` is the request's MTI class and date-time (field 7, or the
+/// UnionPay-style batch 60.2), NULL on rows that answered a request without taking its
+/// key (a duplicate's 94, a format error), which therefore never collide with the
+/// transaction they repeat. The index also serves every look-up by terminal (its first
+/// column). It replaces `transactions_once (terminal_id, stan, transmission_time, mti)`,
+/// which let two different purchases without field 7 collide and dropped the second.
+pub const INDEXES: &str = "DROP INDEX IF EXISTS transactions_once;
+        CREATE UNIQUE INDEX IF NOT EXISTS transactions_identity ON transactions (terminal_id, stan, txn_key);";
 
 /// Schema, in SQL both SQLite and PostgreSQL accept (`{id}` is the key column's type).
 /// Every index costs each insert a B-tree descent and, at commit, the pages it dirtied.
-/// `transactions_once` serves every look-up by terminal (its first column), so the former
-/// `transactions_terminal (terminal_id, received_at)` is dropped: a terminal's recent rows
-/// are now sorted from its entries in `transactions_once`, which only the admin API asks for.
+/// `transactions_identity` (see `INDEXES`) serves every look-up by terminal (its first
+/// column), so the former `transactions_terminal (terminal_id, received_at)` is dropped: a
+/// terminal's recent rows are sorted from its entries there, which only the admin API asks for.
 pub fn schema(id: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS transactions (
@@ -74,10 +87,9 @@ pub fn schema(id: &str) -> String {
             settle_cycle TEXT NOT NULL DEFAULT 'T1',
             status TEXT,
             batch TEXT,
-            terminal_batch TEXT
+            terminal_batch TEXT,
+            txn_key TEXT
         );
-        CREATE UNIQUE INDEX IF NOT EXISTS transactions_once
-            ON transactions (terminal_id, stan, transmission_time, mti);
         CREATE INDEX IF NOT EXISTS transactions_rrn ON transactions (rrn);
         CREATE INDEX IF NOT EXISTS transactions_day ON transactions (business_date);
         DROP INDEX IF EXISTS transactions_terminal;"
@@ -110,12 +122,15 @@ pub enum Query {
         stan: String,
         amount: i64,
     },
-    /// The transaction with this duplicate key, on any node.
-    Exists {
+    /// The transaction holding this terminal key (see `INDEXES`), on any node.
+    ByKey {
         terminal: String,
         stan: String,
-        transmission_time: String,
+        txn_key: String,
     },
+    /// The rows of a business day that hold a terminal key, oldest first: what a switch
+    /// reloads at start to recognise retransmissions of transactions it answered before.
+    KeysOfDay(String),
     All,
 }
 
@@ -214,10 +229,13 @@ pub fn query_sql(q: &Query, sigil: char) -> (String, Vec<String>) {
             ),
             vec![t.clone()],
         ),
-        Query::Exists { terminal, stan, transmission_time } => (
-            format!("WHERE terminal_id = {} AND stan = {} AND transmission_time = {}", p(1), p(2), p(3)),
-            vec![terminal.clone(), stan.clone(), transmission_time.clone()],
+        Query::ByKey { terminal, stan, txn_key } => (
+            format!("WHERE terminal_id = {} AND stan = {} AND txn_key = {}", p(1), p(2), p(3)),
+            vec![terminal.clone(), stan.clone(), txn_key.clone()],
         ),
+        Query::KeysOfDay(d) => {
+            (format!("WHERE business_date = {} AND txn_key IS NOT NULL ORDER BY id", p(1)), vec![d.clone()])
+        }
         Query::Original { terminal, stan, amount } => (
             // The amount is compared as text so that both backends bind every parameter
             // as text.
@@ -239,7 +257,10 @@ pub fn update_sql(u: &Update, sigil: char) -> (String, Vec<String>) {
     match u {
         Update::SetStatus { terminal, stan, transmission_time, mti, status } => (
             format!(
-                "UPDATE transactions SET status = {} WHERE terminal_id = {} AND stan = {} AND transmission_time = {} AND mti = {}",
+                // Only the transaction itself: a duplicate's 94 or a format error with the
+                // same fields is not it.
+                "UPDATE transactions SET status = {} WHERE terminal_id = {} AND stan = {} AND transmission_time = {} AND mti = {} \
+                 AND rc IN ('00', '', '68')",
                 p(1),
                 p(2),
                 p(3),
@@ -275,16 +296,18 @@ pub fn update_sql(u: &Update, sigil: char) -> (String, Vec<String>) {
     }
 }
 
-/// Insert a row, with numbered placeholders. A row whose key (terminal, STAN,
-/// transmission time, MTI) is already there is left alone, except that a *claim* (a row
-/// with an empty `rc`, written before forwarding when several nodes share the journal) is
-/// completed by the final row of the same transaction. A claim never overwrites anything,
-/// so a second node's claim of the same key finds it taken: that is a duplicate.
+/// Insert a row, with numbered placeholders. A row whose terminal key (terminal, STAN,
+/// `txn_key`) is already there is left alone (the insert reports `false`: an approval
+/// that meets it is not recorded and must not be answered 00), except that a *claim* (a
+/// row with an empty `rc`, written before forwarding when several nodes share the journal)
+/// is completed by the final row of the same transaction. A claim never overwrites
+/// anything, so a second node's claim of the same key finds it taken: that is a repeat.
+/// A row without a `txn_key` never conflicts.
 pub fn insert_sql(sigil: char) -> String {
     let ps: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("{sigil}{i}")).collect();
     let set: Vec<String> = COLUMNS.iter().map(|c| format!("{c} = excluded.{c}")).collect();
     format!(
-        "INSERT INTO transactions ({}) VALUES ({}) ON CONFLICT (terminal_id, stan, transmission_time, mti) \
+        "INSERT INTO transactions ({}) VALUES ({}) ON CONFLICT (terminal_id, stan, txn_key) \
          DO UPDATE SET {} WHERE transactions.rc = '' AND excluded.rc <> ''",
         COLUMNS.join(", "),
         ps.join(", "),
@@ -335,6 +358,7 @@ pub fn to_vals(r: &TxnRecord) -> Vec<Val> {
         Text(r.status.map(|s| s.as_str().to_string())),
         Text(r.batch.clone()),
         Text(r.terminal_batch.clone()),
+        Text(r.txn_key.clone()),
     ]
 }
 
@@ -369,6 +393,7 @@ pub fn from_row(text: impl Fn(usize) -> Option<String>, int: impl Fn(usize) -> O
         status: text(24).as_deref().and_then(Status::parse),
         batch: text(25),
         terminal_batch: text(26),
+        txn_key: text(27),
     }
 }
 

@@ -36,6 +36,7 @@ impl Rc {
     pub const INVALID_TXN: Rc = Rc(*b"12");
     pub const INVALID_AMOUNT: Rc = Rc(*b"13");
     pub const INVALID_CARD: Rc = Rc(*b"14");
+    pub const FORMAT_ERROR: Rc = Rc(*b"30");
     pub const NOT_PERMITTED: Rc = Rc(*b"58");
     pub const AMOUNT_LIMIT: Rc = Rc(*b"61");
     pub const FREQUENCY_LIMIT: Rc = Rc(*b"65");
@@ -94,6 +95,8 @@ pub enum Reason {
     TerminalFrequency,
     Duplicate,
     SupplementaryMissing,
+    /// A field the transaction type requires (`[[required]]` in the type table) is absent.
+    MissingField(u8),
 }
 
 /// How a merchant's fee splits between the parties (signed minor units; all negative

@@ -279,6 +279,9 @@ impl RuleSet {
         if txn == TxnType::Echo {
             return Decision::Local { rc: Rc::APPROVED, txn_type: txn };
         }
+        if let Some(n) = self.txn.missing_field(msg, txn) {
+            return Decision::decline(Rc::FORMAT_ERROR, Reason::MissingField(n));
+        }
         let (merchant, merchant_idx) = match self.merchant_for(msg, entry, txn) {
             Ok(m) => m,
             Err(d) => return d,

@@ -255,9 +255,37 @@ fn every_rule_decides_as_documented() {
             decline("03", Reason::UnknownTerminal),
         ),
         (
-            "no amount",
+            "no amount: field 4 is required of a purchase",
             msg("0200", "000000", Some(DEBIT), None, REST, &[]),
-            decline("13", Reason::MissingAmount),
+            decline("30", Reason::MissingField(4)),
+        ),
+        ("zero amount", purchase(DEBIT, 0, REST), decline("13", Reason::MissingAmount)),
+        (
+            "no field 7: a transaction without its transmission time has no identity",
+            {
+                let mut m = purchase(DEBIT, 100, REST);
+                m.remove(7);
+                m
+            },
+            decline("30", Reason::MissingField(7)),
+        ),
+        (
+            "no STAN",
+            {
+                let mut m = purchase(DEBIT, 100, REST);
+                m.remove(11);
+                m
+            },
+            decline("30", Reason::MissingField(11)),
+        ),
+        (
+            "a reversal without its terminal",
+            {
+                let mut m = msg("0400", "000000", Some(DEBIT), Some(100), REST, &[]);
+                m.remove(41);
+                m
+            },
+            decline("30", Reason::MissingField(41)),
         ),
         (
             "over the per-transaction limit",
@@ -306,6 +334,12 @@ fn bcd_dialects_decide_the_same() {
         let mut m = Message::new(spec.clone(), "0200").unwrap();
         m.set(2, CREDIT).unwrap().set(3, "000000").unwrap().set_number(4, 100_000).unwrap();
         m.set(11, "000123").unwrap().set(41, REST.0).unwrap().set(42, REST.1).unwrap();
+        // The field that dates the transaction: 7, or on UnionPay-style terminals 60.
+        if spec.field(7).is_some() {
+            m.set(7, "1124100000").unwrap();
+        } else {
+            m.set(60, "22000001000").unwrap();
+        }
         let m = Message::decode(&spec, m.to_bytes().unwrap()).unwrap();
         let d = r.decide(&m, now());
         assert!(

@@ -153,12 +153,36 @@ pub struct TxnTable {
     by_mti: Vec<([u8; 4], Vec<u16>, Vec<u16>)>,
     /// The specs dialect rows name.
     dialects: Vec<String>,
+    /// The fields each type must carry, per dialect: the first `[[required]]` entry whose
+    /// `spec` matches (or that names none) and whose `type` lists the message's type.
+    required: Vec<Required>,
+}
+
+/// One `[[required]]` entry: a request of one of `types` (bits of `TxnType::bit`) in
+/// `spec` (any when `None`) without one of `fields` is a format error (30).
+#[derive(Debug, Clone)]
+struct Required {
+    spec: Option<String>,
+    types: u16,
+    fields: Vec<u8>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTable {
     row: Vec<toml::Spanned<RawRow>>,
+    #[serde(default)]
+    required: Vec<toml::Spanned<RawRequired>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequired {
+    #[serde(default)]
+    spec: Option<String>,
+    #[serde(rename = "type")]
+    types: Vec<TxnType>,
+    fields: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -292,7 +316,31 @@ impl TxnTable {
         let mut dialects: Vec<String> = rows.iter().filter_map(|r| r.spec.clone()).collect();
         dialects.sort();
         dialects.dedup();
-        Ok(TxnTable { rows, by_mti, dialects })
+        let mut required = Vec::with_capacity(raw.required.len());
+        for spanned in raw.required {
+            let at = spanned.span().start;
+            let r = spanned.into_inner();
+            if r.types.is_empty() {
+                return Err(src.err(at, "required.type", "name at least one transaction type"));
+            }
+            if let Some(n) = r.fields.iter().find(|&&n| !(2..=128).contains(&n)) {
+                return Err(src.err(at, "required.fields", format!("{n} is not a data field (2 to 128)")));
+            }
+            let types = r.types.iter().fold(0u16, |acc, t| acc | t.bit());
+            required.push(Required { spec: r.spec, types, fields: r.fields });
+        }
+        Ok(TxnTable { rows, by_mti, dialects, required })
+    }
+
+    /// The first field that a request of type `txn` must carry and `msg` lacks: such a
+    /// request is a format error (30) and is never forwarded.
+    pub fn missing_field(&self, msg: &Message, txn: TxnType) -> Option<u8> {
+        let name = &msg.spec().name;
+        let entry = self
+            .required
+            .iter()
+            .find(|r| r.types & txn.bit() != 0 && r.spec.as_deref().is_none_or(|s| s == name))?;
+        entry.fields.iter().copied().find(|&n| !msg.has(usize::from(n)))
     }
 
     pub fn default_table() -> Result<TxnTable, RuleError> {
