@@ -126,6 +126,27 @@ pub struct Config {
     /// Store-and-forward of reversals.
     #[serde(default)]
     pub saf: SafConfig,
+    /// How retransmissions and repeats are recognised.
+    #[serde(default)]
+    pub repeats: RepeatsConfig,
+}
+
+/// Retransmissions and repeats (`[repeats]`): a request with the terminal key of one the
+/// switch has answered (terminal, STAN, MTI class, field 7 or 60.2) gets that answer
+/// again instead of being forwarded a second time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepeatsConfig {
+    /// How long a key is remembered, in seconds; absent: the business day.
+    pub window_s: Option<u64>,
+    /// How many keys memory keeps (about 100 bytes each); past it the journal is asked.
+    pub capacity: usize,
+}
+
+impl Default for RepeatsConfig {
+    fn default() -> Self {
+        RepeatsConfig { window_s: None, capacity: 2_000_000 }
+    }
 }
 
 /// Store-and-forward of reversals to issuers (`[saf]`).

@@ -39,6 +39,10 @@ pub const ADMITTED_AFTER_WAIT_TOTAL: &str = "isoswitch_admitted_after_wait_total
 pub const ADMISSION_WAIT_SECONDS: &str = "isoswitch_admission_wait_seconds";
 pub const ADMISSION_OVERFLOW_TOTAL: &str = "isoswitch_admission_overflow_total";
 pub const REVERSAL_STORE_LATE_TOTAL: &str = "isoswitch_reversal_store_late_total";
+pub const REPEATS_TOTAL: &str = "isoswitch_repeats_total";
+
+/// `outcome` labels of `REPEATS_TOTAL`.
+pub const REPEAT_OUTCOMES: [&str; 3] = ["answered", "waited", "conflict"];
 
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
@@ -63,6 +67,9 @@ pub fn install() -> Option<PrometheusHandle> {
             counter!(DECODE_ERRORS_TOTAL).absolute(0);
             for class in CLASSES {
                 counter!(SHED_TOTAL, "class" => class).absolute(0);
+            }
+            for outcome in REPEAT_OUTCOMES {
+                counter!(REPEATS_TOTAL, "outcome" => outcome).absolute(0);
             }
             Some(handle)
         })
@@ -113,6 +120,11 @@ fn describe() {
          or they waited until their deadline."
     );
     describe_counter!(DECODE_ERRORS_TOTAL, "Frames that did not decode as ISO 8583 messages.");
+    describe_counter!(
+        REPEATS_TOTAL,
+        "Retransmissions and repeats of a terminal transaction, never forwarded again: answered as \
+         their original was, waited for their original in flight, or 94 for a key reused with another amount."
+    );
     describe_counter!(MAC_FAILURES_TOTAL, "Terminal requests refused for a missing or wrong MAC.");
     describe_counter!(
         PIN_REFUSED_TOTAL,

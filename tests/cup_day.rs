@@ -205,9 +205,17 @@ async fn a_reversal_is_handled_before_the_next_request_on_its_connection() {
         let r = t.recv().await.expect("a reply");
         got.push((r.mti().to_string(), r.stan().unwrap(), r.text(39).unwrap().into_owned()));
     }
-    let want = [("0210", 21, "98"), ("0410", 21, "00"), ("0210", 22, "00")];
+    // The next purchase of the reversing terminal is held until the reversal is handled;
+    // the reversal waited for its original's deadline (400 ms), so the purchase, read at
+    // once, has passed its own deadline meanwhile: it is answered as timed out (68, shown
+    // as 98 on this dialect) and never reaches the issuer.
+    let want = [("0210", 21, "98"), ("0410", 21, "00"), ("0210", 22, "91")];
     let want: Vec<_> = want.iter().map(|(m, s, rc)| (m.to_string(), *s, rc.to_string())).collect();
     assert_eq!(got, want);
+    assert!(
+        !issuer.stats.amounts.lock().unwrap().contains(&700),
+        "a request past its deadline is not forwarded"
+    );
     stop.cancel();
     sw.join().await;
     let c = rusqlite::Connection::open(&journal).unwrap();

@@ -325,6 +325,8 @@ async fn a_unionpay_style_terminal_is_served_through_an_ascii_issuer() {
     req.set(2, PAN).unwrap().set(3, "000000").unwrap().set(4, "000000012300").unwrap();
     req.set(11, "000777").unwrap().set(12, "101010").unwrap().set(13, "1124").unwrap();
     req.set(41, "POS00001").unwrap().set(42, "MERCHANT0000002").unwrap().set(49, "156").unwrap();
+    // 60.1 = 22 (purchase), 60.2 = the batch that numbers its STANs.
+    req.set(60, "22000001000").unwrap();
     let tpdu = Tpdu { id: 0x60, dst: 0x0003, src: 0x0001 };
     let header = bytes::Bytes::from_static(&[0x60, 0x31, 0x00, 0x31, 0x00, 0x00]);
     t.send_frame(Frame { tpdu: Some(tpdu), header: header.clone(), body: req.to_bytes().unwrap() }).await;

@@ -7,7 +7,7 @@
 //! for the terminal to close before dropping the socket. May import: codec, framing,
 //! issuer connector, metrics.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,7 +22,8 @@ use tokio_util::codec::{Decoder, Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
 use super::ListenerCtx;
-use super::reply::{format_error, switch_reply};
+use super::repeats::{Answer, Claim, Seen};
+use super::reply::{format_error, repeat_reply, switch_reply};
 use super::service::{Arrival, Plan, now_ms};
 use crate::frame::batch::{Ended, write_batches};
 use crate::frame::{Frame, FrameCodec, FrameError};
@@ -38,6 +39,24 @@ type Reader<R> = Chain<Take<std::io::Cursor<[u8; 64]>>, R>;
 
 /// How long a gracefully stopped connection waits for the terminal to close its side.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// How long the requests of a closed connection may take to finish (each is bounded by
+/// its own deadline; this only guards against a deadline configured longer).
+const DRAIN_BOUND: Duration = Duration::from_secs(120);
+
+/// A reversal finished for this terminal: one fewer in progress.
+fn release(reversing: &mut HashMap<String, usize>, tid: &str) {
+    if let Some(n) = reversing.get_mut(tid) {
+        *n -= 1;
+        if *n == 0 {
+            reversing.remove(tid);
+        }
+    }
+}
+
+fn terminal_of(req: &Message) -> String {
+    req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default()
+}
 
 /// The stop signals a listener's connections obey: `graceful` (read no more, answer what
 /// was read) and `hard` (close now). A token's own checks lock a mutex that every
@@ -108,12 +127,13 @@ where
     let mut backlog = VecDeque::new();
     let mut drained = false;
     let max = ctx.cfg.max_inflight_per_connection.max(1);
-    // A reversal waits for what came before it on the connection (its original among
-    // them), and nothing after it is read until it is done: terminals reverse their last
-    // unanswered request before sending the next one, and that next one must be planned
-    // with the reversal already handled.
-    let mut barrier = false;
-    let mut held = None;
+    // A reversal waits for its own original only (see `cup::Pending`), never for unrelated
+    // requests on its connection (a concentrator carries many terminals). Terminals
+    // reverse their last unanswered request before sending the next one, and that next
+    // one must be planned with the reversal already handled: so the requests of the
+    // reversing terminal (and only of that one) that arrive meanwhile are held until it is.
+    let mut reversing: HashMap<String, usize> = HashMap::new();
+    let mut held: VecDeque<(Box<Work>, Instant)> = VecDeque::new();
     loop {
         if !reading && inflight.is_empty() && backlog.is_empty() {
             drained = shutdown.is_cancelled();
@@ -130,25 +150,33 @@ where
         // A frame to handle, and whether it was just read from the socket (not the backlog).
         let (frame, read_now) = tokio::select! {
             biased;
-            Some(reply) = inflight.next(), if !inflight.is_empty() => {
+            Some((reply, reversed)) = inflight.next(), if !inflight.is_empty() => {
                 if !out.send(reply).await {
                     break;
                 }
+                let reversed: Option<String> = reversed;
+                if let Some(tid) = reversed {
+                    release(&mut reversing, tid.as_str());
+                    // The held requests of terminals no longer reversing go on, in order.
+                    let mut still = VecDeque::with_capacity(held.len());
+                    for (w, t) in held.drain(..) {
+                        if reversing.contains_key(&w.terminal) {
+                            still.push_back((w, t));
+                        } else {
+                            inflight.push(work(ctx.clone(), w, t));
+                        }
+                    }
+                    held = still;
+                }
                 if inflight.is_empty() {
                     last_seen = Instant::now();
-                    match held.take() {
-                        Some((plan, req, frame, at, mac, t)) => {
-                            inflight.push(work(ctx.clone(), plan, req, frame, t, at, mac));
-                        }
-                        None => barrier = false,
-                    }
                 }
                 continue;
             }
-            Some(frame) = async { backlog.pop_front() }, if !backlog.is_empty() && !barrier && inflight.len() < max => {
+            Some(frame) = async { backlog.pop_front() }, if !backlog.is_empty() && inflight.len() + held.len() < max => {
                 (frame, false)
             }
-            next = frames.next(), if reading && !barrier && inflight.len() < max => match next {
+            next = frames.next(), if reading && inflight.len() + held.len() < max => match next {
                 None => {
                     reading = false;
                     continue;
@@ -194,15 +222,32 @@ where
                     break;
                 }
             }
-            Step::Work(plan, req, frame, at, mac) => {
-                barrier = matches!(plan, Plan::Reversal { .. });
-                if barrier && !inflight.is_empty() {
-                    held = Some((plan, req, frame, at, mac, now));
+            Step::Work(mut w) => {
+                if matches!(w.plan, Plan::Reversal { .. }) {
+                    w.terminal = terminal_of(&w.req);
+                    *reversing.entry(w.terminal.clone()).or_insert(0) += 1;
+                    inflight.push(work(ctx.clone(), w, now));
+                } else if !reversing.is_empty() && {
+                    w.terminal = terminal_of(&w.req);
+                    reversing.contains_key(&w.terminal)
+                } {
+                    held.push_back((w, now));
                 } else {
-                    inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
+                    inflight.push(work(ctx.clone(), w, now));
                 }
             }
             Step::Nothing => {}
+        }
+    }
+    // Requests already forwarded run to their end even when the terminal has gone: an
+    // issuer's answer is journalled (or reversed) whoever is left to read it, and a
+    // retransmission on a new connection finds it. Held requests never started.
+    if !stop.killed() {
+        let drain = async { while inflight.next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN_BOUND, drain).await.is_err() {
+            tracing::warn!(
+                "requests of a closed terminal connection still unfinished after the bound; dropped"
+            );
         }
     }
     drop(inflight);
@@ -302,10 +347,26 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Outbox<W> {
 /// What one frame leads to.
 enum Step {
     Reply(Frame),
-    /// Work that waits (an issuer, the journal): the plan, the request, its frame and the
-    /// Unix milliseconds it arrived, and whether its MAC was verified (its reply gets one).
-    Work(Plan, Box<Message>, Frame, i64, bool),
+    /// Boxed: a request waits in a future; moving a pointer is cheaper than the message.
+    Work(Box<Work>),
     Nothing,
+}
+
+/// Work that waits (an issuer, the journal, an original in flight).
+struct Work {
+    plan: Plan,
+    req: Box<Message>,
+    frame: Frame,
+    /// Unix milliseconds it arrived.
+    at: i64,
+    /// Whether its MAC was verified (its reply gets one).
+    mac: bool,
+    /// The terminal key it holds in flight: finished with the terminal's answer.
+    claim: Option<Claim>,
+    /// Its terminal (field 41, trimmed), filled in only where holding needs it.
+    terminal: String,
+    /// A forwarded request, known in flight by terminal and STAN until its work ends.
+    inflight: Option<super::cup::InFlight>,
 }
 
 fn reply_frame(
@@ -357,7 +418,31 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
         Err(rc) => return reply_frame(ctx, &frame, Some((&msg, false)), switch_reply(&msg, rc)),
     };
     let at = now_ms();
-    match ctx.services.plan(&msg, at) {
+    // A retransmission or repeat is answered as its original was, never forwarded again.
+    let (claim, plan) = match ctx.services.repeats.check(&msg, at) {
+        None => (None, None),
+        Some(Seen::New(c)) => (Some(c), None),
+        Some(Seen::Unsure(c)) => (Some(c), Some(Plan::Lookup)),
+        Some(Seen::InFlight(rx)) => {
+            counter!(m::REPEATS_TOTAL, "outcome" => "waited").increment(1);
+            (None, Some(Plan::Repeat(rx)))
+        }
+        Some(Seen::Answered(a)) => {
+            counter!(m::REPEATS_TOTAL, "outcome" => "answered").increment(1);
+            tracing::debug!(mti = msg.mti(), "retransmission answered as its original was");
+            return reply_frame(ctx, &frame, Some((&msg, mac)), repeat_reply(&msg, &a));
+        }
+        Some(Seen::Conflict) => {
+            counter!(m::REPEATS_TOTAL, "outcome" => "conflict").increment(1);
+            tracing::info!(mti = msg.mti(), "terminal key reused with another amount; answered 94");
+            (None, Some(Plan::Decline { rc: crate::route::Rc::DUPLICATE, field44: None, txn: "duplicate" }))
+        }
+    };
+    let plan = match plan {
+        Some(p) => p,
+        None => ctx.services.plan(&msg, at),
+    };
+    match plan {
         Plan::Local(rc) => {
             let reply = switch_reply(&msg, rc.as_str()).map(|mut r| {
                 if let Some(Err(code)) = ctx.security.sign_on(&msg, &mut r) {
@@ -368,21 +453,33 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
             reply_frame(ctx, &frame, Some((&msg, mac)), reply)
         }
         // Boxed: the request waits in a future; moving a pointer is cheaper than the message.
-        plan => Step::Work(plan, Box::new(msg), frame, at, mac),
+        plan => {
+            let inflight = matches!(plan, Plan::Forward { .. }).then(|| ctx.pending.start(&msg));
+            Step::Work(Box::new(Work {
+                plan,
+                req: Box::new(msg),
+                frame,
+                at,
+                mac,
+                claim,
+                terminal: String::new(),
+                inflight,
+            }))
+        }
     }
 }
 
-/// Carry out a plan that waits and turn it into the terminal's reply frame.
-async fn work(
-    ctx: Arc<ListenerCtx>,
-    plan: Plan,
-    req: Box<Message>,
-    frame: Frame,
-    start: Instant,
-    at: i64,
-    mac: bool,
-) -> Frame {
+/// Carry out a plan that waits and turn it into the terminal's reply frame, with the
+/// terminal of a reversal (whose held requests may then go on).
+async fn work(ctx: Arc<ListenerCtx>, w: Box<Work>, start: Instant) -> (Frame, Option<String>) {
+    let Work { plan, req, frame, at, mac, claim, terminal, inflight } = *w;
     let svc = &ctx.services;
+    let reversal = matches!(plan, Plan::Reversal { .. }).then_some(terminal);
+    let plan = match plan {
+        // Memory could not prove the key new: the journal decides.
+        Plan::Lookup => Box::pin(svc.lookup_repeat(&req, at)).await,
+        plan => plan,
+    };
     let (built, issuer) = match plan {
         Plan::Forward { issuer, fwd, .. } => {
             // Boxed (see below): the forward's state is over a kilobyte.
@@ -410,7 +507,24 @@ async fn work(
         }
         Plan::Upload => (Box::pin(svc.upload(&req, at)).await.map(Box::new), None),
         Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
+        Plan::Repeat(rx) => {
+            let answer = tokio::time::timeout(WAIT_FOR_ORIGINAL, super::repeats::answer_of(rx)).await;
+            let reply = match answer {
+                Ok(Some(a)) => repeat_reply(&req, &a),
+                // The original ended without an answer, or not in time: its outcome is
+                // unknown here, so this one is not approved.
+                Ok(None) => switch_reply(&req, "96"),
+                Err(_) => switch_reply(&req, "68"),
+            };
+            (reply.ok().map(Box::new), None)
+        }
+        Plan::Answered(a) => (repeat_reply(&req, &a).ok().map(Box::new), None),
+        Plan::Lookup => (switch_reply(&req, "96").ok().map(Box::new), None),
     };
+    if let (Some(claim), Some(msg)) = (claim, &built) {
+        claim.finish(Answer::of_reply(msg));
+    }
+    drop(inflight);
     let mut body = BytesMut::with_capacity(frame.body.len() + 64);
     let built = built.map(|mut m| {
         ctx.security.finish(&req, &mut m, mac);
@@ -431,8 +545,11 @@ async fn work(
     if body.is_empty() {
         tracing::error!(listener = %ctx.cfg.addr, "could not encode the reply");
     }
-    frame.reply(body)
+    (frame.reply(body), reversal)
 }
+
+/// How long a repeat waits at most for its original (itself bounded by its deadline).
+const WAIT_FOR_ORIGINAL: Duration = Duration::from_secs(60);
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Frame>,

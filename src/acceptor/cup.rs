@@ -11,7 +11,7 @@
 //! May import: codec, routing core, issuer connector, journal, and the acceptor's services.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -26,20 +26,21 @@ use crate::route::{Forward, Rc, txn::TxnType};
 /// bounded by its issuer deadline; this only guards against a deadline configured longer).
 const WAIT_FOR_ORIGINAL: Duration = Duration::from_secs(60);
 
-/// Requests in flight per (terminal, STAN) on a listener whose terminals sign on.
+/// Requests in flight per (terminal, STAN) on a listener: a reversal that overtakes its
+/// original (the terminal gave up first) waits for it, and for it alone.
 #[derive(Default)]
 pub struct Pending {
     map: Mutex<HashMap<(String, String), watch::Receiver<()>>>,
 }
 
 /// Held while a request is in flight; dropping it tells waiting reversals it is done.
-pub struct InFlight<'a> {
-    pending: &'a Pending,
+pub struct InFlight {
+    pending: Arc<Pending>,
     key: (String, String),
     done: watch::Sender<()>,
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         let mut map = self.pending.lock();
         // A retransmission with the same key may have taken the slot since: it keeps it.
@@ -59,12 +60,13 @@ impl Pending {
         (tid, req.text(11).map(|s| s.into_owned()).unwrap_or_default())
     }
 
-    /// Note `req` as in flight until the returned guard drops.
-    pub fn start(&self, req: &Message) -> InFlight<'_> {
+    /// Note `req` as in flight until the returned guard drops. Called when the request is
+    /// read, before any later frame of its connection is: a reversal read after it finds it.
+    pub fn start(self: &Arc<Self>, req: &Message) -> InFlight {
         let (tx, rx) = watch::channel(());
         let key = Self::key(req);
         self.lock().insert(key.clone(), rx);
-        InFlight { pending: self, key, done: tx }
+        InFlight { pending: self.clone(), key, done: tx }
     }
 
     /// Wait until the request with the terminal and STAN of `rev` is no longer in flight.
@@ -219,7 +221,6 @@ pub async fn forward(
         let rc = crate::rc::Outcome::BatchMismatch.generic_rc();
         return (Box::pin(svc.decline(req, decline(rc), None, txn, at)).await.map(Box::new), false);
     }
-    let _inflight = ctx.security.has_keys().then(|| ctx.pending.start(req));
     // Only requests that name an original (field 61) are held to one: generic dialects'
     // voids without it go to the issuer as before.
     let mut original = None;

@@ -8,6 +8,7 @@
 mod conn;
 mod cup;
 pub mod indoubt;
+pub mod repeats;
 pub mod reply;
 pub mod security;
 pub mod service;
@@ -54,7 +55,7 @@ pub(crate) struct ListenerCtx {
     issuers: Arc<Issuers>,
     security: security::Security,
     /// Terminals' requests in flight, for reversals that overtake their original.
-    pending: cup::Pending,
+    pending: Arc<cup::Pending>,
     /// Batches terminals have settled, for their batch numbers (60.2).
     batches: cup::Batches,
     write_bound: Duration,
@@ -194,6 +195,7 @@ pub async fn serve_with(
             .with_zones(&cfg.issuers);
         prepared.push((lc.clone(), spec, tls, listener, bound, sec));
     }
+    load_repeats(&services).await;
     // Links outlive the listeners so that draining requests still get their replies.
     let links_stop = CancellationToken::new();
     let (svc, c) = (services.clone(), cfg.clone());
@@ -228,7 +230,7 @@ pub async fn serve_with(
             services: services.clone(),
             issuers: issuers.clone(),
             security,
-            pending: cup::Pending::default(),
+            pending: Arc::default(),
             batches: cup::Batches::default(),
             write_bound: Duration::from_millis(cfg.timeouts.write_ms),
             requests: m::RequestCounters::new(),
@@ -274,6 +276,40 @@ pub async fn serve_with(
         tracing::info!(pending = iss.pending(), "switch stopped");
     });
     Ok(RunningSwitch { services, listeners: addrs, metrics, admin, issuers, join })
+}
+
+/// Reload the terminal keys the journal answered in the current business day (the window
+/// of retransmissions), so that a restart forwards no repeat of them. When the journal
+/// cannot say, every key not in memory is checked against the journal until the window
+/// has passed the start.
+async fn load_repeats(services: &Arc<Services>) {
+    let Some(j) = services.journal_handle() else { return };
+    let now = service::now_ms();
+    let offset = services.router.rules().registry.utc_offset_minutes;
+    // The business days the window reaches back into (one, unless a window in seconds
+    // spans midnight), oldest first.
+    let mut days = Vec::new();
+    let mut at = services.repeats.window_start(now);
+    while at < now {
+        days.push(crate::journal::business_date(at, offset));
+        at = at.saturating_add(86_400_000);
+    }
+    days.push(crate::journal::business_date(now, offset));
+    days.dedup();
+    let mut n = 0;
+    for day in days {
+        match j.query(crate::journal::Query::KeysOfDay(day)).await {
+            Ok(rows) => n += services.repeats.load(&rows, now),
+            Err(e) => {
+                tracing::warn!(error = %e, "terminal keys not reloaded: repeats are checked against the journal instead");
+                services.repeats.unsure_until(services.repeats.window_end(now));
+                return;
+            }
+        }
+    }
+    if n > 0 {
+        tracing::info!(keys = n, "terminal keys of the retransmission window reloaded from the journal");
+    }
 }
 
 /// Keep admission control's class weights on the rules in force: a peak window opens or

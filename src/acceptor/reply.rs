@@ -9,9 +9,19 @@ use crate::issuer::{convert_owned, response_mti};
 /// Fields echoed from the terminal's request into its reply.
 pub const ECHOED: [usize; 11] = [2, 3, 4, 7, 11, 12, 13, 37, 41, 42, 49];
 
+/// The MTI of the answer to `req`: its response, a repeat answered as its original
+/// (0201 -> 0210, 0401 -> 0410).
+pub fn reply_mti(req: &Message) -> Option<[u8; 4]> {
+    let mut mti = response_mti(req.mti().as_bytes())?;
+    if (mti[3].wrapping_sub(b'0')) % 2 == 1 {
+        mti[3] -= 1;
+    }
+    Some(mti)
+}
+
 /// A reply made by the switch with response code `rc`.
 pub fn switch_reply(req: &Message, rc: &str) -> Result<Message, EncodeError> {
-    let mti = response_mti(req.mti().as_bytes()).unwrap_or(*b"0810");
+    let mti = reply_mti(req).unwrap_or(*b"0810");
     let mut out = Message::new(req.spec().clone(), std::str::from_utf8(&mti).unwrap_or("0810"))?;
     for n in ECHOED {
         out.copy_from(req, n)?;
@@ -20,10 +30,31 @@ pub fn switch_reply(req: &Message, rc: &str) -> Result<Message, EncodeError> {
     Ok(out)
 }
 
+/// The reply to a retransmission or repeat: the original's response code, authorisation
+/// code and (when the terminal sent none) RRN, with this request's echoed fields.
+pub fn repeat_reply(
+    req: &Message,
+    answer: &crate::acceptor::repeats::Answer,
+) -> Result<Message, EncodeError> {
+    let mut out = switch_reply(req, answer.rc())?;
+    if let Some(code) = answer.auth()
+        && req.spec().field(38).is_some()
+    {
+        out.set(38, code)?;
+    }
+    if let Some(rrn) = answer.rrn()
+        && !req.has(37)
+        && req.spec().field(37).is_some()
+    {
+        out.set(37, rrn)?;
+    }
+    Ok(out)
+}
+
 /// A reply made from the issuer's answer, in the terminal's spec, echo fields restored.
 pub fn issuer_reply(req: &Message, answer: Box<Message>) -> Result<Box<Message>, EncodeError> {
     let mut out = convert_owned(answer, req.spec())?;
-    if let Some(mti) = response_mti(req.mti().as_bytes()) {
+    if let Some(mti) = reply_mti(req) {
         out.set_mti(std::str::from_utf8(&mti).unwrap_or("0210"))?;
     }
     for n in ECHOED {

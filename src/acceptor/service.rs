@@ -16,6 +16,7 @@ use crate::journal::{Journal, JournalConfig, PanHasher, Query, Status, TxnRecord
 use crate::route::{self, Decision, Now, Rc, RuleSet};
 use crate::settle::batch;
 
+use super::repeats::{Answer, Repeats, Window};
 use super::reply::{issuer_reply, switch_reply};
 
 /// Key of the keyed PAN hash when the configuration names none (development only).
@@ -48,6 +49,8 @@ pub struct Services {
     /// Every configured issuer by name (not only those the first rules named: a reload may
     /// route to any of them).
     issuer_index: HashMap<String, usize>,
+    /// The terminal keys answered and in flight: retransmissions are never forwarded twice.
+    pub repeats: Arc<Repeats>,
 }
 
 impl std::fmt::Debug for Services {
@@ -121,7 +124,12 @@ impl Services {
         if let Some(name) = unknown_issuer(&router.rules(), &issuer_index) {
             return Err(ServiceError::UnknownIssuer(name.to_string()));
         }
+        let window = match cfg.repeats.window_s {
+            Some(s) => Window::Millis(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)),
+            None => Window::BusinessDay { utc_offset_minutes: router.rules().registry.utc_offset_minutes },
+        };
         Ok(Services {
+            repeats: Repeats::new(window, cfg.repeats.capacity),
             router: Arc::new(router),
             journal,
             shared: false,
@@ -264,7 +272,13 @@ impl Services {
     async fn journal(&self, row: Box<TxnRecord>) -> bool {
         let Some(j) = &self.journal else { return true };
         match j.record_boxed(row).await {
-            Ok(_) => true,
+            Ok(true) => true,
+            Ok(false) => {
+                // Another row holds this transaction's terminal key: this outcome is not
+                // recorded, so it must not be answered as if it were.
+                tracing::error!("journal row not written: its terminal key is held by another row");
+                false
+            }
             Err(e) => {
                 tracing::error!(error = %e, "journal write failed");
                 false
@@ -328,6 +342,10 @@ impl Services {
     ) -> Option<Message> {
         if self.journal.is_some() {
             let mut row = self.row(req, at, txn, "decline");
+            if rc == Rc::DUPLICATE {
+                // Another transaction holds this key: the 94 is recorded beside it.
+                row.txn_key = None;
+            }
             row.rc = rc.as_str().to_string();
             row.status = Some(Status::Declined);
             row.answered_at = Some(now_ms());
@@ -375,8 +393,21 @@ impl Services {
             match Box::pin(j.claim(TxnRecord::clone(row))).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::info!("duplicate transmission seen by the shared journal");
-                    return switch_reply(req, Rc::DUPLICATE.as_str()).ok().map(Box::new);
+                    // Another node (or an earlier run) holds this key: the request is a
+                    // repeat of that transaction, answered as it was, or, with another
+                    // amount, a different transaction reusing the key (94).
+                    let until =
+                        arrived + issuers.get(issuer).map_or(std::time::Duration::ZERO, |i| i.answer_by());
+                    let answer = Box::pin(self.answer_in_journal(j, row, until)).await;
+                    tracing::info!(
+                        rc = answer.as_ref().map(|a| a.rc()),
+                        "repeat of a transaction another node holds"
+                    );
+                    let reply = match answer {
+                        Some(a) => super::reply::repeat_reply(req, &a),
+                        None => switch_reply(req, Rc::DUPLICATE.as_str()),
+                    };
+                    return reply.ok().map(Box::new);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "journal claim failed");
@@ -436,6 +467,68 @@ impl Services {
             Box::pin(self.journal_until(row, arrived + by)).await;
         }
         Some(reply)
+    }
+
+    /// The plan of a request whose terminal key memory could not prove new: its answer
+    /// when the journal holds the key with the same amount, 94 with another amount, the
+    /// rules' plan when the journal does not hold it, 96 when the journal cannot say
+    /// (the request is then not forwarded: it might be a repeat).
+    pub async fn lookup_repeat(&self, req: &Message, at: i64) -> Plan {
+        let Some(j) = &self.journal else { return self.plan(req, at) };
+        let (Some(terminal), Some(stan), Some(key)) =
+            (req.text(41), req.text(11), crate::journal::txn_key(req))
+        else {
+            return self.plan(req, at);
+        };
+        let q = Query::ByKey { terminal: terminal.into_owned(), stan: stan.into_owned(), txn_key: key };
+        match j.query(q).await {
+            Ok(rows) => match rows.first() {
+                None => self.plan(req, at),
+                Some(o) if req.amount().and_then(|a| i64::try_from(a).ok()) != Some(o.amount) => {
+                    Plan::Decline { rc: Rc::DUPLICATE, field44: None, txn: "duplicate" }
+                }
+                // A claim without its outcome: the transaction is in flight elsewhere.
+                Some(o) if o.rc.is_empty() => Plan::Answered(Answer::new("96", None, None)),
+                Some(o) => Plan::Answered(Answer::of_row(o)),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "journal query for a repeated terminal key failed");
+                Plan::Answered(Answer::new("96", None, None))
+            }
+        }
+    }
+
+    /// The answer the shared journal holds for the transaction `row` repeats, waiting
+    /// (until `until`) while another node has it in flight; `None` when the row there has
+    /// another amount (a different transaction reusing the key: 94).
+    async fn answer_in_journal(
+        &self,
+        j: &Journal,
+        row: &TxnRecord,
+        until: std::time::Instant,
+    ) -> Option<Answer> {
+        let q = Query::ByKey {
+            terminal: row.terminal_id.clone(),
+            stan: row.stan.clone(),
+            txn_key: row.txn_key.clone().unwrap_or_default(),
+        };
+        loop {
+            match j.query(q.clone()).await {
+                Ok(rows) => match rows.first() {
+                    Some(o) if o.amount != row.amount => return None,
+                    Some(o) if !o.rc.is_empty() => return Some(Answer::of_row(o)),
+                    _ => {}
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "journal query for a repeated terminal key failed");
+                    return Some(Answer::new("96", None, None));
+                }
+            }
+            if std::time::Instant::now() + std::time::Duration::from_millis(25) >= until {
+                return Some(Answer::new("68", None, None));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     /// A terminal's reversal (0400/0420). Its original is looked up by terminal, STAN and
@@ -605,7 +698,7 @@ pub async fn reverse_with_issuer(
     let (Some(issuer), Some(sw_stan)) = (issuers.by_name(issuer_name), switch_stan) else {
         return Err("the original's issuer or switch STAN is missing".to_string());
     };
-    if req.spec().field(90).is_none() && !issuer.saf_spec().is_some_and(|s| s.field(90).is_some()) {
+    if req.spec().field(90).is_none() && issuer.saf_spec().is_none_or(|s| s.field(90).is_none()) {
         return Err("neither the terminal's nor the issuer's spec has a field 90".to_string());
     }
     let acq = |n: usize| format!("{:0>11}", req.text(n).unwrap_or_default());
@@ -650,6 +743,13 @@ pub enum Plan {
     Settle,
     /// Batch upload (0320): what the terminal says it did, recorded and acknowledged.
     Upload,
+    /// A repeat of a request still in flight: answered with the original's answer.
+    Repeat(tokio::sync::watch::Receiver<Option<Answer>>),
+    /// A repeat of a request answered before (found in the journal).
+    Answered(Answer),
+    /// Memory cannot prove the request's terminal key new: the journal is asked first
+    /// (`Services::lookup_repeat`), then the request is planned.
+    Lookup,
 }
 
 /// When a request arrived: in Unix milliseconds (for the rules and the journal) and as the

@@ -158,6 +158,13 @@ impl Issuer {
             _ => self.admission.expected_latency(),
         };
         let send_by = answer_by.checked_sub(latency + reserve.min(self.deadline / 2)).unwrap_or(arrival);
+        if class != Class::Reversal && Instant::now() >= send_by {
+            // It waited (behind its terminal's reversal, or for the CPU) past the time it
+            // could still be answered: sending it now would only buy a 68 and a reversal.
+            let label = crate::metrics::CLASSES.get(class.index()).copied().unwrap_or("ordinary");
+            metrics::counter!(crate::metrics::SHED_TOTAL, "class" => label).increment(1);
+            return Outcome::Unavailable;
+        }
         let slot = match self.admission.admit(class, send_by).await {
             Admit::Go(slot) => Some(slot),
             Admit::Shed => return Outcome::Unavailable,
