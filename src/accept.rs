@@ -3,12 +3,17 @@
 //! the pending connection stays in the kernel's queue and the listener stays readable, so
 //! a loop that retries at once burns a core and starves the connections already open.
 //! [`Backoff`] sleeps instead, with a delay that grows to a cap, and logs one WARN when an
-//! episode starts and one INFO line with its count and length when it ends.
-//! May import: tokio, `metrics` (the crate: handles made by the caller), `tracing`.
+//! episode starts and one INFO line with its count and length when it ends. At the limit,
+//! episodes flap (a connection closes, one is accepted, the next accept fails again):
+//! their lines are throttled like any repeated event, with the counts carried over.
+//! May import: tokio, `metrics` (the crate: handles made by the caller), `tracing`,
+//! [`crate::telemetry`].
 
 use std::time::{Duration, Instant};
 
 use metrics::Counter;
+
+use crate::telemetry::{THROTTLE_INTERVAL, Throttle};
 
 /// First pause after a failed accept.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -26,12 +31,25 @@ pub struct Backoff {
     failures: u64,
     started: Option<Instant>,
     delay: Duration,
+    /// Failures of the episodes ended since the last "recovered" line.
+    unreported: u64,
+    starts: Throttle,
+    ends: Throttle,
 }
 
 impl Backoff {
     /// `errors` counts every failed accept.
     pub fn new(listener: &'static str, errors: Counter) -> Backoff {
-        Backoff { listener, errors, failures: 0, started: None, delay: BACKOFF_MIN }
+        Backoff {
+            listener,
+            errors,
+            failures: 0,
+            started: None,
+            delay: BACKOFF_MIN,
+            unreported: 0,
+            starts: Throttle::new(THROTTLE_INTERVAL),
+            ends: Throttle::new(THROTTLE_INTERVAL),
+        }
     }
 
     /// An accept failed: note it, log the start of an episode, and pause.
@@ -43,8 +61,10 @@ impl Backoff {
     fn note(&mut self, e: &std::io::Error) -> Duration {
         self.errors.increment(1);
         if self.failures == 0 {
-            tracing::warn!(listener = self.listener, error = %e,
-                "accept failing (out of descriptors?); backing off until it succeeds");
+            if let Some(suppressed) = self.starts.hit() {
+                tracing::warn!(listener = self.listener, error = %e, suppressed,
+                    "accept failing (out of descriptors?); backing off until it succeeds");
+            }
             self.started = Some(Instant::now());
         }
         self.failures = self.failures.saturating_add(1);
@@ -59,7 +79,11 @@ impl Backoff {
             return;
         }
         let ms = self.started.map_or(0, |t| t.elapsed().as_millis() as u64);
-        tracing::info!(listener = self.listener, failures = self.failures, ms, "accept recovered");
+        self.unreported = self.unreported.saturating_add(self.failures);
+        if self.ends.hit().is_some() {
+            tracing::info!(listener = self.listener, failures = self.unreported, ms, "accept recovered");
+            self.unreported = 0;
+        }
         self.failures = 0;
         self.started = None;
         self.delay = BACKOFF_MIN;
