@@ -83,18 +83,28 @@ pub(super) fn check(cfg: &Config, file: &str, text: &str) -> Result<(), ConfigEr
         }
     }
     for l in &cfg.listeners {
-        frame(&l.frame).map_or(Ok(()), |(k, m)| refuse(&[(k, &value_of(&l.frame, k)), ("header_len", ""), ("frame", "")], m))?;
+        frame(&l.frame).map_or(Ok(()), |(k, m)| {
+            refuse(&[(k, &value_of(&l.frame, k)), ("header_len", ""), ("frame", "")], m)
+        })?;
         if l.idle_timeout_ms == 0 {
-            return refuse(&[("idle_timeout_ms", "0")], "must be at least 1 (0 would close every terminal at once)".into());
+            return refuse(
+                &[("idle_timeout_ms", "0")],
+                "must be at least 1 (0 would close every terminal at once)".into(),
+            );
         }
         if l.max_inflight_per_connection == 0 {
             return refuse(&[("max_inflight_per_connection", "0")], "must be at least 1".into());
         }
     }
     for link in cfg.issuers.iter().flat_map(|i| &i.links) {
-        frame(&link.frame).map_or(Ok(()), |(k, m)| refuse(&[(k, &value_of(&link.frame, k)), ("header_len", ""), ("frame", "")], m))?;
+        frame(&link.frame).map_or(Ok(()), |(k, m)| {
+            refuse(&[(k, &value_of(&link.frame, k)), ("header_len", ""), ("frame", "")], m)
+        })?;
         if link.echo_interval_ms == 0 {
-            return refuse(&[("echo_interval_ms", "0")], "must be at least 1 (0 would echo without pause)".into());
+            return refuse(
+                &[("echo_interval_ms", "0")],
+                "must be at least 1 (0 would echo without pause)".into(),
+            );
         }
     }
     let saf = &cfg.saf;
@@ -112,7 +122,10 @@ pub(super) fn check(cfg: &Config, file: &str, text: &str) -> Result<(), ConfigEr
         return refuse(&[("max_connections", "0")], "must be at least 1".into());
     }
     if cfg.ops.read_timeout_ms == 0 {
-        return refuse(&[("read_timeout_ms", "0")], "must be at least 1 (0 would close every request)".into());
+        return refuse(
+            &[("read_timeout_ms", "0")],
+            "must be at least 1 (0 would close every request)".into(),
+        );
     }
     Ok(())
 }
@@ -124,20 +137,29 @@ fn frame(f: &FrameConfig) -> Option<(&'static str, String)> {
     if f.max_frame > largest {
         return Some((
             "max_frame",
-            format!("{} bytes cannot be carried by a {} length header (at most {largest})", f.max_frame, f.length),
+            format!(
+                "{} bytes cannot be carried by a {} length header (at most {largest})",
+                f.max_frame, f.length
+            ),
         ));
     }
     let smallest = f.prelude().saturating_add(MIN_MESSAGE);
     if smallest > largest {
         return Some((
             "header_len",
-            format!("a header of {} bytes leaves no room for a message under a {} length header", f.header_len, f.length),
+            format!(
+                "a header of {} bytes leaves no room for a message under a {} length header",
+                f.header_len, f.length
+            ),
         ));
     }
     if f.max_frame < smallest {
         return Some((
             "max_frame",
-            format!("{} bytes is below the smallest message with its TPDU and header ({smallest})", f.max_frame),
+            format!(
+                "{} bytes is below the smallest message with its TPDU and header ({smallest})",
+                f.max_frame
+            ),
         ));
     }
     None
@@ -177,18 +199,57 @@ mod tests {
         // (text, line, column, key, part of the message)
         let cases: Vec<(String, usize, usize, &str, &str)> = vec![
             (format!("{L}frame = {{ max_frame = 0 }}\n"), 3, 11, "max_frame", "below the smallest"),
-            (format!("{L}frame = {{ max_frame = 1000000 }}\n"), 3, 11, "max_frame", "binary2 length header (at most 65535)"),
-            (format!("{L}frame = {{ length = \"bcd2\", max_frame = 10000 }}\n"), 3, 28, "max_frame", "bcd2 length header (at most 9999)"),
-            (format!("{L}frame = {{ length = \"ascii4\", max_frame = 10000 }}\n"), 3, 30, "max_frame", "(at most 9999)"),
+            (
+                format!("{L}frame = {{ max_frame = 1000000 }}\n"),
+                3,
+                11,
+                "max_frame",
+                "binary2 length header (at most 65535)",
+            ),
+            (
+                format!("{L}frame = {{ length = \"bcd2\", max_frame = 10000 }}\n"),
+                3,
+                28,
+                "max_frame",
+                "bcd2 length header (at most 9999)",
+            ),
+            (
+                format!("{L}frame = {{ length = \"ascii4\", max_frame = 10000 }}\n"),
+                3,
+                30,
+                "max_frame",
+                "(at most 9999)",
+            ),
             (
                 format!("{L}frame = {{ length_includes_header = true, max_frame = 65535 }}\n"),
-                3, 42, "max_frame", "(at most 65533)",
+                3,
+                42,
+                "max_frame",
+                "(at most 65533)",
             ),
             (format!("{L}frame = {{ tpdu = true, header_len = 70000 }}\n"), 3, 24, "header_len", "no room"),
-            (format!("{L}frame = {{ tpdu = true, header_len = 9000 }}\n"), 3, 24, "max_frame", "below the smallest"),
+            (
+                format!("{L}frame = {{ tpdu = true, header_len = 9000 }}\n"),
+                3,
+                24,
+                "max_frame",
+                "below the smallest",
+            ),
             (format!("{I}frame = {{ max_frame = 70000 }}\n"), 5, 11, "max_frame", "at most 65535"),
-            (format!("{L}idle_timeout_ms = 600\n{L}idle_timeout_ms = 0\n"), 6, 1, "idle_timeout_ms", "close every terminal"),
-            (format!("{L}max_inflight_per_connection = 0\n"), 3, 1, "max_inflight_per_connection", "at least 1"),
+            (
+                format!("{L}idle_timeout_ms = 600\n{L}idle_timeout_ms = 0\n"),
+                6,
+                1,
+                "idle_timeout_ms",
+                "close every terminal",
+            ),
+            (
+                format!("{L}max_inflight_per_connection = 0\n"),
+                3,
+                1,
+                "max_inflight_per_connection",
+                "at least 1",
+            ),
             ("[timeouts]\nconnect_ms = 0\n".into(), 2, 1, "connect_ms", "at least 1"),
             ("[timeouts]\nhandshake_ms = 0\n".into(), 2, 1, "handshake_ms", "at least 1"),
             ("[timeouts]\nwrite_ms = 10\ndrain_ms = 0\n".into(), 3, 1, "drain_ms", "at least 1"),
@@ -201,15 +262,30 @@ mod tests {
             ("[saf]\nlate_capacity = 0\n".into(), 2, 1, "late_capacity", "at least 1"),
             ("[saf]\nlate_memory_ms = 0\n".into(), 2, 1, "late_memory_ms", "at least 1"),
             ("[saf]\nretry_min_ms = 0\n".into(), 2, 1, "retry_max_ms", "retry_min_ms <= retry_max_ms"),
-            (format!("{L}max_connections = 5\n[ops]\nmax_connections = 0\n"), 5, 1, "max_connections", "at least 1"),
+            (
+                format!("{L}max_connections = 5\n[ops]\nmax_connections = 0\n"),
+                5,
+                1,
+                "max_connections",
+                "at least 1",
+            ),
             ("[ops]\nread_timeout_ms = 0\n".into(), 2, 1, "read_timeout_ms", "at least 1"),
             (String::new(), 1, 1, "(document)", "the file is empty"),
             ("# nothing but a comment\n\n   \n".into(), 1, 1, "(document)", "the file is empty"),
-            ("metrics = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:9584\"\n".into(), 2, 1, "admin_token", "bearer token"),
+            (
+                "metrics = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:9584\"\n".into(),
+                2,
+                1,
+                "admin_token",
+                "bearer token",
+            ),
             ("admin = \"0.0.0.0:9584\"\n".into(), 1, 1, "admin_token", "reachable from other hosts"),
             (
                 "admin = \"0.0.0.0:9584\"\nadmin_token = \"short\"\n".into(),
-                2, 1, "admin_token", "at least 16 characters",
+                2,
+                1,
+                "admin_token",
+                "at least 16 characters",
             ),
         ];
         for (text, line, column, key, part) in &cases {
@@ -230,7 +306,11 @@ mod tests {
             "[ops]\nmax_connections = 1\nread_timeout_ms = 1\n".into(),
         ];
         for text in &cases {
-            assert!(Config::parse("ok.toml", text).is_ok(), "{text:?}: {:?}", Config::parse("ok.toml", text).err());
+            assert!(
+                Config::parse("ok.toml", text).is_ok(),
+                "{text:?}: {:?}",
+                Config::parse("ok.toml", text).err()
+            );
         }
     }
 
@@ -247,7 +327,8 @@ mod tests {
 
     #[test]
     fn keys_are_found_where_they_are_written() {
-        let text = "a = 1\n[x]\nframe = { max_frame = 10, length = \"bcd2\" } # max_frame = 3\nmax_frame = 10\n";
+        let text =
+            "a = 1\n[x]\nframe = { max_frame = 10, length = \"bcd2\" } # max_frame = 3\nmax_frame = 10\n";
         assert_eq!(find(text, "max_frame", "10"), Some((3, 11)));
         assert_eq!(find(text, "max_frame", "3"), Some((3, 11)), "comments are not values");
         assert_eq!(find(text, "length", "bcd2"), Some((3, 27)));

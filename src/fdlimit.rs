@@ -75,7 +75,9 @@ mod tests {
     use super::*;
 
     fn cfg(caps: &[Option<usize>]) -> Config {
-        let mut text = String::from("metrics = \"127.0.0.1:0\"\n[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n");
+        let mut text = String::from(
+            "metrics = \"127.0.0.1:0\"\n[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n",
+        );
         for c in caps {
             text.push_str("[[listener]]\naddr = \"127.0.0.1:0\"\n");
             if let Some(c) = c {
@@ -88,7 +90,9 @@ mod tests {
     #[test]
     fn caps_fit_under_the_limit() {
         // reserve: 48 + 1 link + listeners + 17 for the metrics port.
-        let cases: &[(&[Option<usize>], u64, &[usize], usize)] = &[
+        // (configured caps, descriptor limit, caps in force, warnings)
+        type Case<'a> = (&'a [Option<usize>], u64, &'a [usize], usize);
+        let cases: &[Case] = &[
             (&[None], 1_048_576, &[20_000], 0),
             (&[None], 1024, &[1024 - 67], 0),
             (&[None, None], 1024, &[(1024 - 68) / 2, (1024 - 68) / 2], 0),

@@ -74,7 +74,12 @@ pub async fn serve<F, Fut>(
         let Ok(permit) = open.clone().try_acquire_owned() else {
             counters.refused.increment(1);
             if let Some(suppressed) = AT_CAP.hit() {
-                tracing::warn!(port = name, cap, suppressed, "operations port at its connection cap; connection closed");
+                tracing::warn!(
+                    port = name,
+                    cap,
+                    suppressed,
+                    "operations port at its connection cap; connection closed"
+                );
             }
             drop(stream);
             continue;
@@ -82,7 +87,8 @@ pub async fn serve<F, Fut>(
         let answer = answer.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let head = tokio::time::timeout(limits.read_timeout, read_head(&mut stream, limits.head_limit)).await;
+            let head =
+                tokio::time::timeout(limits.read_timeout, read_head(&mut stream, limits.head_limit)).await;
             let Ok(Ok(head)) = head else { return };
             let _ = tokio::time::timeout(limits.answer_timeout, answer(stream, head)).await;
         });

@@ -278,7 +278,11 @@ pub fn ops_counters(port: &'static str) -> crate::http::Counters {
     }
 }
 
-async fn answer(mut stream: TcpStream, head: String, handle: Arc<Option<PrometheusHandle>>) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    head: String,
+    handle: Arc<Option<PrometheusHandle>>,
+) -> std::io::Result<()> {
     let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
     let (status, ctype, body) = match path {
         "/metrics" => {

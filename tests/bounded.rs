@@ -69,7 +69,10 @@ async fn ops_ports_close_connections_beyond_their_cap_and_terminals_are_served()
     // The idle ones are closed at the read timeout (1.5 s after they were opened), and
     // the ports answer again.
     for s in admin_open.iter_mut().chain(metrics_open.iter_mut()) {
-        assert!(closed_within(s, Duration::from_secs(3)).await, "an idle connection outlived the read timeout");
+        assert!(
+            closed_within(s, Duration::from_secs(3)).await,
+            "an idle connection outlived the read timeout"
+        );
     }
     assert!(t0.elapsed() < Duration::from_secs(6));
     assert_eq!(process::http(admin, "GET", "/health").await.map(|r| r.0), Some(200));
@@ -140,7 +143,8 @@ async fn out_of_descriptors_the_switch_backs_off_and_recovers() {
     for _ in 0..120 {
         idle.push(TcpStream::connect(listen).await.unwrap());
     }
-    process::until("the switch to run out of descriptors", Duration::from_secs(10), || open_fds(pid) >= 63).await;
+    process::until("the switch to run out of descriptors", Duration::from_secs(10), || open_fds(pid) >= 63)
+        .await;
     // The metrics port meets the same wall (its waiting connections stay queued).
     for _ in 0..5 {
         idle.push(TcpStream::connect(metrics).await.unwrap());
@@ -174,7 +178,10 @@ async fn out_of_descriptors_the_switch_backs_off_and_recovers() {
     let log: String = strip_ansi(&log);
     assert!(log.contains("max_connections=[189]"), "the cap fitted under 256 descriptors:\n{log}");
     for port in ["terminal", "metrics"] {
-        let warned = log.lines().filter(|l| l.contains("accept failing") && l.contains(&format!("\"{port}\""))).count();
+        let warned = log
+            .lines()
+            .filter(|l| l.contains("accept failing") && l.contains(&format!("\"{port}\"")))
+            .count();
         assert_eq!(warned, 1, "one WARN for the {port} port's episode:\n{log}");
     }
     assert!(log.contains("accept recovered"), "the episode's end with its count:\n{log}");

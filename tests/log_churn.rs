@@ -60,7 +60,8 @@ async fn churned_connections_log_one_line_per_kind_of_event() {
     let mut done = 0;
     for _ in 0..200 {
         let body = http_get(metrics, "/metrics").await;
-        done = counter(&body, "isoswitch_frame_errors_total") + counter(&body, "isoswitch_decode_errors_total");
+        done =
+            counter(&body, "isoswitch_frame_errors_total") + counter(&body, "isoswitch_decode_errors_total");
         if done as usize >= N {
             break;
         }
@@ -73,7 +74,11 @@ async fn churned_connections_log_one_line_per_kind_of_event() {
     sw.join().await;
 
     let text = logs.text();
-    for event in ["terminal connection framing ended", "terminal frame over the maximum", "undecodable terminal message"] {
+    for event in [
+        "terminal connection framing ended",
+        "terminal frame over the maximum",
+        "undecodable terminal message",
+    ] {
         let n = text.lines().filter(|l| l.contains(event)).count();
         assert_eq!(n, 1, "{event:?} logged {n} times for {N} connections:\n{text}");
     }
@@ -118,7 +123,8 @@ async fn requests_from_an_issuer_are_logged_once_and_counted() {
     stop.cancel();
     sw.join().await;
     let text = logs.text();
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains("neither a response nor network management")).collect();
+    let lines: Vec<&str> =
+        text.lines().filter(|l| l.contains("neither a response nor network management")).collect();
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines[0].contains("mti=\"0200\"") || lines[0].contains("mti=0200"), "{lines:?}");
     assert!(!text.contains(PAN), "a log line holds the PAN");
