@@ -36,19 +36,26 @@ pub struct Admin {
     pub rules_dir: Option<PathBuf>,
 }
 
-/// Serve the admin API on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream, admin)).await;
-        });
-    }
+/// Serve the admin API on `listener` until `shutdown`, with at most `max_connections`
+/// open at once and the request head read within `read_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    admin: Arc<Admin>,
+    max_connections: usize,
+    read_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let limits = crate::http::Limits {
+        max_connections,
+        read_timeout,
+        head_limit: 4096,
+        answer_timeout: Duration::from_secs(10),
+    };
+    let counters = crate::metrics::ops_counters("admin");
+    crate::http::serve(listener, "admin", limits, counters, shutdown, move |s, head| {
+        answer(s, head, admin.clone())
+    })
+    .await;
 }
 
 /// A parsed request head.
@@ -87,8 +94,7 @@ fn ok_ident(s: &str) -> bool {
     !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-async fn answer(mut stream: TcpStream, admin: Arc<Admin>) -> std::io::Result<()> {
-    let head = crate::http::read_head(&mut stream, 4096).await?;
+async fn answer(mut stream: TcpStream, head: String, admin: Arc<Admin>) -> std::io::Result<()> {
     let (status, body) = match parse(&head) {
         Some(req) => handle(&admin, req).await,
         None => (400, json!({"error": "not an HTTP request"})),

@@ -17,11 +17,15 @@
 //! reconnect_max_ms = 5000                 # cap of the issuer reconnect backoff
 //! answer_margin_ms = 50                   # issuer wait ends this long before deadline_ms
 //!
+//! [ops]                                   # admin and metrics ports, all optional
+//! max_connections = 16                    # each; more are closed at once
+//! read_timeout_ms = 5000                  # the request head must arrive within this
+//!
 //! [[listener]]
 //! addr = "0.0.0.0:8583"
 //! spec = "cup-pos"                        # shipped name or a spec file
 //! frame = { length = "binary2", tpdu = true, header_len = 6, max_frame = 8192 }
-//! max_connections = 20000
+//! max_connections = 20000                # default: what fits under the descriptor limit
 //! idle_timeout_ms = 300000
 //! max_inflight_per_connection = 256
 //! tls = { cert = "switch.pem", key = "switch-key.pem", client_ca = "terminals-ca.pem" }
@@ -113,6 +117,9 @@ pub struct Config {
     pub rules: Option<PathBuf>,
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Bounds of the operations ports (admin API, metrics).
+    #[serde(default)]
+    pub ops: OpsConfig,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
     #[serde(default, rename = "issuer")]
@@ -205,6 +212,22 @@ impl Default for SafConfig {
     }
 }
 
+/// The operations ports (`admin`, `metrics`): each holds at most `max_connections` open
+/// at once (more are closed as soon as they are accepted) and closes a connection whose
+/// request head has not arrived within `read_timeout_ms`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    pub max_connections: usize,
+    pub read_timeout_ms: u64,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig { max_connections: 16, read_timeout_ms: 5000 }
+    }
+}
+
 /// Switch-wide time bounds.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -249,8 +272,9 @@ pub struct ListenerConfig {
     #[serde(default)]
     pub frame: FrameConfig,
     pub tls: Option<ServerTls>,
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
+    /// Terminal connections open at once; absent: what fits under the process's
+    /// descriptor limit (see `crate::fdlimit`). A value that does not fit is lowered.
+    pub max_connections: Option<usize>,
     /// A connection with nothing received and nothing in flight this long is closed.
     #[serde(default = "default_idle_ms")]
     pub idle_timeout_ms: u64,
@@ -348,9 +372,6 @@ fn default_switch_id() -> String {
 fn default_spec() -> String {
     "iso87ascii".to_string()
 }
-fn default_max_connections() -> usize {
-    20_000
-}
 fn default_idle_ms() -> u64 {
     300_000
 }
@@ -409,7 +430,7 @@ impl Config {
                     let key = text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_string();
                     (l, c, key)
                 }
-                None => (0, 0, String::new()),
+                None => (1, 1, String::new()),
             };
             let key = if key.is_empty() || key.len() > 60 { "(document)".to_string() } else { key };
             ConfigError::Invalid {
@@ -425,6 +446,7 @@ impl Config {
     }
 
     fn check(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        sanity::check_empty(file, text)?;
         let bad = |key: &str, value: &str, message: String| {
             let (line, column) = locate(text, key, value);
             ConfigError::Invalid { file: file.to_string(), line, column, key: key.to_string(), message }
@@ -436,7 +458,7 @@ impl Config {
             if l.mac.is_some() && l.keys.is_none() {
                 return Err(bad("mac", "", "MAC verification needs a key file (keys = ...)".into()));
             }
-            if l.max_connections == 0 {
+            if l.max_connections == Some(0) {
                 return Err(bad("max_connections", "", "must be at least 1".into()));
             }
         }
@@ -483,12 +505,16 @@ impl Config {
         {
             return Err(bad("default_issuer", d, format!("no issuer named `{d}`")));
         }
-        if self.admin.is_some() && self.admin_token.as_deref().is_none_or(|t| t.len() < 16) {
-            return Err(bad(
-                "admin_token",
-                "",
-                "the admin API needs a bearer token of at least 16 characters".into(),
-            ));
+        if let Some(addr) = self.admin
+            && self.admin_token.as_deref().is_none_or(|t| t.len() < 16)
+        {
+            let (line, column) = sanity::at(text, &[("admin_token", ""), ("admin", "")]);
+            let mut message = "the admin API needs a bearer token of at least 16 characters".to_string();
+            if !addr.ip().is_loopback() {
+                message.push_str(&format!(" (and {addr} is reachable from other hosts)"));
+            }
+            let (file, key) = (file.to_string(), "admin_token".to_string());
+            return Err(ConfigError::Invalid { file, line, column, key, message });
         }
         if self.journal_sync != "full" && self.journal_sync != "normal" {
             return Err(bad("journal_sync", &self.journal_sync, "must be \"full\" or \"normal\"".into()));
@@ -510,13 +536,21 @@ impl Config {
             return Err(bad("key", "", "must be 64 hex digits (an AES-256 key)".into()));
         }
         if self.saf.retry_min_ms == 0 || self.saf.retry_max_ms < self.saf.retry_min_ms {
-            return Err(bad("retry_max_ms", "", "needs 0 < retry_min_ms <= retry_max_ms".into()));
+            let (line, column) = sanity::at(text, &[("retry_max_ms", ""), ("retry_min_ms", "")]);
+            let (file, key) = (file.to_string(), "retry_max_ms".to_string());
+            let message = "needs 0 < retry_min_ms <= retry_max_ms".to_string();
+            return Err(ConfigError::Invalid { file, line, column, key, message });
         }
         if !(10..=3_600_000).contains(&self.saf.indoubt_rotate_ms) {
             let v = self.saf.indoubt_rotate_ms.to_string();
             return Err(bad("indoubt_rotate_ms", &v, "must be between 10 and 3600000".into()));
         }
-        Ok(())
+        sanity::check(self, file, text)
+    }
+
+    /// Settings that work but deserve a word at start (one line each).
+    pub fn warnings(&self) -> Vec<String> {
+        sanity::warnings(self)
     }
 }
 
@@ -528,19 +562,14 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The line where `key` is given `value` (or just `key` when value is empty).
+/// The line and column where `key` is given `value` (or just `key` when value is empty);
+/// the start of the file when the key is not written in it.
 fn locate(text: &str, key: &str, value: &str) -> (usize, usize) {
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim_start();
-        if let Some(rest) = t.strip_prefix(key)
-            && rest.trim_start().starts_with('=')
-            && (value.is_empty() || rest.contains(value))
-        {
-            return (i + 1, line.len() - t.len() + 1);
-        }
-    }
-    (0, 0)
+    sanity::at(text, &[(key, value)])
 }
+
+#[path = "config_sanity.rs"]
+mod sanity;
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,8 @@
 //! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
 //! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
 //! - [`http`]: the little HTTP/1.1 of the operations ports (`/metrics`, admin API).
+//! - [`accept`], [`fdlimit`]: listeners that back off instead of spinning when accepts fail,
+//!   and the descriptor budget their connection caps are fitted into.
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
 //!   logging, TLS policy).
 //! - [`rc`]: response codes per dialect (generic codes mapped to what terminals display), as data.
@@ -19,11 +21,13 @@
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod acceptor;
 pub mod admin;
 pub mod civil;
 pub mod cli;
 pub mod config;
+pub mod fdlimit;
 pub mod frame;
 pub mod http;
 pub mod iso;

@@ -3,7 +3,7 @@
 //! Labels are low-cardinality only: MTI, issuer name, response code, class — never a
 //! PAN, STAN or terminal id. May import: anything (edge module).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram};
@@ -39,6 +39,9 @@ pub const ADMITTED_AFTER_WAIT_TOTAL: &str = "isoswitch_admitted_after_wait_total
 pub const ADMISSION_WAIT_SECONDS: &str = "isoswitch_admission_wait_seconds";
 pub const ADMISSION_OVERFLOW_TOTAL: &str = "isoswitch_admission_overflow_total";
 pub const REVERSAL_STORE_LATE_TOTAL: &str = "isoswitch_reversal_store_late_total";
+pub const ACCEPT_ERRORS_TOTAL: &str = "isoswitch_accept_errors_total";
+pub const OPS_REFUSED_CONNECTIONS_TOTAL: &str = "isoswitch_ops_refused_connections_total";
+pub const ISSUER_UNEXPECTED_MESSAGES_TOTAL: &str = "isoswitch_issuer_unexpected_messages_total";
 pub const REPEATS_TOTAL: &str = "isoswitch_repeats_total";
 
 /// `outcome` labels of `REPEATS_TOTAL`.
@@ -153,6 +156,18 @@ fn describe() {
     );
     describe_counter!(LATE_REPLIES_TOTAL, "Issuer replies that arrived after their request timed out.");
     describe_counter!(
+        ACCEPT_ERRORS_TOTAL,
+        "Failed accepts (out of descriptors and similar), by listener (terminal, admin, metrics)."
+    );
+    describe_counter!(
+        OPS_REFUSED_CONNECTIONS_TOTAL,
+        "Connections to the admin or metrics port closed at its connection cap, by port."
+    );
+    describe_counter!(
+        ISSUER_UNEXPECTED_MESSAGES_TOTAL,
+        "Messages from an issuer that are neither a response nor network management (dropped), by issuer."
+    );
+    describe_counter!(
         FAILOVER_TOTAL,
         "Requests sent to a backup issuer because every link of this one was down."
     );
@@ -232,10 +247,13 @@ pub fn rc_label(rc: &[u8]) -> &'static str {
     }
 }
 
-/// Serve `/metrics` and `/health` on `listener` until `shutdown`.
+/// Serve `/metrics` and `/health` on `listener` until `shutdown`, with at most
+/// `max_connections` open at once and the request head read within `read_timeout`.
 pub async fn serve_http(
     listener: TcpListener,
     handle: Option<PrometheusHandle>,
+    max_connections: usize,
+    read_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     let upkeep = handle.clone();
@@ -251,25 +269,36 @@ pub async fn serve_http(
             }
         }
     });
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let h = handle.clone();
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, h)).await;
-        });
+    let limits = crate::http::Limits {
+        max_connections,
+        read_timeout,
+        head_limit: 2048,
+        answer_timeout: Duration::from_secs(5),
+    };
+    let handle = Arc::new(handle);
+    crate::http::serve(listener, "metrics", limits, ops_counters("metrics"), shutdown, move |s, head| {
+        answer(s, head, handle.clone())
+    })
+    .await;
+}
+
+/// The counters of the operations port `port` (`admin`, `metrics`).
+pub fn ops_counters(port: &'static str) -> crate::http::Counters {
+    crate::http::Counters {
+        refused: counter!(OPS_REFUSED_CONNECTIONS_TOTAL, "port" => port),
+        accept_errors: counter!(ACCEPT_ERRORS_TOTAL, "listener" => port),
     }
 }
 
-async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>) -> std::io::Result<()> {
-    let head = crate::http::read_head(&mut stream, 2048).await?;
+async fn answer(
+    mut stream: TcpStream,
+    head: String,
+    handle: Arc<Option<PrometheusHandle>>,
+) -> std::io::Result<()> {
     let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
     let (status, ctype, body) = match path {
         "/metrics" => {
-            let body = handle.as_ref().map(|h| h.render()).unwrap_or_default();
+            let body = handle.as_ref().as_ref().map(|h| h.render()).unwrap_or_default();
             ("200 OK", "text/plain; version=0.0.4", body)
         }
         "/health" => ("200 OK", "text/plain", "ok\n".to_string()),

@@ -5,7 +5,7 @@
 //! task per message). On a graceful stop it reads no more, answers every request it has
 //! read (in flight, or still in its read buffer), closes its write side and waits, bounded,
 //! for the terminal to close before dropping the socket. May import: codec, framing,
-//! issuer connector, metrics.
+//! issuer connector, metrics, telemetry.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -36,6 +36,17 @@ const READ_CAPACITY: usize = 4096;
 
 /// A connection's read side: the bytes of its first read, then the socket.
 type Reader<R> = Chain<Take<std::io::Cursor<[u8; 64]>>, R>;
+
+/// The events any terminal can repeat at will, logged first then once per interval with a
+/// count (`suppressed`), so that churn or an attack cannot flood the log.
+mod logged {
+    use crate::telemetry::{THROTTLE_INTERVAL, Throttle};
+    pub static TOO_LONG: Throttle = Throttle::new(THROTTLE_INTERVAL);
+    pub static FRAMING_ENDED: Throttle = Throttle::new(THROTTLE_INTERVAL);
+    pub static IDLE: Throttle = Throttle::new(THROTTLE_INTERVAL);
+    pub static UNDECODABLE: Throttle = Throttle::new(THROTTLE_INTERVAL);
+    pub static RESPONSE_FROM_TERMINAL: Throttle = Throttle::new(THROTTLE_INTERVAL);
+}
 
 /// How long a gracefully stopped connection waits for the terminal to close its side.
 const LINGER: Duration = Duration::from_secs(1);
@@ -183,12 +194,16 @@ where
                 }
                 Some(Err(FrameError::TooLong { len, max })) => {
                     counter!(m::FRAME_ERRORS_TOTAL).increment(1);
-                    tracing::warn!(len, max, "terminal frame over the maximum; closing its connection");
+                    if let Some(suppressed) = logged::TOO_LONG.hit() {
+                        tracing::warn!(len, max, suppressed, "terminal frame over the maximum; closing its connection");
+                    }
                     break;
                 }
                 Some(Err(e)) => {
                     counter!(m::FRAME_ERRORS_TOTAL).increment(1);
-                    tracing::info!(error = %e, "terminal connection framing ended");
+                    if let Some(suppressed) = logged::FRAMING_ENDED.hit() {
+                        tracing::info!(error = %e, suppressed, "terminal connection framing ended");
+                    }
                     reading = false;
                     continue;
                 }
@@ -205,7 +220,9 @@ where
             _ = &mut idle, if inflight.is_empty() && reading => {
                 let quiet = last_seen.elapsed();
                 if quiet >= idle_for {
-                    tracing::debug!("idle terminal connection closed");
+                    if let Some(suppressed) = logged::IDLE.hit() {
+                        tracing::debug!(suppressed, "idle terminal connection closed");
+                    }
                     break;
                 }
                 idle.as_mut().reset(tokio::time::Instant::now() + (idle_for - quiet));
@@ -399,7 +416,9 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
         Err(e) => {
             counter!(m::DECODE_ERRORS_TOTAL).increment(1);
             // The error names the part and offset, never a field's value.
-            tracing::warn!(listener = %ctx.cfg.addr, error = %e, "undecodable terminal message");
+            if let Some(suppressed) = logged::UNDECODABLE.hit() {
+                tracing::warn!(listener = %ctx.cfg.addr, error = %e, suppressed, "undecodable terminal message");
+            }
             let Some(mti) = Message::peek_mti(&ctx.spec, &frame.body) else { return Step::Nothing };
             ctx.requests.get(&mti).increment(1);
             return match format_error(&ctx.spec, mti) {
@@ -410,7 +429,9 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
     };
     ctx.requests.get(msg.mti().as_bytes()).increment(1);
     if crate::issuer::response_mti(msg.mti().as_bytes()).is_none() {
-        tracing::info!(mti = msg.mti(), "terminal sent a response message; ignored");
+        if let Some(suppressed) = logged::RESPONSE_FROM_TERMINAL.hit() {
+            tracing::info!(mti = msg.mti(), suppressed, "terminal sent a response message; ignored");
+        }
         return Step::Nothing;
     }
     let mac = match ctx.security.verify(&msg) {

@@ -26,10 +26,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::Backoff;
 use crate::config::{Config, ListenerConfig};
 use crate::iso::Spec;
 use crate::issuer::{IssuerError, Issuers};
 use crate::metrics as m;
+use crate::telemetry::{THROTTLE_INTERVAL, Throttle};
 pub use service::{Plan, ServiceError, Services};
 
 /// Why the switch could not start.
@@ -216,13 +218,18 @@ pub async fn serve_with(
     let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
     issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);
     tokio::spawn(follow_weights(services.router.clone(), issuers.clone(), links_stop.clone()));
+    let ops_read = Duration::from_millis(cfg.ops.read_timeout_ms);
     if let Some(l) = metrics_listener {
-        tokio::spawn(m::serve_http(l, handle, shutdown.clone()));
+        tokio::spawn(m::serve_http(l, handle, cfg.ops.max_connections, ops_read, shutdown.clone()));
+    }
+    let (caps, warnings) = crate::fdlimit::terminal_caps(&cfg, crate::fdlimit::raise_nofile());
+    for w in &warnings {
+        tracing::warn!("{w}");
     }
     let hard = CancellationToken::new();
     let mut addrs = Vec::with_capacity(prepared.len());
     let mut tasks = Vec::with_capacity(prepared.len());
-    for (lc, spec, tls, listener, bound, security) in prepared {
+    for ((lc, spec, tls, listener, bound, security), cap) in prepared.into_iter().zip(caps.iter().copied()) {
         addrs.push(bound);
         let ctx = Arc::new(ListenerCtx {
             cfg: lc,
@@ -242,6 +249,7 @@ pub async fn serve_with(
         tasks.push(tokio::spawn(accept_loop(
             listener,
             ctx,
+            cap,
             tls,
             handshake,
             drain,
@@ -259,12 +267,13 @@ pub async fn serve_with(
                 issuers: issuers.clone(),
                 rules_dir: cfg.rules.clone(),
             };
-            tokio::spawn(crate::admin::serve(l, Arc::new(api), shutdown.clone()));
+            let cap = cfg.ops.max_connections;
+            tokio::spawn(crate::admin::serve(l, Arc::new(api), cap, ops_read, shutdown.clone()));
             Some(bound)
         }
         _ => None,
     };
-    tracing::info!(listeners = ?addrs, metrics = ?metrics, admin = ?admin, issuers = cfg.issuers.len(), "switch started");
+    tracing::info!(listeners = ?addrs, max_connections = ?caps, metrics = ?metrics, admin = ?admin, issuers = cfg.issuers.len(), "switch started");
     let iss = issuers.clone();
     let join = tokio::spawn(async move {
         shutdown.cancelled().await;
@@ -335,16 +344,23 @@ async fn follow_weights(router: Arc<crate::route::Router>, issuers: Arc<Issuers>
     }
 }
 
+/// Accept terminals until `shutdown`: at most `cap` open at once (more are closed as soon
+/// as they are accepted), backing off while accepts fail; then drain.
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: TcpListener,
     ctx: Arc<ListenerCtx>,
+    cap: usize,
     tls: Option<tokio_rustls::TlsAcceptor>,
     handshake: Duration,
     drain: Duration,
     shutdown: CancellationToken,
     hard: CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(ctx.cfg.max_connections));
+    static HANDSHAKE_FAILED: Throttle = Throttle::new(THROTTLE_INTERVAL);
+    static HANDSHAKE_TIMED_OUT: Throttle = Throttle::new(THROTTLE_INTERVAL);
+    let limit = Arc::new(Semaphore::new(cap.max(1)));
+    let mut backoff = Backoff::new("terminal", counter!(m::ACCEPT_ERRORS_TOTAL, "listener" => "terminal"));
     let tracker = TaskTracker::new();
     let conns = gauge!(m::TERMINAL_CONNECTIONS);
     let stop = conn::Stop::new(shutdown.clone(), hard.clone());
@@ -355,11 +371,12 @@ async fn accept_loop(
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff.accepted();
+                a
+            }
             Err(e) => {
-                // Out of descriptors and similar: pause instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                backoff.failed(&e).await;
                 continue;
             }
         };
@@ -382,8 +399,16 @@ async fn accept_loop(
                         let (r, w) = tokio::io::split(s);
                         conn::serve(ctx, r, w, stop).await;
                     }
-                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "terminal TLS handshake failed"),
-                    Err(_) => tracing::info!(%peer, "terminal TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        if let Some(suppressed) = HANDSHAKE_FAILED.hit() {
+                            tracing::info!(%peer, error = %e, suppressed, "terminal TLS handshake failed");
+                        }
+                    }
+                    Err(_) => {
+                        if let Some(suppressed) = HANDSHAKE_TIMED_OUT.hit() {
+                            tracing::info!(%peer, suppressed, "terminal TLS handshake timed out");
+                        }
+                    }
                 },
             }
             conns.decrement(1.0);

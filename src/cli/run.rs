@@ -99,6 +99,9 @@ pub fn run(a: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for w in cfg.warnings() {
+        tracing::warn!("{w}");
+    }
     if cfg.journal.is_none() && cfg.journal_url.is_none() {
         // A config file without `journal` runs without one: say so, once, loudly.
         tracing::warn!(

@@ -35,14 +35,16 @@ pub enum LengthHeader {
 }
 
 impl LengthHeader {
-    fn size(self) -> usize {
+    /// Bytes of the header itself.
+    pub fn size(self) -> usize {
         match self {
             LengthHeader::Binary2 | LengthHeader::Bcd2 => 2,
             LengthHeader::Ascii4 => 4,
         }
     }
 
-    fn largest(self) -> usize {
+    /// The largest length the header can carry.
+    pub fn largest(self) -> usize {
         match self {
             LengthHeader::Binary2 => 0xFFFF,
             LengthHeader::Bcd2 | LengthHeader::Ascii4 => 9999,
@@ -83,7 +85,8 @@ impl FrameConfig {
         FrameConfig { tpdu: true, header_len: 6, ..FrameConfig::default() }
     }
 
-    fn prelude(&self) -> usize {
+    /// Bytes of TPDU and application header in front of each message.
+    pub fn prelude(&self) -> usize {
         (if self.tpdu { 5 } else { 0 }) + self.header_len
     }
 }

@@ -8,7 +8,7 @@
 //! request as written and stored before the waiting side hears of the timeout; its key is
 //! remembered so that a late reply is recognised and not reversed a second time. With an
 //! in-doubt log, the writer logs each batch's reversible requests before writing it.
-//! May import: codec, framing, config, metrics.
+//! May import: codec, framing, config, metrics, telemetry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +34,11 @@ use crate::config::{LinkConfig, Timeouts};
 use crate::frame::FrameCodec;
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
+use crate::telemetry::{THROTTLE_INTERVAL, Throttle};
+
+/// Issuer faults that repeat per message: logged first, then once per interval with a count.
+static UNDECODABLE: Throttle = Throttle::new(THROTTLE_INTERVAL);
+static UNEXPECTED: Throttle = Throttle::new(THROTTLE_INTERVAL);
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 pub(super) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
@@ -414,7 +419,9 @@ impl Link {
             Ok(msg) => Box::new(msg),
             Err(e) => {
                 counter!(m::DECODE_ERRORS_TOTAL).increment(1);
-                tracing::warn!(issuer = %self.issuer, link = self.id, error = %e, "undecodable message from issuer");
+                if let Some(suppressed) = UNDECODABLE.hit() {
+                    tracing::warn!(issuer = %self.issuer, link = self.id, error = %e, suppressed, "undecodable message from issuer");
+                }
                 return;
             }
         };
@@ -428,6 +435,14 @@ impl Link {
                 if ok && let Ok(b) = r.to_bytes() {
                     let _ = reply_tx.try_send(Outgoing::plain(b));
                 }
+                return;
+            }
+            // A request (0200, 0400, ...) from the issuer: the switch takes none, and it
+            // must not pass unseen.
+            counter!(m::ISSUER_UNEXPECTED_MESSAGES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
+            if let Some(suppressed) = UNEXPECTED.hit() {
+                tracing::warn!(issuer = %self.issuer, link = self.id, mti = msg.mti(), suppressed,
+                    "issuer sent a message that is neither a response nor network management; dropped");
             }
             return;
         }

@@ -16,7 +16,7 @@ pub async fn free_port() -> SocketAddr {
 }
 
 /// A switch process, killed when dropped (a failed assertion leaves nothing running).
-pub struct Switch(Child);
+pub struct Switch(pub Child);
 
 impl std::ops::Deref for Switch {
     type Target = Child;
