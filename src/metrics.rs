@@ -39,6 +39,7 @@ pub const ADMITTED_AFTER_WAIT_TOTAL: &str = "isoswitch_admitted_after_wait_total
 pub const ADMISSION_WAIT_SECONDS: &str = "isoswitch_admission_wait_seconds";
 pub const ADMISSION_OVERFLOW_TOTAL: &str = "isoswitch_admission_overflow_total";
 pub const REVERSAL_STORE_LATE_TOTAL: &str = "isoswitch_reversal_store_late_total";
+pub const ISSUER_REPLY_REJECTED_TOTAL: &str = "isoswitch_issuer_reply_rejected_total";
 
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
@@ -138,6 +139,11 @@ fn describe() {
     describe_counter!(
         INDOUBT_REVERSED_TOTAL,
         "Requests in flight at an issuer when the switch died, reversed at the next start."
+    );
+    describe_counter!(
+        ISSUER_REPLY_REJECTED_TOTAL,
+        "Issuer replies not believed (answered 96, reversed when they may have approved), by issuer and \
+         reason: mti, echo, missing_echo, missing_rc, unknown_rc."
     );
     describe_counter!(LATE_REPLIES_TOTAL, "Issuer replies that arrived after their request timed out.");
     describe_counter!(
