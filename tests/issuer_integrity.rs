@@ -68,10 +68,10 @@ async fn hostile(tamper: fn(u64) -> Option<Tamper>) -> (SocketAddr, Arc<Mutex<Se
                         _ => continue,
                     }
                     r.set(39, "00").unwrap();
-                    if r.mti() == "0210" || r.mti() == "0110" {
-                        if let Some(t) = tamper(req.amount().unwrap_or(0)) {
-                            t(&mut r);
-                        }
+                    if (r.mti() == "0210" || r.mti() == "0110")
+                        && let Some(t) = tamper(req.amount().unwrap_or(0))
+                    {
+                        t(&mut r);
                     }
                     if io.send(Frame::plain(r.to_bytes().unwrap())).await.is_err() {
                         return;
