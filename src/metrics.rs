@@ -46,6 +46,7 @@ pub const REPEATS_TOTAL: &str = "isoswitch_repeats_total";
 
 /// `outcome` labels of `REPEATS_TOTAL`.
 pub const REPEAT_OUTCOMES: [&str; 3] = ["answered", "waited", "conflict"];
+pub const ISSUER_REPLY_REJECTED_TOTAL: &str = "isoswitch_issuer_reply_rejected_total";
 
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
@@ -153,6 +154,11 @@ fn describe() {
     describe_counter!(
         INDOUBT_REVERSED_TOTAL,
         "Requests in flight at an issuer when the switch died, reversed at the next start."
+    );
+    describe_counter!(
+        ISSUER_REPLY_REJECTED_TOTAL,
+        "Issuer replies not believed (answered 96, reversed when they may have approved), by issuer and \
+         reason: mti, echo, missing_echo, missing_rc, unknown_rc."
     );
     describe_counter!(LATE_REPLIES_TOTAL, "Issuer replies that arrived after their request timed out.");
     describe_counter!(

@@ -1,9 +1,14 @@
 //! Response codes per dialect, as data. The switch decides a generic code (the codes of the
 //! design, kept as they are by the generic dialects); a dialect's table (`specs/rc-<dialect>.toml`)
 //! maps some of them to the codes its terminals display, e.g. `cup-pos` answers an unknown
-//! terminal with 97 instead of 03. Pure: may use `toml` and `serde`, nothing of the crate.
+//! terminal with 97 instead of 03. A table also knows which codes a host of its dialect may
+//! answer with (`known`) and which of them approve (`approvals`): an issuer's field 39 is
+//! checked against them before its reply is believed. A dialect that does not list them
+//! takes the standard's table (ISO 8583:1987's two-character codes; `standard =
+//! "iso8583-1993"`, the default of `iso93ascii`, its three-digit action codes).
+//! Pure: may use `toml` and `serde`, nothing of the crate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -63,6 +68,10 @@ impl Outcome {
 pub struct RcTable {
     dialect: String,
     codes: BTreeMap<String, String>,
+    /// Codes a host of this dialect may answer with.
+    known: BTreeSet<String>,
+    /// The known codes that approve (money moves): a rejected reply carrying one is reversed.
+    approvals: BTreeSet<String>,
 }
 
 /// A response-code table that could not be loaded: file, line and key named.
@@ -80,6 +89,51 @@ struct TableFile {
     dialect: String,
     #[serde(default)]
     codes: BTreeMap<String, String>,
+    /// `iso8583-1987` or `iso8583-1993`: the table `known` and `approvals` default to.
+    standard: Option<String>,
+    known: Option<Vec<String>>,
+    approvals: Option<Vec<String>>,
+}
+
+/// ISO 8583:1987 field 39: the codes the standard assigns (00-44, 51-68, 75, 90-96; the
+/// rest is reserved for ISO, national or private use) and its approvals (00 approved,
+/// 08 honour with identification, 10 partial, 11 VIP, 16 approved with track 3 update).
+const ISO_1987_KNOWN: &[(u16, u16)] = &[(0, 44), (51, 68), (75, 75), (90, 96)];
+const ISO_1987_APPROVALS: &[(u16, u16)] = &[(0, 0), (8, 8), (10, 11), (16, 16)];
+/// ISO 8583:1993 action codes (three digits): approvals 000-007, denials 100-125, pick-up
+/// 200-210, file actions 300-309, reversal 400, reconciliation 500-503, administrative
+/// 600-601, fee collection 700, network management 800, errors 900-923.
+const ISO_1993_KNOWN: &[(u16, u16)] = &[
+    (0, 7),
+    (100, 125),
+    (200, 210),
+    (300, 309),
+    (400, 400),
+    (500, 503),
+    (600, 601),
+    (700, 700),
+    (800, 800),
+    (900, 923),
+];
+const ISO_1993_APPROVALS: &[(u16, u16)] = &[(0, 7)];
+
+/// The codes of `ranges`, written with `width` digits.
+fn expand(ranges: &[(u16, u16)], width: usize) -> BTreeSet<String> {
+    ranges.iter().flat_map(|&(lo, hi)| lo..=hi).map(|c| format!("{c:0width$}")).collect()
+}
+
+/// `(known, approvals)` of a standard: `iso8583-1993` for three-digit action codes, else 1987.
+fn standard_codes(standard: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    if standard == "iso8583-1993" {
+        (expand(ISO_1993_KNOWN, 3), expand(ISO_1993_APPROVALS, 3))
+    } else {
+        (expand(ISO_1987_KNOWN, 2), expand(ISO_1987_APPROVALS, 2))
+    }
+}
+
+/// The standard a dialect without its own lists follows.
+fn default_standard(dialect: &str) -> &'static str {
+    if dialect == "iso93ascii" { "iso8583-1993" } else { "iso8583-1987" }
 }
 
 const SHIPPED: &[(&str, &str)] = &[("cup-pos", include_str!("../specs/rc-cup-pos.toml"))];
@@ -87,7 +141,18 @@ const SHIPPED: &[(&str, &str)] = &[("cup-pos", include_str!("../specs/rc-cup-pos
 impl RcTable {
     /// The identity table: every generic code is kept (the generic dialects).
     pub fn identity(dialect: &str) -> RcTable {
-        RcTable { dialect: dialect.to_string(), codes: BTreeMap::new() }
+        let (known, approvals) = standard_codes(default_standard(dialect));
+        RcTable { dialect: dialect.to_string(), codes: BTreeMap::new(), known, approvals }
+    }
+
+    /// Whether a host of this dialect may answer with `code` (an issuer's field 39).
+    pub fn known(&self, code: &str) -> bool {
+        self.known.contains(code)
+    }
+
+    /// Whether `code` approves (a known code of the dialect's approval list).
+    pub fn approves(&self, code: &str) -> bool {
+        self.approvals.contains(code)
     }
 
     /// The dialect this table is for.
@@ -123,7 +188,42 @@ impl RcTable {
                 ));
             }
         }
-        Ok(RcTable { dialect: t.dialect, codes: t.codes })
+        let standard = match t.standard.as_deref() {
+            None => default_standard(&t.dialect),
+            Some(s @ ("iso8583-1987" | "iso8583-1993")) => s,
+            Some(other) => {
+                return Err(invalid(
+                    locate(text, "standard"),
+                    "standard",
+                    format!("`{other}` is not iso8583-1987 or iso8583-1993"),
+                ));
+            }
+        };
+        let (mut known, mut approvals) = standard_codes(standard);
+        let list = |key: &str, codes: Vec<String>| -> Result<BTreeSet<String>, RcError> {
+            match codes.iter().find(|c| !is_listed_code(c)) {
+                Some(bad) => Err(invalid(
+                    locate(text, key),
+                    key,
+                    format!("`{bad}` is not a 2- or 3-character response code"),
+                )),
+                None => Ok(codes.into_iter().collect()),
+            }
+        };
+        if let Some(k) = t.known {
+            known = list("known", k)?;
+        }
+        if let Some(a) = t.approvals {
+            approvals = list("approvals", a)?;
+        }
+        if let Some(a) = approvals.iter().find(|a| !known.contains(*a)) {
+            return Err(invalid(
+                locate(text, "approvals"),
+                "approvals",
+                format!("`{a}` approves but is not among the known codes"),
+            ));
+        }
+        Ok(RcTable { dialect: t.dialect, codes: t.codes, known, approvals })
     }
 
     /// Reads a table file.
@@ -167,6 +267,10 @@ pub fn map_outcome(table: &RcTable, outcome: Outcome) -> &str {
 
 fn is_code(s: &str) -> bool {
     s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+}
+
+fn is_listed_code(s: &str) -> bool {
+    (2..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
 }
 
 fn line_of(text: &str, at: usize) -> usize {
@@ -229,11 +333,47 @@ mod tests {
     }
 
     #[test]
+    fn known_codes_and_approvals_per_dialect() {
+        // (dialect, code, known, approves)
+        let cases = [
+            ("iso87ascii", "00", true, true),
+            ("iso87ascii", "08", true, true),
+            ("iso87ascii", "05", true, false),
+            ("iso87ascii", "51", true, false),
+            ("iso87ascii", "96", true, false),
+            ("iso87ascii", "ZZ", false, false),
+            ("iso87ascii", "47", false, false),
+            ("iso87ascii", "99", false, false),
+            ("iso87ascii", "000", false, false),
+            ("iso87bcd", "14", true, false),
+            ("iso93ascii", "000", true, true),
+            ("iso93ascii", "100", true, false),
+            ("iso93ascii", "00", false, false),
+            ("cup-pos", "00", true, true),
+            ("cup-pos", "A0", true, false),
+            ("cup-pos", "A2", true, true),
+            ("cup-pos", "97", true, false),
+            ("cup-pos", "ZZ", false, false),
+            ("cup-pos", "", false, false),
+        ];
+        for (dialect, code, known, approves) in cases {
+            let t = RcTable::shipped(dialect);
+            assert_eq!(t.known(code), known, "{dialect} {code}");
+            assert_eq!(t.approves(code), approves, "{dialect} {code}");
+        }
+        let t = RcTable::parse("rc.toml", "dialect = \"x\"\nstandard = \"iso8583-1993\"\n").unwrap();
+        assert!(t.known("909") && !t.known("09"));
+    }
+
+    #[test]
     fn bad_tables_name_file_line_and_key() {
         let cases = [
             ("dialect = \"x\"\n[codes]\n\"03\" = \"977\"\n", 3, "03"),
             ("dialect = \"x\"\n[codes]\n\n\"3\" = \"97\"\n", 4, "3"),
             ("dialect = \"x\"\nextra = 1\n", 2, "(document)"),
+            ("dialect = \"x\"\nknown = [\"00\", \"0\"]\n", 2, "known"),
+            ("dialect = \"x\"\nknown = [\"00\"]\napprovals = [\"01\"]\n", 3, "approvals"),
+            ("dialect = \"x\"\nstandard = \"iso8583-2003\"\n", 2, "standard"),
         ];
         for (text, line, key) in cases {
             let e = RcTable::parse("rc.toml", text).unwrap_err().to_string();

@@ -1,13 +1,20 @@
 //! The terminal's reply: built from the issuer's answer or by the switch itself, always
 //! carrying fields 2, 3, 4, 7, 11, 12, 13, 37, 41, 42 and 49 exactly as the terminal sent
-//! them (where the request had them), whatever the switch used toward the issuer.
+//! them (where the request had them), whatever the switch used toward the issuer. From an
+//! issuer's answer only the fields the terminal's dialect allows (`[reply] from_issuer` in
+//! its spec: 38, 39, 54, 55, its private fields, 37 where the terminal sent none) are
+//! kept; track data, PIN block, security control and MACs from an issuer never reach a
+//! terminal (a spec cannot allow them; the listener MACs the reply itself).
 //! May import: the codec and the issuer connector's `convert`.
 
-use crate::iso::{EncodeError, Message};
+use std::sync::Arc;
+
+use crate::iso::{EncodeError, FieldSet, Message};
 use crate::issuer::{convert_owned, response_mti};
 
 /// Fields echoed from the terminal's request into its reply.
 pub const ECHOED: [usize; 11] = [2, 3, 4, 7, 11, 12, 13, 37, 41, 42, 49];
+const ECHOED_SET: FieldSet = FieldSet::of(&ECHOED);
 
 /// The MTI of the answer to `req`: its response, a repeat answered as its original
 /// (0201 -> 0210, 0401 -> 0410).
@@ -51,9 +58,34 @@ pub fn repeat_reply(
     Ok(out)
 }
 
-/// A reply made from the issuer's answer, in the terminal's spec, echo fields restored.
+/// A reply made from the issuer's answer, in the terminal's spec: echo fields restored, and
+/// of the answer's other fields only those the terminal's dialect allows.
 pub fn issuer_reply(req: &Message, answer: Box<Message>) -> Result<Box<Message>, EncodeError> {
-    let mut out = convert_owned(answer, req.spec())?;
+    let allowed = req.spec().reply.from_issuer;
+    // An echo field the request had comes from the request; anything else from the answer
+    // only when allowed.
+    let from_request = |n: usize| ECHOED_SET.contains(n) && req.has(n);
+    let keep = |n: usize| allowed.contains(n) && !from_request(n);
+    let mut out = if Arc::ptr_eq(answer.spec(), req.spec()) || **answer.spec() == **req.spec() {
+        // The answer is taken over (no copy) and what may not reach the terminal removed.
+        let mut drop = FieldSet::default();
+        for n in answer.fields().filter(|&n| !keep(n) && !from_request(n)) {
+            drop.insert(n);
+        }
+        let mut out = convert_owned(answer, req.spec())?;
+        for n in drop.iter() {
+            out.remove(n);
+        }
+        out
+    } else {
+        // Another spec: only the fields kept are converted (a field the terminal's spec does
+        // not define is not an error then, unless the dialect allows it).
+        let mut out = Box::new(Message::new(req.spec().clone(), answer.mti())?);
+        for n in answer.fields().filter(|&n| keep(n)) {
+            out.copy_from(&answer, n)?;
+        }
+        out
+    };
     if let Some(mti) = reply_mti(req) {
         out.set_mti(std::str::from_utf8(&mti).unwrap_or("0210"))?;
     }
@@ -97,5 +129,55 @@ mod tests {
         assert_eq!(d.text(39).as_deref(), Some("68"));
         assert_eq!(d.stan(), Some(123));
         assert_eq!(format_error(&s, *b"0200").unwrap().mti(), "0210");
+    }
+
+    /// Only the dialect's allowed issuer fields reach the terminal, whatever the issuer's spec.
+    #[test]
+    fn issuer_fields_come_from_an_allow_list() {
+        let build = |spec: &std::sync::Arc<crate::iso::Spec>, mti: &str, fields: &[(usize, &str)]| {
+            let mut m = Message::new(spec.clone(), mti).unwrap();
+            for &(n, v) in fields {
+                if spec.field(n).is_some() {
+                    m.set(n, v).unwrap();
+                }
+            }
+            m
+        };
+        let request: &[(usize, &str)] = &[
+            (2, "4761739001010119"),
+            (4, "000000005000"),
+            (11, "000123"),
+            (22, "051"),
+            (35, "4761739001010119=30121010000000000000"),
+            (41, "TERM0001"),
+            (52, "0123456789ABCDEF"),
+        ];
+        let mut answer = request.to_vec();
+        answer.extend_from_slice(&[
+            (3, "000000"),
+            (11, "004567"),
+            (36, "12345"),
+            (37, "010000000001"),
+            (38, "ABC123"),
+            (39, "00"),
+            (45, "B4761739001010119^X^3012"),
+            (48, "123"),
+            (53, "2600000000000000"),
+            (54, "1002156C000000010000"),
+            (64, "0011223344556677"),
+            (128, "0011223344556677"),
+        ]);
+        let (ascii, cup) = (spec::shipped("iso87ascii").unwrap(), spec::shipped("cup-pos").unwrap());
+        // (terminal spec, issuer spec)
+        for (term, issuer) in [(&ascii, &ascii), (&cup, &ascii), (&ascii, &cup), (&cup, &cup)] {
+            let req = build(term, "0200", request);
+            let ans = Box::new(build(issuer, "0210", &answer));
+            assert!(ans.has(35) && ans.has(52) && ans.has(64), "the answer carries what must not pass");
+            let out = issuer_reply(&req, ans).unwrap();
+            let present: Vec<usize> = out.fields().collect();
+            assert_eq!(present, [2, 4, 11, 37, 38, 39, 41, 54], "{} -> {}", issuer.name, term.name);
+            assert_eq!(out.stan(), Some(123));
+            assert_eq!(out.text(38).as_deref(), Some("ABC123"));
+        }
     }
 }

@@ -418,6 +418,7 @@ impl Services {
         if let Some(row) = &mut row {
             row.forwarded_at = Some(now_ms());
         }
+        let mut answered = None;
         let outcome = match issuers
             .forward_with_backup_as(primary, fwd.backup, out, fwd.class, self.commit_reserve(), arrived)
             .await
@@ -428,6 +429,7 @@ impl Services {
                 {
                     row.issuer = Some(answered_by.name().to_string());
                 }
+                answered = Some(answered_by);
                 outcome
             }
             None => Outcome::Unavailable,
@@ -444,6 +446,15 @@ impl Services {
                     }
                 }
                 issuer_reply(req, answer).ok()
+            }
+            Outcome::Rejected(r) => {
+                // Not believed: nothing of the reply (its 38 least of all) reaches the row.
+                if let Some(row) = &mut row {
+                    row.switch_stan = Some(format!("{:06}", r.switch_stan));
+                }
+                let name = answered.as_ref().map_or(primary, |i| i.name());
+                Box::pin(super::rejected::reverse_rejected(issuers, req, out, name, r)).await;
+                switch_reply(req, crate::rc::Outcome::SystemMalfunction.generic_rc()).ok().map(Box::new)
             }
             other => switch_reply(req, other.switch_rc().unwrap_or("96")).ok().map(Box::new),
         };

@@ -7,11 +7,13 @@ pub mod error;
 pub mod json;
 pub mod mask;
 pub mod message;
+pub mod reply_fields;
 pub mod spec;
 pub mod tlv;
 mod wire;
 
 pub use error::{DecodeError, EncodeError, ErrorKind, Part};
 pub use message::Message;
+pub use reply_fields::{FieldSet, ReplyFields};
 pub use spec::{Sensitive, Spec, SpecError};
 pub(crate) use wire::eight_digits;

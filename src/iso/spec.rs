@@ -163,6 +163,8 @@ pub struct Spec {
     pub bitmap: BitmapEncoding,
     /// Bit 65 announces a third bitmap (fields 129-192) instead of a data field.
     pub tertiary: bool,
+    /// What an issuer's reply must echo and which of its fields reach a terminal (`[reply]`).
+    pub reply: super::reply_fields::ReplyFields,
     fields: Vec<Option<FieldSpec>>,
 }
 
@@ -309,6 +311,8 @@ struct RawSpec {
     #[serde(default)]
     defaults: RawDefaults,
     fields: BTreeMap<String, toml::Spanned<RawField>>,
+    #[serde(default)]
+    reply: super::reply_fields::RawReply,
 }
 
 #[derive(Deserialize)]
@@ -366,6 +370,8 @@ impl RawSpec {
                 "the MTI is four digits: ascii, ebcdic or bcd".into(),
             ));
         }
+        let limit = if self.bitmap.tertiary { 192 } else { 128 };
+        let reply = self.reply.validate(origin, limit, |at| line_of(text, at))?;
         let mut fields: Vec<Option<FieldSpec>> = vec![None; MAX_FIELD + 1];
         for (key, spanned) in self.fields {
             let line = Some(line_of(text, spanned.span().start));
@@ -374,8 +380,7 @@ impl RawSpec {
                 .parse()
                 .map_err(|_| err(line, None, None, format!("field key `{key}` is not a field number")))?;
             let e = |key: &'static str, msg: String| err(line, Some(number), Some(key), msg);
-            let limit = if self.bitmap.tertiary { 192 } else { 128 };
-            if !(2..=limit).contains(&number) {
+            if !(2..=limit).contains(&usize::from(number)) {
                 return Err(e("fields", format!("field numbers run from 2 to {limit}")));
             }
             if number == 65 && self.bitmap.tertiary {
@@ -466,6 +471,7 @@ impl RawSpec {
             mti: self.mti.encoding,
             bitmap: self.bitmap.encoding,
             tertiary: self.bitmap.tertiary,
+            reply,
             fields,
         })
     }

@@ -8,7 +8,7 @@
 //! request as written and stored before the waiting side hears of the timeout; its key is
 //! remembered so that a late reply is recognised and not reversed a second time. With an
 //! in-doubt log, the writer logs each batch's reversible requests before writing it.
-//! May import: codec, framing, config, metrics, telemetry.
+//! May import: codec, framing, config, response-code tables, metrics, telemetry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -49,6 +49,8 @@ struct Sent {
     rx: oneshot::Receiver<Box<Message>>,
     deadline: Instant,
     terminal_stan: Option<u32>,
+    /// Field 11 as written (the switch's STAN): the reply must echo it.
+    stan: u32,
     /// The request as written, kept (a shared buffer, no copy) while it may need a reversal.
     written: Option<Bytes>,
 }
@@ -82,6 +84,8 @@ pub struct Link {
     cfg: LinkConfig,
     spec: Arc<Spec>,
     key: MatchKey,
+    /// The response-code table of the link's dialect: a reply's field 39 must be in it.
+    rc: Arc<crate::rc::RcTable>,
     tls: Option<(Arc<rustls::ClientConfig>, String)>,
     table: Arc<SessionTable>,
     timeouts: Timeouts,
@@ -148,6 +152,7 @@ impl Link {
             up_gauge: gauge!(m::ISSUER_UP, "issuer" => label),
             issuer,
             cfg,
+            rc: crate::rc::RcTable::shipped(&spec.name),
             spec,
             key,
             tls,
@@ -218,13 +223,14 @@ impl Link {
     pub async fn exchange_by(&self, req: &Message, kind: Kind, deadline: Instant) -> Outcome {
         // Everything that touches a whole `Message` happens before the await, so the
         // future that waits stays small.
-        let Sent { key, mut rx, deadline, terminal_stan, written } = match self.send(req, kind, deadline) {
-            Ok(sent) => sent,
-            Err(NotSent::Unavailable) => return Outcome::Unavailable,
-            Err(NotSent::Failed) => return Outcome::Failed,
-        };
+        let Sent { key, mut rx, deadline, terminal_stan, stan, written } =
+            match self.send(req, kind, deadline) {
+                Ok(sent) => sent,
+                Err(NotSent::Unavailable) => return Outcome::Unavailable,
+                Err(NotSent::Failed) => return Outcome::Failed,
+            };
         let outcome = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
-            Ok(Ok(reply)) => return Outcome::Reply(reply),
+            Ok(Ok(reply)) => return self.believe(req, kind, stan, reply),
             Ok(Err(_)) => Outcome::LinkLost,
             Err(_) => {
                 if self.table.take(&key).is_some() {
@@ -235,7 +241,7 @@ impl Link {
                 } else {
                     // The reply won the race with the deadline; it is in the channel.
                     match rx.try_recv() {
-                        Ok(reply) => return Outcome::Reply(reply),
+                        Ok(reply) => return self.believe(req, kind, stan, reply),
                         Err(_) => Outcome::Timeout,
                     }
                 }
@@ -261,6 +267,28 @@ impl Link {
             _ => {}
         }
         outcome
+    }
+
+    /// The reply to a terminal's request `req` written with switch STAN `stan`, when it is
+    /// believed (`verify`); else counted, logged (the field named, never its value) and
+    /// turned into `Outcome::Rejected`. Sign-on, echo and stored reversals check their own
+    /// replies.
+    fn believe(&self, req: &Message, kind: Kind, stan: u32, reply: Box<Message>) -> Outcome {
+        if kind != Kind::Request {
+            return Outcome::Reply(reply);
+        }
+        match super::verify::verify(req, stan, &reply, &self.rc) {
+            Ok(()) => Outcome::Reply(reply),
+            Err(why) => {
+                let reason = why.reason.as_str();
+                counter!(m::ISSUER_REPLY_REJECTED_TOTAL, "issuer" => self.issuer.to_string(), "reason" => reason)
+                    .increment(1);
+                tracing::warn!(issuer = %self.issuer, link = self.id, reason, field = why.field,
+                    request_mti = req.mti(), reply_mti = reply.mti(), switch_stan = stan,
+                    may_have_approved = why.may_have_approved, "issuer reply not believed; the terminal gets 96");
+                Outcome::Rejected(super::Rejected { why, switch_stan: stan })
+            }
+        }
     }
 
     /// Write a stored reversal (0400 / 0401) and wait for its 0410.
@@ -333,11 +361,10 @@ impl Link {
         if !admitted {
             return Err(NotSent::Unavailable);
         }
-        let Some(mut reply_mti) = response_mti(req.mti().as_bytes()) else { return Err(NotSent::Failed) };
         // A repeat (0401, 0221) is answered by the plain response MTI (0410, 0230).
-        if (reply_mti[3].wrapping_sub(b'0')) % 2 == 1 {
-            reply_mti[3] -= 1;
-        }
+        let Some(reply_mti) = super::verify::answer_mti(req.mti().as_bytes()) else {
+            return Err(NotSent::Failed);
+        };
         // The request is written with the switch's STAN (and RRN) in place of the
         // terminal's, encoded straight from the request: no copy of the message.
         let converted;
@@ -357,6 +384,7 @@ impl Link {
         let with_rrn = kind == Kind::Request && self.spec.field(37).is_some();
         let mut body = BytesMut::new();
         let mut key = None;
+        let mut written_stan = 0;
         // A STAN whose key is still in flight is skipped; a bounded number of tries.
         for _ in 0..16 {
             let stan = self.next_stan();
@@ -383,6 +411,7 @@ impl Link {
             match self.table.insert(k.clone(), pending) {
                 Ok(()) => {
                     key = Some(k);
+                    written_stan = stan;
                     break;
                 }
                 Err(p) => pending = p,
@@ -407,7 +436,7 @@ impl Link {
             }
             return Err(NotSent::Failed);
         }
-        Ok(Sent { key, rx, deadline, terminal_stan, written })
+        Ok(Sent { key, rx, deadline, terminal_stan, stan: written_stan, written })
     }
 
     /// Match one frame read from the issuer.
@@ -448,7 +477,12 @@ impl Link {
         }
         let taken = self.key.of(self.id, &msg).and_then(|k| self.table.take_reply(&k, mti));
         match taken {
-            Some(p) => {
+            Some((p, expected)) => {
+                if !expected {
+                    // Handed over all the same: the waiting request refuses it (96) instead
+                    // of timing out.
+                    tracing::debug!(issuer = %self.issuer, link = self.id, mti = msg.mti(), "reply of an unexpected MTI");
+                }
                 self.entry_left();
                 let took = now.saturating_duration_since(p.sent);
                 self.latency.record(took.as_secs_f64());
@@ -530,7 +564,7 @@ impl Link {
     async fn network(&self, code: &str) -> bool {
         let Some(msg) = self.network_message(code) else { return false };
         match self.exchange(&msg, Kind::Network).await {
-            Outcome::Reply(r) => r.response_code().is_some_and(|rc| rc == "00"),
+            Outcome::Reply(r) => r.mti() == "0810" && r.response_code().is_some_and(|rc| rc == "00"),
             _ => false,
         }
     }

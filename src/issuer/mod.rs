@@ -16,8 +16,10 @@
 //! for admission when less than the expected issuer latency is left is shed.
 //! Reversals the store-and-forward worker repeats are already durable and are not held
 //! by admission (as before, they pass the window).
+//! Every reply to a terminal's request is checked (`verify`) before it is handed on: one
+//! that is not believed comes back as `Outcome::Rejected`.
 //! May import: the codec, framing, the routing core's scheduler and classes, config,
-//! metrics and TLS edges.
+//! response-code tables, metrics and TLS edges.
 
 mod admit;
 mod clock;
@@ -26,6 +28,7 @@ mod link;
 pub mod reversal;
 pub mod saf;
 pub mod session;
+pub mod verify;
 mod writer;
 
 use std::sync::Arc;
@@ -57,6 +60,17 @@ pub enum Outcome {
     LinkLost,
     /// The request could not be converted or encoded for the issuer (96).
     Failed,
+    /// The issuer answered, but its reply is not believed (96; reversed when it may
+    /// have approved). Counted and logged where it was refused.
+    Rejected(Rejected),
+}
+
+/// An issuer reply that was not believed, and what reversing its request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected {
+    pub why: verify::Rejection,
+    /// Field 11 as the switch wrote it to the issuer (field 90 of the reversal names it).
+    pub switch_stan: u32,
 }
 
 impl Outcome {
@@ -66,7 +80,7 @@ impl Outcome {
             Outcome::Reply(_) => None,
             Outcome::Timeout | Outcome::LinkLost => Some("68"),
             Outcome::Unavailable => Some("91"),
-            Outcome::Failed => Some("96"),
+            Outcome::Failed | Outcome::Rejected(_) => Some("96"),
         }
     }
 }

@@ -77,7 +77,7 @@ pub struct Pending {
     pub reply: oneshot::Sender<Box<Message>>,
     pub sent: Instant,
     pub deadline: Instant,
-    /// The reply's MTI (request MTI + 10); a reply of another class does not match.
+    /// The reply's MTI (request MTI + 10, a repeat's origin digit brought back).
     pub reply_mti: [u8; 4],
     /// The terminal's own STAN and RRN (the reply to the terminal restores them from
     /// its request; these name the transaction in logs).
@@ -156,9 +156,15 @@ impl SessionTable {
         }
     }
 
-    /// Take the entry a reply with `mti` matches.
-    pub fn take_reply(&self, key: &Key, mti: &[u8]) -> Option<Pending> {
-        self.map.remove_if(key, |_, p| p.reply_mti == mti).map(|(_, p)| p)
+    /// Take the entry a reply matches by key, with whether the reply's `mti` is the one
+    /// expected. A reply of another MTI is handed over all the same (keys are unique in
+    /// flight, whatever the MTI): the waiting side refuses it (see `verify`), rather than
+    /// leaving its request to time out.
+    pub fn take_reply(&self, key: &Key, mti: &[u8]) -> Option<(Pending, bool)> {
+        self.map.remove(key).map(|(_, p)| {
+            let expected = p.reply_mti == mti;
+            (p, expected)
+        })
     }
 
     /// Take an entry whatever its state (deadline, failed write).
