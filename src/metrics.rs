@@ -39,6 +39,9 @@ pub const ADMITTED_AFTER_WAIT_TOTAL: &str = "isoswitch_admitted_after_wait_total
 pub const ADMISSION_WAIT_SECONDS: &str = "isoswitch_admission_wait_seconds";
 pub const ADMISSION_OVERFLOW_TOTAL: &str = "isoswitch_admission_overflow_total";
 pub const REVERSAL_STORE_LATE_TOTAL: &str = "isoswitch_reversal_store_late_total";
+pub const JOURNAL_UP: &str = "isoswitch_journal_up";
+pub const JOURNAL_WRITE_ERRORS_TOTAL: &str = "isoswitch_journal_write_errors_total";
+pub const SAF_HELD: &str = "isoswitch_saf_held";
 
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
@@ -61,6 +64,7 @@ pub fn install() -> Option<PrometheusHandle> {
             describe();
             // Counters the contract lists are shown from the start, at zero.
             counter!(DECODE_ERRORS_TOTAL).absolute(0);
+            counter!(JOURNAL_WRITE_ERRORS_TOTAL).absolute(0);
             for class in CLASSES {
                 counter!(SHED_TOTAL, "class" => class).absolute(0);
             }
@@ -143,6 +147,18 @@ fn describe() {
     describe_counter!(
         FAILOVER_TOTAL,
         "Requests sent to a backup issuer because every link of this one was down."
+    );
+    describe_gauge!(
+        JOURNAL_UP,
+        "1 while the journal writes, 0 while its writes fail (new financial requests are then declined)."
+    );
+    describe_counter!(
+        JOURNAL_WRITE_ERRORS_TOTAL,
+        "Journal rows not written: their write failed, or the journal was down."
+    );
+    describe_gauge!(
+        SAF_HELD,
+        "Reversals held in memory only, because the store-and-forward store could not take them."
     );
 }
 
