@@ -1,5 +1,8 @@
 //! Metric names (the only place they are spelled), their descriptions, the Prometheus
-//! recorder, and the tiny HTTP/1.1 endpoint that serves `/metrics` and `/health`.
+//! recorder, and the tiny HTTP/1.1 endpoint that serves `/metrics`, `/health` (liveness:
+//! 200 while the process runs; a failing liveness probe would get the process restarted,
+//! and with it the reversals held in memory lost) and `/ready` (503 while the switch cannot
+//! take transactions: its journal cannot write, or an issuer has no link up).
 //! Labels are low-cardinality only: MTI, issuer name, response code, class — never a
 //! PAN, STAN or terminal id. May import: anything (edge module).
 
@@ -236,10 +239,14 @@ pub fn rc_label(rc: &[u8]) -> &'static str {
     }
 }
 
-/// Serve `/metrics` and `/health` on `listener` until `shutdown`.
+/// Whether the switch can take transactions (`/ready`).
+pub type Ready = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Serve `/metrics`, `/health` and `/ready` on `listener` until `shutdown`.
 pub async fn serve_http(
     listener: TcpListener,
     handle: Option<PrometheusHandle>,
+    ready: Ready,
     shutdown: CancellationToken,
 ) {
     let upkeep = handle.clone();
@@ -261,14 +268,14 @@ pub async fn serve_http(
             a = listener.accept() => a,
         };
         let Ok((stream, _)) = accepted else { continue };
-        let h = handle.clone();
+        let (h, r) = (handle.clone(), ready.clone());
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, h)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, h, r)).await;
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>, ready: Ready) -> std::io::Result<()> {
     let head = crate::http::read_head(&mut stream, 2048).await?;
     let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
     let (status, ctype, body) = match path {
@@ -277,6 +284,8 @@ async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>) -> std:
             ("200 OK", "text/plain; version=0.0.4", body)
         }
         "/health" => ("200 OK", "text/plain", "ok\n".to_string()),
+        "/ready" if ready() => ("200 OK", "text/plain", "ready\n".to_string()),
+        "/ready" => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };
     crate::http::respond(&mut stream, status, ctype, &body).await
