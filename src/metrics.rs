@@ -275,7 +275,11 @@ pub async fn serve_http(
     }
 }
 
-async fn answer(mut stream: TcpStream, handle: Option<PrometheusHandle>, ready: Ready) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    handle: Option<PrometheusHandle>,
+    ready: Ready,
+) -> std::io::Result<()> {
     let head = crate::http::read_head(&mut stream, 2048).await?;
     let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
     let (status, ctype, body) = match path {

@@ -56,7 +56,10 @@ impl Held {
         }
         g.last_id = g.last_id.saturating_sub(1);
         let id = g.last_id;
-        g.items.push((HeldItem { id, field90: field90.to_string(), attempts: 0, next_at: now_ms, reversal }, false));
+        g.items.push((
+            HeldItem { id, field90: field90.to_string(), attempts: 0, next_at: now_ms, reversal },
+            false,
+        ));
         true
     }
 

@@ -243,7 +243,12 @@ impl SafCtx {
     /// Store the reversal of the original named by `field90`, or hold it in memory when the
     /// store fails: `Ok(false)` when a reversal of that original is already stored or held.
     /// The worker is woken for a new one.
-    pub(super) async fn enqueue(&self, issuer: &str, field90: String, rev: Message) -> Result<bool, IssuerError> {
+    pub(super) async fn enqueue(
+        &self,
+        issuer: &str,
+        field90: String,
+        rev: Message,
+    ) -> Result<bool, IssuerError> {
         if self.held.contains(&field90) {
             return Ok(false);
         }

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use metrics::{counter, gauge};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics as m;

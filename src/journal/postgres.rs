@@ -53,7 +53,8 @@ impl PgStore {
 }
 
 /// The probe's table: empty between probes (see `Store::probe`).
-const PROBE_TABLE: &str = "CREATE TABLE IF NOT EXISTS journal_probe (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL)";
+const PROBE_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS journal_probe (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL)";
 
 enum PgVal {
     Text(Option<String>),

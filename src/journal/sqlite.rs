@@ -56,7 +56,8 @@ fn checkpoints(path: PathBuf, full_sync: bool, alive: Weak<AtomicBool>) {
 }
 
 /// The probe's table: empty between probes (see `Store::probe`).
-const PROBE_TABLE: &str = "CREATE TABLE IF NOT EXISTS journal_probe (id INTEGER PRIMARY KEY, at BIGINT NOT NULL, pad BLOB)";
+const PROBE_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS journal_probe (id INTEGER PRIMARY KEY, at BIGINT NOT NULL, pad BLOB)";
 /// The probe writes this much, so that it needs new pages as a group of rows would: a full
 /// database (or disk) fails it, where an empty transaction would commit.
 const PROBE_BYTES: i64 = 16 * 1024;
@@ -112,9 +113,10 @@ impl SqliteStore {
     /// on a full disk. Returns the cap in force.
     pub fn set_max_page_count(&mut self, pages: u64) -> Result<u64, StoreError> {
         let pages = i64::try_from(pages).unwrap_or(i64::MAX);
-        self.conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get::<_, i64>(0)).map_err(err).map(
-            |n| u64::try_from(n).unwrap_or(0),
-        )
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get::<_, i64>(0))
+            .map_err(err)
+            .map(|n| u64::try_from(n).unwrap_or(0))
     }
 
     fn rows(&mut self, sql: &str, params: Vec<String>) -> Result<Vec<TxnRecord>, StoreError> {
