@@ -8,7 +8,7 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | GET | `/health` | 200 while the process runs |
-//! | GET | `/ready` | 200 when every issuer has a link up, else 503 |
+//! | GET | `/ready` | 200 when every issuer has a link up and the journal writes, else 503 |
 //! | GET | `/transactions?rrn=R` | JSON array of journal rows |
 //! | GET | `/transactions?terminal=T&stan=S&date=YYYYMMDD` | JSON array |
 //! | GET | `/terminals/T/transactions?limit=N` | the terminal's latest rows (N ≤ 500) |
@@ -119,10 +119,11 @@ async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value) {
         ("GET", ["ready"]) => {
             let down: Vec<&str> =
                 admin.issuers.iter().filter(|i| i.links_up() == 0).map(|i| i.name()).collect();
-            return if down.is_empty() {
+            let journal = if admin.services.journal_up() { "up" } else { "down" };
+            return if down.is_empty() && journal == "up" {
                 (200, json!({"status": "ready"}))
             } else {
-                (503, json!({"status": "not ready", "issuers_down": down}))
+                (503, json!({"status": "not ready", "issuers_down": down, "journal": journal}))
             };
         }
         _ => {}

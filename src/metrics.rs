@@ -1,5 +1,8 @@
 //! Metric names (the only place they are spelled), their descriptions, the Prometheus
-//! recorder, and the tiny HTTP/1.1 endpoint that serves `/metrics` and `/health`.
+//! recorder, and the tiny HTTP/1.1 endpoint that serves `/metrics`, `/health` (liveness:
+//! 200 while the process runs; a failing liveness probe would get the process restarted,
+//! and with it the reversals held in memory lost) and `/ready` (503 while the switch cannot
+//! take transactions: its journal cannot write, or an issuer has no link up).
 //! Labels are low-cardinality only: MTI, issuer name, response code, class — never a
 //! PAN, STAN or terminal id. May import: anything (edge module).
 
@@ -47,6 +50,9 @@ pub const REPEATS_TOTAL: &str = "isoswitch_repeats_total";
 /// `outcome` labels of `REPEATS_TOTAL`.
 pub const REPEAT_OUTCOMES: [&str; 3] = ["answered", "waited", "conflict"];
 pub const ISSUER_REPLY_REJECTED_TOTAL: &str = "isoswitch_issuer_reply_rejected_total";
+pub const JOURNAL_UP: &str = "isoswitch_journal_up";
+pub const JOURNAL_WRITE_ERRORS_TOTAL: &str = "isoswitch_journal_write_errors_total";
+pub const SAF_HELD: &str = "isoswitch_saf_held";
 
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
@@ -69,6 +75,7 @@ pub fn install() -> Option<PrometheusHandle> {
             describe();
             // Counters the contract lists are shown from the start, at zero.
             counter!(DECODE_ERRORS_TOTAL).absolute(0);
+            counter!(JOURNAL_WRITE_ERRORS_TOTAL).absolute(0);
             for class in CLASSES {
                 counter!(SHED_TOTAL, "class" => class).absolute(0);
             }
@@ -177,6 +184,18 @@ fn describe() {
         FAILOVER_TOTAL,
         "Requests sent to a backup issuer because every link of this one was down."
     );
+    describe_gauge!(
+        JOURNAL_UP,
+        "1 while the journal writes, 0 while its writes fail (new financial requests are then declined)."
+    );
+    describe_counter!(
+        JOURNAL_WRITE_ERRORS_TOTAL,
+        "Journal rows not written: their write failed, or the journal was down."
+    );
+    describe_gauge!(
+        SAF_HELD,
+        "Reversals held in memory only, because the store-and-forward store could not take them."
+    );
 }
 
 const KNOWN_MTIS: [&str; 12] =
@@ -253,11 +272,15 @@ pub fn rc_label(rc: &[u8]) -> &'static str {
     }
 }
 
-/// Serve `/metrics` and `/health` on `listener` until `shutdown`, with at most
+/// Whether the switch can take transactions (`/ready`).
+pub type Ready = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Serve `/metrics`, `/health` and `/ready` on `listener` until `shutdown`, with at most
 /// `max_connections` open at once and the request head read within `read_timeout`.
 pub async fn serve_http(
     listener: TcpListener,
     handle: Option<PrometheusHandle>,
+    ready: Ready,
     max_connections: usize,
     read_timeout: Duration,
     shutdown: CancellationToken,
@@ -283,7 +306,7 @@ pub async fn serve_http(
     };
     let handle = Arc::new(handle);
     crate::http::serve(listener, "metrics", limits, ops_counters("metrics"), shutdown, move |s, head| {
-        answer(s, head, handle.clone())
+        answer(s, head, handle.clone(), ready.clone())
     })
     .await;
 }
@@ -300,6 +323,7 @@ async fn answer(
     mut stream: TcpStream,
     head: String,
     handle: Arc<Option<PrometheusHandle>>,
+    ready: Ready,
 ) -> std::io::Result<()> {
     let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
     let (status, ctype, body) = match path {
@@ -308,6 +332,8 @@ async fn answer(
             ("200 OK", "text/plain; version=0.0.4", body)
         }
         "/health" => ("200 OK", "text/plain", "ok\n".to_string()),
+        "/ready" if ready() => ("200 OK", "text/plain", "ready\n".to_string()),
+        "/ready" => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };
     crate::http::respond(&mut stream, status, ctype, &body).await

@@ -216,6 +216,10 @@ pub async fn forward(
     let svc = &ctx.services;
     let txn = fwd.txn_type.as_str();
     let decline = |rc: &str| Rc::parse(rc).unwrap_or(Rc(*b"96"));
+    // The journal cannot write: no issuer is asked for what could not be recorded.
+    if let Some(refused) = svc.refuse_unrecordable(req) {
+        return (Some(refused), false);
+    }
     if ctx.batches.stale(req, svc.journal.as_ref()).await {
         tracing::info!(txn, "request in a batch already settled");
         let rc = crate::rc::Outcome::BatchMismatch.generic_rc();

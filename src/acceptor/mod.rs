@@ -219,9 +219,15 @@ pub async fn serve_with(
     let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
     issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);
     tokio::spawn(follow_weights(services.router.clone(), issuers.clone(), links_stop.clone()));
+    // Shown from the start (the journal was opened before the recorder was installed).
+    if services.journal_handle().is_some() {
+        gauge!(m::JOURNAL_UP).set(if services.journal_up() { 1.0 } else { 0.0 });
+    }
     let ops_read = Duration::from_millis(cfg.ops.read_timeout_ms);
     if let Some(l) = metrics_listener {
-        tokio::spawn(m::serve_http(l, handle, cfg.ops.max_connections, ops_read, shutdown.clone()));
+        let (svc, iss) = (services.clone(), issuers.clone());
+        let ready: m::Ready = Arc::new(move || svc.journal_up() && iss.iter().all(|i| i.links_up() > 0));
+        tokio::spawn(m::serve_http(l, handle, ready, cfg.ops.max_connections, ops_read, shutdown.clone()));
     }
     let (caps, warnings) = crate::fdlimit::terminal_caps(&cfg, crate::fdlimit::raise_nofile());
     for w in &warnings {

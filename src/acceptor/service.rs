@@ -41,6 +41,9 @@ pub struct Services {
     shared: bool,
     /// Where the journal lives, for the store-and-forward queue beside it.
     journal_cfg: Option<JournalConfig>,
+    /// A store-and-forward store made by the caller (`open_with`), used in place of the
+    /// one `saf_store` would open.
+    saf_given: Option<Arc<dyn SafStore>>,
     hasher: PanHasher,
     /// Recent time of a journal commit awaited before an approval (microseconds, moving
     /// average): admission control keeps that much of each deadline for it.
@@ -82,6 +85,15 @@ impl Services {
     /// Rules (the configured directory, or an open estate with the configured routes), the
     /// journal (SQLite file or PostgreSQL), checked against the configured issuers.
     pub fn open(cfg: &Config) -> Result<Services, ServiceError> {
+        Services::open_with(cfg, None)
+    }
+
+    /// As `open`, with the journal and the store-and-forward store made by the caller over
+    /// the configured database (a store that fails on demand, to test a full disk).
+    pub fn open_with(
+        cfg: &Config,
+        given: Option<(Journal, Arc<dyn SafStore>)>,
+    ) -> Result<Services, ServiceError> {
         let rules = match &cfg.rules {
             Some(dir) => RuleSet::load_dir(dir)?,
             None => RuleSet::open_with_routes("(configuration routes)", &routes_text(cfg))?,
@@ -93,9 +105,11 @@ impl Services {
             }
             _ => None,
         };
-        let journal = match &journal_cfg {
-            Some(jc) => Some(Journal::open(jc)?),
-            None => None,
+        let (given_journal, saf_given) = given.unzip();
+        let journal = match (&journal_cfg, given_journal) {
+            (Some(_), Some(j)) => Some(j),
+            (Some(jc), None) => Some(Journal::open(jc)?),
+            (None, _) => None,
         };
         let key = match &cfg.pan_key {
             Some(hex) => crate::cli::hex_to_bytes(hex).unwrap_or_else(|_| DEV_PAN_KEY.to_vec()),
@@ -109,6 +123,7 @@ impl Services {
         let mut s = Services::new(cfg, route::Router::new(rules), journal, PanHasher::new(&key))?;
         s.shared = cfg.journal_url.is_some();
         s.journal_cfg = journal_cfg;
+        s.saf_given = saf_given;
         Ok(s)
     }
 
@@ -134,6 +149,7 @@ impl Services {
             journal,
             shared: false,
             journal_cfg: None,
+            saf_given: None,
             hasher,
             commit_us: std::sync::atomic::AtomicU64::new(0),
             switch_id: cfg.switch_id.clone(),
@@ -186,13 +202,36 @@ impl Services {
             saf.key_file = path.with_file_name("isoswitch-saf.key");
         }
         let key = SafKey::from_config(&saf)?;
-        let store = SqlSaf::open(jc, key.clone())?.shared();
+        let store = match &self.saf_given {
+            Some(given) => given.clone(),
+            None => SqlSaf::open(jc, key.clone())?.shared(),
+        };
         Ok(Some(((store, SafPolicy::from(&saf)), key)))
     }
 
     /// The journal (when configured).
     pub fn journal_handle(&self) -> Option<&Journal> {
         self.journal.as_ref()
+    }
+
+    /// Whether the journal writes (always without one): readiness, and whether new
+    /// financial requests may be forwarded.
+    pub fn journal_up(&self) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.health().is_up())
+    }
+
+    /// The answer to a new financial request while the journal cannot write: 96 (the
+    /// dialect's code for it, mapped at the listener), before it reaches an issuer, since
+    /// an approval could not be recorded. `None` while the journal writes (an atomic load).
+    pub fn refuse_unrecordable(&self, req: &Message) -> Option<Box<Message>> {
+        let health = self.journal.as_ref()?.health();
+        if health.is_up() {
+            return None;
+        }
+        health.declined();
+        tracing::debug!("financial request declined: the journal is down");
+        let rc = crate::rc::Outcome::SystemMalfunction.generic_rc();
+        switch_reply(req, rc).ok().map(Box::new)
     }
 
     /// Where the in-doubt log lives: `[saf] indoubt_dir`, else beside the SQLite journal
@@ -280,7 +319,7 @@ impl Services {
                 false
             }
             Err(e) => {
-                tracing::error!(error = %e, "journal write failed");
+                write_failed(j, &e);
                 false
             }
         }
@@ -325,7 +364,7 @@ impl Services {
         };
         match tokio::time::timeout_at(by.into(), commit).await {
             Ok(Ok(Ok(_))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "journal write failed"),
+            Ok(Ok(Err(e))) => write_failed(j, &e),
             Ok(Err(_)) => tracing::error!("journal writer gone before the commit"),
             Err(_) => tracing::debug!("journal commit still pending at the deadline; answered first"),
         }
@@ -376,6 +415,9 @@ impl Services {
         arrival: Arrival,
     ) -> Option<Box<Message>> {
         let Arrival { at, instant: arrived } = arrival;
+        if let Some(refused) = self.refuse_unrecordable(req) {
+            return Some(refused);
+        }
         // Without a journal no row is built: its strings and the PAN hash would be wasted.
         let primary = issuers.get(issuer).map_or("", |i| i.name());
         let mut row = self.journal.as_ref().map(|_| {
@@ -418,7 +460,9 @@ impl Services {
         if let Some(row) = &mut row {
             row.forwarded_at = Some(now_ms());
         }
+        // Who answered and the STAN it was asked with, should its approval go unrecorded.
         let mut answered = None;
+        let mut switch_stan = None;
         let outcome = match issuers
             .forward_with_backup_as(primary, fwd.backup, out, fwd.class, self.commit_reserve(), arrived)
             .await
@@ -436,6 +480,7 @@ impl Services {
         };
         let reply = match outcome {
             Outcome::Reply(answer) => {
+                switch_stan = answer.stan();
                 if let Some(row) = &mut row {
                     row.switch_stan = answer.text(11).map(|s| s.into_owned());
                     row.auth_code = answer.text(38).map(|s| s.into_owned());
@@ -470,8 +515,10 @@ impl Services {
             let ok = Box::pin(self.journal(row)).await;
             self.commit_seen(t0.elapsed());
             if !ok {
-                // Nothing unrecorded is approved: the terminal is told the switch failed.
+                // Nothing unrecorded is approved: the terminal is told the switch failed, and
+                // the issuer's approval is reversed (held in memory if the store fails too).
                 reply = switch_reply(req, "96").ok().map(Box::new)?;
+                self.reverse_unrecorded(issuers, req, answered.as_ref().map(|i| i.name()), switch_stan).await;
             }
         } else {
             let by = issuers.get(issuer).map_or(std::time::Duration::ZERO, |i| i.answer_by());
@@ -539,6 +586,33 @@ impl Services {
                 return Some(Answer::new("68", None, None));
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Reverse with `issuer` an approval of `req` that could not be journalled (its switch
+    /// STAN `switch_stan`). Counted for the journal's recovery line; a reversal that cannot
+    /// even be queued is logged, every time: the issuer then holds an authorisation.
+    async fn reverse_unrecorded(
+        &self,
+        issuers: &Issuers,
+        req: &Message,
+        issuer: Option<&str>,
+        switch_stan: Option<u32>,
+    ) {
+        let stan = switch_stan.map(|s| format!("{s:06}"));
+        let f7 = req.text(7).unwrap_or_default();
+        let queued = match issuer {
+            Some(name) => reverse_with_issuer(issuers, req, name, stan.as_deref(), req.mti(), &f7).await,
+            None => Err("the issuer that approved is unknown".to_string()),
+        };
+        match queued {
+            Ok(_) => {
+                if let Some(j) = &self.journal {
+                    j.health().reversal_queued();
+                }
+                tracing::debug!("unrecorded approval reversed with its issuer");
+            }
+            Err(e) => tracing::error!(error = %e, "approval not recorded and its reversal NOT queued"),
         }
     }
 
@@ -727,6 +801,17 @@ pub async fn reverse_with_issuer(
     match base.and_then(|mut rev| rev.set(90, &f90).map(|_| ()).map(|()| rev)) {
         Ok(rev) => issuer.queue_reversal(&rev).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Log a failed journal write: at most once in a while, since the journal logs each change
+/// of its state and counts every row not written; a row refused while it is down not at all.
+fn write_failed(j: &Journal, e: &crate::journal::StoreError) {
+    if matches!(e, crate::journal::StoreError::Down) {
+        return;
+    }
+    if j.health().log_allowed(now_ms()) {
+        tracing::error!(error = %e, "journal write failed (such failures are logged at most every 10 s)");
     }
 }
 

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::{transmission_time, write_digits};
 use super::indoubt::SegmentWriter;
-use super::saf::{Late, SafCtx, blocking, unix_ms};
+use super::saf::{Late, SafCtx};
 use super::session::{Key, MatchKey, Pending, SessionTable};
 pub use super::writer::Outgoing;
 use super::writer::write_loop;
@@ -323,12 +323,11 @@ impl Link {
         // The store runs in a task of its own: it completes whatever happens to the wait
         // below (and to this future).
         let store = tokio::spawn(async move {
-            let (store, name, f90) = (ctx.store.clone(), issuer.to_string(), field90.clone());
-            match blocking(move || store.enqueue(&name, &f90, &rev, unix_ms())).await {
+            // Held in memory when the store fails (see `held`): never lost.
+            match ctx.enqueue(&issuer, field90.clone(), rev).await {
                 Ok(true) => {
                     counter!(m::REVERSALS_QUEUED_TOTAL, "issuer" => issuer.to_string()).increment(1);
                     tracing::info!(issuer = %issuer, field90 = %field90, "reversal queued");
-                    ctx.wake.notify_one();
                 }
                 Ok(false) => tracing::info!(issuer = %issuer, field90 = %field90, "reversal already queued"),
                 Err(e) => {

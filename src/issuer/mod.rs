@@ -23,6 +23,7 @@
 
 mod admit;
 mod clock;
+mod held;
 pub mod indoubt;
 mod link;
 pub mod reversal;
@@ -244,12 +245,11 @@ impl Issuer {
             .filter(|f| f.len() == 42)
             .ok_or_else(|| IssuerError::Saf(format!("reversal for {}: no 42-digit field 90", self.name)))?
             .into_owned();
-        let (store, name) = (ctx.store.clone(), self.name.to_string());
-        let fresh = saf::blocking(move || store.enqueue(&name, &field90, &out, saf::unix_ms())).await?;
+        // Held in memory when the store fails: never lost, sent all the same.
+        let fresh = ctx.enqueue(&self.name, field90, out).await?;
         if fresh {
             metrics::counter!(crate::metrics::REVERSALS_QUEUED_TOTAL, "issuer" => self.name.to_string())
                 .increment(1);
-            ctx.wake.notify_one();
         }
         Ok(fresh)
     }
@@ -326,6 +326,7 @@ impl Issuers {
             let key = MatchKey::new(&fields);
             // Registered at zero so that dashboards see every issuer from the start.
             metrics::gauge!(crate::metrics::SAF_DEPTH, "issuer" => name.to_string()).set(0.0);
+            metrics::gauge!(crate::metrics::SAF_HELD, "issuer" => name.to_string()).set(0.0);
             let ctx = saf.as_ref().map(|(store, policy)| Arc::new(SafCtx::new(store.clone(), *policy)));
             let mut links = Vec::with_capacity(ic.links.len());
             let mut first_spec = None;

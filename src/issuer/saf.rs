@@ -5,8 +5,12 @@
 //! acknowledged when the issuer's 0410 (matched by the reversal's own switch STAN) comes
 //! back; an acknowledged reversal is never sent again. The attempt is made durable before
 //! the write, so a crash between the two only costs one repeat. Also here: the bounded,
-//! time-limited memory of timed-out keys that recognises late replies. May import: the
-//! codec, config, metrics.
+//! time-limited memory of timed-out keys that recognises late replies.
+//!
+//! When the store fails (it lives in the journal's database: a full disk fails it too), a
+//! reversal is held in memory instead (`held`) and never dropped: the worker sends it from
+//! there and moves it into the store once the store writes again. Each change of the
+//! store's state is logged once. May import: the codec, config, metrics.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,6 +22,7 @@ use metrics::{counter, gauge};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::held::{Held, HeldItem};
 use super::session::Key;
 use super::{Issuer, IssuerError, Outcome, reversal};
 use crate::config::SafConfig;
@@ -64,6 +69,19 @@ pub trait SafStore: Send + Sync + 'static {
     fn expired(&self, id: i64, now_ms: i64) -> Result<(), IssuerError>;
     /// Pending reversals of `issuer`.
     fn depth(&self, issuer: &str) -> Result<u64, IssuerError>;
+    /// `enqueue` of a reversal already written `attempts` times (held in memory while the
+    /// store failed): its next write is then a repeat.
+    fn enqueue_attempted(
+        &self,
+        issuer: &str,
+        field90: &str,
+        reversal: &Message,
+        now_ms: i64,
+        attempts: u32,
+    ) -> Result<bool, IssuerError> {
+        let _ = attempts;
+        self.enqueue(issuer, field90, reversal, now_ms)
+    }
     /// Returns once every `enqueue` that had begun before the call is durable.
     fn barrier(&self) -> Result<(), IssuerError> {
         Ok(())
@@ -198,6 +216,10 @@ pub struct SafCtx {
     pub(super) wake: Notify,
     pub(super) late: LateMemory,
     pub(super) policy: SafPolicy,
+    /// Reversals the store could not take.
+    pub(super) held: Held,
+    /// The store's last call failed (logged once per change).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SafCtx {
@@ -213,7 +235,96 @@ impl SafCtx {
             wake: Notify::new(),
             late: LateMemory::new(policy.late_memory, policy.late_capacity),
             policy,
+            held: Held::default(),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Store the reversal of the original named by `field90`, or hold it in memory when the
+    /// store fails: `Ok(false)` when a reversal of that original is already stored or held.
+    /// The worker is woken for a new one.
+    pub(super) async fn enqueue(
+        &self,
+        issuer: &str,
+        field90: String,
+        rev: Message,
+    ) -> Result<bool, IssuerError> {
+        if self.held.contains(&field90) {
+            return Ok(false);
+        }
+        let (store, name) = (self.store.clone(), issuer.to_string());
+        let stored = tokio::task::spawn_blocking(move || {
+            let r = store.enqueue(&name, &field90, &rev, unix_ms());
+            (r, field90, rev)
+        })
+        .await;
+        let fresh = match stored {
+            Ok((Ok(fresh), ..)) => fresh,
+            Ok((Err(e), field90, rev)) => {
+                self.store_failed(issuer, &e);
+                self.held.hold(&field90, rev, unix_ms())
+            }
+            Err(e) => return Err(IssuerError::Saf(e.to_string())),
+        };
+        if fresh {
+            self.wake.notify_one();
+        }
+        Ok(fresh)
+    }
+
+    /// A store call failed: logged when the store was working.
+    fn store_failed(&self, issuer: &str, e: &IssuerError) {
+        if !self.failing.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!(issuer, error = %e,
+                "store-and-forward store failing; reversals are held in memory and sent from there until it is back");
+        } else {
+            tracing::debug!(issuer, error = %e, "store-and-forward store still failing");
+        }
+    }
+
+    /// The store works (and holds everything that was held in memory): logged when it was
+    /// failing, with the reversals moved from memory.
+    fn store_ok(&self, issuer: &str, moved: usize) {
+        if self.failing.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(issuer, moved_from_memory = moved, "store-and-forward store back");
+        }
+    }
+}
+
+/// Move the reversals held in memory into the store, with their writes so far; those it
+/// does not take stay held. Returns how many moved, or the store's error.
+async fn flush_held(ctx: &Arc<SafCtx>, name: &str) -> Result<usize, IssuerError> {
+    let items = ctx.held.take_idle();
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let (store, n) = (ctx.store.clone(), name.to_string());
+    let (moved, left, err) = tokio::task::spawn_blocking(move || {
+        let mut left: Vec<HeldItem> = Vec::new();
+        let mut moved = 0;
+        let mut err = None;
+        for item in items {
+            if err.is_some() {
+                left.push(item);
+                continue;
+            }
+            match store.enqueue_attempted(&n, &item.field90, &item.reversal, unix_ms(), item.attempts) {
+                // Not fresh: the store already had it (stored before it failed).
+                Ok(_) => moved += 1,
+                Err(e) => {
+                    err = Some(e);
+                    left.push(item);
+                }
+            }
+        }
+        (moved, left, err)
+    })
+    .await
+    .map_err(|e| IssuerError::Saf(e.to_string()))?;
+    ctx.held.restore(left);
+    match err {
+        Some(e) => Err(e),
+        None => Ok(moved),
     }
 }
 
@@ -226,17 +337,33 @@ pub(super) async fn worker(
 ) {
     let name = issuer.name.to_string();
     let depth = gauge!(m::SAF_DEPTH, "issuer" => name.clone());
+    let held = gauge!(m::SAF_HELD, "issuer" => name.clone());
     let poll = ctx.policy.retry_min.min(Duration::from_secs(1));
+    let mut stored = 0u64;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
+        let had = ctx.held.len();
+        match flush_held(&ctx, &name).await {
+            Ok(moved) if had > 0 && ctx.held.is_empty() => ctx.store_ok(&name, moved),
+            Ok(_) => {}
+            Err(e) => ctx.store_failed(&name, &e),
+        }
         let store = ctx.store.clone();
         let n = name.clone();
         match blocking(move || store.depth(&n)).await {
-            Ok(d) => depth.set(d as f64),
-            Err(e) => tracing::warn!(issuer = %name, error = %e, "store-and-forward depth unavailable"),
+            Ok(d) => {
+                stored = d;
+                if ctx.held.is_empty() {
+                    ctx.store_ok(&name, 0);
+                }
+            }
+            Err(e) => ctx.store_failed(&name, &e),
         }
+        let in_memory = ctx.held.len();
+        depth.set((stored + in_memory as u64) as f64);
+        held.set(in_memory as f64);
         let mut busy = false;
         if issuer.links_up() > 0 {
             let (store, n, s, limit) = (ctx.store.clone(), name.clone(), spec.clone(), ctx.policy.batch);
@@ -247,8 +374,13 @@ pub(super) async fn worker(
                         items.into_iter().map(|item| send_one(&issuer, &ctx, item)).collect();
                     while running.next().await.is_some() {}
                 }
-                Err(e) => tracing::warn!(issuer = %name, error = %e, "store-and-forward load failed"),
+                Err(e) => ctx.store_failed(&name, &e),
             }
+            let items = ctx.held.take_due(unix_ms(), ctx.policy.batch);
+            busy |= !items.is_empty();
+            let mut running: FuturesUnordered<_> =
+                items.into_iter().map(|item| send_held(&issuer, &ctx, item)).collect();
+            while running.next().await.is_some() {}
         }
         if busy {
             continue;
@@ -302,8 +434,44 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
     }
 }
 
+/// Write one reversal held in memory (0400 or 0401) and wait for its 0410; it stays held
+/// until then.
+async fn send_held(issuer: &Issuer, ctx: &SafCtx, item: HeldItem) {
+    let HeldItem { id, field90, attempts, next_at, mut reversal } = item;
+    let Some(link) = issuer.pick_for_reversal() else {
+        ctx.held.written(id, false, attempts, next_at);
+        return;
+    };
+    let next = attempts.saturating_add(1);
+    let due = unix_ms().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
+    if attempts > 0 && reversal::as_repeat(&mut reversal).is_err() {
+        ctx.held.written(id, false, attempts, due);
+        return;
+    }
+    let name = issuer.name.to_string();
+    counter!(m::SAF_SENT_TOTAL, "issuer" => name.clone()).increment(1);
+    match link.exchange_reversal(&reversal, id).await {
+        Outcome::Reply(r) if r.mti() == "0410" => {
+            ctx.held.written(id, true, next, due);
+            counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
+            tracing::info!(issuer = %name, field90 = %field90, attempts = next, "reversal acknowledged (held in memory)");
+        }
+        other => {
+            ctx.held.written(id, false, next, due);
+            tracing::info!(issuer = %name, field90 = %field90, attempts = next, outcome = ?other.switch_rc(),
+                "reversal held in memory unacknowledged; will repeat");
+        }
+    }
+}
+
 /// A late 0410 for a reversal write that timed out: it acknowledges all the same.
 pub(super) fn late_ack(ctx: &Arc<SafCtx>, issuer: &Arc<str>, id: i64) {
+    if id < 0 {
+        if ctx.held.acked(id) {
+            counter!(m::SAF_ACKED_TOTAL, "issuer" => issuer.to_string()).increment(1);
+        }
+        return;
+    }
     let store = ctx.store.clone();
     let name = issuer.to_string();
     tokio::spawn(async move {

@@ -3,8 +3,16 @@
 //! writer thread inserts records into one open transaction as they arrive and commits it
 //! once the queue runs dry (group commit, `write_group`), then wakes every caller whose
 //! record is now durable. Backends: SQLite
-//! (default, one file) and PostgreSQL (several switch nodes). May import: the codec.
+//! (default, one file) and PostgreSQL (several switch nodes).
+//!
+//! A failed write takes the journal down (`health`): from then on the writer refuses rows
+//! at once (`StoreError::Down`) instead of failing each against the store, probes the store
+//! every `PROBE_EVERY` with a harmless write, and writes again as soon as a probe commits.
+//! Each change is logged once and shown in `isoswitch_journal_up`; rows not written are
+//! counted in `isoswitch_journal_write_errors_total`.
+//! May import: the codec and the metric names (`crate::metrics`).
 
+pub mod health;
 pub mod postgres;
 pub mod record;
 pub mod saf;
@@ -12,12 +20,16 @@ pub mod sqlite;
 pub mod store;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use metrics::{counter, gauge};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics as m;
+pub use health::{Change, Health};
 pub use record::{PanHasher, Status, TxnRecord, batch_number, business_date, mti_class, txn_key};
 pub use store::{Query, Store, StoreError, Update};
 
@@ -64,6 +76,10 @@ const LINGER_STEP: Duration = Duration::from_micros(50);
 const LINGER_MAX: Duration = Duration::from_millis(1);
 /// Commands queued before callers wait: bounds memory under overload.
 const QUEUE: usize = 65_536;
+/// While the journal is down: how often the writer probes the store, and how long it
+/// sleeps between looks at its queue (it cannot block on the queue and keep time).
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+const DOWN_POLL: Duration = Duration::from_millis(2);
 
 /// The rows of the group being written, with who waits for each.
 type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
@@ -74,8 +90,8 @@ type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
 /// `LOADED` group), or when it reaches `MAX_GROUP` rows or `MAX_GROUP_TIME`. Under load,
 /// rows arrive while earlier ones are inserted and groups grow by themselves; at light
 /// load a lone row is committed at once. Queries and updates (the journal's barrier is a
-/// query) wait for the group's commit.
-fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd) {
+/// query) wait for the group's commit. While `health` is down a row is refused unwritten.
+fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd, health: &Health) {
     if matches!(first, Cmd::Query(..)) {
         answer(store, first);
         // Queries queued right behind it (a reconciliation's look-ups) share one read
@@ -84,16 +100,24 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
             match next {
                 Cmd::Query(..) if store.reads_in_one_transaction() => {
                     if let Some(rest) = read_group(store, rx, next) {
-                        write_group(store, rx, rest);
+                        write_group(store, rx, rest, health);
                     }
                 }
-                other => write_group(store, rx, other),
+                other => write_group(store, rx, other, health),
             }
         }
         return;
     }
     if !matches!(first, Cmd::Write(..)) {
         answer(store, first);
+        return;
+    }
+    if !health.is_up() {
+        if let Cmd::Write(_, tx) = first {
+            health.refused();
+            counter!(m::JOURNAL_WRITE_ERRORS_TOTAL).increment(1);
+            let _ = tx.send(Err(StoreError::Down));
+        }
         return;
     }
     let started = Instant::now();
@@ -139,7 +163,8 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
         }
         Err(e) => {
             store.rollback();
-            tracing::error!(error = %e, rows = waiters.len(), "journal: group commit failed");
+            counter!(m::JOURNAL_WRITE_ERRORS_TOTAL).increment(waiters.len() as u64);
+            report(health.write_failed(&e, Instant::now()));
             for (tx, _) in waiters {
                 let _ = tx.send(Err(e.clone()));
             }
@@ -147,6 +172,70 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
     }
     for c in others {
         answer(store, c);
+    }
+}
+
+/// Log a change of the journal's state (once per change) and show it in the gauge.
+fn report(change: Option<Change>) {
+    match change {
+        Some(Change::Down { reason }) => {
+            gauge!(m::JOURNAL_UP).set(0.0);
+            tracing::error!(
+                error = %reason,
+                "journal DOWN: writes fail; new financial requests are declined until it writes again"
+            );
+        }
+        Some(Change::Up { down_for, declined, reversals, refused }) => {
+            gauge!(m::JOURNAL_UP).set(1.0);
+            tracing::warn!(
+                down_ms = down_for.as_millis() as u64,
+                declined,
+                reversals_queued = reversals,
+                rows_not_written = refused,
+                "journal back: writing again"
+            );
+        }
+        None => {}
+    }
+}
+
+/// The writer thread: groups while the journal is up; while it is down, refused rows,
+/// answered queries and a probe every `PROBE_EVERY` until one commits.
+fn run_writer<S: Store>(mut store: S, mut rx: mpsc::Receiver<Cmd>, health: &Health) {
+    let mut next_probe = Instant::now();
+    let mut was_up = true;
+    loop {
+        let up = health.is_up();
+        let first = if up {
+            was_up = true;
+            match rx.blocking_recv() {
+                Some(c) => c,
+                None => return,
+            }
+        } else {
+            let now = Instant::now();
+            if was_up {
+                was_up = false;
+                next_probe = now + PROBE_EVERY;
+            }
+            if now >= next_probe {
+                next_probe = now + PROBE_EVERY;
+                match store.probe() {
+                    Ok(()) => report(health.write_ok(now)),
+                    Err(e) => tracing::debug!(error = %e, "journal probe failed; still down"),
+                }
+                continue;
+            }
+            match rx.try_recv() {
+                Ok(c) => c,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    thread::sleep(DOWN_POLL);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+            }
+        };
+        write_group(&mut store, &mut rx, first, health);
     }
 }
 
@@ -194,6 +283,7 @@ fn answer<S: Store>(store: &mut S, cmd: Cmd) {
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::Sender<Cmd>,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -214,17 +304,21 @@ impl Journal {
     }
 
     /// Start a writer thread over any store.
-    pub fn start<S: Store>(mut store: S) -> Journal {
-        let (tx, mut rx) = mpsc::channel::<Cmd>(QUEUE);
-        let spawned = thread::Builder::new().name("journal-writer".into()).spawn(move || {
-            while let Some(first) = rx.blocking_recv() {
-                write_group(&mut store, &mut rx, first);
-            }
-        });
+    pub fn start<S: Store>(store: S) -> Journal {
+        let (tx, rx) = mpsc::channel::<Cmd>(QUEUE);
+        let health = Arc::new(Health::default());
+        let h = health.clone();
+        let spawned =
+            thread::Builder::new().name("journal-writer".into()).spawn(move || run_writer(store, rx, &h));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "journal: cannot start the writer thread");
         }
-        Journal { tx }
+        Journal { tx, health }
+    }
+
+    /// Whether the journal is writing (see `health`).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// Make `rec` durable. `Ok(true)` once committed, `Ok(false)` when a row with the same
@@ -373,7 +467,7 @@ mod tests {
         let (third, r3) = write("3");
         tx.try_send(third).unwrap();
         let mut store = Probe::default();
-        write_group(&mut store, &mut rx, first);
+        write_group(&mut store, &mut rx, first, &Health::default());
         assert_eq!(store.log, ["begin", "insert 1", "insert 2", "insert 3", "commit", "query"]);
         for mut r in [r1, r2, r3] {
             assert!(matches!(r.try_recv(), Ok(Ok(true))));
@@ -390,18 +484,89 @@ mod tests {
         tx.try_send(second).unwrap();
         tx.try_send(third).unwrap();
         let mut store = Probe { fail_on: Some("2".into()), ..Probe::default() };
-        write_group(&mut store, &mut rx, first);
+        let health = Health::default();
+        write_group(&mut store, &mut rx, first, &health);
         // The rows after the failure are not tried; the group is rolled back, not committed.
         assert_eq!(store.log, ["begin", "insert 1", "insert 2", "rollback"]);
         for mut r in [r1, r2, r3] {
             assert!(matches!(r.try_recv(), Ok(Err(StoreError::Backend(_)))));
         }
-        // The next group starts afresh.
-        let (next, r4) = write("4");
-        write_group(&mut store, &mut rx, next);
-        assert_eq!(store.log[4..], ["begin", "insert 4", "commit"]);
-        let mut r4 = r4;
-        assert!(matches!(r4.try_recv(), Ok(Ok(true))));
+        // The journal is down: the next row is refused without touching the store...
+        assert!(!health.is_up());
+        let (next, mut r4) = write("4");
+        write_group(&mut store, &mut rx, next, &health);
+        assert_eq!(store.log.len(), 4);
+        assert!(matches!(r4.try_recv(), Ok(Err(StoreError::Down))));
+        // ...until a probe commits; then groups start afresh.
+        store.probe().unwrap();
+        assert!(matches!(health.write_ok(Instant::now()), Some(Change::Up { refused: 1, .. })));
+        let (next, mut r5) = write("5");
+        write_group(&mut store, &mut rx, next, &health);
+        assert_eq!(store.log[4..], ["begin", "commit", "begin", "insert 5", "commit"]);
+        assert!(matches!(r5.try_recv(), Ok(Ok(true))));
+    }
+
+    /// A store whose every write fails until `heal` is set: the writer thread refuses rows
+    /// while it is down, probes it, and writes again by itself once a probe commits.
+    struct Flaky {
+        heal: Arc<std::sync::atomic::AtomicBool>,
+        probes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Store for Flaky {
+        fn begin(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn insert(&mut self, _: &TxnRecord) -> Result<bool, StoreError> {
+            if self.heal.load(std::sync::atomic::Ordering::SeqCst) {
+                Ok(true)
+            } else {
+                Err(StoreError::Backend("disk full".into()))
+            }
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn rollback(&mut self) {}
+        fn query(&mut self, _: &Query) -> Result<Vec<TxnRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn update(&mut self, _: &Update) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn probe(&mut self) -> Result<(), StoreError> {
+            self.probes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.insert(&TxnRecord::default()).map(|_| ())
+        }
+    }
+
+    #[test]
+    fn the_writer_refuses_rows_while_down_and_resumes_by_itself() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        let heal = Arc::new(AtomicBool::new(false));
+        let probes = Arc::new(AtomicUsize::new(0));
+        let j = Journal::start(Flaky { heal: heal.clone(), probes: probes.clone() });
+        let row = || TxnRecord { stan: "1".into(), ..TxnRecord::default() };
+        assert!(j.query_blocking(Query::All).is_ok());
+        let (tx, rx) = oneshot::channel();
+        j.tx.blocking_send(Cmd::Write(Box::new(row()), tx)).unwrap();
+        assert!(matches!(rx.blocking_recv(), Ok(Err(StoreError::Backend(_)))));
+        assert!(!j.health().is_up());
+        let (tx, rx) = oneshot::channel();
+        j.tx.blocking_send(Cmd::Write(Box::new(row()), tx)).unwrap();
+        assert!(matches!(rx.blocking_recv(), Ok(Err(StoreError::Down))));
+        // Reads still work while down.
+        assert!(j.query_blocking(Query::All).is_ok());
+        heal.store(true, SeqCst);
+        let until = Instant::now() + Duration::from_secs(5);
+        while !j.health().is_up() && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(j.health().is_up(), "a probe brought the journal back");
+        assert!(probes.load(SeqCst) >= 1);
+        let (tx, rx) = oneshot::channel();
+        j.tx.blocking_send(Cmd::Write(Box::new(row()), tx)).unwrap();
+        assert!(matches!(rx.blocking_recv(), Ok(Ok(true))));
     }
 
     #[test]
@@ -409,7 +574,7 @@ mod tests {
         let (_tx, mut rx) = mpsc::channel::<Cmd>(1);
         let (q_tx, mut q_rx) = oneshot::channel();
         let mut store = Probe::default();
-        write_group(&mut store, &mut rx, Cmd::Query(Query::ByRrn("x".into()), q_tx));
+        write_group(&mut store, &mut rx, Cmd::Query(Query::ByRrn("x".into()), q_tx), &Health::default());
         assert_eq!(store.log, ["query"]);
         assert!(matches!(q_rx.try_recv(), Ok(Ok(_))));
     }
@@ -430,7 +595,7 @@ mod tests {
             tx.try_send(third).unwrap();
             tx.try_send(w).unwrap();
             let mut store = Probe { batch_reads, ..Probe::default() };
-            write_group(&mut store, &mut rx, first);
+            write_group(&mut store, &mut rx, first, &Health::default());
             let want: &[&str] = if batch_reads {
                 // The first is answered before anything is known to follow it; the write
                 // after the queries gets a group of its own.

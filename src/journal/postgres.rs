@@ -11,6 +11,8 @@ use super::store::{self, Query, Store, StoreError, Update, Val};
 pub struct PgStore {
     rt: tokio::runtime::Runtime,
     client: Client,
+    /// To connect again when the connection is lost (see `probe`).
+    url: String,
     /// The insert, prepared on first use.
     insert: Option<Statement>,
 }
@@ -27,7 +29,12 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let client = rt.block_on(async {
+        let client = Self::open_client(&rt, url)?;
+        Ok(PgStore { rt, client, url: url.to_string(), insert: None })
+    }
+
+    fn open_client(rt: &tokio::runtime::Runtime, url: &str) -> Result<Client, StoreError> {
+        rt.block_on(async {
             let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(err)?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -40,11 +47,15 @@ impl PgStore {
                 client.batch_execute(&sql).await.map_err(err)?;
             }
             client.batch_execute(store::INDEXES).await.map_err(err)?;
+            client.batch_execute(PROBE_TABLE).await.map_err(err)?;
             Ok::<_, StoreError>(client)
-        })?;
-        Ok(PgStore { rt, client, insert: None })
+        })
     }
 }
+
+/// The probe's table: empty between probes (see `Store::probe`).
+const PROBE_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS journal_probe (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL)";
 
 enum PgVal {
     Text(Option<String>),
@@ -128,6 +139,23 @@ impl Store for PgStore {
                 })
                 .collect())
         })
+    }
+
+    /// A row into `journal_probe`, deleted, committed; a lost connection is opened again
+    /// first (the writer probes only while the journal is down).
+    fn probe(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            self.client = Self::open_client(&self.rt, &self.url)?;
+            self.insert = None;
+        }
+        let probe = "BEGIN; INSERT INTO journal_probe (at) VALUES (0); DELETE FROM journal_probe; COMMIT";
+        match self.rt.block_on(self.client.batch_execute(probe)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.rollback();
+                Err(err(e))
+            }
+        }
     }
 
     fn update(&mut self, u: &Update) -> Result<u64, StoreError> {

@@ -52,7 +52,7 @@ pub fn schema(id: &str) -> String {
 
 const INSERT: &str =
     "INSERT INTO saf (issuer, created_at, next_attempt_at, attempts, state, field90, message, pan_enc)
-     VALUES ($1, $2, $2, 0, 'pending', $3, $4, $5) ON CONFLICT DO NOTHING";
+     VALUES ($1, $2, $2, $6, 'pending', $3, $4, $5) ON CONFLICT DO NOTHING";
 const DUE: &str = "SELECT id, attempts, field90, message, pan_enc, issuer FROM saf
      WHERE issuer = $1 AND state = 'pending' AND next_attempt_at <= $2 ORDER BY id LIMIT $3";
 const ATTEMPTED: &str =
@@ -353,6 +353,17 @@ impl SafStore for SqlSaf {
         reversal: &Message,
         now_ms: i64,
     ) -> Result<bool, IssuerError> {
+        self.enqueue_attempted(issuer, field90, reversal, now_ms, 0)
+    }
+
+    fn enqueue_attempted(
+        &self,
+        issuer: &str,
+        field90: &str,
+        reversal: &Message,
+        now_ms: i64,
+        attempts: u32,
+    ) -> Result<bool, IssuerError> {
         let pan_enc = match reversal.bytes(2) {
             Some(pan) => Some(self.seal(issuer, field90, &pan)?),
             None => None,
@@ -374,6 +385,7 @@ impl SafStore for SqlSaf {
             V::T(Some(field90.into())),
             V::T(Some(json)),
             V::T(pan_enc),
+            V::I(i64::from(attempts)),
         ];
         self.with(|db| db.exec(INSERT, &ps)).map(|n| n == 1)
     }

@@ -55,6 +55,13 @@ fn checkpoints(path: PathBuf, full_sync: bool, alive: Weak<AtomicBool>) {
     }
 }
 
+/// The probe's table: empty between probes (see `Store::probe`).
+const PROBE_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS journal_probe (id INTEGER PRIMARY KEY, at BIGINT NOT NULL, pad BLOB)";
+/// The probe writes this much, so that it needs new pages as a group of rows would: a full
+/// database (or disk) fails it, where an empty transaction would commit.
+const PROBE_BYTES: i64 = 16 * 1024;
+
 fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -85,6 +92,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" }).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(&store::schema("INTEGER PRIMARY KEY AUTOINCREMENT")).map_err(err)?;
+        conn.execute_batch(PROBE_TABLE).map_err(err)?;
         add_columns(&conn)?;
         conn.execute_batch(store::INDEXES).map_err(err)?;
         // Under load the writer spent most of its time in automatic checkpoints: they move
@@ -99,6 +107,17 @@ impl SqliteStore {
             conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(err)?;
         }
         Ok(SqliteStore { conn, finish, insert: store::insert_sql('?') })
+    }
+
+    /// Cap the database at `pages` pages (`PRAGMA max_page_count`, on the writer's
+    /// connection; never below the current size): inserts past it fail with SQLITE_FULL as
+    /// on a full disk. Returns the cap in force.
+    pub fn set_max_page_count(&mut self, pages: u64) -> Result<u64, StoreError> {
+        let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get::<_, i64>(0))
+            .map_err(err)
+            .map(|n| u64::try_from(n).unwrap_or(0))
     }
 
     fn rows(&mut self, sql: &str, params: Vec<String>) -> Result<Vec<TxnRecord>, StoreError> {
@@ -190,5 +209,26 @@ impl Store for SqliteStore {
         let (sql, params) = store::update_sql(u, '?');
         let n = self.conn.execute(&sql, params_from_iter(params)).map_err(err)?;
         Ok(n as u64)
+    }
+
+    /// Insert `PROBE_BYTES` into `journal_probe`, delete it and commit: new pages are
+    /// needed (the freed ones are reused by the next rows).
+    fn probe(&mut self) -> Result<(), StoreError> {
+        self.begin()?;
+        let wrote = self
+            .conn
+            .execute(
+                "INSERT INTO journal_probe (at, pad) VALUES (strftime('%s', 'now'), zeroblob(?1))",
+                [PROBE_BYTES],
+            )
+            .and_then(|_| self.conn.execute("DELETE FROM journal_probe", []))
+            .map_err(err);
+        match wrote.and_then(|_| self.commit()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
     }
 }

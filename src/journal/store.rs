@@ -160,6 +160,9 @@ pub enum StoreError {
     Backend(String),
     #[error("journal writer has stopped")]
     Closed,
+    /// Refused unwritten: the journal is down (its writes failed) and not yet back.
+    #[error("journal is down; row not written")]
+    Down,
 }
 
 /// A journal backend.
@@ -193,6 +196,14 @@ pub trait Store: Send + 'static {
         false
     }
     fn update(&mut self, u: &Update) -> Result<u64, StoreError>;
+    /// A harmless write, committed, that fails when a row could not be written (the writer
+    /// probes with it while the journal is down, to notice that writes succeed again).
+    /// Backends write something real: an empty transaction succeeds on a full disk. The
+    /// default only opens and commits a transaction.
+    fn probe(&mut self) -> Result<(), StoreError> {
+        self.begin()?;
+        self.commit().inspect_err(|_| self.rollback())
+    }
 }
 
 /// The WHERE/ORDER tail of a query with numbered placeholders (`$1` style; SQLite accepts
