@@ -39,6 +39,7 @@ pub const ADMITTED_AFTER_WAIT_TOTAL: &str = "isoswitch_admitted_after_wait_total
 pub const ADMISSION_WAIT_SECONDS: &str = "isoswitch_admission_wait_seconds";
 pub const ADMISSION_OVERFLOW_TOTAL: &str = "isoswitch_admission_overflow_total";
 pub const REVERSAL_STORE_LATE_TOTAL: &str = "isoswitch_reversal_store_late_total";
+pub const LATE_ANSWERS_TOTAL: &str = "isoswitch_late_answers_total";
 
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
@@ -61,6 +62,7 @@ pub fn install() -> Option<PrometheusHandle> {
             describe();
             // Counters the contract lists are shown from the start, at zero.
             counter!(DECODE_ERRORS_TOTAL).absolute(0);
+            counter!(LATE_ANSWERS_TOTAL).absolute(0);
             for class in CLASSES {
                 counter!(SHED_TOTAL, "class" => class).absolute(0);
             }
@@ -140,6 +142,10 @@ fn describe() {
         "Requests in flight at an issuer when the switch died, reversed at the next start."
     );
     describe_counter!(LATE_REPLIES_TOTAL, "Issuer replies that arrived after their request timed out.");
+    describe_counter!(
+        LATE_ANSWERS_TOTAL,
+        "Answers to forwarded requests that left the switch after the deadline promised to the terminal."
+    );
     describe_counter!(
         FAILOVER_TOTAL,
         "Requests sent to a backup issuer because every link of this one was down."

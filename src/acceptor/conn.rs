@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -35,6 +35,9 @@ const READ_CAPACITY: usize = 4096;
 
 /// A connection's read side: the bytes of its first read, then the socket.
 type Reader<R> = Chain<Take<std::io::Cursor<[u8; 64]>>, R>;
+
+/// The next connection's number for admission control (`Arrival::source`).
+static NEXT_SOURCE: AtomicU64 = AtomicU64::new(1);
 
 /// How long a gracefully stopped connection waits for the terminal to close its side.
 const LINGER: Duration = Duration::from_secs(1);
@@ -108,6 +111,8 @@ where
     let mut backlog = VecDeque::new();
     let mut drained = false;
     let max = ctx.cfg.max_inflight_per_connection.max(1);
+    // Names this connection to admission control, which serves connections in turn.
+    let source = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed);
     // A reversal waits for what came before it on the connection (its original among
     // them), and nothing after it is read until it is done: terminals reverse their last
     // unanswered request before sending the next one, and that next one must be planned
@@ -127,6 +132,10 @@ where
             backlog = buffered(&mut frames, ctx.cfg.frame);
             continue;
         }
+        // The in-flight cap counts the replies not yet written as well: a terminal that
+        // does not read its replies is read no further, so the reply queue never fills and
+        // this loop never stops to wait for it, leaving granted admission slots unused.
+        let room = inflight.len() + out.unsent() < max;
         // A frame to handle, and whether it was just read from the socket (not the backlog).
         let (frame, read_now) = tokio::select! {
             biased;
@@ -138,17 +147,17 @@ where
                     last_seen = Instant::now();
                     match held.take() {
                         Some((plan, req, frame, at, mac, t)) => {
-                            inflight.push(work(ctx.clone(), plan, req, frame, t, at, mac));
+                            inflight.push(work(ctx.clone(), plan, req, frame, Arrival { at, instant: t, source }, mac));
                         }
                         None => barrier = false,
                     }
                 }
                 continue;
             }
-            Some(frame) = async { backlog.pop_front() }, if !backlog.is_empty() && !barrier && inflight.len() < max => {
+            Some(frame) = async { backlog.pop_front() }, if !backlog.is_empty() && !barrier && room => {
                 (frame, false)
             }
-            next = frames.next(), if reading && !barrier && inflight.len() < max => match next {
+            next = frames.next(), if reading && !barrier && room => match next {
                 None => {
                     reading = false;
                     continue;
@@ -199,7 +208,14 @@ where
                 if barrier && !inflight.is_empty() {
                     held = Some((plan, req, frame, at, mac, now));
                 } else {
-                    inflight.push(work(ctx.clone(), plan, req, frame, now, at, mac));
+                    inflight.push(work(
+                        ctx.clone(),
+                        plan,
+                        req,
+                        frame,
+                        Arrival { at, instant: now, source },
+                        mac,
+                    ));
                 }
             }
             Step::Nothing => {}
@@ -286,6 +302,11 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Outbox<W> {
             Some(tx) => tx.send(f).await.is_ok(),
             None => false,
         }
+    }
+
+    /// Replies queued and not yet taken by the writer.
+    fn unsent(&self) -> usize {
+        self.tx.as_ref().map_or(0, |tx| tx.max_capacity().saturating_sub(tx.capacity()))
     }
 
     /// Flush what is queued and close the write side.
@@ -378,15 +399,14 @@ async fn work(
     plan: Plan,
     req: Box<Message>,
     frame: Frame,
-    start: Instant,
-    at: i64,
+    arrival: Arrival,
     mac: bool,
 ) -> Frame {
     let svc = &ctx.services;
+    let Arrival { at, instant: start, .. } = arrival;
     let (built, issuer) = match plan {
         Plan::Forward { issuer, fwd, .. } => {
             // Boxed (see below): the forward's state is over a kilobyte.
-            let arrival = Arrival { at, instant: start };
             let (reply, asked) = Box::pin(super::cup::forward(&ctx, &req, issuer, &fwd, arrival)).await;
             (reply, asked.then_some(issuer))
         }
@@ -427,7 +447,13 @@ async fn work(
         }
         _ => Bytes::new(),
     };
-    ctx.end_to_end.record(start.elapsed().as_secs_f64());
+    let took = start.elapsed();
+    ctx.end_to_end.record(took.as_secs_f64());
+    if let Some(promised) = issuer.and_then(|i| ctx.issuers.get(i)).map(|i| i.reply_deadline())
+        && took > promised
+    {
+        super::late::answered_late(took - promised);
+    }
     if body.is_empty() {
         tracing::error!(listener = %ctx.cfg.addr, "could not encode the reply");
     }

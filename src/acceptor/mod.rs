@@ -8,6 +8,7 @@
 mod conn;
 mod cup;
 pub mod indoubt;
+mod late;
 pub mod reply;
 pub mod security;
 pub mod service;

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::iso::Message;
-use crate::issuer::{Issuers, Outcome, SafPolicy, SafStore};
+use crate::issuer::{Issuers, Origin, Outcome, SafPolicy, SafStore};
 use crate::journal::saf::{SafKey, SqlSaf};
 use crate::journal::{Journal, JournalConfig, PanHasher, Query, Status, TxnRecord, Update, business_date};
 use crate::route::{self, Decision, Now, Rc, RuleSet};
@@ -266,8 +266,9 @@ impl Services {
 
     /// Time to keep, of a forwarded request's deadline, for the journal commit of its
     /// approval (the recent average), so that under a lagging group commit requests are
-    /// shed early with 91 rather than approved after their deadline. The issuer caps it at
-    /// half the deadline, so some requests are always admitted and the average follows.
+    /// shed early with 91 rather than approved after their deadline: the issuer ends its
+    /// reply wait that much earlier too. It caps it at half the deadline, so some requests
+    /// are always admitted and the average follows.
     fn commit_reserve(&self) -> std::time::Duration {
         std::time::Duration::from_micros(self.commit_us.load(std::sync::atomic::Ordering::Relaxed))
     }
@@ -349,7 +350,7 @@ impl Services {
         fwd: &route::Forward,
         arrival: Arrival,
     ) -> Option<Box<Message>> {
-        let Arrival { at, instant: arrived } = arrival;
+        let Arrival { at, instant: arrived, source } = arrival;
         // Without a journal no row is built: its strings and the PAN hash would be wasted.
         let primary = issuers.get(issuer).map_or("", |i| i.name());
         let mut row = self.journal.as_ref().map(|_| {
@@ -380,7 +381,14 @@ impl Services {
             row.forwarded_at = Some(now_ms());
         }
         let outcome = match issuers
-            .forward_with_backup_as(primary, fwd.backup, out, fwd.class, self.commit_reserve(), arrived)
+            .forward_with_backup_as(
+                primary,
+                fwd.backup,
+                out,
+                fwd.class,
+                self.commit_reserve(),
+                Origin { arrival: arrived, source },
+            )
             .await
         {
             Some((answered_by, outcome)) => {
@@ -645,11 +653,13 @@ pub enum Plan {
 }
 
 /// When a request arrived: in Unix milliseconds (for the rules and the journal) and as the
-/// instant its reply deadline counts from.
+/// instant its reply deadline counts from; and on which terminal connection (`source`,
+/// for admission's fairness between connections).
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival {
     pub at: i64,
     pub instant: std::time::Instant,
+    pub source: u64,
 }
 
 /// Unix milliseconds now.
