@@ -605,7 +605,7 @@ pub async fn reverse_with_issuer(
     let (Some(issuer), Some(sw_stan)) = (issuers.by_name(issuer_name), switch_stan) else {
         return Err("the original's issuer or switch STAN is missing".to_string());
     };
-    if req.spec().field(90).is_none() && !issuer.saf_spec().is_some_and(|s| s.field(90).is_some()) {
+    if req.spec().field(90).is_none() && issuer.saf_spec().is_none_or(|s| s.field(90).is_none()) {
         return Err("neither the terminal's nor the issuer's spec has a field 90".to_string());
     }
     let acq = |n: usize| format!("{:0>11}", req.text(n).unwrap_or_default());
