@@ -217,6 +217,10 @@ impl<T> Scheduler<T> {
             return Offer::Admit(req);
         }
         let c = class.index();
+        if self.queued(class) == 0 {
+            // Its queue emptied (sent, shed or expired): no backlog, so no pace to go by.
+            self.forget_pace(c);
+        }
         let bound = self.bounds.get(c).copied().unwrap_or(0);
         let full = self.queued(class) >= bound;
         if class == Class::Reversal {
@@ -323,17 +327,31 @@ impl<T> Scheduler<T> {
     /// Class `c` sent a request: measure its pace while it keeps waiting.
     fn class_sent(&mut self, c: usize, now: u64) {
         let still_waiting = self.queues.get(c).is_some_and(|q| !q.is_empty());
+        let slot = self.interval_us;
         let (Some(gap), Some(last)) = (self.class_gap_us.get_mut(c), self.class_last.get_mut(c)) else {
             return;
         };
         if let Some(l) = *last {
             let d = now.saturating_sub(l);
-            *gap = if *gap == 0 { d } else { (gap.saturating_mul(7).saturating_add(d) / 8).max(1) };
+            // Seeded with one slot, not with the first gap: a first gap stretched by a
+            // passing burst of a higher class (a few reversals) is no pace, and would shed
+            // this class's queue for nothing.
+            let from = if *gap == 0 { slot } else { *gap };
+            *gap = (from.saturating_mul(7).saturating_add(d) / 8).max(1);
         }
-        // The gap across a spell with nothing waiting is no pace; the last pace measured
-        // stays the estimate until the class has waited again (forgetting it would let a
-        // class that empties for a moment admit at the weights' optimistic estimate).
-        *last = still_waiting.then_some(now);
+        if still_waiting {
+            *last = Some(now);
+        } else {
+            // A class that emptied has no backlog pace until it waits again: the weights
+            // may have changed meanwhile (a peak window), and a stale pace would misjudge.
+            (*gap, *last) = (0, None);
+        }
+    }
+
+    fn forget_pace(&mut self, c: usize) {
+        if let (Some(gap), Some(last)) = (self.class_gap_us.get_mut(c), self.class_last.get_mut(c)) {
+            (*gap, *last) = (0, None);
+        }
     }
 
     /// Shed every queued request past its deadline (never reversals), plus those set aside.
