@@ -53,6 +53,7 @@ pub const ISSUER_REPLY_REJECTED_TOTAL: &str = "isoswitch_issuer_reply_rejected_t
 pub const JOURNAL_UP: &str = "isoswitch_journal_up";
 pub const JOURNAL_WRITE_ERRORS_TOTAL: &str = "isoswitch_journal_write_errors_total";
 pub const SAF_HELD: &str = "isoswitch_saf_held";
+pub const LATE_ANSWERS_TOTAL: &str = "isoswitch_late_answers_total";
 
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
@@ -76,6 +77,7 @@ pub fn install() -> Option<PrometheusHandle> {
             // Counters the contract lists are shown from the start, at zero.
             counter!(DECODE_ERRORS_TOTAL).absolute(0);
             counter!(JOURNAL_WRITE_ERRORS_TOTAL).absolute(0);
+            counter!(LATE_ANSWERS_TOTAL).absolute(0);
             for class in CLASSES {
                 counter!(SHED_TOTAL, "class" => class).absolute(0);
             }
@@ -179,6 +181,10 @@ fn describe() {
     describe_counter!(
         ISSUER_UNEXPECTED_MESSAGES_TOTAL,
         "Messages from an issuer that are neither a response nor network management (dropped), by issuer."
+    );
+    describe_counter!(
+        LATE_ANSWERS_TOTAL,
+        "Answers to forwarded requests that left the switch after the deadline promised to the terminal."
     );
     describe_counter!(
         FAILOVER_TOTAL,

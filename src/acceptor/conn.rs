@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -47,6 +47,9 @@ mod logged {
     pub static UNDECODABLE: Throttle = Throttle::new(THROTTLE_INTERVAL);
     pub static RESPONSE_FROM_TERMINAL: Throttle = Throttle::new(THROTTLE_INTERVAL);
 }
+
+/// The next connection's number for admission control (`Arrival::source`).
+static NEXT_SOURCE: AtomicU64 = AtomicU64::new(1);
 
 /// How long a gracefully stopped connection waits for the terminal to close its side.
 const LINGER: Duration = Duration::from_secs(1);
@@ -138,6 +141,8 @@ where
     let mut backlog = VecDeque::new();
     let mut drained = false;
     let max = ctx.cfg.max_inflight_per_connection.max(1);
+    // Names this connection to admission control, which serves connections in turn.
+    let source = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed);
     // A reversal waits for its own original only (see `cup::Pending`), never for unrelated
     // requests on its connection (a concentrator carries many terminals). Terminals
     // reverse their last unanswered request before sending the next one, and that next
@@ -158,6 +163,10 @@ where
             backlog = buffered(&mut frames, ctx.cfg.frame);
             continue;
         }
+        // The in-flight cap counts the replies not yet written as well: a terminal that
+        // does not read its replies is read no further, so the reply queue never fills and
+        // this loop never stops to wait for it, leaving granted admission slots unused.
+        let room = inflight.len() + held.len() + out.unsent() < max;
         // A frame to handle, and whether it was just read from the socket (not the backlog).
         let (frame, read_now) = tokio::select! {
             biased;
@@ -174,7 +183,7 @@ where
                         if reversing.contains_key(&w.terminal) {
                             still.push_back((w, t));
                         } else {
-                            inflight.push(work(ctx.clone(), w, t));
+                            inflight.push(work(ctx.clone(), w, Arrival { at: 0, instant: t, source }));
                         }
                     }
                     held = still;
@@ -184,10 +193,10 @@ where
                 }
                 continue;
             }
-            Some(frame) = async { backlog.pop_front() }, if !backlog.is_empty() && inflight.len() + held.len() < max => {
+            Some(frame) = async { backlog.pop_front() }, if !backlog.is_empty() && room => {
                 (frame, false)
             }
-            next = frames.next(), if reading && inflight.len() + held.len() < max => match next {
+            next = frames.next(), if reading && room => match next {
                 None => {
                     reading = false;
                     continue;
@@ -243,14 +252,14 @@ where
                 if matches!(w.plan, Plan::Reversal { .. }) {
                     w.terminal = terminal_of(&w.req);
                     *reversing.entry(w.terminal.clone()).or_insert(0) += 1;
-                    inflight.push(work(ctx.clone(), w, now));
+                    inflight.push(work(ctx.clone(), w, Arrival { at: 0, instant: now, source }));
                 } else if !reversing.is_empty() && {
                     w.terminal = terminal_of(&w.req);
                     reversing.contains_key(&w.terminal)
                 } {
                     held.push_back((w, now));
                 } else {
-                    inflight.push(work(ctx.clone(), w, now));
+                    inflight.push(work(ctx.clone(), w, Arrival { at: 0, instant: now, source }));
                 }
             }
             Step::Nothing => {}
@@ -348,6 +357,11 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Outbox<W> {
             Some(tx) => tx.send(f).await.is_ok(),
             None => false,
         }
+    }
+
+    /// Replies queued and not yet taken by the writer.
+    fn unsent(&self) -> usize {
+        self.tx.as_ref().map_or(0, |tx| tx.max_capacity().saturating_sub(tx.capacity()))
     }
 
     /// Flush what is queued and close the write side.
@@ -491,9 +505,12 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
 }
 
 /// Carry out a plan that waits and turn it into the terminal's reply frame, with the
-/// terminal of a reversal (whose held requests may then go on).
-async fn work(ctx: Arc<ListenerCtx>, w: Box<Work>, start: Instant) -> (Frame, Option<String>) {
+/// terminal of a reversal (whose held requests may then go on). `arrival` gives the
+/// instant its deadline counts from and its connection (its `at` is the request's own).
+async fn work(ctx: Arc<ListenerCtx>, w: Box<Work>, arrival: Arrival) -> (Frame, Option<String>) {
     let Work { plan, req, frame, at, mac, claim, terminal, inflight } = *w;
+    let arrival = Arrival { at, ..arrival };
+    let start = arrival.instant;
     let svc = &ctx.services;
     let reversal = matches!(plan, Plan::Reversal { .. }).then_some(terminal);
     let plan = match plan {
@@ -504,7 +521,6 @@ async fn work(ctx: Arc<ListenerCtx>, w: Box<Work>, start: Instant) -> (Frame, Op
     let (built, issuer) = match plan {
         Plan::Forward { issuer, fwd, .. } => {
             // Boxed (see below): the forward's state is over a kilobyte.
-            let arrival = Arrival { at, instant: start };
             let (reply, asked) = Box::pin(super::cup::forward(&ctx, &req, issuer, &fwd, arrival)).await;
             (reply, asked.then_some(issuer))
         }
@@ -562,7 +578,13 @@ async fn work(ctx: Arc<ListenerCtx>, w: Box<Work>, start: Instant) -> (Frame, Op
         }
         _ => Bytes::new(),
     };
-    ctx.end_to_end.record(start.elapsed().as_secs_f64());
+    let took = start.elapsed();
+    ctx.end_to_end.record(took.as_secs_f64());
+    if let Some(promised) = issuer.and_then(|i| ctx.issuers.get(i)).map(|i| i.reply_deadline())
+        && took > promised
+    {
+        super::late::answered_late(took - promised);
+    }
     if body.is_empty() {
         tracing::error!(listener = %ctx.cfg.addr, "could not encode the reply");
     }

@@ -8,6 +8,7 @@
 mod conn;
 mod cup;
 pub mod indoubt;
+mod late;
 mod rejected;
 pub mod repeats;
 pub mod reply;

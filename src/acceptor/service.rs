@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::iso::Message;
-use crate::issuer::{Issuers, Outcome, SafPolicy, SafStore};
+use crate::issuer::{Issuers, Origin, Outcome, SafPolicy, SafStore};
 use crate::journal::saf::{SafKey, SqlSaf};
 use crate::journal::{Journal, JournalConfig, PanHasher, Query, Status, TxnRecord, Update, business_date};
 use crate::route::{self, Decision, Now, Rc, RuleSet};
@@ -327,8 +327,9 @@ impl Services {
 
     /// Time to keep, of a forwarded request's deadline, for the journal commit of its
     /// approval (the recent average), so that under a lagging group commit requests are
-    /// shed early with 91 rather than approved after their deadline. The issuer caps it at
-    /// half the deadline, so some requests are always admitted and the average follows.
+    /// shed early with 91 rather than approved after their deadline: the issuer ends its
+    /// reply wait that much earlier too. It caps it at half the deadline, so some requests
+    /// are always admitted and the average follows.
     fn commit_reserve(&self) -> std::time::Duration {
         std::time::Duration::from_micros(self.commit_us.load(std::sync::atomic::Ordering::Relaxed))
     }
@@ -414,7 +415,7 @@ impl Services {
         fwd: &route::Forward,
         arrival: Arrival,
     ) -> Option<Box<Message>> {
-        let Arrival { at, instant: arrived } = arrival;
+        let Arrival { at, instant: arrived, source } = arrival;
         if let Some(refused) = self.refuse_unrecordable(req) {
             return Some(refused);
         }
@@ -464,7 +465,14 @@ impl Services {
         let mut answered = None;
         let mut switch_stan = None;
         let outcome = match issuers
-            .forward_with_backup_as(primary, fwd.backup, out, fwd.class, self.commit_reserve(), arrived)
+            .forward_with_backup_as(
+                primary,
+                fwd.backup,
+                out,
+                fwd.class,
+                self.commit_reserve(),
+                Origin { arrival: arrived, source },
+            )
             .await
         {
             Some((answered_by, outcome)) => {
@@ -849,11 +857,13 @@ pub enum Plan {
 }
 
 /// When a request arrived: in Unix milliseconds (for the rules and the journal) and as the
-/// instant its reply deadline counts from.
+/// instant its reply deadline counts from; and on which terminal connection (`source`,
+/// for admission's fairness between connections).
 #[derive(Debug, Clone, Copy)]
 pub struct Arrival {
     pub at: i64,
     pub instant: std::time::Instant,
+    pub source: u64,
 }
 
 /// Unix milliseconds now.

@@ -15,6 +15,10 @@
 //!   gone returns the slot through the failed send; the next one is tried.
 //! - Reversals and advices are never shed: when their queue is full, or when they have
 //!   waited until their send-by time, they go past the window (`Admit::Overflow`).
+//! - Each request names its source (the terminal connection it came on): the scheduler
+//!   takes the sources of a class in turn, so a flooding connection waits behind its own
+//!   backlog. Requests the scheduler sheds on the way (a full queue making room, an
+//!   estimate turned late) are told at once, after the lock is released.
 //!
 //! May import: the routing core's scheduler and classes, metrics.
 
@@ -28,7 +32,7 @@ use tokio::sync::oneshot;
 use crate::metrics as m;
 use crate::route::Class;
 use crate::route::priority::{QueueConfig, Weights};
-use crate::route::sched::{Offer, Scheduler};
+use crate::route::sched::{Offer, Scheduler, Shed};
 
 type Waiter = oneshot::Sender<Grant>;
 
@@ -183,25 +187,29 @@ impl Admission {
 
     /// Wait for a place in the window; `send_by` is the latest time the request may still
     /// be written (its reply deadline less the issuer's expected latency).
-    pub(super) async fn admit(self: &Arc<Self>, class: Class, send_by: Instant) -> Admit {
-        let (queued, rx) = {
+    /// `source` names the terminal connection the request came on (fairness between them).
+    pub(super) async fn admit(self: &Arc<Self>, class: Class, send_by: Instant, source: u64) -> Admit {
+        let (offer, rx, shed) = {
             let mut s = self.lock();
             if s.try_admit() {
                 return Admit::Go(Slot { adm: Some(self.clone()) });
             }
             let (tx, rx) = oneshot::channel();
-            let offer = s.offer(tx, class, self.us_at(send_by), self.now_us());
-            match offer {
-                Offer::Queued => {
-                    self.publish_depths(&s);
-                    (true, rx)
-                }
-                Offer::Admit(_) => return Admit::Go(Slot { adm: Some(self.clone()) }),
-                Offer::Shed { .. } => (false, rx),
-                Offer::StoreAndForward(_) => {
-                    self.overflow.increment(1);
-                    return Admit::Overflow;
-                }
+            let offer = s.offer_from(tx, class, source, self.us_at(send_by), self.now_us());
+            let shed = s.take_shed();
+            if matches!(offer, Offer::Queued) || !shed.is_empty() {
+                self.publish_depths(&s);
+            }
+            (offer, rx, shed)
+        };
+        tell_shed(shed);
+        let queued = match offer {
+            Offer::Queued => true,
+            Offer::Admit(_) => return Admit::Go(Slot { adm: Some(self.clone()) }),
+            Offer::Shed { .. } => false,
+            Offer::StoreAndForward(_) => {
+                self.overflow.increment(1);
+                return Admit::Overflow;
             }
         };
         if !queued {
@@ -248,7 +256,7 @@ impl Admission {
         Admit::Shed
     }
 
-    /// Shed every waiter past its deadline (and those `complete` set aside).
+    /// Shed every waiter past its deadline (and those the scheduler set aside).
     fn expire(&self) {
         let shed = {
             let mut s = self.lock();
@@ -258,25 +266,25 @@ impl Admission {
             }
             shed
         };
-        for sh in shed {
-            let _ = sh.req.send(Grant::Shed);
-        }
+        tell_shed(shed);
     }
 
     /// One place left the window: hand it to the next waiter still there.
     fn release(self: Arc<Self>) {
         // Bounded by the number of waiters: each turn removes one from its queue.
         loop {
-            let next = {
+            let (next, shed) = {
                 let mut s = self.lock();
                 let waiting = s.queued_total() > 0;
                 // The clock is read only when someone waits (the fast path reads none).
                 let next = s.complete(if waiting { self.now_us() } else { 0 });
+                let shed = s.take_shed();
                 if waiting {
                     self.publish_depths(&s);
                 }
-                next
+                (next, shed)
             };
+            tell_shed(shed);
             let Some((tx, _class)) = next else { return };
             match tx.send(Grant::Go(Slot { adm: Some(self.clone()) })) {
                 Ok(()) => return,
@@ -286,6 +294,13 @@ impl Admission {
                 Err(Grant::Shed) => return,
             }
         }
+    }
+}
+
+/// Tell shed waiters (outside the lock); one that has gone is past caring.
+fn tell_shed(shed: Vec<Shed<Waiter>>) {
+    for sh in shed {
+        let _ = sh.req.send(Grant::Shed);
     }
 }
 
@@ -302,11 +317,11 @@ mod tests {
     async fn a_freed_slot_goes_to_the_waiter_and_a_gone_waiter_is_skipped() {
         let a = adm(1);
         let far = Instant::now() + Duration::from_secs(5);
-        let Admit::Go(first) = a.admit(Class::Ordinary, far).await else { panic!("not admitted") };
+        let Admit::Go(first) = a.admit(Class::Ordinary, far, 0).await else { panic!("not admitted") };
         let a2 = a.clone();
-        let gone = tokio::spawn(async move { a2.admit(Class::Ordinary, far).await.is_go() });
+        let gone = tokio::spawn(async move { a2.admit(Class::Ordinary, far, 1).await.is_go() });
         let a3 = a.clone();
-        let waiting = tokio::spawn(async move { a3.admit(Class::Priority, far).await.is_go() });
+        let waiting = tokio::spawn(async move { a3.admit(Class::Priority, far, 2).await.is_go() });
         for _ in 0..100 {
             if a.snapshot().1.iter().sum::<usize>() == 2 {
                 break;
@@ -326,13 +341,13 @@ mod tests {
     async fn a_wait_past_send_by_is_shed_and_a_reversal_goes_past_the_window() {
         let a = adm(1);
         let far = Instant::now() + Duration::from_secs(5);
-        let Admit::Go(_held) = a.admit(Class::Ordinary, far).await else { panic!("not admitted") };
+        let Admit::Go(_held) = a.admit(Class::Ordinary, far, 0).await else { panic!("not admitted") };
         // The estimate (10 ms per slot) fits in 30 ms, but nothing frees the slot.
         let soon = Instant::now() + Duration::from_millis(30);
-        assert!(matches!(a.admit(Class::Ordinary, soon).await, Admit::Shed));
-        assert!(matches!(a.admit(Class::Reversal, soon).await, Admit::Overflow));
+        assert!(matches!(a.admit(Class::Ordinary, soon, 0).await, Admit::Shed));
+        assert!(matches!(a.admit(Class::Reversal, soon, 0).await, Admit::Overflow));
         // Already past its send-by: shed at once, never queued.
-        assert!(matches!(a.admit(Class::Batch, Instant::now()).await, Admit::Shed));
+        assert!(matches!(a.admit(Class::Batch, Instant::now(), 0).await, Admit::Shed));
         assert_eq!(a.snapshot().1, [1, 0, 0, 0, 0], "the reversal's stale entry stays until it comes up");
     }
 

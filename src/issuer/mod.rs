@@ -9,11 +9,13 @@
 //! `indoubt`) so are those in flight when the process dies, at its next start.
 //!
 //! In front of each issuer's window (all its links together) sits admission control
-//! (`admit`): requests beyond the window wait in per-class queues served by weight, and
-//! one whose wait would pass its deadline is answered 91 at once, lowest class first,
-//! reversals and advices never. A request's deadline counts from its arrival here: the
-//! reply wait ends `answer_margin_ms` before `deadline_ms`, and a request still waiting
-//! for admission when less than the expected issuer latency is left is shed.
+//! (`admit`): requests beyond the window wait in per-class queues served by weight (and
+//! within a class, by terminal connection in turn), and one whose wait would pass its
+//! deadline is answered 91 at once, lowest class first, reversals and advices never. A
+//! request's deadline counts from its arrival at the switch: the reply wait ends
+//! `answer_margin_ms` plus the caller's reserve (the journal commit of an approval) before
+//! `deadline_ms`, and a request still waiting for admission when less than the expected
+//! issuer latency is left is shed.
 //! Reversals the store-and-forward worker repeats are already durable and are not held
 //! by admission (as before, they pass the window).
 //! Every reply to a terminal's request is checked (`verify`) before it is handed on: one
@@ -142,26 +144,31 @@ impl Issuer {
     /// Forward a terminal's request and wait for its outcome, its class told by its MTI
     /// alone (the switch path passes the routing core's class to `forward_as`).
     pub async fn forward(&self, req: &Message) -> Outcome {
-        self.forward_as(req, class_of_mti(req.mti()), Duration::ZERO, Instant::now()).await
+        self.forward_as(req, class_of_mti(req.mti()), Duration::ZERO, Origin::now()).await
     }
 
     /// Forward a terminal's request of priority `class` through admission control and wait
-    /// for its outcome: at most the link deadline from `arrival` (when the request reached
-    /// the switch), less the answer margin.
+    /// for its outcome: at most the link deadline from its arrival (when the request reached
+    /// the switch, `origin`), less the answer margin and `reserve`.
     /// `reserve` is the time the caller expects to need after a reply before the terminal
-    /// has its answer (the journal's commit of an approval): a request that could not be
-    /// written by deadline - reserve - expected latency is shed with 91 instead.
+    /// has its answer (the journal's commit of an approval): the reply wait ends that much
+    /// earlier (an approval that arrived later could only be answered late), and a request
+    /// that could not be written by then less the expected latency is shed with 91 instead.
     pub async fn forward_as(
         &self,
         req: &Message,
         class: Class,
         reserve: Duration,
-        arrival: Instant,
+        origin: Origin,
     ) -> Outcome {
+        let arrival = origin.arrival;
         // Storing the reversal of an unanswered request (durably, before the 68), the
         // journal row and the write to the terminal happen after the reply wait: ending the
         // wait `margin` early keeps the 68 within the deadline the terminal was promised.
-        let answer_by = arrival + self.deadline.saturating_sub(self.margin);
+        // The reserve is capped at half the deadline, so that some requests are always
+        // admitted and the caller's measure of it follows.
+        let reserve = reserve.min(self.deadline / 2);
+        let answer_by = arrival + self.deadline.saturating_sub(self.margin).saturating_sub(reserve);
         if self.links_up() == 0 {
             return Outcome::Unavailable;
         }
@@ -172,7 +179,7 @@ impl Issuer {
             Some(us) if us > 0 => Duration::from_micros(us.saturating_add(us / 2)),
             _ => self.admission.expected_latency(),
         };
-        let send_by = answer_by.checked_sub(latency + reserve.min(self.deadline / 2)).unwrap_or(arrival);
+        let send_by = answer_by.checked_sub(latency).unwrap_or(arrival);
         if class != Class::Reversal && Instant::now() >= send_by {
             // It waited (behind its terminal's reversal, or for the CPU) past the time it
             // could still be answered: sending it now would only buy a 68 and a reversal.
@@ -180,7 +187,7 @@ impl Issuer {
             metrics::counter!(crate::metrics::SHED_TOTAL, "class" => label).increment(1);
             return Outcome::Unavailable;
         }
-        let slot = match self.admission.admit(class, send_by).await {
+        let slot = match self.admission.admit(class, send_by, origin.source).await {
             Admit::Go(slot) => Some(slot),
             Admit::Shed => return Outcome::Unavailable,
             // A reversal or advice is never shed: past the window it goes.
@@ -416,12 +423,13 @@ impl Issuers {
         backup: Option<&str>,
         req: &Message,
     ) -> Option<(Arc<Issuer>, Outcome)> {
-        let now = Instant::now();
-        self.forward_with_backup_as(primary, backup, req, class_of_mti(req.mti()), Duration::ZERO, now).await
+        let origin = Origin::now();
+        self.forward_with_backup_as(primary, backup, req, class_of_mti(req.mti()), Duration::ZERO, origin)
+            .await
     }
 
     /// As `forward_with_backup`, with the priority class the routing core gave the request,
-    /// the caller's reserve and the request's arrival (see `Issuer::forward_as`).
+    /// the caller's reserve and the request's arrival and connection (see `Issuer::forward_as`).
     pub async fn forward_with_backup_as(
         &self,
         primary: &str,
@@ -429,7 +437,7 @@ impl Issuers {
         req: &Message,
         class: Class,
         reserve: Duration,
-        arrival: Instant,
+        origin: Origin,
     ) -> Option<(Arc<Issuer>, Outcome)> {
         let first = self.by_name(primary)?.clone();
         let spare = backup.and_then(|b| self.by_name(b)).filter(|b| b.name != first.name);
@@ -440,10 +448,10 @@ impl Issuers {
             first.failovers.increment(1);
             tracing::info!(issuer = %first.name, backup = %b.name, "every link down; failing over to the backup");
             let b = b.clone();
-            let outcome = b.forward_as(req, class, reserve, arrival).await;
+            let outcome = b.forward_as(req, class, reserve, origin).await;
             return Some((b, outcome));
         }
-        let outcome = first.forward_as(req, class, reserve, arrival).await;
+        let outcome = first.forward_as(req, class, reserve, origin).await;
         Some((first, outcome))
     }
 
@@ -487,6 +495,22 @@ impl Issuers {
         for t in self.tasks {
             let _ = tokio::time::timeout(bound, t).await;
         }
+    }
+}
+
+/// Where a terminal's request came from: when it reached the switch (its reply deadline
+/// counts from then) and on which terminal connection (`source`: admission is fair
+/// between connections; any number unique among the switch's open connections).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    pub arrival: Instant,
+    pub source: u64,
+}
+
+impl Origin {
+    /// Arrived now, from source 0 (callers with no connection of their own).
+    pub fn now() -> Origin {
+        Origin { arrival: Instant::now(), source: 0 }
     }
 }
 

@@ -6,7 +6,8 @@
 //!   `decide` gives a [`Decision`] (the order of checks is documented there).
 //! - [`Router`]: the entry point for the switch: the current rule set behind a lock that a
 //!   reload swaps atomically, plus the [`RiskState`] counters.
-//! - [`sched::Scheduler`]: admission control by priority class in front of one issuer.
+//! - [`sched::Scheduler`]: admission control by priority class in front of one issuer, fair
+//!   between terminal connections within a class (`fair_queue`).
 //! - Files: `txn` (types), `registry`, `bins` (Luhn, routes), `fees`, `priority`, `risk`,
 //!   `risk_state`, `clock`, `decision`, `error` (the layer's one error type, [`RuleError`]).
 //!
@@ -24,6 +25,7 @@ pub mod bins;
 pub mod clock;
 pub mod decision;
 pub mod error;
+mod fair_queue;
 pub mod fees;
 mod open_table;
 pub mod priority;
