@@ -1,5 +1,6 @@
-//! Two switch nodes sharing one PostgreSQL journal: a transaction one node has seen is a
-//! duplicate (94) on the other, and settlement sees both nodes' transactions. Needs the
+//! Two switch nodes sharing one PostgreSQL journal: a transaction one node has seen is
+//! answered alike on the other and never forwarded twice (94 when its key comes back with
+//! another amount), and settlement sees both nodes' transactions. Needs the
 //! server named by `ISOSWITCH_TEST_PG` (`.ci/run` starts one); without it the test is
 //! skipped with a note, except under CI where its absence fails.
 
@@ -29,7 +30,7 @@ async fn database() -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_share_duplicates_and_settlement() {
+async fn two_nodes_share_retransmissions_and_settlement() {
     let Some(url) = database().await else { return };
     let issuer = MockIssuer::start(Mode::Approve).await;
     let stop = CancellationToken::new();
@@ -53,10 +54,17 @@ async fn two_nodes_share_duplicates_and_settlement() {
     let mut b = Terminal::connect(nodes[1].listen_addrs()[0]).await;
 
     // The terminal's request reaches node A; its retransmission lands on node B.
+    // It gets the original's answer there too, and is never forwarded a second time.
     let req = auth(PAN, 41, 12_000);
-    assert_eq!(a.exchange(&req).await.text(39).as_deref(), Some("00"));
-    assert_eq!(b.exchange(&req).await.text(39).as_deref(), Some("94"));
-    assert_eq!(issuer.requests.load(Ordering::SeqCst), 1, "the duplicate never reached the issuer");
+    let first = a.exchange(&req).await;
+    assert_eq!(first.text(39).as_deref(), Some("00"));
+    let again = b.exchange(&req).await;
+    assert_eq!((again.text(39), again.text(38)), (first.text(39), first.text(38)));
+    assert_eq!(issuer.requests.load(Ordering::SeqCst), 1, "the retransmission never reached the issuer");
+    // The same terminal key with another amount is another transaction reusing it: 94.
+    let reused = auth(PAN, 41, 12_001);
+    assert_eq!(b.exchange(&reused).await.text(39).as_deref(), Some("94"));
+    assert_eq!(issuer.requests.load(Ordering::SeqCst), 1);
     // Other traffic on both nodes.
     assert_eq!(b.exchange(&auth(PAN2, 42, 3_000)).await.text(39).as_deref(), Some("00"));
     assert_eq!(a.exchange(&auth(PAN2, 43, 5_000)).await.text(39).as_deref(), Some("00"));
@@ -78,6 +86,10 @@ async fn two_nodes_share_duplicates_and_settlement() {
     let lines = isoswitch::settle::settle(&day, &business_date(now, 0), &[], 0).unwrap();
     let gross: i64 = lines.iter().map(|l| l.gross).sum();
     assert_eq!(gross, 12_000 + 3_000 + 5_000);
-    assert_eq!(day.len(), 3, "the duplicate left one row, its original");
+    // The retransmission left no row of its own; the reused key left its 94, without the key.
+    let rcs: Vec<&str> = day.iter().map(|r| r.rc.as_str()).collect();
+    assert_eq!(rcs.iter().filter(|rc| **rc == "00").count(), 3, "{rcs:?}");
+    assert_eq!(day.iter().filter(|r| r.rc == "94" && r.txn_key.is_none()).count(), 1, "{rcs:?}");
+    assert_eq!(day.len(), 4);
     let _ = std::fs::remove_dir_all(&logs);
 }

@@ -221,6 +221,9 @@ where
             // Polled only when nothing above is ready, which is before the connection
             // sleeps: they wake it. A busy connection sees the flags checked above.
             _ = hard.cancelled() => break,
+            // Full only of replies the writer has not taken yet, with nothing in flight to
+            // wake it: look again shortly (the writer gives no signal when it drains).
+            _ = tokio::time::sleep(Duration::from_millis(1)), if !room && inflight.is_empty() => continue,
             _ = shutdown.cancelled(), if reading => {
                 reading = false;
                 backlog = buffered(&mut frames, ctx.cfg.frame);
