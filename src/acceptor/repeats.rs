@@ -134,8 +134,9 @@ impl Key {
 }
 
 enum State {
-    /// The original is on its way; repeats subscribe.
-    InFlight(watch::Sender<Option<Answer>>),
+    /// The original is on its way; repeats subscribe (the channel is made by the first
+    /// repeat: most originals have none).
+    InFlight(Option<watch::Sender<Option<Answer>>>),
     Done(Answer),
 }
 
@@ -249,13 +250,26 @@ impl Repeats {
             if e.amount != amount {
                 return Some(Seen::Conflict);
             }
-            return Some(match &e.state {
-                State::InFlight(tx) => Seen::InFlight(tx.subscribe()),
-                State::Done(a) => Seen::Answered(*a),
-            });
+            let answered = match &e.state {
+                State::Done(a) => Some(*a),
+                State::InFlight(_) => None,
+            };
+            if let Some(a) = answered {
+                return Some(Seen::Answered(a));
+            }
+            let rx = match shard.map.get_mut(&key).map(|e| &mut e.state) {
+                Some(State::InFlight(Some(tx))) => tx.subscribe(),
+                Some(State::InFlight(slot)) => {
+                    let (tx, rx) = watch::channel(None);
+                    *slot = Some(tx);
+                    rx
+                }
+                // Answered above.
+                _ => return None,
+            };
+            return Some(Seen::InFlight(rx));
         }
-        let (tx, _) = watch::channel(None);
-        shard.map.insert(key, Entry { amount, at: now, state: State::InFlight(tx) });
+        shard.map.insert(key, Entry { amount, at: now, state: State::InFlight(None) });
         shard.order.push_back((now, key));
         self.evict(&mut shard, now);
         drop(shard);
@@ -311,7 +325,9 @@ impl Repeats {
         let mut shard = self.shard(key);
         let Some(e) = shard.map.get_mut(key) else { return };
         let State::InFlight(tx) = &e.state else { return };
-        let _ = tx.send(answer);
+        if let Some(tx) = tx {
+            let _ = tx.send(answer);
+        }
         match answer {
             Some(a) => e.state = State::Done(a),
             // No answer left (its future was dropped): the key is free again.
