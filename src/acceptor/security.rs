@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use crate::config::{IssuerConfig, ListenerConfig};
 use crate::iso::Message;
-use crate::keys::{KeyError, KeyStore, MacAlgorithm, PinBlock, SoftKeyStore, compute_mac, mac_input};
+use crate::keys::{
+    KeyError, KeyLayout, KeyStore, MacAlgorithm, PinBlock, SoftKeyStore, compute_mac, mac_input,
+};
 use crate::rc::{Outcome, RcTable, map, map_outcome};
 
 /// What a listener checks and adds.
@@ -27,7 +29,14 @@ impl Security {
     /// From the listener's configuration: key file, MAC algorithm, response-code table.
     pub fn load(lc: &ListenerConfig) -> Result<Security, String> {
         let keys: Option<Arc<dyn KeyStore>> = match &lc.keys {
-            Some(p) => Some(Arc::new(SoftKeyStore::load(p).map_err(|e| e.to_string())?)),
+            Some(p) => {
+                let store = SoftKeyStore::load(p).map_err(|e| e.to_string())?;
+                let (held, skipped) = store.restored();
+                if held > 0 || skipped > 0 {
+                    tracing::info!(held, skipped, "working keys read back; terminals skipped sign on again");
+                }
+                Some(Arc::new(store))
+            }
             None => None,
         };
         let rc = match &lc.rc_table {
@@ -111,15 +120,22 @@ impl Security {
                 || msg.text(60).is_some_and(|f| matches!(f.get(8..11), Some("001" | "003" | "004"))))
     }
 
-    /// The sign-on reply with working keys in field 62, when this listener holds keys.
-    /// `None` when it does not (the sign-on is answered as any network message).
+    /// The field 62 layout a sign-on asks for: the one its 60.3 names (001, 003, 004); a
+    /// sign-on by field 70 (no 60.3) gets the double-length layout 003.
+    pub fn key_layout(req: &Message) -> KeyLayout {
+        req.text(60).and_then(|f| f.get(8..11).and_then(KeyLayout::from_code)).unwrap_or(KeyLayout::Double)
+    }
+
+    /// The sign-on reply with working keys in field 62, in the layout the terminal asked for,
+    /// when this listener holds keys. `None` when it does not (the sign-on is answered as any
+    /// network message).
     pub fn sign_on(&self, req: &Message, reply: &mut Message) -> Option<Result<(), &'static str>> {
         let keys = self.keys.as_ref()?;
         if !Self::is_sign_on(req) {
             return None;
         }
         let tid = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
-        Some(match keys.sign_on(&tid) {
+        Some(match keys.sign_on(&tid, Self::key_layout(req)) {
             Ok(w) => {
                 if let Some(f60) = req.text(60) {
                     let _ = reply.set(60, &f60);
@@ -217,8 +233,8 @@ mod tests {
             &format!("[terminals]\nT0000001 = \"{TMK}\"\n[zones]\nz = \"{ZPK}\"\n"),
         )
         .unwrap();
-        let wk = store.sign_on("T0000001").unwrap();
-        let tpk = Key::unwrap_under(&Key::from_hex(TMK).unwrap(), &wk.pin_key.under_tmk);
+        let wk = store.sign_on("T0000001", KeyLayout::Double).unwrap();
+        let tpk = wk.open(&Key::from_hex(TMK).unwrap()).unwrap().pin;
         let sec = Security {
             keys: Some(Arc::new(store)),
             mac: None,

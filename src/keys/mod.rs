@@ -10,7 +10,8 @@
 //!
 //! | operation | HSM command it corresponds to |
 //! |---|---|
-//! | [`KeyStore::sign_on`] | generate a PIN key and a MAC key for a terminal, return each encrypted under the terminal master key (TMK) with its 4-byte check value, and keep them (or their host-encrypted form) for that terminal |
+//! | [`KeyStore::sign_on`] | generate a PIN key, a MAC key and (layout 004) a track key of the lengths the terminal's layout asks for, return each encrypted under the terminal master key (TMK) with its 4-byte check value, and keep them (or their host-encrypted form) for that terminal, replacing the previous set at once and durably |
+//! | [`KeyStore::check_values`] | the check values and layout of the working keys held for a terminal (what it was sent) |
 //! | [`KeyStore::generate_mac`] | generate a MAC over data with the terminal's MAC key, algorithm chosen by the caller |
 //! | [`KeyStore::verify_mac`] | verify a received MAC the same way (a refusal is [`KeyError::MacMismatch`]) |
 //! | [`KeyStore::translate_pin`] | PIN translate: decrypt a format-0 block with the terminal's PIN key, check it, re-encrypt under an issuer zone PIN key (ZPK); a block that does not check is refused and never returned |
@@ -20,69 +21,35 @@
 //!
 //! # Field 62 on sign-on
 //!
-//! [`WorkingKeys::field62`] lays the keys out as the common double-length layout: PIN key under
-//! TMK (16) + its check value (4) + MAC key under TMK (16) + its check value (4) = 40 bytes.
-//! Estates whose terminals take a single-length MAC key read the first 8 MAC key bytes.
+//! [`WorkingKeys::field62`] lays the keys out as the terminal asked with 60.3 of its sign-on
+//! ([`KeyLayout`]: 001 24 bytes, 003 40 bytes, 004 60 bytes with a track key; see
+//! [`field62`]). The MAC key is single-length in every layout, so every MAC algorithm runs
+//! with exactly the key whose check value the terminal verified.
 //!
 //! Nothing here logs. Keys ([`Key`]) and PIN blocks ([`PinBlock`]) print as `Key(..)` and
 //! `PinBlock(..)`, are wiped when dropped, and no error carries their bytes.
 
 pub mod des;
+pub mod field62;
 pub mod mac;
 pub mod pin;
 mod soft;
+mod working_file;
 
 pub use des::Key;
+pub use field62::{ClearKeys, KeyLayout, WorkingKeys, WrappedKey};
 pub use mac::{Mac, MacAlgorithm, compute as compute_mac, mac_input};
 pub use pin::{PinBlock, PinFault, pin_block_format0};
 pub use soft::SoftKeyStore;
 
-/// A working key as sent to a terminal: encrypted under its TMK, with the clear key's check value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WrappedKey {
-    /// The key encrypted under the terminal master key (3DES ECB per half).
-    pub under_tmk: [u8; 16],
-    /// First 4 bytes of the clear key encrypting 8 zero bytes.
-    pub check_value: [u8; 4],
-}
-
-impl std::fmt::Debug for WrappedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "WrappedKey(kcv {:02X?})", self.check_value)
-    }
-}
-
-/// The working keys issued to a terminal at sign-on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkingKeys {
-    pub pin_key: WrappedKey,
-    pub mac_key: WrappedKey,
-}
-
-impl WorkingKeys {
-    /// Field 62 of the sign-on reply: PIN key (16) + KCV (4) + MAC key (16) + KCV (4).
-    pub fn field62(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(40);
-        v.extend_from_slice(&self.pin_key.under_tmk);
-        v.extend_from_slice(&self.pin_key.check_value);
-        v.extend_from_slice(&self.mac_key.under_tmk);
-        v.extend_from_slice(&self.mac_key.check_value);
-        v
-    }
-
-    /// Reads [`WorkingKeys::field62`] back (the terminal's side); `None` unless 40 bytes.
-    pub fn from_field62(bytes: &[u8]) -> Option<WorkingKeys> {
-        if bytes.len() != 40 {
-            return None;
-        }
-        let wk = |b: &[u8]| -> Option<WrappedKey> {
-            Some(WrappedKey {
-                under_tmk: b.get(..16)?.try_into().ok()?,
-                check_value: b.get(16..20)?.try_into().ok()?,
-            })
-        };
-        Some(WorkingKeys { pin_key: wk(bytes.get(..20)?)?, mac_key: wk(bytes.get(20..40)?)? })
-    }
+/// What a key store holds for a terminal, by check value (a check value is not secret: it
+/// travels in clear in field 62).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldKeys {
+    pub layout: KeyLayout,
+    pub pin: [u8; 4],
+    pub mac: [u8; 4],
+    pub track: Option<[u8; 4]>,
 }
 
 /// Errors of the security layer. None carries key bytes, PIN digits, PIN blocks or MAC inputs.
@@ -106,15 +73,21 @@ pub enum KeyError {
     Read { file: String, source: std::io::Error },
     #[error("{file}: key file is readable by group or others (mode {mode:o}); chmod 600 it")]
     Permissions { file: String, mode: u32 },
+    #[error("{file}: cannot record working keys: {source}")]
+    Persist { file: String, source: std::io::Error },
     #[error("{file}:{line}: {key}: {message}")]
     Invalid { file: String, line: usize, key: String, message: String },
 }
 
 /// The security operations the switch needs; see the module documentation for the HSM contract.
 pub trait KeyStore: Send + Sync {
-    /// Generates fresh PIN and MAC keys for `terminal`, replacing any it had, and returns them
-    /// encrypted under its TMK with check values.
-    fn sign_on(&self, terminal: &str) -> Result<WorkingKeys, KeyError>;
+    /// Generates fresh working keys for `terminal` in `layout`, replacing any it had (all of
+    /// them at once, and durably where the store persists keys), and returns them encrypted
+    /// under its TMK with check values.
+    fn sign_on(&self, terminal: &str, layout: KeyLayout) -> Result<WorkingKeys, KeyError>;
+
+    /// The layout and check values of the working keys `terminal` holds now.
+    fn check_values(&self, terminal: &str) -> Result<HeldKeys, KeyError>;
 
     /// The MAC of `data` under `terminal`'s MAC key.
     fn generate_mac(&self, terminal: &str, alg: MacAlgorithm, data: &[u8]) -> Result<Mac, KeyError>;

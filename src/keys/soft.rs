@@ -1,6 +1,8 @@
 //! `SoftKeyStore`: the software key store for development and tests. Terminal master keys and
 //! zone PIN keys come from a TOML file that only its owner may read; working keys generated at
-//! sign-on are kept in memory. Uses the key types beside it, `toml` and `ring`'s random source.
+//! sign-on are kept in memory and, for a store loaded from a file, in the working-keys file
+//! beside it (`<key file>.working`, see `working_file`), so they survive a restart. Uses the
+//! key types beside it, `toml` and `ring`'s random source.
 //!
 //! ```toml
 //! [terminals]            # terminal id = terminal master key (32 hex digits, double-length 3DES)
@@ -19,18 +21,18 @@ use zeroize::Zeroize;
 use super::des::{Key, set_odd_parity};
 use super::mac::{MacAlgorithm, compute};
 use super::pin::{PinBlock, translate};
-use super::{KeyError, KeyStore, Mac, WorkingKeys, WrappedKey};
-
-struct Working {
-    pin: Key,
-    mac: Key,
-}
+use super::working_file::{self, Entry, WorkingFile};
+use super::{ClearKeys, HeldKeys, KeyError, KeyLayout, KeyStore, Mac, WorkingKeys};
 
 /// Keys in process memory. See the module documentation for the file format.
 pub struct SoftKeyStore {
     tmks: HashMap<String, Key>,
     zpks: HashMap<String, Key>,
-    working: Mutex<HashMap<String, Working>>,
+    working: Mutex<HashMap<String, Entry>>,
+    /// The working-keys file; its lock also orders sign-ons, so the file's order is memory's.
+    file: Option<Mutex<WorkingFile>>,
+    /// Terminals whose keys were read back at load, and lines skipped.
+    restored: (usize, usize),
     rng: SystemRandom,
 }
 
@@ -44,25 +46,28 @@ impl std::fmt::Debug for SoftKeyStore {
 }
 
 impl SoftKeyStore {
-    /// Loads a key file, refusing one that group or others can read (Unix).
+    /// Loads a key file, refusing one that group or others can read (Unix), and the working
+    /// keys recorded beside it (`<path>.working`, created when absent, same protection).
     pub fn load(path: &Path) -> Result<SoftKeyStore, KeyError> {
         let file = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|source| KeyError::Read { file: file.clone(), source })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions { file, mode });
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = meta;
+        working_file::check_owner_only(&file, &meta)?;
         let mut text =
             std::fs::read_to_string(path).map_err(|source| KeyError::Read { file: file.clone(), source })?;
         let store = SoftKeyStore::parse(&file, &text);
         text.zeroize();
-        store
+        let mut store = store?;
+        let (wf, held, skipped) = WorkingFile::open(working_file::path_for(path), &store.tmks)?;
+        store.restored = (held.len(), skipped);
+        *store.working() = held;
+        store.file = Some(Mutex::new(wf));
+        Ok(store)
+    }
+
+    /// Terminals whose working keys were read back at load, and lines of the working-keys
+    /// file skipped (undecodable, or check values that do not match the terminal's TMK).
+    pub fn restored(&self) -> (usize, usize) {
+        self.restored
     }
 
     /// Parses key-file text; `file` names it in errors. No permission check: for tests.
@@ -104,13 +109,20 @@ impl SoftKeyStore {
                     return Err(invalid(at(), name, &format!("expected 32 hex digits, found {}", hex.len())));
                 }
                 let key = Key::from_hex(hex).ok_or_else(|| invalid(at(), name, "not hex digits"))?;
-                if name.is_empty() || name.len() > 64 {
-                    return Err(invalid(at(), name, "name must be 1 to 64 characters"));
+                if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                    return Err(invalid(at(), name, "name must be 1 to 64 printable characters"));
                 }
                 target.insert(name.clone(), key);
             }
         }
-        Ok(SoftKeyStore { tmks, zpks, working: Mutex::new(HashMap::new()), rng: SystemRandom::new() })
+        Ok(SoftKeyStore {
+            tmks,
+            zpks,
+            working: Mutex::new(HashMap::new()),
+            file: None,
+            restored: (0, 0),
+            rng: SystemRandom::new(),
+        })
     }
 
     /// Number of terminals with a master key.
@@ -118,24 +130,29 @@ impl SoftKeyStore {
         self.tmks.len()
     }
 
-    fn working(&self) -> MutexGuard<'_, HashMap<String, Working>> {
+    fn working(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         // A panic elsewhere while holding the lock leaves the map consistent (single inserts).
         self.working.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn random_key(&self) -> Result<Key, KeyError> {
+    /// A random key with odd parity, double-length or single (held with equal halves).
+    fn random_key(&self, double: bool) -> Result<Key, KeyError> {
         let mut b = [0u8; 16];
         self.rng.fill(&mut b).map_err(|_| KeyError::Random)?;
         set_odd_parity(&mut b);
+        if !double {
+            let (l, r) = b.split_at_mut(8);
+            r.copy_from_slice(l);
+        }
         let k = Key::double(b);
         b.zeroize();
         Ok(k)
     }
 
-    fn with_working<T>(&self, terminal: &str, f: impl FnOnce(&Working) -> T) -> Result<T, KeyError> {
+    fn with_working<T>(&self, terminal: &str, f: impl FnOnce(&ClearKeys) -> T) -> Result<T, KeyError> {
         let map = self.working();
         match map.get(terminal) {
-            Some(w) => Ok(f(w)),
+            Some(w) => Ok(f(&w.clear)),
             None if self.tmks.contains_key(terminal) => {
                 Err(KeyError::NotSignedOn { terminal: terminal.to_string() })
             }
@@ -144,21 +161,55 @@ impl SoftKeyStore {
     }
 }
 
-fn wrap(key: &Key, tmk: &Key) -> WrappedKey {
-    WrappedKey { under_tmk: key.wrap(tmk), check_value: key.check_value() }
-}
-
 impl KeyStore for SoftKeyStore {
-    fn sign_on(&self, terminal: &str) -> Result<WorkingKeys, KeyError> {
+    fn sign_on(&self, terminal: &str, layout: KeyLayout) -> Result<WorkingKeys, KeyError> {
         let tmk = self
             .tmks
             .get(terminal)
             .ok_or_else(|| KeyError::UnknownTerminal { terminal: terminal.to_string() })?;
-        let pin = self.random_key()?;
-        let mac = self.random_key()?;
-        let keys = WorkingKeys { pin_key: wrap(&pin, tmk), mac_key: wrap(&mac, tmk) };
-        self.working().insert(terminal.to_string(), Working { pin, mac });
-        Ok(keys)
+        let clear = ClearKeys {
+            pin: self.random_key(layout.double_pin())?,
+            mac: self.random_key(false)?,
+            track: if layout.has_track() { Some(self.random_key(true)?) } else { None },
+        };
+        let sent = WorkingKeys::wrap(layout, tmk, &clear);
+        let entry = Entry { clear, sent: sent.clone() };
+        let Some(file) = &self.file else {
+            self.working().insert(terminal.to_string(), entry);
+            return Ok(sent);
+        };
+        // Durable before the terminal hears of the keys; a failed write leaves the old set in
+        // force everywhere. One insert swaps the whole set, so no request sees a mix.
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        f.append(terminal, &sent)?;
+        let snapshot = {
+            let mut map = self.working();
+            map.insert(terminal.to_string(), entry);
+            f.wants_rewrite(map.len())
+                .then(|| map.iter().map(|(t, e)| (t.clone(), e.sent.clone())).collect::<Vec<_>>())
+        };
+        if let Some(all) = snapshot {
+            // The keys are already durable by the append; a failed compaction only leaves the
+            // file longer.
+            let _ = f.rewrite(all.iter().map(|(t, k)| (t.as_str(), k)));
+        }
+        Ok(sent)
+    }
+
+    fn check_values(&self, terminal: &str) -> Result<HeldKeys, KeyError> {
+        let map = self.working();
+        match map.get(terminal) {
+            Some(e) => Ok(HeldKeys {
+                layout: e.sent.layout,
+                pin: e.clear.pin.check_value(),
+                mac: e.clear.mac.check_value(),
+                track: e.clear.track.as_ref().map(Key::check_value),
+            }),
+            None if self.tmks.contains_key(terminal) => {
+                Err(KeyError::NotSignedOn { terminal: terminal.to_string() })
+            }
+            None => Err(KeyError::UnknownTerminal { terminal: terminal.to_string() }),
+        }
     }
 
     fn generate_mac(&self, terminal: &str, alg: MacAlgorithm, data: &[u8]) -> Result<Mac, KeyError> {

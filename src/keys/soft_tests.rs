@@ -12,21 +12,43 @@ fn store() -> SoftKeyStore {
     SoftKeyStore::parse("keys.toml", FILE).unwrap()
 }
 
-/// What a terminal does with the sign-on reply: unwrap both keys and check their KCVs.
+/// What a terminal does with the sign-on reply: unwrap the keys and check their KCVs.
 fn terminal_keys(wk: &WorkingKeys) -> (Key, Key) {
-    let tmk = Key::from_hex(TMK).unwrap();
-    let pin = Key::unwrap_under(&tmk, &wk.pin_key.under_tmk);
-    let mac = Key::unwrap_under(&tmk, &wk.mac_key.under_tmk);
-    assert_eq!(pin.check_value(), wk.pin_key.check_value);
-    assert_eq!(mac.check_value(), wk.mac_key.check_value);
-    (pin, mac)
+    let clear = wk.open(&Key::from_hex(TMK).unwrap()).expect("check values match");
+    (clear.pin, clear.mac)
+}
+
+/// Each layout: the keys have the layout's lengths (single-length MAC key always), the store
+/// holds exactly the keys whose check values it sent, and only 004 has a track key.
+#[test]
+fn sign_on_layouts_hold_what_was_sent() {
+    let s = store();
+    for layout in KeyLayout::ALL {
+        let wk = s.sign_on("10000001", layout).unwrap();
+        assert_eq!(wk.field62().len(), layout.len());
+        let clear = wk.open(&Key::from_hex(TMK).unwrap()).unwrap();
+        assert_eq!(clear.mac.left(), clear.mac.right(), "single-length MAC key in {layout:?}");
+        assert_eq!(clear.pin.left() != clear.pin.right(), layout.double_pin(), "{layout:?}");
+        assert_eq!(clear.track.is_some(), layout.has_track());
+        let held = s.check_values("10000001").unwrap();
+        assert_eq!(held.layout, layout);
+        assert_eq!(held.pin, wk.pin_key.check_value);
+        assert_eq!(held.mac, wk.mac_key.check_value);
+        assert_eq!(held.track, wk.track_key.as_ref().map(|t| t.check_value));
+        let data = b"some message bytes";
+        for alg in [MacAlgorithm::CupEcbDes, MacAlgorithm::X99, MacAlgorithm::X919, MacAlgorithm::CupEcb3Des]
+        {
+            s.verify_mac("10000001", alg, data, &compute(alg, &clear.mac, data).0).unwrap();
+        }
+    }
+    assert!(matches!(s.check_values("99999999"), Err(KeyError::UnknownTerminal { .. })));
 }
 
 #[test]
 fn sign_on_mac_and_tamper() {
     let s = store();
-    let wk = s.sign_on("10000001").unwrap();
-    assert_eq!(WorkingKeys::from_field62(&wk.field62()), Some(wk.clone()));
+    let wk = s.sign_on("10000001", KeyLayout::Double).unwrap();
+    assert_eq!(WorkingKeys::from_field62(KeyLayout::Double, &wk.field62()), Some(wk.clone()));
     let (_, mac_key) = terminal_keys(&wk);
     let data = b"\x02\x00 purchase of 100.00 at terminal 10000001".to_vec();
     for alg in [MacAlgorithm::CupEcbDes, MacAlgorithm::CupEcb3Des, MacAlgorithm::X99, MacAlgorithm::X919] {
@@ -40,14 +62,14 @@ fn sign_on_mac_and_tamper() {
     }
     // A new sign-on replaces the keys: the old MAC no longer verifies.
     let old = compute(MacAlgorithm::X919, &mac_key, &data);
-    s.sign_on("10000001").unwrap();
+    s.sign_on("10000001", KeyLayout::Single).unwrap();
     assert!(s.verify_mac("10000001", MacAlgorithm::X919, &data, &old.0).is_err());
 }
 
 #[test]
 fn pin_translation_and_wrong_key() {
     let s = store();
-    let wk = s.sign_on("10000001").unwrap();
+    let wk = s.sign_on("10000001", KeyLayout::Single).unwrap();
     let (pin_key, mac_key) = terminal_keys(&wk);
     let clear = pin_block_format0("1234", PAN).unwrap();
     let sent = pin::encrypt(&pin_key, &clear);
@@ -59,7 +81,7 @@ fn pin_translation_and_wrong_key() {
         let e = s.translate_pin("10000001", "bank-a", &pin::encrypt(wrong, &clear), PAN).unwrap_err();
         assert!(matches!(e, KeyError::PinRefused { .. }), "{e}");
     }
-    s.sign_on("10000001").unwrap();
+    s.sign_on("10000001", KeyLayout::Double).unwrap();
     assert!(s.translate_pin("10000001", "bank-a", &sent, PAN).is_err());
     // Random blocks almost never pass the format check; 500 tries, all refused.
     let rng = SystemRandom::new();
@@ -73,13 +95,13 @@ fn pin_translation_and_wrong_key() {
 #[test]
 fn unknown_and_unsigned() {
     let s = store();
-    assert!(matches!(s.sign_on("99999999"), Err(KeyError::UnknownTerminal { .. })));
+    assert!(matches!(s.sign_on("99999999", KeyLayout::Single), Err(KeyError::UnknownTerminal { .. })));
     assert!(matches!(s.generate_mac("10000001", MacAlgorithm::X99, b"x"), Err(KeyError::NotSignedOn { .. })));
     assert!(matches!(
         s.verify_mac("99999999", MacAlgorithm::X99, b"x", &[0; 8]),
         Err(KeyError::UnknownTerminal { .. })
     ));
-    s.sign_on("10000001").unwrap();
+    s.sign_on("10000001", KeyLayout::Single).unwrap();
     let b = PinBlock::new([0; 8]);
     assert!(matches!(s.translate_pin("10000001", "bank-z", &b, PAN), Err(KeyError::UnknownZone { .. })));
 }
@@ -88,7 +110,7 @@ fn unknown_and_unsigned() {
 #[test]
 fn nothing_secret_in_errors_or_debug() {
     let s = store();
-    let wk = s.sign_on("10000001").unwrap();
+    let wk = s.sign_on("10000001", KeyLayout::Double).unwrap();
     let (pin_key, mac_key) = terminal_keys(&wk);
     let clear = pin_block_format0("1234", PAN).unwrap();
     let sent = pin::encrypt(&mac_key, &clear);
@@ -170,11 +192,11 @@ fn cup_pos_message_round_trip() {
     use crate::iso::{Message, spec};
     let spec = spec::shipped("cup-pos").unwrap();
     let s = store();
-    let wk = s.sign_on("10000001").unwrap();
+    let wk = s.sign_on("10000001", KeyLayout::Single).unwrap();
     let mut reply = Message::new(spec.clone(), "0810").unwrap();
     reply.set_bytes(62, &wk.field62()).unwrap();
     let reply = Message::decode(&spec, reply.to_bytes().unwrap()).unwrap();
-    let got = WorkingKeys::from_field62(reply.raw(62).unwrap()).unwrap();
+    let got = WorkingKeys::from_field62(KeyLayout::Single, reply.raw(62).unwrap()).unwrap();
     let (_, mac_key) = terminal_keys(&got);
 
     let mut m = Message::new(spec.clone(), "0200").unwrap();
@@ -195,4 +217,66 @@ fn cup_pos_message_round_trip() {
     assert_eq!(rx.amount(), Some(90000));
     let e = s.verify_mac("10000001", alg, &mac_input(&rx).unwrap(), rx.raw(64).unwrap()).unwrap_err();
     assert!(matches!(e, KeyError::MacMismatch { .. }));
+}
+
+/// Working keys survive a reload of the key file (a restart): the reloaded store holds the
+/// keys last sent to each terminal; a new sign-on replaces them, and the reload after it has
+/// the new ones only. A torn or foreign line is skipped, the file is compacted to one line per
+/// terminal, created 0600, and refused when others may read it.
+#[cfg(unix)]
+#[test]
+fn working_keys_survive_a_reload() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("isoswitch-keys-working-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.toml");
+    std::fs::write(&path, FILE).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let working = dir.join("keys.toml.working");
+    let data = b"a message";
+
+    let s = SoftKeyStore::load(&path).unwrap();
+    assert_eq!(s.restored(), (0, 0));
+    assert!(matches!(s.check_values("10000001"), Err(KeyError::NotSignedOn { .. })));
+    let first = s.sign_on("10000001", KeyLayout::DoubleTrack).unwrap();
+    let mode = std::fs::metadata(&working).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&working).unwrap();
+    let (_, mac1) = terminal_keys(&first);
+    for k in [&mac1] {
+        let clear = String::from_utf8(hex_upper(&k.bytes()[..8])).unwrap();
+        assert!(!text.contains(&clear), "the file holds no clear key");
+    }
+    drop(s);
+
+    let s = SoftKeyStore::load(&path).unwrap();
+    assert_eq!(s.restored(), (1, 0));
+    let held = s.check_values("10000001").unwrap();
+    assert_eq!(held.layout, KeyLayout::DoubleTrack);
+    assert_eq!(held.track, first.track_key.as_ref().map(|t| t.check_value), "the track key is kept");
+    let mac = compute(MacAlgorithm::CupEcbDes, &mac1, data);
+    s.verify_mac("10000001", MacAlgorithm::CupEcbDes, data, &mac.0).unwrap();
+    let second = s.sign_on("10000001", KeyLayout::Single).unwrap();
+    assert!(s.verify_mac("10000001", MacAlgorithm::CupEcbDes, data, &mac.0).is_err());
+    drop(s);
+
+    // A torn last line and a line for a terminal without a TMK: skipped.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&working).unwrap();
+    std::io::Write::write_all(&mut f, b"003 0123 10000001\n001 00 nobody\n003 8E").unwrap();
+    drop(f);
+    let s = SoftKeyStore::load(&path).unwrap();
+    assert_eq!(s.restored(), (1, 3));
+    let held = s.check_values("10000001").unwrap();
+    assert_eq!((held.layout, held.mac), (KeyLayout::Single, second.mac_key.check_value));
+    let (_, mac2) = terminal_keys(&second);
+    let mac = compute(MacAlgorithm::X99, &mac2, data);
+    s.verify_mac("10000001", MacAlgorithm::X99, data, &mac.0).unwrap();
+    drop(s);
+    assert_eq!(std::fs::read_to_string(&working).unwrap().lines().count(), 1, "compacted");
+
+    std::fs::set_permissions(&working, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = SoftKeyStore::load(&path).unwrap_err().to_string();
+    assert!(e.contains("keys.toml.working") && e.contains("readable by group or others"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

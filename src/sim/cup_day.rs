@@ -1,5 +1,6 @@
 //! A day of one UnionPay-style POS terminal (`sim-terminal --scenario cup-day`): it signs on
-//! and checks the working keys' check values, then runs purchases with MAC and PIN, a void,
+//! with the 60.3 code it is configured for (001, 003 or 004), reads field 62 in that code's
+//! layout and checks the working keys' check values, then runs purchases with MAC and PIN, a void,
 //! a refund, a pre-authorisation and its completion, a balance inquiry, a PIN under a wrong
 //! key and a tampered message, a purchase the issuer does not answer (the terminal gives up,
 //! reconnects and reverses it before anything else), batch settlement with field 48
@@ -17,7 +18,9 @@ use tokio_util::codec::Framed;
 
 use crate::frame::{Frame, FrameCodec, FrameConfig, Tpdu};
 use crate::iso::{Message, Spec};
-use crate::keys::{Key, MacAlgorithm, WorkingKeys, compute_mac, mac_input, pin, pin_block_format0};
+use crate::keys::{
+    Key, KeyLayout, MacAlgorithm, WorkingKeys, compute_mac, mac_input, pin, pin_block_format0,
+};
 
 /// Who the terminal is and what its day looks like.
 #[derive(Debug, Clone)]
@@ -29,6 +32,8 @@ pub struct CupDayConfig {
     /// Terminal master key (the one the switch's key file holds for this terminal).
     pub tmk: Key,
     pub mac: MacAlgorithm,
+    /// The key layout the sign-on asks for (60.3 = 001, 003 or 004).
+    pub sign_on: KeyLayout,
     pub pan: String,
     pub pin: String,
     /// The batch the terminal starts in (60.2).
@@ -52,6 +57,7 @@ impl CupDayConfig {
             merchant: "898340158120001".into(),
             tmk,
             mac: MacAlgorithm::CupEcbDes,
+            sign_on: KeyLayout::Single,
             pan: "6222021234567890128".into(),
             pin: "123456".into(),
             batch: 1,
@@ -91,6 +97,9 @@ pub struct CupDayReport {
     pub steps: Vec<Step>,
     /// Field 48 of the settlement reply.
     pub settlement_48: Option<String>,
+    /// Field 62 of the sign-on reply as received (keys under the TMK and check values), for
+    /// checks independent of this terminal's reading of it.
+    pub sign_on_62: Option<Vec<u8>>,
 }
 
 impl CupDayReport {
@@ -286,20 +295,19 @@ impl Terminal {
     }
 
     async fn sign_on(&mut self) -> Result<(), DayError> {
-        let m = self.base("0800", None, None, &self.f60("00", "001"))?;
+        let layout = self.cfg.sign_on;
+        let m = self.base("0800", None, None, &self.f60("00", layout.code()))?;
         let rep = self.step("sign-on", m, false, "00").await?;
         let f62 = rep.as_ref().and_then(|r| r.bytes(62).map(|b| b.into_owned()));
-        let wk = f62
-            .as_deref()
-            .and_then(WorkingKeys::from_field62)
-            .ok_or_else(|| DayError::SignOn("no 40-byte key block in field 62".into()))?;
-        let tpk = Key::unwrap_under(&self.cfg.tmk, &wk.pin_key.under_tmk);
-        let tak = Key::unwrap_under(&self.cfg.tmk, &wk.mac_key.under_tmk);
-        if tpk.check_value() != wk.pin_key.check_value || tak.check_value() != wk.mac_key.check_value {
-            return Err(DayError::SignOn("a working key's check value does not match".into()));
-        }
-        self.tpk = Some(tpk);
-        self.tak = Some(tak);
+        self.report.sign_on_62.clone_from(&f62);
+        let wk = f62.as_deref().and_then(|b| WorkingKeys::from_field62(layout, b)).ok_or_else(|| {
+            DayError::SignOn(format!("field 62 is not the {}-byte layout {}", layout.len(), layout.code()))
+        })?;
+        let keys = wk
+            .open(&self.cfg.tmk)
+            .ok_or_else(|| DayError::SignOn("a working key's check value does not match".into()))?;
+        self.tpk = Some(keys.pin);
+        self.tak = Some(keys.mac);
         Ok(())
     }
 }
