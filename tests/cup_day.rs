@@ -5,9 +5,13 @@
 //! does not answer followed by the terminal's reversal, and batch settlement that balances.
 //! Each step's response code and reply MAC are checked by the simulated terminal; this test
 //! checks what the issuer received (PIN blocks under the zone key only), the journal's
-//! statuses, and that no full PAN or PIN block reached the journal or the logs.
+//! statuses, and that no full PAN or PIN block reached the journal or the logs. The day runs
+//! once per sign-on code (60.3 = 001, 003, 004), and the sign-on's field 62 is read again by
+//! an independent table of offsets (`common/cup_keys.rs`).
 
 mod common;
+#[path = "common/cup_keys.rs"]
+mod cup_keys;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -16,7 +20,7 @@ use common::{Logs, MockIssuer, Mode};
 use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
 use isoswitch::keys::pin::{check_format0, decrypt};
-use isoswitch::keys::{Key, PinBlock, pin_block_format0};
+use isoswitch::keys::{Key, KeyLayout, PinBlock, pin_block_format0};
 use isoswitch::sim::cup_day::{CupDayConfig, run_cup_day};
 use tokio_util::sync::CancellationToken;
 
@@ -28,10 +32,17 @@ fn hex(b: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cup_pos_terminal_day_through_the_switch() {
+async fn a_cup_pos_terminal_day_through_the_switch_for_each_sign_on_code() {
     let logs = Logs::capture();
+    for layout in KeyLayout::ALL {
+        day(layout, &logs).await;
+    }
+}
 
-    let dir = std::env::temp_dir().join(format!("isoswitch-cup-day-{}", std::process::id()));
+async fn day(layout: KeyLayout, logs: &Logs) {
+    let dir =
+        std::env::temp_dir().join(format!("isoswitch-cup-day-{}-{}", layout.code(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let keys = dir.join("keys.toml");
     std::fs::write(&keys, format!("[terminals]\n\"10000001\" = \"{TMK}\"\n[zones]\nbank = \"{ZPK}\"\n"))
@@ -58,10 +69,14 @@ async fn a_cup_pos_terminal_day_through_the_switch() {
 
     let mut cfg = CupDayConfig::new(sw.listen_addrs()[0], Key::from_hex(TMK).unwrap());
     cfg.give_up = Duration::from_millis(400);
+    cfg.sign_on = layout;
     let pan = cfg.pan.clone();
     let pin = cfg.pin.clone();
     let report = run_cup_day(cfg).await.unwrap();
-    println!("{report}");
+    println!("sign-on {}\n{report}", layout.code());
+    let f62 = report.sign_on_62.as_deref().expect("field 62 in the sign-on reply");
+    let keys = cup_keys::read(layout.code(), &Key::from_hex(TMK).unwrap().bytes()[..], f62);
+    assert_eq!(keys.len(), if layout.has_track() { 3 } else { 2 });
     for s in &report.steps {
         assert!(s.ok(), "step {} got rc {:?} (want {:?}), MAC ok {}", s.name, s.rc, s.want, s.mac_ok);
     }

@@ -126,6 +126,8 @@ async fn cup_day_scenario_from_the_command_line() {
                 "cup-day",
                 "--tmk",
                 TMK,
+                "--sign-on",
+                "004",
                 "--threads",
                 "1",
             ])

@@ -1,10 +1,16 @@
-//! A UnionPay-style terminal through the switch, over TPDU framing on 127.0.0.1: sign-on
-//! returns working keys in field 62 (encrypted under the terminal master key, with check
-//! values the terminal can verify); a purchase MACed with the MAC key is approved and its
-//! reply carries a valid MAC; a tampered or unMACed purchase is refused with A0 and never
-//! reaches the issuer; an unregistered terminal is told 97.
+//! A UnionPay-style terminal through the switch, over TPDU framing on 127.0.0.1: for each
+//! sign-on code (60.3 = 001, 003, 004) field 62 of the reply has that code's layout, read by
+//! an independent table of offsets with check values recomputed by the `des` crate
+//! (`common/cup_keys.rs`); a purchase MACed with the MAC key whose check value was sent and
+//! carrying a PIN under the PIN key sent is approved, reaches the issuer under its zone key,
+//! and its reply echoes field 60 and carries a valid MAC; a tampered or unMACed purchase is
+//! refused with A0 and never reaches the issuer; an unregistered terminal is told 97. The
+//! working keys survive a restart of the switch, and a new sign-on replaces them. The
+//! README's worked examples of field 62 are computed here.
 
 mod common;
+#[path = "common/cup_keys.rs"]
+mod cup_keys;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,10 +20,12 @@ use isoswitch::acceptor::{security::terminal_mac, serve};
 use isoswitch::config::Config;
 use isoswitch::frame::{Frame, FrameConfig, Tpdu};
 use isoswitch::iso::{Message, spec};
-use isoswitch::keys::{Key, MacAlgorithm, WorkingKeys};
+use isoswitch::keys::pin::{decrypt, encrypt};
+use isoswitch::keys::{ClearKeys, Key, KeyLayout, MacAlgorithm, PinBlock, WorkingKeys, pin_block_format0};
 use tokio_util::sync::CancellationToken;
 
 const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
+const ZPK: &str = "89ABCDEF0123456776543210FEDCBA98";
 const ALG: MacAlgorithm = MacAlgorithm::CupEcbDes;
 
 fn cup(mti: &str, tid: &str, stan: u32) -> Message {
@@ -57,69 +65,203 @@ fn sign(m: &mut Message, key: &Key) {
     m.set_bytes(64, &mac).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_on_keys_and_macs_through_the_switch() {
-    let issuer = MockIssuer::start(Mode::Approve).await;
-    let dir = std::env::temp_dir().join(format!("isoswitch-cup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A switch with a cup-pos listener holding keys in `dir` (key file written when absent).
+async fn start(
+    dir: &std::path::Path,
+    issuer: &MockIssuer,
+) -> (isoswitch::acceptor::RunningSwitch, CancellationToken) {
     let keys = dir.join("keys.toml");
-    std::fs::write(&keys, format!("[terminals]\n\"10000001\" = \"{TMK}\"\n[zones]\nbank = \"{TMK}\"\n"))
-        .unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if !keys.exists() {
+        std::fs::write(&keys, format!("[terminals]\n\"10000001\" = \"{TMK}\"\n[zones]\nbank = \"{ZPK}\"\n"))
+            .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
     }
     let text = format!(
         "[[listener]]\naddr = \"127.0.0.1:0\"\nspec = \"cup-pos\"\nframe = {{ tpdu = true, header_len = 6 }}\n\
          keys = {keys:?}\nmac = \"cup-ecb-des\"\n\
-         [[issuer]]\nname = \"bank\"\n[[issuer.link]]\naddr = \"{}\"\n",
+         [[issuer]]\nname = \"bank\"\npin_zone = \"bank\"\n[[issuer.link]]\naddr = \"{}\"\n",
         issuer.addr
     );
     let stop = CancellationToken::new();
     let sw = serve(Config::parse("cup.toml", &text).unwrap(), stop.clone()).await.unwrap();
     assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
-    let frame = FrameConfig::cup_pos();
-    let mut t = Terminal::connect_with(sw.listen_addrs()[0], spec::shipped("cup-pos").unwrap(), frame).await;
+    (sw, stop)
+}
 
-    // Sign-on: keys under the TMK, with check values that match what the terminal unwraps.
-    let mut on = cup("0800", "10000001", 1);
-    on.set(60, "00000001001").unwrap();
-    let rep = exchange(&mut t, &on).await;
-    assert_eq!((rep.mti(), rep.text(39).as_deref()), ("0810", Some("00")));
+async fn connect(sw: &isoswitch::acceptor::RunningSwitch) -> Terminal {
+    Terminal::connect_with(sw.listen_addrs()[0], spec::shipped("cup-pos").unwrap(), FrameConfig::cup_pos())
+        .await
+}
+
+/// Sign on with 60.3 = `code`; the keys as the independent reader finds them in field 62.
+async fn sign_on(t: &mut Terminal, code: &str, stan: u32) -> Vec<(&'static str, Vec<u8>)> {
+    let mut on = cup("0800", "10000001", stan);
+    on.set(60, &format!("00000001{code}")).unwrap();
+    let rep = exchange(t, &on).await;
+    assert_eq!((rep.mti(), rep.text(39).as_deref()), ("0810", Some("00")), "sign-on {code}");
+    assert_eq!(rep.text(60), on.text(60), "the sign-on reply echoes field 60");
     let f62 = rep.bytes(62).expect("working keys in field 62").into_owned();
-    let wk = WorkingKeys::from_field62(&f62).expect("40-byte key block");
-    let tmk = Key::from_hex(TMK).unwrap();
-    let mak = Key::unwrap_under(&tmk, &wk.mac_key.under_tmk);
-    assert_eq!(mak.check_value(), wk.mac_key.check_value, "MAC key check value");
-    let pik = Key::unwrap_under(&tmk, &wk.pin_key.under_tmk);
-    assert_eq!(pik.check_value(), wk.pin_key.check_value, "PIN key check value");
+    cup_keys::read(code, &Key::from_hex(TMK).unwrap().bytes()[..], &f62)
+}
 
-    // A MACed purchase is approved and the reply's MAC verifies.
-    let mut p = purchase("10000001", 2, 12_300);
-    sign(&mut p, &mak);
-    let rep = exchange(&mut t, &p).await;
-    assert_eq!(rep.text(39).as_deref(), Some("00"));
-    let got = rep.raw(64).expect("the reply is MACed").to_vec();
-    let mut check = rep.clone();
-    sign(&mut check, &mak);
-    assert_eq!(check.raw(64).unwrap(), &got[..], "reply MAC");
-    assert_eq!(issuer.requests.load(Ordering::SeqCst), 1);
+fn single(k: &[u8]) -> Key {
+    Key::single(k.try_into().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_on_keys_and_macs_through_the_switch() {
+    let issuer = MockIssuer::start(Mode::Approve).await;
+    let dir = std::env::temp_dir().join(format!("isoswitch-cup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sw, stop) = start(&dir, &issuer).await;
+    let mut t = connect(&sw).await;
+    let zpk = Key::from_hex(ZPK).unwrap();
+    let mut stan = 1;
+    let mut approved = 0;
+    for (code, _, _) in cup_keys::LAYOUTS {
+        let keys = sign_on(&mut t, code, stan).await;
+        let mak = single(cup_keys::key(&keys, "mac"));
+        let pik = match cup_keys::key(&keys, "pin") {
+            k if k.len() == 8 => single(k),
+            k => Key::double(k.try_into().unwrap()),
+        };
+        // A purchase MACed with the MAC key sent and with a PIN under the PIN key sent.
+        let mut p = purchase("10000001", stan + 1, 12_300);
+        let clear = pin_block_format0("123456", PAN).unwrap();
+        p.set(22, "021").unwrap().set_bytes(52, encrypt(&pik, &clear).bytes()).unwrap();
+        sign(&mut p, &mak);
+        let rep = exchange(&mut t, &p).await;
+        assert_eq!(rep.text(39).as_deref(), Some("00"), "purchase after sign-on {code}");
+        approved += 1;
+        assert_eq!(rep.text(60), p.text(60), "the 0210 echoes field 60");
+        let got = rep.raw(64).expect("the reply is MACed").to_vec();
+        let mut check = rep.clone();
+        sign(&mut check, &mak);
+        assert_eq!(check.raw(64).unwrap(), &got[..], "reply MAC under the key sent with {code}");
+        let blocks = issuer.stats.pin_blocks.lock().unwrap().clone();
+        let last = PinBlock::from_slice(blocks.last().expect("a PIN block reached the issuer")).unwrap();
+        assert_eq!(decrypt(&zpk, &last), clear, "the PIN key used is the one sent with {code}");
+        stan += 2;
+    }
+    assert_eq!(issuer.requests.load(Ordering::SeqCst), approved);
 
     // Tampered after MACing, or not MACed at all: A0, and the issuer never sees it.
-    let mut tampered = purchase("10000001", 3, 100);
+    let keys = sign_on(&mut t, "003", 20).await;
+    let mak = single(cup_keys::key(&keys, "mac"));
+    let mut tampered = purchase("10000001", 21, 100);
     sign(&mut tampered, &mak);
     tampered.set_number(4, 999_900).unwrap();
-    assert_eq!(exchange(&mut t, &tampered).await.text(39).as_deref(), Some("A0"));
-    let bare = purchase("10000001", 4, 100);
+    let refused = exchange(&mut t, &tampered).await;
+    assert_eq!(refused.text(39).as_deref(), Some("A0"));
+    assert_eq!(refused.text(60), tampered.text(60), "a reply the switch makes echoes field 60 too");
+    let bare = purchase("10000001", 22, 100);
     assert_eq!(exchange(&mut t, &bare).await.text(39).as_deref(), Some("A0"));
-    assert_eq!(issuer.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(issuer.requests.load(Ordering::SeqCst), approved);
 
     // An unregistered terminal's sign-on: 97 on these terminals.
-    let mut stranger = cup("0800", "99999999", 5);
+    let mut stranger = cup("0800", "99999999", 23);
     stranger.set(60, "00000001001").unwrap();
     assert_eq!(exchange(&mut t, &stranger).await.text(39).as_deref(), Some("97"));
     stop.cancel();
     sw.join().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The keys a terminal signed on with still verify after the switch restarts; a new sign-on
+/// then replaces them (the old MAC key gets A0, the new one 00), and that too survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn working_keys_survive_a_restart_and_a_new_sign_on_replaces_them() {
+    let issuer = MockIssuer::start(Mode::Approve).await;
+    let dir = std::env::temp_dir().join(format!("isoswitch-cup-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sw, stop) = start(&dir, &issuer).await;
+    let mut t = connect(&sw).await;
+    let old = single(cup_keys::key(&sign_on(&mut t, "004", 1).await, "mac"));
+    drop(t);
+    stop.cancel();
+    sw.join().await;
+
+    let maced = |stan: u32, key: &Key| {
+        let mut p = purchase("10000001", stan, 1_000 + u64::from(stan));
+        sign(&mut p, key);
+        p
+    };
+    let (sw, stop) = start(&dir, &issuer).await;
+    let mut t = connect(&sw).await;
+    assert_eq!(
+        exchange(&mut t, &maced(2, &old)).await.text(39).as_deref(),
+        Some("00"),
+        "keys survive a restart"
+    );
+    let new = single(cup_keys::key(&sign_on(&mut t, "001", 3).await, "mac"));
+    assert_eq!(
+        exchange(&mut t, &maced(4, &old)).await.text(39).as_deref(),
+        Some("A0"),
+        "the old key is gone"
+    );
+    assert_eq!(exchange(&mut t, &maced(5, &new)).await.text(39).as_deref(), Some("00"));
+    drop(t);
+    stop.cancel();
+    sw.join().await;
+
+    let (sw, stop) = start(&dir, &issuer).await;
+    let mut t = connect(&sw).await;
+    assert_eq!(exchange(&mut t, &maced(6, &new)).await.text(39).as_deref(), Some("00"));
+    assert_eq!(exchange(&mut t, &maced(7, &old)).await.text(39).as_deref(), Some("A0"));
+    stop.cancel();
+    sw.join().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The README's worked examples: fixed clear keys under the README's TMK, field 62 as the
+/// switch lays it out, equal to the bytes built from the independent table and to the hex
+/// the README prints.
+#[test]
+fn readme_worked_examples_of_field_62() {
+    let tmk = Key::from_hex(TMK).unwrap();
+    let k = |h: &str| Key::from_hex(h).unwrap();
+    let cases = [
+        (KeyLayout::Single, "A1B2C3D4E5F60718", "1F2E3D4C5B6A7980", None, README_001),
+        (KeyLayout::Double, "A1B2C3D4E5F607181F2E3D4C5B6A7980", "0F1E2D3C4B5A6978", None, README_003),
+        (
+            KeyLayout::DoubleTrack,
+            "A1B2C3D4E5F607181F2E3D4C5B6A7980",
+            "0F1E2D3C4B5A6978",
+            Some("C1D0E3F2A5B487961032547698BADCFE"),
+            README_004,
+        ),
+    ];
+    for (layout, pin, mac, track, want) in cases {
+        let clear = ClearKeys { pin: k(pin), mac: k(mac), track: track.map(k) };
+        let f62 = WorkingKeys::wrap(layout, &tmk, &clear).field62();
+        println!("{} {}", layout.code(), cup_keys::hex(&f62));
+        // Built again from the table alone.
+        let (_, slots) = cup_keys::layout(layout.code());
+        let mut by_table = vec![0u8; layout.len()];
+        for s in slots {
+            let hex = match s.name {
+                "pin" => pin,
+                "mac" => mac,
+                _ => track.unwrap(),
+            };
+            let key: Vec<u8> =
+                (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+            by_table[s.at..s.at + s.len].copy_from_slice(&cup_keys::under(&tmk.bytes()[..], &key));
+            let at = s.at + s.len + s.zeros;
+            by_table[at..at + 4].copy_from_slice(&cup_keys::kcv(&key));
+        }
+        assert_eq!(cup_keys::hex(&f62), cup_keys::hex(&by_table), "{}", layout.code());
+        cup_keys::read(layout.code(), &tmk.bytes()[..], &f62);
+        assert_eq!(cup_keys::hex(&f62), want, "the README's example for {}", layout.code());
+    }
+}
+
+const README_001: &str = "FD7AF640961CDB8B5FFE0009731D32AD4B4AE4C9210E0B48";
+const README_003: &str = "FD7AF640961CDB8B731D32AD4B4AE4C9C918D258BDBE59C77CF564150000000000000000BFADEE68";
+const README_004: &str = "FD7AF640961CDB8B731D32AD4B4AE4C9C918D258BDBE59C77CF564150000000000000000BFADEE689896E9D733E473EB4F17866366ACA0F656BCEBA6";

@@ -4,7 +4,9 @@
 //! issuer's answer only the fields the terminal's dialect allows (`[reply] from_issuer` in
 //! its spec: 38, 39, 54, 55, its private fields, 37 where the terminal sent none) are
 //! kept; track data, PIN block, security control and MACs from an issuer never reach a
-//! terminal (a spec cannot allow them; the listener MACs the reply itself).
+//! terminal (a spec cannot allow them; the listener MACs the reply itself). A dialect may
+//! name more fields every reply carries as the request had them (`[reply] from_request`:
+//! field 60 on UnionPay-style terminals).
 //! May import: the codec and the issuer connector's `convert`.
 
 use std::sync::Arc;
@@ -30,7 +32,7 @@ pub fn reply_mti(req: &Message) -> Option<[u8; 4]> {
 pub fn switch_reply(req: &Message, rc: &str) -> Result<Message, EncodeError> {
     let mti = reply_mti(req).unwrap_or(*b"0810");
     let mut out = Message::new(req.spec().clone(), std::str::from_utf8(&mti).unwrap_or("0810"))?;
-    for n in ECHOED {
+    for n in ECHOED.into_iter().chain(req.spec().reply.from_request.iter()) {
         out.copy_from(req, n)?;
     }
     out.set(39, rc)?;
@@ -89,7 +91,7 @@ pub fn issuer_reply(req: &Message, answer: Box<Message>) -> Result<Box<Message>,
     if let Some(mti) = reply_mti(req) {
         out.set_mti(std::str::from_utf8(&mti).unwrap_or("0210"))?;
     }
-    for n in ECHOED {
+    for n in ECHOED.into_iter().chain(req.spec().reply.from_request.iter()) {
         // Most hosts echo these unchanged; only differing fields are copied back.
         if req.has(n) && (req.raw(n) != out.raw(n) || req.units(n) != out.units(n)) {
             out.copy_from(req, n)?;
@@ -129,6 +131,34 @@ mod tests {
         assert_eq!(d.text(39).as_deref(), Some("68"));
         assert_eq!(d.stan(), Some(123));
         assert_eq!(format_error(&s, *b"0200").unwrap().mti(), "0210");
+    }
+
+    /// UnionPay-style replies carry field 60 as the terminal sent it (`[reply] from_request`),
+    /// whether the issuer's answer lacks it, differs, or the switch answers itself; other
+    /// dialects do not echo it.
+    #[test]
+    fn field_60_comes_back_where_the_dialect_says() {
+        let cup = spec::shipped("cup-pos").unwrap();
+        let mut req = Message::new(cup.clone(), "0200").unwrap();
+        req.set(3, "000000").unwrap().set(11, "000007").unwrap().set(41, "10000001").unwrap();
+        req.set(60, "22000001000").unwrap();
+        for issuer_60 in [None, Some("22000099000")] {
+            let mut ans = Message::new(cup.clone(), "0210").unwrap();
+            ans.set(11, "000007").unwrap().set(39, "00").unwrap();
+            if let Some(v) = issuer_60 {
+                ans.set(60, v).unwrap();
+            }
+            let out = issuer_reply(&req, Box::new(ans)).unwrap();
+            assert_eq!(out.text(60).as_deref(), Some("22000001000"), "issuer sent {issuer_60:?}");
+        }
+        assert_eq!(switch_reply(&req, "A0").unwrap().text(60).as_deref(), Some("22000001000"));
+        let ascii = spec::shipped("iso87ascii").unwrap();
+        let mut req = Message::new(ascii, "0200").unwrap();
+        req.set(11, "000007").unwrap();
+        if req.spec().field(60).is_some() {
+            req.set(60, "ABC").unwrap();
+            assert!(!switch_reply(&req, "05").unwrap().has(60));
+        }
     }
 
     /// Only the dialect's allowed issuer fields reach the terminal, whatever the issuer's spec.

@@ -162,6 +162,10 @@ pub struct DayArgs {
     /// MAC algorithm of the listener (cup-ecb-des, cup-ecb-3des, x9.9, x9.19).
     #[arg(long, default_value = "cup-ecb-des")]
     pub mac: String,
+    /// Sign-on code (60.3) and so the field 62 layout: 001 (single-length keys), 003
+    /// (double-length PIN key), 004 (003 plus a track key).
+    #[arg(long, default_value = "001")]
+    pub sign_on: String,
     /// Amount the issuer leaves unanswered (sim-issuer --silent-amount).
     #[arg(long, default_value_t = 6_800)]
     pub silent_amount: u64,
@@ -301,7 +305,12 @@ fn cup_day(a: &SimTerminalArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let Some(layout) = crate::keys::KeyLayout::from_code(&a.day.sign_on) else {
+        eprintln!("isoswitch: sim-terminal: --sign-on must be 001, 003 or 004, not `{}`", a.day.sign_on);
+        return ExitCode::from(2);
+    };
     let mut cfg = crate::sim::cup_day::CupDayConfig::new(a.connect, tmk);
+    cfg.sign_on = layout;
     cfg.terminal.clone_from(&a.day.terminal);
     cfg.merchant.clone_from(&a.day.merchant);
     cfg.mac = mac;

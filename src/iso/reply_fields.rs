@@ -1,13 +1,15 @@
 //! What a dialect says about replies, as data in its spec file (`[reply]`): the fields an
 //! issuer's reply must echo unchanged before it is believed (`echo`), and the fields of an
 //! issuer's reply that may reach a terminal of the dialect (`from_issuer`), beside those the
-//! terminal's own request supplies. Both are small bit sets, read per authorisation
-//! without allocating. Pure; may import the spec's error type only.
+//! terminal's own request supplies, and the fields every reply to a terminal of the dialect
+//! carries as its request had them beside the fixed list (`from_request`). All are small bit
+//! sets, read per authorisation without allocating. Pure; may import the spec's error type only.
 //!
 //! ```toml
 //! [reply]
 //! echo = [2, 3, 4, 11, 41, 49]          # the default when [reply] or a key is absent
 //! from_issuer = [37, 38, 39, 54, 55]    # the default; 35, 36, 45, 52, 53, 64, 128 refused
+//! from_request = [60]                   # default none; the same fields and 39 refused
 //! ```
 
 use serde::Deserialize;
@@ -81,11 +83,13 @@ pub struct ReplyFields {
     pub echo: FieldSet,
     /// Fields of an issuer's reply a terminal of this dialect may receive.
     pub from_issuer: FieldSet,
+    /// Fields every reply to a terminal of this dialect carries as its request had them.
+    pub from_request: FieldSet,
 }
 
 impl Default for ReplyFields {
     fn default() -> Self {
-        ReplyFields { echo: DEFAULT_ECHO, from_issuer: DEFAULT_FROM_ISSUER }
+        ReplyFields { echo: DEFAULT_ECHO, from_issuer: DEFAULT_FROM_ISSUER, from_request: FieldSet::of(&[]) }
     }
 }
 
@@ -95,6 +99,7 @@ impl Default for ReplyFields {
 pub(super) struct RawReply {
     echo: Option<toml::Spanned<Vec<usize>>>,
     from_issuer: Option<toml::Spanned<Vec<usize>>>,
+    from_request: Option<toml::Spanned<Vec<usize>>>,
 }
 
 impl RawReply {
@@ -126,6 +131,11 @@ impl RawReply {
                         "field {n} (track, PIN, security control or MAC) never goes from an issuer to a terminal"
                     )));
                 }
+                if key == "reply.from_request" && (NEVER_FROM_ISSUER.contains(n) || n == 39) {
+                    return Err(err(format!(
+                        "field {n} (response code, track, PIN, security control or MAC) is never echoed to a terminal"
+                    )));
+                }
                 if key == "reply.echo" && n == 37 {
                     return Err(err(
                         "field 37 is the switch's own RRN toward the issuer; it cannot be an echo check"
@@ -141,6 +151,9 @@ impl RawReply {
         }
         if let Some(f) = self.from_issuer {
             out.from_issuer = list(f, "reply.from_issuer")?;
+        }
+        if let Some(f) = self.from_request {
+            out.from_request = list(f, "reply.from_request")?;
         }
         Ok(out)
     }
@@ -173,6 +186,8 @@ mod tests {
             ("from_issuer = [35]", "reply.from_issuer"),
             ("from_issuer = [128]", "reply.from_issuer"),
             ("echo = [4, 37]", "reply.echo"),
+            ("from_request = [52]", "reply.from_request"),
+            ("from_request = [39]", "reply.from_request"),
             ("echo = [1]", "reply.echo"),
             ("echo = [129]", "reply.echo"),
         ] {
