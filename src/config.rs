@@ -282,7 +282,8 @@ pub struct ListenerConfig {
     #[serde(default = "default_pipeline")]
     pub max_inflight_per_connection: usize,
     /// Terminal key file (software key store: terminal master keys, zone keys; mode 0600):
-    /// sign-on (0800, field 70 or 60.3 = 001) then returns fresh working keys in field 62.
+    /// sign-on (0800, field 70 = 001 or 60.3 = 001/003/004) then returns fresh working keys in
+    /// field 62, recorded in `<keys>.working` so that they survive a restart.
     pub keys: Option<PathBuf>,
     /// MAC algorithm the terminals use (`cup-ecb-des`, `cup-ecb-3des`, `x9.9`, `x9.19`):
     /// every request other than network management must carry a valid field 64, and replies
