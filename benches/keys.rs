@@ -9,7 +9,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use isoswitch::iso::{Message, spec};
 use isoswitch::keys::{
-    Key, KeyStore, MacAlgorithm, SoftKeyStore, WorkingKeys, compute_mac, mac_input, pin, pin_block_format0,
+    Key, KeyLayout, KeyStore, MacAlgorithm, SoftKeyStore, WorkingKeys, compute_mac, mac_input, pin,
+    pin_block_format0,
 };
 
 const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
@@ -18,11 +19,11 @@ const PAN: &str = "6222021234567890128";
 
 fn bench(c: &mut Criterion) {
     let store = SoftKeyStore::parse("bench-keys.toml", FILE).expect("key file");
-    let wk = store.sign_on("10000001").expect("sign-on");
-    let wk = WorkingKeys::from_field62(&wk.field62()).expect("field 62");
+    let wk = store.sign_on("10000001", KeyLayout::Double).expect("sign-on");
+    let wk = WorkingKeys::from_field62(KeyLayout::Double, &wk.field62()).expect("field 62");
     let tmk = Key::from_hex(TMK).expect("tmk");
-    let mac_key = Key::unwrap_under(&tmk, &wk.mac_key.under_tmk);
-    let pin_key = Key::unwrap_under(&tmk, &wk.pin_key.under_tmk);
+    let clear = wk.open(&tmk).expect("check values");
+    let (mac_key, pin_key) = (clear.mac, clear.pin);
 
     let spec = spec::shipped("cup-pos").expect("spec");
     let mut m = Message::new(spec.clone(), "0200").expect("mti");

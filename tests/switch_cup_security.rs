@@ -243,7 +243,7 @@ fn readme_worked_examples_of_field_62() {
         println!("{} {}", layout.code(), cup_keys::hex(&f62));
         // Built again from the table alone.
         let (_, slots) = cup_keys::layout(layout.code());
-        let mut by_table = vec![0u8; layout.len()];
+        let mut by_table = vec![0u8; layout.field_len()];
         for s in slots {
             let hex = match s.name {
                 "pin" => pin,

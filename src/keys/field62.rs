@@ -51,7 +51,7 @@ impl KeyLayout {
     }
 
     /// Length of field 62 in this layout.
-    pub fn len(self) -> usize {
+    pub fn field_len(self) -> usize {
         match self {
             KeyLayout::Single => 24,
             KeyLayout::Double => 40,
@@ -150,7 +150,7 @@ impl WorkingKeys {
 
     /// Field 62 of the sign-on reply, laid out as the module documentation draws it.
     pub fn field62(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.layout.len());
+        let mut v = Vec::with_capacity(self.layout.field_len());
         let pin_len = if self.layout.double_pin() { 16 } else { 8 };
         v.extend_from_slice(&self.pin_key.under_tmk[..pin_len]);
         v.extend_from_slice(&self.pin_key.check_value);
@@ -167,7 +167,7 @@ impl WorkingKeys {
     /// Reads field 62 in `layout` (the terminal's side): `None` when the length is not the
     /// layout's or the MAC key's padding is not zero.
     pub fn from_field62(layout: KeyLayout, bytes: &[u8]) -> Option<WorkingKeys> {
-        if bytes.len() != layout.len() {
+        if bytes.len() != layout.field_len() {
             return None;
         }
         let key_len = if layout.double_pin() { 16 } else { 8 };
@@ -232,7 +232,7 @@ mod tests {
             }
             let wk = WorkingKeys::wrap(layout, &tmk, &c);
             let f62 = wk.field62();
-            assert_eq!(f62.len(), layout.len(), "{layout:?}");
+            assert_eq!(f62.len(), layout.field_len(), "{layout:?}");
             let back = WorkingKeys::from_field62(layout, &f62).unwrap();
             assert_eq!(back, wk);
             assert_eq!(back.open(&tmk), Some(c.clone()), "{layout:?}");

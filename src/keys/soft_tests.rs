@@ -25,7 +25,7 @@ fn sign_on_layouts_hold_what_was_sent() {
     let s = store();
     for layout in KeyLayout::ALL {
         let wk = s.sign_on("10000001", layout).unwrap();
-        assert_eq!(wk.field62().len(), layout.len());
+        assert_eq!(wk.field62().len(), layout.field_len());
         let clear = wk.open(&Key::from_hex(TMK).unwrap()).unwrap();
         assert_eq!(clear.mac.left(), clear.mac.right(), "single-length MAC key in {layout:?}");
         assert_eq!(clear.pin.left() != clear.pin.right(), layout.double_pin(), "{layout:?}");
@@ -243,8 +243,8 @@ fn working_keys_survive_a_reload() {
     let mode = std::fs::metadata(&working).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let text = std::fs::read_to_string(&working).unwrap();
-    let (_, mac1) = terminal_keys(&first);
-    for k in [&mac1] {
+    let (pin1, mac1) = terminal_keys(&first);
+    for k in [&pin1, &mac1] {
         let clear = String::from_utf8(hex_upper(&k.bytes()[..8])).unwrap();
         assert!(!text.contains(&clear), "the file holds no clear key");
     }

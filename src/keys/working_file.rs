@@ -80,7 +80,7 @@ fn open_owner_only(path: &Path, append: bool) -> std::io::Result<File> {
 }
 
 fn line(terminal: &str, keys: &WorkingKeys) -> Vec<u8> {
-    let mut l = Vec::with_capacity(keys.layout.len() * 2 + terminal.len() + 6);
+    let mut l = Vec::with_capacity(keys.layout.field_len() * 2 + terminal.len() + 6);
     l.extend_from_slice(keys.layout.code().as_bytes());
     l.push(b' ');
     l.extend_from_slice(&hex_upper(&keys.field62()));
@@ -97,7 +97,7 @@ fn parse_line(text: &str, tmks: &HashMap<String, Key>) -> Option<(String, Entry)
     let hex = parts.next()?;
     let terminal = parts.next()?;
     let tmk = tmks.get(terminal)?;
-    let mut f62 = vec![0u8; layout.len()];
+    let mut f62 = vec![0u8; layout.field_len()];
     super::des::decode_hex(hex, &mut f62)?;
     let sent = WorkingKeys::from_field62(layout, &f62)?;
     let clear = sent.open(tmk)?;

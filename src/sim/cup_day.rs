@@ -301,7 +301,11 @@ impl Terminal {
         let f62 = rep.as_ref().and_then(|r| r.bytes(62).map(|b| b.into_owned()));
         self.report.sign_on_62.clone_from(&f62);
         let wk = f62.as_deref().and_then(|b| WorkingKeys::from_field62(layout, b)).ok_or_else(|| {
-            DayError::SignOn(format!("field 62 is not the {}-byte layout {}", layout.len(), layout.code()))
+            DayError::SignOn(format!(
+                "field 62 is not the {}-byte layout {}",
+                layout.field_len(),
+                layout.code()
+            ))
         })?;
         let keys = wk
             .open(&self.cfg.tmk)
