@@ -8,21 +8,24 @@
 #         floor (examples/relay_floor in the switch's place: decode, swap the STAN, match,
 #         nothing else; build it first with cargo build --release --example relay_floor)
 #   ISOSWITCH_BIN: the binary (default target/release/isoswitch)
+#   SIM_BIN: the simulators' binary (default ISOSWITCH_BIN): A/B runs of two switch builds
+#     keep one load generator
 #   LOAD_CONFIG_EXTRA: TOML appended to the switch's configuration (journal modes), e.g.
 #     $'[saf]\nindoubt = false' to measure without the in-doubt log
 #   LOAD_PORT: the switch's port (default 18583); the issuer listens on the next one and
 #     metrics on this + 1000. Give each concurrent run on a machine its own.
 set -u
 B=${ISOSWITCH_BIN:-target/release/isoswitch}
+SIM=${SIM_BIN:-$B}
 mode=$1 C=$2 K=$3 S=$4
 P=${LOAD_PORT:-18583}
 SW=127.0.0.1:$P ISS=127.0.0.1:$((P + 1)) MET=127.0.0.1:$((P + 1000))
 D=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$D"' EXIT
-"$B" sim-issuer --listen "$ISS" >"$D/issuer.log" 2>&1 &
+"$SIM" sim-issuer --listen "$ISS" >"$D/issuer.log" 2>&1 &
 if [ "$mode" = direct ]; then
   sleep 0.3
-  "$B" sim-terminal --connect "$ISS" --connections "$C" --pipeline "$K" --seconds "$S" --json | tail -1
+  "$SIM" sim-terminal --connect "$ISS" --connections "$C" --pipeline "$K" --seconds "$S" --json | tail -1
   exit
 fi
 if [ "$mode" = floor ]; then
@@ -60,7 +63,7 @@ ticks() { sed 's/^.*) //' "$1" 2>/dev/null | awk '{ print $12 + $13 }'; }
 writer_stat() { grep -l '^journal-writer$' /proc/"$switch"/task/*/comm 2>/dev/null | head -1 | sed 's/comm$/stat/'; }
 p0=$(ticks /proc/"$switch"/stat) w=$(writer_stat) w0=0
 [ -n "$w" ] && w0=$(ticks "$w")
-out=$("$B" sim-terminal --connect "$SW" --connections "$C" --pipeline "$K" --seconds "$S" --json | tail -1)
+out=$("$SIM" sim-terminal --connect "$SW" --connections "$C" --pipeline "$K" --seconds "$S" --json | tail -1)
 p1=$(ticks /proc/"$switch"/stat) w1=0
 [ -n "$w" ] && w1=$(ticks "$w")
 echo "$out"
