@@ -16,9 +16,11 @@
 //!   `Unsure`: the caller asks the journal before going on.
 //!
 //! The window is the business day by default (keys of an earlier business day are
-//! forgotten), or a configured number of seconds. Memory is bounded: at most
-//! `capacity` keys (about 100 bytes each); past it the oldest are evicted and misses
-//! become `Unsure` until the window has passed them. At start the switch reloads the
+//! forgotten), or a configured number of seconds. Keys live in two generations per shard,
+//! each as long as the window: at each turn the older is cleared and its memory reused, so
+//! a steady load allocates nothing. Memory is bounded: at most `capacity` keys (about 100
+//! bytes each); past it the older generation is dropped early and misses become `Unsure`
+//! until the window has passed what it held. At start the switch reloads the
 //! day's keys from the journal (`load`). Nodes sharing a PostgreSQL journal see each
 //! other's keys through the journal's claim instead (`Services::forward_as`).
 //!
@@ -26,8 +28,9 @@
 //! `.await`; waiting happens on a `watch` channel of the original.
 //! May import: codec, journal (keys and rows), route (business days).
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash};
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -94,8 +97,9 @@ impl Answer {
     }
 }
 
-/// A request's terminal key, packed: no allocation per check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A request's terminal key, packed: no allocation per check. `h` is its hash, computed
+/// once (keyed SipHash: terminals choose these bytes) and used for the shard and the map.
+#[derive(Debug, Clone, Copy)]
 struct Key {
     /// Field 41 without trailing spaces (a longer one: its hash in the first 8 bytes).
     terminal: [u8; 16],
@@ -103,7 +107,44 @@ struct Key {
     /// Field 7's ten digits, or 60.2's six with the top bit set.
     when: u64,
     class: [u8; 4],
+    h: u64,
 }
+
+impl PartialEq for Key {
+    fn eq(&self, o: &Key) -> bool {
+        (self.terminal, self.stan, self.when, self.class) == (o.terminal, o.stan, o.when, o.class)
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.h);
+    }
+}
+
+/// The hasher of the maps: a key's hash is already computed.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Map = HashMap<Key, Entry, BuildHasherDefault<Prehashed>>;
 
 fn digits(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -113,7 +154,7 @@ fn digits(s: &str) -> Option<u64> {
 }
 
 impl Key {
-    fn of(req: &Message, hasher: &std::collections::hash_map::RandomState) -> Option<Key> {
+    fn of(req: &Message, hasher: &RandomState) -> Option<Key> {
         let class = mti_class(req.mti_bytes())?;
         let when = match req.text(7) {
             Some(f7) => digits(&f7)?,
@@ -129,7 +170,12 @@ impl Key {
             terminal[..8].copy_from_slice(&hasher.hash_one(tid).to_le_bytes());
             terminal[15] = 0xff;
         }
-        Some(Key { terminal, stan, when, class })
+        Some(Key::new(terminal, stan, when, class, hasher))
+    }
+
+    fn new(terminal: [u8; 16], stan: u32, when: u64, class: [u8; 4], hasher: &RandomState) -> Key {
+        let h = hasher.hash_one((terminal, stan, when, class));
+        Key { terminal, stan, when, class, h }
     }
 }
 
@@ -148,11 +194,40 @@ struct Entry {
     state: State,
 }
 
+/// Keys in two generations: `cur` since `cur_since`, `prev` the one before. A generation
+/// lasts a window (a business day, or the window's milliseconds), so `prev` holds every key
+/// still in the window that `cur` does not; at each turn the older one is cleared and
+/// reused, keeping its memory: a steady load allocates nothing.
 #[derive(Default)]
 struct Shard {
-    map: HashMap<Key, Entry>,
-    /// Keys in arrival order, for expiry and eviction.
-    order: VecDeque<(i64, Key)>,
+    cur: Map,
+    prev: Map,
+    cur_since: i64,
+}
+
+impl Shard {
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Entry> {
+        match self.cur.get_mut(key) {
+            Some(e) => Some(e),
+            None => self.prev.get_mut(key),
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if self.cur.remove(key).is_none() {
+            self.prev.remove(key);
+        }
+    }
+
+    /// Start a new generation: the oldest keys are cleared (their memory kept for the new
+    /// generation), but for those still in flight, which stay until answered.
+    fn turn(&mut self, now: i64) {
+        std::mem::swap(&mut self.cur, &mut self.prev);
+        let in_flight: Vec<(Key, Entry)> =
+            self.cur.drain().filter(|(_, e)| matches!(e.state, State::InFlight(_))).collect();
+        self.cur.extend(in_flight);
+        self.cur_since = now;
+    }
 }
 
 /// How long a key is remembered.
@@ -211,7 +286,7 @@ pub struct Repeats {
     /// Until this Unix millisecond a miss is `Unsure` (keys of the window were evicted,
     /// or the journal held more than memory could reload).
     unsure_until: AtomicI64,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: RandomState,
 }
 
 impl std::fmt::Debug for Repeats {
@@ -233,7 +308,7 @@ impl Repeats {
     }
 
     fn shard(&self, key: &Key) -> MutexGuard<'_, Shard> {
-        let i = (self.hasher.hash_one(key) % SHARDS as u64) as usize;
+        let i = (key.h % SHARDS as u64) as usize;
         self.shards.get(i).unwrap_or(&self.shards[0]).lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -243,35 +318,23 @@ impl Repeats {
         let key = Key::of(req, &self.hasher)?;
         let amount = req.amount().unwrap_or(u64::MAX);
         let mut shard = self.shard(&key);
-        self.expire(&mut shard, now);
-        if let Some(e) = shard.map.get(&key)
+        if let Some(e) = shard.get_mut(&key)
             && self.window.holds(e.at, now)
         {
             if e.amount != amount {
                 return Some(Seen::Conflict);
             }
-            let answered = match &e.state {
-                State::Done(a) => Some(*a),
-                State::InFlight(_) => None,
-            };
-            if let Some(a) = answered {
-                return Some(Seen::Answered(a));
-            }
-            let rx = match shard.map.get_mut(&key).map(|e| &mut e.state) {
-                Some(State::InFlight(Some(tx))) => tx.subscribe(),
-                Some(State::InFlight(slot)) => {
+            return Some(match &mut e.state {
+                State::Done(a) => Seen::Answered(*a),
+                State::InFlight(Some(tx)) => Seen::InFlight(tx.subscribe()),
+                State::InFlight(slot) => {
                     let (tx, rx) = watch::channel(None);
                     *slot = Some(tx);
-                    rx
+                    Seen::InFlight(rx)
                 }
-                // Answered above.
-                _ => return None,
-            };
-            return Some(Seen::InFlight(rx));
+            });
         }
-        shard.map.insert(key, Entry { amount, at: now, state: State::InFlight(None) });
-        shard.order.push_back((now, key));
-        self.evict(&mut shard, now);
+        self.insert(&mut shard, key, Entry { amount, at: now, state: State::InFlight(None) }, now);
         drop(shard);
         let claim = Claim { repeats: self.clone(), key: Some(key) };
         Some(if now < self.unsure_until.load(Ordering::Relaxed) {
@@ -281,49 +344,34 @@ impl Repeats {
         })
     }
 
-    fn expire(&self, shard: &mut Shard, now: i64) {
-        let mut still_in_flight = Vec::new();
-        while let Some(&(at, key)) = shard.order.front() {
-            if self.window.holds(at, now) {
-                break;
+    /// Insert into the current generation, turning generations when the window has moved
+    /// on or the shard is full (then misses are unsure until the window has passed what
+    /// was dropped).
+    fn insert(&self, shard: &mut Shard, key: Key, entry: Entry, now: i64) {
+        if !self.window.holds(shard.cur_since, now) || shard.cur.is_empty() && shard.prev.is_empty() {
+            if !shard.cur.is_empty() || !shard.prev.is_empty() {
+                shard.turn(now);
             }
-            shard.order.pop_front();
-            match shard.map.get(&key) {
-                Some(e) if e.at == at && matches!(e.state, State::Done(_)) => {
-                    shard.map.remove(&key);
-                }
-                // Its answer is still to come: it expires once answered.
-                Some(e) if e.at == at => still_in_flight.push((at, key)),
-                _ => {}
-            }
+            shard.cur_since = now;
         }
-        shard.order.extend(still_in_flight);
-    }
-
-    /// Past the bound, the oldest answered keys go; misses are unsure until the window
-    /// has passed what was evicted.
-    fn evict(&self, shard: &mut Shard, now: i64) {
-        let mut scanned = 0;
-        while shard.map.len() > self.per_shard && scanned < 64 {
-            scanned += 1;
-            let Some((at, key)) = shard.order.pop_front() else { break };
-            match shard.map.get(&key) {
-                Some(e) if e.at == at && matches!(e.state, State::Done(_)) => {
-                    shard.map.remove(&key);
-                    if self.window.holds(at, now) {
-                        self.unsure_until.fetch_max(self.window.ends(at), Ordering::Relaxed);
-                    }
-                }
-                // A key still in flight stays (it is bounded by the requests in flight).
-                Some(e) if e.at == at => shard.order.push_back((at, key)),
-                _ => {}
+        if shard.cur.len() + shard.prev.len() >= self.per_shard {
+            // The turn drops the answered keys of `prev`: any still in the window makes
+            // misses unsure until it would have left it.
+            let dropped = shard
+                .prev
+                .values()
+                .any(|e| matches!(e.state, State::Done(_)) && self.window.holds(e.at, now));
+            if dropped {
+                self.unsure_until.fetch_max(self.window.ends(now), Ordering::Relaxed);
             }
+            shard.turn(now);
         }
+        shard.cur.insert(key, entry);
     }
 
     fn finish(&self, key: &Key, answer: Option<Answer>) {
         let mut shard = self.shard(key);
-        let Some(e) = shard.map.get_mut(key) else { return };
+        let Some(e) = shard.get_mut(key) else { return };
         let State::InFlight(tx) = &e.state else { return };
         if let Some(tx) = tx {
             let _ = tx.send(answer);
@@ -331,9 +379,7 @@ impl Repeats {
         match answer {
             Some(a) => e.state = State::Done(a),
             // No answer left (its future was dropped): the key is free again.
-            None => {
-                shard.map.remove(key);
-            }
+            None => shard.remove(key),
         }
     }
 
@@ -349,9 +395,7 @@ impl Repeats {
             let mut shard = self.shard(&key);
             let amount = u64::try_from(row.amount).unwrap_or(u64::MAX);
             let entry = Entry { amount, at: row.received_at, state: State::Done(Answer::of_row(row)) };
-            shard.map.insert(key, entry);
-            shard.order.push_back((row.received_at, key));
-            self.evict(&mut shard, now);
+            self.insert(&mut shard, key, entry, now);
             n += 1;
         }
         n
@@ -377,7 +421,7 @@ impl Repeats {
 }
 
 /// A journal row's key, as `Key::of` packs a request's.
-fn key_of_row(row: &TxnRecord, hasher: &std::collections::hash_map::RandomState) -> Option<Key> {
+fn key_of_row(row: &TxnRecord, hasher: &RandomState) -> Option<Key> {
     let (class, when) = row.txn_key.as_deref()?.split_once(' ')?;
     let class: [u8; 4] = class.as_bytes().try_into().ok()?;
     let when = match when.strip_prefix('b') {
@@ -393,7 +437,7 @@ fn key_of_row(row: &TxnRecord, hasher: &std::collections::hash_map::RandomState)
         terminal[..8].copy_from_slice(&hasher.hash_one(tid).to_le_bytes());
         terminal[15] = 0xff;
     }
-    Some(Key { terminal, stan, when, class })
+    Some(Key::new(terminal, stan, when, class, hasher))
 }
 
 /// A key this request holds in flight: `finish` it with the terminal's answer; dropped
