@@ -348,6 +348,11 @@ impl Repeats {
     /// on or the shard is full (then misses are unsure until the window has passed what
     /// was dropped).
     fn insert(&self, shard: &mut Shard, key: Key, entry: Entry, now: i64) {
+        if shard.cur.capacity() == 0 {
+            // Sized once for its share: growing by doubling would move every key it holds
+            // each time, and touch fresh pages, on the request path.
+            shard.cur.reserve(self.per_shard / 2);
+        }
         if !self.window.holds(shard.cur_since, now) || shard.cur.is_empty() && shard.prev.is_empty() {
             if !shard.cur.is_empty() || !shard.prev.is_empty() {
                 shard.turn(now);
