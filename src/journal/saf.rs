@@ -279,7 +279,7 @@ impl SqlSaf {
                 Db::Sqlite(conn)
             }
             JournalConfig::Postgres { url } => {
-                let err = |e: tokio_postgres::Error| StoreError::Backend(e.to_string());
+                let err = |e: tokio_postgres::Error| StoreError::Backend(super::postgres::describe(&e));
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
