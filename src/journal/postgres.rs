@@ -72,6 +72,10 @@ impl PgStore {
                     tracing::error!(error = %e, "journal: postgres connection closed");
                 }
             });
+            // The schema statements are idempotent (`IF NOT EXISTS`): the server's NOTICE that
+            // a table "already exists, skipping" is not news, and the driver logs every notice
+            // at INFO. Warnings and errors still come.
+            client.batch_execute(QUIET_NOTICES).await.map_err(err)?;
             client.batch_execute(&store::schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
             for (col, ty) in store::ADDED_COLUMNS {
                 let sql = format!("ALTER TABLE transactions ADD COLUMN IF NOT EXISTS {col} {ty}");
@@ -83,6 +87,9 @@ impl PgStore {
         })
     }
 }
+
+/// Sent first on every connection: the server sends no notice below WARNING.
+pub const QUIET_NOTICES: &str = "SET client_min_messages = warning";
 
 /// The probe's table: empty between probes (see `Store::probe`).
 const PROBE_TABLE: &str =

@@ -292,6 +292,7 @@ impl SqlSaf {
                             tracing::error!(error = %e, "store-and-forward: postgres connection closed");
                         }
                     });
+                    client.batch_execute(super::postgres::QUIET_NOTICES).await.map_err(err)?;
                     client.batch_execute(&schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
                     Ok::<_, StoreError>(client)
                 })?;
