@@ -12,8 +12,15 @@
 //! | GET | `/transactions?rrn=R` | JSON array of journal rows |
 //! | GET | `/transactions?terminal=T&stan=S&date=YYYYMMDD` | JSON array |
 //! | GET | `/terminals/T/transactions?limit=N` | the terminal's latest rows (N ≤ 500) |
-//! | POST | `/terminals/T/suspend`, `/terminals/T/activate` | 200 |
-//! | POST | `/rules/reload` | 200 with the rule summary, 422 with file, line and key |
+//! | POST | `/terminals/T/suspend`, `/terminals/T/activate` | 200; 404 for a terminal not in the registry |
+//! | POST | `/rules/reload` | 200 with the rule summary (counts), 422 with file, line and key |
+//!
+//! Every answer is JSON. A bad parameter (a `date` that is not YYYYMMDD) answers 400, a
+//! known path with the wrong method 405 with `Allow`. Suspensions are kept in a state file
+//! ([`crate::acceptor::suspensions`]) and survive a restart. Every call made with the token
+//! is written to the audit log: target [`AUDIT_TARGET`], INFO, with who, what and when;
+//! the log names a terminal only when the registry knows it (an id typed by mistake may
+//! be a card number).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,6 +34,12 @@ use tokio_util::sync::CancellationToken;
 use crate::acceptor::Services;
 use crate::issuer::Issuers;
 use crate::journal::Query;
+
+/// The `tracing` target of the audit log: one line per admin call made with the token.
+pub const AUDIT_TARGET: &str = "isoswitch::audit";
+
+/// Who made an admin call: the API has one token, so one name.
+const WHO: &str = "admin";
 
 /// What the admin API works on.
 pub struct Admin {
@@ -95,83 +108,197 @@ fn ok_ident(s: &str) -> bool {
 }
 
 async fn answer(mut stream: TcpStream, head: String, admin: Arc<Admin>) -> std::io::Result<()> {
-    let (status, body) = match parse(&head) {
+    let (status, body, allow) = match parse(&head) {
         Some(req) => handle(&admin, req).await,
-        None => (400, json!({"error": "not an HTTP request"})),
+        None => (400, json!({"error": "not an HTTP request"}), None),
     };
     let reason = match status {
         200 => "200 OK",
         400 => "400 Bad Request",
         401 => "401 Unauthorized",
         404 => "404 Not Found",
+        405 => "405 Method Not Allowed",
         409 => "409 Conflict",
         422 => "422 Unprocessable Entity",
         503 => "503 Service Unavailable",
         _ => "500 Internal Server Error",
     };
-    crate::http::respond(&mut stream, reason, "application/json", &body.to_string()).await
+    let headers: Vec<(&str, &str)> = allow.map(|m| ("allow", m)).into_iter().collect();
+    crate::http::respond_with(&mut stream, reason, "application/json", &headers, &body.to_string()).await
 }
 
-async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value) {
+/// The calls the API knows: (path pattern for the audit log, the one method it takes).
+fn route_of(segs: &[&str]) -> Option<(&'static str, &'static str)> {
+    Some(match segs {
+        ["health"] => ("/health", "GET"),
+        ["ready"] => ("/ready", "GET"),
+        ["transactions"] => ("/transactions", "GET"),
+        ["terminals", _, "transactions"] => ("/terminals/{terminal}/transactions", "GET"),
+        ["terminals", _, "suspend"] => ("/terminals/{terminal}/suspend", "POST"),
+        ["terminals", _, "activate"] => ("/terminals/{terminal}/activate", "POST"),
+        ["rules", "reload"] => ("/rules/reload", "POST"),
+        _ => return None,
+    })
+}
+
+/// A business date as the journal keeps it: YYYYMMDD, a real calendar day.
+fn ok_date(d: &str) -> bool {
+    let num = |r: std::ops::Range<usize>| d.get(r).and_then(|x| x.parse::<u32>().ok());
+    match (d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()), num(0..4), num(4..6), num(6..8)) {
+        (true, Some(y), Some(m), Some(day)) if (1..=12).contains(&m) && (1..=31).contains(&day) => {
+            let days = crate::civil::to_days(i64::from(y), m, day);
+            crate::civil::from_days(days) == (i64::from(y), m, day)
+        }
+        _ => false,
+    }
+}
+
+/// Now as RFC 3339 UTC with milliseconds, for the audit log's "when".
+fn utc_now() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, m, d) = crate::civil::from_days(days);
+    let (h, mi, s, milli) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+/// One audit line: who, what (the call's pattern), the terminal when known, the outcome.
+fn audit(what: &str, terminal: Option<&str>, status: u16, detail: &str) {
+    let at = utc_now();
+    let terminal = terminal.unwrap_or("-");
+    if status == 401 {
+        tracing::warn!(target: AUDIT_TARGET, who = "(no valid token)", what, terminal, status, at = %at, "admin call refused");
+    } else {
+        tracing::info!(target: AUDIT_TARGET, who = WHO, what, terminal, status, at = %at, detail, "admin call");
+    }
+}
+
+async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value, Option<&'static str>) {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    match (req.method.as_str(), segs.as_slice()) {
-        ("GET", ["health"]) => return (200, json!({"status": "ok"})),
-        ("GET", ["ready"]) => {
+    let Some((what, method)) = route_of(&segs) else {
+        return (404, json!({"error": "no such call"}), None);
+    };
+    if req.method != method {
+        let error = format!("{} takes {method} only", req.path);
+        return (405, json!({"error": error}), Some(method));
+    }
+    match segs.as_slice() {
+        ["health"] => return (200, json!({"status": "ok"}), None),
+        ["ready"] => {
             let down: Vec<&str> =
                 admin.issuers.iter().filter(|i| i.links_up() == 0).map(|i| i.name()).collect();
             let journal = if admin.services.journal_up() { "up" } else { "down" };
             return if down.is_empty() && journal == "up" {
-                (200, json!({"status": "ready"}))
+                (200, json!({"status": "ready"}), None)
             } else {
-                (503, json!({"status": "not ready", "issuers_down": down, "journal": journal}))
+                (503, json!({"status": "not ready", "issuers_down": down, "journal": journal}), None)
             };
         }
         _ => {}
     }
+    // The terminal the call names, for the audit log only when the registry knows it.
+    let rules = admin.services.router.rules();
+    let listed = |t: &str| rules.registry.terminal(t.as_bytes()).is_some();
+    let named = match segs.as_slice() {
+        ["terminals", t, _] if ok_ident(t) && listed(t) => Some(*t),
+        _ => None,
+    };
     if !req.bearer.as_deref().is_some_and(|t| same(t, &admin.token)) {
-        return (401, json!({"error": "a valid bearer token is required"}));
+        audit(what, named, 401, "");
+        return (401, json!({"error": "a valid bearer token is required"}), None);
     }
+    let (status, body, detail) = call(admin, &req, &segs).await;
+    audit(what, named, status, &detail);
+    (status, body, None)
+}
+
+/// An authorised call: (status, JSON body, a word for the audit log).
+async fn call(admin: &Admin, req: &Request, segs: &[&str]) -> (u16, serde_json::Value, String) {
     let journal = admin.services.journal.as_ref();
     let rows = |q: Query| async move {
         match journal {
-            None => (404, json!({"error": "this switch runs without a journal"})),
+            None => (404, json!({"error": "this switch runs without a journal"}), String::new()),
             Some(j) => match j.query(q).await {
-                Ok(r) => (200, json!(r)),
-                Err(e) => (500, json!({"error": e.to_string()})),
+                Ok(r) => {
+                    let n = r.len();
+                    (200, json!(r), format!("{n} rows"))
+                }
+                Err(e) => (500, json!({"error": e.to_string()}), "journal error".into()),
             },
         }
     };
     let q = |k: &str| req.query.get(k).map(String::as_str).filter(|v| ok_ident(v));
-    match (req.method.as_str(), segs.as_slice()) {
-        ("GET", ["transactions"]) => match (q("rrn"), q("terminal"), q("stan"), q("date")) {
+    match segs {
+        ["transactions"] => match (q("rrn"), q("terminal"), q("stan"), req.query.get("date")) {
             (Some(rrn), ..) => rows(Query::ByRrn(rrn.to_string())).await,
-            (None, Some(t), Some(s), Some(d)) => {
-                rows(Query::ByTerminalStan { terminal: t.into(), stan: s.into(), date: d.into() }).await
+            (None, _, _, Some(d)) if !ok_date(d) => {
+                (400, json!({"error": "date must be a day as YYYYMMDD, e.g. 20261207"}), "bad date".into())
             }
-            _ => (400, json!({"error": "give rrn, or terminal, stan and date"})),
+            (None, Some(t), Some(s), Some(d)) => {
+                rows(Query::ByTerminalStan { terminal: t.into(), stan: s.into(), date: d.clone() }).await
+            }
+            _ => (400, json!({"error": "give rrn, or terminal, stan and date"}), "bad query".into()),
         },
-        ("GET", ["terminals", t, "transactions"]) if ok_ident(t) => {
+        ["terminals", t, "transactions"] if ok_ident(t) => {
             let limit = q("limit").and_then(|l| l.parse::<u32>().ok()).unwrap_or(20).min(500);
             rows(Query::Recent { terminal: t.to_string(), limit }).await
         }
-        ("POST", ["terminals", t, action @ ("suspend" | "activate")]) if ok_ident(t) => {
-            let suspend = *action == "suspend";
-            let changed = admin.services.router.set_suspended(t, suspend);
-            tracing::info!(terminal = %t, suspend, changed, "terminal status changed by an operator");
-            (200, json!({"terminal": t, "suspended": suspend, "changed": changed}))
+        ["terminals", t, action @ ("suspend" | "activate")] if ok_ident(t) => {
+            set_suspended(admin, t, *action == "suspend").await
         }
-        ("POST", ["rules", "reload"]) => match &admin.rules_dir {
-            None => (409, json!({"error": "no rule directory is configured (rules = ...)"})),
+        ["rules", "reload"] => match &admin.rules_dir {
+            None => {
+                (409, json!({"error": "no rule directory is configured (rules = ...)"}), "no rules".into())
+            }
             Some(dir) => {
                 let (s, d) = (admin.services.clone(), dir.clone());
                 match tokio::task::spawn_blocking(move || s.reload_rules(&d)).await {
-                    Ok(Ok(summary)) => (200, json!({"reloaded": format!("{summary:?}")})),
-                    Ok(Err(e)) => (422, json!({"error": e.to_string()})),
-                    Err(e) => (500, json!({"error": e.to_string()})),
+                    Ok(Ok(summary)) => {
+                        let suspended = admin.services.router.suspended_terminals().len();
+                        let detail = format!(
+                            "{} terminals, {} merchants, {} routes, {suspended} suspended",
+                            summary.terminals, summary.merchants, summary.routes
+                        );
+                        (200, json!({"reloaded": summary, "suspended_by_operator": suspended}), detail)
+                    }
+                    Ok(Err(e)) => (422, json!({"error": e.to_string()}), "refused".into()),
+                    Err(e) => (500, json!({"error": e.to_string()}), "failed".into()),
                 }
             }
         },
-        _ => (404, json!({"error": "no such call"})),
+        _ => {
+            (400, json!({"error": "a terminal id is letters, digits, - and _, at most 40"}), "bad id".into())
+        }
+    }
+}
+
+/// Suspend or activate a terminal the registry knows (an open estate knows every one; an
+/// activation also finds a terminal suspended before it left the registry).
+async fn set_suspended(admin: &Admin, t: &str, suspend: bool) -> (u16, serde_json::Value, String) {
+    let router = &admin.services.router;
+    let rules = router.rules();
+    let known = rules.registry.terminal(t.as_bytes()).is_some()
+        || rules.registry.unknown.is_some()
+        || (!suspend && router.suspended_terminals().contains(t));
+    if !known {
+        return (404, json!({"error": "no such terminal in the registry"}), "unknown terminal".into());
+    }
+    let (s, id) = (admin.services.clone(), t.to_string());
+    match tokio::task::spawn_blocking(move || s.suspensions.set(&s.router, &id, suspend)).await {
+        Ok(Ok(changed)) => {
+            let persisted = admin.services.suspensions.path().is_some();
+            let word = if suspend { "suspended" } else { "activated" };
+            let detail = if changed { word.to_string() } else { format!("already {word}") };
+            (
+                200,
+                json!({"terminal": t, "suspended": suspend, "changed": changed, "persisted": persisted}),
+                detail,
+            )
+        }
+        Ok(Err(e)) => (500, json!({"error": e.to_string()}), "state file error".into()),
+        Err(e) => (500, json!({"error": e.to_string()}), "failed".into()),
     }
 }
 
@@ -191,5 +318,28 @@ mod tests {
         assert!(parse("").is_none());
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
         assert!(ok_ident("10000001") && !ok_ident("a' OR 1=1") && !ok_ident(""));
+    }
+
+    #[test]
+    fn dates_and_routes() {
+        for (d, ok) in [
+            ("20261207", true),
+            ("20240229", true),
+            ("20230229", false),
+            ("2026-12-07", false),
+            ("20261307", false),
+            ("20261200", false),
+            ("2026120", false),
+            ("２０２６１２０", false),
+        ] {
+            assert_eq!(ok_date(d), ok, "{d}");
+        }
+        assert_eq!(
+            route_of(&["terminals", "T1", "suspend"]),
+            Some(("/terminals/{terminal}/suspend", "POST"))
+        );
+        assert_eq!(route_of(&["terminals", "T1"]), None);
+        let at = utc_now();
+        assert_eq!((at.len(), &at[10..11], &at[23..]), (24, "T", "Z"), "{at}");
     }
 }

@@ -428,7 +428,10 @@ impl Config {
             let (line, column, key) = match e.span() {
                 Some(span) => {
                     let (l, c) = line_col(text, span.start);
-                    let key = text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_string();
+                    // A type error's span is the value: name the key written before it.
+                    let key = key_before(text, span.start).unwrap_or_else(|| {
+                        text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_string()
+                    });
                     (l, c, key)
                 }
                 None => (1, 1, String::new()),
@@ -555,6 +558,37 @@ impl Config {
     }
 }
 
+/// The dotted key whose value starts at `offset` (`issuer.link.window` for `window = "big"`
+/// under `[[issuer.link]]`, `listener.frame.length` for an inline table), when the line
+/// reads `key = ` up to there; `None` when `offset` is at a key, not a value.
+fn key_before(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let prefix = before.get(line_start..)?;
+    let ident = |s: &str| {
+        let s = s.trim().trim_matches('"');
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'))
+            .then(|| s.to_string())
+    };
+    // Every `name =` on the line before the value: an inline table nests its keys.
+    let mut keys = Vec::new();
+    let mut rest = prefix;
+    while let Some(eq) = rest.find('=') {
+        let name = rest.get(..eq)?.rsplit(['{', ',']).next()?;
+        keys.push(ident(name)?);
+        rest = rest.get(eq + 1..)?;
+    }
+    if keys.is_empty()
+        || !rest.trim().trim_start_matches('{').trim().is_empty() && !rest.trim().ends_with('[')
+    {
+        return None;
+    }
+    // The table the line is in: the last `[name]` or `[[name]]` header above it.
+    let table = before.get(..line_start)?.lines().rev().map(str::trim).find(|l| l.starts_with('['));
+    let table = table.map(|h| h.trim_matches(['[', ']']).trim().to_string()).filter(|h| !h.is_empty());
+    Some(table.into_iter().chain(keys).collect::<Vec<_>>().join("."))
+}
+
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, at: usize) -> (usize, usize) {
     let before = text.get(..at).unwrap_or(text);
@@ -633,7 +667,7 @@ issuer = "a"
         let cases: &[(&str, usize, &str)] = &[
             ("metrics = \"127.0.0.1:1\"\nbogus = 1\n", 2, "bogus"),
             ("[[listener]]\naddr = \"127.0.0.1:1\"\nmax_conections = 3\n", 3, "max_conections"),
-            ("[[listener]]\naddr = \"not an address\"\n", 2, "not an address"),
+            ("[[listener]]\naddr = \"not an address\"\n", 2, "listener.addr"),
             ("[[listener]]\naddr = \"127.0.0.1:1\"\nspec = \"nope\"\n", 3, "spec"),
             (
                 "[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n[[route]]\nprefix = \"4\"\nissuer = \"b\"\n",
@@ -646,6 +680,19 @@ issuer = "a"
                 "match_key",
             ),
             ("[[listener]]\naddr = \"127.0.0.1:1\"\nframe = { length = \"bcd3\" }\n", 3, "bcd3"),
+            // A type error names the key, with its table, not only the value.
+            (
+                "[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\nwindow = \"big\"\n",
+                5,
+                ": issuer.link.window: invalid type",
+            ),
+            (
+                "[[listener]]\naddr = \"127.0.0.1:1\"\nframe = { length = 7 }\n",
+                3,
+                ": listener.frame.length: ",
+            ),
+            ("[ops]\nmax_connections = -3\n", 2, ": ops.max_connections: "),
+            ("switch_id = 7\n", 1, ": switch_id: invalid type"),
         ];
         for (text, line, key) in cases {
             let e = Config::parse("bad.toml", text).unwrap_err();

@@ -9,7 +9,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram};
+use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,8 @@ pub const END_TO_END_LATENCY_SECONDS: &str = "isoswitch_end_to_end_latency_secon
 pub const INFLIGHT: &str = "isoswitch_inflight";
 pub const TERMINAL_CONNECTIONS: &str = "isoswitch_terminal_connections";
 pub const ISSUER_UP: &str = "isoswitch_issuer_up";
+pub const ISSUER_LINKS_UP: &str = "isoswitch_issuer_links_up";
+pub const BUILD_INFO: &str = "isoswitch_build_info";
 pub const SAF_DEPTH: &str = "isoswitch_saf_depth";
 pub const SHED_TOTAL: &str = "isoswitch_shed_total";
 pub const DECODE_ERRORS_TOTAL: &str = "isoswitch_decode_errors_total";
@@ -84,6 +86,7 @@ pub fn install() -> Option<PrometheusHandle> {
             for outcome in REPEAT_OUTCOMES {
                 counter!(REPEATS_TOTAL, "outcome" => outcome).absolute(0);
             }
+            gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             Some(handle)
         })
         .clone()
@@ -104,7 +107,9 @@ fn describe() {
     );
     describe_gauge!(INFLIGHT, "Requests waiting for an issuer's reply.");
     describe_gauge!(TERMINAL_CONNECTIONS, "Open terminal connections.");
-    describe_gauge!(ISSUER_UP, "Links of the issuer that are connected and signed on.");
+    describe_gauge!(ISSUER_UP, "1 while at least one link of the issuer is connected and signed on, else 0.");
+    describe_gauge!(ISSUER_LINKS_UP, "Links of the issuer that are connected and signed on.");
+    describe_gauge!(BUILD_INFO, "Always 1; the label says which version of isoswitch runs.");
     describe_gauge!(SAF_DEPTH, "Store-and-forward messages waiting for the issuer.");
     describe_counter!(
         SHED_TOTAL,
@@ -202,6 +207,103 @@ fn describe() {
         SAF_HELD,
         "Reversals held in memory only, because the store-and-forward store could not take them."
     );
+}
+
+/// The reasons of `isoswitch_issuer_reply_rejected_total`, shown at zero from the start.
+pub const REJECT_REASONS: [&str; 5] = ["mti", "echo", "missing_echo", "missing_rc", "unknown_rc"];
+
+/// Show every counter at zero from the start, for the configured issuers (a counter that
+/// first appears when it first counts breaks `rate()` and alerts on it). Adds zero: a
+/// counter that has already counted keeps its value.
+pub fn zero_counters<'a>(issuers: impl IntoIterator<Item = &'a str>) {
+    for c in [
+        DECODE_ERRORS_TOTAL,
+        JOURNAL_WRITE_ERRORS_TOTAL,
+        LATE_ANSWERS_TOTAL,
+        MAC_FAILURES_TOTAL,
+        PIN_REFUSED_TOTAL,
+        FRAME_ERRORS_TOTAL,
+        REFUSED_CONNECTIONS_TOTAL,
+    ] {
+        counter!(c).increment(0);
+    }
+    counter!(ACCEPT_ERRORS_TOTAL, "listener" => "terminal").increment(0);
+    for issuer in issuers {
+        for c in [
+            INDOUBT_REVERSED_TOTAL,
+            ADMISSION_OVERFLOW_TOTAL,
+            ISSUER_UNEXPECTED_MESSAGES_TOTAL,
+            UNMATCHED_REPLIES_TOTAL,
+            TIMEOUTS_TOTAL,
+            LINK_CONNECTS_TOTAL,
+            REVERSALS_QUEUED_TOTAL,
+            SAF_SENT_TOTAL,
+            SAF_ACKED_TOTAL,
+            LATE_REPLIES_TOTAL,
+            FAILOVER_TOTAL,
+            REVERSAL_STORE_LATE_TOTAL,
+        ] {
+            counter!(c, "issuer" => issuer.to_string()).increment(0);
+        }
+        counter!(RESPONSES_TOTAL, "issuer" => issuer.to_string(), "rc" => "00").increment(0);
+        for reason in REJECT_REASONS {
+            counter!(ISSUER_REPLY_REJECTED_TOTAL, "issuer" => issuer.to_string(), "reason" => reason)
+                .increment(0);
+        }
+        for class in CLASSES {
+            counter!(ADMITTED_AFTER_WAIT_TOTAL, "issuer" => issuer.to_string(), "class" => class)
+                .increment(0);
+        }
+    }
+}
+
+/// `isoswitch_issuer_up{issuer}` (0/1) and `isoswitch_issuer_links_up{issuer}` (how many),
+/// one per issuer name in the process, fed by that issuer's links as they come and go.
+/// The gauges are looked up at each change (rare), not kept: a handle made before the
+/// recorder was installed would stay a no-op.
+pub struct IssuerUp {
+    issuer: String,
+    /// Links up; the lock also orders the two gauges' updates so they never disagree.
+    links: std::sync::Mutex<usize>,
+}
+
+impl IssuerUp {
+    /// The one for `issuer`, its gauges shown at their current value.
+    pub fn of(issuer: &str) -> Arc<IssuerUp> {
+        static ALL: OnceLock<std::sync::Mutex<std::collections::HashMap<String, Arc<IssuerUp>>>> =
+            OnceLock::new();
+        let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let u = all
+            .entry(issuer.to_string())
+            .or_insert_with(|| {
+                Arc::new(IssuerUp { issuer: issuer.to_string(), links: std::sync::Mutex::new(0) })
+            })
+            .clone();
+        drop(all);
+        u.change(|_| {});
+        u
+    }
+
+    fn change(&self, f: impl FnOnce(&mut usize)) {
+        let mut n = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut n);
+        gauge!(ISSUER_LINKS_UP, "issuer" => self.issuer.clone()).set(*n as f64);
+        gauge!(ISSUER_UP, "issuer" => self.issuer.clone()).set(if *n > 0 { 1.0 } else { 0.0 });
+    }
+
+    pub fn link_up(&self) {
+        self.change(|n| *n = n.saturating_add(1));
+    }
+
+    pub fn link_down(&self) {
+        self.change(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl std::fmt::Debug for IssuerUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerUp").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
 }
 
 const KNOWN_MTIS: [&str; 12] =

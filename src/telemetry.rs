@@ -1,4 +1,6 @@
-//! Logging: `tracing` events to stderr, filtered by `RUST_LOG` (default `info`). Log
+//! Logging: `tracing` events to stderr, filtered by `RUST_LOG` (default `info`), as text
+//! (colour only when stderr is a terminal: a file or a journal gets no escape codes) or as
+//! one JSON object per line for log shippers (`--log-format json`). Log
 //! lines never carry a PAN, track data or PIN block: callers log messages through
 //! `Message`'s masking `Debug` or log no field values at all. Events that a peer can
 //! repeat at will (a connection dropped, a frame that does not decode) go through a
@@ -11,10 +13,30 @@ use std::time::{Duration, Instant};
 
 use tracing_subscriber::EnvFilter;
 
-/// Install the stderr subscriber; harmless if one is already installed.
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only when stderr is a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
+}
+
+/// Install the stderr subscriber as text; harmless if one is already installed.
 pub fn init() {
+    init_with(LogFormat::Text);
+}
+
+/// Install the stderr subscriber in `format`; harmless if one is already installed.
+pub fn init_with(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => fmt.json().with_current_span(false).try_init(),
+    };
 }
 
 /// How often a throttled event is logged at most (after its first occurrence).

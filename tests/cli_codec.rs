@@ -66,7 +66,59 @@ fn a_bad_line_is_reported_and_the_rest_still_decode() {
     assert!(e["error"].as_str().unwrap().contains("field 2"));
     let e: Value = serde_json::from_str(&lines[2]).unwrap();
     assert!(e["error"].as_str().unwrap().contains("not hex"));
+    assert_eq!(
+        (e["field"].clone(), e["part"].clone(), e["offset"].clone()),
+        (0.into(), "hex".into(), 0.into())
+    );
     assert!(serde_json::from_str::<Value>(&lines[3]).unwrap()["mti"].is_string());
+}
+
+/// Output line N answers input line N: an empty line, a line that is not hex, an odd
+/// count of digits and a line that is not UTF-8 each get their error object in place.
+#[test]
+fn every_input_line_gets_exactly_one_output_line() {
+    let good = vectors("valid_spec87ascii.jsonl", 1)[0]["hex"].as_str().unwrap().to_string();
+    let mut input = format!("{good}\n\n3032zz30\n303\n   \n").into_bytes();
+    input.extend_from_slice(b"30\xff31\n");
+    input.extend_from_slice(format!("{good}\n").as_bytes());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isoswitch"))
+        .args(["decode", "--spec", "iso87ascii"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start isoswitch");
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert!(lines[0]["mti"].is_string() && lines[6]["mti"].is_string());
+    // (line, offset of the first bad character, words in the error)
+    for (i, offset, words) in
+        [(1, 0, "empty"), (2, 4, "'z'"), (3, 3, "odd"), (4, 0, "empty"), (5, 2, "UTF-8")]
+    {
+        let e = &lines[i];
+        assert_eq!(e["field"], 0, "line {i}: {e}");
+        assert_eq!(e["part"], "hex", "line {i}: {e}");
+        assert_eq!(e["offset"], offset, "line {i}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(words), "line {i}: {e}");
+    }
+}
+
+#[test]
+fn encode_answers_an_empty_line_in_place() {
+    let input = "{\"mti\":\"0800\",\"fields\":{\"11\":\"000001\"}}\n\n{\"mti\":\"0800\",\"fields\":{\"11\":\"000002\"}}\n";
+    let (code, lines, _) = run(&["encode", "--spec", "iso87ascii"], input);
+    assert_eq!(code, 1);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let e: Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(
+        (e["field"].clone(), e["part"].clone(), e["offset"].clone()),
+        (0.into(), "json".into(), 0.into())
+    );
+    assert!(lines[0].starts_with("30383030") && lines[2].starts_with("30383030"), "{lines:?}");
 }
 
 #[test]
@@ -98,6 +150,7 @@ fn encode_refuses_bad_values_naming_the_field() {
     assert_eq!(e["field"], 4);
     let e: Value = serde_json::from_str(&lines[1]).unwrap();
     assert!(e["error"].as_str().unwrap().contains("not JSON"));
+    assert_eq!(e["part"], "json");
 }
 
 #[test]

@@ -260,9 +260,9 @@ async fn batch_settlement_balances_against_the_journal_and_settle_adds_up() {
     let v = settle_today(&e.journal);
     let r = rows(&e.journal);
     let fees: i64 = r.iter().map(|x| x.4).sum();
-    assert_eq!(v["totals"]["gross"], total as i64);
-    assert_eq!(v["totals"]["fees"], fees);
-    assert_eq!(v["totals"]["net"], total as i64 - fees);
+    assert_eq!(v["totals"]["gross_minor"], total as i64);
+    assert_eq!(v["totals"]["fees_minor"], fees);
+    assert_eq!(v["totals"]["net_minor"], total as i64 - fees);
     assert_eq!(v["totals"]["count"], 4);
     assert_eq!(v["lines"][0]["merchant_id"], RESTAURANT_MID);
 }
@@ -418,10 +418,10 @@ async fn a_days_traffic_over_every_fee_class_settles_to_the_journal_exactly() {
     let refunds = sum("SELECT sum(amount) FROM transactions WHERE rc = '00' AND txn_type = 'refund'");
     let fees =
         sum("SELECT sum(fee) FROM transactions WHERE rc = '00' AND txn_type IN ('purchase', 'refund')");
-    assert_eq!(v["totals"]["gross"], gross);
-    assert_eq!(v["totals"]["refunds"], refunds);
-    assert_eq!(v["totals"]["fees"], fees);
-    assert_eq!(v["totals"]["net"], gross - refunds - fees);
+    assert_eq!(v["totals"]["gross_minor"], gross);
+    assert_eq!(v["totals"]["refunds_minor"], refunds);
+    assert_eq!(v["totals"]["fees_minor"], fees);
+    assert_eq!(v["totals"]["net_minor"], gross - refunds - fees);
     // Per merchant too, and every fee class shows: 60 bp, 38 bp, 0 bp at least.
     let mut rates = std::collections::BTreeSet::new();
     for (_, mid) in shops {
@@ -434,8 +434,8 @@ async fn a_days_traffic_over_every_fee_class_settles_to_the_journal_exactly() {
         let lines: Vec<&serde_json::Value> =
             v["lines"].as_array().unwrap().iter().filter(|l| l["merchant_id"] == mid).collect();
         assert!(!lines.is_empty(), "{mid} settles");
-        assert_eq!(lines.iter().map(|l| l["gross"].as_i64().unwrap()).sum::<i64>(), g, "{mid} gross");
-        assert_eq!(lines.iter().map(|l| l["fees"].as_i64().unwrap()).sum::<i64>(), f, "{mid} fees");
+        assert_eq!(lines.iter().map(|l| l["gross_minor"].as_i64().unwrap()).sum::<i64>(), g, "{mid} gross");
+        assert_eq!(lines.iter().map(|l| l["fees_minor"].as_i64().unwrap()).sum::<i64>(), f, "{mid} fees");
         let mut q = c
             .prepare(&format!("SELECT amount, fee FROM transactions WHERE rc = '00' AND txn_type = 'purchase' AND merchant_id = '{mid}'"))
             .unwrap();

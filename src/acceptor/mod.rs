@@ -14,6 +14,7 @@ pub mod repeats;
 pub mod reply;
 pub mod security;
 pub mod service;
+pub mod suspensions;
 
 pub use cup::read_request_fields;
 
@@ -216,6 +217,7 @@ pub async fn serve_with(
         None => (None, None),
     };
     let issuers = Arc::new(Issuers::start_logged(&cfg.issuers, cfg.timeouts, saf, indoubt, &links_stop)?);
+    m::zero_counters(cfg.issuers.iter().map(|i| i.name.as_str()));
     let rules = services.router.rules();
     let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
     issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);

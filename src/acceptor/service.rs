@@ -31,6 +31,8 @@ pub enum ServiceError {
     Journal(#[from] crate::journal::StoreError),
     #[error("rules route to issuer `{0}`, which the configuration does not define")]
     UnknownIssuer(String),
+    #[error("{0}")]
+    Suspensions(#[from] super::suspensions::SuspensionError),
 }
 
 /// The routing core, the journal and how issuer names map to connections.
@@ -54,6 +56,8 @@ pub struct Services {
     issuer_index: HashMap<String, usize>,
     /// The terminal keys answered and in flight: retransmissions are never forwarded twice.
     pub repeats: Arc<Repeats>,
+    /// The operator's suspensions and the state file that keeps them across restarts.
+    pub suspensions: super::suspensions::Suspensions,
 }
 
 impl std::fmt::Debug for Services {
@@ -124,6 +128,8 @@ impl Services {
         s.shared = cfg.journal_url.is_some();
         s.journal_cfg = journal_cfg;
         s.saf_given = saf_given;
+        s.suspensions = super::suspensions::Suspensions::new(super::suspensions::state_path(cfg));
+        s.suspensions.apply(&s.router)?;
         Ok(s)
     }
 
@@ -154,12 +160,14 @@ impl Services {
             commit_us: std::sync::atomic::AtomicU64::new(0),
             switch_id: cfg.switch_id.clone(),
             issuer_index,
+            suspensions: Default::default(),
         })
     }
 
-    /// Load the rule directory `dir` and swap it in (SIGHUP, admin API). Refused, with the
-    /// running rules staying in force, when a file is bad or a route names an issuer the
-    /// configuration does not define. Blocking (reads files).
+    /// Load the rule directory `dir` and swap it in (SIGHUP, admin API), with the operator's
+    /// suspensions read again from their state file. Refused, with the running rules staying
+    /// in force, when a file is bad or a route names an issuer the configuration does not
+    /// define. Blocking (reads files).
     pub fn reload_rules(&self, dir: &std::path::Path) -> Result<route::RuleSummary, ServiceError> {
         let rules = RuleSet::load_dir(dir)?;
         if let Some(name) = unknown_issuer(&rules, &self.issuer_index) {
@@ -170,6 +178,7 @@ impl Services {
                 message: format!("issuer `{name}` is not configured in the switch"),
             }));
         }
+        self.suspensions.apply(&self.router)?;
         Ok(self.router.replace(rules))
     }
 

@@ -1,6 +1,8 @@
 //! `isoswitch decode` and `isoswitch encode`: hex lines in, JSON lines out, and back.
-//! A bad line yields `{"error": "...", "field": N, "offset": K}` on its own output line
-//! and the tool carries on; the exit status is 1 if any line failed.
+//! Output line N always answers input line N (an empty line too), so a caller can zip
+//! the two streams: a bad line yields `{"error": "...", "field": N, "part": "...",
+//! "offset": K}` on its own output line and the tool carries on; the exit status is 1 if
+//! any line failed.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
@@ -39,6 +41,24 @@ fn load_spec(name: &str) -> Result<Arc<Spec>, ExitCode> {
     })
 }
 
+/// Why a line is not a message before any field is read: field 0, part `hex` (decode) or
+/// `json` (encode), offset in characters of the line.
+fn line_error(msg: &str, part: &str, offset: usize) -> String {
+    error_line(msg, Some(0), Some(part.to_string()), Some(offset))
+}
+
+/// Why `line` is not hex: the first character that is not a hex digit (its offset in
+/// characters), else an odd count of digits (offset: the line's length).
+fn hex_problem(line: &str) -> (String, usize) {
+    match line.char_indices().enumerate().find(|(_, (_, c))| !c.is_ascii_hexdigit()) {
+        Some((at, (_, c))) if c.is_ascii_graphic() => {
+            (format!("line is not hex: '{c}' is not a hex digit"), at)
+        }
+        Some((at, _)) => ("line is not hex: a character is not a hex digit".to_string(), at),
+        None => ("line is not hex: odd number of hex digits".to_string(), line.chars().count()),
+    }
+}
+
 fn error_line(msg: &str, field: Option<u16>, part: Option<String>, offset: Option<usize>) -> String {
     let mut v = json!({"error": msg, "field": field, "offset": offset});
     if let Some(p) = part {
@@ -49,7 +69,13 @@ fn error_line(msg: &str, field: Option<u16>, part: Option<String>, offset: Optio
 
 /// Decode one hex line into its output line; `Err` holds the error line.
 pub fn decode_line(spec: &Arc<Spec>, line: &str, mask: bool, with_tlv: bool) -> Result<String, String> {
-    let bytes = hex_to_bytes(line).map_err(|off| error_line("line is not hex", None, None, Some(off)))?;
+    if line.is_empty() {
+        return Err(line_error("empty line: no message", "hex", 0));
+    }
+    let bytes = hex_to_bytes(line).map_err(|_| {
+        let (msg, at) = hex_problem(line);
+        line_error(&msg, "hex", at)
+    })?;
     let m = Message::decode(spec, Bytes::from(bytes)).map_err(|e| {
         error_line(&e.to_string(), Some(e.part.number()), Some(e.part.to_string()), Some(e.offset))
     })?;
@@ -82,14 +108,16 @@ pub fn decode(a: DecodeArgs) -> ExitCode {
         Ok(s) => s,
         Err(c) => return c,
     };
-    run_lines(|line| decode_line(&spec, line, a.mask, a.tlv))
+    run_lines("hex", |line| decode_line(&spec, line, a.mask, a.tlv))
 }
 
 /// Encode one JSON line into a hex line; `Err` holds the error line.
 pub fn encode_line(spec: &Arc<Spec>, line: &str) -> Result<String, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| {
-        error_line(&format!("line is not JSON: {e}"), None, None, Some(e.column().saturating_sub(1)))
-    })?;
+    if line.is_empty() {
+        return Err(line_error("empty line: no message", "json", 0));
+    }
+    let v: Value = serde_json::from_str(line)
+        .map_err(|e| line_error(&format!("line is not JSON: {e}"), "json", e.column().saturating_sub(1)))?;
     let m = mjson::from_json(spec, &v)
         .map_err(|e| error_line(&e.to_string(), Some(e.part.number()), Some(e.part.to_string()), None))?;
     let mut out = BytesMut::new();
@@ -103,28 +131,38 @@ pub fn encode(a: EncodeArgs) -> ExitCode {
         Ok(s) => s,
         Err(c) => return c,
     };
-    run_lines(|line| encode_line(&spec, line))
+    run_lines("json", |line| encode_line(&spec, line))
 }
 
-fn run_lines(mut f: impl FnMut(&str) -> Result<String, String>) -> ExitCode {
+fn run_lines(part: &str, mut f: impl FnMut(&str) -> Result<String, String>) -> ExitCode {
     let stdin = io::stdin();
     let stdout = io::stdout();
+    let mut input = stdin.lock();
     let mut out = BufWriter::new(stdout.lock());
     let mut failed = false;
-    for line in stdin.lock().lines() {
-        let line = match line {
-            Ok(l) => l,
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        match input.read_until(b'\n', &mut raw) {
+            Ok(0) => break,
+            Ok(_) => {}
             Err(e) => {
                 eprintln!("isoswitch: reading stdin: {e}");
                 failed = true;
                 break;
             }
-        };
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
         }
-        let text = f(line).unwrap_or_else(|err| {
+        // Every input line is answered, an empty or non-UTF-8 one too (by an error
+        // object): skipping one would shift every later answer off its question.
+        let answer = match std::str::from_utf8(&raw) {
+            Ok(line) => f(line.trim()),
+            Err(e) => {
+                let at =
+                    String::from_utf8_lossy(raw.get(..e.valid_up_to()).unwrap_or_default()).chars().count();
+                Err(line_error("line is not UTF-8 text", part, at))
+            }
+        };
+        let text = answer.unwrap_or_else(|err| {
             failed = true;
             err
         });

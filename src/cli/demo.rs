@@ -94,10 +94,6 @@ async fn issuer(stop: &CancellationToken) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-fn yuan(fen: i64) -> String {
-    format!("{}{}.{:02}", if fen < 0 { "-" } else { "" }, fen.abs() / 100, fen.abs() % 100)
-}
-
 async fn demo(a: DemoArgs) -> Result<(), String> {
     let stop = CancellationToken::new();
     let (ia, ib) = (issuer(&stop).await?, issuer(&stop).await?);
@@ -154,9 +150,8 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
     let approved = rows.iter().filter(|r| r.rc == "00").count();
     let fees: i64 = rows.iter().map(|r| r.fee).sum();
     println!(
-        "journal: {} transactions recorded, {approved} approved, fees collected {} yuan",
+        "journal: {} transactions recorded, {approved} approved, fees_minor {fees} (minor units: fen)",
         rows.len(),
-        yuan(fees)
     );
     println!(
         "  ({}; query it with sqlite3, settle it with `isoswitch settle --journal {} --date {date} --utc-offset-minutes {offset}`)",
@@ -164,20 +159,16 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
         journal_path.display()
     );
     let lines = settle::settle(&rows, &date, &[12 * 60, 18 * 60], offset).map_err(|e| e.to_string())?;
-    println!("\nmerchant settlement for {date}:");
+    // The same columns, in the same unit, as `isoswitch settle`.
+    println!("\nmerchant settlement for {date} (money in minor units, fen):");
     println!(
-        "  {:<16} {:>5} {:>7} {:>14} {:>10} {:>14}",
-        "merchant", "cycle", "count", "gross", "fees", "net"
+        "  {:<16} {:>5} {:>12} {:>7} {:>14} {:>14} {:>12} {:>14}",
+        "merchant_id", "cycle", "window", "count", "gross_minor", "refunds_minor", "fees_minor", "net_minor"
     );
     for l in &lines {
         println!(
-            "  {:<16} {:>5} {:>7} {:>14} {:>10} {:>14}",
-            l.merchant_id,
-            l.cycle,
-            l.count,
-            yuan(l.gross - l.refunds),
-            yuan(l.fees),
-            yuan(l.net)
+            "  {:<16} {:>5} {:>12} {:>7} {:>14} {:>14} {:>12} {:>14}",
+            l.merchant_id, l.cycle, l.window, l.count, l.gross, l.refunds, l.fees, l.net
         );
     }
     if report.mismatches > 0 {

@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// Deadline of the first issuer's links, in milliseconds.
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object
+    /// per line, for log shippers).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 /// The configuration `run` would use: file or default, then the flags.
@@ -91,7 +95,7 @@ pub fn effective_config(a: &RunArgs) -> Result<Config, String> {
 }
 
 pub fn run(a: RunArgs) -> ExitCode {
-    crate::telemetry::init();
+    crate::telemetry::init_with(a.log_format);
     let cfg = match effective_config(&a) {
         Ok(c) => c,
         Err(e) => {

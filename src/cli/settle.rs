@@ -1,5 +1,8 @@
 //! `isoswitch settle`: per-merchant settlement of one business day from the journal, as
-//! CSV or JSON on stdout.
+//! CSV or JSON on stdout. Money is integer minor units (fen for CNY) and every money
+//! column says so (`gross_minor`). Without `--date` it settles the last complete business
+//! day in the estate's time zone (`--utc-offset-minutes`, else the registry's in `--rules`,
+//! else UTC, said on stderr); a day with nothing to settle is said on stderr and exits 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +27,8 @@ pub struct SettleArgs {
     /// PostgreSQL connection string instead of a SQLite file.
     #[arg(long, conflicts_with = "journal")]
     pub postgres: Option<String>,
-    /// Business day to settle (YYYYMMDD); default: yesterday.
+    /// Business day to settle (YYYYMMDD); default: the last complete business day (yesterday
+    /// in the estate's time zone).
     #[arg(long)]
     pub date: Option<String>,
     #[arg(long, value_enum, default_value = "csv")]
@@ -32,9 +36,32 @@ pub struct SettleArgs {
     /// Cut-off times of T+0 merchants, local time, comma-separated.
     #[arg(long, default_value = "12:00,18:00")]
     pub t0_cutoffs: String,
-    /// Business time zone as minutes east of UTC (480 for China Standard Time).
-    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
-    pub utc_offset_minutes: i32,
+    /// Business time zone as minutes east of UTC (480 for China Standard Time); default:
+    /// the registry's `utc_offset_minutes` in `--rules`, else 0 (UTC).
+    #[arg(long, allow_hyphen_values = true)]
+    pub utc_offset_minutes: Option<i32>,
+    /// The switch's rule directory, for the estate's time zone (its registry's
+    /// `utc_offset_minutes`).
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+}
+
+/// The estate's offset from UTC in minutes, and where it came from (for the stderr note).
+fn utc_offset(a: &SettleArgs) -> Result<(i32, String), String> {
+    match (a.utc_offset_minutes, &a.rules) {
+        (Some(m), _) if (-1440..=1440).contains(&m) => Ok((m, "--utc-offset-minutes".into())),
+        (Some(m), _) => Err(format!("--utc-offset-minutes: {m} is not within a day of UTC")),
+        (None, Some(dir)) => {
+            let rules = crate::route::RuleSet::load_dir(dir).map_err(|e| format!("--rules: {e}"))?;
+            Ok((rules.registry.utc_offset_minutes, format!("the registry in {}", dir.display())))
+        }
+        (None, None) => Ok((0, "UTC: no --utc-offset-minutes or --rules given".into())),
+    }
+}
+
+/// The last complete business day at `now_ms`: yesterday in the estate's local time.
+pub fn last_complete_day(now_ms: i64, utc_offset_minutes: i32) -> String {
+    business_date(now_ms.saturating_sub(86_400_000), utc_offset_minutes)
 }
 
 fn parse_cutoffs(s: &str) -> Result<Vec<u32>, String> {
@@ -70,15 +97,23 @@ pub fn run(a: SettleArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let (offset, zone) = match utc_offset(&a) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
     let date = match a.date {
         Some(d) if valid_date(&d) => d,
         Some(d) => return fail(format!("--date: `{d}` is not a YYYYMMDD date")),
         None => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 .unwrap_or(0);
-            business_date(now - 86_400_000, a.utc_offset_minutes)
+            let d = last_complete_day(now, offset);
+            eprintln!(
+                "isoswitch settle: settling business day {d}, the last complete one (UTC{offset:+} min, from {zone})"
+            );
+            d
         }
     };
     let cfg = match (a.journal, a.postgres) {
@@ -99,10 +134,17 @@ pub fn run(a: SettleArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e.to_string()),
     };
-    let lines = match settle::settle(&rows, &date, &cutoffs, a.utc_offset_minutes) {
+    let lines = match settle::settle(&rows, &date, &cutoffs, offset) {
         Ok(l) => l,
         Err(e) => return fail(e.to_string()),
     };
+    if lines.is_empty() {
+        // Still a well-formed (empty) report on stdout for scripts; the person reads this.
+        eprintln!(
+            "isoswitch settle: nothing to settle for business day {date}: the journal holds no approved financial transaction that day ({} rows of any kind)",
+            rows.len()
+        );
+    }
     match a.format {
         Format::Csv => print!("{}", settle::to_csv(&lines)),
         Format::Json => {
@@ -112,10 +154,10 @@ pub fn run(a: SettleArgs) -> ExitCode {
                 "lines": lines,
                 "totals": {
                     "count": lines.iter().map(|l| l.count).sum::<u64>(),
-                    "gross": sum(|l| l.gross),
-                    "refunds": sum(|l| l.refunds),
-                    "fees": sum(|l| l.fees),
-                    "net": sum(|l| l.net),
+                    "gross_minor": sum(|l| l.gross),
+                    "refunds_minor": sum(|l| l.refunds),
+                    "fees_minor": sum(|l| l.fees),
+                    "net_minor": sum(|l| l.net),
                 }
             });
             println!("{v}");
@@ -134,5 +176,14 @@ mod tests {
         assert!(parse_cutoffs("18:00,12:00").is_err());
         assert!(parse_cutoffs("25:00").is_err());
         assert!(valid_date("20261124") && !valid_date("20261324") && !valid_date("2026112"));
+    }
+
+    #[test]
+    fn the_last_complete_day_is_yesterday_in_the_estates_time_zone() {
+        // 2026-11-24 17:00 UTC is already 2026-11-25 01:00 in Beijing (UTC+8).
+        let at = crate::civil::to_days(2026, 11, 24) * 86_400_000 + 17 * 3_600_000;
+        assert_eq!(last_complete_day(at, 0), "20261123");
+        assert_eq!(last_complete_day(at, 480), "20261124");
+        assert_eq!(last_complete_day(at, -300), "20261123");
     }
 }

@@ -105,7 +105,8 @@ pub struct Link {
     born: Instant,
     latency: Histogram,
     inflight_gauge: Gauge,
-    up_gauge: Gauge,
+    /// `isoswitch_issuer_up` and `isoswitch_issuer_links_up` of this link's issuer.
+    up_gauge: Arc<m::IssuerUp>,
 }
 
 impl std::fmt::Debug for Link {
@@ -149,7 +150,7 @@ impl Link {
             id,
             latency: histogram!(m::ISSUER_LATENCY_SECONDS, "issuer" => label.clone()),
             inflight_gauge: gauge!(m::INFLIGHT, "issuer" => label.clone()),
-            up_gauge: gauge!(m::ISSUER_UP, "issuer" => label),
+            up_gauge: m::IssuerUp::of(&label),
             issuer,
             cfg,
             rc: crate::rc::RcTable::shipped(&spec.name),
@@ -641,7 +642,7 @@ async fn serve(
         }
         signed_on = true;
         link.up.store(true, Ordering::Release);
-        link.up_gauge.increment(1.0);
+        link.up_gauge.link_up();
         let every = Duration::from_millis(link.cfg.echo_interval_ms.max(10));
         loop {
             tokio::time::sleep(every / 4).await;
@@ -662,7 +663,7 @@ async fn serve(
     }
     reader.abort();
     if link.up.swap(false, Ordering::AcqRel) {
-        link.up_gauge.decrement(1.0);
+        link.up_gauge.link_down();
     }
     let lost = link.table.purge_link(link.id);
     if lost > 0 {

@@ -18,8 +18,39 @@ pub struct PgStore {
 }
 
 fn err(e: tokio_postgres::Error) -> StoreError {
-    // The driver's message names the failing statement part, not row values.
-    StoreError::Backend(e.to_string())
+    StoreError::Backend(describe(&e))
+}
+
+/// What went wrong, in the server's own words: `tokio_postgres::Error`'s display says only
+/// "db error" for an error the server sent, so the server's message, SQLSTATE code, detail
+/// and hint are taken from it (`database "estate" does not exist (SQLSTATE 3D000)`). A
+/// detail may quote a row; journal rows never hold a full PAN, only the masked one and a
+/// keyed hash. Other errors (connecting, I/O) get their chain of causes, which says
+/// e.g. "Connection refused".
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+        if let Some(d) = db.detail() {
+            s.push_str("; detail: ");
+            s.push_str(d);
+        }
+        if let Some(h) = db.hint() {
+            s.push_str("; hint: ");
+            s.push_str(h);
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
 }
 
 impl PgStore {
@@ -41,6 +72,10 @@ impl PgStore {
                     tracing::error!(error = %e, "journal: postgres connection closed");
                 }
             });
+            // The schema statements are idempotent (`IF NOT EXISTS`): the server's NOTICE that
+            // a table "already exists, skipping" is not news, and the driver logs every notice
+            // at INFO. Warnings and errors still come.
+            client.batch_execute(QUIET_NOTICES).await.map_err(err)?;
             client.batch_execute(&store::schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
             for (col, ty) in store::ADDED_COLUMNS {
                 let sql = format!("ALTER TABLE transactions ADD COLUMN IF NOT EXISTS {col} {ty}");
@@ -52,6 +87,9 @@ impl PgStore {
         })
     }
 }
+
+/// Sent first on every connection: the server sends no notice below WARNING.
+pub const QUIET_NOTICES: &str = "SET client_min_messages = warning";
 
 /// The probe's table: empty between probes (see `Store::probe`).
 const PROBE_TABLE: &str =

@@ -279,7 +279,7 @@ impl SqlSaf {
                 Db::Sqlite(conn)
             }
             JournalConfig::Postgres { url } => {
-                let err = |e: tokio_postgres::Error| StoreError::Backend(e.to_string());
+                let err = |e: tokio_postgres::Error| StoreError::Backend(super::postgres::describe(&e));
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -292,6 +292,7 @@ impl SqlSaf {
                             tracing::error!(error = %e, "store-and-forward: postgres connection closed");
                         }
                     });
+                    client.batch_execute(super::postgres::QUIET_NOTICES).await.map_err(err)?;
                     client.batch_execute(&schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
                     Ok::<_, StoreError>(client)
                 })?;

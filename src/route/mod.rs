@@ -68,14 +68,27 @@ impl Router {
         }
     }
 
-    /// Suspend (or lift an operator's suspension of) a terminal until the process ends; a
-    /// terminal suspended in `registry.toml` stays suspended until that file changes.
+    /// Suspend (or lift an operator's suspension of) a terminal in memory (the acceptor's
+    /// state file makes it last); a terminal suspended in `registry.toml` stays suspended
+    /// until that file changes.
     /// Returns whether anything changed.
     pub fn set_suspended(&self, terminal: &str, suspended: bool) -> bool {
         let mut set = self.suspended.write().unwrap_or_else(|p| p.into_inner());
         let changed = if suspended { set.insert(terminal.to_string()) } else { set.remove(terminal) };
         self.any_suspended.store(!set.is_empty(), std::sync::atomic::Ordering::Release);
         changed
+    }
+
+    /// The terminals an operator has suspended, sorted.
+    pub fn suspended_terminals(&self) -> std::collections::BTreeSet<String> {
+        self.suspended.read().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    /// Make `terminals` the operator's suspensions (a state file read at start or reload).
+    pub fn replace_suspended(&self, terminals: impl IntoIterator<Item = String>) {
+        let mut set = self.suspended.write().unwrap_or_else(|p| p.into_inner());
+        *set = terminals.into_iter().collect();
+        self.any_suspended.store(!set.is_empty(), std::sync::atomic::Ordering::Release);
     }
 
     fn operator_suspended(&self, msg: &Message) -> bool {

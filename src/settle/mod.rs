@@ -42,7 +42,9 @@ pub fn direction(r: &TxnRecord) -> Option<Direction> {
     }
 }
 
-/// One merchant's settlement for one cycle window.
+/// One merchant's settlement for one cycle window. Money is in integer minor units of the
+/// transaction currency (fen for CNY), and the serialised names say so (`gross_minor`):
+/// one format in CSV, JSON and the demo, no floats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
     pub merchant_id: String,
@@ -50,11 +52,18 @@ pub struct Line {
     /// `day` for T+1; `HH:MM-HH:MM` for a T+0 window.
     pub window: String,
     pub count: u64,
+    #[serde(rename = "gross_minor")]
     pub gross: i64,
+    #[serde(rename = "refunds_minor")]
     pub refunds: i64,
+    #[serde(rename = "fees_minor")]
     pub fees: i64,
+    #[serde(rename = "net_minor")]
     pub net: i64,
 }
+
+/// The CSV header, and the column names of every money figure the CLI prints.
+pub const CSV_HEADER: &str = "merchant_id,cycle,window,count,gross_minor,refunds_minor,fees_minor,net_minor";
 
 /// Settlement failed: an amount overflowed (a corrupt journal, never real traffic).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,7 +132,7 @@ pub fn settle(
 
 /// CSV with a header line.
 pub fn to_csv(lines: &[Line]) -> String {
-    let mut s = String::from("merchant_id,cycle,window,count,gross,refunds,fees,net\n");
+    let mut s = format!("{CSV_HEADER}\n");
     for l in lines {
         s.push_str(&format!(
             "{},{},{},{},{},{},{},{}\n",
@@ -198,7 +207,7 @@ mod tests {
         assert_eq!((lines[2].gross, lines[2].net), (3_000, 2_989));
         let csv = to_csv(&lines);
         assert!(csv.starts_with(
-            "merchant_id,cycle,window,count,gross,refunds,fees,net\nM1,T1,day,3,15000,2000,78,12922\n"
+            "merchant_id,cycle,window,count,gross_minor,refunds_minor,fees_minor,net_minor\nM1,T1,day,3,15000,2000,78,12922\n"
         ));
     }
 }
