@@ -160,11 +160,12 @@ impl Ticket {
 }
 
 /// A slot's entry: the request's `Pending` and its key's other fields, checked exactly
-/// once the slot is won (the slot compares their hash).
+/// once the slot is won (the slot compares their hash). Boxed, and only for keys that have
+/// other fields, so that a slot fits two cache lines.
 #[derive(Debug)]
 struct Entry {
     pending: Pending,
-    extra: Bytes,
+    extra: Option<Box<Bytes>>,
 }
 
 /// One issuer's waiting requests (see the module doc for slots and map).
@@ -223,7 +224,8 @@ impl SessionTable {
     /// the entry comes back).
     pub fn insert(&self, key: Key, p: Pending) -> Result<Ticket, Pending> {
         if let Some(s) = &self.slots {
-            let entry = Entry { pending: p, extra: key.extra.clone() };
+            let extra = (!key.extra.is_empty()).then(|| Box::new(key.extra.clone()));
+            let entry = Entry { pending: p, extra };
             return match s.insert(key.stan, key.link, Self::tag(&key.extra), entry) {
                 Ok(t) => Ok(Ticket { key, slot: Some(t) }),
                 Err(e) => Err(e.pending),
@@ -246,7 +248,8 @@ impl SessionTable {
     pub fn take_reply(&self, key: &Key, mti: &[u8]) -> Option<(Pending, bool)> {
         if let Some(s) = &self.slots {
             let e = s.take_reply(key.stan, key.link, Self::tag(&key.extra))?;
-            let expected = e.pending.reply_mti == mti && e.extra == key.extra;
+            let extra = e.extra.as_deref().map_or(&[][..], |b| &b[..]);
+            let expected = e.pending.reply_mti == mti && extra == &key.extra[..];
             return Some((e.pending, expected));
         }
         self.map.remove(key).map(|(_, p)| {
@@ -315,6 +318,44 @@ mod tests {
             assert!(!mk.reads(37));
         }
         assert!(MatchKey::new(&[11, 37]).reads(37));
+    }
+
+    #[test]
+    fn a_slot_takes_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<super::super::slots::Slot<Entry>>(), 128);
+    }
+
+    #[test]
+    fn slots_match_by_stan_link_and_the_other_fields_and_leave_once() {
+        let table = SessionTable::for_key(&MatchKey::new(&[11, 41]), 16);
+        let pending = || {
+            let (reply, _) = oneshot::channel();
+            let now = Instant::now();
+            Pending {
+                reply,
+                sent: now,
+                deadline: now,
+                reply_mti: *b"0210",
+                terminal_stan: None,
+                terminal_rrn: None,
+            }
+        };
+        let key = |link, stan, extra: &'static [u8]| Key { link, stan, extra: Bytes::from_static(extra) };
+        let t = table.insert(key(1, 7, b"T1\xFF"), pending()).unwrap();
+        assert!(table.busy(7) && table.contains(&key(1, 7, b"")));
+        assert!(table.insert(key(2, 7, b"T1\xFF"), pending()).is_err(), "one request a slot");
+        assert!(table.take_reply(&key(2, 7, b"T1\xFF"), b"0210").is_none(), "another link");
+        assert!(table.take_reply(&key(1, 7, b"T2\xFF"), b"0210").is_none(), "another terminal");
+        let (_, expected) = table.take_reply(&key(1, 7, b"T1\xFF"), b"0210").unwrap();
+        assert!(expected);
+        assert!(table.take(&t).is_none(), "left once");
+        let t = table.insert(key(1, 7, b"T1\xFF"), pending()).unwrap();
+        let (_, expected) = table.take_reply(&key(1, 7, b"T1\xFF"), b"0230").unwrap();
+        assert!(!expected, "another MTI is handed over, flagged");
+        assert!(table.take(&t).is_none() && table.is_empty());
+        table.insert(key(1, 8, b""), pending()).unwrap();
+        table.insert(key(2, 9, b""), pending()).unwrap();
+        assert_eq!((table.purge_link(1), table.len()), (1, 1));
     }
 
     #[test]

@@ -72,8 +72,10 @@ pub fn contended() -> u64 {
     CONTENDED.load(Ordering::Relaxed)
 }
 
-/// One request's place.
+/// One request's place. Aligned so that neighbours (consecutive STANs, inserted and taken
+/// on different cores at once) never share a cache line.
 #[derive(Debug)]
+#[repr(align(64))]
 pub struct Slot<T> {
     word: AtomicU64,
     /// The link the request was written on; written while reserved.
