@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::clock::{transmission_time, write_digits};
 use super::indoubt::SegmentWriter;
 use super::saf::{Late, SafCtx};
-use super::session::{Key, MatchKey, Pending, SessionTable};
+use super::session::{Key, MatchKey, Pending, SessionTable, Ticket};
 pub use super::writer::Outgoing;
 use super::writer::write_loop;
 use super::{Outcome, convert, response_mti, reversal};
@@ -45,7 +45,7 @@ pub(super) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A request on its way: what the waiting side needs.
 struct Sent {
-    key: Key,
+    ticket: Ticket,
     rx: oneshot::Receiver<Box<Message>>,
     deadline: Instant,
     terminal_stan: Option<u32>,
@@ -224,7 +224,7 @@ impl Link {
     pub async fn exchange_by(&self, req: &Message, kind: Kind, deadline: Instant) -> Outcome {
         // Everything that touches a whole `Message` happens before the await, so the
         // future that waits stays small.
-        let Sent { key, mut rx, deadline, terminal_stan, stan, written } =
+        let Sent { ticket, mut rx, deadline, terminal_stan, stan, written } =
             match self.send(req, kind, deadline) {
                 Ok(sent) => sent,
                 Err(NotSent::Unavailable) => return Outcome::Unavailable,
@@ -234,7 +234,7 @@ impl Link {
             Ok(Ok(reply)) => return self.believe(req, kind, stan, reply),
             Ok(Err(_)) => Outcome::LinkLost,
             Err(_) => {
-                if self.table.take(&key).is_some() {
+                if self.table.take(&ticket).is_some() {
                     self.entry_left();
                     counter!(m::TIMEOUTS_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
                     tracing::info!(issuer = %self.issuer, link = self.id, terminal_stan, "issuer reply timed out");
@@ -248,6 +248,7 @@ impl Link {
                 }
             }
         };
+        let key = ticket.into_key();
         match (kind, written) {
             (Kind::Request, Some(body)) => {
                 // The reply wait ended the answer margin before the deadline the terminal was
@@ -383,11 +384,15 @@ impl Link {
             Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan, terminal_rrn };
         let with_rrn = kind == Kind::Request && self.spec.field(37).is_some();
         let mut body = BytesMut::new();
-        let mut key = None;
+        let mut ticket = None;
         let mut written_stan = 0;
-        // A STAN whose key is still in flight is skipped; a bounded number of tries.
-        for _ in 0..16 {
+        // A STAN whose key (or slot) is still in flight is skipped, before encoding when
+        // the table can tell; a bounded number of tries.
+        for _ in 0..64 {
             let stan = self.next_stan();
+            if self.table.busy(stan) {
+                continue;
+            }
             let mut digits = [b'0'; 6];
             write_digits(&mut digits, u64::from(stan));
             let rrn = if with_rrn { self.next_rrn() } else { [b'0'; 12] };
@@ -408,16 +413,16 @@ impl Link {
                 self.key.of_written(self.id, msg, stan)
             };
             let Some(k) = k else { return Err(NotSent::Failed) };
-            match self.table.insert(k.clone(), pending) {
-                Ok(()) => {
-                    key = Some(k);
+            match self.table.insert(k, pending) {
+                Ok(t) => {
+                    ticket = Some(t);
                     written_stan = stan;
                     break;
                 }
                 Err(p) => pending = p,
             }
         }
-        let Some(key) = key else { return Err(NotSent::Unavailable) };
+        let Some(ticket) = ticket else { return Err(NotSent::Unavailable) };
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.inflight_gauge.increment(1.0);
         let body = body.freeze();
@@ -431,12 +436,12 @@ impl Link {
             (stan, n as u8)
         });
         if self.tx.try_send(Outgoing { body, doubt }).is_err() {
-            if self.table.take(&key).is_some() {
+            if self.table.take(&ticket).is_some() {
                 self.entry_left();
             }
             return Err(NotSent::Failed);
         }
-        Ok(Sent { key, rx, deadline, terminal_stan, stan: written_stan, written })
+        Ok(Sent { ticket, rx, deadline, terminal_stan, stan: written_stan, written })
     }
 
     /// Match one frame read from the issuer.

@@ -31,6 +31,9 @@ mod link;
 pub mod reversal;
 pub mod saf;
 pub mod session;
+mod slots;
+#[cfg(test)]
+mod slots_model;
 pub mod verify;
 mod writer;
 
@@ -285,7 +288,8 @@ impl Issuer {
 pub struct Issuers {
     list: Vec<Arc<Issuer>>,
     tasks: Vec<JoinHandle<()>>,
-    table: Arc<SessionTable>,
+    /// One session table per issuer (its links share its STAN allocator).
+    tables: Vec<Arc<SessionTable>>,
 }
 
 impl Issuers {
@@ -323,7 +327,7 @@ impl Issuers {
         shutdown: &CancellationToken,
     ) -> Result<Issuers, IssuerError> {
         let indoubt = indoubt.filter(|_| saf.is_some());
-        let table = Arc::new(SessionTable::new());
+        let mut tables = Vec::with_capacity(cfgs.len());
         let mut list = Vec::with_capacity(cfgs.len());
         let mut tasks = Vec::new();
         let mut next_id = 0u32;
@@ -331,6 +335,8 @@ impl Issuers {
             let name: Arc<str> = Arc::from(ic.name.as_str());
             let fields: Vec<usize> = ic.match_key.iter().filter_map(|k| k.parse().ok()).collect();
             let key = MatchKey::new(&fields);
+            let table = Arc::new(SessionTable::for_key(&key, ic.links.iter().map(|l| l.window).sum()));
+            tables.push(table.clone());
             // Registered at zero so that dashboards see every issuer from the start.
             metrics::gauge!(crate::metrics::SAF_DEPTH, "issuer" => name.to_string()).set(0.0);
             metrics::gauge!(crate::metrics::SAF_HELD, "issuer" => name.to_string()).set(0.0);
@@ -410,7 +416,7 @@ impl Issuers {
             }
             list.push(issuer);
         }
-        Ok(Issuers { list, tasks, table })
+        Ok(Issuers { list, tasks, tables })
     }
 
     /// Forward to `primary`, or to `backup` when every link of the primary is down and
@@ -487,7 +493,7 @@ impl Issuers {
 
     /// Requests waiting in the session table, all issuers.
     pub fn pending(&self) -> usize {
-        self.table.len()
+        self.tables.iter().map(|t| t.len()).sum()
     }
 
     /// Wait (bounded) for the link tasks to end after their shutdown token fired.
@@ -566,7 +572,7 @@ mod tests {
             "[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n",
         )
         .unwrap();
-        let table = Arc::new(SessionTable::new());
+        let table = Arc::new(SessionTable::for_key(&MatchKey::new(&[11]), 64));
         let spec = crate::iso::spec::shipped("iso87ascii").unwrap();
         let stans = link::stan_allocator();
         let links = (0..n as u32)
