@@ -548,7 +548,9 @@ async fn work(ctx: Arc<ListenerCtx>, w: Box<Work>, arrival: Arrival) -> (Frame, 
         Plan::Upload => (Box::pin(svc.upload(&req, at)).await.map(Box::new), None),
         Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
         Plan::Repeat(rx) => {
-            let answer = tokio::time::timeout(WAIT_FOR_ORIGINAL, super::repeats::answer_of(rx)).await;
+            // Boxed, as every branch that waits: the timer would enlarge every request's future.
+            let answer =
+                Box::pin(tokio::time::timeout(WAIT_FOR_ORIGINAL, super::repeats::answer_of(rx))).await;
             let reply = match answer {
                 Ok(Some(a)) => repeat_reply(&req, &a),
                 // The original ended without an answer, or not in time: its outcome is

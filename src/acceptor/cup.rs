@@ -32,8 +32,28 @@ const WAIT_FOR_ORIGINAL: Duration = Duration::from_secs(60);
 /// is made by the reversal.
 #[derive(Default)]
 pub struct Pending {
-    shards: [Mutex<HashMap<PendingKey, Slot>>; 16],
+    shards: [Mutex<HashMap<PendingKey, Slot, std::hash::BuildHasherDefault<Fold>>>; 16],
     next: std::sync::atomic::AtomicU64,
+}
+
+/// A cheap hash for the in-flight map: it holds only requests in flight (bounded by the
+/// connections' in-flight caps), so a terminal choosing colliding keys slows its own
+/// listener's lookups at most, never grows anything.
+#[derive(Default)]
+struct Fold(u64);
+
+impl std::hash::Hasher for Fold {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
 }
 
 /// Field 41 (trimmed, at most 16 bytes: a longer one is cut, which only makes a reversal
@@ -65,7 +85,10 @@ impl Drop for InFlight {
 }
 
 impl Pending {
-    fn shard(&self, key: &PendingKey) -> std::sync::MutexGuard<'_, HashMap<PendingKey, Slot>> {
+    fn shard(
+        &self,
+        key: &PendingKey,
+    ) -> std::sync::MutexGuard<'_, HashMap<PendingKey, Slot, std::hash::BuildHasherDefault<Fold>>> {
         let i = (key.1 as usize ^ usize::from(key.0[key.0.len() - 1])) % self.shards.len();
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -209,6 +209,7 @@ impl Shard {
     fn get_mut(&mut self, key: &Key) -> Option<&mut Entry> {
         match self.cur.get_mut(key) {
             Some(e) => Some(e),
+            None if self.prev.is_empty() => None,
             None => self.prev.get_mut(key),
         }
     }
