@@ -163,14 +163,7 @@ impl Key {
         let stan = u32::try_from(digits(&req.text(11)?)?).ok()?;
         let tid = req.terminal_id()?;
         let tid = tid.trim_end().as_bytes();
-        let mut terminal = [0u8; 16];
-        if tid.len() <= terminal.len() {
-            terminal[..tid.len()].copy_from_slice(tid);
-        } else {
-            terminal[..8].copy_from_slice(&hasher.hash_one(tid).to_le_bytes());
-            terminal[15] = 0xff;
-        }
-        Some(Key::new(terminal, stan, when, class, hasher))
+        Some(Key::new(pack_terminal(tid, hasher), stan, when, class, hasher))
     }
 
     fn new(terminal: [u8; 16], stan: u32, when: u64, class: [u8; 4], hasher: &RandomState) -> Key {
@@ -426,6 +419,20 @@ impl Repeats {
     }
 }
 
+/// Field 41 without its trailing spaces, as a key holds it: up to 16 bytes as they are, a
+/// longer one as its hash (marked in the last byte, which no terminal id of 16 or fewer
+/// bytes padded with zeros can carry).
+fn pack_terminal(tid: &[u8], hasher: &RandomState) -> [u8; 16] {
+    let mut terminal = [0u8; 16];
+    if tid.len() <= terminal.len() {
+        terminal[..tid.len()].copy_from_slice(tid);
+    } else {
+        terminal[..8].copy_from_slice(&hasher.hash_one(tid).to_le_bytes());
+        terminal[15] = 0xff;
+    }
+    terminal
+}
+
 /// A journal row's key, as `Key::of` packs a request's.
 fn key_of_row(row: &TxnRecord, hasher: &RandomState) -> Option<Key> {
     let (class, when) = row.txn_key.as_deref()?.split_once(' ')?;
@@ -436,14 +443,7 @@ fn key_of_row(row: &TxnRecord, hasher: &RandomState) -> Option<Key> {
     };
     let stan = u32::try_from(digits(&row.stan)?).ok()?;
     let tid = row.terminal_id.trim_end().as_bytes();
-    let mut terminal = [0u8; 16];
-    if tid.len() <= terminal.len() {
-        terminal[..tid.len()].copy_from_slice(tid);
-    } else {
-        terminal[..8].copy_from_slice(&hasher.hash_one(tid).to_le_bytes());
-        terminal[15] = 0xff;
-    }
-    Some(Key::new(terminal, stan, when, class, hasher))
+    Some(Key::new(pack_terminal(tid, hasher), stan, when, class, hasher))
 }
 
 /// A key this request holds in flight: `finish` it with the terminal's answer; dropped
