@@ -57,6 +57,30 @@ pub const JOURNAL_WRITE_ERRORS_TOTAL: &str = "isoswitch_journal_write_errors_tot
 pub const SAF_HELD: &str = "isoswitch_saf_held";
 pub const LATE_ANSWERS_TOTAL: &str = "isoswitch_late_answers_total";
 
+/// The process's own resource use, under the names every Prometheus client library uses
+/// (so stock dashboards and alerts work): CPU seconds (whole seconds), resident and virtual
+/// memory, open and maximum descriptors, threads and start time. Read from `/proc/self` at
+/// each scrape; the names listed are those exported on Linux.
+pub const PROCESS_METRICS: [&str; 8] = [
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_virtual_memory_max_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_threads",
+    "process_start_time_seconds",
+];
+
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+
+/// Refresh the process metrics (`PROCESS_METRICS`); called before each render of `/metrics`.
+pub fn collect_process() {
+    if let Some(p) = PROCESS.get() {
+        p.collect();
+    }
+}
+
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
 
@@ -76,6 +100,9 @@ pub fn install() -> Option<PrometheusHandle> {
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
             describe();
+            let process = PROCESS.get_or_init(metrics_process::Collector::default);
+            process.describe();
+            process.collect();
             // Counters the contract lists are shown from the start, at zero.
             counter!(DECODE_ERRORS_TOTAL).absolute(0);
             counter!(JOURNAL_WRITE_ERRORS_TOTAL).absolute(0);
@@ -436,6 +463,7 @@ async fn answer(
     let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
     let (status, ctype, body) = match path {
         "/metrics" => {
+            collect_process();
             let body = handle.as_ref().as_ref().map(|h| h.render()).unwrap_or_default();
             ("200 OK", "text/plain; version=0.0.4", body)
         }

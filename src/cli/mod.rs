@@ -3,6 +3,8 @@
 
 mod codec_tools;
 mod demo;
+mod docs;
+mod notify;
 mod run;
 mod settle;
 mod sim;
@@ -31,6 +33,7 @@ pub enum Command {
     /// Per-merchant settlement (gross, refunds, fees, net) of one business day.
     Settle(settle::SettleArgs),
     /// Run the switch.
+    #[command(after_long_help = run::OPERATING_NOTES)]
     Run(run::RunArgs),
     /// A switch, simulated issuers and simulated terminals in one process: a short mixed
     /// workload and its summary.
@@ -39,6 +42,10 @@ pub enum Command {
     SimIssuer(sim::SimIssuerArgs),
     /// Run simulated terminals against a switch or a simulated issuer and report.
     SimTerminal(sim::SimTerminalArgs),
+    /// Write the shell completion script for SHELL (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(docs::CompletionsArgs),
+    /// Write the manual page (roff) to stdout, or every page into a directory.
+    Man(docs::ManArgs),
 }
 
 /// Run the command line; returns the process exit status.
@@ -52,5 +59,7 @@ pub fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::SimIssuer(a) => sim::sim_issuer(a),
         Command::SimTerminal(a) => sim::sim_terminal(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }

@@ -43,6 +43,20 @@ pub struct RunArgs {
     pub log_format: crate::telemetry::LogFormat,
 }
 
+/// Signals, environment and endpoints of a running switch (`isoswitch run --help`, and
+/// the EXTRA section of isoswitch-run(1)).
+pub const OPERATING_NOTES: &str = "\
+Signals: SIGTERM or SIGINT stops taking connections and drains the requests in flight; \
+SIGHUP reloads the rule directory (a bad file is refused and the running rules stay).
+
+Environment: RUST_LOG filters the log (default `info`). NOTIFY_SOCKET, set by systemd for \
+Type=notify units, receives READY=1 once the listeners are bound and the journal is open, \
+RELOADING=1 around a reload and STOPPING=1 at shutdown; WATCHDOG_USEC (WatchdogSec=) gets \
+watchdog pings.
+
+Endpoints on the metrics address: /metrics (Prometheus text), /health (200 while the process \
+runs), /ready (503 while the journal cannot write or an issuer has no link up).";
+
 /// The configuration `run` would use: file or default, then the flags.
 pub fn effective_config(a: &RunArgs) -> Result<Config, String> {
     let mut cfg = match &a.config {
@@ -124,10 +138,10 @@ pub fn run(a: RunArgs) -> ExitCode {
         // Handlers go in before the listener opens: a signal sent as soon as the switch
         // accepts connections must not take its default action (terminating the process).
         let stop_signal = StopSignal::install();
+        // SIGHUP is caught even without a rule directory: `systemctl reload` must not
+        // terminate the switch.
         #[cfg(unix)]
-        let hangup = rules_dir
-            .as_ref()
-            .and_then(|_| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok());
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let shutdown = CancellationToken::new();
         let sw = match crate::acceptor::serve(cfg, shutdown.clone()).await {
             Ok(sw) => sw,
@@ -136,13 +150,17 @@ pub fn run(a: RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let status = serving_status(&sw);
+        super::notify::ready(&status);
+        super::notify::spawn_watchdog(shutdown.clone());
         #[cfg(unix)]
-        if let (Some(dir), Some(hup)) = (rules_dir, hangup) {
-            tokio::spawn(reload_on_hangup(sw.services().clone(), dir, hup));
+        if let Some(hup) = hangup {
+            tokio::spawn(reload_on_hangup(sw.services().clone(), rules_dir, hup, status));
         }
         #[cfg(not(unix))]
         let _ = rules_dir;
         stop_signal.wait().await;
+        super::notify::stopping();
         tracing::info!("shutting down: draining requests in flight");
         shutdown.cancel();
         sw.join().await;
@@ -150,21 +168,39 @@ pub fn run(a: RunArgs) -> ExitCode {
     })
 }
 
+/// What the service manager shows for a running switch (`systemctl status`).
+fn serving_status(sw: &crate::acceptor::RunningSwitch) -> String {
+    let listeners: Vec<String> = sw.listen_addrs().iter().map(ToString::to_string).collect();
+    let mut status = format!("accepting terminals on {}", listeners.join(", "));
+    if let Some(m) = sw.metrics_addr() {
+        status.push_str(&format!("; metrics on {m}"));
+    }
+    status
+}
+
 /// SIGHUP reloads the rule directory; a bad file is refused (file, line and key in the
-/// log) and the running rules stay in force.
+/// log) and the running rules stay in force. Without a rule directory there is nothing
+/// to reload, and the signal is only logged.
 #[cfg(unix)]
 async fn reload_on_hangup(
     services: std::sync::Arc<crate::acceptor::Services>,
-    dir: std::path::PathBuf,
+    dir: Option<std::path::PathBuf>,
     mut hup: tokio::signal::unix::Signal,
+    status: String,
 ) {
     while hup.recv().await.is_some() {
-        let (s, d) = (services.clone(), dir.clone());
-        match tokio::task::spawn_blocking(move || s.reload_rules(&d)).await {
+        let Some(dir) = dir.clone() else {
+            tracing::warn!("SIGHUP: no rule directory configured (`rules` or --rules), nothing to reload");
+            continue;
+        };
+        super::notify::reloading();
+        let s = services.clone();
+        match tokio::task::spawn_blocking(move || s.reload_rules(&dir)).await {
             Ok(Ok(summary)) => tracing::info!(?summary, "rules reloaded"),
             Ok(Err(e)) => tracing::error!(error = %e, "rules NOT reloaded; the running rules stay"),
             Err(e) => tracing::error!(error = %e, "rules reload failed"),
         }
+        super::notify::reloaded(&status);
     }
 }
 
