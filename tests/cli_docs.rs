@@ -91,7 +91,10 @@ fn the_man_page_is_roff_naming_every_command() {
     let bad = isoswitch(&["man", "nope"]);
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("`nope`") && err.contains("sim-terminal"), "names the command and the choices: {err}");
+    assert!(
+        err.contains("`nope`") && err.contains("sim-terminal"),
+        "names the command and the choices: {err}"
+    );
 }
 
 #[test]
@@ -99,8 +102,10 @@ fn every_page_is_written_into_a_directory() {
     let dir = std::env::temp_dir().join(format!("isoswitch-man-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = stdout(&isoswitch(&["man", "--out-dir", dir.to_str().unwrap()]));
-    let mut files: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     files.sort();
     let mut expected: Vec<String> = COMMANDS.iter().map(|c| format!("isoswitch-{c}.1")).collect();
     expected.push("isoswitch.1".into());

@@ -122,7 +122,10 @@ async fn rules_and_dashboard_name_only_metrics_the_switch_exports_and_process_me
     assert!(v("process_cpu_seconds_total") >= 0.0);
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64();
     let started = v("process_start_time_seconds");
-    assert!(started <= now + 1.0 && started > now - 120.0, "start time {started} is not the last minutes (now {now})");
+    assert!(
+        started <= now + 1.0 && started > now - 120.0,
+        "start time {started} is not the last minutes (now {now})"
+    );
     assert!(body.contains("# TYPE process_cpu_seconds_total counter"), "CPU seconds is a counter");
 }
 
@@ -162,8 +165,12 @@ fn the_dashboard_is_a_grafana_dashboard_showing_what_an_operator_watches() {
         let (x, w) = (g["x"].as_u64().expect("x"), g["w"].as_u64().expect("w"));
         assert!(x + w <= 24 && g["h"].as_u64().is_some_and(|h| h > 0), "panel {id} fits the grid: {g}");
     }
-    let vars: Vec<&str> =
-        d["templating"]["list"].as_array().expect("variables").iter().filter_map(|v| v["name"].as_str()).collect();
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
     for v in ["datasource", "job", "instance", "issuer"] {
         assert!(vars.contains(&v), "variable ${v}: {vars:?}");
     }
@@ -216,7 +223,10 @@ fn the_dashboard_queries_parse_as_promql() {
     let q = queries(&dashboard());
     for (i, (_, e)) in q.iter().enumerate() {
         let expr = e.replace("$__rate_interval", "5m");
-        rules.push_str(&format!("      - record: dashboard:query_{i}\n        expr: {}\n", serde_json::json!(expr)));
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {}\n",
+            serde_json::json!(expr)
+        ));
     }
     let dir = process::TempDir::new("dashboard-promql");
     let file = dir.path.join("dashboard-queries.yml");

@@ -19,7 +19,9 @@ fn next(sock: &UnixDatagram, bound: Duration) -> Option<String> {
     loop {
         match sock.recv(&mut buf) {
             Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 if Instant::now() >= until {
                     return None;
                 }
@@ -34,13 +36,21 @@ fn lines(msg: &str) -> Vec<&str> {
 }
 
 fn start(config: &Path, log: &Path, notify: &Path) -> process::Switch {
+    start_with(config, log, notify, None)
+}
+
+/// Start the switch notifying `notify`; with `watchdog_usec`, as a unit with `WatchdogSec=`.
+fn start_with(config: &Path, log: &Path, notify: &Path, watchdog_usec: Option<u64>) -> process::Switch {
     let err = std::fs::File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_isoswitch"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoswitch"));
+    cmd.env_remove("WATCHDOG_USEC").env_remove("WATCHDOG_PID");
+    if let Some(usec) = watchdog_usec {
+        cmd.env("WATCHDOG_USEC", usec.to_string());
+    }
+    let child = cmd
         .args(["run", "--config"])
         .arg(config)
         .env("NOTIFY_SOCKET", notify)
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
         .stdout(Stdio::null())
         .stderr(Stdio::from(err))
         .spawn()
@@ -72,8 +82,9 @@ async fn ready_comes_after_the_listener_accepts_and_stopping_at_shutdown() {
     let log = dir.path.join("switch.log");
     let mut switch = start(&config, &log, &notify);
 
-    let ready = tokio::task::block_in_place(|| next(&sock, Duration::from_secs(30)))
-        .unwrap_or_else(|| panic!("no READY=1 within 30 s; log:\n{}", std::fs::read_to_string(&log).unwrap()));
+    let ready = tokio::task::block_in_place(|| next(&sock, Duration::from_secs(30))).unwrap_or_else(|| {
+        panic!("no READY=1 within 30 s; log:\n{}", std::fs::read_to_string(&log).unwrap())
+    });
     // At the moment READY=1 arrives the switch already takes connections: one try, no retry.
     let accepted = std::net::TcpStream::connect_timeout(&listen, Duration::from_secs(2));
     assert!(accepted.is_ok(), "READY=1 sent before {listen} accepts: {accepted:?}");
@@ -88,11 +99,13 @@ async fn ready_comes_after_the_listener_accepts_and_stopping_at_shutdown() {
 
     // SIGHUP: a reload, bracketed for the service manager; the process stays up.
     process::signal(&switch, "HUP");
-    let reloading = tokio::task::block_in_place(|| next(&sock, Duration::from_secs(10))).expect("RELOADING=1");
+    let reloading =
+        tokio::task::block_in_place(|| next(&sock, Duration::from_secs(10))).expect("RELOADING=1");
     let l = lines(&reloading);
     assert!(l.contains(&"RELOADING=1"), "{reloading:?}");
     assert!(l.iter().any(|s| s.strip_prefix("MONOTONIC_USEC=").is_some_and(|v| v.parse::<u64>().is_ok())));
-    let reloaded = tokio::task::block_in_place(|| next(&sock, Duration::from_secs(10))).expect("READY=1 after the reload");
+    let reloaded = tokio::task::block_in_place(|| next(&sock, Duration::from_secs(10)))
+        .expect("READY=1 after the reload");
     assert!(lines(&reloaded).contains(&"READY=1"), "{reloaded:?}");
     assert!(switch.try_wait().unwrap().is_none(), "SIGHUP ended the switch");
 
@@ -134,4 +147,37 @@ async fn sighup_without_a_rule_directory_leaves_the_switch_running() {
     assert!(process::wait_exit(&mut switch, Duration::from_secs(20)).await.is_some_and(|s| s.success()));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("nothing to reload"), "the ignored SIGHUP is logged:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_is_pinged_at_half_its_interval() {
+    let dir = process::TempDir::new("sd-notify-watchdog");
+    let notify = dir.path.join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let (listen, issuer) = (process::free_port().await, process::free_port().await);
+    let config = dir.path.join("switch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "journal = \"off\"\n[[listener]]\naddr = \"{listen}\"\n\
+             [[issuer]]\nname = \"bank\"\n[[issuer.link]]\naddr = \"{issuer}\"\n"
+        ),
+    )
+    .unwrap();
+    // WatchdogSec=400ms: a ping every 200 ms.
+    let mut switch = start_with(&config, &dir.path.join("switch.log"), &notify, Some(400_000));
+    let ready = tokio::task::block_in_place(|| next(&sock, Duration::from_secs(30))).expect("READY=1");
+    assert!(lines(&ready).contains(&"READY=1"), "{ready:?}");
+    let t0 = Instant::now();
+    let mut pings = 0;
+    while t0.elapsed() < Duration::from_millis(1500) {
+        if let Some(m) = tokio::task::block_in_place(|| next(&sock, Duration::from_millis(100))) {
+            assert_eq!(m.trim_end(), "WATCHDOG=1", "only pings while nothing happens");
+            pings += 1;
+        }
+    }
+    assert!((3..=12).contains(&pings), "{pings} pings in 1.5 s at a 200 ms period");
+    process::signal(&switch, "TERM");
+    assert!(process::wait_exit(&mut switch, Duration::from_secs(20)).await.is_some_and(|s| s.success()));
 }
