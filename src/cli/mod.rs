@@ -38,7 +38,7 @@ pub enum Command {
     /// Run a simulated issuer (bank host) that answers by simple rules.
     SimIssuer(sim::SimIssuerArgs),
     /// Run simulated terminals against a switch or a simulated issuer and report.
-    SimTerminal(sim::SimTerminalArgs),
+    SimTerminal(Box<sim::SimTerminalArgs>),
 }
 
 /// Run the command line; returns the process exit status.
@@ -51,6 +51,6 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Demo(a) => demo::run(a),
         Command::SimIssuer(a) => sim::sim_issuer(a),
-        Command::SimTerminal(a) => sim::sim_terminal(a),
+        Command::SimTerminal(a) => sim::sim_terminal(*a),
     }
 }
