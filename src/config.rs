@@ -16,6 +16,7 @@
 //! drain_ms = 5000                         # graceful shutdown bound
 //! reconnect_max_ms = 5000                 # cap of the issuer reconnect backoff
 //! answer_margin_ms = 50                   # issuer wait ends this long before deadline_ms
+//! down_reminder_ms = 60000                # WARN reminder while an issuer link stays down
 //!
 //! [ops]                                   # admin and metrics ports, all optional
 //! max_connections = 16                    # each; more are closed at once
@@ -247,6 +248,9 @@ pub struct Timeouts {
     /// reversal of an unanswered request, the journal row and the write of the 68 fit
     /// inside the deadline the terminal was promised. At most half the deadline is used.
     pub answer_margin_ms: u64,
+    /// While an issuer link stays down, a WARN reminder this often (the first WARN comes
+    /// when it goes down, with the reason; retries in between are logged at DEBUG).
+    pub down_reminder_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -258,6 +262,7 @@ impl Default for Timeouts {
             drain_ms: 5000,
             reconnect_max_ms: 5000,
             answer_margin_ms: 50,
+            down_reminder_ms: 60_000,
         }
     }
 }

@@ -76,6 +76,7 @@ pub(super) fn check(cfg: &Config, file: &str, text: &str) -> Result<(), ConfigEr
         ("write_ms", t.write_ms),
         ("drain_ms", t.drain_ms),
         ("reconnect_max_ms", t.reconnect_max_ms),
+        ("down_reminder_ms", t.down_reminder_ms),
     ];
     for (key, v) in zero_timeouts {
         if v == 0 {
@@ -255,6 +256,7 @@ mod tests {
             ("[timeouts]\nwrite_ms = 10\ndrain_ms = 0\n".into(), 3, 1, "drain_ms", "at least 1"),
             ("[timeouts]\n  write_ms = 0\n".into(), 2, 3, "write_ms", "at least 1"),
             ("[timeouts]\nreconnect_max_ms = 0\n".into(), 2, 1, "reconnect_max_ms", "at least 1"),
+            ("[timeouts]\ndown_reminder_ms = 0\n".into(), 2, 1, "down_reminder_ms", "at least 1"),
             (format!("{I}deadline_ms = 0\n"), 5, 1, "deadline_ms", "at least 1"),
             (format!("{I}window = 0\n"), 5, 1, "window", "at least 1"),
             (format!("{I}echo_interval_ms = 0\n"), 5, 1, "echo_interval_ms", "without pause"),

@@ -41,7 +41,7 @@ pub enum Command {
     /// Run a simulated issuer (bank host) that answers by simple rules.
     SimIssuer(sim::SimIssuerArgs),
     /// Run simulated terminals against a switch or a simulated issuer and report.
-    SimTerminal(sim::SimTerminalArgs),
+    SimTerminal(Box<sim::SimTerminalArgs>),
     /// Write the shell completion script for SHELL (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(docs::CompletionsArgs),
     /// Write the manual page (roff) to stdout, or every page into a directory.
@@ -58,7 +58,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Demo(a) => demo::run(a),
         Command::SimIssuer(a) => sim::sim_issuer(a),
-        Command::SimTerminal(a) => sim::sim_terminal(a),
+        Command::SimTerminal(a) => sim::sim_terminal(*a),
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
     }

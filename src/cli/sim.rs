@@ -7,6 +7,7 @@
 //! every layer; it holds argument parsing and printing only, the work is in `crate::sim`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::frame::{FrameConfig, LengthHeader};
 use crate::iso::Spec;
-use crate::sim::{SimIssuerConfig, SimStop, SimTerminalConfig, run_issuer, run_terminals};
+use crate::sim::{SimIssuerConfig, SimStop, SimTerminalConfig, SimTls, run_issuer, run_terminals};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Framing {
@@ -132,6 +133,8 @@ pub struct SimTerminalArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub framing: FramingArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// `load` (default): the load above. `cup-day`: one UnionPay-style terminal's scripted
     /// day against a switch's cup-pos listener (needs --tmk); exit status 1 unless every
     /// step is answered as expected and settlement balances.
@@ -139,6 +142,36 @@ pub struct SimTerminalArgs {
     pub scenario: Scenario,
     #[command(flatten)]
     pub day: DayArgs,
+}
+
+/// TLS to the switch's listener (a listener with `tls = { cert, key, client_ca }`).
+#[derive(Args, Debug)]
+pub struct TlsArgs {
+    /// Connect over TLS (needs --ca-file).
+    #[arg(long, requires = "ca_file")]
+    pub tls: bool,
+    /// PEM file of the CA(s) that signed the switch's certificate.
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a listener that verifies terminals (`client_ca`).
+    #[arg(long, value_name = "PATH", requires_all = ["tls", "client_key"])]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, value_name = "PATH", requires_all = ["tls", "client_cert"])]
+    pub client_key: Option<PathBuf>,
+    /// The name the switch's certificate must carry (default: the IP address of --connect).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// The TLS set-up, `None` without --tls; an error names the file or value at fault.
+    fn config(&self, connect: SocketAddr) -> Result<Option<SimTls>, String> {
+        let (true, Some(ca)) = (self.tls, self.ca_file.as_deref()) else { return Ok(None) };
+        let cert_key = self.client_cert.as_deref().zip(self.client_key.as_deref());
+        let name = self.server_name.clone().unwrap_or_else(|| connect.ip().to_string());
+        SimTls::new(ca, cert_key, &name).map(Some)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -263,7 +296,15 @@ pub fn sim_terminal(a: SimTerminalArgs) -> ExitCode {
         eprintln!("isoswitch: sim-terminal: --rate must be a positive number");
         return ExitCode::from(2);
     }
+    let tls = match a.tls.config(a.connect) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("isoswitch: sim-terminal: --tls: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cfg = SimTerminalConfig {
+        tls,
         connect: a.connect,
         spec,
         frame: a.framing.config(&a.spec),
@@ -283,6 +324,11 @@ pub fn sim_terminal(a: SimTerminalArgs) -> ExitCode {
             if a.json {
                 println!("{}", report.to_json());
             }
+            if report.received == 0
+                && let Some(e) = &report.connect_error
+            {
+                eprintln!("isoswitch: sim-terminal: {e}");
+            }
             if report.mismatches > 0 || report.received == 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
         Err(e) => {
@@ -293,6 +339,10 @@ pub fn sim_terminal(a: SimTerminalArgs) -> ExitCode {
 }
 
 fn cup_day(a: &SimTerminalArgs) -> ExitCode {
+    if a.tls.tls {
+        eprintln!("isoswitch: sim-terminal: --tls is for the load scenario; cup-day speaks plain TCP");
+        return ExitCode::from(2);
+    }
     let Some(tmk) = a.day.tmk.as_deref().filter(|k| k.len() == 32).and_then(crate::keys::Key::from_hex)
     else {
         eprintln!("isoswitch: sim-terminal: --scenario cup-day needs --tmk with 32 hex digits");

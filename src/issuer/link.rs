@@ -8,6 +8,9 @@
 //! request as written and stored before the waiting side hears of the timeout; its key is
 //! remembered so that a late reply is recognised and not reversed a second time. With an
 //! in-doubt log, the writer logs each batch's reversible requests before writing it.
+//! Each connection ends with a reason (`link_state::LinkFault`); the link's health
+//! (`link_state::LinkHealth`) decides what of it reaches the log: one WARN when the link
+//! goes down, a reminder while it stays down, one INFO when it is up again.
 //! May import: codec, framing, config, response-code tables, metrics, telemetry.
 
 use std::sync::Arc;
@@ -25,10 +28,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::{transmission_time, write_digits};
 use super::indoubt::SegmentWriter;
+use super::link_state::{DownReport, LinkFault, LinkHealth};
 use super::saf::{Late, SafCtx};
 use super::session::{Key, MatchKey, Pending, SessionTable, Ticket};
 pub use super::writer::Outgoing;
-use super::writer::write_loop;
+use super::writer::{Ended, write_loop};
 use super::{Outcome, convert, response_mti, reversal};
 use crate::config::{LinkConfig, Timeouts};
 use crate::frame::FrameCodec;
@@ -528,12 +532,13 @@ impl Link {
         }
     }
 
-    async fn connect(&self) -> std::io::Result<(Reader, Writer)> {
-        let bound = Duration::from_millis(self.timeouts.connect_ms);
-        let tcp = tokio::time::timeout(bound, TcpStream::connect(self.cfg.addr))
+    async fn connect(&self) -> Result<(Reader, Writer), LinkFault> {
+        let ms = self.timeouts.connect_ms;
+        let tcp = tokio::time::timeout(Duration::from_millis(ms), TcpStream::connect(self.cfg.addr))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-        tcp.set_nodelay(true)?;
+            .map_err(|_| LinkFault::ConnectTimeout { ms })?
+            .map_err(LinkFault::Connect)?;
+        tcp.set_nodelay(true).map_err(LinkFault::Connect)?;
         match &self.tls {
             None => {
                 let (r, w) = tcp.into_split();
@@ -541,13 +546,13 @@ impl Link {
             }
             Some((cc, name)) => {
                 let name = rustls_pki_types::ServerName::try_from(name.clone())
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                    .map_err(|e| LinkFault::Tls(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
                 let connector = tokio_rustls::TlsConnector::from(cc.clone());
-                let bound = Duration::from_millis(self.timeouts.handshake_ms);
-                let tls =
-                    tokio::time::timeout(bound, connector.connect(name, tcp)).await.map_err(|_| {
-                        std::io::Error::new(std::io::ErrorKind::TimedOut, "tls handshake timed out")
-                    })??;
+                let ms = self.timeouts.handshake_ms;
+                let tls = tokio::time::timeout(Duration::from_millis(ms), connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| LinkFault::TlsTimeout { ms })?
+                    .map_err(LinkFault::Tls)?;
                 let (r, w) = tokio::io::split(tls);
                 Ok((Box::new(r), Box::new(w)))
             }
@@ -566,11 +571,50 @@ impl Link {
         Some(msg)
     }
 
-    async fn network(&self, code: &str) -> bool {
-        let Some(msg) = self.network_message(code) else { return false };
+    /// A sign-on (`001`) or echo (`301`) exchange: `Ok` when answered 0810 with 00.
+    async fn network(&self, code: &str) -> Result<(), LinkFault> {
+        let what = if code == "001" { "sign-on" } else { "echo" };
+        let Some(msg) = self.network_message(code) else { return Err(LinkFault::NotExchanged { what }) };
         match self.exchange(&msg, Kind::Network).await {
-            Outcome::Reply(r) => r.mti() == "0810" && r.response_code().is_some_and(|rc| rc == "00"),
-            _ => false,
+            Outcome::Reply(r) => {
+                let rc = r.response_code();
+                if r.mti() == "0810" && rc.as_deref() == Some("00") {
+                    Ok(())
+                } else {
+                    Err(LinkFault::Declined { what, mti: r.mti().to_string(), rc: rc.map(|c| c.to_string()) })
+                }
+            }
+            Outcome::Timeout => Err(LinkFault::Unanswered { what, ms: self.cfg.deadline_ms }),
+            _ => Err(LinkFault::NotExchanged { what }),
+        }
+    }
+
+    /// Log the end of an attempt or of a connection, as `health` decides.
+    fn report_down(&self, health: &mut LinkHealth, fault: LinkFault) {
+        let reason = fault.to_string();
+        let (issuer, link, addr) = (&*self.issuer, self.id, self.cfg.addr);
+        match health.down(Instant::now(), fault) {
+            DownReport::WentDown => {
+                tracing::warn!(issuer, link, %addr, reason, "issuer link down");
+            }
+            DownReport::Reminder { down_for, attempts, reason_changed } => {
+                let down_for_s = down_for.as_secs();
+                tracing::warn!(issuer, link, %addr, reason, reason_changed, down_for_s, attempts,
+                    "issuer link still down");
+            }
+            DownReport::Quiet => tracing::debug!(issuer, link, %addr, reason, "issuer link attempt failed"),
+        }
+    }
+
+    /// The link is serving (connected, signed on where configured).
+    fn report_up(&self, health: &mut LinkHealth) {
+        let (issuer, link, addr) = (&*self.issuer, self.id, self.cfg.addr);
+        match health.up(Instant::now()) {
+            Some((down_for, attempts)) => {
+                let down_for_ms = down_for.as_millis() as u64;
+                tracing::info!(issuer, link, %addr, down_for_ms, attempts, "issuer link up again");
+            }
+            None => tracing::info!(issuer, link, %addr, "issuer link up"),
         }
     }
 }
@@ -584,6 +628,7 @@ pub async fn run(
 ) {
     let cap = Duration::from_millis(link.timeouts.reconnect_max_ms.max(100));
     let mut backoff = Duration::from_millis(50);
+    let mut health = LinkHealth::new(Duration::from_millis(link.timeouts.down_reminder_ms.max(1)));
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -592,22 +637,22 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             c = link.connect() => c,
         };
-        match conn {
+        let fault = match conn {
             Ok((r, w)) => {
                 counter!(m::LINK_CONNECTS_TOTAL, "issuer" => link.issuer.to_string()).increment(1);
-                tracing::info!(issuer = %link.issuer, link = link.id, addr = %link.cfg.addr, "issuer link connected");
-                if serve(&link, &mut rx, &mut log, r, w, &shutdown).await {
+                tracing::debug!(issuer = %link.issuer, link = link.id, addr = %link.cfg.addr, "issuer link connected");
+                let (signed_on, fault) = serve(&link, &mut rx, &mut log, r, w, &shutdown, &mut health).await;
+                if signed_on {
                     backoff = Duration::from_millis(50);
                 }
                 if shutdown.is_cancelled() {
                     return;
                 }
-                tracing::warn!(issuer = %link.issuer, link = link.id, "issuer link down");
+                fault
             }
-            Err(e) => {
-                tracing::debug!(issuer = %link.issuer, link = link.id, error = %e, "issuer connect failed");
-            }
-        }
+            Err(fault) => fault,
+        };
+        link.report_down(&mut health, fault);
         // Jitter keeps many links from reconnecting in step.
         let jitter = Duration::from_millis(u64::from(link.born.elapsed().subsec_nanos() % 50));
         tokio::select! {
@@ -618,7 +663,7 @@ pub async fn run(
     }
 }
 
-/// Serve one connection until it breaks; returns whether it was signed on.
+/// Serve one connection until it breaks; returns whether it was signed on, and why it ended.
 async fn serve(
     link: &Arc<Link>,
     rx: &mut mpsc::Receiver<Outgoing>,
@@ -626,7 +671,8 @@ async fn serve(
     r: Reader,
     w: Writer,
     shutdown: &CancellationToken,
-) -> bool {
+    health: &mut LinkHealth,
+) -> (bool, LinkFault) {
     // Messages queued for a previous connection belong to requests already failed.
     while rx.try_recv().is_ok() {}
     let reader_link = link.clone();
@@ -634,38 +680,46 @@ async fn serve(
     let codec = FrameCodec::new(link.cfg.frame);
     let mut reader = tokio::spawn(async move {
         let mut frames = FramedRead::new(r, codec);
-        while let Some(Ok(frame)) = frames.next().await {
-            reader_link.on_frame(frame.body, &reply_tx);
+        loop {
+            match frames.next().await {
+                Some(Ok(frame)) => reader_link.on_frame(frame.body, &reply_tx),
+                Some(Err(e)) => return LinkFault::ReadFailed(e.to_string()),
+                None => return LinkFault::Closed,
+            }
         }
     });
     let mut signed_on = false;
     let write_bound = Duration::from_millis(link.timeouts.write_ms);
     let control = async {
-        if link.cfg.sign_on && !link.network("001").await {
-            tracing::warn!(issuer = %link.issuer, link = link.id, "sign-on refused or unanswered");
-            return;
+        if link.cfg.sign_on
+            && let Err(fault) = link.network("001").await
+        {
+            return fault;
         }
         signed_on = true;
         link.up.store(true, Ordering::Release);
         link.up_gauge.link_up();
+        link.report_up(health);
         let every = Duration::from_millis(link.cfg.echo_interval_ms.max(10));
         loop {
             tokio::time::sleep(every / 4).await;
             let now = link.born.elapsed().as_millis() as u64;
             if now.saturating_sub(link.last_rx_ms.load(Ordering::Relaxed)) >= every.as_millis() as u64
-                && !link.network("301").await
+                && let Err(fault) = link.network("301").await
             {
-                tracing::warn!(issuer = %link.issuer, link = link.id, "echo unanswered; closing link");
-                return;
+                return fault;
             }
         }
     };
-    tokio::select! {
-        _ = &mut reader => {}
-        _ = write_loop(&link.issuer, link.id, link.cfg.frame, write_bound, rx, log, w) => {}
-        _ = control => {}
-        _ = shutdown.cancelled() => {}
-    }
+    let fault = tokio::select! {
+        ended = &mut reader => ended.unwrap_or(LinkFault::Closed),
+        ended = write_loop(&link.issuer, link.id, link.cfg.frame, write_bound, rx, log, w) => match ended {
+            Ended::WriteFailed => LinkFault::WriteFailed,
+            Ended::Closed => LinkFault::Closed,
+        },
+        fault = control => fault,
+        _ = shutdown.cancelled() => LinkFault::Closed,
+    };
     reader.abort();
     if link.up.swap(false, Ordering::AcqRel) {
         link.up_gauge.link_down();
@@ -676,5 +730,5 @@ async fn serve(
         link.inflight_gauge.decrement(lost as f64);
         tracing::warn!(issuer = %link.issuer, link = link.id, lost, "requests in flight on a lost link");
     }
-    signed_on
+    (signed_on, fault)
 }

@@ -28,6 +28,7 @@ mod clock;
 mod held;
 pub mod indoubt;
 mod link;
+mod link_state;
 pub mod reversal;
 pub mod saf;
 pub mod session;

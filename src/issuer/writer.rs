@@ -11,7 +11,8 @@ use tokio_util::codec::Encoder;
 
 use super::indoubt::SegmentWriter;
 use super::link::Writer;
-use crate::frame::batch::{BatchEncoder, Ended, write_batches};
+pub(super) use crate::frame::batch::Ended;
+use crate::frame::batch::{BatchEncoder, write_batches};
 use crate::frame::{Frame, FrameCodec, FrameConfig};
 
 /// A message queued for a link's writer.
@@ -54,7 +55,8 @@ impl BatchEncoder<Outgoing> for LinkEncoder<'_> {
     }
 }
 
-/// Write what `rx` yields to `w` until a write fails or stalls past `bound`.
+/// Write what `rx` yields to `w` until a write fails or stalls past `bound` (`WriteFailed`,
+/// for the link's down reason) or every sender is gone.
 pub(super) async fn write_loop(
     issuer: &str,
     link: u32,
@@ -63,11 +65,12 @@ pub(super) async fn write_loop(
     rx: &mut mpsc::Receiver<Outgoing>,
     log: &mut Option<SegmentWriter>,
     mut w: Writer,
-) {
+) -> Ended {
     let buf = BytesMut::with_capacity(16 * 1024);
     let enc = LinkEncoder { codec: FrameCodec::new(frame), log, issuer };
     let ended = write_batches(rx, &mut w, bound, buf, enc).await;
     if ended == Ended::WriteFailed {
-        tracing::warn!(issuer, link, "issuer write failed or stalled; closing link");
+        tracing::debug!(issuer, link, "issuer write failed or stalled; closing link");
     }
+    ended
 }

@@ -10,9 +10,11 @@
 //! every `PROBE_EVERY` with a harmless write, and writes again as soon as a probe commits.
 //! Each change is logged once and shown in `isoswitch_journal_up`; rows not written are
 //! counted in `isoswitch_journal_write_errors_total`.
-//! May import: the codec and the metric names (`crate::metrics`).
+//! PostgreSQL connections may be TLS (`pg_tls`: `sslmode=verify-full` with a CA file).
+//! May import: the codec, the metric names (`crate::metrics`) and the TLS policy (`crate::tls`).
 
 pub mod health;
+pub mod pg_tls;
 pub mod postgres;
 pub mod record;
 pub mod saf;

@@ -1,9 +1,12 @@
 //! PostgreSQL backend, for several switch nodes sharing one estate: the same schema and
 //! statements as SQLite. The writer thread drives tokio-postgres on a small runtime of
-//! its own so that the store stays synchronous like the SQLite one.
+//! its own so that the store stays synchronous like the SQLite one. The connection string
+//! may ask for TLS (`sslmode=verify-full sslrootcert=...`, see `pg_tls`).
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
+
+use super::pg_tls::PgTarget;
 
 use super::record::TxnRecord;
 use super::store::{self, Query, Store, StoreError, Update, Val};
@@ -12,7 +15,7 @@ pub struct PgStore {
     rt: tokio::runtime::Runtime,
     client: Client,
     /// To connect again when the connection is lost (see `probe`).
-    url: String,
+    target: PgTarget,
     /// The insert, prepared on first use.
     insert: Option<Statement>,
 }
@@ -54,24 +57,21 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 impl PgStore {
-    /// Connect with a libpq-style string (`host=127.0.0.1 port=5432 user=... dbname=...`).
+    /// Connect with a libpq-style string (`host=127.0.0.1 port=5432 user=... dbname=...`,
+    /// TLS keys as in `pg_tls`).
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let target = PgTarget::parse(url).map_err(|e| StoreError::Backend(format!("journal_url: {e}")))?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let client = Self::open_client(&rt, url)?;
-        Ok(PgStore { rt, client, url: url.to_string(), insert: None })
+        let client = Self::open_client(&rt, &target)?;
+        Ok(PgStore { rt, client, target, insert: None })
     }
 
-    fn open_client(rt: &tokio::runtime::Runtime, url: &str) -> Result<Client, StoreError> {
+    fn open_client(rt: &tokio::runtime::Runtime, target: &PgTarget) -> Result<Client, StoreError> {
         rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(err)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::error!(error = %e, "journal: postgres connection closed");
-                }
-            });
+            let client = target.connect("journal").await.map_err(err)?;
             // The schema statements are idempotent (`IF NOT EXISTS`): the server's NOTICE that
             // a table "already exists, skipping" is not news, and the driver logs every notice
             // at INFO. Warnings and errors still come.
@@ -183,7 +183,7 @@ impl Store for PgStore {
     /// first (the writer probes only while the journal is down).
     fn probe(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() {
-            self.client = Self::open_client(&self.rt, &self.url)?;
+            self.client = Self::open_client(&self.rt, &self.target)?;
             self.insert = None;
         }
         let probe = "BEGIN; INSERT INTO journal_probe (at) VALUES (0); DELETE FROM journal_probe; COMMIT";

@@ -284,14 +284,10 @@ impl SqlSaf {
                     .enable_all()
                     .build()
                     .map_err(|e| StoreError::Backend(e.to_string()))?;
+                let target = super::pg_tls::PgTarget::parse(url)
+                    .map_err(|e| StoreError::Backend(format!("journal_url: {e}")))?;
                 let client = rt.block_on(async {
-                    let (client, conn) =
-                        tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(err)?;
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::error!(error = %e, "store-and-forward: postgres connection closed");
-                        }
-                    });
+                    let client = target.connect("store-and-forward").await.map_err(err)?;
                     client.batch_execute(super::postgres::QUIET_NOTICES).await.map_err(err)?;
                     client.batch_execute(&schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
                     Ok::<_, StoreError>(client)

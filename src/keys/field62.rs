@@ -12,7 +12,9 @@
 //! 004 (60 bytes)  | as 003 (40)                                     | track key 16 | kcv 4 |
 //! ```
 //!
-//! Pure; uses the key type beside it only.
+//! Pure; uses the key type beside it and `subtle` (a check value is compared in constant time).
+
+use subtle::ConstantTimeEq;
 
 use super::des::{Block, Key};
 
@@ -107,7 +109,8 @@ impl WrappedKey {
             b.copy_from_slice(&self.under_tmk[..8]);
             Key::single(tmk.decrypt(&b))
         };
-        (key.check_value() == self.check_value).then_some(key)
+        // Constant-time: the check value is the terminal's to choose.
+        bool::from(key.check_value().ct_eq(&self.check_value)).then_some(key)
     }
 }
 
@@ -247,6 +250,14 @@ mod tests {
             }
             let wrong = Key::from_hex("00000000000000001111111111111111").unwrap();
             assert!(wk.open(&wrong).is_none());
+            // One bit off in any check value (the last byte, where a short-cut compare
+            // would look last) refuses the keys.
+            let mut bad = wk.clone();
+            bad.mac_key.check_value[3] ^= 1;
+            assert!(bad.open(&tmk).is_none(), "{layout:?}");
+            let mut bad = wk.clone();
+            bad.pin_key.check_value[3] ^= 0x80;
+            assert!(bad.open(&tmk).is_none(), "{layout:?}");
         }
         assert_eq!(KeyLayout::from_code("002"), None);
     }

@@ -4,6 +4,7 @@
 
 use bytes::BytesMut;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 use super::KeyError;
 use super::des::{Block, Key, des_cbc_last, des_decrypt, des_encrypt, hex_upper};
@@ -50,7 +51,7 @@ impl Mac {
             4 => &self.0[..4],
             _ => return false,
         };
-        want.iter().zip(received).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        bool::from(want.ct_eq(received))
     }
 }
 

@@ -34,6 +34,8 @@ pub struct SimReport {
     pub late: u64,
     /// Connections that could not be opened.
     pub connect_failures: u64,
+    /// Why the first failed connection could not be opened (TCP or TLS).
+    pub connect_error: Option<String>,
     /// Connections closed by the peer or by an I/O error before the run ended.
     pub closed: u64,
     /// Replies that overtook an older request in flight on the same connection.
@@ -162,6 +164,9 @@ impl fmt::Display for SimReport {
             self.latency_us(0.999),
             micros(self.latency.max())
         )?;
+        if let Some(e) = &self.connect_error {
+            writeln!(f, "  first connect failure: {e}")?;
+        }
         let codes: Vec<String> = self.rc.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         write!(f, "  response codes: {}", codes.join("  "))
     }

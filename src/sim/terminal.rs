@@ -8,7 +8,9 @@
 //! reply's MTI must be the request's plus 10 and the other fields must be equal, else it
 //! counts as a mismatch. Latency runs from the write of the request's batch to the read
 //! of the reply's batch. A request unanswered after `timeout` counts as an error.
-//! Imports the codec, framing and the simulators' helpers.
+//! With [`SimTls`] every connection is TLS (the handshake inside the connect timeout,
+//! outside the latency). Imports the codec, framing, the TLS policy and the simulators'
+//! helpers.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
@@ -17,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::codec::{Decoder, Encoder};
@@ -38,6 +40,36 @@ pub enum SimStop {
     Duration(Duration),
 }
 
+/// TLS for the simulated terminals: the client configuration (the switch's CA, and a
+/// client certificate for mutual TLS) and the name the switch's certificate must carry.
+#[derive(Clone)]
+pub struct SimTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: rustls_pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for SimTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+impl SimTls {
+    /// Trust the certificates in `ca`; present `cert_key` when given; expect the switch's
+    /// certificate to name `server_name` (a DNS name or an IP address).
+    pub fn new(
+        ca: &std::path::Path,
+        cert_key: Option<(&std::path::Path, &std::path::Path)>,
+        server_name: &str,
+    ) -> Result<SimTls, String> {
+        let config = crate::tls::client_config(ca, cert_key).map_err(|e| e.to_string())?;
+        let server_name = rustls_pki_types::ServerName::try_from(server_name.to_string()).map_err(|_| {
+            format!("`{server_name}` is not a valid TLS server name (DNS name or IP address)")
+        })?;
+        Ok(SimTls { config: Arc::new(config), server_name })
+    }
+}
+
 /// How to run the simulated terminals.
 #[derive(Debug, Clone)]
 pub struct SimTerminalConfig {
@@ -55,6 +87,8 @@ pub struct SimTerminalConfig {
     /// as fast as replies free the pipeline window. Paced runs measure latency at a given
     /// load (a connection whose window is full still waits for a reply).
     pub rate: Option<f64>,
+    /// Connect over TLS.
+    pub tls: Option<SimTls>,
 }
 
 impl SimTerminalConfig {
@@ -69,6 +103,7 @@ impl SimTerminalConfig {
             stop: SimStop::Count(1000),
             timeout: Duration::from_secs(5),
             rate: None,
+            tls: None,
         }
     }
 }
@@ -89,6 +124,8 @@ struct ConnStats {
     lost: u64,
     late: u64,
     connect_failures: u64,
+    /// Why the first failed connect failed.
+    connect_error: Option<String>,
     closed: u64,
     reordered: u64,
     last_reply: Option<Instant>,
@@ -136,6 +173,9 @@ pub async fn run_terminals(cfg: SimTerminalConfig) -> io::Result<SimReport> {
         report.lost += s.lost;
         report.late += s.late;
         report.connect_failures += s.connect_failures;
+        if report.connect_error.is_none() {
+            report.connect_error = s.connect_error;
+        }
         report.closed += s.closed;
         report.reordered += s.reordered;
         report.latency.merge(&s.latency);
@@ -150,6 +190,12 @@ pub async fn run_terminals(cfg: SimTerminalConfig) -> io::Result<SimReport> {
         .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
         .collect::<BTreeMap<_, _>>();
     Ok(report)
+}
+
+/// A terminal's connection, plain or TLS.
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 struct Connection {
@@ -235,15 +281,16 @@ impl Connection {
     }
 
     async fn run(mut self) -> ConnStats {
-        let stream = match timeout(self.cfg.timeout, TcpStream::connect(self.cfg.connect)).await {
-            Ok(Ok(s)) => s,
-            _ => {
+        let ended = match self.open().await {
+            Ok(Stream::Tcp(s)) => self.drive(s).await,
+            Ok(Stream::Tls(s)) => self.drive(*s).await,
+            Err(e) => {
                 self.stats.connect_failures += 1;
+                self.stats.connect_error = Some(e);
                 return self.stats;
             }
         };
-        let _ = stream.set_nodelay(true);
-        if let Err(e) = self.drive(stream).await {
+        if let Err(e) = ended {
             tracing::debug!(conn = self.id, error = %e, "simulated terminal connection ended");
             self.stats.closed += 1;
             self.stats.lost += self.pending.len() as u64;
@@ -251,7 +298,25 @@ impl Connection {
         self.stats
     }
 
-    async fn drive(&mut self, mut stream: TcpStream) -> io::Result<()> {
+    /// Connect (and shake hands, with TLS) within the timeout; the error says which failed.
+    async fn open(&self) -> Result<Stream, String> {
+        let addr = self.cfg.connect;
+        let stream = match timeout(self.cfg.timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
+            Err(_) => return Err(format!("connect to {addr}: timed out")),
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.cfg.tls else { return Ok(Stream::Tcp(stream)) };
+        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+        match timeout(self.cfg.timeout, connector.connect(tls.server_name.clone(), stream)).await {
+            Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
+            Ok(Err(e)) => Err(format!("TLS handshake with {addr}: {e}")),
+            Err(_) => Err(format!("TLS handshake with {addr}: timed out")),
+        }
+    }
+
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut stream: S) -> io::Result<()> {
         let mut codec = FrameCodec::new(self.cfg.frame);
         // Small to start with: a run may open thousands of connections.
         let mut scratch = BytesMut::with_capacity(4 * 1024);
