@@ -9,9 +9,9 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=ISOSWITCH_TEST_PG");
     println!("cargo::rerun-if-env-changed=CI");
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
-    let ci = set("CI") && std::env::var("CI").is_ok_and(|v| v != "false" && v != "0");
-    if !set("ISOSWITCH_TEST_PG") && !ci {
+    let pg = std::env::var("ISOSWITCH_TEST_PG").is_ok_and(|v| !v.is_empty());
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if !pg && !ci {
         println!("cargo::rustc-cfg=isoswitch_no_pg");
     }
 }
