@@ -1,9 +1,12 @@
-//! Reconciliation of an in-doubt log against a journal, table-driven, on SQLite (and on
-//! PostgreSQL when `ISOSWITCH_TEST_PG` is set): a request whose answer the journal holds
+//! Reconciliation of an in-doubt log against a journal, table-driven, on SQLite and on
+//! PostgreSQL (ignored unless `ISOSWITCH_TEST_PG` is set, or under CI): a request whose answer the journal holds
 //! is left alone; one without a row, with a claim only, with a 68 row or with another
 //! switch STAN gets a reversal, once (a second reconciliation of the same requests queues
 //! nothing); a segment sealed under another key refuses the start, naming the file, and
 //! is kept.
+
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -156,15 +159,17 @@ async fn reconciliation_reverses_exactly_what_the_journal_does_not_answer() {
     std::fs::create_dir_all(&base).unwrap();
     let jc = JournalConfig::Sqlite { path: base.join("j.db"), full_sync: false };
     case(jc, base.join("j.db.indoubt")).await;
-    if let Ok(url) = std::env::var("ISOSWITCH_TEST_PG") {
-        // A database of its own, so that rows and reversals of other runs do not count.
-        let name = format!("isoswitch_reconcile_{}", std::process::id());
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-        let jc = JournalConfig::Postgres { url: format!("{url} dbname={name}") };
-        case(jc, base.join("pg.indoubt")).await;
-    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(isoswitch_no_pg, ignore = "needs ISOSWITCH_TEST_PG (see .ci/pg-setup)")]
+async fn reconciliation_on_postgres() {
+    let base = std::env::temp_dir().join(format!("isoswitch-reconcile-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    // A database of its own, so that rows and reversals of other runs do not count.
+    let url = pg::fresh_database(&format!("isoswitch_reconcile_{}", std::process::id())).await;
+    case(JournalConfig::Postgres { url }, base.join("pg.indoubt")).await;
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -1,7 +1,10 @@
 //! The journal suite, run against SQLite and against PostgreSQL. PostgreSQL is reached
 //! through `ISOSWITCH_TEST_PG` (a libpq-style connection string to a server where the
-//! user may create databases); `.ci/run` starts one. Without it the PostgreSQL half is
-//! skipped with a note, except under CI where its absence fails the suite.
+//! user may create databases); `.ci/run` starts one (`.ci/pg-setup`). Without it the
+//! PostgreSQL tests are marked ignored, except under CI where its absence fails them.
+
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -48,20 +51,10 @@ fn sqlite() -> (JournalConfig, tempdir::Dir) {
     (JournalConfig::Sqlite { path: dir.path.join("journal.db"), full_sync: true }, dir)
 }
 
-/// A fresh PostgreSQL database for one test, or None when no server is configured.
-async fn postgres() -> Option<JournalConfig> {
-    let Ok(base) = std::env::var("ISOSWITCH_TEST_PG") else {
-        assert!(std::env::var("CI").is_err(), "CI must provide ISOSWITCH_TEST_PG (see .ci/setup)");
-        eprintln!("note: ISOSWITCH_TEST_PG not set; PostgreSQL half skipped");
-        return None;
-    };
+/// A fresh PostgreSQL database for one test.
+async fn postgres() -> JournalConfig {
     let name = format!("isoswitch_t{}_{}", std::process::id(), DB.fetch_add(1, Ordering::SeqCst));
-    let (client, conn) =
-        tokio_postgres::connect(&base, tokio_postgres::NoTls).await.expect("connect to ISOSWITCH_TEST_PG");
-    tokio::spawn(conn);
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    Some(JournalConfig::Postgres { url: format!("{base} dbname={name}") })
+    JournalConfig::Postgres { url: pg::fresh_database(&name).await }
 }
 
 async fn open(cfg: &JournalConfig) -> Journal {
@@ -198,8 +191,9 @@ async fn journal_suite_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(isoswitch_no_pg, ignore = "needs ISOSWITCH_TEST_PG (see .ci/pg-setup)")]
 async fn journal_suite_on_postgres() {
-    let Some(cfg) = postgres().await else { return };
+    let cfg = postgres().await;
     suite(cfg.clone()).await;
     let JournalConfig::Postgres { url } = cfg else { unreachable!() };
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
@@ -235,8 +229,9 @@ async fn submitted_rows_come_before_later_queries_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(isoswitch_no_pg, ignore = "needs ISOSWITCH_TEST_PG (see .ci/pg-setup)")]
 async fn submitted_rows_come_before_later_queries_on_postgres() {
-    let Some(cfg) = postgres().await else { return };
+    let cfg = postgres().await;
     submitted_rows_come_before_later_queries(cfg).await;
 }
 
@@ -302,8 +297,9 @@ async fn terminal_batches_on_an_older_sqlite_journal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(isoswitch_no_pg, ignore = "needs ISOSWITCH_TEST_PG (see .ci/pg-setup)")]
 async fn terminal_batches_on_an_older_postgres_journal() {
-    let Some(cfg) = postgres().await else { return };
+    let cfg = postgres().await;
     let JournalConfig::Postgres { url } = &cfg else { unreachable!() };
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);

@@ -3,7 +3,11 @@
 //! once the issuer is healthy; late replies add no reversal; pending reversals resume
 //! after a restart over the same SQLite file and an acknowledged one is never resent;
 //! failover to a backup issuer; a spec without field 90 is refused. The store suite also
-//! runs on PostgreSQL when `ISOSWITCH_TEST_PG` is set (absent under CI=true: a failure).
+//! runs on PostgreSQL when `ISOSWITCH_TEST_PG` is set (ignored without it; under CI its
+//! absence fails).
+
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -516,18 +520,9 @@ async fn store_on_sqlite_holds_no_clear_pan() {
 }
 
 #[tokio::test]
+#[cfg_attr(isoswitch_no_pg, ignore = "needs ISOSWITCH_TEST_PG (see .ci/pg-setup)")]
 async fn store_on_postgres() {
-    let Ok(base) = std::env::var("ISOSWITCH_TEST_PG") else {
-        assert!(std::env::var("CI").is_err(), "CI must provide ISOSWITCH_TEST_PG (see .ci/setup)");
-        eprintln!("note: ISOSWITCH_TEST_PG not set; PostgreSQL half skipped");
-        return;
-    };
-    let name = format!("isoswitch_saf{}", std::process::id());
-    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let url = format!("{base} dbname={name}");
+    let url = pg::fresh_database(&format!("isoswitch_saf{}", std::process::id())).await;
     store_suite(JournalConfig::Postgres { url: url.clone() }).await;
     let (c2, conn2) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn2);

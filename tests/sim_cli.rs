@@ -148,3 +148,36 @@ async fn cup_day_scenario_from_the_command_line() {
     let _ = issuer.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Terminal and merchant ids that cannot work are refused before anything is sent, with
+/// exit status 2 and the reason; cup-day is one terminal.
+#[test]
+fn sim_terminal_refuses_identities_that_cannot_work() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--merchant", "898340158120001"], "a merchant id needs the terminal ids"),
+        (&["--terminal", "10000001,10000002", "--merchant", "A,B,C"], "3 merchant ids for 2 terminal ids"),
+        (&["--terminal", "TERMINAL99"], "terminal id `TERMINAL99`"),
+        (
+            &[
+                "--scenario",
+                "cup-day",
+                "--tmk",
+                "0123456789ABCDEFFEDCBA9876543210",
+                "--terminal",
+                "10000001,10000002",
+            ],
+            "give one --terminal",
+        ),
+    ];
+    for (args, want) in cases {
+        // Port 9 (discard) on loopback: nothing may be sent, so nothing need listen.
+        let out = Command::new(BIN)
+            .args(["sim-terminal", "--connect", "127.0.0.1:9", "--count", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

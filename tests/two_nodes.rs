@@ -2,9 +2,11 @@
 //! answered alike on the other and never forwarded twice (94 when its key comes back with
 //! another amount), and settlement sees both nodes' transactions. Needs the
 //! server named by `ISOSWITCH_TEST_PG` (`.ci/run` starts one); without it the test is
-//! skipped with a note, except under CI where its absence fails.
+//! ignored, except under CI where its absence fails.
 
 mod common;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,23 +17,14 @@ use isoswitch::config::Config;
 use isoswitch::journal::{Journal, JournalConfig, Query, business_date};
 use tokio_util::sync::CancellationToken;
 
-async fn database() -> Option<String> {
-    let Ok(base) = std::env::var("ISOSWITCH_TEST_PG") else {
-        assert!(std::env::var("CI").is_err(), "CI must provide ISOSWITCH_TEST_PG (see .ci/pg-setup)");
-        eprintln!("note: ISOSWITCH_TEST_PG not set; two-node test skipped");
-        return None;
-    };
-    let name = format!("isoswitch_nodes_{}", std::process::id());
-    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(conn);
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    Some(format!("{base} dbname={name}"))
+async fn database() -> String {
+    pg::fresh_database(&format!("isoswitch_nodes_{}", std::process::id())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(isoswitch_no_pg, ignore = "needs ISOSWITCH_TEST_PG (see .ci/pg-setup)")]
 async fn two_nodes_share_retransmissions_and_settlement() {
-    let Some(url) = database().await else { return };
+    let url = database().await;
     let issuer = MockIssuer::start(Mode::Approve).await;
     let stop = CancellationToken::new();
     let mut nodes = Vec::new();

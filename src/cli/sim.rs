@@ -180,18 +180,26 @@ pub enum Scenario {
     CupDay,
 }
 
-/// The `cup-day` scenario's terminal.
+/// Who the terminals are, and the `cup-day` scenario's terminal.
 #[derive(Args, Debug)]
 pub struct DayArgs {
     /// Terminal master key, 32 hex digits (as in the switch's key file for --terminal).
     #[arg(long)]
     pub tmk: Option<String>,
-    /// Terminal id (field 41).
-    #[arg(long, default_value = "10000001")]
-    pub terminal: String,
-    /// Merchant id (field 42, 15 characters).
-    #[arg(long, default_value = "898340158120001")]
-    pub merchant: String,
+    /// Terminal ids (field 41) of the estate's registry, comma-separated; the connections
+    /// take them in turn. Default: the simulator's own (SIM00000, SIM00001, ...), which only
+    /// an open estate accepts; 10000001 for --scenario cup-day (one id only).
+    #[arg(long, value_delimiter = ',')]
+    pub terminal: Vec<String>,
+    /// Merchant ids (field 42) of those terminals: one for all, or one per terminal in the
+    /// same order. Default: none with --terminal (the switch takes the registry's),
+    /// SIMMERCHANT0001 without; 898340158120001 for --scenario cup-day.
+    #[arg(long, value_delimiter = ',')]
+    pub merchant: Vec<String>,
+    /// The batch number (60.2) the cup-day terminal starts in; the day settles it and ends
+    /// in the next one, so a second day over the same journal starts two higher (--batch 3).
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
     /// MAC algorithm of the listener (cup-ecb-des, cup-ecb-3des, x9.9, x9.19).
     #[arg(long, default_value = "cup-ecb-des")]
     pub mac: String,
@@ -313,6 +321,8 @@ pub fn sim_terminal(a: SimTerminalArgs) -> ExitCode {
         stop,
         timeout: Duration::from_millis(a.timeout_ms.max(1)),
         rate: a.rate,
+        terminals: a.day.terminal.clone(),
+        merchants: a.day.merchant.clone(),
     };
     let rt = match runtime(a.threads) {
         Ok(r) => r,
@@ -359,10 +369,33 @@ fn cup_day(a: &SimTerminalArgs) -> ExitCode {
         eprintln!("isoswitch: sim-terminal: --sign-on must be 001, 003 or 004, not `{}`", a.day.sign_on);
         return ExitCode::from(2);
     };
+    let one = |list: &[String], what: &str| -> Result<Option<String>, ExitCode> {
+        match list {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            _ => {
+                eprintln!("isoswitch: sim-terminal: --scenario cup-day is one terminal: give one --{what}");
+                Err(ExitCode::from(2))
+            }
+        }
+    };
+    let (terminal, merchant) = match (one(&a.day.terminal, "terminal"), one(&a.day.merchant, "merchant")) {
+        (Ok(t), Ok(m)) => (t, m),
+        (Err(c), _) | (_, Err(c)) => return c,
+    };
+    if !(1..=999_998).contains(&a.day.batch) {
+        eprintln!("isoswitch: sim-terminal: --batch must be 1 to 999998, not {}", a.day.batch);
+        return ExitCode::from(2);
+    }
     let mut cfg = crate::sim::cup_day::CupDayConfig::new(a.connect, tmk);
     cfg.sign_on = layout;
-    cfg.terminal.clone_from(&a.day.terminal);
-    cfg.merchant.clone_from(&a.day.merchant);
+    if let Some(t) = terminal {
+        cfg.terminal = t;
+    }
+    if let Some(m) = merchant {
+        cfg.merchant = m;
+    }
+    cfg.batch = a.day.batch;
     cfg.mac = mac;
     cfg.silent_amount = a.day.silent_amount;
     cfg.give_up = Duration::from_millis(a.day.give_up_ms.max(1));

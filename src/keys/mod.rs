@@ -71,7 +71,10 @@ pub enum KeyError {
     Random,
     #[error("{file}: cannot read key file: {source}")]
     Read { file: String, source: std::io::Error },
-    #[error("{file}: key file is readable by group or others (mode {mode:o}); chmod 600 it")]
+    #[error(
+        "{file}: key file is readable by group or others (mode {mode:o}); run `chmod 600 {file}` \
+         (git keeps no file modes: a key file from a checkout needs it too)"
+    )]
     Permissions { file: String, mode: u32 },
     #[error("{file}: cannot record working keys: {source}")]
     Persist { file: String, source: std::io::Error },

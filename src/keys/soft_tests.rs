@@ -177,6 +177,7 @@ fn refuses_a_readable_key_file() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         let e = SoftKeyStore::load(&path).unwrap_err().to_string();
         assert!(e.contains(&path.display().to_string()) && e.contains("readable by group or others"), "{e}");
+        assert!(e.contains(&format!("run `chmod 600 {}`", path.display())), "says what to do: {e}");
     }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(SoftKeyStore::load(&path).unwrap().terminals(), 1);

@@ -3,6 +3,11 @@
 //! (one write for the batch), then reads whatever replies have arrived, decodes them all,
 //! and refills the window: no locks and no channels on the hot path.
 //!
+//! Each connection is one terminal: the simulator's own (`SIM00000`, `SIM00001`, ...) or,
+//! with `terminals`, an estate's registered ones taken in turn (with `merchants` for field
+//! 42). Connections that share a terminal id share its STAN space: each takes every n-th
+//! STAN, so that no two requests of one terminal carry the same STAN at once.
+//!
 //! Every request's STAN (field 11, one sequence per connection), RRN (37), terminal id
 //! (41), amount (4) and MTI are remembered, and every reply is checked against them: the
 //! reply's MTI must be the request's plus 10 and the other fields must be equal, else it
@@ -26,7 +31,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::histogram::LatencyHistogram;
 use super::report::SimReport;
-use super::requests::{Requests, Sent, terminal_id};
+use super::requests::{Identity, Requests, Sent, terminal_id};
 use super::util::{ReadBuf, Stamp};
 use crate::frame::{Frame, FrameCodec, FrameConfig, Tpdu};
 use crate::iso::{Message, Spec};
@@ -89,6 +94,13 @@ pub struct SimTerminalConfig {
     pub rate: Option<f64>,
     /// Connect over TLS.
     pub tls: Option<SimTls>,
+    /// Terminal ids (field 41) of an estate, taken in turn by the connections; empty: the
+    /// simulator's own (`SIM00000`, ...), which only an open estate accepts.
+    pub terminals: Vec<String>,
+    /// Merchant ids (field 42): one for every terminal, or one per terminal in the same
+    /// order; empty: `SIMMERCHANT0001` for the simulator's terminals, and no field 42 for an
+    /// estate's (the switch then takes the registry's merchant).
+    pub merchants: Vec<String>,
 }
 
 impl SimTerminalConfig {
@@ -104,7 +116,46 @@ impl SimTerminalConfig {
             timeout: Duration::from_secs(5),
             rate: None,
             tls: None,
+            terminals: Vec::new(),
+            merchants: Vec::new(),
         }
+    }
+
+    /// Connection `conn`'s identity and STAN lane (first STAN, step), or what is wrong
+    /// with the terminals and merchants asked for.
+    fn identity(&self, conn: usize) -> io::Result<(Identity, u32, u32)> {
+        let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+        let n = self.terminals.len();
+        if n == 0 {
+            if !self.merchants.is_empty() {
+                return Err(bad("a merchant id needs the terminal ids it belongs to".into()));
+            }
+            return Ok((Identity::simulated(conn), 1, 1));
+        }
+        let merchant = match self.merchants.len() {
+            0 => None,
+            1 => self.merchants.first(),
+            m if m == n => self.merchants.get(conn % n),
+            m => {
+                return Err(bad(format!(
+                    "{m} merchant ids for {n} terminal ids: give one, or one per terminal"
+                )));
+            }
+        };
+        let terminal = self.terminals.get(conn % n).map_or("", String::as_str);
+        let who = Identity::of(terminal, merchant.map(String::as_str)).map_err(bad)?;
+        // Connections c, c + n, c + 2n, ... are the same terminal: lane `c / n` of `sharing`.
+        let connections = self.connections.max(1);
+        let sharing = (connections - conn % n).div_ceil(n).max(1);
+        let per_lane = 999_999 / sharing;
+        if per_lane <= self.pipeline.max(1) {
+            return Err(bad(format!(
+                "{sharing} connections share terminal {terminal}: too few STANs each for {} in flight",
+                self.pipeline
+            )));
+        }
+        let (first, step) = ((conn / n) as u32 + 1, sharing as u32);
+        Ok((who, first, step))
     }
 }
 
@@ -140,7 +191,8 @@ pub async fn run_terminals(cfg: SimTerminalConfig) -> io::Result<SimReport> {
     // requests fails the run at once.
     let mut factories = Vec::with_capacity(connections);
     for c in 0..connections {
-        factories.push(Requests::new(&cfg.spec, c)?);
+        let (who, first, step) = cfg.identity(c)?;
+        factories.push((Requests::with_identity(&cfg.spec, c, who)?, who.terminal, first, step));
     }
     let cfg = Arc::new(cfg);
     let start = Instant::now();
@@ -149,7 +201,7 @@ pub async fn run_terminals(cfg: SimTerminalConfig) -> io::Result<SimReport> {
         SimStop::Count(_) => None,
     };
     let mut tasks = tokio::task::JoinSet::new();
-    for (c, requests) in factories.into_iter().enumerate() {
+    for (c, (requests, tid, first, step)) in factories.into_iter().enumerate() {
         let quota = match cfg.stop {
             SimStop::Count(n) => {
                 let c64 = c as u64;
@@ -158,7 +210,8 @@ pub async fn run_terminals(cfg: SimTerminalConfig) -> io::Result<SimReport> {
             }
             SimStop::Duration(_) => None,
         };
-        let conn = Connection::new(c, cfg.clone(), requests, quota, end);
+        let mut conn = Connection::new(c, cfg.clone(), requests, quota, end);
+        (conn.tid, conn.stan_first, conn.stan_step) = (tid, first, step);
         tasks.spawn(conn.run());
     }
     let mut report = SimReport { connections: connections as u64, ..SimReport::default() };
@@ -198,6 +251,15 @@ enum Stream {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+/// The STAN after `stan` in the lane `first`, `first + step`, ... up to 999999 (0: none yet).
+fn next_stan(stan: u32, first: u32, step: u32) -> u32 {
+    match stan.checked_add(step) {
+        _ if stan == 0 => first,
+        Some(next) if next <= 999_999 => next,
+        _ => first,
+    }
+}
+
 struct Connection {
     id: usize,
     cfg: Arc<SimTerminalConfig>,
@@ -215,6 +277,9 @@ struct Connection {
     expired: HashSet<u32>,
     seq: u64,
     stan: u32,
+    /// This connection's STANs: `stan_first`, then every `stan_step`-th up to 999999.
+    stan_first: u32,
+    stan_step: u32,
     /// Requests per second on this connection, and when pacing started.
     pace: Option<(f64, Instant)>,
     stats: ConnStats,
@@ -249,6 +314,8 @@ impl Connection {
             expired: HashSet::new(),
             seq: 0,
             stan: 0,
+            stan_first: 1,
+            stan_step: 1,
             pace: cfg
                 .rate
                 .filter(|r| r.is_finite() && *r > 0.0)
@@ -380,9 +447,10 @@ impl Connection {
         wbuf: &mut BytesMut,
         codec: &mut FrameCodec,
     ) -> io::Result<()> {
-        // One STAN sequence per connection, 1..=999999, skipping STANs still in flight.
+        // One STAN sequence per connection within 1..=999999 (its lane of the terminal's
+        // STANs), skipping STANs still in flight; a lane holds more STANs than the window.
         loop {
-            self.stan = if self.stan >= 999_999 { 1 } else { self.stan + 1 };
+            self.stan = next_stan(self.stan, self.stan_first, self.stan_step);
             if !self.pending.contains_key(&self.stan) {
                 break;
             }
@@ -458,7 +526,7 @@ impl Connection {
         want_mti[2] += 1;
         let rc = m.response_code().and_then(|r| <[u8; 2]>::try_from(r.as_bytes()).ok());
         let ok = m.mti().as_bytes() == want_mti
-            && m.terminal_id().is_some_and(|t| t.as_bytes() == self.tid)
+            && m.terminal_id().is_some_and(|t| t.trim_end().as_bytes() == self.tid.trim_ascii_end())
             && p.sent.rrn.is_none_or(|r| m.rrn().is_some_and(|x| x.as_bytes() == r))
             && p.sent.amount.is_none_or(|a| m.amount() == Some(a))
             && rc.is_some();
@@ -468,5 +536,62 @@ impl Connection {
         if let Some(rc) = rc {
             *self.stats.rc.entry(rc).or_insert(0) += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iso::spec::shipped;
+
+    fn cfg(connections: usize, terminals: &[&str], merchants: &[&str]) -> SimTerminalConfig {
+        let mut c = SimTerminalConfig::new("127.0.0.1:9".parse().unwrap(), shipped("iso87ascii").unwrap());
+        c.connections = connections;
+        c.terminals = terminals.iter().map(|s| s.to_string()).collect();
+        c.merchants = merchants.iter().map(|s| s.to_string()).collect();
+        c
+    }
+
+    #[test]
+    fn connections_sharing_a_terminal_take_disjoint_stans() {
+        let c = cfg(5, &["A", "B"], &["M1", "M2"]);
+        let ids: Vec<_> = (0..5).map(|i| c.identity(i).unwrap()).collect();
+        let lanes: Vec<(u8, u32, u32)> = ids.iter().map(|(w, f, s)| (w.terminal[0], *f, *s)).collect();
+        // Connections 0, 2, 4 are terminal A (three lanes); 1 and 3 are B (two lanes).
+        assert_eq!(lanes, [(b'A', 1, 3), (b'B', 1, 2), (b'A', 2, 3), (b'B', 2, 2), (b'A', 3, 3)]);
+        assert_eq!(ids[1].0.merchant, Some(*b"M2             "));
+        // Each lane stays in its residue class, across the wrap at 999999 too, so the
+        // three lanes of terminal A never meet.
+        let mut owner = HashMap::new();
+        for (first, step) in [(1, 3), (2, 3), (3, 3)] {
+            let mut s = 0;
+            let mut wrapped = false;
+            for _ in 0..(999_999 / 3 + 5) {
+                let next = next_stan(s, first, step);
+                wrapped |= next < s;
+                s = next;
+                assert!((1..=999_999).contains(&s) && (s - 1) % 3 == first - 1, "{s}");
+                assert!(*owner.entry(s).or_insert(first) == first, "STAN {s} in two lanes");
+            }
+            assert!(wrapped, "lane {first} wrapped");
+        }
+        assert_eq!(owner.len(), 999_999);
+        // The simulator's own terminals keep every STAN.
+        let own = cfg(2, &[], &[]).identity(1).unwrap();
+        assert_eq!((&own.0.terminal, own.1, own.2), (b"SIM00001", 1, 1));
+    }
+
+    #[test]
+    fn terminals_and_merchants_that_cannot_work_are_refused() {
+        let e = cfg(2, &["A", "B"], &["M1", "M2", "M3"]).identity(0).unwrap_err().to_string();
+        assert!(e.contains("3 merchant ids for 2 terminal ids"), "{e}");
+        let e = cfg(1, &[], &["M1"]).identity(0).unwrap_err().to_string();
+        assert!(e.contains("needs the terminal ids"), "{e}");
+        let e = cfg(1, &["TERMINAL9"], &[]).identity(0).unwrap_err().to_string();
+        assert!(e.contains("TERMINAL9"), "{e}");
+        let mut c = cfg(1000, &["A"], &[]);
+        c.pipeline = 1000;
+        let e = c.identity(0).unwrap_err().to_string();
+        assert!(e.contains("1000 connections share terminal A"), "{e}");
     }
 }
