@@ -136,6 +136,64 @@ pub struct Config {
     /// How retransmissions and repeats are recognised.
     #[serde(default)]
     pub repeats: RepeatsConfig,
+    /// Stand-in policies, one per issuer (`[[standin]]`).
+    #[serde(default, rename = "standin")]
+    pub standin: Vec<StandInConfig>,
+}
+
+/// When the switch approves on an issuer's behalf (`[[standin]]`, one per issuer). Only
+/// `issuer` and `max_amount` are required: the defaults stand in for purchases when all of
+/// the issuer's links are down, at most 3 per card and day and 3 × `max_amount` per card
+/// and day, with a total unacknowledged exposure of 1000 × `max_amount`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandInConfig {
+    pub issuer: String,
+    /// Largest amount stood in for, minor units (field 4).
+    pub max_amount: u64,
+    /// When: `"down"` (every link of the issuer, and of a route's backup, is down) and/or
+    /// `"timeout"` (no answer by the deadline; the request is reversed first). The
+    /// operator's "stand-in now" (admin API) applies whatever this says.
+    #[serde(default = "default_standin_when")]
+    pub when: Vec<String>,
+    /// Transaction types: `"purchase"`, `"preauth"`; nothing else is ever stood in for.
+    #[serde(default = "default_standin_types")]
+    pub types: Vec<String>,
+    /// Card types (`"debit"`, `"credit"`, `"qr"`); empty: any.
+    #[serde(default)]
+    pub card_types: Vec<String>,
+    /// Merchant categories (field 18) allowed; empty: any.
+    #[serde(default)]
+    pub mcc: Vec<String>,
+    /// Merchant categories never stood in for.
+    #[serde(default)]
+    pub exclude_mcc: Vec<String>,
+    /// Stand-in approvals per card (keyed PAN hash) and business day; default 3.
+    pub card_daily_count: Option<u32>,
+    /// Amount stood in for per card and business day; default 3 × `max_amount`.
+    pub card_daily_amount: Option<u64>,
+    /// Amount stood in for per merchant and business day; absent: no such limit.
+    pub merchant_daily_amount: Option<u64>,
+    /// Amount approved in stand-in and not yet acknowledged by the issuer; default
+    /// 1000 × `max_amount`.
+    pub max_exposure: Option<u64>,
+    /// BINs or card-number prefixes never stood in for.
+    #[serde(default)]
+    pub never: Vec<String>,
+    /// Keyed PAN hashes (as in the journal's `pan_hash`) never stood in for: a card
+    /// listed without writing its number in the file.
+    #[serde(default)]
+    pub never_hash: Vec<String>,
+    /// The advice MTI the issuer takes: `"0120"` or `"0220"`; absent: 0120 for
+    /// authorisations (01xx), 0220 for financial requests (02xx).
+    pub advice_mti: Option<String>,
+}
+
+fn default_standin_when() -> Vec<String> {
+    vec!["down".to_string()]
+}
+fn default_standin_types() -> Vec<String> {
+    vec!["purchase".to_string()]
 }
 
 /// Retransmissions and repeats (`[repeats]`): a request with the terminal key of one the
@@ -545,11 +603,88 @@ impl Config {
             let message = "needs 0 < retry_min_ms <= retry_max_ms".to_string();
             return Err(ConfigError::Invalid { file, line, column, key, message });
         }
+        self.check_standin(&names, &bad)?;
         if !(10..=3_600_000).contains(&self.saf.indoubt_rotate_ms) {
             let v = self.saf.indoubt_rotate_ms.to_string();
             return Err(bad("indoubt_rotate_ms", &v, "must be between 10 and 3600000".into()));
         }
         sanity::check(self, file, text)
+    }
+
+    /// Every `[[standin]]` names a configured issuer once, with values it can work with.
+    fn check_standin(
+        &self,
+        issuers: &[&str],
+        bad: &dyn Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let mut seen: Vec<&str> = Vec::new();
+        let digits = |s: &str, min: usize, max: usize| {
+            (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+        };
+        for s in &self.standin {
+            if !issuers.contains(&s.issuer.as_str()) {
+                return Err(bad("issuer", &s.issuer, format!("[[standin]]: no issuer named `{}`", s.issuer)));
+            }
+            if seen.contains(&s.issuer.as_str()) {
+                return Err(bad("issuer", &s.issuer, format!("[[standin]] for `{}` given twice", s.issuer)));
+            }
+            seen.push(&s.issuer);
+            if s.max_amount == 0 || i64::try_from(s.max_amount).is_err() {
+                return Err(bad("max_amount", "", "must be a positive amount in minor units".into()));
+            }
+            for w in &s.when {
+                if !matches!(w.as_str(), "down" | "timeout") {
+                    return Err(bad("when", w, format!("`{w}`: stand in when \"down\" or \"timeout\"")));
+                }
+            }
+            for t in &s.types {
+                if !matches!(t.as_str(), "purchase" | "preauth") {
+                    return Err(bad(
+                        "types",
+                        t,
+                        format!("`{t}`: only \"purchase\" and \"preauth\" can be stood in for"),
+                    ));
+                }
+            }
+            for c in &s.card_types {
+                if !matches!(c.as_str(), "debit" | "credit" | "qr") {
+                    return Err(bad("card_types", c, format!("`{c}`: card types are debit, credit, qr")));
+                }
+            }
+            for m in s.mcc.iter().chain(&s.exclude_mcc) {
+                if !digits(m, 4, 4) {
+                    return Err(bad("mcc", m, format!("`{m}` is not a 4-digit merchant category")));
+                }
+            }
+            for n in &s.never {
+                if !digits(n, 1, 19) {
+                    // May be a card number: not repeated in the message.
+                    return Err(bad("never", "", "entries are BINs or card numbers: 1 to 19 digits".into()));
+                }
+            }
+            for h in &s.never_hash {
+                if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad(
+                        "never_hash",
+                        h,
+                        "a PAN hash is 32 hex digits (journal pan_hash)".into(),
+                    ));
+                }
+            }
+            if let Some(m) = &s.advice_mti
+                && m != "0120"
+                && m != "0220"
+            {
+                return Err(bad("advice_mti", m, "must be \"0120\" or \"0220\"".into()));
+            }
+            let amounts = [s.card_daily_amount, s.merchant_daily_amount, s.max_exposure];
+            if amounts.iter().flatten().any(|&a| a == 0 || i64::try_from(a).is_err())
+                || s.card_daily_count == Some(0)
+            {
+                return Err(bad("issuer", &s.issuer, "[[standin]] limits must be positive".into()));
+            }
+        }
+        Ok(())
     }
 
     /// Settings that work but deserve a word at start (one line each).
