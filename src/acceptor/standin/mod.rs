@@ -1,0 +1,379 @@
+//! Stand-in: approving on an issuer's behalf, within the limits its `[[standin]]` policy
+//! sets, when it cannot answer — every link down, no answer by the deadline (after the
+//! request was reversed), or the operator's "stand in now" — and telling it afterwards
+//! with an advice.
+//!
+//! One approval, in order: the policy's request rules (`policy`), the card's and the
+//! merchant's daily limits (`limits`, reserved under one lock), the issuer's exposure cap
+//! (the issuer's advice book, compare-and-swap); then the advice is stored durably in
+//! store-and-forward, then the journal row (decision `stand-in`, the switch's `S…`
+//! authorisation code) is committed, and only then does the terminal hear 00. An approval
+//! whose row fails to commit withdraws its advice (never written: its first write waits
+//! `ADVICE_GRACE`) and answers 96; one the process dies before journalling has its advice
+//! withdrawn at the next start. A request the policy does not cover gets the code it would
+//! have got without stand-in (91 when the issuer is down, 68 after a timeout).
+//! May import: the routing core's vocabulary, the issuer connector, the journal, config.
+
+pub mod limits;
+pub mod policy;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use crate::config::Config;
+use crate::iso::Message;
+use crate::issuer::{Issuer, Issuers};
+use crate::journal::saf::advice_key;
+use crate::journal::{Query, Status, TxnRecord};
+use crate::metrics as m;
+use crate::route;
+
+use super::reply::switch_reply;
+use super::service::{Services, now_ms};
+use limits::Limits;
+use policy::{Facts, Policy, Refusal, Trigger};
+
+/// The stand-in policies of the configured issuers and their state.
+#[derive(Debug, Default)]
+pub struct StandIn {
+    policies: HashMap<String, Policy>,
+    /// Issuers the operator put in stand-in.
+    forced: Mutex<HashSet<String>>,
+    /// Issuers currently being stood in for (a log line at each change).
+    active: Mutex<HashSet<String>>,
+    limits: Limits,
+    /// The business date the limits were last started from the journal.
+    seeded: tokio::sync::Mutex<Option<String>>,
+}
+
+/// What the admin API shows of one issuer's stand-in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StandInStatus {
+    pub issuer: String,
+    pub policy: bool,
+    pub forced: bool,
+    pub active: bool,
+    pub exposure: i64,
+    pub max_exposure: Option<i64>,
+    pub advices_pending: i64,
+    pub links_up: usize,
+}
+
+impl StandIn {
+    pub fn new(cfg: &Config) -> StandIn {
+        let policies = cfg.standin.iter().map(|s| (s.issuer.clone(), Policy::from_config(s))).collect();
+        StandIn { policies, ..StandIn::default() }
+    }
+
+    pub fn policy(&self, issuer: &str) -> Option<&Policy> {
+        self.policies.get(issuer)
+    }
+
+    /// Whether the operator put `issuer` in stand-in.
+    pub fn forced(&self, issuer: &str) -> bool {
+        !self.policies.is_empty() && self.forced.lock().unwrap_or_else(|p| p.into_inner()).contains(issuer)
+    }
+
+    /// Put `issuer` in stand-in (its requests are no longer sent to it) or take it out;
+    /// `None` when the issuer has no policy, else whether this changed anything. Logged.
+    pub fn set_forced(&self, issuer: &str, on: bool) -> Option<bool> {
+        self.policy(issuer)?;
+        let mut f = self.forced.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = if on { f.insert(issuer.to_string()) } else { f.remove(issuer) };
+        if changed && on {
+            tracing::warn!(issuer, "stand-in started by the operator: requests are decided by the switch");
+        } else if changed {
+            tracing::warn!(issuer, "stand-in stopped by the operator: requests go to the issuer again");
+        }
+        Some(changed)
+    }
+
+    /// The trigger for a request to `primary` before it is forwarded: the operator's, or
+    /// every link down (of the issuer and of its backup) when the policy covers that.
+    pub fn trigger_before(&self, issuers: &Issuers, primary: &str, backup: Option<&str>) -> Option<Trigger> {
+        let p = self.policies.get(primary)?;
+        if self.forced(primary) {
+            return Some(Trigger::Forced);
+        }
+        (p.on_down && all_down(issuers, primary, backup)).then_some(Trigger::Down)
+    }
+
+    /// The issuer answered again: the end of a stand-in period is logged.
+    pub fn answered(&self, issuer: &str) {
+        if self.policies.is_empty() {
+            return;
+        }
+        let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        if a.remove(issuer) {
+            tracing::warn!(issuer, "stand-in ended: the issuer answers again; its advices follow");
+        }
+    }
+
+    fn activated(&self, issuer: &str, t: Trigger) {
+        let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        if a.insert(issuer.to_string()) {
+            tracing::warn!(issuer, trigger = t.as_str(), "stand-in active: the switch decides for this issuer");
+        }
+    }
+
+    /// One issuer's stand-in, for the admin API; `None` for an unknown issuer.
+    pub fn status(&self, issuers: &Issuers, issuer: &str) -> Option<StandInStatus> {
+        let i = issuers.by_name(issuer)?;
+        let p = self.policy(issuer);
+        Some(StandInStatus {
+            issuer: issuer.to_string(),
+            policy: p.is_some(),
+            forced: self.forced(issuer),
+            active: self.active.lock().unwrap_or_else(|p| p.into_inner()).contains(issuer),
+            exposure: i.advices().exposure(),
+            max_exposure: p.map(|p| p.max_exposure),
+            advices_pending: i.advices().depth(),
+            links_up: i.links_up(),
+        })
+    }
+
+    /// Start the day's limits and codes from the journal, once per business date.
+    async fn seed(&self, journal: &crate::journal::Journal, date: &str) -> bool {
+        let mut seeded = self.seeded.lock().await;
+        if seeded.as_deref() == Some(date) {
+            return true;
+        }
+        match journal.query(Query::StandInOfDay(date.to_string())).await {
+            Ok(rows) => {
+                let approved = rows.iter().filter(|r| r.rc == "00");
+                self.limits.seed(
+                    date,
+                    approved.map(|r| {
+                        (
+                            r.issuer.as_deref().unwrap_or(""),
+                            r.pan_hash.as_deref().unwrap_or(""),
+                            r.merchant_id.as_str(),
+                            r.amount,
+                            r.auth_code.as_deref().unwrap_or(""),
+                        )
+                    }),
+                );
+                *seeded = Some(date.to_string());
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "stand-in limits not started: the journal query failed");
+                false
+            }
+        }
+    }
+}
+
+/// Every link of `primary` down, and of `backup` when there is one.
+pub fn all_down(issuers: &Issuers, primary: &str, backup: Option<&str>) -> bool {
+    let down = |n: &str| issuers.by_name(n).is_none_or(|i| i.links_up() == 0);
+    down(primary) && backup.is_none_or(down)
+}
+
+impl Services {
+    /// Decide `req` on `issuer`'s behalf (its policy applies to `trigger`): approve it,
+    /// with its advice durable and its row journalled before the reply, or answer
+    /// `otherwise` (the code it would have had without stand-in), journalled as a stand-in
+    /// decline. `row` is the request's journal row (none without a journal: nothing can
+    /// be stood in for then).
+    pub(super) async fn stand_in(
+        &self,
+        issuer: &Issuer,
+        req: &Message,
+        fwd: &route::Forward,
+        row: Option<Box<TxnRecord>>,
+        trigger: Trigger,
+        otherwise: &str,
+        answer_by: std::time::Instant,
+    ) -> Option<Box<Message>> {
+        let name = issuer.name();
+        let policy = self.standin.policy(name)?;
+        let decided = match row {
+            Some(row) => self.approve(issuer, policy, req, fwd, row, trigger).await,
+            None => Err((Refusal::Unrecordable, None)),
+        };
+        match decided {
+            Ok(reply) => Some(reply),
+            Err((why, row)) => {
+                metrics::counter!(m::STANDIN_TOTAL, "issuer" => name.to_string(), "decision" => "declined")
+                    .increment(1);
+                tracing::debug!(issuer = name, trigger = trigger.as_str(), reason = why.as_str(), rc = otherwise,
+                    "stand-in declined");
+                if let Some(mut row) = row {
+                    row.decision = "stand-in".into();
+                    row.rc = otherwise.to_string();
+                    row.status = Some(Status::Declined);
+                    row.answered_at = Some(now_ms());
+                    self.journal_until(row, answer_by).await;
+                }
+                switch_reply(req, otherwise).ok().map(Box::new)
+            }
+        }
+    }
+
+    /// The approval path of `stand_in`; on refusal the reason and the row (for its decline).
+    async fn approve(
+        &self,
+        issuer: &Issuer,
+        policy: &Policy,
+        req: &Message,
+        fwd: &route::Forward,
+        mut row: Box<TxnRecord>,
+        trigger: Trigger,
+    ) -> Result<Box<Message>, (Refusal, Option<Box<TxnRecord>>)> {
+        let Some(journal) = self.journal.as_ref() else { return Err((Refusal::Unrecordable, Some(row))) };
+        if !issuer.takes_advices() {
+            return Err((Refusal::Unrecordable, Some(row)));
+        }
+        let (pan, mcc) = (req.pan(), req.text(18));
+        let facts = Facts {
+            txn: fwd.txn_type,
+            card_type: fwd.card_type,
+            mcc: mcc.as_deref(),
+            amount: req.amount().and_then(|a| i64::try_from(a).ok()),
+            pin_block: req.has(52),
+            pan: pan.as_deref(),
+            pan_hash: row.pan_hash.as_deref(),
+        };
+        let amount = match policy.admits(&facts) {
+            Ok(a) => a,
+            Err(why) => return Err((why, Some(row))),
+        };
+        let Some(txn_key) = row.txn_key.clone() else { return Err((Refusal::Unrecordable, Some(row))) };
+        self.standin.activated(issuer.name(), trigger);
+        let date = row.business_date.clone();
+        if !self.standin.seed(journal, &date).await {
+            return Err((Refusal::Unrecordable, Some(row)));
+        }
+        let hash = row.pan_hash.clone().unwrap_or_default();
+        let ticket = match self.standin.limits.reserve(policy, &date, &hash, &row.merchant_id, amount) {
+            Ok(t) => t,
+            Err(why) => return Err((why, Some(row))),
+        };
+        if !issuer.advices().try_reserve(amount, policy.max_exposure) {
+            self.standin.limits.release(&ticket);
+            return Err((Refusal::Exposure, Some(row)));
+        }
+        let code = self.standin.limits.next_code(&date);
+        // A terminal that sent no RRN gets one the switch makes, unique like the code.
+        let rrn = row.rrn.clone().unwrap_or_else(|| format!("{}{code}", date.get(2..).unwrap_or("000000")));
+        let key = advice_key(&row.terminal_id, &row.stan, &txn_key);
+        let undo = |why| {
+            self.standin.limits.release(&ticket);
+            issuer.advices().release(amount);
+            why
+        };
+        let advice = match advice_of(req, policy.advice_mti(req.mti()), &code, &rrn) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(issuer = issuer.name(), error = %e, "stand-in advice not built");
+                return Err((undo(Refusal::Unrecordable), Some(row)));
+            }
+        };
+        match issuer.queue_advice(&advice, &key).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(issuer = issuer.name(), "an advice for this transaction is already stored");
+                return Err((undo(Refusal::Unrecordable), Some(row)));
+            }
+            Err(e) => {
+                tracing::error!(issuer = issuer.name(), error = %e, "stand-in advice not stored; declined");
+                return Err((undo(Refusal::Unrecordable), Some(row)));
+            }
+        }
+        // The advice is durable; its reserved exposure now belongs to it.
+        row.decision = "stand-in".into();
+        row.rc = "00".into();
+        row.status = Some(Status::Approved);
+        row.auth_code = Some(code.clone());
+        row.rrn = Some(rrn.clone());
+        row.fee = fwd.fee;
+        row.answered_at = Some(now_ms());
+        if !self.journal(row).await {
+            self.standin.limits.release(&ticket);
+            match issuer.void_advice(&key, amount).await {
+                Ok(true) => {}
+                Ok(false) => tracing::error!(issuer = issuer.name(),
+                    "stand-in approval not journalled and its advice could not be withdrawn"),
+                Err(e) => tracing::error!(issuer = issuer.name(), error = %e,
+                    "stand-in approval not journalled and its advice could not be withdrawn"),
+            }
+            return switch_reply(req, "96").ok().map(Box::new).ok_or((Refusal::Unrecordable, None));
+        }
+        metrics::counter!(m::STANDIN_TOTAL, "issuer" => issuer.name().to_string(), "decision" => "approved")
+            .increment(1);
+        tracing::info!(issuer = issuer.name(), trigger = trigger.as_str(), auth_code = %code, amount,
+            "stand-in approval");
+        let mut out = switch_reply(req, "00").map_err(|_| (Refusal::Unrecordable, None))?;
+        if req.spec().field(38).is_some() {
+            let _ = out.set(38, &code);
+        }
+        if !req.has(37) && req.spec().field(37).is_some() {
+            let _ = out.set(37, &rrn);
+        }
+        Ok(Box::new(out))
+    }
+}
+
+impl Services {
+    /// A terminal's reversal of a stand-in approval `orig`: its advice is withdrawn while it
+    /// was never written (the issuer never hears of the transaction, and the exposure is
+    /// given back); once written, a reversal is queued for the issuer naming the advice
+    /// in field 90 (its MTI, the terminal's STAN, field 7 of the original, fields 32 and
+    /// 33). The code for the terminal: 00, or 96 when neither could be done.
+    pub(super) async fn reverse_stand_in(&self, issuers: &Issuers, req: &Message, orig: &TxnRecord) -> &'static str {
+        let Some(issuer) = orig.issuer.as_deref().and_then(|n| issuers.by_name(n)) else {
+            tracing::error!("reversal of a stand-in approval whose issuer is not configured");
+            return "96";
+        };
+        let key = advice_key(&orig.terminal_id, &orig.stan, orig.txn_key.as_deref().unwrap_or(""));
+        match issuer.void_advice(&key, orig.amount).await {
+            Ok(true) => {
+                tracing::info!(issuer = issuer.name(), "stand-in approval reversed before its advice was sent");
+                return "00";
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(issuer = issuer.name(), error = %e, "stand-in advice could not be withdrawn");
+                return "96";
+            }
+        }
+        let mti = self.standin.policy(issuer.name()).map_or("0220", |p| p.advice_mti(&orig.mti)).to_string();
+        match super::service::reverse_with_issuer(
+            issuers,
+            req,
+            issuer.name(),
+            Some(&orig.stan),
+            &mti,
+            &orig.transmission_time,
+        )
+        .await
+        {
+            Ok(_) => "00",
+            Err(e) => {
+                tracing::error!(issuer = issuer.name(), error = %e, "reversal of a stand-in advice not queued");
+                "96"
+            }
+        }
+    }
+}
+
+/// The advice reporting a stand-in approval of `req`: the request with MTI `mti`, the
+/// switch's authorisation code (38), its RRN (37) and 39 = 00.
+fn advice_of(req: &Message, mti: &str, code: &str, rrn: &str) -> Result<Message, crate::iso::EncodeError> {
+    let mut adv = req.clone();
+    adv.set_mti(mti)?;
+    for n in [35, 36, 45, 52, 53] {
+        adv.remove(n);
+    }
+    if adv.spec().field(38).is_some() {
+        adv.set(38, code)?;
+    }
+    if adv.spec().field(39).is_some() {
+        adv.set(39, "00")?;
+    }
+    if !adv.has(37) && adv.spec().field(37).is_some() {
+        adv.set(37, rrn)?;
+    }
+    Ok(adv)
+}
