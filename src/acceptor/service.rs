@@ -127,7 +127,9 @@ impl Services {
             }
         };
         if !cfg.standin.is_empty() && journal.is_none() {
-            tracing::warn!("stand-in is off: approvals on an issuer's behalf need a journal and its advice queue");
+            tracing::warn!(
+                "stand-in is off: approvals on an issuer's behalf need a journal and its advice queue"
+            );
         }
         let mut s = Services::new(cfg, route::Router::new(rules), journal, PanHasher::new(&key))?;
         s.shared = cfg.journal_url.is_some();

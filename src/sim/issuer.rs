@@ -65,8 +65,8 @@ pub struct SimIssuerConfig {
     /// Answer requests that arrive together in shuffled order, in windows of this many;
     /// 0 or 1 keeps the order.
     pub shuffle: usize,
-    /// Never answer a request (other than a reversal) for this amount, in minor units: a
-    /// scripted timeout (the `cup-day` scenario's unanswered purchase).
+    /// Never answer a request (other than a reversal or an advice) for this amount, in
+    /// minor units: a scripted timeout (the `cup-day` scenario's unanswered purchase).
     pub silent_amount: Option<u64>,
     /// Answer stand-in advices of this amount (minor units) with 05: the issuer refuses
     /// what the switch approved on its behalf.
@@ -336,7 +336,8 @@ impl Responder {
             Ok(req)
                 if self.cfg.silent_amount.is_some()
                     && req.amount() == self.cfg.silent_amount
-                    && !req.mti().starts_with("04") =>
+                    && !req.mti().starts_with("04")
+                    && req.mti().as_bytes().get(2) != Some(&b'2') =>
             {
                 batch.dropped += 1;
             }
@@ -414,7 +415,11 @@ impl Responder {
         let class = req.mti().as_bytes().get(1).copied();
         let advice = matches!(class, Some(b'1' | b'2')) && req.mti().as_bytes().get(2) == Some(&b'2');
         let rc: &[u8; 2] = if advice {
-            if req.amount().is_some_and(|a| Some(a) == self.cfg.decline_advice_amount) { b"05" } else { b"00" }
+            if req.amount().is_some_and(|a| Some(a) == self.cfg.decline_advice_amount) {
+                b"05"
+            } else {
+                b"00"
+            }
         } else if matches!(class, Some(b'1' | b'2')) {
             decide(req)
         } else {
@@ -424,7 +429,12 @@ impl Responder {
             let text = |n: usize| req.text(n).map(|t| t.into_owned()).unwrap_or_default();
             let key = format!("{}|{}|{}", text(41), text(37), text(38));
             let repeat = req.mti().ends_with('1');
-            self.cfg.advices.record(key, repeat, req.amount().unwrap_or(0), std::str::from_utf8(rc).unwrap_or("00"));
+            self.cfg.advices.record(
+                key,
+                repeat,
+                req.amount().unwrap_or(0),
+                std::str::from_utf8(rc).unwrap_or("00"),
+            );
         }
         let spec = self.cfg.spec.clone();
         req.set_mti(std::str::from_utf8(&resp).unwrap_or("0000"))?;

@@ -109,7 +109,11 @@ impl Limits {
 
     /// Start `date` from the stand-in approvals the journal holds for it: (issuer, PAN
     /// hash, merchant, amount, authorisation code) each. Replaces that day's counters.
-    pub fn seed<'a>(&self, date: &str, rows: impl IntoIterator<Item = (&'a str, &'a str, &'a str, i64, &'a str)>) {
+    pub fn seed<'a>(
+        &self,
+        date: &str,
+        rows: impl IntoIterator<Item = (&'a str, &'a str, &'a str, i64, &'a str)>,
+    ) {
         let mut fresh = Day { date: date.to_string(), ..Day::default() };
         for (issuer, hash, merchant, amount, code) in rows {
             let c = fresh.cards.entry((issuer.to_string(), hash.to_string())).or_default();
@@ -190,7 +194,9 @@ mod tests {
             let hs: Vec<_> = (0..8)
                 .map(|_| {
                     let (l, p) = (&l, &count_bound);
-                    s.spawn(move || (0..50).filter(|_| l.reserve(p, "20261207", "card-2", "m", 1).is_ok()).count())
+                    s.spawn(move || {
+                        (0..50).filter(|_| l.reserve(p, "20261207", "card-2", "m", 1).is_ok()).count()
+                    })
                 })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()

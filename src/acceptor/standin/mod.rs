@@ -112,7 +112,11 @@ impl StandIn {
     fn activated(&self, issuer: &str, t: Trigger) {
         let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if a.insert(issuer.to_string()) {
-            tracing::warn!(issuer, trigger = t.as_str(), "stand-in active: the switch decides for this issuer");
+            tracing::warn!(
+                issuer,
+                trigger = t.as_str(),
+                "stand-in active: the switch decides for this issuer"
+            );
         }
     }
 
@@ -197,8 +201,13 @@ impl Services {
             Err((why, row)) => {
                 metrics::counter!(m::STANDIN_TOTAL, "issuer" => name.to_string(), "decision" => "declined")
                     .increment(1);
-                tracing::debug!(issuer = name, trigger = trigger.as_str(), reason = why.as_str(), rc = otherwise,
-                    "stand-in declined");
+                tracing::debug!(
+                    issuer = name,
+                    trigger = trigger.as_str(),
+                    reason = why.as_str(),
+                    rc = otherwise,
+                    "stand-in declined"
+                );
                 if let Some(mut row) = row {
                     row.decision = "stand-in".into();
                     row.rc = otherwise.to_string();
@@ -293,8 +302,10 @@ impl Services {
             self.standin.limits.release(&ticket);
             match issuer.void_advice(&key, amount).await {
                 Ok(true) => {}
-                Ok(false) => tracing::error!(issuer = issuer.name(),
-                    "stand-in approval not journalled and its advice could not be withdrawn"),
+                Ok(false) => tracing::error!(
+                    issuer = issuer.name(),
+                    "stand-in approval not journalled and its advice could not be withdrawn"
+                ),
                 Err(e) => tracing::error!(issuer = issuer.name(), error = %e,
                     "stand-in approval not journalled and its advice could not be withdrawn"),
             }
@@ -321,7 +332,12 @@ impl Services {
     /// given back); once written, a reversal is queued for the issuer naming the advice
     /// in field 90 (its MTI, the terminal's STAN, field 7 of the original, fields 32 and
     /// 33). The code for the terminal: 00, or 96 when neither could be done.
-    pub(super) async fn reverse_stand_in(&self, issuers: &Issuers, req: &Message, orig: &TxnRecord) -> &'static str {
+    pub(super) async fn reverse_stand_in(
+        &self,
+        issuers: &Issuers,
+        req: &Message,
+        orig: &TxnRecord,
+    ) -> &'static str {
         let Some(issuer) = orig.issuer.as_deref().and_then(|n| issuers.by_name(n)) else {
             tracing::error!("reversal of a stand-in approval whose issuer is not configured");
             return "96";
@@ -329,7 +345,10 @@ impl Services {
         let key = advice_key(&orig.terminal_id, &orig.stan, orig.txn_key.as_deref().unwrap_or(""));
         match issuer.void_advice(&key, orig.amount).await {
             Ok(true) => {
-                tracing::info!(issuer = issuer.name(), "stand-in approval reversed before its advice was sent");
+                tracing::info!(
+                    issuer = issuer.name(),
+                    "stand-in approval reversed before its advice was sent"
+                );
                 return "00";
             }
             Ok(false) => {}

@@ -288,10 +288,12 @@ mod tests {
             ("issuer = \"b\"\nmax_amount = 5\ncard_daily_count = 0\n", "issuer"),
             ("issuer = \"b\"\n", "missing field `max_amount`"),
         ] {
-            let err = crate::config::Config::parse("s.toml", &format!("{base}{extra}")).unwrap_err().to_string();
+            let err =
+                crate::config::Config::parse("s.toml", &format!("{base}{extra}")).unwrap_err().to_string();
             assert!(err.starts_with("s.toml:") && err.contains(key), "{extra}: {err}");
         }
-        let twice = format!("{base}issuer = \"b\"\nmax_amount = 5\n[[standin]]\nissuer = \"b\"\nmax_amount = 6\n");
+        let twice =
+            format!("{base}issuer = \"b\"\nmax_amount = 5\n[[standin]]\nissuer = \"b\"\nmax_amount = 6\n");
         let err = crate::config::Config::parse("s.toml", &twice).unwrap_err().to_string();
         assert!(err.contains("twice"), "{err}");
         let never = format!("{base}issuer = \"b\"\nmax_amount = 5\nnever = [\"6222020000000001x\"]\n");
