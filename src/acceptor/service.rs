@@ -483,7 +483,8 @@ impl Services {
             && let Some(i) = issuers.get(issuer)
         {
             // Known down (or the operator's stand-in): decided now, not at the deadline.
-            return Box::pin(self.stand_in(i, req, fwd, row, trigger, "91", answer_by)).await;
+            let occasion = super::standin::Occasion { trigger, otherwise: "91", answer_by };
+            return Box::pin(self.stand_in(i, req, fwd, row, occasion)).await;
         }
         if let Some(row) = &mut row {
             row.forwarded_at = Some(now_ms());
@@ -531,7 +532,8 @@ impl Services {
             && let Some(i) = issuers.get(issuer)
             && self.standin.policy(primary).is_some_and(|p| p.applies(trigger))
         {
-            return Box::pin(self.stand_in(i, req, fwd, row, trigger, otherwise, answer_by)).await;
+            let occasion = super::standin::Occasion { trigger, otherwise, answer_by };
+            return Box::pin(self.stand_in(i, req, fwd, row, occasion)).await;
         }
         let reply = match outcome {
             Outcome::Reply(answer) => {

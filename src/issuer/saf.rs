@@ -490,7 +490,8 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
     let Some(expect) = super::verify::answer_mti(reversal.mti().as_bytes()) else { return };
     if advice {
         counter!(m::SAF_SENT_TOTAL, "issuer" => name.clone()).increment(1);
-        return send_advice(issuer, ctx, id, field90, attempts, reversal, expect, amount).await;
+        let item = SafItem { id, field90, attempts, reversal };
+        return send_advice(issuer, ctx, item, expect, amount).await;
     }
     let Some(link) = issuer.pick_for_reversal() else { return };
     let next = attempts.saturating_add(1);
@@ -526,17 +527,8 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
 /// Write one stand-in advice (0120/0220, repeats 0121/0221) and wait for its answer: the
 /// issuer's response code is recorded on the advice (and its transaction); a decline is
 /// logged and counted, for that money is now the acquirer's risk.
-#[allow(clippy::too_many_arguments)]
-async fn send_advice(
-    issuer: &Issuer,
-    ctx: &SafCtx,
-    id: i64,
-    key: String,
-    attempts: u32,
-    mut advice: Message,
-    expect: [u8; 4],
-    amount: i64,
-) {
+async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 4], amount: i64) {
+    let SafItem { id, field90: key, attempts, reversal: mut advice } = item;
     let name = issuer.name.to_string();
     let Some(link) = issuer.pick_for_reversal() else { return };
     let next = attempts.saturating_add(1);

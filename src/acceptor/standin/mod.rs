@@ -168,6 +168,16 @@ impl StandIn {
     }
 }
 
+/// Why the switch decides a request itself, and what the terminal gets otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Occasion {
+    pub trigger: Trigger,
+    /// The code without stand-in: 91 (issuer down), 68 (timed out).
+    pub otherwise: &'static str,
+    /// A decline's journal row is not waited for past this (the promised deadline).
+    pub answer_by: std::time::Instant,
+}
+
 /// Every link of `primary` down, and of `backup` when there is one.
 pub fn all_down(issuers: &Issuers, primary: &str, backup: Option<&str>) -> bool {
     let down = |n: &str| issuers.by_name(n).is_none_or(|i| i.links_up() == 0);
@@ -186,10 +196,9 @@ impl Services {
         req: &Message,
         fwd: &route::Forward,
         row: Option<Box<TxnRecord>>,
-        trigger: Trigger,
-        otherwise: &str,
-        answer_by: std::time::Instant,
+        occasion: Occasion,
     ) -> Option<Box<Message>> {
+        let Occasion { trigger, otherwise, answer_by } = occasion;
         let name = issuer.name();
         let policy = self.standin.policy(name)?;
         let decided = match row {
