@@ -499,3 +499,102 @@ async fn a_timeout_is_reversed_before_it_is_stood_in_for_and_the_operator_switch
     let _ = process::wait_exit(&mut switch, Duration::from_secs(10)).await;
     sim.kill().await;
 }
+
+/// The advice half of the store-and-forward store, on one backend: stored once per
+/// transaction, counted with its amount, withdrawn when its approval never reached the
+/// journal or when it was never written, and its answer written on the transaction.
+async fn advice_store_suite(cfg: isoswitch::journal::JournalConfig) {
+    use isoswitch::issuer::SafStore;
+    use isoswitch::journal::saf::{SafKey, SqlSaf, advice_key};
+    use isoswitch::journal::{Journal, Query, Status, TxnRecord};
+    let key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    let c2 = cfg.clone();
+    let (journal, store) = tokio::task::spawn_blocking(move || {
+        (Journal::open(&c2).unwrap(), SqlSaf::open(&c2, SafKey::from_hex(key).unwrap()).unwrap())
+    })
+    .await
+    .unwrap();
+    let row = TxnRecord {
+        terminal_id: "50000001".into(),
+        stan: "000001".into(),
+        txn_key: Some("0200 1124103000".into()),
+        decision: "stand-in".into(),
+        rc: "00".into(),
+        status: Some(Status::Approved),
+        amount: 4_200,
+        business_date: "20261124".into(),
+        mti: "0200".into(),
+        txn_type: "purchase".into(),
+        ..TxnRecord::default()
+    };
+    assert!(journal.record(row).await.unwrap());
+    let mut adv = purchase(&card(9), "50000001", MID, 1, 4_200);
+    adv.set_mti("0220").unwrap();
+    adv.set(38, "S00001").unwrap();
+    let k = advice_key("50000001", "000001", "0200 1124103000");
+    let orphan = advice_key("50000001", "000002", "0200 1124103001");
+    let now = unix_ms();
+    let store: Arc<dyn SafStore> = Arc::new(store);
+    let s = store.clone();
+    let (adv2, k2, o2) = (adv.clone(), k.clone(), orphan.clone());
+    tokio::task::spawn_blocking(move || {
+        assert!(s.enqueue_advice("bank", &k2, &adv2, now - 5_000, now - 5_000).unwrap());
+        assert!(!s.enqueue_advice("bank", &k2, &adv2, now, now).unwrap(), "one advice per transaction");
+        assert!(s.enqueue_advice("bank", &o2, &adv2, now - 5_000, now - 5_000).unwrap());
+        assert_eq!(s.advices_pending("bank").unwrap(), (2, 8_400));
+        assert_eq!(s.void_orphan_advices("bank", now).unwrap(), 1, "the approval never journalled");
+        assert_eq!(s.advices_pending("bank").unwrap(), (1, 4_200));
+        let due = s.due("bank", &spec::shipped("iso87ascii").unwrap(), now, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        let item = &due[0];
+        assert_eq!((item.reversal.mti(), item.reversal.pan().as_deref()), ("0220", Some(card(9).as_str())));
+        s.attempted(item.id, 1, now + 100).unwrap();
+        assert!(!s.void_advice("bank", &k2, now).unwrap(), "written once: no longer withdrawn");
+        assert!(s.advice_answered(item.id, "05", now).unwrap());
+        assert!(!s.advice_answered(item.id, "05", now).unwrap(), "answered once");
+        assert_eq!(s.advices_pending("bank").unwrap(), (0, 0));
+    })
+    .await
+    .unwrap();
+    let q = Query::ByKey {
+        terminal: "50000001".into(),
+        stan: "000001".into(),
+        txn_key: "0200 1124103000".into(),
+    };
+    let rows = journal.query(q).await.unwrap();
+    assert_eq!(
+        rows.first().and_then(|r| r.advice_rc.as_deref()),
+        Some("05"),
+        "the answer is on the transaction"
+    );
+}
+
+#[tokio::test]
+async fn advice_store_on_sqlite() {
+    let dir = TempDir::new("standin-store");
+    let cfg =
+        isoswitch::journal::JournalConfig::Sqlite { path: dir.path.join("journal.db"), full_sync: false };
+    advice_store_suite(cfg).await;
+    let c = rusqlite::Connection::open(dir.path.join("journal.db")).unwrap();
+    let text: String = c
+        .query_row("SELECT group_concat(message || coalesce(pan_enc, '')) FROM saf", [], |r| r.get(0))
+        .unwrap();
+    assert!(!text.contains(&card(9)), "a card number stored in clear");
+}
+
+#[tokio::test]
+async fn advice_store_on_postgres() {
+    let Ok(base) = std::env::var("ISOSWITCH_TEST_PG") else {
+        assert!(std::env::var("CI").is_err(), "CI must provide ISOSWITCH_TEST_PG");
+        eprintln!("note: ISOSWITCH_TEST_PG not set; PostgreSQL half skipped");
+        return;
+    };
+    let name = format!("standin_store{}", std::process::id());
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    advice_store_suite(isoswitch::journal::JournalConfig::Postgres { url: format!("{base} dbname={name}") })
+        .await;
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
+}
