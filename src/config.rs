@@ -58,6 +58,13 @@
 //!                                         # "./isoswitch-indoubt/<switch_id>" with PostgreSQL
 //! indoubt_rotate_ms = 5000                # a segment file is closed after this long
 //! indoubt_fsync = false                   # true: survive a machine crash too (costly)
+//!
+//! [[standin]]                             # approve on an issuer's behalf (see README)
+//! issuer = "bank-a"
+//! max_amount = 50000                      # minor units; with `issuer` the only required key
+//! when = ["down"]                         # and/or "timeout"
+//! types = ["purchase"]                    # and/or "preauth"
+//! card_daily_count = 3
 //! ```
 
 use std::net::SocketAddr;

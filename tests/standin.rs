@@ -598,3 +598,76 @@ async fn advice_store_on_postgres() {
         .await;
     client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.unwrap();
 }
+
+/// The README's worked example, as written there (the issuer named `bank`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_worked_example() {
+    let dir = TempDir::new("standin-readme");
+    let advices = Arc::new(AdviceLog::default());
+    let issuer = free_port().await;
+    let (listen, admin) = (free_port().await, free_port().await);
+    let config = write_config(&dir.path, listen, admin, issuer, "", "").to_string_lossy().into_owned();
+    let policy = "max_amount = 50000\nwhen = [\"down\", \"timeout\"]\ntypes = [\"purchase\"]\n\
+                  card_types = [\"debit\"]\nmcc = [\"5411\", \"5331\"]\nexclude_mcc = []\ncard_daily_count = 2\n\
+                  card_daily_amount = 60000\nmerchant_daily_amount = 2000000\nmax_exposure = 50000000\n\
+                  never = [\"622203\"]\nnever_hash = []\nadvice_mti = \"0220\"\n";
+    let text = std::fs::read_to_string(&config).unwrap().replace("max_amount = 20000\n", policy);
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path.join("switch.log");
+    let journal = dir.path.join("journal.db");
+    let mut switch = start_switch(Path::new(&config), &log);
+    wait_listening(listen, &mut switch).await;
+
+    let lane = |pan: &str, stan: u32, amount: u64| {
+        let mut m = purchase(pan, "60000001", MID, stan, amount);
+        m.set(18, "5411").unwrap();
+        m
+    };
+    let (a, b) = (card(100), card(200));
+    let mut other = "6222030000000000".to_string();
+    other.pop();
+    let luhn = (0..10).map(|d| format!("{other}{d}")).find(|p| isoswitch::sim::luhn_valid(p)).unwrap();
+    let mut with_pin = lane(&card(300), 6, 1_000);
+    with_pin.set_bytes(52, &[0x11; 8]).unwrap();
+    let mut refund = lane(&card(300), 7, 1_000);
+    refund.set(3, "200000").unwrap();
+    let steps: Vec<(Message, &str)> = vec![
+        (lane(&a, 1, 12_850), "00"),
+        (lane(&a, 2, 40_000), "00"),
+        (lane(&a, 3, 5_000), "91"),
+        (lane(&b, 4, 60_000), "91"),
+        (lane(&luhn, 5, 1_000), "91"),
+        (with_pin, "91"),
+        (refund, "91"),
+    ];
+    let mut codes = Vec::new();
+    for (m, want) in &steps {
+        let r = one(listen, m).await;
+        assert_eq!(r.text(39).as_deref(), Some(*want), "step STAN {:?}", m.text(11));
+        if *want == "00" {
+            codes.push(r.text(38).unwrap().into_owned());
+        }
+    }
+    assert_eq!(codes, ["S00001", "S00002"]);
+    let (_, body) = http(admin, "GET", "/issuers/bank/standin").await.unwrap();
+    assert!(body.contains("\"exposure\":52850") && body.contains("\"advices_pending\":2"), "{body}");
+
+    let sim = sim_at(issuer, advices.clone(), |c| c.decline_advice_amount = Some(40_000)).await;
+    until("both advices answered", Duration::from_secs(30), || advices_pending(&journal) == 0).await;
+    let c = rusqlite::Connection::open(&journal).unwrap();
+    let rows: Vec<String> = c
+        .prepare("SELECT auth_code, amount, advice_rc FROM transactions WHERE decision = 'stand-in' AND rc = '00' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok(format!("{}|{}|{}", r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, ["S00001|12850|00", "S00002|40000|05"]);
+    let totals = advices.totals();
+    assert_eq!((totals.distinct, totals.declined, totals.amount), (2, 1, 52_850));
+    let (_, body) = http(admin, "GET", "/issuers/bank/standin").await.unwrap();
+    assert!(body.contains("\"exposure\":0") && body.contains("\"advices_pending\":0"), "{body}");
+    process::signal(&switch, "TERM");
+    let _ = process::wait_exit(&mut switch, Duration::from_secs(10)).await;
+    sim.kill().await;
+}
