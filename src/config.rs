@@ -489,27 +489,7 @@ impl Config {
 
     /// Parse and check configuration text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column, key) = match e.span() {
-                Some(span) => {
-                    let (l, c) = line_col(text, span.start);
-                    // A type error's span is the value: name the key written before it.
-                    let key = key_before(text, span.start).unwrap_or_else(|| {
-                        text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_string()
-                    });
-                    (l, c, key)
-                }
-                None => (1, 1, String::new()),
-            };
-            let key = if key.is_empty() || key.len() > 60 { "(document)".to_string() } else { key };
-            ConfigError::Invalid {
-                file: file.to_string(),
-                line,
-                column,
-                key,
-                message: e.message().to_string(),
-            }
-        })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
         cfg.check(file, text)?;
         Ok(cfg)
     }
@@ -610,7 +590,7 @@ impl Config {
             let message = "needs 0 < retry_min_ms <= retry_max_ms".to_string();
             return Err(ConfigError::Invalid { file, line, column, key, message });
         }
-        self.check_standin(&names, &bad)?;
+        check_standin(&self.standin, &names, &bad)?;
         if !(10..=3_600_000).contains(&self.saf.indoubt_rotate_ms) {
             let v = self.saf.indoubt_rotate_ms.to_string();
             return Err(bad("indoubt_rotate_ms", &v, "must be between 10 and 3600000".into()));
@@ -618,86 +598,121 @@ impl Config {
         sanity::check(self, file, text)
     }
 
-    /// Every `[[standin]]` names a configured issuer once, with values it can work with.
-    fn check_standin(
-        &self,
-        issuers: &[&str],
-        bad: &dyn Fn(&str, &str, String) -> ConfigError,
-    ) -> Result<(), ConfigError> {
-        let mut seen: Vec<&str> = Vec::new();
-        let digits = |s: &str, min: usize, max: usize| {
-            (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
-        };
-        for s in &self.standin {
-            if !issuers.contains(&s.issuer.as_str()) {
-                return Err(bad("issuer", &s.issuer, format!("[[standin]]: no issuer named `{}`", s.issuer)));
-            }
-            if seen.contains(&s.issuer.as_str()) {
-                return Err(bad("issuer", &s.issuer, format!("[[standin]] for `{}` given twice", s.issuer)));
-            }
-            seen.push(&s.issuer);
-            if s.max_amount == 0 || i64::try_from(s.max_amount).is_err() {
-                return Err(bad("max_amount", "", "must be a positive amount in minor units".into()));
-            }
-            for w in &s.when {
-                if !matches!(w.as_str(), "down" | "timeout") {
-                    return Err(bad("when", w, format!("`{w}`: stand in when \"down\" or \"timeout\"")));
-                }
-            }
-            for t in &s.types {
-                if !matches!(t.as_str(), "purchase" | "preauth") {
-                    return Err(bad(
-                        "types",
-                        t,
-                        format!("`{t}`: only \"purchase\" and \"preauth\" can be stood in for"),
-                    ));
-                }
-            }
-            for c in &s.card_types {
-                if !matches!(c.as_str(), "debit" | "credit" | "qr") {
-                    return Err(bad("card_types", c, format!("`{c}`: card types are debit, credit, qr")));
-                }
-            }
-            for m in s.mcc.iter().chain(&s.exclude_mcc) {
-                if !digits(m, 4, 4) {
-                    return Err(bad("mcc", m, format!("`{m}` is not a 4-digit merchant category")));
-                }
-            }
-            for n in &s.never {
-                if !digits(n, 1, 19) {
-                    // May be a card number: not repeated in the message.
-                    return Err(bad("never", "", "entries are BINs or card numbers: 1 to 19 digits".into()));
-                }
-            }
-            for h in &s.never_hash {
-                if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(bad(
-                        "never_hash",
-                        h,
-                        "a PAN hash is 32 hex digits (journal pan_hash)".into(),
-                    ));
-                }
-            }
-            if let Some(m) = &s.advice_mti
-                && m != "0120"
-                && m != "0220"
-            {
-                return Err(bad("advice_mti", m, "must be \"0120\" or \"0220\"".into()));
-            }
-            let amounts = [s.card_daily_amount, s.merchant_daily_amount, s.max_exposure];
-            if amounts.iter().flatten().any(|&a| a == 0 || i64::try_from(a).is_err())
-                || s.card_daily_count == Some(0)
-            {
-                return Err(bad("issuer", &s.issuer, "[[standin]] limits must be positive".into()));
-            }
-        }
-        Ok(())
-    }
-
     /// Settings that work but deserve a word at start (one line each).
     pub fn warnings(&self) -> Vec<String> {
         sanity::warnings(self)
     }
+}
+
+/// A TOML parse or type error of `text`, located: file, line, column and key.
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column, key) = match e.span() {
+        Some(span) => {
+            let (l, c) = line_col(text, span.start);
+            // A type error's span is the value: name the key written before it.
+            let key = key_before(text, span.start)
+                .unwrap_or_else(|| text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_string());
+            (l, c, key)
+        }
+        None => (1, 1, String::new()),
+    };
+    let key = if key.is_empty() || key.len() > 60 { "(document)".to_string() } else { key };
+    ConfigError::Invalid { file: file.to_string(), line, column, key, message: e.message().to_string() }
+}
+
+/// The `[[standin]]` tables of a rule directory's `standin.toml`: each replaces the
+/// switch configuration's policy for its issuer, and they reload with the rules. Checked
+/// as in the configuration (`issuers`: the configured issuer names).
+pub fn parse_standin_file(
+    file: &str,
+    text: &str,
+    issuers: &[&str],
+) -> Result<Vec<StandInConfig>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct StandInFile {
+        #[serde(default)]
+        standin: Vec<StandInConfig>,
+    }
+    let parsed: StandInFile = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+    let bad = |key: &str, value: &str, message: String| {
+        let (line, column) = locate(text, key, value);
+        ConfigError::Invalid { file: file.to_string(), line, column, key: key.to_string(), message }
+    };
+    check_standin(&parsed.standin, issuers, &bad)?;
+    Ok(parsed.standin)
+}
+
+/// Every `[[standin]]` names a configured issuer once, with values it can work with.
+fn check_standin(
+    list: &[StandInConfig],
+    issuers: &[&str],
+    bad: &dyn Fn(&str, &str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    let mut seen: Vec<&str> = Vec::new();
+    let digits = |s: &str, min: usize, max: usize| {
+        (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    for s in list {
+        if !issuers.contains(&s.issuer.as_str()) {
+            return Err(bad("issuer", &s.issuer, format!("[[standin]]: no issuer named `{}`", s.issuer)));
+        }
+        if seen.contains(&s.issuer.as_str()) {
+            return Err(bad("issuer", &s.issuer, format!("[[standin]] for `{}` given twice", s.issuer)));
+        }
+        seen.push(&s.issuer);
+        if s.max_amount == 0 || i64::try_from(s.max_amount).is_err() {
+            return Err(bad("max_amount", "", "must be a positive amount in minor units".into()));
+        }
+        for w in &s.when {
+            if !matches!(w.as_str(), "down" | "timeout") {
+                return Err(bad("when", w, format!("`{w}`: stand in when \"down\" or \"timeout\"")));
+            }
+        }
+        for t in &s.types {
+            if !matches!(t.as_str(), "purchase" | "preauth") {
+                return Err(bad(
+                    "types",
+                    t,
+                    format!("`{t}`: only \"purchase\" and \"preauth\" can be stood in for"),
+                ));
+            }
+        }
+        for c in &s.card_types {
+            if !matches!(c.as_str(), "debit" | "credit" | "qr") {
+                return Err(bad("card_types", c, format!("`{c}`: card types are debit, credit, qr")));
+            }
+        }
+        for m in s.mcc.iter().chain(&s.exclude_mcc) {
+            if !digits(m, 4, 4) {
+                return Err(bad("mcc", m, format!("`{m}` is not a 4-digit merchant category")));
+            }
+        }
+        for n in &s.never {
+            if !digits(n, 1, 19) {
+                // May be a card number: not repeated in the message.
+                return Err(bad("never", "", "entries are BINs or card numbers: 1 to 19 digits".into()));
+            }
+        }
+        for h in &s.never_hash {
+            if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad("never_hash", h, "a PAN hash is 32 hex digits (journal pan_hash)".into()));
+            }
+        }
+        if let Some(m) = &s.advice_mti
+            && m != "0120"
+            && m != "0220"
+        {
+            return Err(bad("advice_mti", m, "must be \"0120\" or \"0220\"".into()));
+        }
+        let amounts = [s.card_daily_amount, s.merchant_daily_amount, s.max_exposure];
+        if amounts.iter().flatten().any(|&a| a == 0 || i64::try_from(a).is_err())
+            || s.card_daily_count == Some(0)
+        {
+            return Err(bad("issuer", &s.issuer, "[[standin]] limits must be positive".into()));
+        }
+    }
+    Ok(())
 }
 
 /// The dotted key whose value starts at `offset` (`issuer.link.window` for `window = "big"`

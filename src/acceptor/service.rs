@@ -137,6 +137,10 @@ impl Services {
         s.saf_given = saf_given;
         s.suspensions = super::suspensions::Suspensions::new(super::suspensions::state_path(cfg));
         s.suspensions.apply(&s.router)?;
+        if let Some(dir) = &cfg.rules {
+            let overrides = super::standin::load_overrides(dir, &s.issuer_names())?;
+            s.standin.apply(&overrides);
+        }
         Ok(s)
     }
 
@@ -173,7 +177,8 @@ impl Services {
     }
 
     /// Load the rule directory `dir` and swap it in (SIGHUP, admin API), with the operator's
-    /// suspensions read again from their state file. Refused, with the running rules staying
+    /// suspensions read again from their state file and the stand-in policies of its
+    /// `standin.toml` (when there is one) in place of the configuration's. Refused, with the running rules staying
     /// in force, when a file is bad or a route names an issuer the configuration does not
     /// define. Blocking (reads files).
     pub fn reload_rules(&self, dir: &std::path::Path) -> Result<route::RuleSummary, ServiceError> {
@@ -186,8 +191,17 @@ impl Services {
                 message: format!("issuer `{name}` is not configured in the switch"),
             }));
         }
+        let standin = super::standin::load_overrides(dir, &self.issuer_names())?;
         self.suspensions.apply(&self.router)?;
-        Ok(self.router.replace(rules))
+        let summary = self.router.replace(rules);
+        let policies = self.standin.apply(&standin);
+        tracing::info!(policies, from_rules = standin.len(), "stand-in policies in force");
+        Ok(summary)
+    }
+
+    /// The configured issuers' names.
+    fn issuer_names(&self) -> Vec<&str> {
+        self.issuer_index.keys().map(String::as_str).collect()
     }
 
     /// The store-and-forward queue for reversals, in the journal's database, when there is a

@@ -213,6 +213,7 @@ pub fn sim_issuer(a: SimIssuerArgs) -> ExitCode {
         decline_advice_amount: a.decline_advice_amount,
         advices: Default::default(),
     };
+    let advices = cfg.advices.clone();
     let rt = match runtime(a.threads) {
         Ok(r) => r,
         Err(c) => return c,
@@ -239,6 +240,13 @@ pub fn sim_issuer(a: SimIssuerArgs) -> ExitCode {
                     "sim-issuer: connections {}  received {}  answered {}  dropped {}  undecodable {}",
                     s.connections, s.received, s.answered, s.dropped, s.undecodable
                 );
+                let t = advices.totals();
+                if t.distinct > 0 {
+                    println!(
+                        "sim-issuer: advices {}  repeats {}  duplicates {}  declined {}  amount {} (accepted {})",
+                        t.distinct, t.repeats, t.duplicates, t.declined, t.amount, t.amount_accepted
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

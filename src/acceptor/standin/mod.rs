@@ -17,10 +17,11 @@
 pub mod limits;
 pub mod policy;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
-use crate::config::Config;
+use crate::config::{Config, StandInConfig};
 use crate::iso::Message;
 use crate::issuer::{Issuer, Issuers};
 use crate::journal::saf::advice_key;
@@ -33,17 +34,28 @@ use super::service::{Services, now_ms};
 use limits::Limits;
 use policy::{Facts, Policy, Refusal, Trigger};
 
-/// The stand-in policies of the configured issuers and their state.
+/// The stand-in policies of the configured issuers and their state. Read on every
+/// forwarded request: a read lock, a map look-up and atomic loads (an estate without
+/// `[[standin]]` finds an empty map). The policies come from the switch configuration;
+/// a rule directory's `standin.toml` replaces them issuer by issuer, and reloads with it.
 #[derive(Debug, Default)]
 pub struct StandIn {
-    policies: HashMap<String, Policy>,
-    /// Issuers the operator put in stand-in.
-    forced: Mutex<HashSet<String>>,
-    /// Issuers currently being stood in for (a log line at each change).
-    active: Mutex<HashSet<String>>,
+    /// The configuration's policies.
+    base: Vec<StandInConfig>,
+    policies: RwLock<Arc<HashMap<String, Arc<Policy>>>>,
+    /// Every configured issuer's state (an issuer may gain a policy at a reload).
+    states: HashMap<String, PerIssuer>,
     limits: Limits,
     /// The business date the limits were last started from the journal.
     seeded: tokio::sync::Mutex<Option<String>>,
+}
+
+#[derive(Debug, Default)]
+struct PerIssuer {
+    /// The operator put the issuer in stand-in.
+    forced: AtomicBool,
+    /// The switch is deciding for the issuer now (a log line at each change).
+    active: AtomicBool,
 }
 
 /// What the admin API shows of one issuer's stand-in.
@@ -61,25 +73,47 @@ pub struct StandInStatus {
 
 impl StandIn {
     pub fn new(cfg: &Config) -> StandIn {
-        let policies = cfg.standin.iter().map(|s| (s.issuer.clone(), Policy::from_config(s))).collect();
-        StandIn { policies, ..StandIn::default() }
+        let states = cfg.issuers.iter().map(|i| (i.name.clone(), PerIssuer::default())).collect();
+        let si = StandIn { base: cfg.standin.clone(), states, ..StandIn::default() };
+        si.apply(&[]);
+        si
     }
 
-    pub fn policy(&self, issuer: &str) -> Option<&Policy> {
-        self.policies.get(issuer)
+    /// The configuration's policies with `overrides` (a rule directory's `standin.toml`,
+    /// checked) in place of theirs for the issuers they name; returns how many issuers
+    /// have a policy now.
+    pub fn apply(&self, overrides: &[StandInConfig]) -> usize {
+        let mut map: HashMap<String, Arc<Policy>> =
+            self.base.iter().map(|c| (c.issuer.clone(), Arc::new(Policy::from_config(c)))).collect();
+        for c in overrides {
+            map.insert(c.issuer.clone(), Arc::new(Policy::from_config(c)));
+        }
+        let n = map.len();
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+        n
     }
 
-    /// Whether the operator put `issuer` in stand-in.
+    pub fn policy(&self, issuer: &str) -> Option<Arc<Policy>> {
+        self.policies.read().unwrap_or_else(|p| p.into_inner()).get(issuer).cloned()
+    }
+
+    fn has_policy(&self, issuer: &str) -> bool {
+        self.policies.read().unwrap_or_else(|p| p.into_inner()).contains_key(issuer)
+    }
+
+    /// Whether the operator put `issuer` in stand-in (and it has a policy).
     pub fn forced(&self, issuer: &str) -> bool {
-        !self.policies.is_empty() && self.forced.lock().unwrap_or_else(|p| p.into_inner()).contains(issuer)
+        self.states.get(issuer).is_some_and(|s| s.forced.load(Ordering::Relaxed)) && self.has_policy(issuer)
     }
 
     /// Put `issuer` in stand-in (its requests are no longer sent to it) or take it out;
     /// `None` when the issuer has no policy, else whether this changed anything. Logged.
     pub fn set_forced(&self, issuer: &str, on: bool) -> Option<bool> {
-        self.policy(issuer)?;
-        let mut f = self.forced.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = if on { f.insert(issuer.to_string()) } else { f.remove(issuer) };
+        if !self.has_policy(issuer) {
+            return None;
+        }
+        let s = self.states.get(issuer)?;
+        let changed = s.forced.swap(on, Ordering::SeqCst) != on;
         if changed && on {
             tracing::warn!(issuer, "stand-in started by the operator: requests are decided by the switch");
         } else if changed {
@@ -91,27 +125,28 @@ impl StandIn {
     /// The trigger for a request to `primary` before it is forwarded: the operator's, or
     /// every link down (of the issuer and of its backup) when the policy covers that.
     pub fn trigger_before(&self, issuers: &Issuers, primary: &str, backup: Option<&str>) -> Option<Trigger> {
-        let p = self.policies.get(primary)?;
-        if self.forced(primary) {
+        let policy = self.policy(primary)?;
+        if self.states.get(primary).is_some_and(|s| s.forced.load(Ordering::Relaxed)) {
             return Some(Trigger::Forced);
         }
-        (p.on_down && all_down(issuers, primary, backup)).then_some(Trigger::Down)
+        (policy.on_down && all_down(issuers, primary, backup)).then_some(Trigger::Down)
     }
 
     /// The issuer answered again: the end of a stand-in period is logged.
     pub fn answered(&self, issuer: &str) {
-        if self.policies.is_empty() {
-            return;
-        }
-        let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        if a.remove(issuer) {
+        if let Some(s) = self.states.get(issuer)
+            && s.active.load(Ordering::Relaxed)
+            && s.active.swap(false, Ordering::SeqCst)
+        {
             tracing::warn!(issuer, "stand-in ended: the issuer answers again; its advices follow");
         }
     }
 
     fn activated(&self, issuer: &str, t: Trigger) {
-        let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        if a.insert(issuer.to_string()) {
+        if let Some(s) = self.states.get(issuer)
+            && !s.active.load(Ordering::Relaxed)
+            && !s.active.swap(true, Ordering::SeqCst)
+        {
             tracing::warn!(
                 issuer,
                 trigger = t.as_str(),
@@ -128,7 +163,7 @@ impl StandIn {
             issuer: issuer.to_string(),
             policy: p.is_some(),
             forced: self.forced(issuer),
-            active: self.active.lock().unwrap_or_else(|p| p.into_inner()).contains(issuer),
+            active: self.states.get(issuer).is_some_and(|s| s.active.load(Ordering::Relaxed)),
             exposure: i.advices().exposure(),
             max_exposure: p.map(|p| p.max_exposure),
             advices_pending: i.advices().depth(),
@@ -168,6 +203,29 @@ impl StandIn {
     }
 }
 
+/// The `[[standin]]` tables of a rule directory's `standin.toml`, checked against the
+/// configured issuers; none when the file is absent. Blocking (reads a file).
+pub fn load_overrides(
+    dir: &std::path::Path,
+    issuers: &[&str],
+) -> Result<Vec<StandInConfig>, route::RuleError> {
+    let path = dir.join("standin.toml");
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(route::RuleError { file, line: None, key: None, message: e.to_string() }),
+    };
+    crate::config::parse_standin_file(&file, &text, issuers).map_err(|e| match e {
+        crate::config::ConfigError::Invalid { file, line, key, message, .. } => {
+            route::RuleError { file, line: Some(line), key: Some(key), message }
+        }
+        crate::config::ConfigError::Read { file, source } => {
+            route::RuleError { file, line: None, key: None, message: source.to_string() }
+        }
+    })
+}
+
 /// Why the switch decides a request itself, and what the terminal gets otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct Occasion {
@@ -202,7 +260,7 @@ impl Services {
         let name = issuer.name();
         let policy = self.standin.policy(name)?;
         let decided = match row {
-            Some(row) => self.approve(issuer, policy, req, fwd, row, trigger).await,
+            Some(row) => self.approve(issuer, &policy, req, fwd, row, trigger).await,
             None => Err((Refusal::Unrecordable, None)),
         };
         match decided {
@@ -366,7 +424,10 @@ impl Services {
                 return "96";
             }
         }
-        let mti = self.standin.policy(issuer.name()).map_or("0220", |p| p.advice_mti(&orig.mti)).to_string();
+        let mti = self
+            .standin
+            .policy(issuer.name())
+            .map_or("0220".to_string(), |p| p.advice_mti(&orig.mti).to_string());
         match super::service::reverse_with_issuer(
             issuers,
             req,
@@ -404,4 +465,54 @@ fn advice_of(req: &Message, mti: &str, code: &str, rrn: &str) -> Result<Message,
         adv.set(37, rrn)?;
     }
     Ok(adv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Config {
+        let text = format!(
+            "[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n\
+             [[issuer]]\nname = \"b\"\n[[issuer.link]]\naddr = \"127.0.0.1:2\"\n{extra}"
+        );
+        Config::parse("t.toml", &text).unwrap()
+    }
+
+    #[test]
+    fn a_rule_directory_replaces_policies_issuer_by_issuer_and_reloads() {
+        let si = StandIn::new(&cfg("[[standin]]\nissuer = \"a\"\nmax_amount = 100\n"));
+        assert_eq!(si.policy("a").map(|p| p.max_amount), Some(100));
+        assert!(si.policy("b").is_none());
+        assert_eq!(si.set_forced("b", true), None, "no policy, no stand-in");
+        let dir = std::env::temp_dir().join(format!("isoswitch-standin-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(load_overrides(&dir, &["a", "b"]).unwrap().is_empty(), "no file: no override");
+        std::fs::write(
+            dir.join("standin.toml"),
+            "[[standin]]\nissuer = \"b\"\nmax_amount = 700\nwhen = [\"timeout\"]\n",
+        )
+        .unwrap();
+        let o = load_overrides(&dir, &["a", "b"]).unwrap();
+        assert_eq!(si.apply(&o), 2);
+        assert_eq!(si.policy("b").map(|p| (p.max_amount, p.on_down, p.on_timeout)), Some((700, false, true)));
+        assert_eq!(si.policy("a").map(|p| p.max_amount), Some(100), "the configuration's stays");
+        assert_eq!(si.set_forced("b", true), Some(true));
+        assert!(si.forced("b"));
+        std::fs::write(
+            dir.join("standin.toml"),
+            "[[standin]]\nissuer = \"b\"\nmax_amount = 700\n\ntypes = [\"refund\"]\n",
+        )
+        .unwrap();
+        let e = load_overrides(&dir, &["a", "b"]).unwrap_err();
+        assert!(
+            e.file.ends_with("standin.toml") && e.line == Some(5) && e.key.as_deref() == Some("types"),
+            "{e}"
+        );
+        std::fs::write(dir.join("standin.toml"), "[[standin]]\nissuer = \"c\"\nmax_amount = 1\n").unwrap();
+        assert!(load_overrides(&dir, &["a", "b"]).unwrap_err().message.contains("no issuer named `c`"));
+        si.apply(&[]);
+        assert!(si.policy("b").is_none() && !si.forced("b"), "a policy gone takes its stand-in with it");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
