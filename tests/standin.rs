@@ -197,6 +197,15 @@ async fn metrics_text(addr: SocketAddr) -> (String, String) {
     (head.lines().next().unwrap_or("").to_string(), body.to_string())
 }
 
+/// Wait (bounded) until the admin API answers.
+async fn wait_admin(admin: SocketAddr) {
+    let t0 = Instant::now();
+    while http(admin, "GET", "/health").await.is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the admin API did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn outage() -> Duration {
     let s = std::env::var("STANDIN_OUTAGE_S").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
     Duration::from_secs(s)
@@ -379,6 +388,7 @@ async fn racing_terminals_respect_a_cards_daily_count_and_advices_survive_kill_9
     // The issuer is down from the start: every request is decided by the switch.
     let mut switch = start_switch(&config, &log);
     wait_listening(listen, &mut switch).await;
+    wait_admin(admin).await;
 
     // Sixteen terminals race the same card; its daily count is 5.
     let racing = card(7);
@@ -617,6 +627,7 @@ async fn the_readme_worked_example() {
     let journal = dir.path.join("journal.db");
     let mut switch = start_switch(Path::new(&config), &log);
     wait_listening(listen, &mut switch).await;
+    wait_admin(admin).await;
 
     let lane = |pan: &str, stan: u32, amount: u64| {
         let mut m = purchase(pan, "60000001", MID, stan, amount);
@@ -670,4 +681,59 @@ async fn the_readme_worked_example() {
     process::signal(&switch, "TERM");
     let _ = process::wait_exit(&mut switch, Duration::from_secs(10)).await;
     sim.kill().await;
+}
+
+/// Policies in the rule directory reload with it: a bad `standin.toml` is refused with its
+/// file, line and key, the running policy staying in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_in_the_rule_directory_reload_with_it() {
+    let dir = TempDir::new("standin-rules");
+    let rules = dir.path.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/rules")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, rules.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(rules.join("standin.toml"), "[[standin]]\nissuer = \"issuer-a\"\nmax_amount = 5000\n")
+        .unwrap();
+    let (listen, admin) = (free_port().await, free_port().await);
+    let (a, b) = (free_port().await, free_port().await);
+    let config = dir.path.join("switch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "journal = {:?}\nrules = {rules:?}\nadmin = \"{admin}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
+             [[listener]]\naddr = \"{listen}\"\n\
+             [[issuer]]\nname = \"issuer-a\"\n[[issuer.link]]\naddr = \"{a}\"\n\
+             [[issuer]]\nname = \"issuer-b\"\n[[issuer.link]]\naddr = \"{b}\"\n",
+            dir.path.join("journal.db")
+        ),
+    )
+    .unwrap();
+    let log = dir.path.join("switch.log");
+    let mut switch = start_switch(&config, &log);
+    wait_listening(listen, &mut switch).await;
+    wait_admin(admin).await;
+    let read = |issuer: &'static str| async move {
+        let (status, body) = http(admin, "GET", &format!("/issuers/{issuer}/standin")).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    assert_eq!(read("issuer-a").await["policy"], true);
+    assert_eq!(read("issuer-b").await["policy"], false);
+    std::fs::write(rules.join("standin.toml"), "[[standin]]\nissuer = \"issuer-b\"\nmax_amount = 0\n")
+        .unwrap();
+    let (status, body) = http(admin, "POST", "/rules/reload").await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("standin.toml") && body.contains("max_amount"), "{body}");
+    assert_eq!(read("issuer-a").await["policy"], true, "the running policy stays");
+    std::fs::write(rules.join("standin.toml"), "[[standin]]\nissuer = \"issuer-b\"\nmax_amount = 900\n")
+        .unwrap();
+    let (status, body) = http(admin, "POST", "/rules/reload").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(read("issuer-a").await["policy"], false);
+    assert_eq!(read("issuer-b").await["policy"], true);
+    assert_eq!(read("issuer-b").await["max_exposure"], 900_000);
+    process::signal(&switch, "TERM");
+    let _ = process::wait_exit(&mut switch, Duration::from_secs(10)).await;
 }
