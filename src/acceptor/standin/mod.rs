@@ -259,6 +259,7 @@ impl Services {
         let Occasion { trigger, otherwise, answer_by } = occasion;
         let name = issuer.name();
         let policy = self.standin.policy(name)?;
+        self.standin.activated(name, trigger);
         let decided = match row {
             Some(row) => self.approve(issuer, &policy, req, fwd, row, trigger).await,
             None => Err((Refusal::Unrecordable, None)),
@@ -316,7 +317,6 @@ impl Services {
             Err(why) => return Err((why, Some(row))),
         };
         let Some(txn_key) = row.txn_key.clone() else { return Err((Refusal::Unrecordable, Some(row))) };
-        self.standin.activated(issuer.name(), trigger);
         let date = row.business_date.clone();
         if !self.standin.seed(journal, &date).await {
             return Err((Refusal::Unrecordable, Some(row)));
