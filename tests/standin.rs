@@ -484,16 +484,38 @@ async fn a_timeout_is_reversed_before_it_is_stood_in_for_and_the_operator_switch
     assert!(kinds[0].starts_with("0200") && kinds[1].starts_with("advice "), "reversal first: {kinds:?}");
     assert_eq!(advices.totals().distinct, 1);
 
+    // The terminal reverses that stand-in after its advice went: a reversal naming the
+    // advice is queued and acknowledged.
+    let mut rev = silent.clone();
+    rev.set_mti("0400").unwrap();
+    assert_eq!(one(listen, &rev).await.text(39).as_deref(), Some("00"));
+    until("the advice's reversal acknowledged", Duration::from_secs(30), || {
+        saf_states(&journal).get("acked") == Some(&3)
+    })
+    .await;
+    let last: String =
+        c.query_row("SELECT field90 FROM saf ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap();
+    assert!(last.starts_with("0220000001"), "field 90 names the advice: {last}");
+
     // The operator stands in for a healthy issuer, then stops.
     let (status, body) = http(admin, "POST", "/issuers/bank/standin/start").await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"forced\":true"), "{body}");
-    let forced = one(listen, &purchase(&card(2), "40000001", MID, 2, 1_500)).await;
+    let forced_req = purchase(&card(2), "40000001", MID, 2, 1_500);
+    let forced = one(listen, &forced_req).await;
     assert!(forced.text(38).is_some_and(|c| c.starts_with('S')), "decided by the switch");
+    // Reversed before its advice was written: the advice is withdrawn, never sent.
+    let mut rev = forced_req.clone();
+    rev.set_mti("0400").unwrap();
+    assert_eq!(one(listen, &rev).await.text(39).as_deref(), Some("00"));
+    assert_eq!(saf_states(&journal).get("void"), Some(&1), "{:?}", saf_states(&journal));
+    let status: String = c
+        .query_row("SELECT status FROM transactions WHERE stan = '000002' AND mti = '0200'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "reversed");
     let (_, body) = http(admin, "GET", "/issuers/bank/standin").await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    // 1500 until the issuer acknowledges the advice (a couple of seconds), then 0.
-    assert!(matches!(v["exposure"].as_i64(), Some(0 | 1500)) && v["forced"] == true, "{body}");
+    assert!(v["exposure"] == 0 && v["advices_pending"] == 0 && v["forced"] == true, "{body}");
     let (status, _) = http(admin, "POST", "/issuers/bank/standin/stop").await.unwrap();
     assert_eq!(status, 200);
     let normal = one(listen, &purchase(&card(3), "40000001", MID, 3, 1_500)).await;
