@@ -6,7 +6,8 @@
 //! `Issuers::forward_with_backup` fails over to a route's backup issuer when every link of
 //! the primary is down. With a `SafStore` (see `saf`), timed-out financial requests are
 //! reversed through a durable store-and-forward queue, and with an in-doubt log (see
-//! `indoubt`) so are those in flight when the process dies, at its next start.
+//! `indoubt`) so are those in flight when the process dies, at its next start. The same
+//! queue carries the advices of stand-in approvals (`queue_advice`, `advice`).
 //!
 //! In front of each issuer's window (all its links together) sits admission control
 //! (`admit`): requests beyond the window wait in per-class queues served by weight (and

@@ -10,7 +10,13 @@
 //! When the store fails (it lives in the journal's database: a full disk fails it too), a
 //! reversal is held in memory instead (`held`) and never dropped: the worker sends it from
 //! there and moves it into the store once the store writes again. Each change of the
-//! store's state is logged once. May import: the codec, config, metrics.
+//! store's state is logged once.
+//!
+//! Stand-in advices (0120/0220) travel the same queue: stored durably by the caller
+//! before its approval is answered (never held in memory), first written after
+//! `ADVICE_GRACE`, repeated as 0121/0221, and acknowledged by the issuer's 0130/0230,
+//! whose response code is recorded (`SafStore::advice_answered`); the issuer's advice
+//! book (`advice`) follows each one. May import: the codec, config, metrics.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
