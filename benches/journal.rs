@@ -47,6 +47,7 @@ fn row(i: u64, hasher: &PanHasher) -> TxnRecord {
         batch: None,
         terminal_batch: None,
         txn_key: Some(format!("0200 1124{:06}", s / 999_999)),
+        advice_rc: None,
     }
 }
 

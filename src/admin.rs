@@ -14,6 +14,8 @@
 //! | GET | `/terminals/T/transactions?limit=N` | the terminal's latest rows (N ≤ 500) |
 //! | POST | `/terminals/T/suspend`, `/terminals/T/activate` | 200; 404 for a terminal not in the registry |
 //! | POST | `/rules/reload` | 200 with the rule summary (counts), 422 with file, line and key |
+//! | GET | `/issuers/I/standin` | the issuer's stand-in: policy, forced, active, exposure, advices pending |
+//! | POST | `/issuers/I/standin/start`, `/issuers/I/standin/stop` | the operator's "stand in now" on or off; 404 for an issuer without a `[[standin]]` policy |
 //!
 //! Every answer is JSON. A bad parameter (a `date` that is not YYYYMMDD) answers 400, a
 //! known path with the wrong method 405 with `Allow`. Suspensions are kept in a state file
@@ -139,6 +141,9 @@ fn route_of(segs: &[&str]) -> Option<(&'static str, &'static str)> {
         ["terminals", _, "suspend"] => ("/terminals/{terminal}/suspend", "POST"),
         ["terminals", _, "activate"] => ("/terminals/{terminal}/activate", "POST"),
         ["rules", "reload"] => ("/rules/reload", "POST"),
+        ["issuers", _, "standin"] => ("/issuers/{issuer}/standin", "GET"),
+        ["issuers", _, "standin", "start"] => ("/issuers/{issuer}/standin/start", "POST"),
+        ["issuers", _, "standin", "stop"] => ("/issuers/{issuer}/standin/stop", "POST"),
         _ => return None,
     })
 }
@@ -250,6 +255,7 @@ async fn call(admin: &Admin, req: &Request, segs: &[&str]) -> (u16, serde_json::
         ["terminals", t, action @ ("suspend" | "activate")] if ok_ident(t) => {
             set_suspended(admin, t, *action == "suspend").await
         }
+        ["issuers", i, "standin", rest @ ..] if ok_ident(i) => standin(admin, i, rest),
         ["rules", "reload"] => match &admin.rules_dir {
             None => {
                 (409, json!({"error": "no rule directory is configured (rules = ...)"}), "no rules".into())
@@ -273,6 +279,31 @@ async fn call(admin: &Admin, req: &Request, segs: &[&str]) -> (u16, serde_json::
         _ => {
             (400, json!({"error": "a terminal id is letters, digits, - and _, at most 40"}), "bad id".into())
         }
+    }
+}
+
+/// An issuer's stand-in: read it, or start or stop the operator's "stand in now".
+fn standin(admin: &Admin, issuer: &str, action: &[&str]) -> (u16, serde_json::Value, String) {
+    let si = &admin.services.standin;
+    if admin.issuers.by_name(issuer).is_none() {
+        return (404, json!({"error": "no such issuer"}), "unknown issuer".into());
+    }
+    let detail = match action {
+        [on @ ("start" | "stop")] => match si.set_forced(issuer, *on == "start") {
+            None => {
+                return (
+                    404,
+                    json!({"error": "this issuer has no [[standin]] policy"}),
+                    format!("{issuer}: no policy"),
+                );
+            }
+            Some(changed) => format!("{issuer}: stand-in {on}{}", if changed { "" } else { " (unchanged)" }),
+        },
+        _ => format!("{issuer}: read"),
+    };
+    match si.status(&admin.issuers, issuer) {
+        Some(s) => (200, json!(s), detail),
+        None => (404, json!({"error": "no such issuer"}), "unknown issuer".into()),
     }
 }
 

@@ -59,6 +59,13 @@
 //!                                         # "./isoswitch-indoubt/<switch_id>" with PostgreSQL
 //! indoubt_rotate_ms = 5000                # a segment file is closed after this long
 //! indoubt_fsync = false                   # true: survive a machine crash too (costly)
+//!
+//! [[standin]]                             # approve on an issuer's behalf (see README)
+//! issuer = "bank-a"
+//! max_amount = 50000                      # minor units; with `issuer` the only required key
+//! when = ["down"]                         # and/or "timeout"
+//! types = ["purchase"]                    # and/or "preauth"
+//! card_daily_count = 3
 //! ```
 
 use std::net::SocketAddr;
@@ -137,6 +144,64 @@ pub struct Config {
     /// How retransmissions and repeats are recognised.
     #[serde(default)]
     pub repeats: RepeatsConfig,
+    /// Stand-in policies, one per issuer (`[[standin]]`).
+    #[serde(default, rename = "standin")]
+    pub standin: Vec<StandInConfig>,
+}
+
+/// When the switch approves on an issuer's behalf (`[[standin]]`, one per issuer). Only
+/// `issuer` and `max_amount` are required: the defaults stand in for purchases when all of
+/// the issuer's links are down, at most 3 per card and day and 3 × `max_amount` per card
+/// and day, with a total unacknowledged exposure of 1000 × `max_amount`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandInConfig {
+    pub issuer: String,
+    /// Largest amount stood in for, minor units (field 4).
+    pub max_amount: u64,
+    /// When: `"down"` (every link of the issuer, and of a route's backup, is down) and/or
+    /// `"timeout"` (no answer by the deadline; the request is reversed first). The
+    /// operator's "stand-in now" (admin API) applies whatever this says.
+    #[serde(default = "default_standin_when")]
+    pub when: Vec<String>,
+    /// Transaction types: `"purchase"`, `"preauth"`; nothing else is ever stood in for.
+    #[serde(default = "default_standin_types")]
+    pub types: Vec<String>,
+    /// Card types (`"debit"`, `"credit"`, `"qr"`); empty: any.
+    #[serde(default)]
+    pub card_types: Vec<String>,
+    /// Merchant categories (field 18) allowed; empty: any.
+    #[serde(default)]
+    pub mcc: Vec<String>,
+    /// Merchant categories never stood in for.
+    #[serde(default)]
+    pub exclude_mcc: Vec<String>,
+    /// Stand-in approvals per card (keyed PAN hash) and business day; default 3.
+    pub card_daily_count: Option<u32>,
+    /// Amount stood in for per card and business day; default 3 × `max_amount`.
+    pub card_daily_amount: Option<u64>,
+    /// Amount stood in for per merchant and business day; absent: no such limit.
+    pub merchant_daily_amount: Option<u64>,
+    /// Amount approved in stand-in and not yet acknowledged by the issuer; default
+    /// 1000 × `max_amount`.
+    pub max_exposure: Option<u64>,
+    /// BINs or card-number prefixes never stood in for.
+    #[serde(default)]
+    pub never: Vec<String>,
+    /// Keyed PAN hashes (as in the journal's `pan_hash`) never stood in for: a card
+    /// listed without writing its number in the file.
+    #[serde(default)]
+    pub never_hash: Vec<String>,
+    /// The advice MTI the issuer takes: `"0120"` or `"0220"`; absent: 0120 for
+    /// authorisations (01xx), 0220 for financial requests (02xx).
+    pub advice_mti: Option<String>,
+}
+
+fn default_standin_when() -> Vec<String> {
+    vec!["down".to_string()]
+}
+fn default_standin_types() -> Vec<String> {
+    vec!["purchase".to_string()]
 }
 
 /// Retransmissions and repeats (`[repeats]`): a request with the terminal key of one the
@@ -429,27 +494,7 @@ impl Config {
 
     /// Parse and check configuration text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let (line, column, key) = match e.span() {
-                Some(span) => {
-                    let (l, c) = line_col(text, span.start);
-                    // A type error's span is the value: name the key written before it.
-                    let key = key_before(text, span.start).unwrap_or_else(|| {
-                        text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_string()
-                    });
-                    (l, c, key)
-                }
-                None => (1, 1, String::new()),
-            };
-            let key = if key.is_empty() || key.len() > 60 { "(document)".to_string() } else { key };
-            ConfigError::Invalid {
-                file: file.to_string(),
-                line,
-                column,
-                key,
-                message: e.message().to_string(),
-            }
-        })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
         cfg.check(file, text)?;
         Ok(cfg)
     }
@@ -550,6 +595,7 @@ impl Config {
             let message = "needs 0 < retry_min_ms <= retry_max_ms".to_string();
             return Err(ConfigError::Invalid { file, line, column, key, message });
         }
+        check_standin(&self.standin, &names, &bad)?;
         if !(10..=3_600_000).contains(&self.saf.indoubt_rotate_ms) {
             let v = self.saf.indoubt_rotate_ms.to_string();
             return Err(bad("indoubt_rotate_ms", &v, "must be between 10 and 3600000".into()));
@@ -561,6 +607,117 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         sanity::warnings(self)
     }
+}
+
+/// A TOML parse or type error of `text`, located: file, line, column and key.
+fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column, key) = match e.span() {
+        Some(span) => {
+            let (l, c) = line_col(text, span.start);
+            // A type error's span is the value: name the key written before it.
+            let key = key_before(text, span.start)
+                .unwrap_or_else(|| text.get(span.clone()).unwrap_or("").trim().trim_matches('"').to_string());
+            (l, c, key)
+        }
+        None => (1, 1, String::new()),
+    };
+    let key = if key.is_empty() || key.len() > 60 { "(document)".to_string() } else { key };
+    ConfigError::Invalid { file: file.to_string(), line, column, key, message: e.message().to_string() }
+}
+
+/// The `[[standin]]` tables of a rule directory's `standin.toml`: each replaces the
+/// switch configuration's policy for its issuer, and they reload with the rules. Checked
+/// as in the configuration (`issuers`: the configured issuer names).
+pub fn parse_standin_file(
+    file: &str,
+    text: &str,
+    issuers: &[&str],
+) -> Result<Vec<StandInConfig>, ConfigError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct StandInFile {
+        #[serde(default)]
+        standin: Vec<StandInConfig>,
+    }
+    let parsed: StandInFile = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+    let bad = |key: &str, value: &str, message: String| {
+        let (line, column) = locate(text, key, value);
+        ConfigError::Invalid { file: file.to_string(), line, column, key: key.to_string(), message }
+    };
+    check_standin(&parsed.standin, issuers, &bad)?;
+    Ok(parsed.standin)
+}
+
+/// Every `[[standin]]` names a configured issuer once, with values it can work with.
+fn check_standin(
+    list: &[StandInConfig],
+    issuers: &[&str],
+    bad: &dyn Fn(&str, &str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    let mut seen: Vec<&str> = Vec::new();
+    let digits = |s: &str, min: usize, max: usize| {
+        (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    for s in list {
+        if !issuers.contains(&s.issuer.as_str()) {
+            return Err(bad("issuer", &s.issuer, format!("[[standin]]: no issuer named `{}`", s.issuer)));
+        }
+        if seen.contains(&s.issuer.as_str()) {
+            return Err(bad("issuer", &s.issuer, format!("[[standin]] for `{}` given twice", s.issuer)));
+        }
+        seen.push(&s.issuer);
+        if s.max_amount == 0 || i64::try_from(s.max_amount).is_err() {
+            return Err(bad("max_amount", "", "must be a positive amount in minor units".into()));
+        }
+        for w in &s.when {
+            if !matches!(w.as_str(), "down" | "timeout") {
+                return Err(bad("when", w, format!("`{w}`: stand in when \"down\" or \"timeout\"")));
+            }
+        }
+        for t in &s.types {
+            if !matches!(t.as_str(), "purchase" | "preauth") {
+                return Err(bad(
+                    "types",
+                    t,
+                    format!("`{t}`: only \"purchase\" and \"preauth\" can be stood in for"),
+                ));
+            }
+        }
+        for c in &s.card_types {
+            if !matches!(c.as_str(), "debit" | "credit" | "qr") {
+                return Err(bad("card_types", c, format!("`{c}`: card types are debit, credit, qr")));
+            }
+        }
+        for m in s.mcc.iter().chain(&s.exclude_mcc) {
+            if !digits(m, 4, 4) {
+                return Err(bad("mcc", m, format!("`{m}` is not a 4-digit merchant category")));
+            }
+        }
+        for n in &s.never {
+            if !digits(n, 1, 19) {
+                // May be a card number: not repeated in the message.
+                return Err(bad("never", "", "entries are BINs or card numbers: 1 to 19 digits".into()));
+            }
+        }
+        for h in &s.never_hash {
+            if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad("never_hash", h, "a PAN hash is 32 hex digits (journal pan_hash)".into()));
+            }
+        }
+        if let Some(m) = &s.advice_mti
+            && m != "0120"
+            && m != "0220"
+        {
+            return Err(bad("advice_mti", m, "must be \"0120\" or \"0220\"".into()));
+        }
+        let amounts = [s.card_daily_amount, s.merchant_daily_amount, s.max_exposure];
+        if amounts.iter().flatten().any(|&a| a == 0 || i64::try_from(a).is_err())
+            || s.card_daily_count == Some(0)
+        {
+            return Err(bad("issuer", &s.issuer, "[[standin]] limits must be positive".into()));
+        }
+    }
+    Ok(())
 }
 
 /// The dotted key whose value starts at `offset` (`issuer.link.window` for `window = "big"`

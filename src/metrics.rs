@@ -56,6 +56,13 @@ pub const JOURNAL_UP: &str = "isoswitch_journal_up";
 pub const JOURNAL_WRITE_ERRORS_TOTAL: &str = "isoswitch_journal_write_errors_total";
 pub const SAF_HELD: &str = "isoswitch_saf_held";
 pub const LATE_ANSWERS_TOTAL: &str = "isoswitch_late_answers_total";
+pub const STANDIN_TOTAL: &str = "isoswitch_standin_total";
+pub const STANDIN_EXPOSURE: &str = "isoswitch_standin_exposure";
+pub const ADVICE_DEPTH: &str = "isoswitch_advice_depth";
+pub const ADVICE_DECLINED_TOTAL: &str = "isoswitch_advice_declined_total";
+/// The `decision` labels of `isoswitch_standin_total`: approved on the issuer's behalf, or
+/// declined because the policy did not cover the request.
+pub const STANDIN_DECISIONS: [&str; 2] = ["approved", "declined"];
 
 /// The process's own resource use, under the names every Prometheus client library uses
 /// (so stock dashboards and alerts work): CPU seconds (whole seconds), resident and virtual
@@ -234,6 +241,19 @@ fn describe() {
         SAF_HELD,
         "Reversals held in memory only, because the store-and-forward store could not take them."
     );
+    describe_counter!(
+        STANDIN_TOTAL,
+        "Requests the switch decided on an issuer's behalf (stand-in), by issuer and decision."
+    );
+    describe_gauge!(
+        STANDIN_EXPOSURE,
+        "Minor units approved in stand-in and not yet acknowledged by the issuer's advice answer."
+    );
+    describe_gauge!(ADVICE_DEPTH, "Stand-in advices waiting for the issuer's acknowledgement.");
+    describe_counter!(
+        ADVICE_DECLINED_TOTAL,
+        "Stand-in advices the issuer answered with a code other than 00 (the acquirer's risk)."
+    );
 }
 
 /// The reasons of `isoswitch_issuer_reply_rejected_total`, shown at zero from the start.
@@ -264,6 +284,7 @@ pub fn zero_counters<'a>(issuers: impl IntoIterator<Item = &'a str>) {
             TIMEOUTS_TOTAL,
             LINK_CONNECTS_TOTAL,
             REVERSALS_QUEUED_TOTAL,
+            ADVICE_DECLINED_TOTAL,
             SAF_SENT_TOTAL,
             SAF_ACKED_TOTAL,
             LATE_REPLIES_TOTAL,
@@ -273,6 +294,9 @@ pub fn zero_counters<'a>(issuers: impl IntoIterator<Item = &'a str>) {
             counter!(c, "issuer" => issuer.to_string()).increment(0);
         }
         counter!(RESPONSES_TOTAL, "issuer" => issuer.to_string(), "rc" => "00").increment(0);
+        for decision in STANDIN_DECISIONS {
+            counter!(STANDIN_TOTAL, "issuer" => issuer.to_string(), "decision" => decision).increment(0);
+        }
         for reason in REJECT_REASONS {
             counter!(ISSUER_REPLY_REJECTED_TOTAL, "issuer" => issuer.to_string(), "reason" => reason)
                 .increment(0);

@@ -14,6 +14,7 @@ pub mod repeats;
 pub mod reply;
 pub mod security;
 pub mod service;
+pub mod standin;
 pub mod suspensions;
 
 pub use cup::read_request_fields;

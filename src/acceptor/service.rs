@@ -58,6 +58,8 @@ pub struct Services {
     pub repeats: Arc<Repeats>,
     /// The operator's suspensions and the state file that keeps them across restarts.
     pub suspensions: super::suspensions::Suspensions,
+    /// Stand-in policies and their daily limits.
+    pub standin: super::standin::StandIn,
 }
 
 impl std::fmt::Debug for Services {
@@ -124,12 +126,21 @@ impl Services {
                 DEV_PAN_KEY.to_vec()
             }
         };
+        if !cfg.standin.is_empty() && journal.is_none() {
+            tracing::warn!(
+                "stand-in is off: approvals on an issuer's behalf need a journal and its advice queue"
+            );
+        }
         let mut s = Services::new(cfg, route::Router::new(rules), journal, PanHasher::new(&key))?;
         s.shared = cfg.journal_url.is_some();
         s.journal_cfg = journal_cfg;
         s.saf_given = saf_given;
         s.suspensions = super::suspensions::Suspensions::new(super::suspensions::state_path(cfg));
         s.suspensions.apply(&s.router)?;
+        if let Some(dir) = &cfg.rules {
+            let overrides = super::standin::load_overrides(dir, &s.issuer_names())?;
+            s.standin.apply(&overrides);
+        }
         Ok(s)
     }
 
@@ -161,11 +172,13 @@ impl Services {
             switch_id: cfg.switch_id.clone(),
             issuer_index,
             suspensions: Default::default(),
+            standin: super::standin::StandIn::new(cfg),
         })
     }
 
     /// Load the rule directory `dir` and swap it in (SIGHUP, admin API), with the operator's
-    /// suspensions read again from their state file. Refused, with the running rules staying
+    /// suspensions read again from their state file and the stand-in policies of its
+    /// `standin.toml` (when there is one) in place of the configuration's. Refused, with the running rules staying
     /// in force, when a file is bad or a route names an issuer the configuration does not
     /// define. Blocking (reads files).
     pub fn reload_rules(&self, dir: &std::path::Path) -> Result<route::RuleSummary, ServiceError> {
@@ -178,8 +191,17 @@ impl Services {
                 message: format!("issuer `{name}` is not configured in the switch"),
             }));
         }
+        let standin = super::standin::load_overrides(dir, &self.issuer_names())?;
         self.suspensions.apply(&self.router)?;
-        Ok(self.router.replace(rules))
+        let summary = self.router.replace(rules);
+        let policies = self.standin.apply(&standin);
+        tracing::info!(policies, from_rules = standin.len(), "stand-in policies in force");
+        Ok(summary)
+    }
+
+    /// The configured issuers' names.
+    fn issuer_names(&self) -> Vec<&str> {
+        self.issuer_index.keys().map(String::as_str).collect()
     }
 
     /// The store-and-forward queue for reversals, in the journal's database, when there is a
@@ -198,6 +220,9 @@ impl Services {
                         spec = %l.spec,
                         "store-and-forward reversals are off: this issuer's spec has no 42-digit field 90"
                     );
+                    if !cfg.standin.is_empty() {
+                        tracing::warn!("stand-in is off: its advices travel through store-and-forward");
+                    }
                     return Ok(None);
                 }
             }
@@ -303,7 +328,7 @@ impl Services {
     /// The journal row of a request, before its outcome is known. Boxed: the row lives
     /// across the issuer's answer and the commit, and a pointer keeps the request's future
     /// (copied whenever it moves) and each hand-over on the way to the writer small.
-    fn row(&self, req: &Message, received_at: i64, txn: &str, decision: &str) -> Box<TxnRecord> {
+    pub(super) fn row(&self, req: &Message, received_at: i64, txn: &str, decision: &str) -> Box<TxnRecord> {
         let rules = self.router.rules();
         let mut r = Box::new(TxnRecord::from_request(req, &self.hasher));
         r.switch_id.clone_from(&self.switch_id);
@@ -317,7 +342,7 @@ impl Services {
 
     /// Journal `row` (when there is a journal). An approval must not reach the terminal
     /// unless this succeeded; the caller turns a failure into 96.
-    async fn journal(&self, row: Box<TxnRecord>) -> bool {
+    pub(super) async fn journal(&self, row: Box<TxnRecord>) -> bool {
         let Some(j) = &self.journal else { return true };
         match j.record_boxed(row).await {
             Ok(true) => true,
@@ -358,7 +383,7 @@ impl Services {
     /// whenever the queue has room, so a look-up made after the answer (a reversal
     /// matching this request, which waits for it to finish) is answered after its commit
     /// and finds it; with the queue full it waits for room in a task of its own.
-    async fn journal_until(&self, row: Box<TxnRecord>, by: std::time::Instant) {
+    pub(super) async fn journal_until(&self, row: Box<TxnRecord>, by: std::time::Instant) {
         let Some(j) = &self.journal else { return };
         let commit = match j.try_submit(row) {
             Ok(commit) => commit,
@@ -467,6 +492,14 @@ impl Services {
                 }
             }
         }
+        let answer_by = arrived + issuers.get(issuer).map_or(std::time::Duration::ZERO, |i| i.answer_by());
+        if let Some(trigger) = self.standin.trigger_before(issuers, primary, fwd.backup)
+            && let Some(i) = issuers.get(issuer)
+        {
+            // Known down (or the operator's stand-in): decided now, not at the deadline.
+            let occasion = super::standin::Occasion { trigger, otherwise: "91", answer_by };
+            return Box::pin(self.stand_in(i, req, fwd, row, occasion)).await;
+        }
         if let Some(row) = &mut row {
             row.forwarded_at = Some(now_ms());
         }
@@ -495,6 +528,27 @@ impl Services {
             }
             None => Outcome::Unavailable,
         };
+        // The issuer could not answer: its stand-in policy may decide instead. After a
+        // timeout the request was reversed (stored) before the outcome came back, so the
+        // issuer's possible approval is undone before the switch approves in its place.
+        let stand_in = match &outcome {
+            Outcome::Reply(_) => {
+                self.standin.answered(primary);
+                None
+            }
+            Outcome::Unavailable if super::standin::all_down(issuers, primary, fwd.backup) => {
+                Some((super::standin::policy::Trigger::Down, "91"))
+            }
+            Outcome::Timeout | Outcome::LinkLost => Some((super::standin::policy::Trigger::Timeout, "68")),
+            _ => None,
+        };
+        if let Some((trigger, otherwise)) = stand_in
+            && let Some(i) = issuers.get(issuer)
+            && self.standin.policy(primary).is_some_and(|p| p.applies(trigger))
+        {
+            let occasion = super::standin::Occasion { trigger, otherwise, answer_by };
+            return Box::pin(self.stand_in(i, req, fwd, row, occasion)).await;
+        }
         let reply = match outcome {
             Outcome::Reply(answer) => {
                 switch_stan = answer.stan();
@@ -670,6 +724,21 @@ impl Services {
             mti: orig.mti.clone(),
             status: Status::Reversed,
         };
+        if orig.decision == "stand-in" {
+            let rc = Box::pin(self.reverse_stand_in(issuers, req, &orig)).await;
+            if rc == "00"
+                && let Err(e) = j.update(mark_reversed).await
+            {
+                tracing::error!(error = %e, "marking the original reversed failed");
+            }
+            row.issuer.clone_from(&orig.issuer);
+            row.rc = rc.to_string();
+            if rc != "00" {
+                row.status = Some(Status::Declined);
+            }
+            self.journal(row).await;
+            return switch_reply(req, rc).ok();
+        }
         if orig.rc == "68" {
             if let Err(e) = j.update(mark_reversed).await {
                 tracing::error!(error = %e, "marking the original reversed failed");

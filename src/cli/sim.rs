@@ -91,6 +91,10 @@ pub struct SimIssuerArgs {
     /// unanswered purchase of `sim-terminal --scenario cup-day`.
     #[arg(long)]
     pub silent_amount: Option<u64>,
+    /// Answer stand-in advices (0120/0220) of this amount in minor units with 05 instead of
+    /// 00: the issuer refusing what the switch approved on its behalf.
+    #[arg(long)]
+    pub decline_advice_amount: Option<u64>,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -247,7 +251,10 @@ pub fn sim_issuer(a: SimIssuerArgs) -> ExitCode {
         drop_every: a.drop_every,
         shuffle: a.shuffle,
         silent_amount: a.silent_amount,
+        decline_advice_amount: a.decline_advice_amount,
+        advices: Default::default(),
     };
+    let advices = cfg.advices.clone();
     let rt = match runtime(a.threads) {
         Ok(r) => r,
         Err(c) => return c,
@@ -274,6 +281,13 @@ pub fn sim_issuer(a: SimIssuerArgs) -> ExitCode {
                     "sim-issuer: connections {}  received {}  answered {}  dropped {}  undecodable {}",
                     s.connections, s.received, s.answered, s.dropped, s.undecodable
                 );
+                let t = advices.totals();
+                if t.distinct > 0 {
+                    println!(
+                        "sim-issuer: advices {}  repeats {}  duplicates {}  declined {}  amount {} (accepted {})",
+                        t.distinct, t.repeats, t.duplicates, t.declined, t.amount, t.amount_accepted
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

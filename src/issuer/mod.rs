@@ -6,7 +6,8 @@
 //! `Issuers::forward_with_backup` fails over to a route's backup issuer when every link of
 //! the primary is down. With a `SafStore` (see `saf`), timed-out financial requests are
 //! reversed through a durable store-and-forward queue, and with an in-doubt log (see
-//! `indoubt`) so are those in flight when the process dies, at its next start.
+//! `indoubt`) so are those in flight when the process dies, at its next start. The same
+//! queue carries the advices of stand-in approvals (`queue_advice`, `advice`).
 //!
 //! In front of each issuer's window (all its links together) sits admission control
 //! (`admit`): requests beyond the window wait in per-class queues served by weight (and
@@ -24,6 +25,7 @@
 //! response-code tables, metrics and TLS edges.
 
 mod admit;
+pub mod advice;
 mod clock;
 mod held;
 pub mod indoubt;
@@ -123,7 +125,13 @@ pub struct Issuer {
     /// `deadline_ms`), and the part of it kept for answering after the reply wait.
     deadline: Duration,
     margin: Duration,
+    /// Stand-in advices owed to this issuer and their exposure.
+    advices: advice::Book,
 }
+
+/// How long a new advice waits before its first write: the journal commit of its approval
+/// comes first (an approval that fails to commit withdraws its advice, never written).
+pub const ADVICE_GRACE: Duration = Duration::from_secs(2);
 
 impl Issuer {
     pub fn name(&self) -> &str {
@@ -265,6 +273,51 @@ impl Issuer {
         Ok(fresh)
     }
 
+    /// Store a stand-in advice for this issuer under `key`, durably: `Ok(true)` once it is
+    /// committed (never held in memory: an approval is given only when its advice is
+    /// durable). The message keeps its MTI (0120 or 0220); tracks and PIN block are
+    /// dropped. The advice's amount must have been reserved (`advices().try_reserve`).
+    pub async fn queue_advice(&self, adv: &Message, key: &str) -> Result<bool, IssuerError> {
+        let Some((ctx, spec)) = &self.saf else {
+            return Err(IssuerError::Saf(format!("issuer {} has no store-and-forward", self.name)));
+        };
+        let bad = |e: EncodeError| IssuerError::Saf(format!("advice for {}: {e}", self.name));
+        let mut out = convert(adv, spec).map_err(bad)?;
+        for n in [35, 36, 45, 52, 53] {
+            out.remove(n);
+        }
+        let (store, name, key) = (ctx.store.clone(), self.name.to_string(), key.to_string());
+        let now = saf::unix_ms();
+        let first = now.saturating_add(ADVICE_GRACE.as_millis() as i64);
+        let fresh = saf::blocking(move || store.enqueue_advice(&name, &key, &out, now, first)).await?;
+        if fresh {
+            self.advices.stored();
+        }
+        Ok(fresh)
+    }
+
+    /// Withdraw the pending advice stored under `key` (of `amount`) when it was never
+    /// written; `Ok(false)` when it was (or is not pending).
+    pub async fn void_advice(&self, key: &str, amount: i64) -> Result<bool, IssuerError> {
+        let Some((ctx, _)) = &self.saf else { return Ok(false) };
+        let (store, name, key) = (ctx.store.clone(), self.name.to_string(), key.to_string());
+        let voided = saf::blocking(move || store.void_advice(&name, &key, saf::unix_ms())).await?;
+        if voided {
+            self.advices.done(amount);
+        }
+        Ok(voided)
+    }
+
+    /// Stand-in advices and exposure of this issuer.
+    pub fn advices(&self) -> &advice::Book {
+        &self.advices
+    }
+
+    /// Whether advices can be stored for this issuer (it has store-and-forward).
+    pub fn takes_advices(&self) -> bool {
+        self.saf.is_some()
+    }
+
     /// The spec reversals to this issuer are stored in, when it has store-and-forward.
     pub fn saf_spec(&self) -> Option<&Arc<Spec>> {
         self.saf.as_ref().map(|(_, spec)| spec)
@@ -396,7 +449,9 @@ impl Issuers {
             let deadline =
                 Duration::from_millis(ic.links.iter().map(|l| l.deadline_ms).min().unwrap_or(5000));
             let margin = Duration::from_millis(timeouts.answer_margin_ms).min(deadline / 2);
+            let advices = advice::Book::new(&name);
             let issuer = Arc::new(Issuer {
+                advices,
                 name,
                 links,
                 responses,
@@ -605,6 +660,7 @@ mod tests {
             admission: Admission::new("a", 64, Priorities::default().queue, Priorities::default().weights),
             deadline: Duration::from_secs(5),
             margin: Duration::from_millis(50),
+            advices: advice::Book::new("a"),
         }
     }
 

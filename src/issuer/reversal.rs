@@ -114,9 +114,12 @@ pub fn rebase_field90(terminal_f90: &str, switch_stan: &str) -> Option<String> {
     Some(out)
 }
 
-/// The repeat of a reversal: the same message as MTI 0401 (field 90 unchanged).
+/// The repeat of a stored message: the same message with the repeat MTI (0400 -> 0401,
+/// an advice 0120 -> 0121, 0220 -> 0221; field 90 and everything else unchanged).
 pub fn as_repeat(rev: &mut Message) -> Result<(), ReversalError> {
-    rev.set_mti("0401").map_err(|e| ReversalError::Field { field: 0, message: e.to_string() })
+    let bad = |message: String| ReversalError::Field { field: 0, message };
+    let mti = rev.mti().get(..3).map(|m| format!("{m}1")).ok_or_else(|| bad("short MTI".into()))?;
+    rev.set_mti(&mti).map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]

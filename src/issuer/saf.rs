@@ -10,7 +10,13 @@
 //! When the store fails (it lives in the journal's database: a full disk fails it too), a
 //! reversal is held in memory instead (`held`) and never dropped: the worker sends it from
 //! there and moves it into the store once the store writes again. Each change of the
-//! store's state is logged once. May import: the codec, config, metrics.
+//! store's state is logged once.
+//!
+//! Stand-in advices (0120/0220) travel the same queue: stored durably by the caller
+//! before its approval is answered (never held in memory), first written after
+//! `ADVICE_GRACE`, repeated as 0121/0221, and acknowledged by the issuer's 0130/0230,
+//! whose response code is recorded (`SafStore::advice_answered`); the issuer's advice
+//! book (`advice`) follows each one. May import: the codec, config, metrics.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -86,6 +92,51 @@ pub trait SafStore: Send + Sync + 'static {
     fn barrier(&self) -> Result<(), IssuerError> {
         Ok(())
     }
+    /// Store a stand-in advice (0120/0220) under `key`, pending, first due at
+    /// `not_before`; durable when this returns `Ok`. `Ok(false)` when one with the same
+    /// issuer and key is already stored.
+    fn enqueue_advice(
+        &self,
+        issuer: &str,
+        key: &str,
+        advice: &Message,
+        now_ms: i64,
+        not_before: i64,
+    ) -> Result<bool, IssuerError> {
+        let _ = not_before;
+        self.enqueue(issuer, key, advice, now_ms)
+    }
+    /// The issuer answered an advice (its 0130/0230) with response code `rc`: the advice is
+    /// acknowledged, and the code is recorded on it (and on its transaction, where the store
+    /// keeps transactions). `Ok(false)` when it already was.
+    fn advice_answered(&self, id: i64, rc: &str, now_ms: i64) -> Result<bool, IssuerError> {
+        let _ = rc;
+        self.acked(id, now_ms)
+    }
+    /// Withdraw a pending advice of `issuer` that was never written (its approval was not
+    /// recorded, or the terminal reversed it first). `Ok(false)` when it is not pending or
+    /// was written at least once.
+    fn void_advice(&self, issuer: &str, key: &str, now_ms: i64) -> Result<bool, IssuerError> {
+        let _ = (issuer, key, now_ms);
+        Ok(false)
+    }
+    /// Pending advices of `issuer`: how many, and their amounts (field 4) summed.
+    fn advices_pending(&self, issuer: &str) -> Result<(u64, i64), IssuerError> {
+        let _ = issuer;
+        Ok((0, 0))
+    }
+    /// Withdraw the pending advices of `issuer` stored before `before_ms` whose approval
+    /// the journal does not hold (the process died between the two writes): the terminal
+    /// never heard of them. Returns how many.
+    fn void_orphan_advices(&self, issuer: &str, before_ms: i64) -> Result<u64, IssuerError> {
+        let _ = (issuer, before_ms);
+        Ok(0)
+    }
+}
+
+/// Whether a stored message is an advice (0120/0121, 0220/0221), not a reversal.
+pub fn is_advice(msg: &Message) -> bool {
+    msg.mti().as_bytes().get(2) == Some(&b'2')
 }
 
 /// Run a store call on the blocking pool.
@@ -340,9 +391,13 @@ pub(super) async fn worker(
     let held = gauge!(m::SAF_HELD, "issuer" => name.clone());
     let poll = ctx.policy.retry_min.min(Duration::from_secs(1));
     let mut stored = 0u64;
+    let started = unix_ms();
     loop {
         if shutdown.is_cancelled() {
             return;
+        }
+        if !issuer.advices.is_seeded() {
+            seed_advices(&issuer, &ctx, &name, started).await;
         }
         let had = ctx.held.len();
         match flush_held(&ctx, &name).await {
@@ -393,15 +448,56 @@ pub(super) async fn worker(
     }
 }
 
-/// Write one reversal (0400 or 0401) and wait for its 0410.
+/// Withdraw the advices a previous run stored without journalling their approval, then
+/// count the pending ones into the issuer's book (stand-in reserves exposure only after).
+async fn seed_advices(issuer: &Issuer, ctx: &SafCtx, name: &str, started: i64) {
+    let (store, n) = (ctx.store.clone(), name.to_string());
+    let seeded = blocking(move || {
+        let voided = store.void_orphan_advices(&n, started)?;
+        Ok((voided, store.advices_pending(&n)?))
+    })
+    .await;
+    match seeded {
+        Ok((voided, (count, amount))) => {
+            if voided > 0 {
+                tracing::warn!(issuer = %name, voided,
+                    "stand-in advices withdrawn: their approvals were never journalled (the terminal was not answered)");
+            }
+            if count > 0 {
+                tracing::info!(issuer = %name, advices = count, exposure = amount, "stand-in advices pending from before");
+            }
+            issuer.advices.seed(count, amount);
+        }
+        Err(e) => ctx.store_failed(name, &e),
+    }
+}
+
+/// Write one stored message (a reversal 0400/0401 or an advice 0120/0121, 0220/0221) and
+/// wait for its answer (0410, 0130, 0230).
 async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
     let SafItem { id, field90, attempts, mut reversal } = item;
     let name = issuer.name.to_string();
     let store = ctx.store.clone();
+    let advice = is_advice(&reversal);
+    let amount = reversal.amount().and_then(|a| i64::try_from(a).ok()).unwrap_or(0);
     if ctx.policy.max_attempts > 0 && attempts >= ctx.policy.max_attempts {
+        if advice {
+            tracing::error!(issuer = %name, key = %field90, attempts,
+                "stand-in advice expired unacknowledged; the approval stays the acquirer's risk");
+            if let Ok(()) = blocking(move || store.expired(id, unix_ms())).await {
+                issuer.advices.done(amount);
+            }
+            return;
+        }
         tracing::error!(issuer = %name, field90 = %field90, attempts, "reversal expired unacknowledged");
         let _ = blocking(move || store.expired(id, unix_ms())).await;
         return;
+    }
+    let Some(expect) = super::verify::answer_mti(reversal.mti().as_bytes()) else { return };
+    if advice {
+        counter!(m::SAF_SENT_TOTAL, "issuer" => name.clone()).increment(1);
+        let item = SafItem { id, field90, attempts, reversal };
+        return send_advice(issuer, ctx, item, expect, amount).await;
     }
     let Some(link) = issuer.pick_for_reversal() else { return };
     let next = attempts.saturating_add(1);
@@ -415,7 +511,7 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
     }
     counter!(m::SAF_SENT_TOTAL, "issuer" => name.clone()).increment(1);
     match link.exchange_reversal(&reversal, id).await {
-        Outcome::Reply(r) if r.mti() == "0410" => {
+        Outcome::Reply(r) if r.mti().as_bytes() == expect => {
             let store = ctx.store.clone();
             match blocking(move || store.acked(id, unix_ms())).await {
                 Ok(first) => {
@@ -430,6 +526,54 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
         other => {
             tracing::info!(issuer = %name, field90 = %field90, attempts = next, outcome = ?other.switch_rc(),
                 "reversal unacknowledged; will repeat");
+        }
+    }
+}
+
+/// Write one stand-in advice (0120/0220, repeats 0121/0221) and wait for its answer: the
+/// issuer's response code is recorded on the advice (and its transaction); a decline is
+/// logged and counted, for that money is now the acquirer's risk.
+async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 4], amount: i64) {
+    let SafItem { id, field90: key, attempts, reversal: mut advice } = item;
+    let name = issuer.name.to_string();
+    let Some(link) = issuer.pick_for_reversal() else { return };
+    let next = attempts.saturating_add(1);
+    let due = unix_ms().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
+    let store = ctx.store.clone();
+    if let Err(e) = blocking(move || store.attempted(id, next, due)).await {
+        tracing::warn!(issuer = %name, error = %e, "advice attempt not recorded; not sent");
+        return;
+    }
+    if attempts > 0 && reversal::as_repeat(&mut advice).is_err() {
+        return;
+    }
+    match link.exchange_reversal(&advice, id).await {
+        Outcome::Reply(r) if r.mti().as_bytes() == expect => {
+            let rc = r.text(39).map(|c| c.into_owned()).unwrap_or_default();
+            let store = ctx.store.clone();
+            let code = rc.clone();
+            match blocking(move || store.advice_answered(id, &code, unix_ms())).await {
+                Ok(first) => {
+                    if first {
+                        issuer.advices.done(amount);
+                        counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
+                    }
+                    if rc == "00" {
+                        tracing::info!(issuer = %name, key = %key, attempts = next, "stand-in advice acknowledged");
+                    } else {
+                        counter!(m::ADVICE_DECLINED_TOTAL, "issuer" => name.clone()).increment(1);
+                        tracing::warn!(issuer = %name, key = %key, advice_rc = %rc, amount,
+                            "issuer declined a stand-in advice: the approval is the acquirer's risk");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %name, error = %e, "advice answer not recorded; will repeat")
+                }
+            }
+        }
+        other => {
+            tracing::info!(issuer = %name, key = %key, attempts = next, outcome = ?other.switch_rc(),
+                "stand-in advice unacknowledged; will repeat");
         }
     }
 }

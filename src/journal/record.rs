@@ -75,7 +75,8 @@ pub struct TxnRecord {
     pub pan_hash: Option<String>,
     pub route: Option<String>,
     pub issuer: Option<String>,
-    /// forward, decline or local.
+    /// forward, decline, local, reversal or stand-in (approved or declined by the switch on
+    /// the issuer's behalf).
     pub decision: String,
     pub rc: String,
     pub auth_code: Option<String>,
@@ -91,6 +92,10 @@ pub struct TxnRecord {
     /// (see `journal::store::INDEXES`); `None` on a row that answered a request without
     /// taking its key (a duplicate's 94).
     pub txn_key: Option<String>,
+    /// A stand-in approval's advice: the issuer's answer to it (`00` accepted; any other
+    /// code: the issuer refused it, and the amount is the acquirer's risk); `None` until
+    /// the issuer answered, and on every other row.
+    pub advice_rc: Option<String>,
 }
 
 /// The terminal's own batch number (UnionPay-style 60.2) of a `cup-pos` message, as its

@@ -8,9 +8,15 @@
 //! to another row). The key comes from `[saf] key` or `[saf] key_file`.
 //!
 //! ```text
-//! saf(id, issuer, created_at, next_attempt_at, attempts, state, field90, message, pan_enc, done_at)
-//!     state: pending -> acked | expired         unique (issuer, field90)
+//! saf(id, issuer, created_at, next_attempt_at, attempts, state, field90, message, pan_enc, done_at, ack_rc)
+//!     state: pending -> acked | expired | void   unique (issuer, field90)
 //! ```
+//!
+//! Stand-in advices (0120/0220) share the table: their `field90` column holds the key
+//! `advice <terminal>|<stan>|<txn_key>`, the journal identity of the approval they report,
+//! so that the issuer's answer (`ack_rc`) is also written on that transaction
+//! (`transactions.advice_rc`), and an advice whose approval never reached the journal (the
+//! process died between the two writes) is withdrawn (`void`) at the next start.
 //!
 //! The store has its own connection (WAL lets it share the SQLite file with the journal
 //! writer); calls are blocking and made from the blocking pool. May import: the codec and
@@ -43,7 +49,8 @@ pub fn schema(id: &str) -> String {
             field90 TEXT NOT NULL,
             message TEXT NOT NULL,
             pan_enc TEXT,
-            done_at BIGINT
+            done_at BIGINT,
+            ack_rc TEXT
         );
         CREATE UNIQUE INDEX IF NOT EXISTS saf_once ON saf (issuer, field90);
         CREATE INDEX IF NOT EXISTS saf_due ON saf (issuer, state, next_attempt_at);"
@@ -60,6 +67,41 @@ const ATTEMPTED: &str =
 const ACKED: &str = "UPDATE saf SET state = 'acked', done_at = $2 WHERE id = $1 AND state = 'pending'";
 const EXPIRED: &str = "UPDATE saf SET state = 'expired', done_at = $2 WHERE id = $1 AND state = 'pending'";
 const DEPTH: &str = "SELECT COUNT(*) FROM saf WHERE issuer = $1 AND state = 'pending'";
+const INSERT_ADVICE: &str =
+    "INSERT INTO saf (issuer, created_at, next_attempt_at, attempts, state, field90, message, pan_enc)
+     VALUES ($1, $2, $6, 0, 'pending', $3, $4, $5) ON CONFLICT DO NOTHING";
+const ADVICE_ACKED: &str =
+    "UPDATE saf SET state = 'acked', done_at = $2, ack_rc = $3 WHERE id = $1 AND state = 'pending'";
+const ADVICE_KEY: &str = "SELECT field90 FROM saf WHERE id = $1";
+const ADVICE_RC: &str =
+    "UPDATE transactions SET advice_rc = $1 WHERE terminal_id = $2 AND stan = $3 AND txn_key = $4";
+const VOID: &str = "UPDATE saf SET state = 'void', done_at = $3
+     WHERE issuer = $1 AND field90 = $2 AND state = 'pending' AND attempts = 0";
+const VOID_ID: &str = "UPDATE saf SET state = 'void', done_at = $2 WHERE id = $1 AND state = 'pending'";
+const ADVICES: &str = "SELECT id, created_at, field90, message FROM saf
+     WHERE issuer = $1 AND state = 'pending' AND field90 LIKE 'advice %' ORDER BY id";
+const STOOD_IN: &str = "SELECT COUNT(*) FROM transactions
+     WHERE terminal_id = $1 AND stan = $2 AND txn_key = $3 AND decision = 'stand-in' AND rc = '00'";
+
+/// The store key of the advice reporting the stand-in approval journalled as (`terminal`,
+/// `stan`, `txn_key`).
+pub fn advice_key(terminal: &str, stan: &str, txn_key: &str) -> String {
+    format!("advice {terminal}|{stan}|{txn_key}")
+}
+
+/// The journal identity an advice key names.
+fn advice_identity(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.strip_prefix("advice ")?.splitn(3, '|');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// Field 4 of a stored message's JSON, minor units.
+fn json_amount(json: &str) -> i64 {
+    serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v.get("fields")?.get("4")?.as_str()?.parse::<i64>().ok())
+        .unwrap_or(0)
+}
 
 /// A bound value.
 #[derive(Debug, Clone)]
@@ -276,6 +318,17 @@ impl SqlSaf {
                     .map_err(err)?;
                 conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
                 conn.execute_batch(&schema("INTEGER PRIMARY KEY AUTOINCREMENT")).map_err(err)?;
+                // A table made before advices lacks `ack_rc` (SQLite has no ADD COLUMN IF NOT EXISTS).
+                let has: i64 = conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM pragma_table_info('saf') WHERE name = 'ack_rc'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?;
+                if has == 0 {
+                    conn.execute_batch("ALTER TABLE saf ADD COLUMN ack_rc TEXT").map_err(err)?;
+                }
                 Db::Sqlite(conn)
             }
             JournalConfig::Postgres { url } => {
@@ -290,6 +343,10 @@ impl SqlSaf {
                     let client = target.connect("store-and-forward").await.map_err(err)?;
                     client.batch_execute(super::postgres::QUIET_NOTICES).await.map_err(err)?;
                     client.batch_execute(&schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
+                    client
+                        .batch_execute("ALTER TABLE saf ADD COLUMN IF NOT EXISTS ack_rc TEXT")
+                        .await
+                        .map_err(err)?;
                     Ok::<_, StoreError>(client)
                 })?;
                 Db::Pg { rt: Some(rt), client }
@@ -361,21 +418,7 @@ impl SafStore for SqlSaf {
         now_ms: i64,
         attempts: u32,
     ) -> Result<bool, IssuerError> {
-        let pan_enc = match reversal.bytes(2) {
-            Some(pan) => Some(self.seal(issuer, field90, &pan)?),
-            None => None,
-        };
-        let mut bare = reversal.clone();
-        bare.remove(2);
-        // A reversal never carries tracks, PIN block or CVV; should one come anyway,
-        // it is not stored (every field the spec marks sensitive goes).
-        let spec = bare.spec().clone();
-        let sensitive: Vec<usize> =
-            bare.fields().filter(|&n| spec.field(n).is_some_and(|f| f.sensitive.is_some())).collect();
-        for n in sensitive.into_iter().chain([35, 36, 45, 52]) {
-            bare.remove(n);
-        }
-        let json = to_json(&bare, false);
+        let (json, pan_enc) = self.stored_form(issuer, field90, reversal)?;
         let ps = [
             V::T(Some(issuer.into())),
             V::I(now_ms),
@@ -387,6 +430,87 @@ impl SafStore for SqlSaf {
         self.with(|db| db.exec(INSERT, &ps)).map(|n| n == 1)
     }
 
+    fn enqueue_advice(
+        &self,
+        issuer: &str,
+        key: &str,
+        advice: &Message,
+        now_ms: i64,
+        not_before: i64,
+    ) -> Result<bool, IssuerError> {
+        let (json, pan_enc) = self.stored_form(issuer, key, advice)?;
+        let ps = [
+            V::T(Some(issuer.into())),
+            V::I(now_ms),
+            V::T(Some(key.into())),
+            V::T(Some(json)),
+            V::T(pan_enc),
+            V::I(not_before),
+        ];
+        self.with(|db| db.exec(INSERT_ADVICE, &ps)).map(|n| n == 1)
+    }
+
+    fn advice_answered(&self, id: i64, rc: &str, now_ms: i64) -> Result<bool, IssuerError> {
+        self.with(|db| {
+            let first = db.exec(ADVICE_ACKED, &[V::I(id), V::I(now_ms), V::T(Some(rc.into()))])? == 1;
+            let rows = db.rows(ADVICE_KEY, &[V::I(id)], &[false])?;
+            if let Some(V::T(Some(key))) = rows.first().and_then(|r| r.first())
+                && let Some((terminal, stan, txn_key)) = advice_identity(key)
+            {
+                let ps = [
+                    V::T(Some(rc.into())),
+                    V::T(Some(terminal.into())),
+                    V::T(Some(stan.into())),
+                    V::T(Some(txn_key.into())),
+                ];
+                db.exec(ADVICE_RC, &ps)?;
+            }
+            Ok(first)
+        })
+    }
+
+    fn void_advice(&self, issuer: &str, key: &str, now_ms: i64) -> Result<bool, IssuerError> {
+        let ps = [V::T(Some(issuer.into())), V::T(Some(key.into())), V::I(now_ms)];
+        self.with(|db| db.exec(VOID, &ps)).map(|n| n == 1)
+    }
+
+    fn advices_pending(&self, issuer: &str) -> Result<(u64, i64), IssuerError> {
+        let rows =
+            self.with(|db| db.rows(ADVICES, &[V::T(Some(issuer.into()))], &[true, true, false, false]))?;
+        let amount = rows
+            .iter()
+            .filter_map(|r| match r.get(3) {
+                Some(V::T(Some(json))) => Some(json_amount(json)),
+                _ => None,
+            })
+            .fold(0i64, i64::saturating_add);
+        Ok((rows.len() as u64, amount))
+    }
+
+    fn void_orphan_advices(&self, issuer: &str, before_ms: i64) -> Result<u64, IssuerError> {
+        self.with(|db| {
+            let rows = db.rows(ADVICES, &[V::T(Some(issuer.into()))], &[true, true, false, false])?;
+            let mut voided = 0;
+            for row in rows {
+                let (Some(V::I(id)), Some(V::I(created)), Some(V::T(Some(key)))) =
+                    (row.first(), row.get(1), row.get(2))
+                else {
+                    continue;
+                };
+                if *created >= before_ms {
+                    continue;
+                }
+                let Some((terminal, stan, txn_key)) = advice_identity(key) else { continue };
+                let ps = [V::T(Some(terminal.into())), V::T(Some(stan.into())), V::T(Some(txn_key.into()))];
+                let found = db.rows(STOOD_IN, &ps, &[true])?;
+                if matches!(found.first().and_then(|r| r.first()), Some(V::I(n)) if *n > 0) {
+                    continue;
+                }
+                voided += db.exec(VOID_ID, &[V::I(*id), V::I(before_ms)])?;
+            }
+            Ok(voided)
+        })
+    }
     fn due(
         &self,
         issuer: &str,
@@ -449,5 +573,32 @@ impl SafStore for SqlSaf {
             Some(V::I(n)) => u64::try_from(*n).unwrap_or(0),
             _ => 0,
         })
+    }
+}
+
+impl SqlSaf {
+    /// A message as stored: its JSON without field 2 and any sensitive field, and the card
+    /// number sealed under the row's issuer and key.
+    fn stored_form(
+        &self,
+        issuer: &str,
+        field90: &str,
+        reversal: &Message,
+    ) -> Result<(String, Option<String>), IssuerError> {
+        let pan_enc = match reversal.bytes(2) {
+            Some(pan) => Some(self.seal(issuer, field90, &pan)?),
+            None => None,
+        };
+        let mut bare = reversal.clone();
+        bare.remove(2);
+        // A reversal never carries tracks, PIN block or CVV; should one come anyway,
+        // it is not stored (every field the spec marks sensitive goes).
+        let spec = bare.spec().clone();
+        let sensitive: Vec<usize> =
+            bare.fields().filter(|&n| spec.field(n).is_some_and(|f| f.sensitive.is_some())).collect();
+        for n in sensitive.into_iter().chain([35, 36, 45, 52]) {
+            bare.remove(n);
+        }
+        Ok((to_json(&bare, false), pan_enc))
     }
 }

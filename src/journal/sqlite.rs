@@ -173,6 +173,7 @@ impl Store for SqliteStore {
                 r.batch,
                 r.terminal_batch,
                 r.txn_key,
+                r.advice_rc,
             ])
             .map_err(err)?;
         Ok(n == 1)

@@ -34,11 +34,13 @@ pub const COLUMNS: &[&str] = &[
     "batch",
     "terminal_batch",
     "txn_key",
+    "advice_rc",
 ];
 
 /// Columns added after the first schema, with their SQL type: each backend adds the ones
 /// an existing table lacks when it opens (SQLite has no `ADD COLUMN IF NOT EXISTS`).
-pub const ADDED_COLUMNS: &[(&str, &str)] = &[("terminal_batch", "TEXT"), ("txn_key", "TEXT")];
+pub const ADDED_COLUMNS: &[(&str, &str)] =
+    &[("terminal_batch", "TEXT"), ("txn_key", "TEXT"), ("advice_rc", "TEXT")];
 
 /// Indexes, created after `ADDED_COLUMNS` (they name added columns). A transaction's
 /// identity is its row (`id`, unique in the journal, shared by all nodes of a PostgreSQL
@@ -88,7 +90,8 @@ pub fn schema(id: &str) -> String {
             status TEXT,
             batch TEXT,
             terminal_batch TEXT,
-            txn_key TEXT
+            txn_key TEXT,
+            advice_rc TEXT
         );
         CREATE INDEX IF NOT EXISTS transactions_rrn ON transactions (rrn);
         CREATE INDEX IF NOT EXISTS transactions_day ON transactions (business_date);
@@ -131,6 +134,9 @@ pub enum Query {
     /// The rows of a business day that hold a terminal key, oldest first: what a switch
     /// reloads at start to recognise retransmissions of transactions it answered before.
     KeysOfDay(String),
+    /// The stand-in approvals of a business day, oldest first: what the stand-in limits
+    /// and authorisation codes start the day from after a restart.
+    StandInOfDay(String),
     All,
 }
 
@@ -246,6 +252,9 @@ pub fn query_sql(q: &Query, sigil: char) -> (String, Vec<String>) {
         ),
         Query::KeysOfDay(d) => {
             (format!("WHERE business_date = {} AND txn_key IS NOT NULL ORDER BY id", p(1)), vec![d.clone()])
+        }
+        Query::StandInOfDay(d) => {
+            (format!("WHERE business_date = {} AND decision = 'stand-in' ORDER BY id", p(1)), vec![d.clone()])
         }
         Query::Original { terminal, stan, amount } => (
             // The amount is compared as text so that both backends bind every parameter
@@ -370,6 +379,7 @@ pub fn to_vals(r: &TxnRecord) -> Vec<Val> {
         Text(r.batch.clone()),
         Text(r.terminal_batch.clone()),
         Text(r.txn_key.clone()),
+        Text(r.advice_rc.clone()),
     ]
 }
 
@@ -405,6 +415,7 @@ pub fn from_row(text: impl Fn(usize) -> Option<String>, int: impl Fn(usize) -> O
         batch: text(25),
         terminal_batch: text(26),
         txn_key: text(27),
+        advice_rc: text(28),
     }
 }
 

@@ -14,8 +14,13 @@
 //! | amount ends in 05 cents                | 05       |
 //! | anything else                          | 00       |
 //!
-//! Every other request class (reversals, advices, network management, reconciliation)
-//! gets 00. A frame that does not decode is answered with its MTI + 10 and 39 = 30 when its
+//! Stand-in advices (0120/0220, repeats 0121/0221) are answered 0130/0230 with 00 and the
+//! switch's authorisation code left as it came, or with 05 when their amount is
+//! `decline_advice_amount`; each is recorded in `advices` (an `AdviceLog` the caller may
+//! keep a handle on) by terminal, RRN and authorisation code, so that a test sees every
+//! advice arrive once in effect: a first write (0120/0220) of a key seen before is a
+//! duplicate, a repeat (0121/0221) is not. Every other request class (reversals, network
+//! management, reconciliation) gets 00. A frame that does not decode is answered with its MTI + 10 and 39 = 30 when its
 //! MTI can be read. Messages that are not requests (odd third MTI digit) are ignored.
 //!
 //! Options: a fixed delay and a random jitter before each reply, dropping every N-th
@@ -60,9 +65,78 @@ pub struct SimIssuerConfig {
     /// Answer requests that arrive together in shuffled order, in windows of this many;
     /// 0 or 1 keeps the order.
     pub shuffle: usize,
-    /// Never answer a request (other than a reversal) for this amount, in minor units: a
-    /// scripted timeout (the `cup-day` scenario's unanswered purchase).
+    /// Never answer a request (other than a reversal or an advice) for this amount, in
+    /// minor units: a scripted timeout (the `cup-day` scenario's unanswered purchase).
     pub silent_amount: Option<u64>,
+    /// Answer stand-in advices of this amount (minor units) with 05: the issuer refuses
+    /// what the switch approved on its behalf.
+    pub decline_advice_amount: Option<u64>,
+    /// Every stand-in advice received (shared across restarts when the caller passes the
+    /// same log).
+    pub advices: Arc<AdviceLog>,
+}
+
+/// The stand-in advices a simulated issuer received.
+#[derive(Debug, Default)]
+pub struct AdviceLog {
+    inner: std::sync::Mutex<AdviceBook>,
+}
+
+#[derive(Debug, Default)]
+struct AdviceBook {
+    /// Key (terminal, RRN, authorisation code) -> (first writes, repeats, amount, rc answered).
+    by_key: std::collections::HashMap<String, (u32, u32, u64, String)>,
+}
+
+/// What an advice log holds, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdviceTotals {
+    /// Distinct advices (transactions reported).
+    pub distinct: u64,
+    /// First writes (0120/0220) of a transaction already reported: a repeat not marked as one.
+    pub duplicates: u64,
+    /// Repeats (0121/0221).
+    pub repeats: u64,
+    /// Amount of the distinct advices, and of those answered 00.
+    pub amount: u64,
+    pub amount_accepted: u64,
+    /// Distinct advices answered with a decline.
+    pub declined: u64,
+}
+
+impl AdviceLog {
+    fn record(&self, key: String, repeat: bool, amount: u64, rc: &str) {
+        let mut b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let e = b.by_key.entry(key).or_insert((0, 0, amount, rc.to_string()));
+        if repeat {
+            e.1 += 1;
+        } else {
+            e.0 += 1;
+        }
+    }
+
+    pub fn totals(&self) -> AdviceTotals {
+        let b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = AdviceTotals::default();
+        for (first, repeats, amount, rc) in b.by_key.values() {
+            t.distinct += 1;
+            t.duplicates += u64::from(first.saturating_sub(1));
+            t.repeats += u64::from(*repeats);
+            t.amount += amount;
+            if rc == "00" {
+                t.amount_accepted += amount;
+            } else {
+                t.declined += 1;
+            }
+        }
+        t
+    }
+
+    /// The authorisation codes (field 38) of every advice received.
+    pub fn codes(&self) -> Vec<String> {
+        let b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        b.by_key.keys().filter_map(|k| k.rsplit('|').next().map(str::to_string)).collect()
+    }
 }
 
 impl SimIssuerConfig {
@@ -76,6 +150,8 @@ impl SimIssuerConfig {
             drop_every: 0,
             shuffle: 0,
             silent_amount: None,
+            decline_advice_amount: None,
+            advices: Arc::default(),
         }
     }
 
@@ -260,7 +336,8 @@ impl Responder {
             Ok(req)
                 if self.cfg.silent_amount.is_some()
                     && req.amount() == self.cfg.silent_amount
-                    && !req.mti().starts_with("04") =>
+                    && !req.mti().starts_with("04")
+                    && req.mti().as_bytes().get(2) != Some(&b'2') =>
             {
                 batch.dropped += 1;
             }
@@ -336,7 +413,29 @@ impl Responder {
             return Ok(false);
         };
         let class = req.mti().as_bytes().get(1).copied();
-        let rc: &[u8; 2] = if matches!(class, Some(b'1' | b'2')) { decide(req) } else { b"00" };
+        let advice = matches!(class, Some(b'1' | b'2')) && req.mti().as_bytes().get(2) == Some(&b'2');
+        let rc: &[u8; 2] = if advice {
+            if req.amount().is_some_and(|a| Some(a) == self.cfg.decline_advice_amount) {
+                b"05"
+            } else {
+                b"00"
+            }
+        } else if matches!(class, Some(b'1' | b'2')) {
+            decide(req)
+        } else {
+            b"00"
+        };
+        if advice {
+            let text = |n: usize| req.text(n).map(|t| t.into_owned()).unwrap_or_default();
+            let key = format!("{}|{}|{}", text(41), text(37), text(38));
+            let repeat = req.mti().ends_with('1');
+            self.cfg.advices.record(
+                key,
+                repeat,
+                req.amount().unwrap_or(0),
+                std::str::from_utf8(rc).unwrap_or("00"),
+            );
+        }
         let spec = self.cfg.spec.clone();
         req.set_mti(std::str::from_utf8(&resp).unwrap_or("0000"))?;
         for n in [35, 36, 45, 52] {
@@ -345,7 +444,7 @@ impl Responder {
         if spec.field(39).is_some() {
             req.set_bytes(39, rc)?;
         }
-        if rc == b"00" && matches!(class, Some(b'1' | b'2')) && spec.field(38).is_some() {
+        if rc == b"00" && !advice && matches!(class, Some(b'1' | b'2')) && spec.field(38).is_some() {
             req.set_bytes(38, &digits::<6>(self.seq))?;
         }
         if !req.has(37) && spec.field(37).is_some() {
