@@ -29,7 +29,7 @@ fn codec(c: &mut Criterion) {
         decoded.encode(&mut out).expect("purchase encodes");
         assert_eq!(&out[..], &wire[..], "{name}: re-encoded bytes");
         if name == "iso87ascii" {
-            let hex: String = wire.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(&wire);
             assert_eq!(hex, purchase::ISO87ASCII_HEX, "the bytes pyiso8583_compare.py times");
         }
 

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use serde::Deserialize;
 
 use super::KeyError;
-use super::des::{Block, Key, des_cbc_last, des_decrypt, des_encrypt, hex_upper};
+use super::des::{Block, Key, des_cbc_last, des_decrypt, des_encrypt, hex_upper_block};
 use crate::iso::Message;
 
 /// The field that carries the MAC in the primary bitmap.
@@ -98,13 +98,14 @@ fn cbc(k: &Block, data: &[u8]) -> Block {
 
 fn cup_ecb(data: &[u8], enc: impl Fn(&Block) -> Block) -> Mac {
     let folded = blocks(data).fold([0u8; 8], |acc, b| xor(&acc, &b));
-    let hex = hex_upper(&folded);
-    let mut first = [0u8; 8];
-    let mut last = [0u8; 8];
-    first.copy_from_slice(&hex[..8]);
-    last.copy_from_slice(&hex[8..]);
-    let step = xor(&enc(&first), &last);
-    let out = hex_upper(&enc(&step));
+    let hex = hex_upper_block(&folded);
+    let (first, last) = hex.split_at(8);
+    let mut first8 = [0u8; 8];
+    let mut last8 = [0u8; 8];
+    first8.copy_from_slice(first);
+    last8.copy_from_slice(last);
+    let step = xor(&enc(&first8), &last8);
+    let out = hex_upper_block(&enc(&step));
     let mut mac = [0u8; 8];
     mac.copy_from_slice(&out[..8]);
     Mac(mac)
@@ -185,13 +186,13 @@ mod tests {
         let tak = key("C24A8FB57AA20123");
         let all = blocks(&data).fold([0u8; 8], |a, b| xor(&a, &b));
         assert_eq!(all, [0x4D, 0x08, 0xF4, 0x34, 0x46, 0x4F, 0xE7, 0xBF]);
-        let h = hex_upper(&all);
+        let h = hex::encode_upper(all).into_bytes();
         let mut l = [0u8; 8];
         let mut r = [0u8; 8];
         l.copy_from_slice(&h[..8]);
         r.copy_from_slice(&h[8..]);
         let e2 = des_encrypt(&tak.left(), &xor(&des_encrypt(&tak.left(), &l), &r));
-        let want = hex_upper(&e2);
+        let want = hex::encode_upper(e2).into_bytes();
         let got = compute(MacAlgorithm::CupEcbDes, &tak, &data);
         assert_eq!(&got.0[..], &want[..8]);
         assert_eq!(&got.0, b"8A9E91B8");
@@ -233,8 +234,6 @@ mod tests {
     }
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {
-        let mut v = vec![0u8; s.len() / 2];
-        crate::keys::des::decode_hex(s, &mut v).unwrap();
-        v
+        hex::decode(s).unwrap()
     }
 }
