@@ -123,17 +123,6 @@ impl Key {
     }
 }
 
-/// DES CBC encryption with a zero IV over zero-padded blocks; the last cipher block. The key
-/// schedule is built once for the whole run.
-pub fn des_cbc_last(key: &Block, blocks: impl Iterator<Item = Block>) -> Block {
-    let c = Des::new(&Array::from(*key));
-    blocks.fold([0u8; 8], |acc, b| {
-        let mut x = Array::from(std::array::from_fn::<u8, 8, _>(|i| acc[i] ^ b[i]));
-        c.encrypt_block(&mut x);
-        x.into()
-    })
-}
-
 /// Single-DES encryption of one block with an 8-byte key.
 pub fn des_encrypt(key: &Block, block: &Block) -> Block {
     let c = Des::new(&Array::from(*key));

@@ -1,12 +1,19 @@
 //! Message authentication codes used by terminal estates: the UnionPay POS "ECB" MAC, ANSI X9.9
 //! (DES CBC-MAC) and ANSI X9.19 (retail MAC, ISO 9797-1 algorithm 3), and which bytes of a
-//! message are MACed. Uses the DES primitives beside it and the codec's `Message`.
+//! message are MACed. X9.9 is RustCrypto's `cbc-mac` and X9.19 its `retail-mac`, both over
+//! the `des` crate (they share its `cipher` 0.5 and `digest` 0.11); the UnionPay MAC, which
+//! no crate implements, is built here on the DES primitives beside it. Uses those crates
+//! and the codec's `Message`.
 
 use bytes::BytesMut;
+use cbc_mac::CbcMac;
+use cbc_mac::digest::{KeyInit, Mac as _};
+use des::Des;
+use retail_mac::RetailMac;
 use serde::Deserialize;
 
 use super::KeyError;
-use super::des::{Block, Key, des_cbc_last, des_decrypt, des_encrypt, hex_upper_block};
+use super::des::{Block, Key, des_encrypt, hex_upper_block};
 use crate::iso::Message;
 
 /// The field that carries the MAC in the primary bitmap.
@@ -62,13 +69,23 @@ pub fn compute(alg: MacAlgorithm, key: &Key, data: &[u8]) -> Mac {
             cup_ecb(data, |b| des_encrypt(&k, b))
         }
         MacAlgorithm::CupEcb3Des => cup_ecb(data, |b| key.encrypt(b)),
-        MacAlgorithm::X99 => Mac(cbc(&key.left(), data)),
+        MacAlgorithm::X99 => {
+            let mut m = CbcMac::<Des>::new(&key.left().into());
+            m.update(padded(data));
+            Mac(m.finalize().into_bytes().into())
+        }
         MacAlgorithm::X919 => {
-            let k1 = key.left();
-            let last = cbc(&k1, data);
-            Mac(des_encrypt(&k1, &des_decrypt(&key.right(), &last)))
+            let mut m = RetailMac::<Des>::new(&(*key.bytes()).into());
+            m.update(padded(data));
+            Mac(m.finalize().into_bytes().into())
         }
     }
+}
+
+/// The data as the X9 crates take it: they pad the last block with zeros themselves, but
+/// MAC empty data as no block at all, where every algorithm here MACs one zero block.
+fn padded(data: &[u8]) -> &[u8] {
+    if data.is_empty() { &[0u8; 8] } else { data }
 }
 
 /// Zero-padded 8-byte blocks of `data` (at least one).
@@ -89,11 +106,6 @@ fn xor(a: &Block, b: &Block) -> Block {
         *v = a[i] ^ b[i];
     }
     o
-}
-
-/// DES CBC with a zero IV; the last cipher block.
-fn cbc(k: &Block, data: &[u8]) -> Block {
-    des_cbc_last(k, blocks(data))
 }
 
 fn cup_ecb(data: &[u8], enc: impl Fn(&Block) -> Block) -> Mac {
