@@ -2,8 +2,8 @@
 //! or by terminal + STAN + date, list a terminal's recent transactions (masked PAN only),
 //! suspend or re-activate a terminal, reload the rules, health and readiness. Loopback by
 //! default; every call but `/health` and `/ready` needs `Authorization: Bearer <token>`.
-//! A deliberately small HTTP/1.1 server: one request per connection, the head read with a
-//! size bound, no body. May import: every layer (it is an edge).
+//! Served by [`crate::opsport`] (hyper): one request per connection, the head bounded in
+//! size and time, no body read. May import: every layer (it is an edge).
 //!
 //! | method | path | answer |
 //! |---|---|---|
@@ -29,10 +29,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::StatusCode;
+use hyper::header::{ALLOW, AUTHORIZATION, HeaderValue};
 use serde_json::json;
 use subtle::ConstantTimeEq;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::opsport::Answer;
 
 use crate::acceptor::Services;
 use crate::issuer::Issuers;
@@ -61,20 +65,20 @@ pub async fn serve(
     read_timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let limits = crate::http::Limits {
+    let limits = crate::opsport::Limits {
         max_connections,
         read_timeout,
         head_limit: 4096,
         answer_timeout: Duration::from_secs(10),
     };
     let counters = crate::metrics::ops_counters("admin");
-    crate::http::serve(listener, "admin", limits, counters, shutdown, move |s, head| {
-        answer(s, head, admin.clone())
+    crate::opsport::serve(listener, "admin", limits, counters, shutdown, move |req| {
+        answer(Request::of(&req), admin.clone())
     })
     .await;
 }
 
-/// A parsed request head.
+/// What the API reads of a request: no body, no other header.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
@@ -83,22 +87,27 @@ pub struct Request {
     pub bearer: Option<String>,
 }
 
-/// Parse a request head; `None` when it is not HTTP.
-pub fn parse(head: &str) -> Option<Request> {
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split_whitespace();
-    let (method, target) = (first.next()?.to_string(), first.next()?);
-    let (path, qs) = target.split_once('?').unwrap_or((target, ""));
-    let query = qs
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let bearer = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, v)| v.trim().strip_prefix("Bearer ").map(|t| t.trim().to_string()));
-    Some(Request { method, path: path.to_string(), query, bearer })
+impl Request {
+    /// The parts of an HTTP request the API uses.
+    pub fn of<B>(req: &hyper::Request<B>) -> Request {
+        let bearer = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
+        Request {
+            method: req.method().as_str().to_string(),
+            path: req.uri().path().to_string(),
+            query: query_pairs(req.uri().query().unwrap_or("")),
+            bearer,
+        }
+    }
+}
+
+/// `k=v&k2=v2` as a map (pairs without `=` are left out; the API's values need no decoding).
+fn query_pairs(qs: &str) -> HashMap<String, String> {
+    qs.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings
@@ -111,24 +120,14 @@ fn ok_ident(s: &str) -> bool {
     !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-async fn answer(mut stream: TcpStream, head: String, admin: Arc<Admin>) -> std::io::Result<()> {
-    let (status, body, allow) = match parse(&head) {
-        Some(req) => handle(&admin, req).await,
-        None => (400, json!({"error": "not an HTTP request"}), None),
-    };
-    let reason = match status {
-        200 => "200 OK",
-        400 => "400 Bad Request",
-        401 => "401 Unauthorized",
-        404 => "404 Not Found",
-        405 => "405 Method Not Allowed",
-        409 => "409 Conflict",
-        422 => "422 Unprocessable Entity",
-        503 => "503 Service Unavailable",
-        _ => "500 Internal Server Error",
-    };
-    let headers: Vec<(&str, &str)> = allow.map(|m| ("allow", m)).into_iter().collect();
-    crate::http::respond_with(&mut stream, reason, "application/json", &headers, &body.to_string()).await
+async fn answer(req: Request, admin: Arc<Admin>) -> Answer {
+    let (status, body, allow) = handle(&admin, req).await;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = crate::opsport::answer(status, "application/json", body.to_string());
+    if let Some(m) = allow {
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static(m));
+    }
+    r
 }
 
 /// The calls the API knows: (path pattern for the audit log, the one method it takes).
@@ -340,15 +339,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_heads() {
-        let r = parse(
-            "GET /transactions?rrn=ABC123&x=1 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer s3cret\r\n\r\n",
-        )
-        .unwrap();
+    fn requests() {
+        let http = hyper::Request::builder()
+            .method("GET")
+            .uri("/transactions?rrn=ABC123&x=1&flag")
+            .header("Host", "a")
+            .header("authorization", "Bearer s3cret ")
+            .body(())
+            .unwrap();
+        let r = Request::of(&http);
         assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/transactions"));
         assert_eq!(r.query.get("rrn").map(String::as_str), Some("ABC123"));
-        assert_eq!(r.bearer.as_deref(), Some("s3cret"));
-        assert!(parse("").is_none());
+        assert_eq!((r.query.len(), r.bearer.as_deref()), (2, Some("s3cret")));
+        let basic = hyper::Request::builder().uri("/health").header("Authorization", "Basic eDp5").body(());
+        let r = Request::of(&basic.unwrap());
+        assert_eq!((r.path.as_str(), r.query.len(), r.bearer), ("/health", 0, None));
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
         assert!(ok_ident("10000001") && !ok_ident("a' OR 1=1") && !ok_ident(""));
     }

@@ -11,7 +11,7 @@
 //! - [`issuer`]: links to bank hosts, the session table, deadlines, sign-on and echo.
 //! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
 //! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
-//! - [`http`]: the little HTTP/1.1 of the operations ports (`/metrics`, admin API).
+//! - [`opsport`]: the HTTP server (hyper) of the operations ports (`/metrics`, admin API).
 //! - [`accept`], [`fdlimit`]: listeners that back off instead of spinning when accepts fail,
 //!   and the descriptor budget their connection caps are fitted into.
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
@@ -29,12 +29,12 @@ pub mod cli;
 pub mod config;
 pub mod fdlimit;
 pub mod frame;
-pub mod http;
 pub mod iso;
 pub mod issuer;
 pub mod journal;
 pub mod keys;
 pub mod metrics;
+pub mod opsport;
 pub mod rc;
 pub mod route;
 pub mod settle;

@@ -1,5 +1,5 @@
 //! Metric names (the only place they are spelled), their descriptions, the Prometheus
-//! recorder, and the tiny HTTP/1.1 endpoint that serves `/metrics`, `/health` (liveness:
+//! recorder, and the endpoint (on [`crate::opsport`]) that serves `/metrics`, `/health` (liveness:
 //! 200 while the process runs; a failing liveness probe would get the process restarted,
 //! and with it the reversals held in memory lost) and `/ready` (503 while the switch cannot
 //! take transactions: its journal cannot write, or an issuer has no link up).
@@ -9,9 +9,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use hyper::StatusCode;
 use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub const REQUESTS_TOTAL: &str = "isoswitch_requests_total";
@@ -457,46 +458,40 @@ pub async fn serve_http(
             }
         }
     });
-    let limits = crate::http::Limits {
+    let limits = crate::opsport::Limits {
         max_connections,
         read_timeout,
         head_limit: 2048,
         answer_timeout: Duration::from_secs(5),
     };
     let handle = Arc::new(handle);
-    crate::http::serve(listener, "metrics", limits, ops_counters("metrics"), shutdown, move |s, head| {
-        answer(s, head, handle.clone(), ready.clone())
+    crate::opsport::serve(listener, "metrics", limits, ops_counters("metrics"), shutdown, move |req| {
+        std::future::ready(answer(req.uri().path(), &handle, &ready))
     })
     .await;
 }
 
 /// The counters of the operations port `port` (`admin`, `metrics`).
-pub fn ops_counters(port: &'static str) -> crate::http::Counters {
-    crate::http::Counters {
+pub fn ops_counters(port: &'static str) -> crate::opsport::Counters {
+    crate::opsport::Counters {
         refused: counter!(OPS_REFUSED_CONNECTIONS_TOTAL, "port" => port),
         accept_errors: counter!(ACCEPT_ERRORS_TOTAL, "listener" => port),
     }
 }
 
-async fn answer(
-    mut stream: TcpStream,
-    head: String,
-    handle: Arc<Option<PrometheusHandle>>,
-    ready: Ready,
-) -> std::io::Result<()> {
-    let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
+fn answer(path: &str, handle: &Option<PrometheusHandle>, ready: &Ready) -> crate::opsport::Answer {
     let (status, ctype, body) = match path {
         "/metrics" => {
             collect_process();
-            let body = handle.as_ref().as_ref().map(|h| h.render()).unwrap_or_default();
-            ("200 OK", "text/plain; version=0.0.4", body)
+            let body = handle.as_ref().map(|h| h.render()).unwrap_or_default();
+            (StatusCode::OK, "text/plain; version=0.0.4", body)
         }
-        "/health" => ("200 OK", "text/plain", "ok\n".to_string()),
-        "/ready" if ready() => ("200 OK", "text/plain", "ready\n".to_string()),
-        "/ready" => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
-        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        "/health" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/ready" if ready() => (StatusCode::OK, "text/plain", "ready\n".to_string()),
+        "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".to_string()),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
     };
-    crate::http::respond(&mut stream, status, ctype, &body).await
+    crate::opsport::answer(status, ctype, body)
 }
 
 #[cfg(test)]

@@ -83,6 +83,67 @@ async fn ops_ports_close_connections_beyond_their_cap_and_terminals_are_served()
     sw.join().await;
 }
 
+/// A slowloris peer (a request head trickled a byte at a time, never finished) is closed at
+/// the read timeout on both operations ports, while a plain request in the meantime is
+/// answered; an oversized head is refused with 431; a request's body is not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_ports_close_a_slow_head_at_the_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let iss = MockIssuer::start(Mode::Approve).await;
+    let text = format!(
+        "admin = \"127.0.0.1:0\"\nadmin_token = \"{}\"\n{}\n[ops]\nmax_connections = 4\nread_timeout_ms = 800\n",
+        process::ADMIN_TOKEN,
+        config_text(&[iss.addr], 2000, "")
+    );
+    let stop = CancellationToken::new();
+    let sw = serve(Config::parse("ops.toml", &text).unwrap(), stop.clone()).await.unwrap();
+    let (admin, metrics) = (sw.admin_addr().unwrap(), sw.metrics_addr().unwrap());
+
+    for port in [admin, metrics] {
+        let t0 = Instant::now();
+        let mut slow = TcpStream::connect(port).await.unwrap();
+        slow.write_all(b"GET /health HTTP/1.1\r\nx-slow: ").await.unwrap();
+        // Meanwhile a plain request on the same port is answered.
+        assert_eq!(process::http(port, "GET", "/health").await.map(|r| r.0), Some(200), "{port}");
+        let mut closed_at = None;
+        // At most 40 bytes, 100 ms apart: 4 s, five times the read timeout.
+        for _ in 0..40 {
+            if slow.write_all(b"a").await.is_err()
+                || closed_within(&mut slow, Duration::from_millis(100)).await
+            {
+                closed_at = Some(t0.elapsed());
+                break;
+            }
+        }
+        let at = closed_at.expect("a head trickled byte by byte outlived the read timeout");
+        assert!(
+            at >= Duration::from_millis(700) && at < Duration::from_millis(2500),
+            "{port}: closed at {at:?}"
+        );
+    }
+
+    // A head over the port's limit (2 KiB for metrics) is refused, named by its status.
+    let mut big = TcpStream::connect(metrics).await.unwrap();
+    let filler = "x".repeat(3000);
+    big.write_all(format!("GET /metrics HTTP/1.1\r\nx-fill: {filler}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), big.read_to_string(&mut out)).await;
+    assert!(read.is_ok() && out.starts_with("HTTP/1.1 431 "), "{out}");
+
+    // A POST announcing a body it never sends is answered without waiting for it.
+    let mut post = TcpStream::connect(admin).await.unwrap();
+    let head = format!(
+        "POST /rules/reload HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: 100000\r\n\r\n",
+        process::ADMIN_TOKEN
+    );
+    post.write_all(head.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let read = tokio::time::timeout(Duration::from_millis(600), post.read_to_string(&mut out)).await;
+    assert!(read.is_ok() && out.starts_with("HTTP/1.1 409 "), "{out}");
+    stop.cancel();
+    sw.join().await;
+}
+
 /// utime + stime of a process, in clock ticks.
 #[cfg(target_os = "linux")]
 fn cpu_ticks(pid: u32) -> u64 {

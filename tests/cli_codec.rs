@@ -53,9 +53,7 @@ fn decode_then_encode_gives_the_bytes_back() {
 fn a_bad_line_is_reported_and_the_rest_still_decode() {
     let good = vectors("valid_spec87ascii.jsonl", 1)[0]["hex"].as_str().unwrap().to_string();
     // 0200, then a bitmap announcing field 2 with a non-numeric length prefix "X9".
-    let bad = "30323030".to_string()
-        + &"4000000000000000".bytes().map(|b| format!("{b:02x}")).collect::<String>()
-        + "5839";
+    let bad = "30323030".to_string() + &hex::encode("4000000000000000") + "5839";
     let input = format!("{good}\n{bad}\nzz\n{good}\n");
     let (code, lines, _) = run(&["decode", "--spec", "iso87ascii"], &input);
     assert_eq!(code, 1, "exit status must say a line failed");

@@ -28,7 +28,7 @@ const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
 const ZPK: &str = "89ABCDEF0123456776543210FEDCBA98";
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
+    hex::encode_upper(b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ fn decode_of_a_purchase_allocates_nothing() {
             let spec = shipped(name).unwrap();
             let (_, wire) = purchase::purchase(&spec);
             if name == "iso87ascii" {
-                let hex: String = wire.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = hex::encode(&wire);
                 assert_eq!(hex, purchase::ISO87ASCII_HEX);
             }
             (spec, wire)

@@ -161,7 +161,7 @@ fn changed(spec: &Arc<Spec>) -> BoxedStrategy<Changed> {
 }
 
 fn hex_upper(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
+    hex::encode_upper(b)
 }
 
 fn build(spec: &Arc<Spec>, mti: &str, fields: &[(usize, Val)]) -> Message {

@@ -250,8 +250,7 @@ fn readme_worked_examples_of_field_62() {
                 "mac" => mac,
                 _ => track.unwrap(),
             };
-            let key: Vec<u8> =
-                (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+            let key: Vec<u8> = hex::decode(hex).unwrap();
             by_table[s.at..s.at + s.len].copy_from_slice(&cup_keys::under(&tmk.bytes()[..], &key));
             let at = s.at + s.len + s.zeros;
             by_table[at..at + 4].copy_from_slice(&cup_keys::kcv(&key));

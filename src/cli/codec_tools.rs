@@ -84,7 +84,7 @@ pub fn decode_line(spec: &Arc<Spec>, line: &str, mask: bool, with_tlv: bool) -> 
         let items: Value = match tlv::parse(&data) {
             Ok(items) => items
                 .iter()
-                .map(|t| json!({"tag": format!("{:X}", t.tag), "value": hex_upper(t.value)}))
+                .map(|t| json!({"tag": format!("{:X}", t.tag), "value": hex::encode_upper(t.value)}))
                 .collect(),
             Err(e) => json!({"error": e.to_string()}),
         };
@@ -174,26 +174,33 @@ fn run_lines(part: &str, mut f: impl FnMut(&str) -> Result<String, String>) -> E
 }
 
 /// Hex text to bytes; `Err` holds the offset (in characters) of the first bad character.
+/// An odd count of digits is bad at the end (offset: the length).
 pub fn hex_to_bytes(s: &str) -> Result<Vec<u8>, usize> {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return Err(b.len());
-    }
-    let val = |i: usize| -> Result<u8, usize> {
-        match b[i] {
-            c @ b'0'..=b'9' => Ok(c - b'0'),
-            c @ b'a'..=b'f' => Ok(c - b'a' + 10),
-            c @ b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(i),
-        }
-    };
-    (0..b.len() / 2).map(|i| Ok((val(2 * i)? << 4) | val(2 * i + 1)?)).collect()
+    hex::decode(s).map_err(|e| match e {
+        // The index is in bytes; before it every byte is an ASCII hex digit, one character each.
+        hex::FromHexError::InvalidHexCharacter { index, .. } => index,
+        hex::FromHexError::OddLength | hex::FromHexError::InvalidStringLength => s.len(),
+    })
 }
 
+/// Lower-case hex, as `encode` writes its lines.
 pub fn hex_lower(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
-fn hex_upper(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_lines_and_the_offset_of_what_is_wrong() {
+        assert_eq!(hex_to_bytes("00aBff"), Ok(vec![0x00, 0xAB, 0xFF]));
+        assert_eq!(hex_to_bytes(""), Ok(vec![]));
+        assert_eq!(hex_to_bytes("3032zz30"), Err(4));
+        assert_eq!(hex_to_bytes("303x"), Err(3));
+        assert_eq!(hex_to_bytes("303"), Err(3));
+        assert_eq!(hex_to_bytes("+f"), Err(0));
+        assert_eq!(hex_lower(&[0xAB, 0x01]), "ab01");
+        assert_eq!(hex_problem("30g1"), ("line is not hex: 'g' is not a hex digit".to_string(), 2));
+    }
 }

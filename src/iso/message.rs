@@ -385,7 +385,8 @@ impl Message {
         let fs = self.spec.field(n)?;
         let raw = self.raw(n)?;
         Some(match (fs.class, fs.encoding) {
-            (Class::Binary, Encoding::Hex) => Cow::Owned(wire::unhex(raw)),
+            // Checked as hex digits by the decoder or `set`.
+            (Class::Binary, Encoding::Hex) => Cow::Owned(hex::decode(raw).unwrap_or_default()),
             (Class::Binary, _) => Cow::Borrowed(raw),
             _ => match wire::to_text(fs, raw, self.slot(n).units as usize) {
                 Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
@@ -408,8 +409,9 @@ impl Message {
         let spec = self.spec.clone();
         let fs = field_spec(&spec, n)?;
         if fs.class == Class::Binary && fs.encoding == Encoding::Binary {
-            let bytes = wire::parse_hex(value.as_bytes())
-                .ok_or_else(|| EncodeError::new(Part::Field(n as u16), "binary fields are given as hex"))?;
+            let bytes = hex::decode(value).map_err(|e| {
+                EncodeError::new(Part::Field(n as u16), format!("binary fields are given as hex: {e}"))
+            })?;
             return self.set_bytes(n, &bytes);
         }
         let value = if fs.encoding == Encoding::Hex {
@@ -425,7 +427,7 @@ impl Message {
         let spec = self.spec.clone();
         let fs = field_spec(&spec, n)?;
         if fs.class == Class::Binary && fs.encoding == Encoding::Hex {
-            let hex = wire::hex_upper(value);
+            let hex = hex::encode_upper(value);
             return self.put(fs, hex.as_bytes());
         }
         self.put(fs, value)

@@ -2,6 +2,8 @@
 //! several bytes (low five bits all set in the first byte, then continuation bytes with
 //! the high bit set); lengths are short (< 0x80) or long form (0x81, 0x82, 0x83 followed
 //! by that many length bytes). Every length is checked against the bytes that remain.
+//! Hand-written rather than `nom`: a combinator version parsed a chip purchase's field 55
+//! 1.3 to 2.8 times slower (the README's Design section has the figures).
 
 use bytes::{BufMut, BytesMut};
 
@@ -133,6 +135,35 @@ mod tests {
         assert_eq!(items[2].tag, 0xDF8101);
         assert_eq!(items[2].value.len(), 200);
         assert_eq!(build(&items), out);
+    }
+
+    #[test]
+    fn padding_and_errors_at_their_offsets() {
+        use TlvError::*;
+        let one = |tag, value: &'static [u8]| Tlv { tag, value };
+        let ok: &[(&[u8], &[Tlv<'static>])] = &[
+            (&[], &[]),
+            (&[0x00, 0xFF, 0x00], &[]),
+            (&[0x00, 0xFF, 0x5A, 0x01, 0x11, 0x00], &[one(0x5A, &[0x11])]),
+            (&[0x9F, 0x81, 0x81, 0x01, 0x00, 0x5A, 0x00], &[one(0x9F81_8101, &[]), one(0x5A, &[])]),
+            (&[0x5A, 0x82, 0x00, 0x01, 0x33], &[one(0x5A, &[0x33])]),
+        ];
+        for (data, want) in ok {
+            assert_eq!(parse(data).as_deref(), Ok(*want), "{data:02X?}");
+        }
+        let bad: &[(&[u8], TlvError)] = &[
+            (&[0x5A, 0x01, 0x11, 0x9F], TagTruncated(3)),
+            (&[0x5A, 0x01, 0x11, 0x9F, 0x26], BadLength(5)),
+            (&[0x5A, 0x81], BadLength(1)),
+            (&[0x5A, 0x80, 0x00], BadLength(1)),
+            (&[0x00, 0x5A, 0x82, 0x01], BadLength(2)),
+            (&[0xFF, 0x9F, 0x26, 0x08, 1, 2], ValueTruncated { offset: 4, need: 8, have: 2 }),
+            (&[0x9F, 0x81, 0x81, 0x81], TagTruncated(0)),
+            (&[0x5A, 0x00, 0x9F, 0x81, 0x81, 0x81, 0x01], TagTooLong(2)),
+        ];
+        for (data, want) in bad {
+            assert_eq!(parse(data).as_ref(), Err(want), "{data:02X?}");
+        }
     }
 
     #[test]

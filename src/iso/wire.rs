@@ -9,8 +9,6 @@ use bytes::{BufMut, BytesMut};
 use super::error::ErrorKind;
 use super::spec::{BitmapEncoding, Class, Encoding, FieldSpec, Pad, PrefixEncoding};
 
-pub const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-
 /// EBCDIC (code page 037) to ASCII for the printable range; 0 where there is none.
 static EBCDIC_TO_ASCII: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -143,16 +141,6 @@ pub fn write_mti(enc: Encoding, mti: &[u8; 4], out: &mut BytesMut) {
     }
 }
 
-#[inline]
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
 /// Read one bitmap at `pos`. Lowercase hex is accepted (documented in the README).
 pub fn read_bitmap(enc: BitmapEncoding, buf: &[u8], pos: usize) -> Result<u64, ErrorKind> {
     let have = buf.len().saturating_sub(pos);
@@ -166,11 +154,9 @@ pub fn read_bitmap(enc: BitmapEncoding, buf: &[u8], pos: usize) -> Result<u64, E
         }
         BitmapEncoding::Hex => {
             let b = buf.get(pos..pos + 16).ok_or(ErrorKind::Truncated { need: 16, have })?;
-            let mut v = 0u64;
-            for &c in b {
-                v = (v << 4) | u64::from(hex_val(c).ok_or(ErrorKind::BadBitmap)?);
-            }
-            Ok(v)
+            let mut raw = [0u8; 8];
+            hex::decode_to_slice(b, &mut raw).map_err(|_| ErrorKind::BadBitmap)?;
+            Ok(u64::from_be_bytes(raw))
         }
     }
 }
@@ -271,7 +257,7 @@ pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (Erro
     let bad = || ErrorKind::BadChar { class: class_name(fs.class) };
     match fs.encoding {
         Encoding::Binary => Ok(()),
-        Encoding::Hex => match data.iter().position(|&c| hex_val(c).is_none()) {
+        Encoding::Hex => match data.iter().position(|c| !c.is_ascii_hexdigit()) {
             Some(i) => Err((bad(), i)),
             None => Ok(()),
         },
@@ -404,7 +390,7 @@ pub fn check_chars(fs: &FieldSpec, value: &[u8]) -> Result<(), ErrorKind> {
     let bad = ErrorKind::BadChar { class: class_name(fs.class) };
     match (fs.class, fs.encoding) {
         (Class::Binary, Encoding::Hex) => {
-            if value.iter().all(|&c| hex_val(c).is_some()) {
+            if value.iter().all(u8::is_ascii_hexdigit) {
                 if value.len().is_multiple_of(2) { Ok(()) } else { Err(ErrorKind::OddHex) }
             } else {
                 Err(bad)
@@ -477,7 +463,7 @@ pub fn to_text<'a>(fs: &FieldSpec, raw: &'a [u8], units: usize) -> Cow<'a, str> 
                 String::from_utf8_lossy(raw)
             }
         }
-        Encoding::Binary => Cow::Owned(hex_upper(raw)),
+        Encoding::Binary => Cow::Owned(hex::encode_upper(raw)),
         Encoding::Ebcdic => Cow::Owned(raw.iter().map(|&c| ebcdic_to_ascii(c) as char).collect()),
         Encoding::Bcd => {
             let mut s = String::with_capacity(units);
@@ -554,28 +540,6 @@ pub fn to_u64(fs: &FieldSpec, raw: &[u8], units: usize) -> Option<u64> {
         }),
         _ => None,
     }
-}
-
-pub fn hex_upper(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for &x in b {
-        s.push(HEX_UPPER[(x >> 4) as usize] as char);
-        s.push(HEX_UPPER[(x & 0xF) as usize] as char);
-    }
-    s
-}
-
-/// Hex characters to bytes; `None` on a bad character or odd length.
-pub fn parse_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    s.chunks_exact(2).map(|p| Some((hex_val(p[0])? << 4) | hex_val(p[1])?)).collect()
-}
-
-/// Hex characters already checked by the decoder to bytes.
-pub fn unhex(s: &[u8]) -> Vec<u8> {
-    parse_hex(s).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -236,10 +236,7 @@ impl SafKey {
             return Err(bad());
         }
         let mut raw = [0u8; 32];
-        for (i, b) in raw.iter_mut().enumerate() {
-            let pair = hex.get(2 * i..2 * i + 2).ok_or_else(bad)?;
-            *b = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
-        }
+        hex::decode_to_slice(hex, &mut raw).map_err(|_| bad())?;
         SafKey::new(&raw)
     }
 
@@ -252,8 +249,7 @@ impl SafKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut raw = [0u8; 32];
                 SystemRandom::new().fill(&mut raw).map_err(|_| named(&"no randomness"))?;
-                let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-                write_private(path, hex.as_bytes()).map_err(|e| named(&e))?;
+                write_private(path, hex::encode(raw).as_bytes()).map_err(|e| named(&e))?;
                 SafKey::new(&raw)
             }
             Err(e) => Err(named(&e)),
@@ -378,7 +374,9 @@ impl SqlSaf {
                 &mut buf,
             )
             .map_err(|_| saf_err("card number could not be sealed"))?;
-        Ok(nonce.iter().chain(buf.iter()).map(|b| format!("{b:02X}")).collect())
+        let mut sealed = hex::encode_upper(nonce);
+        sealed.push_str(&hex::encode_upper(&buf));
+        Ok(sealed)
     }
 
     fn open_pan(&self, issuer: &str, field90: &str, hex: &str) -> Result<Vec<u8>, IssuerError> {
@@ -386,11 +384,7 @@ impl SqlSaf {
         if !hex.len().is_multiple_of(2) || hex.len() < 2 * (NONCE_LEN + 16) {
             return Err(bad());
         }
-        let mut raw = Vec::with_capacity(hex.len() / 2);
-        for i in (0..hex.len()).step_by(2) {
-            let pair = hex.get(i..i + 2).ok_or_else(bad)?;
-            raw.push(u8::from_str_radix(pair, 16).map_err(|_| bad())?);
-        }
+        let mut raw = hex::decode(hex).map_err(|_| bad())?;
         let (nonce, sealed) = raw.split_at_mut(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad())?;
         let aad = format!("{issuer}\u{1f}{field90}");

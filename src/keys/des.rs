@@ -123,17 +123,6 @@ impl Key {
     }
 }
 
-/// DES CBC encryption with a zero IV over zero-padded blocks; the last cipher block. The key
-/// schedule is built once for the whole run.
-pub fn des_cbc_last(key: &Block, blocks: impl Iterator<Item = Block>) -> Block {
-    let c = Des::new(&Array::from(*key));
-    blocks.fold([0u8; 8], |acc, b| {
-        let mut x = Array::from(std::array::from_fn::<u8, 8, _>(|i| acc[i] ^ b[i]));
-        c.encrypt_block(&mut x);
-        x.into()
-    })
-}
-
 /// Single-DES encryption of one block with an 8-byte key.
 pub fn des_encrypt(key: &Block, block: &Block) -> Block {
     let c = Des::new(&Array::from(*key));
@@ -160,35 +149,20 @@ pub fn set_odd_parity(bytes: &mut [u8]) {
 
 /// Decodes hex digits (either case) into `out`; `None` when the length or a digit is wrong.
 pub(crate) fn decode_hex(hex: &str, out: &mut [u8]) -> Option<()> {
-    let h = hex.as_bytes();
-    if h.len() != out.len() * 2 {
-        return None;
-    }
-    for (o, pair) in out.iter_mut().zip(h.chunks_exact(2)) {
-        let hi = nibble(*pair.first()?)?;
-        let lo = nibble(*pair.get(1)?)?;
-        *o = (hi << 4) | lo;
-    }
-    Some(())
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    hex::decode_to_slice(hex, out).ok()
 }
 
 /// Uppercase hex of `bytes` as ASCII bytes.
 pub(crate) fn hex_upper(bytes: &[u8]) -> Vec<u8> {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0F)]);
-    }
+    hex::encode_upper(bytes).into_bytes()
+}
+
+/// Uppercase hex of one block, on the stack (the MAC path makes two per message).
+pub(crate) fn hex_upper_block(b: &Block) -> [u8; 16] {
+    let mut out = [b'0'; 16];
+    // 16 characters for 8 bytes: the sizes agree, the encoding cannot fail.
+    let _sizes_agree = hex::encode_to_slice(b, &mut out);
+    out.make_ascii_uppercase();
     out
 }
 

@@ -12,8 +12,12 @@
 //! 004 (60 bytes)  | as 003 (40)                                     | track key 16 | kcv 4 |
 //! ```
 //!
-//! Pure; uses the key type beside it and `subtle` (a check value is compared in constant time).
+//! Pure; uses the key type beside it, `nom` (reading the field) and `subtle` (a check value
+//! is compared in constant time).
 
+use nom::Parser;
+use nom::bytes::complete::take;
+use nom::combinator::{all_consuming, cond, verify};
 use subtle::ConstantTimeEq;
 
 use super::des::{Block, Key};
@@ -170,24 +174,9 @@ impl WorkingKeys {
     /// Reads field 62 in `layout` (the terminal's side): `None` when the length is not the
     /// layout's or the MAC key's padding is not zero.
     pub fn from_field62(layout: KeyLayout, bytes: &[u8]) -> Option<WorkingKeys> {
-        if bytes.len() != layout.field_len() {
-            return None;
-        }
         let key_len = if layout.double_pin() { 16 } else { 8 };
-        // A key of `len` bytes at `from` in a slot of `slot` bytes, its check value after the slot.
-        let at = |from: usize, len: usize, slot: usize| -> Option<WrappedKey> {
-            let mut under_tmk = [0u8; 16];
-            under_tmk.get_mut(..len)?.copy_from_slice(bytes.get(from..from + len)?);
-            let check_value = bytes.get(from + slot..from + slot + 4)?.try_into().ok()?;
-            Some(WrappedKey { under_tmk, check_value })
-        };
-        let pin_key = at(0, key_len, key_len)?;
-        let mac_at = key_len + 4;
-        if bytes.get(mac_at + 8..mac_at + key_len)?.iter().any(|&b| b != 0) {
-            return None;
-        }
-        let mac_key = at(mac_at, 8, key_len)?;
-        let track_key = if layout.has_track() { Some(at(2 * (key_len + 4), 16, 16)?) } else { None };
+        let keys = (wrapped(key_len, 0), wrapped(8, key_len - 8), cond(layout.has_track(), wrapped(16, 0)));
+        let (_, (pin_key, mac_key, track_key)) = all_consuming(keys).parse(bytes).ok()?;
         Some(WorkingKeys { layout, pin_key, mac_key, track_key })
     }
 
@@ -203,6 +192,19 @@ impl WorkingKeys {
         };
         Some(ClearKeys { pin, mac, track })
     }
+}
+
+/// A wrapped key of `len` bytes, then `zeros` bytes of zero padding, then its check value.
+fn wrapped<'a>(len: usize, zeros: usize) -> impl Parser<&'a [u8], Output = WrappedKey, Error = ()> {
+    (take(len), verify(take(zeros), |z: &[u8]| z.iter().all(|&b| b == 0)), take(4usize)).map(
+        move |(key, _, kcv)| {
+            let mut under_tmk = [0u8; 16];
+            under_tmk[..len].copy_from_slice(key);
+            let mut check_value = [0u8; 4];
+            check_value.copy_from_slice(kcv);
+            WrappedKey { under_tmk, check_value }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -1,13 +1,20 @@
 //! Message authentication codes used by terminal estates: the UnionPay POS "ECB" MAC, ANSI X9.9
 //! (DES CBC-MAC) and ANSI X9.19 (retail MAC, ISO 9797-1 algorithm 3), and which bytes of a
-//! message are MACed. Uses the DES primitives beside it and the codec's `Message`.
+//! message are MACed. X9.9 is RustCrypto's `cbc-mac` and X9.19 its `retail-mac`, both over
+//! the `des` crate (they share its `cipher` 0.5 and `digest` 0.11); the UnionPay MAC, which
+//! no crate implements, is built here on the DES primitives beside it. Uses those crates
+//! and the codec's `Message`.
 
 use bytes::BytesMut;
+use cbc_mac::CbcMac;
+use cbc_mac::digest::{KeyInit, Mac as _};
+use des::Des;
+use retail_mac::RetailMac;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::KeyError;
-use super::des::{Block, Key, des_cbc_last, des_decrypt, des_encrypt, hex_upper};
+use super::des::{Block, Key, des_encrypt, hex_upper_block};
 use crate::iso::Message;
 
 /// The field that carries the MAC in the primary bitmap.
@@ -63,13 +70,23 @@ pub fn compute(alg: MacAlgorithm, key: &Key, data: &[u8]) -> Mac {
             cup_ecb(data, |b| des_encrypt(&k, b))
         }
         MacAlgorithm::CupEcb3Des => cup_ecb(data, |b| key.encrypt(b)),
-        MacAlgorithm::X99 => Mac(cbc(&key.left(), data)),
+        MacAlgorithm::X99 => {
+            let mut m = CbcMac::<Des>::new(&key.left().into());
+            m.update(padded(data));
+            Mac(m.finalize().into_bytes().into())
+        }
         MacAlgorithm::X919 => {
-            let k1 = key.left();
-            let last = cbc(&k1, data);
-            Mac(des_encrypt(&k1, &des_decrypt(&key.right(), &last)))
+            let mut m = RetailMac::<Des>::new(&(*key.bytes()).into());
+            m.update(padded(data));
+            Mac(m.finalize().into_bytes().into())
         }
     }
+}
+
+/// The data as the X9 crates take it: they pad the last block with zeros themselves, but
+/// MAC empty data as no block at all, where every algorithm here MACs one zero block.
+fn padded(data: &[u8]) -> &[u8] {
+    if data.is_empty() { &[0u8; 8] } else { data }
 }
 
 /// Zero-padded 8-byte blocks of `data` (at least one).
@@ -92,20 +109,16 @@ fn xor(a: &Block, b: &Block) -> Block {
     o
 }
 
-/// DES CBC with a zero IV; the last cipher block.
-fn cbc(k: &Block, data: &[u8]) -> Block {
-    des_cbc_last(k, blocks(data))
-}
-
 fn cup_ecb(data: &[u8], enc: impl Fn(&Block) -> Block) -> Mac {
     let folded = blocks(data).fold([0u8; 8], |acc, b| xor(&acc, &b));
-    let hex = hex_upper(&folded);
-    let mut first = [0u8; 8];
-    let mut last = [0u8; 8];
-    first.copy_from_slice(&hex[..8]);
-    last.copy_from_slice(&hex[8..]);
-    let step = xor(&enc(&first), &last);
-    let out = hex_upper(&enc(&step));
+    let hex = hex_upper_block(&folded);
+    let (first, last) = hex.split_at(8);
+    let mut first8 = [0u8; 8];
+    let mut last8 = [0u8; 8];
+    first8.copy_from_slice(first);
+    last8.copy_from_slice(last);
+    let step = xor(&enc(&first8), &last8);
+    let out = hex_upper_block(&enc(&step));
     let mut mac = [0u8; 8];
     mac.copy_from_slice(&out[..8]);
     Mac(mac)
@@ -186,13 +199,13 @@ mod tests {
         let tak = key("C24A8FB57AA20123");
         let all = blocks(&data).fold([0u8; 8], |a, b| xor(&a, &b));
         assert_eq!(all, [0x4D, 0x08, 0xF4, 0x34, 0x46, 0x4F, 0xE7, 0xBF]);
-        let h = hex_upper(&all);
+        let h = hex::encode_upper(all).into_bytes();
         let mut l = [0u8; 8];
         let mut r = [0u8; 8];
         l.copy_from_slice(&h[..8]);
         r.copy_from_slice(&h[8..]);
         let e2 = des_encrypt(&tak.left(), &xor(&des_encrypt(&tak.left(), &l), &r));
-        let want = hex_upper(&e2);
+        let want = hex::encode_upper(e2).into_bytes();
         let got = compute(MacAlgorithm::CupEcbDes, &tak, &data);
         assert_eq!(&got.0[..], &want[..8]);
         assert_eq!(&got.0, b"8A9E91B8");
@@ -234,8 +247,6 @@ mod tests {
     }
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {
-        let mut v = vec![0u8; s.len() / 2];
-        crate::keys::des::decode_hex(s, &mut v).unwrap();
-        v
+        hex::decode(s).unwrap()
     }
 }

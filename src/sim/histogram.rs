@@ -1,63 +1,39 @@
-//! A small log-linear latency histogram in the manner of HDR histograms: exact below 128
-//! nanoseconds, then 64 buckets per power of two, so any recorded value is reported
-//! within 1.6 % of itself, up to about 69 s (larger values count in the last bucket; the
-//! maximum stays exact). Recording is an index computation and an increment; one
-//! histogram per connection, merged at the end, its 16 KiB taken at the first record.
-//! Imports std only.
+//! Latency histograms of the simulators, on the `hdrhistogram` crate: values from 1 ns to
+//! 2^36 ns (about 69 s) at two significant digits, so any recorded value is reported
+//! within 1 % of itself (exactly below 256 ns). Larger values count at the top of the
+//! range and are reported as the exact maximum, which is kept beside the histogram.
+//! Recording is an index computation and an increment; one histogram per connection,
+//! merged at the end, its counts (about 32 KiB) allocated at the first record.
+//! May import: `hdrhistogram`.
 
-/// Sub-buckets per power of two (2^6).
-const SUB_BITS: u32 = 6;
-const SUB: u64 = 1 << SUB_BITS;
-/// Values below this are their own bucket.
-const LINEAR: u64 = 2 * SUB;
-/// Values from 2^36 ns (about 69 s) on share the last bucket.
-const TOP_BITS: u32 = 36;
-/// The last bucket is the first one of 2^36 ns.
-const BUCKETS: usize = ((TOP_BITS - SUB_BITS) as usize * SUB as usize) + SUB as usize + 1;
+use hdrhistogram::Histogram;
+
+/// The highest value tracked apart (2^36 ns); larger ones share its bucket.
+const HIGH: u64 = 1 << 36;
+/// Significant decimal digits kept of every value.
+const SIGFIG: u8 = 2;
 
 /// Latencies in nanoseconds.
 #[derive(Clone, Default)]
 pub struct LatencyHistogram {
-    counts: Vec<u64>,
-    total: u64,
+    /// `None` until the first value: a connection that never measured costs nothing.
+    counts: Option<Histogram<u64>>,
     max: u64,
 }
 
 impl std::fmt::Debug for LatencyHistogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LatencyHistogram")
-            .field("total", &self.total)
+            .field("total", &self.count())
             .field("p50", &self.quantile(0.5))
             .field("max", &self.max)
             .finish()
     }
 }
 
-fn index(v: u64) -> usize {
-    if v < LINEAR {
-        return v as usize;
-    }
-    if v >= 1 << TOP_BITS {
-        return BUCKETS - 1;
-    }
-    let exp = 63 - v.leading_zeros();
-    let shift = exp - SUB_BITS;
-    let mantissa = v >> shift; // in SUB..2*SUB
-    (shift as usize) * SUB as usize + mantissa as usize
-}
-
-/// The highest value that lands in bucket `i`.
-fn highest(i: usize) -> u64 {
-    if i + 1 >= BUCKETS {
-        return u64::MAX;
-    }
-    let i = i as u64;
-    if i < LINEAR {
-        return i;
-    }
-    let shift = i / SUB - 1;
-    let mantissa = i % SUB + SUB;
-    ((mantissa + 1) << shift) - 1
+fn empty() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts (1 ≤ low, 2·low ≤ high, sigfig ≤ 5).
+    Histogram::new_with_bounds(1, HIGH, SIGFIG).unwrap_or_else(|e| unreachable!("histogram bounds: {e}"))
 }
 
 impl LatencyHistogram {
@@ -68,34 +44,27 @@ impl LatencyHistogram {
     /// Record one latency in nanoseconds.
     #[inline]
     pub fn record(&mut self, nanos: u64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS];
-        }
-        if let Some(c) = self.counts.get_mut(index(nanos)) {
-            *c += 1;
-        }
-        self.total += 1;
+        self.counts.get_or_insert_with(empty).saturating_record(nanos);
         self.max = self.max.max(nanos);
     }
 
     /// Add another histogram's counts to this one.
     pub fn merge(&mut self, other: &LatencyHistogram) {
-        if other.counts.is_empty() {
-            return;
+        let Some(o) = &other.counts else { return };
+        let h = self.counts.get_or_insert_with(empty);
+        // Both have the same bounds, so the addition fits; were it refused, the values
+        // are added one bucket at a time.
+        if h.add(o).is_err() {
+            for v in o.iter_recorded() {
+                h.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
         }
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS];
-        }
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.total += other.total;
         self.max = self.max.max(other.max);
     }
 
     /// Number of recorded values.
     pub fn count(&self) -> u64 {
-        self.total
+        self.counts.as_ref().map_or(0, Histogram::len)
     }
 
     /// Largest recorded value, exact.
@@ -106,18 +75,11 @@ impl LatencyHistogram {
     /// The value at quantile `q` (0.0..=1.0): the top of the bucket holding the
     /// `ceil(q * count)`-th smallest value, never above the exact maximum; 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
-        if self.total == 0 {
-            return 0;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
-        let mut seen = 0u64;
-        for (i, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return highest(i).min(self.max);
-            }
-        }
-        self.max
+        let Some(h) = self.counts.as_ref().filter(|h| !h.is_empty()) else { return 0 };
+        // hdrhistogram answers the bottom of the bucket for q = 0 and the top for any
+        // other: the top is asked for every quantile, as the reports have always shown.
+        let v = h.value_at_quantile(q.clamp(f64::MIN_POSITIVE, 1.0));
+        if v >= HIGH { self.max } else { v.min(self.max) }
     }
 }
 
@@ -126,40 +88,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_contiguous_and_precise() {
-        let mut prev = 0usize;
-        for v in (0u64..100_000).chain([(1 << TOP_BITS) - 1]) {
-            let i = index(v);
-            assert!(i < BUCKETS);
-            assert!(i == prev || i == prev + 1 || v > 100_000, "jump at {v}");
-            assert!(highest(i) >= v, "{v} above its bucket top {}", highest(i));
-            let err = (highest(i) - v) as f64 / (v.max(1)) as f64;
-            assert!(err <= 1.0 / 64.0 + 1e-9, "{v}: {err}");
-            prev = i;
+    fn every_value_is_reported_within_one_percent() {
+        for v in (0u64..5_000).chain((5_000..HIGH).step_by(9_999_991)).chain([HIGH - 1]) {
+            let mut h = LatencyHistogram::new();
+            h.record(v);
+            h.record(u64::MAX / 4);
+            let got = h.quantile(0.5);
+            assert!(got >= v, "{v} reported as {got}, below itself");
+            let err = (got - v) as f64 / v.max(1) as f64;
+            assert!(err <= 0.01, "{v} reported as {got}: {err}");
+            if v < 256 {
+                assert_eq!(got, v, "exact below 256 ns");
+            }
         }
     }
 
     #[test]
     fn quantiles() {
         let mut h = LatencyHistogram::new();
-        assert_eq!(h.quantile(0.5), 0);
+        assert_eq!((h.quantile(0.5), h.count()), (0, 0));
         for v in 1..=1000u64 {
             h.record(v * 1000);
         }
         let p50 = h.quantile(0.5) as f64;
-        assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.02, "{p50}");
+        assert!((p50 - 500_000.0).abs() / 500_000.0 < 0.01, "{p50}");
         let p99 = h.quantile(0.99) as f64;
-        assert!((p99 - 990_000.0).abs() / 990_000.0 < 0.02, "{p99}");
+        assert!((p99 - 990_000.0).abs() / 990_000.0 < 0.01, "{p99}");
         assert_eq!(h.quantile(1.0), 1_000_000);
         assert_eq!(h.max(), 1_000_000);
         let mut g = LatencyHistogram::new();
         g.record(5);
         g.merge(&h);
+        g.merge(&LatencyHistogram::new());
         assert_eq!(g.count(), 1001);
         assert_eq!(g.quantile(0.0), 5);
-        // Beyond the range: counted in the last bucket, reported as the exact maximum.
+        assert!(g.quantile(0.001) < 1_100, "{}", g.quantile(0.001));
+        // Beyond the range: counted at its top, reported as the exact maximum.
         g.record(u64::MAX / 2);
         assert_eq!(g.quantile(1.0), u64::MAX / 2);
-        assert_eq!(index(u64::MAX), BUCKETS - 1);
+        assert_eq!(g.quantile(0.5), h.quantile(0.5));
     }
 }

@@ -101,5 +101,5 @@ pub fn key<'a>(keys: &'a [(&'static str, Vec<u8>)], name: &str) -> &'a [u8] {
 }
 
 pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
+    hex::encode_upper(b)
 }

@@ -214,10 +214,10 @@ pub(super) fn write_bitmap(enc: BitmapEncoding, bits: u64, out: &mut BytesMut) {
     match enc {
         BitmapEncoding::Binary => out.put_u64(bits),
         BitmapEncoding::Hex => {
-            let mut tmp = [0u8; 16];
-            for (i, t) in tmp.iter_mut().enumerate() {
-                *t = wire::HEX_UPPER[((bits >> (60 - 4 * i)) & 0xF) as usize];
-            }
+            // 16 characters for 8 bytes: the sizes agree, the encoding cannot fail.
+            let mut tmp = [b'0'; 16];
+            let _sizes_agree = hex::encode_to_slice(bits.to_be_bytes(), &mut tmp);
+            tmp.make_ascii_uppercase();
             out.put_slice(&tmp);
         }
     }

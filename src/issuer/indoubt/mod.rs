@@ -116,11 +116,7 @@ pub fn issuer_dir(base: &Path, issuer: &str) -> PathBuf {
     let plain = !issuer.is_empty()
         && !issuer.starts_with('.')
         && issuer.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if plain {
-        base.join(issuer)
-    } else {
-        base.join(format!("x{}", issuer.bytes().map(|b| format!("{b:02x}")).collect::<String>()))
-    }
+    if plain { base.join(issuer) } else { base.join(format!("x{}", hex::encode(issuer))) }
 }
 
 /// The segment files in `dir`, oldest first, with the index of the link that wrote them
