@@ -10,11 +10,15 @@
 //! every `PROBE_EVERY` with a harmless write, and writes again as soon as a probe commits.
 //! Each change is logged once and shown in `isoswitch_journal_up`; rows not written are
 //! counted in `isoswitch_journal_write_errors_total`.
+//!
+//! Retention (`retention`): settled days exported to a file per day and purged in small
+//! batches on a connection of its own, beside the writer.
 //! May import: the codec and the metric names (`crate::metrics`).
 
 pub mod health;
 pub mod postgres;
 pub mod record;
+pub mod retention;
 pub mod saf;
 pub mod sqlite;
 pub mod store;

@@ -88,6 +88,10 @@ impl SqliteStore {
     /// Open (creating if needed) the journal file. `full_sync` chooses FULL over NORMAL.
     pub fn open(path: &Path, full_sync: bool) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path).map_err(err)?;
+        // Only a new, empty file takes this (an existing one keeps its mode): pages the
+        // retention purge frees can then be given back to the file system a step at a time
+        // (`PRAGMA incremental_vacuum`); without it they are reused by new rows.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" }).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
