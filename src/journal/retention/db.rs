@@ -26,6 +26,10 @@ const PAGE: i64 = 2000;
 /// PostgreSQL advisory lock key of the retention pass ("isoswitch retention").
 const PG_LOCK: i64 = 0x1505_7e7e_0001;
 
+fn rt_of(rt: &Option<tokio::runtime::Runtime>) -> Result<&tokio::runtime::Runtime, StoreError> {
+    rt.as_ref().ok_or_else(|| StoreError::Backend("retention connection closed".into()))
+}
+
 fn lite(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -37,7 +41,20 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
 /// A connection of the retention pass.
 pub enum Db {
     Sqlite(Connection),
-    Pg { rt: tokio::runtime::Runtime, client: Client },
+    /// The runtime is an `Option` only so that `Drop` can take it.
+    Pg { rt: Option<tokio::runtime::Runtime>, client: Client },
+}
+
+impl Drop for Db {
+    /// The PostgreSQL connection's runtime is shut down without waiting: a `Db` may be
+    /// dropped inside another runtime, where blocking is not allowed.
+    fn drop(&mut self) {
+        if let Db::Pg { rt, .. } = self {
+            if let Some(rt) = rt.take() {
+                rt.shutdown_background();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -99,7 +116,7 @@ impl Db {
             }
             Ok(client)
         })?;
-        Ok(Db::Pg { rt, client })
+        Ok(Db::Pg { rt: Some(rt), client })
     }
 
     /// Take the retention lock: `false` when another node of a shared PostgreSQL journal
@@ -110,7 +127,7 @@ impl Db {
         match self {
             Db::Sqlite(_) => Ok(true),
             Db::Pg { rt, client } => {
-                let row = rt.block_on(client.query_one("SELECT pg_try_advisory_lock($1)", &[&PG_LOCK])).map_err(pg)?;
+                let row = rt_of(rt)?.block_on(client.query_one("SELECT pg_try_advisory_lock($1)", &[&PG_LOCK])).map_err(pg)?;
                 Ok(row.get::<_, bool>(0))
             }
         }
@@ -129,7 +146,7 @@ impl Db {
                     .query_row(&NEXT.replace('$', "?"), params![after, cutoff], |r| r.get(0))
                     .map_err(lite)?,
                 Db::Pg { rt, client } => {
-                    rt.block_on(client.query_one(NEXT, &[&after, &cutoff])).map_err(pg)?.get(0)
+                    rt_of(rt)?.block_on(client.query_one(NEXT, &[&after, &cutoff])).map_err(pg)?.get(0)
                 }
             };
             match next {
@@ -185,7 +202,7 @@ impl Db {
                     "SELECT id, {} FROM transactions WHERE business_date = $1 ORDER BY id",
                     store::COLUMNS.join(", ")
                 );
-                rt.block_on(async {
+                rt_of(rt)?.block_on(async {
                     let tx = client.transaction().await.map_err(pg)?;
                     let stmt = tx.prepare(&cursor).await.map_err(pg)?;
                     let portal = tx.bind(&stmt, &[&day]).await.map_err(pg)?;
@@ -231,7 +248,7 @@ impl Db {
                 .query_row(&COUNT.replace('$', "?"), params![day, last_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(lite)?,
             Db::Pg { rt, client } => {
-                let row = rt.block_on(client.query_one(COUNT, &[&day, &last_id])).map_err(pg)?;
+                let row = rt_of(rt)?.block_on(client.query_one(COUNT, &[&day, &last_id])).map_err(pg)?;
                 (row.get(0), row.get(1))
             }
         };
@@ -261,7 +278,7 @@ impl Db {
                 }
             }
             Db::Pg { rt, client } => {
-                rt.block_on(client.execute(DELETE, &[&day, &last_id, &limit])).map_err(pg)
+                rt_of(rt)?.block_on(client.execute(DELETE, &[&day, &last_id, &limit])).map_err(pg)
             }
         }
     }
@@ -295,7 +312,7 @@ impl Db {
                     }
                 }
             }
-            Db::Pg { rt, client } => rt.block_on(async {
+            Db::Pg { rt, client } => rt_of(rt)?.block_on(async {
                 let has = client.query_one("SELECT to_regclass('saf') IS NOT NULL", &[]).await.map_err(pg)?;
                 if !has.get::<_, bool>(0) {
                     return Ok(0);
