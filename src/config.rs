@@ -136,6 +136,8 @@ pub struct Config {
     /// How retransmissions and repeats are recognised.
     #[serde(default)]
     pub repeats: RepeatsConfig,
+    /// Journal retention: settled days exported and purged once a day; absent: none.
+    pub retention: Option<RetentionConfig>,
 }
 
 /// Retransmissions and repeats (`[repeats]`): a request with the terminal key of one the
@@ -549,6 +551,7 @@ impl Config {
             let v = self.saf.indoubt_rotate_ms.to_string();
             return Err(bad("indoubt_rotate_ms", &v, "must be between 10 and 3600000".into()));
         }
+        retention::check(self, file, text)?;
         sanity::check(self, file, text)
     }
 
@@ -605,6 +608,10 @@ fn locate(text: &str, key: &str, value: &str) -> (usize, usize) {
 
 #[path = "config_sanity.rs"]
 mod sanity;
+
+#[path = "config_retention.rs"]
+mod retention;
+pub use retention::RetentionConfig;
 
 #[cfg(test)]
 mod tests {
