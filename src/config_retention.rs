@@ -68,7 +68,13 @@ pub(super) fn check(cfg: &Config, file: &str, text: &str) -> Result<(), ConfigEr
     let Some(r) = &cfg.retention else { return Ok(()) };
     let refuse = |key: &str, value: &str, message: String| {
         let (line, column) = sanity::at(text, &[(key, value), ("retention", "")]);
-        Err(ConfigError::Invalid { file: file.to_string(), line, column, key: format!("retention.{key}"), message })
+        Err(ConfigError::Invalid {
+            file: file.to_string(),
+            line,
+            column,
+            key: format!("retention.{key}"),
+            message,
+        })
     };
     let no_file = cfg.journal.as_ref().is_none_or(|p| p.as_os_str() == "off");
     if no_file && cfg.journal_url.is_none() {
@@ -91,7 +97,9 @@ pub(super) fn check(cfg: &Config, file: &str, text: &str) -> Result<(), ConfigEr
         return refuse(
             "keep_days",
             &r.keep_days.to_string(),
-            format!("keeps less than the [repeats] window_s of {w} s: the keys of kept requests would be purged"),
+            format!(
+                "keeps less than the [repeats] window_s of {w} s: the keys of kept requests would be purged"
+            ),
         );
     }
     if r.at_minute().is_none() {
@@ -132,11 +140,14 @@ mod tests {
         for (table, key, line) in cases {
             let text = format!("{BASE}[retention]\n{table}");
             match Config::parse("s.toml", &text) {
-                Err(ConfigError::Invalid { key: k, line: l, .. }) => assert_eq!((k.as_str(), l), (key, line), "{table}"),
+                Err(ConfigError::Invalid { key: k, line: l, .. }) => {
+                    assert_eq!((k.as_str(), l), (key, line), "{table}")
+                }
                 other => panic!("{table}: {other:?}"),
             }
         }
-        let text = format!("{BASE}[repeats]\nwindow_s = 200000\n[retention]\nexport_dir = \"/x\"\nkeep_days = 2\n");
+        let text =
+            format!("{BASE}[repeats]\nwindow_s = 200000\n[retention]\nexport_dir = \"/x\"\nkeep_days = 2\n");
         assert!(matches!(Config::parse("s.toml", &text), Err(ConfigError::Invalid { .. })));
         let no_journal = BASE.replace("journal = \"j.db\"\n", "");
         let text = format!("{no_journal}[retention]\nexport_dir = \"/x\"\nkeep_days = 2\n");

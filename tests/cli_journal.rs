@@ -93,7 +93,10 @@ async fn export_then_purge_by_hand() {
     let (code, stdout, stderr) = journal(&["export", "--journal", db_s, "--date", &dashed, "--out", out_s]);
     assert_eq!(code, 0, "{stderr}");
     let file = out.join(format!("isoswitch-journal-{day_a}.jsonl"));
-    assert!(stdout.contains(&format!("exported business day {day_a}: 40 rows to {}", file.display())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("exported business day {day_a}: 40 rows to {}", file.display())),
+        "{stdout}"
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text.lines().count(), 42);
     assert!(!text.contains(PAN), "no card number in the export");
@@ -106,16 +109,29 @@ async fn export_then_purge_by_hand() {
     std::fs::create_dir_all(&other).unwrap();
     let foreign = other.join(format!("isoswitch-journal-{day_a}.jsonl"));
     std::fs::write(&foreign, "x\n").unwrap();
-    let (code, _, stderr) = journal(&["export", "--journal", db_s, "--date", &day_a, "--out", other.to_str().unwrap()]);
+    let (code, _, stderr) =
+        journal(&["export", "--journal", db_s, "--date", &day_a, "--out", other.to_str().unwrap()]);
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("already exists and is not the same export"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "x\n");
 
     // Purge: day A is exported and goes; day B is not and stays, named; exit 3.
-    let (code, stdout, stderr) =
-        journal(&["purge", "--journal", db_s, "--older-than-days", "2", "--export-dir", out_s, "--batch-rows", "7"]);
+    let (code, stdout, stderr) = journal(&[
+        "purge",
+        "--journal",
+        db_s,
+        "--older-than-days",
+        "2",
+        "--export-dir",
+        out_s,
+        "--batch-rows",
+        "7",
+    ]);
     assert_eq!(code, 3, "{stdout}\n{stderr}");
-    assert!(stdout.contains(&format!("business day {day_a}: 40 rows purged (its export holds 40)")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("business day {day_a}: 40 rows purged (its export holds 40)")),
+        "{stdout}"
+    );
     assert!(stderr.contains(&format!("business day {day_b}: not exported")), "{stderr}");
     assert_eq!((count(&db, &day_a), count(&db, &day_b), count(&db, &day_kept)), (0, 30, 5));
     // --force purges without an export; the kept day stays.
@@ -124,7 +140,8 @@ async fn export_then_purge_by_hand() {
     assert!(stdout.contains(&format!("business day {day_b}: 30 rows purged (--force")), "{stdout}");
     assert_eq!((count(&db, &day_b), count(&db, &day_kept)), (0, 5));
     // Nothing left to purge.
-    let (code, stdout, _) = journal(&["purge", "--journal", db_s, "--older-than-days", "2", "--export-dir", out_s]);
+    let (code, stdout, _) =
+        journal(&["purge", "--journal", db_s, "--older-than-days", "2", "--export-dir", out_s]);
     assert_eq!(code, 0);
     assert!(stdout.contains("nothing to purge"), "{stdout}");
 }
@@ -139,7 +156,10 @@ fn bad_arguments_exit_2_and_say_what_was_wrong() {
         (vec!["export", "--journal", m, "--date", "20261124", "--out", out], "does not exist"),
         (vec!["export", "--journal", m, "--date", "2026-02-30", "--out", out], "--date: `2026-02-30`"),
         (vec!["purge", "--journal", m, "--older-than-days", "0", "--force"], "--older-than-days"),
-        (vec!["purge", "--journal", m, "--older-than-days", "3", "--force", "--batch-rows", "0"], "--batch-rows"),
+        (
+            vec!["purge", "--journal", m, "--older-than-days", "3", "--force", "--batch-rows", "0"],
+            "--batch-rows",
+        ),
     ] {
         let (code, _, stderr) = journal(&args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

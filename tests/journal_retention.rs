@@ -83,7 +83,8 @@ async fn postgres() -> Option<(JournalConfig, String)> {
         return None;
     };
     let name = format!("retention_t{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
-    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.expect("ISOSWITCH_TEST_PG");
+    let (client, conn) =
+        tokio_postgres::connect(&base, tokio_postgres::NoTls).await.expect("ISOSWITCH_TEST_PG");
     tokio::spawn(conn);
     client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
@@ -186,7 +187,8 @@ async fn export_and_purge(cfg: JournalConfig) {
     assert_eq!(lines.len(), 1234 + 2);
     assert_eq!(lines[0]["format"], "isoswitch-journal-export");
     assert_eq!(lines[0]["business_date"], d_old.as_str());
-    let columns: Vec<&str> = lines[0]["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let columns: Vec<&str> =
+        lines[0]["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(columns[0], "id");
     assert_eq!(&columns[1..], isoswitch::journal::store::COLUMNS);
     let mut last_id = i64::MIN;
@@ -234,7 +236,8 @@ async fn export_and_purge(cfg: JournalConfig) {
     let late = rec("TERM0009", 1, old);
     assert!(j.record(late).await.unwrap());
     let (day, s) = (d_old.clone(), summary.clone());
-    let (conn, refused) = on(conn, move |c| retention::purge_day(c, &day, Some(&s), &pace(100)).unwrap_err()).await;
+    let (conn, refused) =
+        on(conn, move |c| retention::purge_day(c, &day, Some(&s), &pace(100)).unwrap_err()).await;
     assert!(matches!(refused, RetentionError::NotCovered { .. }), "{refused}");
     assert_eq!(sql(&cfg, &day_count(&d_old)).await, Some(1235), "nothing deleted");
     // Exported again (the old file moved away), the day goes in batches, the others stay.
@@ -244,16 +247,19 @@ async fn export_and_purge(cfg: JournalConfig) {
     let Exported::Written { summary, .. } = again else { panic!("written: {again:?}") };
     assert_eq!(summary.rows, 1235);
     let (day, s) = (d_old.clone(), summary.clone());
-    let (conn, purged) = on(conn, move |c| retention::purge_day(c, &day, Some(&s), &pace(100)).unwrap()).await;
+    let (conn, purged) =
+        on(conn, move |c| retention::purge_day(c, &day, Some(&s), &pace(100)).unwrap()).await;
     assert_eq!(purged, 1235);
     assert_eq!(sql(&cfg, &day_count(&d_old)).await, Some(0));
     assert_eq!(sql(&cfg, &day_count(&d_older)).await, Some(300));
     assert_eq!(sql(&cfg, &day_count(&d_today)).await, Some(200));
 
     // A summary that counts fewer rows than the journal holds (another file's) is refused.
-    let short = Summary { business_date: d_older.clone(), rows: 10, first_id: Some(0), last_id: Some(i64::MAX) };
+    let short =
+        Summary { business_date: d_older.clone(), rows: 10, first_id: Some(0), last_id: Some(i64::MAX) };
     let day = d_older.clone();
-    let (_conn, refused) = on(conn, move |c| retention::purge_day(c, &day, Some(&short), &pace(100)).unwrap_err()).await;
+    let (_conn, refused) =
+        on(conn, move |c| retention::purge_day(c, &day, Some(&short), &pace(100)).unwrap_err()).await;
     assert!(matches!(refused, RetentionError::NotCovered { .. }), "{refused}");
     assert_eq!(sql(&cfg, &day_count(&d_older)).await, Some(300));
     // The journal still answers for the kept days.
@@ -274,7 +280,11 @@ async fn pass_beside_the_writer(cfg: JournalConfig) {
     fill(&j, "KEPT0001", now - DAY, 100).await;
     // The store-and-forward table beside the journal: a pending reversal and an acknowledged
     // one from the old days, an acknowledged one of yesterday.
-    let id = if matches!(cfg, JournalConfig::Sqlite { .. }) { "INTEGER PRIMARY KEY AUTOINCREMENT" } else { "BIGSERIAL PRIMARY KEY" };
+    let id = if matches!(cfg, JournalConfig::Sqlite { .. }) {
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+    } else {
+        "BIGSERIAL PRIMARY KEY"
+    };
     for stmt in isoswitch::journal::saf::schema(id).split(';').filter(|s| !s.trim().is_empty()) {
         sql(&cfg, stmt).await;
     }

@@ -56,7 +56,8 @@ fn count(journal: &Path, day: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_switch_exports_and_purges_old_days_while_it_takes_transactions() {
-    let dir = Scratch(std::env::temp_dir().join(format!("isoswitch-retention-switch-{}", std::process::id())));
+    let dir =
+        Scratch(std::env::temp_dir().join(format!("isoswitch-retention-switch-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).unwrap();
     let journal = dir.0.join("journal.db");
@@ -104,7 +105,11 @@ async fn the_switch_exports_and_purges_old_days_while_it_takes_transactions() {
     assert_eq!(count(&journal, &business_date(now - DAY, 0)), 10, "a kept day keeps its rows");
     let c = rusqlite::Connection::open(&journal).unwrap();
     let live: i64 = c
-        .query_row("SELECT COUNT(*) FROM transactions WHERE terminal_id = 'TERM0001' AND rc = '00'", [], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM transactions WHERE terminal_id = 'TERM0001' AND rc = '00'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(live, approved, "every approval journalled");
     assert!(approved > 0);

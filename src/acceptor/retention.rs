@@ -72,7 +72,9 @@ pub fn spawn(
             let done = tokio::task::spawn_blocking(move || pass(&c, &j, offset, &s)).await;
             match done {
                 Ok(Ok(Some(report))) => record(&report),
-                Ok(Ok(None)) => tracing::info!("journal retention: another switch node is retaining now; skipped"),
+                Ok(Ok(None)) => {
+                    tracing::info!("journal retention: another switch node is retaining now; skipped")
+                }
                 Ok(Err(RetentionError::Stopped)) => return,
                 Ok(Err(e)) => {
                     counter!(m::RETENTION_FAILURES_TOTAL).increment(1);
@@ -100,7 +102,8 @@ fn pass(
     stop: &CancellationToken,
 ) -> Result<Option<PassReport>, RetentionError> {
     let mut db = Db::open(journal)?;
-    let pace = Pace { batch_rows: cfg.batch_rows, pause: Duration::from_millis(cfg.pause_ms), stop: stop.clone() };
+    let pace =
+        Pace { batch_rows: cfg.batch_rows, pause: Duration::from_millis(cfg.pause_ms), stop: stop.clone() };
     retention::run_pass(&mut db, &cfg.export_dir, cfg.keep_days, offset, now_ms(), &pace)
 }
 

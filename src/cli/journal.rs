@@ -146,7 +146,11 @@ fn open(cmd: &str, s: &Source) -> Result<Db, ExitCode> {
 
 fn export(a: ExportArgs) -> ExitCode {
     let Some(day) = parse_day(&a.date) else {
-        return say("export", BAD_ARGUMENT, format!("--date: `{}` is not a day as YYYYMMDD or YYYY-MM-DD", a.date));
+        return say(
+            "export",
+            BAD_ARGUMENT,
+            format!("--date: `{}` is not a day as YYYYMMDD or YYYY-MM-DD", a.date),
+        );
     };
     let (offset, _) = match estate_offset(a.zone.utc_offset_minutes, a.zone.rules.as_ref()) {
         Ok(o) => o,
@@ -168,11 +172,17 @@ fn export(a: ExportArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Exported::Identical { path, summary }) => {
-            println!("business day {day} already exported: {} holds the same {} rows", path.display(), summary.rows);
+            println!(
+                "business day {day} already exported: {} holds the same {} rows",
+                path.display(),
+                summary.rows
+            );
             ExitCode::SUCCESS
         }
         Ok(Exported::Empty) => {
-            eprintln!("isoswitch journal export: business day {day} has no rows in the journal: no file written");
+            eprintln!(
+                "isoswitch journal export: business day {day} has no rows in the journal: no file written"
+            );
             ExitCode::SUCCESS
         }
         Err(e @ RetentionError::Differs { .. }) => say("export", REFUSED, e),
@@ -182,10 +192,18 @@ fn export(a: ExportArgs) -> ExitCode {
 
 fn purge(a: PurgeArgs) -> ExitCode {
     if a.older_than_days == 0 {
-        return say("purge", BAD_ARGUMENT, "--older-than-days: must be at least 1 (today and yesterday are kept)");
+        return say(
+            "purge",
+            BAD_ARGUMENT,
+            "--older-than-days: must be at least 1 (today and yesterday are kept)",
+        );
     }
     if a.batch_rows == 0 || a.batch_rows > 100_000 {
-        return say("purge", BAD_ARGUMENT, format!("--batch-rows: {} is not between 1 and 100000", a.batch_rows));
+        return say(
+            "purge",
+            BAD_ARGUMENT,
+            format!("--batch-rows: {} is not between 1 and 100000", a.batch_rows),
+        );
     }
     let (offset, zone) = match estate_offset(a.zone.utc_offset_minutes, a.zone.rules.as_ref()) {
         Ok(o) => o,
@@ -197,7 +215,9 @@ fn purge(a: PurgeArgs) -> ExitCode {
     };
     match db.try_lock() {
         Ok(true) => {}
-        Ok(false) => return say("purge", REFUSED, "another switch node is retaining the journal now; try again later"),
+        Ok(false) => {
+            return say("purge", REFUSED, "another switch node is retaining the journal now; try again later");
+        }
         Err(e) => return say("purge", FAILED, e),
     }
     let now = now_ms();
@@ -220,7 +240,10 @@ fn purge(a: PurgeArgs) -> ExitCode {
                 let path = dir.join(retention::file_name(day));
                 if !path.exists() {
                     refused += 1;
-                    eprintln!("isoswitch journal purge: {}", RetentionError::NotExported { day: day.clone(), path });
+                    eprintln!(
+                        "isoswitch journal purge: {}",
+                        RetentionError::NotExported { day: day.clone(), path }
+                    );
                     continue;
                 }
                 match retention::verify(&path, day) {
@@ -237,7 +260,9 @@ fn purge(a: PurgeArgs) -> ExitCode {
         match retention::purge_day(&mut db, day, covered.as_ref(), &pace) {
             Ok(n) => match &covered {
                 Some(s) => println!("business day {day}: {n} rows purged (its export holds {})", s.rows),
-                None => println!("business day {day}: {n} rows purged (--force: not checked against an export)"),
+                None => {
+                    println!("business day {day}: {n} rows purged (--force: not checked against an export)")
+                }
             },
             Err(e @ RetentionError::NotCovered { .. }) => {
                 refused += 1;
@@ -258,7 +283,9 @@ fn purge(a: PurgeArgs) -> ExitCode {
     match (db.reclaims().map_err(RetentionError::from), retention::reclaim(&mut db, &pace)) {
         (Ok(true), Ok(pages)) => println!("{pages} free pages given back to the file system"),
         (Ok(false), Ok(_)) if a.source.journal.is_some() => {
-            println!("freed pages are reused by new rows (this journal file predates incremental auto-vacuum)")
+            println!(
+                "freed pages are reused by new rows (this journal file predates incremental auto-vacuum)"
+            )
         }
         (Ok(false), Ok(_)) => {}
         (Err(e), _) | (_, Err(e)) => return say("purge", FAILED, e),

@@ -42,17 +42,20 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
 pub enum Db {
     Sqlite(Connection),
     /// The runtime is an `Option` only so that `Drop` can take it.
-    Pg { rt: Option<tokio::runtime::Runtime>, client: Client },
+    Pg {
+        rt: Option<tokio::runtime::Runtime>,
+        client: Client,
+    },
 }
 
 impl Drop for Db {
     /// The PostgreSQL connection's runtime is shut down without waiting: a `Db` may be
     /// dropped inside another runtime, where blocking is not allowed.
     fn drop(&mut self) {
-        if let Db::Pg { rt, .. } = self {
-            if let Some(rt) = rt.take() {
-                rt.shutdown_background();
-            }
+        if let Db::Pg { rt, .. } = self
+            && let Some(rt) = rt.take()
+        {
+            rt.shutdown_background();
         }
     }
 }
@@ -83,9 +86,11 @@ impl Db {
         // A batch deleted but lost in a power cut is deleted again by the next pass.
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(lite)?;
         let has: Option<String> = conn
-            .query_row("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'transactions'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'transactions'",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(lite)?;
         if has.is_none() {
@@ -110,7 +115,8 @@ impl Db {
                 }
             });
             client.batch_execute(QUIET_NOTICES).await.map_err(pg)?;
-            let row = client.query_one("SELECT to_regclass('transactions') IS NOT NULL", &[]).await.map_err(pg)?;
+            let row =
+                client.query_one("SELECT to_regclass('transactions') IS NOT NULL", &[]).await.map_err(pg)?;
             if !row.get::<_, bool>(0) {
                 return Err(StoreError::Backend("not an isoswitch journal (no table `transactions`)".into()));
             }
@@ -127,7 +133,9 @@ impl Db {
         match self {
             Db::Sqlite(_) => Ok(true),
             Db::Pg { rt, client } => {
-                let row = rt_of(rt)?.block_on(client.query_one("SELECT pg_try_advisory_lock($1)", &[&PG_LOCK])).map_err(pg)?;
+                let row = rt_of(rt)?
+                    .block_on(client.query_one("SELECT pg_try_advisory_lock($1)", &[&PG_LOCK]))
+                    .map_err(pg)?;
                 Ok(row.get::<_, bool>(0))
             }
         }
@@ -136,7 +144,8 @@ impl Db {
     /// The business days with rows strictly before `cutoff` (YYYYMMDD), oldest first: one
     /// index seek per day.
     pub fn days_before(&mut self, cutoff: &str) -> Result<Vec<String>, StoreError> {
-        const NEXT: &str = "SELECT MIN(business_date) FROM transactions WHERE business_date > $1 AND business_date < $2";
+        const NEXT: &str =
+            "SELECT MIN(business_date) FROM transactions WHERE business_date > $1 AND business_date < $2";
         let mut days = Vec::new();
         let mut after = String::new();
         // A journal of more than a century of days is not one the switch wrote.
@@ -292,9 +301,11 @@ impl Db {
         match self {
             Db::Sqlite(c) => {
                 let has: Option<String> = c
-                    .query_row("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'saf'", [], |r| {
-                        r.get(0)
-                    })
+                    .query_row(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'saf'",
+                        [],
+                        |r| r.get(0),
+                    )
                     .optional()
                     .map_err(lite)?;
                 if has.is_none() {
@@ -327,7 +338,9 @@ impl Db {
     /// Otherwise freed pages are reused by new rows and the file keeps its size.
     pub fn reclaims(&mut self) -> Result<bool, StoreError> {
         match self {
-            Db::Sqlite(c) => Ok(c.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0)).map_err(lite)? == 2),
+            Db::Sqlite(c) => {
+                Ok(c.query_row("PRAGMA auto_vacuum", [], |r| r.get::<_, i64>(0)).map_err(lite)? == 2)
+            }
             Db::Pg { .. } => Ok(false),
         }
     }

@@ -80,7 +80,12 @@ pub fn cutoff_day(now_ms: i64, keep_days: u32, utc_offset_minutes: i32) -> Strin
 
 /// Delete the rows of `day` that `covered` (the day's checked export) holds, in batches;
 /// `None` deletes every row of the day (`--force`). Returns the rows deleted.
-pub fn purge_day(db: &mut Db, day: &str, covered: Option<&Summary>, pace: &Pace) -> Result<u64, RetentionError> {
+pub fn purge_day(
+    db: &mut Db,
+    day: &str,
+    covered: Option<&Summary>,
+    pace: &Pace,
+) -> Result<u64, RetentionError> {
     let last_id = match covered {
         None => i64::MAX,
         Some(s) => {
@@ -180,7 +185,9 @@ pub fn ensure_exported(db: &mut Db, day: &str, dir: &Path) -> Result<(Summary, b
     match export::export_day(db, day, dir)? {
         Exported::Written { path, .. } | Exported::Identical { path, .. } => Ok((verify(&path, day)?, true)),
         // The rows went between the look-up and the export (another purge).
-        Exported::Empty => Ok((Summary { business_date: day.into(), rows: 0, first_id: None, last_id: None }, false)),
+        Exported::Empty => {
+            Ok((Summary { business_date: day.into(), rows: 0, first_id: None, last_id: None }, false))
+        }
     }
 }
 
@@ -255,7 +262,10 @@ mod tests {
         assert_eq!(cutoff_day(at, 1, 0), "20261123");
         assert_eq!(cutoff_day(at, 1, 480), "20261124");
         assert_eq!(cutoff_day(at, 7, 480), "20261118");
-        assert_eq!(day_start_ms("20261124", 480), crate::civil::to_days(2026, 11, 24) * 86_400_000 - 8 * 3_600_000);
+        assert_eq!(
+            day_start_ms("20261124", 480),
+            crate::civil::to_days(2026, 11, 24) * 86_400_000 - 8 * 3_600_000
+        );
         assert_eq!(business_date(day_start_ms("20261124", 480), 480), "20261124");
         assert_eq!(business_date(day_start_ms("20261124", 480) - 1, 480), "20261123");
     }
