@@ -6,14 +6,18 @@
 //!    business day written through the real journal writer (`Journal`, group commit,
 //!    `synchronous = FULL`, 256 requests in flight); the file's size after a checkpoint
 //!    divided by the rows, the table and its three indexes included.
-//! 2. The export of that day: rows per second and file bytes per row.
-//! 3. The writer's throughput with and without a purge running beside it: segments of
-//!    `RETENTION_BENCH_SEGMENT_MS` (2 s) alternate, without then with a purge of the old
-//!    day (batches of 1,000 rows, 20 ms pause: the switch's defaults) on its own
-//!    connection, while 64 tasks keep inserting rows of today; each segment's rows per
-//!    second and latency of `Journal::record` (p50, p99) are printed, and the ratio of the
-//!    means. The machine may be busy: the segments are interleaved so that both kinds see
-//!    the same load, and the ratio is the figure to read.
+//! 2. The export of that day (as many rows again are added first, so that the purges
+//!    below do not run out): rows per second and file bytes per row.
+//! 3. The writer with and without a purge of the old day beside it (the switch's defaults:
+//!    batches of 500 rows, rest 20 ms or three times the batch; its own connection), in
+//!    segments of `RETENTION_BENCH_SEGMENT_MS` (2 s) that alternate without / with:
+//!    - saturated: 64 tasks insert rows of today as fast as the writer takes them; rows
+//!      per second, and the ratio of the means;
+//!    - at 2,000 rows/s offered (the "modest" rate): latency of `Journal::record`
+//!      (p50, p99, max) without and with the purge.
+//!
+//! The machine may be busy: the segments are interleaved so that both kinds see the same
+//! load, and the ratios are the figures to read.
 //!
 //! The setup is checked before anything is timed (rows in, export complete). May import:
 //! the journal.
@@ -139,6 +143,56 @@ async fn live_segment(
     (all.len() as f64 / secs, all)
 }
 
+/// One segment at `per_s` rows per second offered (a batch every 5 ms): `record` latencies (µs).
+async fn paced_segment(
+    j: &Journal,
+    next: &Arc<AtomicU64>,
+    length: Duration,
+    per_s: u64,
+    hasher: &PanHasher,
+) -> Vec<u64> {
+    let until = Instant::now() + length;
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let per_tick = (per_s / 200).max(1);
+    let mut waits = Vec::new();
+    while Instant::now() < until {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let (j, hasher) = (j.clone(), hasher.clone());
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            waits.push(tokio::spawn(async move {
+                let r = row(i, now_ms(), &hasher);
+                let t0 = Instant::now();
+                assert!(j.record(r).await.expect("paced row written"));
+                t0.elapsed().as_micros() as u64
+            }));
+        }
+    }
+    let mut lat = Vec::with_capacity(waits.len());
+    for w in waits {
+        lat.push(w.await.expect("paced row"));
+    }
+    lat
+}
+
+/// A purge of `day` on its own thread until `stop`; gives back the connection, the rows
+/// it deleted, how long it ran and whether it ran out of rows.
+fn purge_beside(
+    mut db: Db,
+    day: String,
+    summary: retention::Summary,
+    stop: CancellationToken,
+) -> std::thread::JoinHandle<(Db, u64, Duration, bool)> {
+    std::thread::spawn(move || {
+        let pace = Pace { batch_rows: 500, pause: Duration::from_millis(20), stop };
+        let before = db.count(&day, i64::MAX).expect("count").0;
+        let t0 = Instant::now();
+        let outcome = retention::purge_day(&mut db, &day, Some(&summary), &pace);
+        let after = db.count(&day, i64::MAX).expect("count").0;
+        (db, before - after, t0.elapsed(), outcome.is_ok())
+    })
+}
+
 fn pct(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -191,73 +245,81 @@ fn main() {
         file_bytes as f64 / rows as f64 * 2000.0 * 86_400.0 / 1e9
     );
 
-    // 2. Export of the old day.
+    // 2. Export of the old day, with as many rows again for the purges to delete.
+    rt.block_on(fill(&j, rows, rows, old_at, 256, &hasher));
+    j.barrier_blocking().expect("barrier");
     let mut db = Db::open(&cfg).expect("retention connection");
     let t0 = Instant::now();
     let exported = retention::export::export_day(&mut db, &old_day, &dir.0.join("exports")).expect("export");
     let export_s = t0.elapsed().as_secs_f64();
     let Exported::Written { path: file, summary } = exported else { panic!("setup: the export was written") };
-    assert_eq!(summary.rows, rows, "setup: the export holds every row");
+    assert_eq!(summary.rows, 2 * rows, "setup: the export holds every row");
     let export_bytes = std::fs::metadata(&file).expect("export file").len();
     println!(
-        "export: {rows} rows in {export_s:.2} s ({:.0} rows/s), {:.0} bytes per row in {}",
-        rows as f64 / export_s,
-        export_bytes as f64 / rows as f64,
+        "export: {} rows in {export_s:.2} s ({:.0} rows/s), {:.0} bytes per row in {}",
+        summary.rows,
+        summary.rows as f64 / export_s,
+        export_bytes as f64 / summary.rows as f64,
         file.file_name().and_then(|f| f.to_str()).unwrap_or("?")
     );
 
     // 3. The writer with and without a purge beside it, interleaved.
     let next = Arc::new(AtomicU64::new(10 * rows));
     let (mut base, mut beside) = (Vec::new(), Vec::new());
-    let (mut base_lat, mut beside_lat) = (Vec::new(), Vec::new());
-    let mut purged_total = 0u64;
-    for round in 0..rounds {
-        let (rate, lat) = rt.block_on(live_segment(&j, &next, segment, &hasher));
-        println!("round {round}: writer alone        {rate:>8.0} rows/s");
-        base.push(rate);
-        base_lat.extend(lat);
-        let stop = CancellationToken::new();
-        let pace = Pace { batch_rows: 1000, pause: Duration::from_millis(20), stop: stop.clone() };
-        let (day, s) = (old_day.clone(), summary.clone());
-        let purge = std::thread::spawn(move || {
-            let before = db.count(&day, i64::MAX).expect("count").0;
-            let t0 = Instant::now();
-            let outcome = retention::purge_day(&mut db, &day, Some(&s), &pace);
-            let after = db.count(&day, i64::MAX).expect("count").0;
-            (db, before - after, t0.elapsed(), outcome.is_ok())
-        });
-        let (rate, lat) = rt.block_on(live_segment(&j, &next, segment, &hasher));
-        stop.cancel();
-        let (back, purged, took, ran_out) = purge.join().expect("purge thread");
-        db = back;
+    let (mut paced_alone, mut paced_beside) = (Vec::new(), Vec::new());
+    let (mut purged_total, mut purge_time, mut ran_out) = (0u64, Duration::ZERO, false);
+    let mut note = |(back, purged, took, out): (Db, u64, Duration, bool)| {
         purged_total += purged;
+        purge_time += took;
+        ran_out |= out;
+        (back, purged)
+    };
+    for round in 0..rounds {
+        let (rate, _) = rt.block_on(live_segment(&j, &next, segment, &hasher));
+        println!("round {round}: saturated, writer alone        {rate:>8.0} rows/s");
+        base.push(rate);
+        let stop = CancellationToken::new();
+        let purge = purge_beside(db, old_day.clone(), summary.clone(), stop.clone());
+        let (rate, _) = rt.block_on(live_segment(&j, &next, segment, &hasher));
+        stop.cancel();
+        let (back, purged) = note(purge.join().expect("purge thread"));
+        db = back;
         println!(
-            "round {round}: writer beside purge {rate:>8.0} rows/s   (purge: {purged} rows in {:.2} s{})",
-            took.as_secs_f64(),
-            if ran_out { ", ran out of rows: raise RETENTION_BENCH_ROWS" } else { "" }
+            "round {round}: saturated, writer beside purge {rate:>8.0} rows/s   (purge deleted {purged} rows)"
         );
         beside.push(rate);
-        beside_lat.extend(lat);
+
+        paced_alone.extend(rt.block_on(paced_segment(&j, &next, segment, 2000, &hasher)));
+        let stop = CancellationToken::new();
+        let purge = purge_beside(db, old_day.clone(), summary.clone(), stop.clone());
+        paced_beside.extend(rt.block_on(paced_segment(&j, &next, segment, 2000, &hasher)));
+        stop.cancel();
+        let (back, purged) = note(purge.join().expect("purge thread"));
+        db = back;
+        println!("round {round}: 2,000 rows/s offered, purge beside deleted {purged} rows");
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    base_lat.sort_unstable();
-    beside_lat.sort_unstable();
     println!(
-        "writer alone:        mean {:.0} rows/s, record latency p50 {} µs, p99 {} µs",
+        "saturated: writer alone mean {:.0} rows/s, beside purge {:.0} rows/s, ratio {:.3}",
         mean(&base),
-        pct(&base_lat, 0.5),
-        pct(&base_lat, 0.99)
-    );
-    println!(
-        "writer beside purge: mean {:.0} rows/s, record latency p50 {} µs, p99 {} µs",
         mean(&beside),
-        pct(&beside_lat, 0.5),
-        pct(&beside_lat, 0.99)
+        mean(&beside) / mean(&base).max(1.0)
     );
-    println!("ratio (beside purge / alone): {:.3}", mean(&beside) / mean(&base).max(1.0));
-    let seconds = segment.as_secs_f64() * rounds as f64;
+    paced_alone.sort_unstable();
+    paced_beside.sort_unstable();
+    for (what, lat) in [("alone", &paced_alone), ("beside purge", &paced_beside)] {
+        println!(
+            "2,000 rows/s: writer {what:<13} record latency p50 {} µs, p99 {} µs, max {} µs ({} rows)",
+            pct(lat, 0.5),
+            pct(lat, 0.99),
+            lat.last().copied().unwrap_or(0),
+            lat.len()
+        );
+    }
     println!(
-        "purge: {purged_total} rows in {seconds:.0} s of segments ({:.0} rows/s at batch 1000, pause 20 ms)",
-        purged_total as f64 / seconds
+        "purge: {purged_total} rows in {:.1} s beside the writer ({:.0} rows/s){}",
+        purge_time.as_secs_f64(),
+        purged_total as f64 / purge_time.as_secs_f64().max(0.001),
+        if ran_out { "; it ran out of rows: raise RETENTION_BENCH_ROWS" } else { "" }
     );
 }

@@ -8,8 +8,8 @@
 //! keep_days = 7                 # complete days kept before today (estate's time zone); >= 1
 //! at = "03:30"                  # local time of the daily pass (estate's time zone)
 //! first_run_after_s = 300       # also once this long after start (a switch restarted daily)
-//! batch_rows = 1000             # rows deleted per transaction
-//! pause_ms = 20                 # pause after each batch (the writer's turn)
+//! batch_rows = 500              # rows deleted per transaction
+//! pause_ms = 20                 # rest after each batch (at least 3x what it took)
 //! ```
 
 use std::path::PathBuf;
@@ -40,7 +40,7 @@ fn default_first_run() -> u64 {
     300
 }
 fn default_batch_rows() -> u32 {
-    1000
+    500
 }
 fn default_pause_ms() -> u64 {
     20
@@ -125,7 +125,7 @@ mod tests {
         let text = format!("{BASE}[retention]\nexport_dir = \"/x\"\nkeep_days = 7\n");
         let c = Config::parse("s.toml", &text).unwrap();
         let r = c.retention.unwrap();
-        assert_eq!((r.keep_days, r.at_minute(), r.batch_rows, r.pause_ms), (7, Some(210), 1000, 20));
+        assert_eq!((r.keep_days, r.at_minute(), r.batch_rows, r.pause_ms), (7, Some(210), 500, 20));
         assert!(Config::parse("s.toml", BASE).unwrap().retention.is_none());
     }
 

@@ -84,9 +84,10 @@ pub struct PurgeArgs {
     #[arg(long)]
     pub force: bool,
     /// Rows deleted per transaction.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 500)]
     pub batch_rows: u32,
-    /// Pause after each batch, in milliseconds (the writer's turn).
+    /// Rest after each batch, in milliseconds (at least three times what the batch took:
+    /// the writer's turn).
     #[arg(long, default_value_t = 20)]
     pub pause_ms: u64,
     #[command(flatten)]
@@ -216,7 +217,11 @@ fn purge(a: PurgeArgs) -> ExitCode {
     match db.try_lock() {
         Ok(true) => {}
         Ok(false) => {
-            return say("purge", REFUSED, "another switch node is retaining the journal now; try again later");
+            return say(
+                "purge",
+                REFUSED,
+                "another switch node is retaining the journal now; try again later",
+            );
         }
         Err(e) => return say("purge", FAILED, e),
     }

@@ -9,8 +9,9 @@
 //!   the file counts (fewer when an earlier purge of the day was interrupted). `--force`
 //!   (the CLI) alone deletes without an export.
 //! - The pass has its own connection (`db::Db`), never the writer's; each delete batch is a
-//!   transaction of at most `batch_rows` rows followed by `pause`, so the writer waits at
-//!   most one batch for its lock.
+//!   transaction of at most `batch_rows` rows followed by a rest (`pause`, or three times
+//!   what the batch took when that is longer), so the writer waits at most one batch for
+//!   its lock and the pass holds the lock at most a quarter of the time.
 //! - Only `transactions` rows of days before the cut-off and *finished* store-and-forward
 //!   rows (acknowledged or expired before the cut-off) are deleted; a pending reversal is
 //!   never touched, nor the in-doubt log (files of its own).
@@ -58,13 +59,19 @@ pub struct Pace {
     pub stop: CancellationToken,
 }
 
+/// After a batch that took `t`, the pass rests `pause` or `YIELD_FACTOR` × `t`, whichever
+/// is longer: on a loaded journal a batch takes longer, and the pass then holds the write
+/// lock at most a quarter of the time whatever `pause` says.
+const YIELD_FACTOR: u32 = 3;
+
 impl Pace {
-    fn rest(&self) -> Result<(), RetentionError> {
+    fn rest(&self, batch_took: Duration) -> Result<(), RetentionError> {
         if self.stop.is_cancelled() {
             return Err(RetentionError::Stopped);
         }
-        if !self.pause.is_zero() {
-            std::thread::sleep(self.pause);
+        let rest = self.pause.max(batch_took.saturating_mul(YIELD_FACTOR));
+        if !rest.is_zero() {
+            std::thread::sleep(rest);
         }
         Ok(())
     }
@@ -110,12 +117,13 @@ pub fn purge_day(
     };
     let mut deleted = 0u64;
     loop {
+        let started = Instant::now();
         let n = db.delete_batch(day, last_id, pace.batch_rows.max(1))?;
         deleted += n;
         if n < u64::from(pace.batch_rows.max(1)) {
             return Ok(deleted);
         }
-        pace.rest()?;
+        pace.rest(started.elapsed())?;
     }
 }
 
@@ -123,12 +131,13 @@ pub fn purge_day(
 pub fn purge_saf(db: &mut Db, before_ms: i64, pace: &Pace) -> Result<u64, RetentionError> {
     let mut deleted = 0u64;
     loop {
+        let started = Instant::now();
         let n = db.delete_saf_batch(before_ms, pace.batch_rows.max(1))?;
         deleted += n;
         if n < u64::from(pace.batch_rows.max(1)) {
             return Ok(deleted);
         }
-        pace.rest()?;
+        pace.rest(started.elapsed())?;
     }
 }
 
@@ -145,12 +154,13 @@ pub fn reclaim(db: &mut Db, pace: &Pace) -> Result<u64, RetentionError> {
     let before = db.free_pages()?;
     let mut left = before;
     while left > 0 {
+        let started = Instant::now();
         let now = db.reclaim_step(RECLAIM_STEP)?;
         if now >= left {
             break;
         }
         left = now;
-        pace.rest()?;
+        pace.rest(started.elapsed())?;
     }
     Ok(before.saturating_sub(left))
 }
@@ -234,7 +244,7 @@ pub fn run_pass(
             Err(e @ RetentionError::NotCovered { .. }) => report.skipped.push((day, e)),
             Err(e) => return Err(e),
         }
-        pace.rest()?;
+        pace.rest(Duration::ZERO)?;
     }
     // Finished reversals of the purged days: done before the first kept day began.
     let first_kept_ms = day_start_ms(&cutoff, utc_offset_minutes);
