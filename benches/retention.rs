@@ -1,6 +1,7 @@
 //! Journal retention's costs, in one bounded run on a SQLite journal
 //! (`cargo bench --bench retention`; `RETENTION_BENCH_ROWS`, `RETENTION_BENCH_SEGMENT_MS` and
-//! `RETENTION_BENCH_ROUNDS` change its size):
+//! `RETENTION_BENCH_ROUNDS` change its size, `RETENTION_BENCH_BATCH` and
+//! `RETENTION_BENCH_PAUSE_MS` the purge's pace):
 //!
 //! 1. Disk per transaction: `RETENTION_BENCH_ROWS` (200,000) realistic rows of one old
 //!    business day written through the real journal writer (`Journal`, group commit,
@@ -9,7 +10,7 @@
 //! 2. The export of that day (as many rows again are added first, so that the purges
 //!    below do not run out): rows per second and file bytes per row.
 //! 3. The writer with and without a purge of the old day beside it (the switch's defaults:
-//!    batches of 500 rows, rest 20 ms or three times the batch; its own connection), in
+//!    batches of 500 rows, rest 100 ms or three times the batch; its own connection), in
 //!    segments of `RETENTION_BENCH_SEGMENT_MS` (2 s) that alternate without / with:
 //!    - saturated: 64 tasks insert rows of today as fast as the writer takes them; rows
 //!      per second, and the ratio of the means;
@@ -184,7 +185,9 @@ fn purge_beside(
     stop: CancellationToken,
 ) -> std::thread::JoinHandle<(Db, u64, Duration, bool)> {
     std::thread::spawn(move || {
-        let pace = Pace { batch_rows: 500, pause: Duration::from_millis(20), stop };
+        let batch_rows = env("RETENTION_BENCH_BATCH", 500) as u32;
+        let pause = Duration::from_millis(env("RETENTION_BENCH_PAUSE_MS", 100));
+        let pace = Pace { batch_rows, pause, stop };
         let before = db.count(&day, i64::MAX).expect("count").0;
         let t0 = Instant::now();
         let outcome = retention::purge_day(&mut db, &day, Some(&summary), &pace);

@@ -9,7 +9,7 @@
 //! at = "03:30"                  # local time of the daily pass (estate's time zone)
 //! first_run_after_s = 300       # also once this long after start (a switch restarted daily)
 //! batch_rows = 500              # rows deleted per transaction
-//! pause_ms = 20                 # rest after each batch (at least 3x what it took)
+//! pause_ms = 100                # rest after each batch (at least 3x what it took)
 //! ```
 
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ fn default_batch_rows() -> u32 {
     500
 }
 fn default_pause_ms() -> u64 {
-    20
+    100
 }
 
 impl RetentionConfig {
@@ -125,7 +125,7 @@ mod tests {
         let text = format!("{BASE}[retention]\nexport_dir = \"/x\"\nkeep_days = 7\n");
         let c = Config::parse("s.toml", &text).unwrap();
         let r = c.retention.unwrap();
-        assert_eq!((r.keep_days, r.at_minute(), r.batch_rows, r.pause_ms), (7, Some(210), 500, 20));
+        assert_eq!((r.keep_days, r.at_minute(), r.batch_rows, r.pause_ms), (7, Some(210), 500, 100));
         assert!(Config::parse("s.toml", BASE).unwrap().retention.is_none());
     }
 

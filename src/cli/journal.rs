@@ -88,7 +88,7 @@ pub struct PurgeArgs {
     pub batch_rows: u32,
     /// Rest after each batch, in milliseconds (at least three times what the batch took:
     /// the writer's turn).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 100)]
     pub pause_ms: u64,
     #[command(flatten)]
     pub zone: Zone,
