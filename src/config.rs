@@ -144,6 +144,8 @@ pub struct Config {
     /// How retransmissions and repeats are recognised.
     #[serde(default)]
     pub repeats: RepeatsConfig,
+    /// Journal retention: settled days exported and purged once a day; absent: none.
+    pub retention: Option<RetentionConfig>,
     /// Stand-in policies, one per issuer (`[[standin]]`).
     #[serde(default, rename = "standin")]
     pub standin: Vec<StandInConfig>,
@@ -600,6 +602,7 @@ impl Config {
             let v = self.saf.indoubt_rotate_ms.to_string();
             return Err(bad("indoubt_rotate_ms", &v, "must be between 10 and 3600000".into()));
         }
+        retention::check(self, file, text)?;
         sanity::check(self, file, text)
     }
 
@@ -767,6 +770,10 @@ fn locate(text: &str, key: &str, value: &str) -> (usize, usize) {
 
 #[path = "config_sanity.rs"]
 mod sanity;
+
+#[path = "config_retention.rs"]
+mod retention;
+pub use retention::RetentionConfig;
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,8 @@
 //! - [`frame`]: length headers, TPDU and application header; tokio-util codecs.
 //! - [`route`]: the routing core: registry, BIN routes, fees, priorities, risk → a `Decision`. Pure.
 //! - [`keys`]: DES/3DES keys, MACs, PIN blocks and the key store seam (HSM or software). Pure.
-//! - [`journal`]: the durable transaction log (SQLite or PostgreSQL) with group commit.
+//! - [`journal`]: the durable transaction log (SQLite or PostgreSQL) with group commit, and its
+//!   retention (settled days exported to a file each and purged online).
 //! - [`settle`]: terminal batch totals and merchant settlement from the journal.
 //! - [`issuer`]: links to bank hosts, the session table, deadlines, sign-on and echo.
 //! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].

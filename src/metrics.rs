@@ -89,6 +89,11 @@ pub fn collect_process() {
     }
 }
 
+pub const RETENTION_ROWS_EXPORTED_TOTAL: &str = "isoswitch_retention_rows_exported_total";
+pub const RETENTION_ROWS_PURGED_TOTAL: &str = "isoswitch_retention_rows_purged_total";
+pub const RETENTION_FAILURES_TOTAL: &str = "isoswitch_retention_failures_total";
+pub const RETENTION_LAST_SUCCESS_SECONDS: &str = "isoswitch_retention_last_success_timestamp_seconds";
+
 /// Priority class labels (`class`), highest first, as the routing core names them.
 pub const CLASSES: [&str; 5] = ["reversal", "network", "priority", "ordinary", "batch"];
 
@@ -237,6 +242,22 @@ fn describe() {
     describe_counter!(
         JOURNAL_WRITE_ERRORS_TOTAL,
         "Journal rows not written: their write failed, or the journal was down."
+    );
+    describe_counter!(
+        RETENTION_ROWS_EXPORTED_TOTAL,
+        "Journal rows written to the daily export files by the retention pass."
+    );
+    describe_counter!(
+        RETENTION_ROWS_PURGED_TOTAL,
+        "Journal rows deleted by the retention pass (each held by a checked export file)."
+    );
+    describe_counter!(
+        RETENTION_FAILURES_TOTAL,
+        "Retention passes that failed, and business days a pass left alone (export missing, differing or not covering the day)."
+    );
+    describe_gauge!(
+        RETENTION_LAST_SUCCESS_SECONDS,
+        "Unix time of the end of the last retention pass that left no day behind."
     );
     describe_gauge!(
         SAF_HELD,

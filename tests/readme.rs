@@ -46,6 +46,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "needs an estate's certificates; tests/sim_tls.rs runs sim-terminal --tls with test certificates",
     ),
     (
+        "isoswitch journal export --journal isoswitch-journal.db",
+        "needs a journal with a finished day; tests/cli_journal.rs runs export and purge",
+    ),
+    (
         "cargo install --path .",
         "installs into ~/.cargo/bin and /usr/local/bin; tests/cli_docs.rs runs `completions` and `man`",
     ),

@@ -12,6 +12,7 @@ mod late;
 mod rejected;
 pub mod repeats;
 pub mod reply;
+pub mod retention;
 pub mod security;
 pub mod service;
 pub mod standin;
@@ -51,6 +52,8 @@ pub enum Error {
     Issuer(#[from] IssuerError),
     #[error(transparent)]
     Services(#[from] ServiceError),
+    #[error("retention.export_dir {}: {source}", dir.display())]
+    ExportDir { dir: std::path::PathBuf, source: std::io::Error },
 }
 
 /// What a listener's connections share.
@@ -178,6 +181,10 @@ pub async fn serve_with(
         None => None,
     };
     let metrics = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(r) = &cfg.retention {
+        retention::check_export_dir(&r.export_dir)
+            .map_err(|source| Error::ExportDir { dir: r.export_dir.clone(), source })?;
+    }
     let mut prepared = Vec::with_capacity(cfg.listeners.len());
     for lc in &cfg.listeners {
         let spec = Spec::load(&lc.spec).map_err(|e| Error::Spec {
@@ -219,6 +226,14 @@ pub async fn serve_with(
     };
     let issuers = Arc::new(Issuers::start_logged(&cfg.issuers, cfg.timeouts, saf, indoubt, &links_stop)?);
     m::zero_counters(cfg.issuers.iter().map(|i| i.name.as_str()));
+    // After the start-up reads of old rows (in-doubt reconciliation, retransmission keys).
+    match (&cfg.retention, services.journal_config()) {
+        (Some(r), Some(jc)) => {
+            retention::spawn(r.clone(), jc.clone(), services.clone(), shutdown.clone());
+        }
+        (Some(_), None) => tracing::warn!("[retention] ignored: the switch runs without a journal"),
+        (None, _) => {}
+    }
     let rules = services.router.rules();
     let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
     issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);

@@ -243,6 +243,11 @@ impl Services {
         Ok(Some(((store, SafPolicy::from(&saf)), key)))
     }
 
+    /// Where the journal lives (when configured): the retention pass connects there.
+    pub fn journal_config(&self) -> Option<&JournalConfig> {
+        self.journal_cfg.as_ref()
+    }
+
     /// The journal (when configured).
     pub fn journal_handle(&self) -> Option<&Journal> {
         self.journal.as_ref()

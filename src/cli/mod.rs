@@ -4,6 +4,7 @@
 mod codec_tools;
 mod demo;
 mod docs;
+mod journal;
 mod notify;
 mod run;
 mod settle;
@@ -30,6 +31,8 @@ pub enum Command {
     Decode(codec_tools::DecodeArgs),
     /// Encode JSON messages (one per line on stdin) to hex lines on stdout.
     Encode(codec_tools::EncodeArgs),
+    /// Journal retention: export a business day to a file, purge exported old days.
+    Journal(journal::JournalArgs),
     /// Per-merchant settlement (gross, refunds, fees, net) of one business day.
     Settle(settle::SettleArgs),
     /// Run the switch.
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Decode(a) => codec_tools::decode(a),
         Command::Encode(a) => codec_tools::encode(a),
+        Command::Journal(a) => journal::run(a),
         Command::Settle(a) => settle::run(a),
         Command::Run(a) => run::run(a),
         Command::Demo(a) => demo::run(a),

@@ -48,7 +48,13 @@ pub struct SettleArgs {
 
 /// The estate's offset from UTC in minutes, and where it came from (for the stderr note).
 fn utc_offset(a: &SettleArgs) -> Result<(i32, String), String> {
-    match (a.utc_offset_minutes, &a.rules) {
+    estate_offset(a.utc_offset_minutes, a.rules.as_ref())
+}
+
+/// The estate's offset from UTC: `--utc-offset-minutes`, else the registry's in `--rules`,
+/// else UTC; with where it came from, for a note on stderr.
+pub(super) fn estate_offset(minutes: Option<i32>, rules: Option<&PathBuf>) -> Result<(i32, String), String> {
+    match (minutes, rules) {
         (Some(m), _) if (-1440..=1440).contains(&m) => Ok((m, "--utc-offset-minutes".into())),
         (Some(m), _) => Err(format!("--utc-offset-minutes: {m} is not within a day of UTC")),
         (None, Some(dir)) => {
@@ -81,7 +87,7 @@ fn parse_cutoffs(s: &str) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
-fn valid_date(d: &str) -> bool {
+pub(super) fn valid_date(d: &str) -> bool {
     d.len() == 8
         && d.bytes().all(|c| c.is_ascii_digit())
         && (1..=12).contains(&d[4..6].parse::<u32>().unwrap_or(0))

@@ -11,12 +11,16 @@
 //! Each change is logged once and shown in `isoswitch_journal_up`; rows not written are
 //! counted in `isoswitch_journal_write_errors_total`.
 //! PostgreSQL connections may be TLS (`pg_tls`: `sslmode=verify-full` with a CA file).
+//!
+//! Retention (`retention`): settled days exported to a file per day and purged in small
+//! batches on a connection of its own, beside the writer.
 //! May import: the codec, the metric names (`crate::metrics`) and the TLS policy (`crate::tls`).
 
 pub mod health;
 pub mod pg_tls;
 pub mod postgres;
 pub mod record;
+pub mod retention;
 pub mod saf;
 pub mod sqlite;
 pub mod store;

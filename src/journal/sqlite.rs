@@ -62,6 +62,21 @@ const PROBE_TABLE: &str =
 /// database (or disk) fails it, where an empty transaction would commit.
 const PROBE_BYTES: i64 = 16 * 1024;
 
+/// How long the writer waits for a lock another connection holds (a retention purge's
+/// batch, the store-and-forward store), retrying every `BUSY_STEP`: SQLite's own busy
+/// timeout backs off to 10, 25, 50 and 100 ms sleeps, which would keep the writer asleep
+/// well after a short batch let go of the lock.
+const BUSY_STEP: Duration = Duration::from_micros(200);
+const BUSY_TRIES: i32 = 25_000; // 5 s
+
+fn writer_busy(tries: i32) -> bool {
+    if tries >= BUSY_TRIES {
+        return false;
+    }
+    thread::sleep(BUSY_STEP);
+    true
+}
+
 fn err(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -87,10 +102,14 @@ fn add_columns(conn: &Connection) -> Result<(), StoreError> {
 impl SqliteStore {
     /// Open (creating if needed) the journal file. `full_sync` chooses FULL over NORMAL.
     pub fn open(path: &Path, full_sync: bool) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path).map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
+        // Only a new, empty file takes this (an existing one keeps its mode): pages the
+        // retention purge frees can then be given back to the file system a step at a time
+        // (`PRAGMA incremental_vacuum`); without it they are reused by new rows.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", if full_sync { "FULL" } else { "NORMAL" }).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.busy_handler(Some(writer_busy)).map_err(err)?;
         conn.execute_batch(&store::schema("INTEGER PRIMARY KEY AUTOINCREMENT")).map_err(err)?;
         conn.execute_batch(PROBE_TABLE).map_err(err)?;
         add_columns(&conn)?;
