@@ -8,7 +8,8 @@
 //! - [`keys`]: DES/3DES keys, MACs, PIN blocks and the key store seam (HSM or software). Pure.
 //! - [`journal`]: the durable transaction log (SQLite or PostgreSQL) with group commit.
 //! - [`settle`]: terminal batch totals and merchant settlement from the journal.
-//! - [`issuer`]: links to bank hosts, the session table, deadlines, sign-on and echo.
+//! - [`issuer`]: links to bank hosts, a pure protocol session per link (switch STAN/RRN,
+//!   the session table, late replies), deadlines, sign-on and echo.
 //! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
 //! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
 //! - [`http`]: the little HTTP/1.1 of the operations ports (`/metrics`, admin API).
