@@ -35,7 +35,7 @@ use super::clock::transmission_time;
 use super::indoubt::SegmentWriter;
 use super::late::Late;
 use super::link_state::{DownReport, LinkFault, LinkHealth};
-use super::protocol::{Inbound, NotPrepared, Prepared, Session, Shared};
+use super::protocol::{Inbound, NotPrepared, Prepared, Session, Shared, rrn_start};
 use super::saf::SafCtx;
 use super::session::{Key, Ticket};
 pub use super::writer::Outgoing;
@@ -153,7 +153,7 @@ impl Link {
             issuer,
             cfg,
             rc: crate::rc::RcTable::shipped(&spec.name),
-            session: Session::new(id, spec.clone(), &shared),
+            session: Session::new(id, spec.clone(), &shared, rrn_start()),
             spec,
             tls,
             timeouts,

@@ -7,8 +7,9 @@
 //! the reply of a waiting request (taken from the table), the issuer's own network
 //! management (answered 0810 here, written by the caller), the late reply of a request
 //! that timed out (told by the late memory), a request the switch does not take, or
-//! nothing known. It reads no clock (the caller passes `now`), touches no socket and
-//! logs nothing: the link task (`link`) writes what it prepares, logs the in-doubt
+//! nothing known. It reads no clock (the caller passes `now`; the STAN and RRN sequences'
+//! starting points are read from the wall clock once, by `stan_allocator` and
+//! `rrn_start`, when the issuer is built), touches no socket and logs nothing: the link task (`link`) writes what it prepares, logs the in-doubt
 //! record, waits, and counts. No allocation or lock on the default key's path beyond the
 //! encoded body and the reply's channel.
 //! May import: the codec, the session table (`session`), the late memory (`late`),
@@ -32,10 +33,18 @@ use crate::iso::{DecodeError, Message, Spec};
 const STAN_TRIES: usize = 64;
 
 /// An issuer's STAN allocator: it starts where the clock puts it, so that a restart does
-/// not reuse the STANs of the last minutes.
+/// not reuse the STANs of the last minutes. (Read once, when the issuer is built.)
 pub fn stan_allocator() -> Arc<AtomicU32> {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Arc::new(AtomicU32::new((secs % 999_999) as u32))
+    Arc::new(AtomicU32::new((unix_secs() % 999_999) as u32))
+}
+
+/// Where a link's RRN sequence starts: from the clock too, for the same reason.
+pub fn rrn_start() -> u64 {
+    (unix_secs() % 100_000) * 100_000
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// What the links of one issuer share: the match key, the session table, the STAN
@@ -101,16 +110,16 @@ pub enum Inbound {
 }
 
 impl Session {
-    /// Link `link`'s session, writing in `spec`, with its issuer's `shared` state.
-    pub fn new(link: u32, spec: Arc<Spec>, shared: &Shared) -> Session {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    /// Link `link`'s session, writing in `spec`, with its issuer's `shared` state; its
+    /// RRN sequence starts at `rrn_start` (see `rrn_start()`).
+    pub fn new(link: u32, spec: Arc<Spec>, shared: &Shared, rrn_start: u64) -> Session {
         Session {
             link,
             spec,
             key: shared.key.clone(),
             table: shared.table.clone(),
             stans: shared.stans.clone(),
-            rrn: AtomicU64::new((secs % 100_000) * 100_000),
+            rrn: AtomicU64::new(rrn_start),
             late: shared.late.clone(),
         }
     }
@@ -263,7 +272,7 @@ mod tests {
     }
 
     fn session(first_stan: u32) -> Session {
-        Session::new(3, shipped("iso87ascii").unwrap(), &shared(first_stan))
+        Session::new(3, shipped("iso87ascii").unwrap(), &shared(first_stan), 500)
     }
 
     fn request() -> Message {
@@ -289,8 +298,7 @@ mod tests {
         assert_eq!(p.stan, 100);
         let written = Message::decode(&shipped("iso87ascii").unwrap(), p.body.clone()).unwrap();
         assert_eq!(written.text(11).as_deref(), Some("000100"), "the switch STAN replaces the terminal's");
-        let rrn = written.text(37).unwrap().into_owned();
-        assert!(rrn.starts_with("03") && rrn != "TERMRRN00001", "a switch RRN of link 3: {rrn}");
+        assert_eq!(written.text(37).as_deref(), Some("030000000500"), "link 3's RRN sequence");
         let reply = answer(&p.body, "0210", "00");
         match s.on_frame(reply.clone(), t0 + Duration::from_millis(5)) {
             Inbound::Reply { pending, msg, expected } => {
@@ -342,6 +350,21 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_on_another_link_of_the_issuer_matches_nothing() {
+        let sh = shared(0);
+        let spec = shipped("iso87ascii").unwrap();
+        let (one, two) = (Session::new(1, spec.clone(), &sh, 0), Session::new(2, spec, &sh, 0));
+        let t0 = Instant::now();
+        let p = one.prepare(&request(), true, t0, t0 + TTL).unwrap();
+        let q = two.prepare(&request(), true, t0, t0 + TTL).unwrap();
+        assert_ne!(p.stan, q.stan, "links of one issuer share its STANs");
+        let reply = answer(&p.body, "0210", "00");
+        assert!(matches!(two.on_frame(reply.clone(), t0), Inbound::Unknown(_)));
+        assert!(matches!(one.on_frame(reply, t0), Inbound::Reply { expected: true, .. }));
+        assert_eq!((one.purge(), two.purge()), (0, 1), "a lost link takes only its own");
+    }
+
+    #[test]
     fn network_management_is_answered_and_requests_and_garbage_are_named() {
         let s = session(0);
         let t0 = Instant::now();
@@ -381,7 +404,7 @@ mod tests {
     #[test]
     fn a_full_table_is_busy_and_an_unanswerable_request_fails() {
         let sh = shared(0);
-        let s = Session::new(0, shipped("iso87ascii").unwrap(), &sh);
+        let s = Session::new(0, shipped("iso87ascii").unwrap(), &sh, 0);
         let t0 = Instant::now();
         // Every STAN's slot in flight: fill the table, then the next request finds none free.
         let mut held = Vec::new();
