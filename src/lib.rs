@@ -9,7 +9,8 @@
 //! - [`journal`]: the durable transaction log (SQLite or PostgreSQL) with group commit, and its
 //!   retention (settled days exported to a file each and purged online).
 //! - [`settle`]: terminal batch totals and merchant settlement from the journal.
-//! - [`issuer`]: links to bank hosts, the session table, deadlines, sign-on and echo.
+//! - [`issuer`]: links to bank hosts, a pure protocol session per link (switch STAN/RRN,
+//!   the session table, late replies), deadlines, sign-on and echo.
 //! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
 //! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
 //! - [`opsport`]: the HTTP server (hyper) of the operations ports (`/metrics`, admin API).

@@ -18,7 +18,9 @@ use futures_util::{SinkExt, StreamExt};
 use isoswitch::config::{Config, SafConfig, Timeouts};
 use isoswitch::frame::{Frame, FrameCodec, FrameConfig};
 use isoswitch::iso::{Message, Spec, spec};
-use isoswitch::issuer::{IssuerError, Issuers, Outcome, SafPolicy, SafStore};
+use isoswitch::issuer::{
+    ForwardOptions, Issuer, IssuerError, Issuers, Outcome, SafPolicy, SafStore, StartOptions, Target,
+};
 use isoswitch::journal::JournalConfig;
 use isoswitch::journal::saf::{SafKey, SqlSaf};
 use tokio::net::TcpListener;
@@ -181,9 +183,26 @@ async fn open_saf(cfg: &JournalConfig) -> Arc<dyn SafStore> {
         .unwrap()
 }
 
+fn with_saf(store: Arc<dyn SafStore>) -> StartOptions {
+    StartOptions { saf: Some((store, policy())), ..StartOptions::default() }
+}
+
+/// Forward as a caller without a routing decision: the class told by the MTI, arrived now.
+async fn forward(bank: &Issuer, req: &Message) -> Outcome {
+    bank.forward(req, ForwardOptions::of(req)).await
+}
+
+async fn forward_to(
+    issuers: &Issuers,
+    primary: &str,
+    backup: Option<&str>,
+    req: &Message,
+) -> Option<(Arc<Issuer>, Outcome)> {
+    issuers.forward(Target { primary, backup }, req, ForwardOptions::of(req)).await
+}
+
 async fn start(cfg: &Config, store: Arc<dyn SafStore>, stop: &CancellationToken) -> Issuers {
-    let issuers =
-        Issuers::start_with_saf(&cfg.issuers, Timeouts::default(), Some((store, policy())), stop).unwrap();
+    let issuers = Issuers::start(&cfg.issuers, Timeouts::default(), with_saf(store), stop).unwrap();
     let t0 = Instant::now();
     while issuers.iter().any(|i| i.links_up() == 0) && t0.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -253,7 +272,7 @@ async fn every_dropped_request_is_reversed_once_and_acknowledged() {
     let mut tasks = Vec::new();
     for i in 0..30u32 {
         let bank = bank.clone();
-        tasks.push(tokio::spawn(async move { bank.forward(&request(i + 1, PANS[i as usize % 2])).await }));
+        tasks.push(tokio::spawn(async move { forward(&bank, &request(i + 1, PANS[i as usize % 2])).await }));
     }
     let mut timeouts = 0;
     for t in tasks {
@@ -309,7 +328,7 @@ async fn late_replies_add_no_reversal() {
     let bank = issuers.by_name("bank").unwrap().clone();
     let mut timeouts = 0;
     for i in 0..12u32 {
-        if matches!(bank.forward(&request(i + 1, PANS[0])).await, Outcome::Timeout) {
+        if matches!(forward(&bank, &request(i + 1, PANS[0])).await, Outcome::Timeout) {
             timeouts += 1;
         }
     }
@@ -339,7 +358,7 @@ async fn pending_reversals_resume_after_a_restart_and_acked_ones_are_never_resen
     let issuers = start(&cfg, store.clone(), &stop).await;
     let bank = issuers.by_name("bank").unwrap().clone();
     for i in 0..6u32 {
-        bank.forward(&request(i + 1, PANS[1])).await;
+        forward(&bank, &request(i + 1, PANS[1])).await;
     }
     // Long enough for each reversal's first write (the worker is woken at once).
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -385,7 +404,7 @@ async fn terminal_reversals_are_queued_once_and_acknowledged() {
     let stop = CancellationToken::new();
     let issuers = start(&cfg, store.clone(), &stop).await;
     let bank = issuers.by_name("bank").unwrap().clone();
-    let Outcome::Reply(answer) = bank.forward(&request(5, PANS[0])).await else { panic!("no reply") };
+    let Outcome::Reply(answer) = forward(&bank, &request(5, PANS[0])).await else { panic!("no reply") };
     let switch_stan = answer.text(11).unwrap().into_owned();
     // The terminal names its original by its own STAN; the issuer saw the switch's.
     let mut rev = request(5, PANS[0]);
@@ -416,24 +435,21 @@ async fn failover_to_the_backup_when_every_primary_link_is_down() {
         issuer_config(&[("primary", dead_addr, "iso87ascii"), ("backup", backup.addr, "iso87ascii")], 500);
     let store = open_saf(&db.cfg).await;
     let stop = CancellationToken::new();
-    let issuers =
-        Issuers::start_with_saf(&cfg.issuers, Timeouts::default(), Some((store, policy())), &stop).unwrap();
+    let issuers = Issuers::start(&cfg.issuers, Timeouts::default(), with_saf(store), &stop).unwrap();
     let t0 = Instant::now();
     while issuers.by_name("backup").unwrap().links_up() == 0 && t0.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (who, outcome) =
-        issuers.forward_with_backup("primary", Some("backup"), &request(1, PANS[0])).await.unwrap();
+    let (who, outcome) = forward_to(&issuers, "primary", Some("backup"), &request(1, PANS[0])).await.unwrap();
     assert_eq!(who.name(), "backup");
     assert!(matches!(outcome, Outcome::Reply(_)));
-    let (who, outcome) = issuers.forward_with_backup("primary", None, &request(2, PANS[0])).await.unwrap();
+    let (who, outcome) = forward_to(&issuers, "primary", None, &request(2, PANS[0])).await.unwrap();
     assert_eq!(who.name(), "primary");
     assert!(matches!(outcome, Outcome::Unavailable));
     // A healthy primary keeps its traffic.
-    let (who, _) =
-        issuers.forward_with_backup("backup", Some("primary"), &request(3, PANS[0])).await.unwrap();
+    let (who, _) = forward_to(&issuers, "backup", Some("primary"), &request(3, PANS[0])).await.unwrap();
     assert_eq!(who.name(), "backup");
-    assert!(issuers.forward_with_backup("nobody", None, &request(4, PANS[0])).await.is_none());
+    assert!(forward_to(&issuers, "nobody", None, &request(4, PANS[0])).await.is_none());
     stop.cancel();
     issuers.join(Duration::from_secs(2)).await;
     backup.stop.cancel();
@@ -445,8 +461,7 @@ async fn a_spec_without_field_90_is_refused_with_store_and_forward() {
     let cfg = issuer_config(&[("cup", "127.0.0.1:9".parse().unwrap(), "cup-pos")], 500);
     let store = open_saf(&db.cfg).await;
     let stop = CancellationToken::new();
-    let e = Issuers::start_with_saf(&cfg.issuers, Timeouts::default(), Some((store, policy())), &stop)
-        .unwrap_err();
+    let e = Issuers::start(&cfg.issuers, Timeouts::default(), with_saf(store), &stop).unwrap_err();
     assert!(matches!(e, IssuerError::Reversal { .. }));
     let s = e.to_string();
     assert!(s.contains("cup") && s.contains("field 90"), "{s}");

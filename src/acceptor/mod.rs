@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::accept::Backoff;
 use crate::config::{Config, ListenerConfig};
 use crate::iso::Spec;
-use crate::issuer::{IssuerError, Issuers};
+use crate::issuer::{IssuerError, Issuers, StartOptions};
 use crate::metrics as m;
 use crate::telemetry::{THROTTLE_INTERVAL, Throttle};
 pub use service::{Plan, ServiceError, Services};
@@ -224,7 +224,8 @@ pub async fn serve_with(
         }
         None => (None, None),
     };
-    let issuers = Arc::new(Issuers::start_logged(&cfg.issuers, cfg.timeouts, saf, indoubt, &links_stop)?);
+    let issuers =
+        Arc::new(Issuers::start(&cfg.issuers, cfg.timeouts, StartOptions { saf, indoubt }, &links_stop)?);
     m::zero_counters(cfg.issuers.iter().map(|i| i.name.as_str()));
     // After the start-up reads of old rows (in-doubt reconciliation, retransmission keys).
     match (&cfg.retention, services.journal_config()) {

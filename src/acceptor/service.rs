@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::iso::Message;
-use crate::issuer::{Issuers, Origin, Outcome, SafPolicy, SafStore};
+use crate::issuer::{ForwardOptions, Issuers, Origin, Outcome, SafPolicy, SafStore, Target};
 use crate::journal::saf::{SafKey, SqlSaf};
 use crate::journal::{Journal, JournalConfig, PanHasher, Query, Status, TxnRecord, Update, business_date};
 use crate::route::{self, Decision, Now, Rc, RuleSet};
@@ -512,13 +512,14 @@ impl Services {
         let mut answered = None;
         let mut switch_stan = None;
         let outcome = match issuers
-            .forward_with_backup_as(
-                primary,
-                fwd.backup,
+            .forward(
+                Target { primary, backup: fwd.backup },
                 out,
-                fwd.class,
-                self.commit_reserve(),
-                Origin { arrival: arrived, source },
+                ForwardOptions {
+                    class: fwd.class,
+                    reserve: self.commit_reserve(),
+                    origin: Origin { arrival: arrived, source },
+                },
             )
             .await
         {

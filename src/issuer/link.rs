@@ -1,9 +1,12 @@
 //! One persistent link to an issuer: connect (TCP or TLS) with capped exponential
 //! backoff that survives refused connects, sign on (0800, field 70 = 001), echo (0800,
 //! 70 = 301) when nothing has been received for the echo interval, and close the link
-//! hard when a write stalls or an echo goes unanswered. Per connection a reader task
-//! matches replies in the session table while the link task writes: it drains every
-//! queued message, then writes and flushes once. A reversible financial request that
+//! hard when a write stalls or an echo goes unanswered. The protocol is the link's
+//! `protocol::Session`: a request is prepared there (switch STAN/RRN, table entry,
+//! bytes) and queued here; per connection a reader task hands each frame to the session
+//! and acts on what it says (deliver a reply, answer an echo, count a late or unknown
+//! reply) while the link task writes (`writer`): it drains every queued message, then
+//! writes and flushes once. A reversible financial request that
 //! times out (or whose link is lost under it) is reversed here: the 0400 is built from the
 //! request as written and stored before the waiting side hears of the timeout; its key is
 //! remembered so that a late reply is recognised and not reversed a second time. With an
@@ -11,29 +14,33 @@
 //! Each connection ends with a reason (`link_state::LinkFault`); the link's health
 //! (`link_state::LinkHealth`) decides what of it reaches the log: one WARN when the link
 //! goes down, a reminder while it stays down, one INFO when it is up again.
-//! May import: codec, framing, config, response-code tables, metrics, telemetry.
+//! May import: codec, framing, config, response-code tables, metrics, telemetry, TLS;
+//! within the connector: `protocol`, `session`, `late`, `writer`, `link_state`, `clock`,
+//! `saf`, `reversal`, the in-doubt log and `Outcome`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use metrics::{Gauge, Histogram, counter, gauge, histogram};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::clock::{transmission_time, write_digits};
+use super::clock::transmission_time;
 use super::indoubt::SegmentWriter;
+use super::late::Late;
 use super::link_state::{DownReport, LinkFault, LinkHealth};
-use super::saf::{Late, SafCtx};
-use super::session::{Key, MatchKey, Pending, SessionTable, Ticket};
+use super::protocol::{Inbound, NotPrepared, Prepared, Session, Shared, rrn_start};
+use super::saf::SafCtx;
+use super::session::{Key, Ticket};
 pub use super::writer::Outgoing;
-use super::writer::{Ended, write_loop};
-use super::{Outcome, convert, response_mti, reversal};
+use super::writer::{Ended, Writer, write_loop};
+use super::{Outcome, reversal};
 use crate::config::{LinkConfig, Timeouts};
 use crate::frame::FrameCodec;
 use crate::iso::{Message, Spec};
@@ -45,14 +52,11 @@ static UNDECODABLE: Throttle = Throttle::new(THROTTLE_INTERVAL);
 static UNEXPECTED: Throttle = Throttle::new(THROTTLE_INTERVAL);
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
-pub(super) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A request on its way: what the waiting side needs.
 struct Sent {
     ticket: Ticket,
-    rx: oneshot::Receiver<Box<Message>>,
-    deadline: Instant,
-    terminal_stan: Option<u32>,
+    rx: tokio::sync::oneshot::Receiver<Box<Message>>,
     /// Field 11 as written (the switch's STAN): the reply must echo it.
     stan: u32,
     /// The request as written, kept (a shared buffer, no copy) while it may need a reversal.
@@ -81,17 +85,31 @@ enum NotSent {
     Failed,
 }
 
+/// What a link is made of: its issuer's name and shared session state, its configuration
+/// and spec, TLS, timeouts, the issuer's store-and-forward, and whether its writer keeps an
+/// in-doubt log.
+pub struct LinkSetup {
+    pub issuer: Arc<str>,
+    pub cfg: LinkConfig,
+    pub spec: Arc<Spec>,
+    pub shared: Shared,
+    pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
+    pub timeouts: Timeouts,
+    pub saf: Option<Arc<SafCtx>>,
+    pub logged: bool,
+}
+
 /// A link's shared state: read by the requests that use it, written by its task.
 pub struct Link {
     id: u32,
     issuer: Arc<str>,
     cfg: LinkConfig,
     spec: Arc<Spec>,
-    key: MatchKey,
+    /// The issuer protocol: STAN/RRN, encoding, the session table, late replies.
+    session: Session,
     /// The response-code table of the link's dialect: a reply's field 39 must be in it.
     rc: Arc<crate::rc::RcTable>,
     tls: Option<(Arc<rustls::ClientConfig>, String)>,
-    table: Arc<SessionTable>,
     timeouts: Timeouts,
     saf: Option<Arc<SafCtx>>,
     /// Whether this link's writer keeps an in-doubt log.
@@ -100,10 +118,6 @@ pub struct Link {
     up: AtomicBool,
     inflight: AtomicUsize,
     ewma_us: AtomicU64,
-    /// The issuer's STAN allocator, shared by all of its links: field 90 of a reversal names
-    /// its original by STAN and field 7, so two links must never send the same STAN.
-    stan: Arc<AtomicU32>,
-    rrn: AtomicU64,
     /// Milliseconds since `born` at the last frame received.
     last_rx_ms: AtomicU64,
     born: Instant,
@@ -123,32 +137,13 @@ impl std::fmt::Debug for Link {
     }
 }
 
-/// An issuer's STAN allocator: it starts where the clock puts it, so that a restart does
-/// not reuse the STANs of the last minutes.
-pub fn stan_allocator() -> Arc<AtomicU32> {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Arc::new(AtomicU32::new((secs % 999_999) as u32))
-}
-
 impl Link {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: u32,
-        issuer: Arc<str>,
-        cfg: LinkConfig,
-        spec: Arc<Spec>,
-        key: MatchKey,
-        tls: Option<(Arc<rustls::ClientConfig>, String)>,
-        table: Arc<SessionTable>,
-        timeouts: Timeouts,
-        saf: Option<Arc<SafCtx>>,
-        stan: Arc<AtomicU32>,
-        logged: bool,
-    ) -> (Arc<Link>, mpsc::Receiver<Outgoing>) {
+    /// Link `id` made of `setup`, and the receiving end of its write queue (for `run`).
+    pub fn new(id: u32, setup: LinkSetup) -> (Arc<Link>, mpsc::Receiver<Outgoing>) {
+        let LinkSetup { issuer, cfg, spec, shared, tls, timeouts, saf, logged } = setup;
         // Room past the window: stored reversals and echoes are written outside it, and a
         // full channel fails the request (96). Blocks are allocated as they fill.
         let (tx, rx) = mpsc::channel(cfg.window.saturating_add(1024));
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let label = issuer.to_string();
         let link = Link {
             id,
@@ -158,10 +153,9 @@ impl Link {
             issuer,
             cfg,
             rc: crate::rc::RcTable::shipped(&spec.name),
+            session: Session::new(id, spec.clone(), &shared, rrn_start()),
             spec,
-            key,
             tls,
-            table,
             timeouts,
             saf,
             logged,
@@ -169,8 +163,6 @@ impl Link {
             up: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             ewma_us: AtomicU64::new(0),
-            stan,
-            rrn: AtomicU64::new((secs % 100_000) * 100_000),
             last_rx_ms: AtomicU64::new(0),
             born: Instant::now(),
         };
@@ -197,16 +189,10 @@ impl Link {
         self.ewma_us.store(latency_us, Ordering::Relaxed);
     }
 
+    /// The next switch STAN of the issuer (tests of the allocator only).
+    #[cfg(test)]
     pub(super) fn next_stan(&self) -> u32 {
-        self.stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1
-    }
-
-    fn next_rrn(&self) -> [u8; 12] {
-        let seq = self.rrn.fetch_add(1, Ordering::Relaxed) % 10_000_000_000;
-        let mut out = [b'0'; 12];
-        write_digits(&mut out[..2], u64::from(self.id % 100));
-        write_digits(&mut out[2..], seq);
-        out
+        self.session.next_stan()
     }
 
     fn entry_left(&self) {
@@ -228,20 +214,19 @@ impl Link {
     pub async fn exchange_by(&self, req: &Message, kind: Kind, deadline: Instant) -> Outcome {
         // Everything that touches a whole `Message` happens before the await, so the
         // future that waits stays small.
-        let Sent { ticket, mut rx, deadline, terminal_stan, stan, written } =
-            match self.send(req, kind, deadline) {
-                Ok(sent) => sent,
-                Err(NotSent::Unavailable) => return Outcome::Unavailable,
-                Err(NotSent::Failed) => return Outcome::Failed,
-            };
+        let Sent { ticket, mut rx, stan, written } = match self.send(req, kind, deadline) {
+            Ok(sent) => sent,
+            Err(NotSent::Unavailable) => return Outcome::Unavailable,
+            Err(NotSent::Failed) => return Outcome::Failed,
+        };
         let outcome = match tokio::time::timeout_at(deadline.into(), &mut rx).await {
             Ok(Ok(reply)) => return self.believe(req, kind, stan, reply),
             Ok(Err(_)) => Outcome::LinkLost,
             Err(_) => {
-                if self.table.take(&ticket).is_some() {
+                if self.session.take(&ticket).is_some() {
                     self.entry_left();
                     counter!(m::TIMEOUTS_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
-                    tracing::info!(issuer = %self.issuer, link = self.id, terminal_stan, "issuer reply timed out");
+                    tracing::info!(issuer = %self.issuer, link = self.id, terminal_stan = req.stan(), "issuer reply timed out");
                     Outcome::Timeout
                 } else {
                     // The reply won the race with the deadline; it is in the channel.
@@ -256,7 +241,7 @@ impl Link {
         match (kind, written) {
             (Kind::Request, Some(body)) => {
                 // The reply wait ended the answer margin before the deadline the terminal was
-                // promised (see `Issuer::forward_as`); the reversal store may use half of it,
+                // promised (see `Issuer::forward`); the reversal store may use half of it,
                 // the other half is left for writing the 68 on a busy machine (see
                 // `Issuer::answer_by`). Boxed: the reversal path holds two messages across an
                 // await, and inline it would make every forward's future (moved on each
@@ -266,9 +251,7 @@ impl Link {
                 Box::pin(self.reverse(body, key, &outcome, by)).await
             }
             (Kind::Reversal(id), _) if matches!(outcome, Outcome::Timeout) => {
-                if let Some(saf) = &self.saf {
-                    saf.late.remember(key, Late::Reversal { id }, Instant::now());
-                }
+                self.session.remember(key, Late::Reversal { id }, Instant::now());
             }
             _ => {}
         }
@@ -323,7 +306,7 @@ impl Link {
         };
         let field90 = reversal::field90(&sent);
         if matches!(outcome, Outcome::Timeout) {
-            saf.late.remember(key, Late::Original { field90: field90.clone() }, Instant::now());
+            self.session.remember(key, Late::Original { field90: field90.clone() }, Instant::now());
         }
         let (ctx, issuer) = (saf.clone(), self.issuer.clone());
         // The store runs in a task of its own: it completes whatever happens to the wait
@@ -356,7 +339,8 @@ impl Link {
         }
     }
 
-    /// Allocate the switch STAN/RRN, enter the session and queue the message for the writer.
+    /// Prepare `req` in the session (switch STAN/RRN, table entry) and queue it for the
+    /// writer, with its in-doubt record when it is reversible and the writer keeps a log.
     fn send(&self, req: &Message, kind: Kind, deadline: Instant) -> Result<Sent, NotSent> {
         let terminal = kind == Kind::Request;
         let admitted = match kind {
@@ -366,70 +350,13 @@ impl Link {
         if !admitted {
             return Err(NotSent::Unavailable);
         }
-        // A repeat (0401, 0221) is answered by the plain response MTI (0410, 0230).
-        let Some(reply_mti) = super::verify::answer_mti(req.mti().as_bytes()) else {
-            return Err(NotSent::Failed);
-        };
-        // The request is written with the switch's STAN (and RRN) in place of the
-        // terminal's, encoded straight from the request: no copy of the message.
-        let converted;
-        let msg = if Arc::ptr_eq(req.spec(), &self.spec) || **req.spec() == *self.spec {
-            req
-        } else {
-            let Ok(m) = convert(req, &self.spec) else { return Err(NotSent::Failed) };
-            converted = m;
-            &converted
-        };
-        let terminal_stan = req.stan();
-        let start = Instant::now();
-        let (tx, rx) = oneshot::channel();
-        let terminal_rrn = req.raw(37).and_then(|r| <[u8; 12]>::try_from(r).ok());
-        let mut pending =
-            Pending { reply: tx, sent: start, deadline, reply_mti, terminal_stan, terminal_rrn };
-        let with_rrn = kind == Kind::Request && self.spec.field(37).is_some();
-        let mut body = BytesMut::new();
-        let mut ticket = None;
-        let mut written_stan = 0;
-        // A STAN whose key (or slot) is still in flight is skipped, before encoding when
-        // the table can tell; a bounded number of tries.
-        for _ in 0..64 {
-            let stan = self.next_stan();
-            if self.table.busy(stan) {
-                continue;
-            }
-            let mut digits = [b'0'; 6];
-            write_digits(&mut digits, u64::from(stan));
-            let rrn = if with_rrn { self.next_rrn() } else { [b'0'; 12] };
-            let stan_text = std::str::from_utf8(&digits).unwrap_or("000000");
-            let rrn_text = std::str::from_utf8(&rrn).unwrap_or("000000000000");
-            let overrides: &[(usize, &str)] =
-                if with_rrn { &[(11, stan_text), (37, rrn_text)] } else { &[(11, stan_text)] };
-            body.clear();
-            if msg.encode_with(overrides, &mut body).is_err() {
-                return Err(NotSent::Failed);
-            }
-            let k = if self.key.reads(37) {
-                // The key reads the RRN as written: take it from the encoded request.
-                Message::decode(&self.spec, Bytes::copy_from_slice(&body))
-                    .ok()
-                    .and_then(|sent| self.key.of(self.id, &sent))
-            } else {
-                self.key.of_written(self.id, msg, stan)
-            };
-            let Some(k) = k else { return Err(NotSent::Failed) };
-            match self.table.insert(k, pending) {
-                Ok(t) => {
-                    ticket = Some(t);
-                    written_stan = stan;
-                    break;
-                }
-                Err(p) => pending = p,
-            }
-        }
-        let Some(ticket) = ticket else { return Err(NotSent::Unavailable) };
+        let Prepared { ticket, reply, body, stan } =
+            self.session.prepare(req, terminal, Instant::now(), deadline).map_err(|e| match e {
+                NotPrepared::Busy => NotSent::Unavailable,
+                NotPrepared::Failed => NotSent::Failed,
+            })?;
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.inflight_gauge.increment(1.0);
-        let body = body.freeze();
         let reversible = terminal && reversal::is_reversible(req.mti());
         let written = (reversible && self.saf.is_some()).then(|| body.clone());
         let doubt = (reversible && self.logged).then(|| {
@@ -440,88 +367,74 @@ impl Link {
             (stan, n as u8)
         });
         if self.tx.try_send(Outgoing { body, doubt }).is_err() {
-            if self.table.take(&ticket).is_some() {
+            if self.session.take(&ticket).is_some() {
                 self.entry_left();
             }
             return Err(NotSent::Failed);
         }
-        Ok(Sent { ticket, rx, deadline, terminal_stan, stan: written_stan, written })
+        Ok(Sent { ticket, rx: reply, stan, written })
     }
 
-    /// Match one frame read from the issuer.
+    /// Act on one frame read from the issuer, as the session classifies it.
     fn on_frame(&self, body: Bytes, reply_tx: &mpsc::Sender<Outgoing>) {
-        // One clock read per frame serves both the echo timer and the reply's latency.
+        // One clock read per frame serves the echo timer, the reply's latency and the late
+        // memory.
         let now = Instant::now();
         self.last_rx_ms.store(now.saturating_duration_since(self.born).as_millis() as u64, Ordering::Relaxed);
-        let msg = match Message::decode(&self.spec, body) {
-            Ok(msg) => Box::new(msg),
-            Err(e) => {
-                counter!(m::DECODE_ERRORS_TOTAL).increment(1);
-                if let Some(suppressed) = UNDECODABLE.hit() {
-                    tracing::warn!(issuer = %self.issuer, link = self.id, error = %e, suppressed, "undecodable message from issuer");
-                }
-                return;
-            }
-        };
-        let mti = msg.mti().as_bytes();
-        if let Some(resp) = response_mti(mti) {
-            // The issuer's own network management (echo, key exchange): answer 0810 with 00.
-            if mti.starts_with(b"08") {
-                let mut r = msg.clone();
-                let ok = r.set_mti(std::str::from_utf8(&resp).unwrap_or("0810")).is_ok()
-                    && r.set(39, "00").is_ok();
-                if ok && let Ok(b) = r.to_bytes() {
-                    let _ = reply_tx.try_send(Outgoing::plain(b));
-                }
-                return;
-            }
-            // A request (0200, 0400, ...) from the issuer: the switch takes none, and it
-            // must not pass unseen.
-            counter!(m::ISSUER_UNEXPECTED_MESSAGES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
-            if let Some(suppressed) = UNEXPECTED.hit() {
-                tracing::warn!(issuer = %self.issuer, link = self.id, mti = msg.mti(), suppressed,
-                    "issuer sent a message that is neither a response nor network management; dropped");
-            }
-            return;
-        }
-        let taken = self.key.of(self.id, &msg).and_then(|k| self.table.take_reply(&k, mti));
-        match taken {
-            Some((p, expected)) => {
+        match self.session.on_frame(body, now) {
+            Inbound::Reply { pending, msg, expected } => {
                 if !expected {
                     // Handed over all the same: the waiting request refuses it (96) instead
                     // of timing out.
                     tracing::debug!(issuer = %self.issuer, link = self.id, mti = msg.mti(), "reply of an unexpected MTI");
                 }
                 self.entry_left();
-                let took = now.saturating_duration_since(p.sent);
+                let took = now.saturating_duration_since(pending.sent);
                 self.latency.record(took.as_secs_f64());
                 let us = took.as_micros() as u64;
                 let old = self.ewma_us.load(Ordering::Relaxed);
                 let new = if old == 0 { us } else { old - old / 8 + us / 8 };
                 self.ewma_us.store(new, Ordering::Relaxed);
-                let _ = p.reply.send(msg);
+                let _ = pending.reply.send(msg);
             }
-            None => self.unmatched(&msg),
+            Inbound::Network(answer) => {
+                if let Some(b) = answer {
+                    let _ = reply_tx.try_send(Outgoing::plain(b));
+                }
+            }
+            Inbound::Request(msg) => {
+                // The switch takes no request from an issuer, and it must not pass unseen.
+                counter!(m::ISSUER_UNEXPECTED_MESSAGES_TOTAL, "issuer" => self.issuer.to_string())
+                    .increment(1);
+                if let Some(suppressed) = UNEXPECTED.hit() {
+                    tracing::warn!(issuer = %self.issuer, link = self.id, mti = msg.mti(), suppressed,
+                        "issuer sent a message that is neither a response nor network management; dropped");
+                }
+            }
+            Inbound::Late { msg, late } => self.unmatched(&msg, Some(late)),
+            Inbound::Unknown(msg) => self.unmatched(&msg, None),
+            Inbound::Undecodable(e) => {
+                counter!(m::DECODE_ERRORS_TOTAL).increment(1);
+                if let Some(suppressed) = UNDECODABLE.hit() {
+                    tracing::warn!(issuer = %self.issuer, link = self.id, error = %e, suppressed, "undecodable message from issuer");
+                }
+            }
         }
     }
 
     /// A reply that matches no waiting request: late (its key timed out) or unknown.
-    fn unmatched(&self, msg: &Message) {
+    fn unmatched(&self, msg: &Message, late: Option<Late>) {
         counter!(m::UNMATCHED_REPLIES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
-        let late = self.saf.as_ref().and_then(|saf| {
-            let key = self.key.of(self.id, msg)?;
-            Some((saf, saf.late.take(&key, Instant::now())?))
-        });
         let rc = msg.response_code();
-        match late {
-            Some((_, Late::Original { field90 })) => {
+        match (late, &self.saf) {
+            (Some(Late::Original { field90 }), _) => {
                 counter!(m::LATE_REPLIES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
                 // The reversal queued at the deadline covers an approval as well: one
                 // reversal per original, nothing more to send.
                 tracing::warn!(issuer = %self.issuer, link = self.id, mti = msg.mti(), rc = rc.as_deref(),
                     field90 = %field90, "late issuer reply to a timed-out request; its reversal is queued");
             }
-            Some((saf, Late::Reversal { id })) if msg.mti() == "0410" => {
+            (Some(Late::Reversal { id }), Some(saf)) if msg.mti() == "0410" => {
                 counter!(m::LATE_REPLIES_TOTAL, "issuer" => self.issuer.to_string()).increment(1);
                 super::saf::late_ack(saf, &self.issuer, id);
             }
@@ -724,7 +637,7 @@ async fn serve(
     if link.up.swap(false, Ordering::AcqRel) {
         link.up_gauge.link_down();
     }
-    let lost = link.table.purge_link(link.id);
+    let lost = link.session.purge();
     if lost > 0 {
         link.inflight.fetch_sub(lost.min(link.inflight()), Ordering::Relaxed);
         link.inflight_gauge.decrement(lost as f64);

@@ -1,10 +1,12 @@
-//! The issuer connector: persistent links to bank hosts, the session table, switch
-//! STAN/RRN allocation per link, deadlines, sign-on and echo, reconnect with backoff, and
-//! the choice of a link among an issuer's several (fewest in flight, then recent
-//! latency). `Issuer::forward` takes a terminal's request and returns an `Outcome`: the
-//! issuer's reply, a timeout (68), unavailable (91) or a failure (96).
-//! `Issuers::forward_with_backup` fails over to a route's backup issuer when every link of
-//! the primary is down. With a `SafStore` (see `saf`), timed-out financial requests are
+//! The issuer connector: persistent links to bank hosts, deadlines, sign-on and echo,
+//! reconnect with backoff, and the choice of a link among an issuer's several (fewest in
+//! flight, then recent latency). The issuer protocol itself (switch STAN/RRN, encoding,
+//! the session table, telling replies, late replies and network management apart) is a
+//! pure `protocol::Session` per link, tested without sockets; `link` runs the socket
+//! around it. One entry starts it all (`Issuers::start`, with `StartOptions`), and one
+//! forwards (`Issuers::forward(target, request, options)`): to the target's primary, or
+//! to its backup when every link of the primary is down; `Issuer::forward` returns an
+//! `Outcome`: the issuer's reply, a timeout (68), unavailable (91) or a failure (96). With a `SafStore` (see `saf`), timed-out financial requests are
 //! reversed through a durable store-and-forward queue, and with an in-doubt log (see
 //! `indoubt`) so are those in flight when the process dies, at its next start. The same
 //! queue carries the advices of stand-in approvals (`queue_advice`, `advice`).
@@ -29,8 +31,10 @@ pub mod advice;
 mod clock;
 mod held;
 pub mod indoubt;
+pub mod late;
 mod link;
 mod link_state;
+pub mod protocol;
 pub mod reversal;
 pub mod saf;
 pub mod session;
@@ -38,6 +42,7 @@ mod slots;
 #[cfg(test)]
 mod slots_model;
 pub mod verify;
+mod wire;
 mod writer;
 
 use std::sync::Arc;
@@ -51,10 +56,11 @@ use crate::iso::{EncodeError, Message, Spec};
 use crate::route::Class;
 use crate::route::priority::{Priorities, QueueConfig, Weights};
 use admit::{Admission, Admit};
-use link::{Kind, Link};
+use link::{Kind, Link, LinkSetup};
 use saf::SafCtx;
 pub use saf::{SafItem, SafPolicy, SafStore};
 use session::{MatchKey, SessionTable};
+pub use wire::{convert, convert_owned, response_mti};
 
 /// How a forwarded request ended.
 #[derive(Debug)]
@@ -153,26 +159,15 @@ impl Issuer {
         self.links.iter().map(|l| l.inflight()).sum()
     }
 
-    /// Forward a terminal's request and wait for its outcome, its class told by its MTI
-    /// alone (the switch path passes the routing core's class to `forward_as`).
-    pub async fn forward(&self, req: &Message) -> Outcome {
-        self.forward_as(req, class_of_mti(req.mti()), Duration::ZERO, Origin::now()).await
-    }
-
-    /// Forward a terminal's request of priority `class` through admission control and wait
-    /// for its outcome: at most the link deadline from its arrival (when the request reached
-    /// the switch, `origin`), less the answer margin and `reserve`.
-    /// `reserve` is the time the caller expects to need after a reply before the terminal
+    /// Forward a terminal's request through admission control and wait for its outcome:
+    /// at most the link deadline from its arrival (`options.origin`), less the answer
+    /// margin and `options.reserve`.
+    /// The reserve is the time the caller expects to need after a reply before the terminal
     /// has its answer (the journal's commit of an approval): the reply wait ends that much
     /// earlier (an approval that arrived later could only be answered late), and a request
     /// that could not be written by then less the expected latency is shed with 91 instead.
-    pub async fn forward_as(
-        &self,
-        req: &Message,
-        class: Class,
-        reserve: Duration,
-        origin: Origin,
-    ) -> Outcome {
+    pub async fn forward(&self, req: &Message, options: ForwardOptions) -> Outcome {
+        let ForwardOptions { class, reserve, origin } = options;
         let arrival = origin.arrival;
         // Storing the reversal of an unanswered request (durably, before the 68), the
         // journal row and the write to the terminal happen after the reply wait: ending the
@@ -347,39 +342,22 @@ pub struct Issuers {
 }
 
 impl Issuers {
-    /// Build every issuer and start its link tasks; they stop on `shutdown`. Without a
-    /// store-and-forward store nothing is reversed (see `start_with_saf`).
+    /// Build every issuer and start its link tasks; they stop on `shutdown`. With a
+    /// store-and-forward store (`options.saf`) timed-out requests are reversed through it,
+    /// one worker per issuer (which resumes the reversals already pending in the store);
+    /// refused when an issuer's spec cannot carry reversals (no 42-digit field 90, e.g.
+    /// `cup-pos`). Without one nothing is reversed. With an in-doubt log
+    /// (`options.indoubt`, taken only with a store: it is what a crash's in-doubt requests
+    /// are reversed through) each issuer's writers log their reversible requests, and a
+    /// task per issuer deletes resolved segments; reconcile what a previous run left in
+    /// the log before calling this.
     pub fn start(
         cfgs: &[IssuerConfig],
         timeouts: Timeouts,
+        options: StartOptions,
         shutdown: &CancellationToken,
     ) -> Result<Issuers, IssuerError> {
-        Issuers::start_with_saf(cfgs, timeouts, None, shutdown)
-    }
-
-    /// As `start`, with reversals stored in `saf` and one store-and-forward worker per
-    /// issuer (which resumes the reversals already pending in the store). Refused when an
-    /// issuer's spec cannot carry reversals (no 42-digit field 90, e.g. `cup-pos`).
-    pub fn start_with_saf(
-        cfgs: &[IssuerConfig],
-        timeouts: Timeouts,
-        saf: Option<(Arc<dyn SafStore>, SafPolicy)>,
-        shutdown: &CancellationToken,
-    ) -> Result<Issuers, IssuerError> {
-        Issuers::start_logged(cfgs, timeouts, saf, None, shutdown)
-    }
-
-    /// As `start_with_saf`, with each issuer's writers keeping an in-doubt log under
-    /// `indoubt` (only with a store-and-forward store: it is what a crash's in-doubt
-    /// requests are reversed through) and a task per issuer deleting resolved segments.
-    /// Reconcile what a previous run left in the log before calling this.
-    pub fn start_logged(
-        cfgs: &[IssuerConfig],
-        timeouts: Timeouts,
-        saf: Option<(Arc<dyn SafStore>, SafPolicy)>,
-        indoubt: Option<indoubt::InDoubt>,
-        shutdown: &CancellationToken,
-    ) -> Result<Issuers, IssuerError> {
+        let StartOptions { saf, indoubt } = options;
         let indoubt = indoubt.filter(|_| saf.is_some());
         let mut tables = Vec::with_capacity(cfgs.len());
         let mut list = Vec::with_capacity(cfgs.len());
@@ -397,7 +375,12 @@ impl Issuers {
             let ctx = saf.as_ref().map(|(store, policy)| Arc::new(SafCtx::new(store.clone(), *policy)));
             let mut links = Vec::with_capacity(ic.links.len());
             let mut first_spec = None;
-            let stans = link::stan_allocator();
+            let shared = protocol::Shared {
+                key: key.clone(),
+                table: table.clone(),
+                stans: protocol::stan_allocator(),
+                late: ctx.as_ref().map(|c| c.late.clone()),
+            };
             let log = match &indoubt {
                 Some(cfg) => Some(indoubt::IssuerLog::new(name.clone(), cfg)?),
                 None => None,
@@ -422,19 +405,17 @@ impl Issuers {
                     }
                     None => None,
                 };
-                let (link, rx) = Link::new(
-                    next_id,
-                    name.clone(),
-                    lc.clone(),
+                let setup = LinkSetup {
+                    issuer: name.clone(),
+                    cfg: lc.clone(),
                     spec,
-                    key.clone(),
+                    shared: shared.clone(),
                     tls,
-                    table.clone(),
                     timeouts,
-                    ctx.clone(),
-                    stans.clone(),
-                    log.is_some(),
-                );
+                    saf: ctx.clone(),
+                    logged: log.is_some(),
+                };
+                let (link, rx) = Link::new(next_id, setup);
                 next_id += 1;
                 let writer = log.as_ref().map(|l| l.writer(index));
                 tasks.push(tokio::spawn(link::run(link.clone(), rx, writer, shutdown.clone())));
@@ -475,32 +456,17 @@ impl Issuers {
         Ok(Issuers { list, tasks, tables })
     }
 
-    /// Forward to `primary`, or to `backup` when every link of the primary is down and
-    /// the backup has one up (counted in `isoswitch_failover_total{issuer=primary}`).
+    /// Forward to `target.primary`, or to its backup when every link of the primary is
+    /// down and the backup has one up (counted in `isoswitch_failover_total{issuer=primary}`).
     /// Returns the issuer that took the request (journal it in the `issuer` column) and
-    /// the outcome; `None` when `primary` names no issuer. The class comes from the MTI.
-    pub async fn forward_with_backup(
+    /// the outcome; `None` when the primary names no issuer. See `Issuer::forward`.
+    pub async fn forward(
         &self,
-        primary: &str,
-        backup: Option<&str>,
+        target: Target<'_>,
         req: &Message,
+        options: ForwardOptions,
     ) -> Option<(Arc<Issuer>, Outcome)> {
-        let origin = Origin::now();
-        self.forward_with_backup_as(primary, backup, req, class_of_mti(req.mti()), Duration::ZERO, origin)
-            .await
-    }
-
-    /// As `forward_with_backup`, with the priority class the routing core gave the request,
-    /// the caller's reserve and the request's arrival and connection (see `Issuer::forward_as`).
-    pub async fn forward_with_backup_as(
-        &self,
-        primary: &str,
-        backup: Option<&str>,
-        req: &Message,
-        class: Class,
-        reserve: Duration,
-        origin: Origin,
-    ) -> Option<(Arc<Issuer>, Outcome)> {
+        let Target { primary, backup } = target;
         let first = self.by_name(primary)?.clone();
         let spare = backup.and_then(|b| self.by_name(b)).filter(|b| b.name != first.name);
         if first.links_up() == 0
@@ -510,10 +476,10 @@ impl Issuers {
             first.failovers.increment(1);
             tracing::info!(issuer = %first.name, backup = %b.name, "every link down; failing over to the backup");
             let b = b.clone();
-            let outcome = b.forward_as(req, class, reserve, origin).await;
+            let outcome = b.forward(req, options).await;
             return Some((b, outcome));
         }
-        let outcome = first.forward_as(req, class, reserve, origin).await;
+        let outcome = first.forward(req, options).await;
         Some((first, outcome))
     }
 
@@ -560,6 +526,38 @@ impl Issuers {
     }
 }
 
+/// How the issuer connector starts (see `Issuers::start`); the default has neither a
+/// store-and-forward store nor an in-doubt log.
+#[derive(Default)]
+pub struct StartOptions {
+    pub saf: Option<(Arc<dyn SafStore>, SafPolicy)>,
+    pub indoubt: Option<indoubt::InDoubt>,
+}
+
+/// Where a request goes: `primary`, or `backup` when every link of the primary is down.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub primary: &'a str,
+    pub backup: Option<&'a str>,
+}
+
+/// How a request is forwarded (see `Issuer::forward`): its priority class (the routing
+/// core's), the caller's reserve after the reply, and where and when it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardOptions {
+    pub class: Class,
+    pub reserve: Duration,
+    pub origin: Origin,
+}
+
+impl ForwardOptions {
+    /// For a caller without a routing decision or a connection: the class told by the
+    /// MTI alone, no reserve, arrived now from source 0.
+    pub fn of(req: &Message) -> ForwardOptions {
+        ForwardOptions { class: class_of_mti(req.mti()), reserve: Duration::ZERO, origin: Origin::now() }
+    }
+}
+
 /// Where a terminal's request came from: when it reached the switch (its reply deadline
 /// counts from then) and on which terminal connection (`source`: admission is fair
 /// between connections; any number unique among the switch's open connections).
@@ -589,35 +587,6 @@ fn class_of_mti(mti: &str) -> Class {
     }
 }
 
-/// `msg` in `spec`: the same message when the specs agree, else rebuilt field by field.
-pub fn convert(msg: &Message, spec: &Arc<Spec>) -> Result<Message, EncodeError> {
-    if Arc::ptr_eq(msg.spec(), spec) || **msg.spec() == **spec {
-        return Ok(msg.clone());
-    }
-    let mut out = Message::new(spec.clone(), msg.mti())?;
-    for n in msg.fields() {
-        out.copy_from(msg, n)?;
-    }
-    Ok(out)
-}
-
-/// `msg` in `spec`, taking it over when the specs agree (no copy).
-pub fn convert_owned(msg: Box<Message>, spec: &Arc<Spec>) -> Result<Box<Message>, EncodeError> {
-    if Arc::ptr_eq(msg.spec(), spec) || **msg.spec() == **spec {
-        return Ok(msg);
-    }
-    convert(&msg, spec).map(Box::new)
-}
-
-/// The response MTI of a request MTI (third digit + 1), if it is a request.
-pub fn response_mti(mti: &[u8]) -> Option<[u8; 4]> {
-    let m: [u8; 4] = mti.try_into().ok()?;
-    if !m.iter().all(u8::is_ascii_digit) || (m[2] - b'0') % 2 == 1 {
-        return None;
-    }
-    Some([m[0], m[1], m[2] + 1, m[3]])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,25 +599,25 @@ mod tests {
         .unwrap();
         let table = Arc::new(SessionTable::for_key(&MatchKey::new(&[11]), 64));
         let spec = crate::iso::spec::shipped("iso87ascii").unwrap();
-        let stans = link::stan_allocator();
+        let shared = protocol::Shared {
+            key: MatchKey::new(&[11]),
+            table,
+            stans: protocol::stan_allocator(),
+            late: None,
+        };
         let links = (0..n as u32)
             .map(|id| {
-                let lc = cfg.issuers[0].links[0].clone();
-                let key = MatchKey::new(&[11]);
-                Link::new(
-                    id,
-                    Arc::from("a"),
-                    lc,
-                    spec.clone(),
-                    key,
-                    None,
-                    table.clone(),
-                    Timeouts::default(),
-                    None,
-                    stans.clone(),
-                    false,
-                )
-                .0
+                let setup = LinkSetup {
+                    issuer: Arc::from("a"),
+                    cfg: cfg.issuers[0].links[0].clone(),
+                    spec: spec.clone(),
+                    shared: shared.clone(),
+                    tls: None,
+                    timeouts: Timeouts::default(),
+                    saf: None,
+                    logged: false,
+                };
+                Link::new(id, setup).0
             })
             .collect();
         Issuer {
@@ -687,15 +656,5 @@ mod tests {
         for n in 0..3000 {
             assert!(seen.insert(i.links[n % 3].next_stan()), "STAN repeated after {n}");
         }
-    }
-
-    #[test]
-    fn response_mtis() {
-        assert_eq!(response_mti(b"0200"), Some(*b"0210"));
-        assert_eq!(response_mti(b"0800"), Some(*b"0810"));
-        assert_eq!(response_mti(b"0420"), Some(*b"0430"));
-        assert_eq!(response_mti(b"0210"), None);
-        assert_eq!(response_mti(b"02x0"), None);
-        assert_eq!(response_mti(b"020"), None);
     }
 }

@@ -4,8 +4,8 @@
 //! 0400 the first time, 0401 after — with capped exponential backoff, and marks a reversal
 //! acknowledged when the issuer's 0410 (matched by the reversal's own switch STAN) comes
 //! back; an acknowledged reversal is never sent again. The attempt is made durable before
-//! the write, so a crash between the two only costs one repeat. Also here: the bounded,
-//! time-limited memory of timed-out keys that recognises late replies.
+//! the write, so a crash between the two only costs one repeat. The memory of timed-out
+//! keys that recognises late replies (`late`) is kept here, one per issuer.
 //!
 //! When the store fails (it lives in the journal's database: a full disk fails it too), a
 //! reversal is held in memory instead (`held`) and never dropped: the worker sends it from
@@ -16,11 +16,10 @@
 //! before its approval is answered (never held in memory), first written after
 //! `ADVICE_GRACE`, repeated as 0121/0221, and acknowledged by the issuer's 0130/0230,
 //! whose response code is recorded (`SafStore::advice_answered`); the issuer's advice
-//! book (`advice`) follows each one. May import: the codec, config, metrics.
+//! book (`advice`) follows each one. May import: the codec, config, metrics, `late`.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -29,7 +28,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::held::{Held, HeldItem};
-use super::session::Key;
+use super::late::LateMemory;
 use super::{Issuer, IssuerError, Outcome, reversal};
 use crate::config::SafConfig;
 use crate::iso::{Message, Spec};
@@ -150,77 +149,6 @@ pub fn unix_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// What a timed-out key stood for, so that its late reply is recognised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Late {
-    /// A financial request whose reversal (this field 90) is already queued.
-    Original { field90: String },
-    /// A reversal write (this store id) whose 0410 came too late: it still acknowledges.
-    Reversal { id: i64 },
-}
-
-/// Keys of timed-out requests, remembered for a while and up to a count.
-#[derive(Debug)]
-pub struct LateMemory {
-    ttl: Duration,
-    cap: usize,
-    inner: Mutex<(LateMap, VecDeque<(Instant, Key)>)>,
-}
-
-type LateMap = HashMap<Key, (Instant, Late)>;
-
-impl LateMemory {
-    pub fn new(ttl: Duration, cap: usize) -> LateMemory {
-        LateMemory { ttl, cap: cap.max(1), inner: Mutex::new((HashMap::new(), VecDeque::new())) }
-    }
-
-    pub fn remember(&self, key: Key, late: Late, now: Instant) {
-        let Ok(mut g) = self.inner.lock() else { return };
-        let (map, order) = &mut *g;
-        Self::expire(map, order, now, self.ttl);
-        while map.len() >= self.cap {
-            match order.pop_front() {
-                Some((_, k)) => {
-                    map.remove(&k);
-                }
-                None => break,
-            }
-        }
-        order.push_back((now, key.clone()));
-        map.insert(key, (now, late));
-    }
-
-    /// The entry of a late reply's key, taken (a second late reply matches nothing).
-    pub fn take(&self, key: &Key, now: Instant) -> Option<Late> {
-        let Ok(mut g) = self.inner.lock() else { return None };
-        let (map, order) = &mut *g;
-        Self::expire(map, order, now, self.ttl);
-        map.remove(key).map(|(_, l)| l)
-    }
-
-    pub fn len(&self) -> usize {
-        self.inner.lock().map_or(0, |g| g.0.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn expire(map: &mut LateMap, order: &mut VecDeque<(Instant, Key)>, now: Instant, ttl: Duration) {
-        while let Some((at, _)) = order.front() {
-            if now.duration_since(*at) < ttl {
-                break;
-            }
-            if let Some((at, k)) = order.pop_front() {
-                // A key re-remembered later keeps its newer entry.
-                if map.get(&k).is_some_and(|(t, _)| *t == at) {
-                    map.remove(&k);
-                }
-            }
-        }
-    }
-}
-
 /// Retry bounds of the store-and-forward worker.
 #[derive(Debug, Clone, Copy)]
 pub struct SafPolicy {
@@ -265,7 +193,7 @@ impl SafPolicy {
 pub struct SafCtx {
     pub(super) store: Arc<dyn SafStore>,
     pub(super) wake: Notify,
-    pub(super) late: LateMemory,
+    pub(super) late: Arc<LateMemory>,
     pub(super) policy: SafPolicy,
     /// Reversals the store could not take.
     pub(super) held: Held,
@@ -284,7 +212,7 @@ impl SafCtx {
         SafCtx {
             store,
             wake: Notify::new(),
-            late: LateMemory::new(policy.late_memory, policy.late_capacity),
+            late: Arc::new(LateMemory::new(policy.late_memory, policy.late_capacity)),
             policy,
             held: Held::default(),
             failing: std::sync::atomic::AtomicBool::new(false),
@@ -628,26 +556,6 @@ pub(super) fn late_ack(ctx: &Arc<SafCtx>, issuer: &Arc<str>, id: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-
-    fn key(stan: u32) -> Key {
-        Key { link: 0, stan, extra: Bytes::new() }
-    }
-
-    #[test]
-    fn late_memory_is_bounded_in_time_and_count() {
-        let t0 = Instant::now();
-        let mem = LateMemory::new(Duration::from_secs(10), 3);
-        for s in 1..=4 {
-            mem.remember(key(s), Late::Reversal { id: i64::from(s) }, t0);
-        }
-        assert_eq!(mem.len(), 3, "the oldest leaves at the cap");
-        assert_eq!(mem.take(&key(1), t0), None);
-        assert_eq!(mem.take(&key(2), t0), Some(Late::Reversal { id: 2 }));
-        assert_eq!(mem.take(&key(2), t0), None, "taken once");
-        assert_eq!(mem.take(&key(3), t0 + Duration::from_secs(11)), None, "expired");
-        assert!(mem.is_empty());
-    }
 
     #[test]
     fn backoff_doubles_and_caps() {

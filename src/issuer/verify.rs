@@ -18,7 +18,7 @@
 //! and a decline moves no money. A field present with another value is always a rejection.
 //!
 //! `Reason::as_str` is the `reason` label of `isoswitch_issuer_reply_rejected_total`.
-//! May import: the codec and the response-code tables.
+//! May import: the codec, the response-code tables, `wire`.
 
 use crate::iso::Message;
 use crate::iso::spec::{Class, Length};
@@ -64,7 +64,7 @@ pub struct Rejection {
 /// The MTI that answers `mti`: function digit + 1, a repeat's origin digit (odd) brought
 /// back to the original's. `None` for what is not a request.
 pub fn answer_mti(mti: &[u8]) -> Option<[u8; 4]> {
-    let mut m = super::response_mti(mti)?;
+    let mut m = super::wire::response_mti(mti)?;
     if (m[3] - b'0') % 2 == 1 {
         m[3] -= 1;
     }

@@ -6,14 +6,17 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::codec::Encoder;
 
 use super::indoubt::SegmentWriter;
-use super::link::Writer;
 pub(super) use crate::frame::batch::Ended;
 use crate::frame::batch::{BatchEncoder, write_batches};
 use crate::frame::{Frame, FrameCodec, FrameConfig};
+
+/// A link's write half (TCP or TLS).
+pub(super) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// A message queued for a link's writer.
 pub struct Outgoing {

@@ -351,7 +351,7 @@ impl SqlSaf {
         Ok(SqlSaf { db: Mutex::new(db), key, rng: SystemRandom::new() })
     }
 
-    /// As a trait object for `Issuers::start_with_saf`.
+    /// As a trait object for `Issuers::start`.
     pub fn shared(self) -> Arc<dyn SafStore> {
         Arc::new(self)
     }
