@@ -25,7 +25,6 @@
 //! [[listener]]
 //! addr = "0.0.0.0:8583"
 //! spec = "cup-pos"                        # shipped name or a spec file
-//! dialect = "unionpay"                    # estate rules; default: by the spec (generic)
 //! frame = { length = "binary2", tpdu = true, header_len = 6, max_frame = 8192 }
 //! max_connections = 20000                # default: what fits under the descriptor limit
 //! idle_timeout_ms = 300000
@@ -363,18 +362,6 @@ pub struct ListenerConfig {
     /// Response-code table of the terminals' dialect (a shipped name such as `cup-pos`, or a
     /// file); default: the table named like the listener's spec (identity when none).
     pub rc_table: Option<String>,
-    /// The estate rules the terminals follow (`generic` or `unionpay`: batches named by
-    /// 60.2, originals named by 61); default: `unionpay` for the `cup-pos` spec, else
-    /// `generic`.
-    pub dialect: Option<DialectName>,
-}
-
-/// A listener's `dialect` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DialectName {
-    Generic,
-    Unionpay,
 }
 
 /// TLS toward terminals.

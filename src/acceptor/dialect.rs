@@ -1,10 +1,8 @@
 //! A listener's dialect: which estate rules its terminals follow beyond plain ISO 8583.
-//! Decided once, when the listener starts (from its `dialect` setting, else from its
-//! spec), and read by the handlers as a field of the listener, never by comparing spec
-//! names on the request path.
-//! May import: config, the codec's `Spec`.
+//! Decided once, from the listener's spec when it starts, and read by the handlers as a
+//! field of the listener, never by comparing spec names on the request path.
+//! May import: the codec's `Spec`.
 
-use crate::config::DialectName;
 use crate::iso::Spec;
 
 /// The estate rules a listener's terminals follow.
@@ -21,15 +19,11 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// The dialect of a listener: the one configured, else the one its spec is made for
-    /// (the shipped `cup-pos` spec is UnionPay-style, any other generic).
-    pub fn of(configured: Option<DialectName>, spec: &Spec) -> Dialect {
-        match configured {
-            Some(DialectName::Generic) => Dialect::Generic,
-            Some(DialectName::Unionpay) => Dialect::UnionPay,
-            None if spec.name == "cup-pos" => Dialect::UnionPay,
-            None => Dialect::Generic,
-        }
+    /// The dialect a listener's spec is made for: the shipped `cup-pos` spec is
+    /// UnionPay-style, any other generic. (The journal reads the batch number 60.2 of
+    /// `cup-pos` messages only, so a UnionPay-style estate is one on that spec.)
+    pub fn of(spec: &Spec) -> Dialect {
+        if spec.name == "cup-pos" { Dialect::UnionPay } else { Dialect::Generic }
     }
 
     /// Whether terminals of this dialect name their batch (60.2) and their originals (61).
@@ -45,12 +39,11 @@ mod tests {
     use crate::iso::spec::shipped;
 
     #[test]
-    fn the_configured_dialect_wins_over_the_spec() {
-        let cup = shipped("cup-pos").unwrap();
-        let ascii = shipped("iso87ascii").unwrap();
-        assert_eq!(Dialect::of(None, &cup), Dialect::UnionPay);
-        assert_eq!(Dialect::of(None, &ascii), Dialect::Generic);
-        assert_eq!(Dialect::of(Some(DialectName::Generic), &cup), Dialect::Generic);
-        assert_eq!(Dialect::of(Some(DialectName::Unionpay), &ascii), Dialect::UnionPay);
+    fn the_dialect_follows_the_listeners_spec() {
+        assert_eq!(Dialect::of(&shipped("cup-pos").unwrap()), Dialect::UnionPay);
+        for name in ["iso87ascii", "iso87bcd", "iso87binbitmap", "iso93ascii"] {
+            assert_eq!(Dialect::of(&shipped(name).unwrap()), Dialect::Generic, "{name}");
+        }
+        assert!(Dialect::UnionPay.is_unionpay() && !Dialect::Generic.is_unionpay());
     }
 }

@@ -274,7 +274,7 @@ pub async fn serve_with(
     for ((lc, spec, tls, listener, bound, security), cap) in prepared.into_iter().zip(caps.iter().copied()) {
         addrs.push(bound);
         let ctx = Arc::new(ListenerCtx {
-            dialect: Dialect::of(lc.dialect, &spec),
+            dialect: Dialect::of(&spec),
             cfg: lc,
             spec,
             services: services.clone(),
