@@ -9,7 +9,8 @@
 //! - [`journal`]: the durable transaction log (SQLite or PostgreSQL) with group commit.
 //! - [`settle`]: terminal batch totals and merchant settlement from the journal.
 //! - [`issuer`]: links to bank hosts, the session table, deadlines, sign-on and echo.
-//! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
+//! - [`acceptor`]: terminal listeners, one handler per kind of request (its module doc maps
+//!   each kind to its file), and the switch's entry point [`acceptor::serve`].
 //! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
 //! - [`http`]: the little HTTP/1.1 of the operations ports (`/metrics`, admin API).
 //! - [`accept`], [`fdlimit`]: listeners that back off instead of spinning when accepts fail,
