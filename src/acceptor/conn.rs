@@ -149,7 +149,7 @@ where
     let max = ctx.cfg.max_inflight_per_connection.max(1);
     // Names this connection to admission control, which serves connections in turn.
     let source = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed);
-    // A reversal waits for its own original only (see `inflight::Pending`), never for unrelated
+    // A reversal waits for its own original only (see `inflight::InFlightTable`), never for unrelated
     // requests on its connection (a concentrator carries many terminals). Terminals
     // reverse their last unanswered request before sending the next one, and that next
     // one must be planned with the reversal already handled: so the requests of the
@@ -482,7 +482,7 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame, now: Instant, source: u64) -> Step 
         return reply_frame(ctx, &frame, Some((&msg, mac)), reply);
     }
     // A forwarded request is known in flight from now on: a reversal read after it finds it.
-    let inflight = matches!(plan, Plan::Forward { .. }).then(|| ctx.pending.start(&msg));
+    let inflight = matches!(plan, Plan::Forward { .. }).then(|| ctx.inflight.start(&msg));
     Step::Handle(Box::new(Request {
         plan,
         msg,

@@ -21,8 +21,8 @@ const WAIT_FOR_ORIGINAL: Duration = Duration::from_secs(60);
 /// costs one lock of one of 16 shards and no allocation: the channel a reversal waits on
 /// is made by the reversal.
 #[derive(Default)]
-pub struct Pending {
-    shards: [Mutex<HashMap<PendingKey, Slot, std::hash::BuildHasherDefault<Fold>>>; 16],
+pub struct InFlightTable {
+    shards: [Mutex<HashMap<Key, Slot, std::hash::BuildHasherDefault<Fold>>>; 16],
     next: std::sync::atomic::AtomicU64,
 }
 
@@ -48,7 +48,7 @@ impl std::hash::Hasher for Fold {
 
 /// Field 41 (trimmed, at most 16 bytes: a longer one is cut, which only makes a reversal
 /// wait for a request that shares its first 16 bytes and STAN) and field 11.
-type PendingKey = ([u8; 16], u32);
+type Key = ([u8; 16], u32);
 
 struct Slot {
     /// Which request holds the slot (a retransmission may take it over).
@@ -59,14 +59,14 @@ struct Slot {
 
 /// Held while a request is in flight; dropping it tells waiting reversals it is done.
 pub struct InFlight {
-    pending: Arc<Pending>,
-    key: PendingKey,
+    table: Arc<InFlightTable>,
+    key: Key,
     id: u64,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut map = self.pending.shard(&self.key);
+        let mut map = self.table.shard(&self.key);
         // A retransmission with the same key may have taken the slot since: it keeps it.
         if map.get(&self.key).is_some_and(|slot| slot.id == self.id) {
             map.remove(&self.key);
@@ -74,16 +74,16 @@ impl Drop for InFlight {
     }
 }
 
-impl Pending {
+impl InFlightTable {
     fn shard(
         &self,
-        key: &PendingKey,
-    ) -> std::sync::MutexGuard<'_, HashMap<PendingKey, Slot, std::hash::BuildHasherDefault<Fold>>> {
+        key: &Key,
+    ) -> std::sync::MutexGuard<'_, HashMap<Key, Slot, std::hash::BuildHasherDefault<Fold>>> {
         let i = (key.1 as usize ^ usize::from(key.0[key.0.len() - 1])) % self.shards.len();
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn key(req: &Message) -> PendingKey {
+    fn key(req: &Message) -> Key {
         let mut tid = [0u8; 16];
         if let Some(t) = req.terminal_id() {
             let t = t.trim_end().as_bytes();
@@ -99,7 +99,7 @@ impl Pending {
         let key = Self::key(req);
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.shard(&key).insert(key, Slot { id, done: None });
-        InFlight { pending: self.clone(), key, id }
+        InFlight { table: self.clone(), key, id }
     }
 
     /// Wait until the request with the terminal and STAN of `rev` is no longer in flight.
@@ -119,5 +119,49 @@ impl Pending {
             let _ =
                 tokio::time::timeout(WAIT_FOR_ORIGINAL, async { while rx.changed().await.is_ok() {} }).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iso::spec::shipped;
+
+    fn request(terminal: &str, stan: &str) -> Message {
+        let mut m = Message::new(shipped("iso87ascii").unwrap(), "0200").unwrap();
+        m.set(41, terminal).unwrap().set(11, stan).unwrap();
+        m
+    }
+
+    async fn waits(table: &Arc<InFlightTable>, rev: &Message) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), table.wait_for(rev)).await.is_err()
+    }
+
+    #[tokio::test]
+    async fn a_reversal_waits_for_its_own_original_until_it_ends() {
+        let table = Arc::new(InFlightTable::default());
+        let original = request("TERM0001", "000007");
+        let guard = table.start(&original);
+        assert!(!waits(&table, &request("TERM0002", "000007")).await, "another terminal's STAN");
+        assert!(!waits(&table, &request("TERM0001", "000008")).await, "another STAN");
+        let (t, rev) = (table.clone(), original.clone());
+        let waiter = tokio::spawn(async move { t.wait_for(&rev).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!waiter.is_finished(), "the original is still in flight");
+        drop(guard);
+        tokio::time::timeout(Duration::from_secs(1), waiter).await.expect("ends with its original").unwrap();
+        assert!(!waits(&table, &original).await, "nothing in flight any more");
+    }
+
+    #[tokio::test]
+    async fn a_retransmission_keeps_the_slot_it_took_over() {
+        let table = Arc::new(InFlightTable::default());
+        let original = request("TERM0001", "000007");
+        let first = table.start(&original);
+        let second = table.start(&original);
+        drop(first);
+        assert!(waits(&table, &original).await, "the retransmission is still in flight");
+        drop(second);
+        assert!(!waits(&table, &original).await);
     }
 }

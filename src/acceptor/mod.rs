@@ -92,7 +92,7 @@ pub(crate) struct ListenerCtx {
     issuers: Arc<Issuers>,
     security: security::Security,
     /// Terminals' requests in flight, for reversals that overtake their original.
-    pending: Arc<inflight::Pending>,
+    inflight: Arc<inflight::InFlightTable>,
     /// Batches terminals have settled, for their batch numbers (60.2).
     batches: cup::Batches,
     write_bound: Duration,
@@ -280,7 +280,7 @@ pub async fn serve_with(
             services: services.clone(),
             issuers: issuers.clone(),
             security,
-            pending: Arc::default(),
+            inflight: Arc::default(),
             batches: cup::Batches::default(),
             write_bound: Duration::from_millis(cfg.timeouts.write_ms),
             requests: m::RequestCounters::new(),

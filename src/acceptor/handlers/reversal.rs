@@ -33,7 +33,7 @@ pub async fn reversal(
     let j = svc.journal.as_ref()?;
     // A reversal that overtook its original is matched against the original's outcome,
     // not against its absence.
-    ctx.pending.wait_for(req).await;
+    ctx.inflight.wait_for(req).await;
     let mut row = svc.recorder.row(req, at, "reversal", Decided::Reversal);
     let terminal = row.terminal_id.clone();
     let original = j
