@@ -11,7 +11,8 @@
 //! - [`settle`]: terminal batch totals and merchant settlement from the journal.
 //! - [`issuer`]: links to bank hosts, a pure protocol session per link (switch STAN/RRN,
 //!   the session table, late replies), deadlines, sign-on and echo.
-//! - [`acceptor`]: terminal listeners and the switch's entry point [`acceptor::serve`].
+//! - [`acceptor`]: terminal listeners, one handler per kind of request (its module doc maps
+//!   each kind to its file), and the switch's entry point [`acceptor::serve`].
 //! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
 //! - [`opsport`]: the HTTP server (hyper) of the operations ports (`/metrics`, admin API).
 //! - [`accept`], [`fdlimit`]: listeners that back off instead of spinning when accepts fail,

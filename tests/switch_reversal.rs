@@ -120,3 +120,30 @@ async fn terminal_reversals_are_matched_queued_once_and_recorded() {
     assert_eq!(recorded, 3, "every terminal reversal is recorded");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_terminals_void_goes_to_its_issuer_whatever_its_field_61_says() {
+    // Field 61 names an original (batch, trace, date) on UnionPay-style listeners only;
+    // on a generic listener it is the terminal's private data, and its void is the
+    // issuer's to match, even with no original in the journal.
+    let issuer = MockIssuer::start(Mode::Approve).await;
+    let d = dir("generic-void");
+    let journal = d.join("journal.db");
+    let stop = CancellationToken::new();
+    let sw = serve(config(&journal, issuer.addr, 2000), stop.clone()).await.unwrap();
+    assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
+    let mut t = Terminal::connect(sw.listen_addrs()[0]).await;
+    let mut void = auth(PAN, 31, 2_500);
+    void.set(3, "020000").unwrap().set(61, "000001000012").unwrap();
+    let rep = t.exchange(&void).await;
+    assert_eq!(rep.text(39).as_deref(), Some("00"), "forwarded and approved, not declined 25");
+    assert_eq!(issuer.requests.load(Ordering::SeqCst), 1, "the issuer saw the void");
+    stop.cancel();
+    sw.join().await;
+    let c = rusqlite::Connection::open(&journal).unwrap();
+    let (txn, decision): (String, String) = c
+        .query_row("SELECT txn_type, decision FROM transactions", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((txn.as_str(), decision.as_str()), ("void", "forward"));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -1,11 +1,15 @@
-//! One terminal connection: a reader loop that decodes, routes and starts forwards, and
-//! a writer task fed by an mpsc that drains every ready reply, then writes and flushes
-//! once. Many requests may be in flight per connection; their replies are written in
-//! the order they complete. The forwards run as futures inside the connection task (no
-//! task per message). On a graceful stop it reads no more, answers every request it has
-//! read (in flight, or still in its read buffer), closes its write side and waits, bounded,
-//! for the terminal to close before dropping the socket. May import: codec, framing,
-//! issuer connector, metrics, telemetry.
+//! One terminal connection: a reader loop that decodes each frame into a `Request`
+//! (answering at once what needs no waiting: format errors, bad MACs, network management,
+//! known repeats), holds a reversing terminal's next requests until its reversal is
+//! handled, and hands every other request to the handler its plan's kind names
+//! (`handlers/`); and a writer task fed by an mpsc that drains every ready reply, then
+//! writes and flushes once. Many requests may be in flight per connection; their replies
+//! are written in the order they complete. The handlers run as futures inside the
+//! connection task (no task per message). On a graceful stop it reads no more, answers
+//! every request it has read (in flight, or still in its read buffer), closes its write
+//! side and waits, bounded, for the terminal to close before dropping the socket.
+//! May import: codec, framing, issuer connector, metrics, telemetry, and the acceptor's
+//! handlers and leaf modules.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,9 +26,11 @@ use tokio_util::codec::{Decoder, Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
 use super::ListenerCtx;
-use super::repeats::{Answer, Claim, Seen};
+use super::handlers::{decline, forward, repeat, reversal, settle, upload};
+use super::repeats::{Answer, Seen};
 use super::reply::{format_error, repeat_reply, switch_reply};
-use super::service::{Arrival, Plan, now_ms};
+use super::request::{Arrival, Plan, Request};
+use super::service::now_ms;
 use crate::frame::batch::{Ended, write_batches};
 use crate::frame::{Frame, FrameCodec, FrameError};
 use crate::iso::Message;
@@ -143,13 +149,13 @@ where
     let max = ctx.cfg.max_inflight_per_connection.max(1);
     // Names this connection to admission control, which serves connections in turn.
     let source = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed);
-    // A reversal waits for its own original only (see `cup::Pending`), never for unrelated
+    // A reversal waits for its own original only (see `inflight::InFlightTable`), never for unrelated
     // requests on its connection (a concentrator carries many terminals). Terminals
     // reverse their last unanswered request before sending the next one, and that next
     // one must be planned with the reversal already handled: so the requests of the
     // reversing terminal (and only of that one) that arrive meanwhile are held until it is.
     let mut reversing: HashMap<String, usize> = HashMap::new();
-    let mut held: VecDeque<(Box<Work>, Instant)> = VecDeque::new();
+    let mut held: VecDeque<Box<Request>> = VecDeque::new();
     loop {
         if !reading && inflight.is_empty() && backlog.is_empty() {
             drained = shutdown.is_cancelled();
@@ -179,11 +185,11 @@ where
                     release(&mut reversing, tid.as_str());
                     // The held requests of terminals no longer reversing go on, in order.
                     let mut still = VecDeque::with_capacity(held.len());
-                    for (w, t) in held.drain(..) {
-                        if reversing.contains_key(&w.terminal) {
-                            still.push_back((w, t));
+                    for r in held.drain(..) {
+                        if reversing.contains_key(&r.terminal) {
+                            still.push_back(r);
                         } else {
-                            inflight.push(work(ctx.clone(), w, Arrival { at: 0, instant: t, source }));
+                            inflight.push(handle(ctx.clone(), r));
                         }
                     }
                     held = still;
@@ -245,24 +251,24 @@ where
         if read_now {
             last_seen = now;
         }
-        match on_frame(&ctx, frame) {
+        match on_frame(&ctx, frame, now, source) {
             Step::Reply(f) => {
                 if !out.send(f).await {
                     break;
                 }
             }
-            Step::Work(mut w) => {
-                if matches!(w.plan, Plan::Reversal { .. }) {
-                    w.terminal = terminal_of(&w.req);
-                    *reversing.entry(w.terminal.clone()).or_insert(0) += 1;
-                    inflight.push(work(ctx.clone(), w, Arrival { at: 0, instant: now, source }));
+            Step::Handle(mut r) => {
+                if matches!(r.plan, Plan::Reversal { .. }) {
+                    r.terminal = terminal_of(&r.msg);
+                    *reversing.entry(r.terminal.clone()).or_insert(0) += 1;
+                    inflight.push(handle(ctx.clone(), r));
                 } else if !reversing.is_empty() && {
-                    w.terminal = terminal_of(&w.req);
-                    reversing.contains_key(&w.terminal)
+                    r.terminal = terminal_of(&r.msg);
+                    reversing.contains_key(&r.terminal)
                 } {
-                    held.push_back((w, now));
+                    held.push_back(r);
                 } else {
-                    inflight.push(work(ctx.clone(), w, Arrival { at: 0, instant: now, source }));
+                    inflight.push(handle(ctx.clone(), r));
                 }
             }
             Step::Nothing => {}
@@ -380,27 +386,12 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Outbox<W> {
 
 /// What one frame leads to.
 enum Step {
+    /// An answer made at once (format error, bad MAC, network management, a known repeat).
     Reply(Frame),
-    /// Boxed: a request waits in a future; moving a pointer is cheaper than the message.
-    Work(Box<Work>),
+    /// A request for its handler. Boxed: it waits in a future, and moving a pointer is
+    /// cheaper than the message.
+    Handle(Box<Request>),
     Nothing,
-}
-
-/// Work that waits (an issuer, the journal, an original in flight).
-struct Work {
-    plan: Plan,
-    req: Box<Message>,
-    frame: Frame,
-    /// Unix milliseconds it arrived.
-    at: i64,
-    /// Whether its MAC was verified (its reply gets one).
-    mac: bool,
-    /// The terminal key it holds in flight: finished with the terminal's answer.
-    claim: Option<Claim>,
-    /// Its terminal (field 41, trimmed), filled in only where holding needs it.
-    terminal: String,
-    /// A forwarded request, known in flight by terminal and STAN until its work ends.
-    inflight: Option<super::cup::InFlight>,
 }
 
 fn reply_frame(
@@ -427,7 +418,8 @@ fn reply_frame(
     }
 }
 
-fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
+/// Decode a frame read at `now` on connection `source`, check it, and plan it.
+fn on_frame(ctx: &ListenerCtx, frame: Frame, now: Instant, source: u64) -> Step {
     let msg = match Message::decode(&ctx.spec, frame.body.clone()) {
         Ok(msg) => msg,
         Err(e) => {
@@ -480,96 +472,73 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame) -> Step {
         Some(p) => p,
         None => ctx.services.plan(&msg, at),
     };
-    match plan {
-        Plan::Local(rc) => {
-            let reply = switch_reply(&msg, rc.as_str()).map(|mut r| {
-                if let Some(Err(code)) = ctx.security.sign_on(&msg, &mut r) {
-                    let _ = r.set(39, code);
-                }
-                r
-            });
-            reply_frame(ctx, &frame, Some((&msg, mac)), reply)
-        }
-        // Boxed: the request waits in a future; moving a pointer is cheaper than the message.
-        plan => {
-            let inflight = matches!(plan, Plan::Forward { .. }).then(|| ctx.pending.start(&msg));
-            Step::Work(Box::new(Work {
-                plan,
-                req: Box::new(msg),
-                frame,
-                at,
-                mac,
-                claim,
-                terminal: String::new(),
-                inflight,
-            }))
-        }
+    if let Plan::Local(rc) = plan {
+        let reply = switch_reply(&msg, rc.as_str()).map(|mut r| {
+            if let Some(Err(code)) = ctx.security.sign_on(&msg, &mut r) {
+                let _ = r.set(39, code);
+            }
+            r
+        });
+        return reply_frame(ctx, &frame, Some((&msg, mac)), reply);
     }
+    // A forwarded request is known in flight from now on: a reversal read after it finds it.
+    let inflight = matches!(plan, Plan::Forward { .. }).then(|| ctx.inflight.start(&msg));
+    Step::Handle(Box::new(Request {
+        plan,
+        msg,
+        frame,
+        arrival: Arrival { at, instant: now, source },
+        mac,
+        claim,
+        terminal: String::new(),
+        inflight,
+    }))
 }
 
-/// Carry out a plan that waits and turn it into the terminal's reply frame, with the
-/// terminal of a reversal (whose held requests may then go on). `arrival` gives the
-/// instant its deadline counts from and its connection (its `at` is the request's own).
-async fn work(ctx: Arc<ListenerCtx>, w: Box<Work>, arrival: Arrival) -> (Frame, Option<String>) {
-    let Work { plan, req, frame, at, mac, claim, terminal, inflight } = *w;
-    let arrival = Arrival { at, ..arrival };
-    let start = arrival.instant;
+/// Hand `req` to the handler its plan's kind names and turn the answer into the
+/// terminal's reply frame, with the terminal of a reversal (whose held requests may then
+/// go on). Every handler is boxed: a future is as large as its largest branch, and this
+/// one is moved into the connection's set for every request.
+async fn handle(ctx: Arc<ListenerCtx>, mut req: Box<Request>) -> (Frame, Option<String>) {
     let svc = &ctx.services;
-    let reversal = matches!(plan, Plan::Reversal { .. }).then_some(terminal);
-    let plan = match plan {
+    let (msg, at) = (&req.msg, req.arrival.at);
+    if let Plan::Lookup = req.plan {
         // Memory could not prove the key new: the journal decides.
-        Plan::Lookup => Box::pin(svc.lookup_repeat(&req, at)).await,
-        plan => plan,
-    };
-    let (built, issuer) = match plan {
-        Plan::Forward { issuer, fwd, .. } => {
-            // Boxed (see below): the forward's state is over a kilobyte.
-            let (reply, asked) = Box::pin(super::cup::forward(&ctx, &req, issuer, &fwd, arrival)).await;
-            (reply, asked.then_some(issuer))
+        req.plan = Box::pin(repeat::lookup(svc, msg, at)).await;
+    }
+    let msg = &req.msg;
+    let (built, issuer) = match &req.plan {
+        Plan::Forward { issuer, fwd } => {
+            let (reply, asked) = Box::pin(forward::forward(&ctx, msg, *issuer, fwd, req.arrival)).await;
+            (reply, asked.then_some(*issuer))
         }
-        // Every branch's work is boxed: a future is as large as its largest branch, and
-        // this one is moved into the connection's set for every request.
+        Plan::Reversal { fwd } => (Box::pin(reversal::reversal(&ctx, msg, fwd, at)).await, None),
+        Plan::Settle => (Box::pin(settle::settle(&ctx, msg)).await, None),
+        Plan::Upload => (Box::pin(upload::upload(svc, msg, at)).await, None),
         Plan::Decline { rc, field44, txn } => {
-            (Box::pin(svc.decline(&req, rc, field44.as_deref(), txn, at)).await.map(Box::new), None)
+            (Box::pin(decline::decline(svc, msg, *rc, field44.as_deref(), txn, at)).await, None)
         }
-        Plan::Reversal { fwd } => {
-            // A reversal that overtook its original (the terminal gave up first) is matched
-            // against the original's outcome, not against its absence.
-            ctx.pending.wait_for(&req).await;
-            (Box::pin(svc.reversal(&ctx.issuers, &req, &fwd, at)).await.map(Box::new), None)
-        }
-        Plan::Settle => {
-            let reply = Box::pin(svc.settle(&req)).await;
-            if reply.as_ref().is_some_and(|r| r.raw(39) == Some(b"00")) {
-                ctx.batches.settled(&req);
-            }
-            (reply.map(Box::new), None)
-        }
-        Plan::Upload => (Box::pin(svc.upload(&req, at)).await.map(Box::new), None),
-        Plan::Local(rc) => (switch_reply(&req, rc.as_str()).ok().map(Box::new), None),
-        Plan::Repeat(rx) => {
-            // Boxed, as every branch that waits: the timer would enlarge every request's future.
-            let answer =
-                Box::pin(tokio::time::timeout(WAIT_FOR_ORIGINAL, super::repeats::answer_of(rx))).await;
-            let reply = match answer {
-                Ok(Some(a)) => repeat_reply(&req, &a),
-                // The original ended without an answer, or not in time: its outcome is
-                // unknown here, so this one is not approved.
-                Ok(None) => switch_reply(&req, "96"),
-                Err(_) => switch_reply(&req, "68"),
-            };
-            (reply.ok().map(Box::new), None)
-        }
-        Plan::Answered(a) => (repeat_reply(&req, &a).ok().map(Box::new), None),
-        Plan::Lookup => (switch_reply(&req, "96").ok().map(Box::new), None),
+        Plan::Repeat(rx) => (Box::pin(repeat::in_flight(msg, rx.clone())).await, None),
+        Plan::Answered(a) => (repeat::answered(msg, a), None),
+        Plan::Local(rc) => (switch_reply(msg, rc.as_str()).ok().map(Box::new), None),
+        // Resolved above; a lookup that planned another lookup is not forwarded.
+        Plan::Lookup => (switch_reply(msg, "96").ok().map(Box::new), None),
     };
-    if let (Some(claim), Some(msg)) = (claim, &built) {
+    let reversal = matches!(req.plan, Plan::Reversal { .. }).then(|| std::mem::take(&mut req.terminal));
+    let frame = answer(&ctx, &mut req, built, issuer);
+    (frame, reversal)
+}
+
+/// The terminal's reply frame: the repeat table told the answer, the request no longer in
+/// flight, the reply MACed and encoded, counted, and its end-to-end time recorded.
+fn answer(ctx: &ListenerCtx, req: &mut Request, built: Option<Box<Message>>, issuer: Option<usize>) -> Frame {
+    if let (Some(claim), Some(msg)) = (req.claim.take(), &built) {
         claim.finish(Answer::of_reply(msg));
     }
-    drop(inflight);
-    let mut body = BytesMut::with_capacity(frame.body.len() + 64);
+    req.inflight = None;
+    let mut body = BytesMut::with_capacity(req.frame.body.len() + 64);
     let built = built.map(|mut m| {
-        ctx.security.finish(&req, &mut m, mac);
+        ctx.security.finish(&req.msg, &mut m, req.mac);
         m
     });
     let body = match built {
@@ -583,7 +552,7 @@ async fn work(ctx: Arc<ListenerCtx>, w: Box<Work>, arrival: Arrival) -> (Frame, 
         }
         _ => Bytes::new(),
     };
-    let took = start.elapsed();
+    let took = req.arrival.instant.elapsed();
     ctx.end_to_end.record(took.as_secs_f64());
     if let Some(promised) = issuer.and_then(|i| ctx.issuers.get(i)).map(|i| i.reply_deadline())
         && took > promised
@@ -593,11 +562,8 @@ async fn work(ctx: Arc<ListenerCtx>, w: Box<Work>, arrival: Arrival) -> (Frame, 
     if body.is_empty() {
         tracing::error!(listener = %ctx.cfg.addr, "could not encode the reply");
     }
-    (frame.reply(body), reversal)
+    req.frame.reply(body)
 }
-
-/// How long a repeat waits at most for its original (itself bounded by its deadline).
-const WAIT_FOR_ORIGINAL: Duration = Duration::from_secs(60);
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Frame>,

@@ -1,136 +1,18 @@
-//! The terminal-estate steps around a forwarded request, as UnionPay-style POS terminals
-//! need them: voids, refunds and completions find their original in the journal through
-//! fields 37 (RRN), 38 (authorisation code) and 61 (original batch, trace and date) and
-//! are declined with 25 when it does not exist; a request in a batch (60.2) its terminal
-//! has already settled is declined with 77; a PIN block is translated to the chosen
-//! issuer's zone key (or the request declined, never forwarded); an approved void marks
-//! its original voided, a refund refunded, a completion its pre-authorisation completed
-//! (so that it is not completed twice); and requests in flight are known per terminal
-//! and STAN, so that a reversal that overtakes its original (the terminal timed out first)
-//! waits for the original's outcome before it is matched.
-//! May import: codec, routing core, issuer connector, journal, and the acceptor's services.
+//! The estate rules of UnionPay-style POS terminals (`Dialect::UnionPay`), which the
+//! forward and settlement handlers apply on such listeners only: voids, refunds and
+//! completions find their original in the journal through fields 37 (RRN), 38
+//! (authorisation code) and 61 (original batch, trace and date) and are declined with 25
+//! when it does not exist; a request in a batch (60.2) its terminal has already settled
+//! is declined with 77; an approved void marks its original voided, a refund refunded, a
+//! completion its pre-authorisation completed (so that it is not completed twice).
+//! May import: codec, routing core's transaction types, journal.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
-use tokio::sync::watch;
-
-use super::ListenerCtx;
-use super::service::Arrival;
 use crate::iso::Message;
 use crate::journal::{Journal, Query, Status, TxnRecord, Update};
-use crate::route::{Forward, Rc, txn::TxnType};
-
-/// How long a reversal waits at most for its original to finish (the original is itself
-/// bounded by its issuer deadline; this only guards against a deadline configured longer).
-const WAIT_FOR_ORIGINAL: Duration = Duration::from_secs(60);
-
-/// Requests in flight per (terminal, STAN) on a listener: a reversal that overtakes its
-/// original (the terminal gave up first) waits for it, and for it alone. Noting a request
-/// costs one lock of one of 16 shards and no allocation: the channel a reversal waits on
-/// is made by the reversal.
-#[derive(Default)]
-pub struct Pending {
-    shards: [Mutex<HashMap<PendingKey, Slot, std::hash::BuildHasherDefault<Fold>>>; 16],
-    next: std::sync::atomic::AtomicU64,
-}
-
-/// A cheap hash for the in-flight map: it holds only requests in flight (bounded by the
-/// connections' in-flight caps), so a terminal choosing colliding keys slows its own
-/// listener's lookups at most, never grows anything.
-#[derive(Default)]
-struct Fold(u64);
-
-impl std::hash::Hasher for Fold {
-    fn finish(&self) -> u64 {
-        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-}
-
-/// Field 41 (trimmed, at most 16 bytes: a longer one is cut, which only makes a reversal
-/// wait for a request that shares its first 16 bytes and STAN) and field 11.
-type PendingKey = ([u8; 16], u32);
-
-struct Slot {
-    /// Which request holds the slot (a retransmission may take it over).
-    id: u64,
-    /// Dropped when the request ends: a waiting reversal then goes on.
-    done: Option<watch::Sender<()>>,
-}
-
-/// Held while a request is in flight; dropping it tells waiting reversals it is done.
-pub struct InFlight {
-    pending: Arc<Pending>,
-    key: PendingKey,
-    id: u64,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let mut map = self.pending.shard(&self.key);
-        // A retransmission with the same key may have taken the slot since: it keeps it.
-        if map.get(&self.key).is_some_and(|slot| slot.id == self.id) {
-            map.remove(&self.key);
-        }
-    }
-}
-
-impl Pending {
-    fn shard(
-        &self,
-        key: &PendingKey,
-    ) -> std::sync::MutexGuard<'_, HashMap<PendingKey, Slot, std::hash::BuildHasherDefault<Fold>>> {
-        let i = (key.1 as usize ^ usize::from(key.0[key.0.len() - 1])) % self.shards.len();
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn key(req: &Message) -> PendingKey {
-        let mut tid = [0u8; 16];
-        if let Some(t) = req.terminal_id() {
-            let t = t.trim_end().as_bytes();
-            let n = t.len().min(tid.len());
-            tid[..n].copy_from_slice(&t[..n]);
-        }
-        (tid, req.stan().unwrap_or(u32::MAX))
-    }
-
-    /// Note `req` as in flight until the returned guard drops. Called when the request is
-    /// read, before any later frame of its connection is: a reversal read after it finds it.
-    pub fn start(self: &Arc<Self>, req: &Message) -> InFlight {
-        let key = Self::key(req);
-        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.shard(&key).insert(key, Slot { id, done: None });
-        InFlight { pending: self.clone(), key, id }
-    }
-
-    /// Wait until the request with the terminal and STAN of `rev` is no longer in flight.
-    pub async fn wait_for(&self, rev: &Message) {
-        let key = Self::key(rev);
-        let rx = self.shard(&key).get_mut(&key).map(|slot| match &slot.done {
-            Some(tx) => tx.subscribe(),
-            None => {
-                let (tx, rx) = watch::channel(());
-                slot.done = Some(tx);
-                rx
-            }
-        });
-        if let Some(mut rx) = rx {
-            tracing::info!("reversal waits for its original, still in flight");
-            // `changed` errs once the sender (the original's slot) is dropped.
-            let _ =
-                tokio::time::timeout(WAIT_FOR_ORIGINAL, async { while rx.changed().await.is_ok() {} }).await;
-        }
-    }
-}
+use crate::route::txn::TxnType;
 
 /// The last batch each terminal settled (60.2 of its balanced 0500): a request in that
 /// batch or an earlier one is refused with 77 (sign on again). A terminal not seen since
@@ -165,7 +47,7 @@ impl Batches {
     }
 
     /// Whether `req` belongs to a batch its terminal has already settled.
-    async fn stale(&self, req: &Message, journal: Option<&Journal>) -> bool {
+    pub async fn stale(&self, req: &Message, journal: Option<&Journal>) -> bool {
         let Some(b) = batch_of(req) else { return false };
         let terminal = terminal_of(req);
         let known = self.lock().get(&terminal).copied();
@@ -254,95 +136,61 @@ fn matches(o: &TxnRecord, terminal: &str, n: &Names, types: &[&str]) -> bool {
         && n.date.as_deref().is_none_or(|d| o.business_date.get(4..8) == Some(d))
 }
 
-/// Forward `req` as planned, with the estate's steps around it; `None` only when no reply
-/// could be built. The bool says whether the issuer was asked (for response metrics).
-pub async fn forward(
-    ctx: &ListenerCtx,
-    req: &Message,
-    issuer: usize,
-    fwd: &Forward,
-    arrival: Arrival,
-) -> (Option<Box<Message>>, bool) {
-    let at = arrival.at;
-    let svc = &ctx.services;
-    let txn = fwd.txn_type.as_str();
-    let decline = |rc: &str| Rc::parse(rc).unwrap_or(Rc(*b"96"));
-    // The journal cannot write: no issuer is asked for what could not be recorded.
-    if let Some(refused) = svc.refuse_unrecordable(req) {
-        return (Some(refused), false);
-    }
-    if ctx.batches.stale(req, svc.journal.as_ref()).await {
-        tracing::info!(txn, "request in a batch already settled");
-        let rc = crate::rc::Outcome::BatchMismatch.generic_rc();
-        return (Box::pin(svc.decline(req, decline(rc), None, txn, at)).await.map(Box::new), false);
-    }
-    // Only requests that name an original (field 61) are held to one: generic dialects'
-    // voids without it go to the issuer as before.
-    let mut original = None;
-    if let (Some(j), Some(types), true) = (&svc.journal, original_types(fwd.txn_type, req), req.has(61)) {
-        let n = names(req);
-        let terminal = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
-        let q = match &n.rrn {
-            Some(r) => Query::ByRrn(r.clone()),
-            None => Query::Recent { terminal: terminal.clone(), limit: 1000 },
-        };
-        match Box::pin(j.query(q)).await {
-            // Boxed, as is the translated request below: both live across the forward's
-            // await, and inline they would add a kilobyte to every forward's future.
-            Ok(rows) => {
-                original = rows.into_iter().rev().find(|o| matches(o, &terminal, &n, types)).map(Box::new)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "journal query for an original failed");
-                return (Box::pin(svc.decline(req, decline("96"), None, txn, at)).await.map(Box::new), false);
-            }
-        }
-        if original.is_none() {
-            tracing::info!(txn, "original transaction not found");
-            let rc = crate::rc::Outcome::OriginalNotFound.generic_rc();
-            return (Box::pin(svc.decline(req, decline(rc), None, txn, at)).await.map(Box::new), false);
-        }
-    }
-    let translated = match ctx.security.translate_pin(req, issuer) {
-        Ok(t) => t.map(Box::new),
-        Err(rc) => {
-            return (Box::pin(svc.decline(req, decline(rc), None, txn, at)).await.map(Box::new), false);
-        }
+/// What the journal says of the original a request names.
+pub enum Original {
+    /// The request names none (not a void, refund or completion, or no field 61).
+    NotNamed,
+    /// The approved original, still open to this request.
+    Found(Box<TxnRecord>),
+    /// Named but not found (or no longer open): the request is declined.
+    Missing,
+    /// The journal could not say: the request is declined with 96.
+    Unknown,
+}
+
+/// The original a void, refund or completion names through fields 37, 38 and 61. Only
+/// requests that carry field 61 are held to one: voids without it go to the issuer.
+pub async fn find_original(journal: &Journal, req: &Message, txn: TxnType) -> Original {
+    let (Some(types), true) = (original_types(txn, req), req.has(61)) else { return Original::NotNamed };
+    let n = names(req);
+    let terminal = terminal_of(req);
+    let q = match &n.rrn {
+        Some(r) => Query::ByRrn(r.clone()),
+        None => Query::Recent { terminal: terminal.clone(), limit: 1000 },
     };
-    let mut plan = fwd.clone();
-    if translated.is_some() && plan.backup.is_some() {
-        // The block is under this issuer's zone key only: no failover with it.
-        plan.backup = None;
-    }
-    if original.as_ref().is_some_and(|o| o.txn_type == "preauth") {
-        // Releasing a hold gives back no fee: none was charged.
-        plan.fee = 0;
-        plan.split = Default::default();
-    }
-    let out = translated.as_deref().unwrap_or(req);
-    let reply = svc.forward_as(&ctx.issuers, req, out, issuer, &plan, arrival).await;
-    let approved = reply.as_ref().is_some_and(|r| r.raw(39) == Some(b"00"));
-    if let (true, Some(o), Some(j)) = (approved, &original, &svc.journal) {
-        let status = match fwd.txn_type {
-            TxnType::Void => Some(Status::Voided),
-            TxnType::Refund => Some(Status::Refunded),
-            TxnType::PreAuthCompletion => Some(Status::Completed),
-            _ => None,
-        };
-        if let Some(status) = status {
-            let upd = Update::SetStatus {
-                terminal: o.terminal_id.clone(),
-                stan: o.stan.clone(),
-                transmission_time: o.transmission_time.clone(),
-                mti: o.mti.clone(),
-                status,
-            };
-            if let Err(e) = Box::pin(j.update(upd)).await {
-                tracing::error!(error = %e, "marking the original failed");
-            }
+    match Box::pin(journal.query(q)).await {
+        // Boxed: the original lives across the forward's await, and inline it would add
+        // to every forward's future.
+        Ok(rows) => match rows.into_iter().rev().find(|o| matches(o, &terminal, &n, types)) {
+            Some(o) => Original::Found(Box::new(o)),
+            None => Original::Missing,
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "journal query for an original failed");
+            Original::Unknown
         }
     }
-    (reply, true)
+}
+
+/// After an approved void, refund or completion: its original marked voided, refunded or
+/// completed, so that it is not undone or completed twice.
+pub async fn mark_original(journal: &Journal, original: &TxnRecord, txn: TxnType) {
+    let status = match txn {
+        TxnType::Void => Status::Voided,
+        TxnType::Refund => Status::Refunded,
+        TxnType::PreAuthCompletion => Status::Completed,
+        _ => return,
+    };
+    let upd = Update::SetStatus {
+        terminal: original.terminal_id.clone(),
+        stan: original.stan.clone(),
+        transmission_time: original.transmission_time.clone(),
+        mti: original.mti.clone(),
+        status,
+    };
+    if let Err(e) = Box::pin(journal.update(upd)).await {
+        tracing::error!(error = %e, "marking the original failed");
+    }
 }
 
 #[cfg(test)]

@@ -3,15 +3,42 @@
 //! switch's entry point that wires config, metrics, the issuer connector and the router
 //! together and stops gracefully on a cancellation token (stop accepting, drain the
 //! requests in flight up to a bound, then close the issuer links).
+//!
+//! Where each kind of request is handled:
+//!
+//! | request | file |
+//! |---------|------|
+//! | every frame: decode, MAC check, repeat check, plan, hold, reply | `conn.rs` |
+//! | network management (sign-on, echo): answered at once | `conn.rs`, `security.rs` |
+//! | the plan of a request (rules → `Plan`) | `service.rs` `Services::plan` |
+//! | financial requests for an issuer (0100/0200/0220…) | `handlers/forward.rs` |
+//! | … decided on the issuer's behalf (stand-in) | `standin/` |
+//! | reversals (0400/0420) | `handlers/reversal.rs` |
+//! | batch settlement (0500) | `handlers/settle.rs` |
+//! | batch upload (0320) | `handlers/upload.rs` |
+//! | the switch's own declines | `handlers/decline.rs` |
+//! | retransmissions and repeats | `handlers/repeat.rs`, `repeats.rs` |
+//!
+//! A request travels as a `Request` (`request.rs`); every handler journals through the
+//! services' `Recorder` (`record.rs`) and builds its reply with `reply.rs`. The estate
+//! rules of UnionPay-style terminals (batches, originals named by field 61) are in
+//! `cup.rs`, applied where the listener's `Dialect` (`dialect.rs`) says so; reversals that
+//! overtake their original wait through `inflight.rs`.
 //! May import: every layer below (codec, framing, issuer connector) and the edges.
 
 mod conn;
 mod cup;
+pub mod dialect;
+mod handlers;
 pub mod indoubt;
+mod inflight;
 mod late;
+mod queue_reversal;
+pub mod record;
 mod rejected;
 pub mod repeats;
 pub mod reply;
+pub mod request;
 pub mod retention;
 pub mod security;
 pub mod service;
@@ -37,7 +64,9 @@ use crate::iso::Spec;
 use crate::issuer::{IssuerError, Issuers, StartOptions};
 use crate::metrics as m;
 use crate::telemetry::{THROTTLE_INTERVAL, Throttle};
-pub use service::{Plan, ServiceError, Services};
+pub use dialect::Dialect;
+pub use request::Plan;
+pub use service::{ServiceError, Services};
 
 /// Why the switch could not start.
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +89,13 @@ pub enum Error {
 pub(crate) struct ListenerCtx {
     cfg: ListenerConfig,
     spec: Arc<Spec>,
+    /// The estate rules its terminals follow, decided once at start.
+    dialect: Dialect,
     services: Arc<Services>,
     issuers: Arc<Issuers>,
     security: security::Security,
     /// Terminals' requests in flight, for reversals that overtake their original.
-    pending: Arc<cup::Pending>,
+    inflight: Arc<inflight::InFlightTable>,
     /// Batches terminals have settled, for their batch numbers (60.2).
     batches: cup::Batches,
     write_bound: Duration,
@@ -259,12 +290,13 @@ pub async fn serve_with(
     for ((lc, spec, tls, listener, bound, security), cap) in prepared.into_iter().zip(caps.iter().copied()) {
         addrs.push(bound);
         let ctx = Arc::new(ListenerCtx {
+            dialect: Dialect::of(&spec),
             cfg: lc,
             spec,
             services: services.clone(),
             issuers: issuers.clone(),
             security,
-            pending: Arc::default(),
+            inflight: Arc::default(),
             batches: cup::Batches::default(),
             write_bound: Duration::from_millis(cfg.timeouts.write_ms),
             requests: m::RequestCounters::new(),

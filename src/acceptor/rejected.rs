@@ -2,12 +2,12 @@
 //! told 96 by the caller, and a request the issuer may have approved is reversed with it
 //! through store-and-forward, exactly as an unanswered one is after its deadline, so that
 //! no approval the terminal never saw stays on the cardholder's account.
-//! May import: codec, issuer connector, and the acceptor's services.
+//! May import: codec, issuer connector, and the acceptor's reversal queue.
 
 use crate::iso::Message;
 use crate::issuer::{Issuers, Rejected, reversal};
 
-use super::service::reverse_with_issuer;
+use super::queue_reversal::reverse_with_issuer;
 
 /// Queue the reversal of `out` (the request as forwarded to `issuer_name`; `req` is the
 /// terminal's) after the issuer's reply to it was rejected, when that reply may have

@@ -22,7 +22,7 @@
 //! bytes each); past it the older generation is dropped early and misses become `Unsure`
 //! until the window has passed what it held. At start the switch reloads the
 //! day's keys from the journal (`load`). Nodes sharing a PostgreSQL journal see each
-//! other's keys through the journal's claim instead (`Services::forward_as`).
+//! other's keys through the journal's claim instead (`handlers/forward.rs`).
 //!
 //! Locks: one of 64 shard mutexes per check and per answer, never held across an
 //! `.await`; waiting happens on a `watch` channel of the original.

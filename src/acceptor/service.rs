@@ -1,8 +1,10 @@
-//! What the acceptor does with one decoded request: ask the routing core, forward to the
-//! chosen issuer, answer batch settlement from the journal, and journal the outcome
-//! before the terminal hears of it. The connection task drives these futures; this file
-//! holds the decisions and the journal rows, not the sockets.
-//! May import: codec, routing core, issuer connector, journal, settlement, config.
+//! The switch's shared services and what a request is planned to be: the routing core,
+//! the journal and its recorder, the repeat table, the operator's suspensions and the
+//! stand-in policies (`Services`, opened from the configuration and reloaded on SIGHUP or
+//! through the admin API), and `Services::plan`, which turns a decoded request into the
+//! `Plan` whose kind picks its handler (see `handlers`).
+//! May import: codec, routing core, issuer connector, journal, config, and the
+//! acceptor's leaf modules (request, record, repeats, suspensions, stand-in policies).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,14 +12,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::iso::Message;
-use crate::issuer::{ForwardOptions, Issuers, Origin, Outcome, SafPolicy, SafStore, Target};
+use crate::issuer::{SafPolicy, SafStore};
 use crate::journal::saf::{SafKey, SqlSaf};
-use crate::journal::{Journal, JournalConfig, PanHasher, Query, Status, TxnRecord, Update, business_date};
+use crate::journal::{Journal, JournalConfig, PanHasher};
 use crate::route::{self, Decision, Now, Rc, RuleSet};
-use crate::settle::batch;
 
-use super::repeats::{Answer, Repeats, Window};
-use super::reply::{issuer_reply, switch_reply};
+use super::record::Recorder;
+use super::repeats::{Repeats, Window};
+use super::reply::switch_reply;
+use super::request::Plan;
 
 /// Key of the keyed PAN hash when the configuration names none (development only).
 const DEV_PAN_KEY: &[u8] = b"isoswitch development PAN key";
@@ -40,17 +43,14 @@ pub struct Services {
     pub router: Arc<route::Router>,
     pub journal: Option<Journal>,
     /// The journal is shared with other switch nodes: keys are claimed before forwarding.
-    shared: bool,
+    pub(super) shared: bool,
     /// Where the journal lives, for the store-and-forward queue beside it.
     journal_cfg: Option<JournalConfig>,
     /// A store-and-forward store made by the caller (`open_with`), used in place of the
     /// one `saf_store` would open.
     saf_given: Option<Arc<dyn SafStore>>,
-    hasher: PanHasher,
-    /// Recent time of a journal commit awaited before an approval (microseconds, moving
-    /// average): admission control keeps that much of each deadline for it.
-    commit_us: std::sync::atomic::AtomicU64,
-    switch_id: String,
+    /// Makes and commits the journal rows of requests, for every handler.
+    pub recorder: Recorder,
     /// Every configured issuer by name (not only those the first rules named: a reload may
     /// route to any of them).
     issuer_index: HashMap<String, usize>,
@@ -160,16 +160,15 @@ impl Services {
             Some(s) => Window::Millis(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)),
             None => Window::BusinessDay { utc_offset_minutes: router.rules().registry.utc_offset_minutes },
         };
+        let router = Arc::new(router);
         Ok(Services {
             repeats: Repeats::new(window, cfg.repeats.capacity),
-            router: Arc::new(router),
+            recorder: Recorder::new(journal.clone(), router.clone(), hasher, cfg.switch_id.clone()),
+            router,
             journal,
             shared: false,
             journal_cfg: None,
             saf_given: None,
-            hasher,
-            commit_us: std::sync::atomic::AtomicU64::new(0),
-            switch_id: cfg.switch_id.clone(),
             issuer_index,
             suspensions: Default::default(),
             standin: super::standin::StandIn::new(cfg),
@@ -329,582 +328,6 @@ impl Services {
             },
         }
     }
-
-    /// The journal row of a request, before its outcome is known. Boxed: the row lives
-    /// across the issuer's answer and the commit, and a pointer keeps the request's future
-    /// (copied whenever it moves) and each hand-over on the way to the writer small.
-    pub(super) fn row(&self, req: &Message, received_at: i64, txn: &str, decision: &str) -> Box<TxnRecord> {
-        let rules = self.router.rules();
-        let mut r = Box::new(TxnRecord::from_request(req, &self.hasher));
-        r.switch_id.clone_from(&self.switch_id);
-        r.received_at = received_at;
-        r.business_date = business_date(received_at, rules.registry.utc_offset_minutes);
-        r.txn_type = txn.to_string();
-        r.decision = decision.to_string();
-        r.settle_cycle = if rules.settles_same_day(&r.merchant_id) { "T0" } else { "T1" }.to_string();
-        r
-    }
-
-    /// Journal `row` (when there is a journal). An approval must not reach the terminal
-    /// unless this succeeded; the caller turns a failure into 96.
-    pub(super) async fn journal(&self, row: Box<TxnRecord>) -> bool {
-        let Some(j) = &self.journal else { return true };
-        match j.record_boxed(row).await {
-            Ok(true) => true,
-            Ok(false) => {
-                // Another row holds this transaction's terminal key: this outcome is not
-                // recorded, so it must not be answered as if it were.
-                tracing::error!("journal row not written: its terminal key is held by another row");
-                false
-            }
-            Err(e) => {
-                write_failed(j, &e);
-                false
-            }
-        }
-    }
-
-    /// Time to keep, of a forwarded request's deadline, for the journal commit of its
-    /// approval (the recent average), so that under a lagging group commit requests are
-    /// shed early with 91 rather than approved after their deadline: the issuer ends its
-    /// reply wait that much earlier too. It caps it at half the deadline, so some requests
-    /// are always admitted and the average follows.
-    fn commit_reserve(&self) -> std::time::Duration {
-        std::time::Duration::from_micros(self.commit_us.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    fn commit_seen(&self, took: std::time::Duration) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let us = took.as_micros() as u64;
-        let old = self.commit_us.load(Relaxed);
-        self.commit_us.store(old - old / 16 + us / 16, Relaxed);
-    }
-
-    /// Journal a row that approves nothing (a decline, 91, 68): committed before the
-    /// answer when the group commit keeps up, but the answer does not wait past `by`, the
-    /// deadline the terminal was promised — under overload a commit can lag by hundreds of
-    /// milliseconds, and a 91 or 68 that arrives late is worth less than none. The row is
-    /// committed all the same, just after the answer: it is queued before this returns
-    /// whenever the queue has room, so a look-up made after the answer (a reversal
-    /// matching this request, which waits for it to finish) is answered after its commit
-    /// and finds it; with the queue full it waits for room in a task of its own.
-    pub(super) async fn journal_until(&self, row: Box<TxnRecord>, by: std::time::Instant) {
-        let Some(j) = &self.journal else { return };
-        let commit = match j.try_submit(row) {
-            Ok(commit) => commit,
-            Err(row) => {
-                // The queue is full (overload): the row waits for room in a task of its own.
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let j = j.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(j.record_boxed(row).await);
-                });
-                rx
-            }
-        };
-        match tokio::time::timeout_at(by.into(), commit).await {
-            Ok(Ok(Ok(_))) => {}
-            Ok(Ok(Err(e))) => write_failed(j, &e),
-            Ok(Err(_)) => tracing::error!("journal writer gone before the commit"),
-            Err(_) => tracing::debug!("journal commit still pending at the deadline; answered first"),
-        }
-    }
-
-    /// Answer a declined request, journalled.
-    pub async fn decline(
-        &self,
-        req: &Message,
-        rc: Rc,
-        field44: Option<&str>,
-        txn: &str,
-        at: i64,
-    ) -> Option<Message> {
-        if self.journal.is_some() {
-            let mut row = self.row(req, at, txn, "decline");
-            if rc == Rc::DUPLICATE {
-                // Another transaction holds this key: the 94 is recorded beside it.
-                row.txn_key = None;
-            }
-            row.rc = rc.as_str().to_string();
-            row.status = Some(Status::Declined);
-            row.answered_at = Some(now_ms());
-            self.journal(row).await;
-        }
-        let mut out = switch_reply(req, rc.as_str()).ok()?;
-        if let Some(text) = field44
-            && req.spec().field(44).is_some()
-        {
-            let max = req.spec().field(44).map_or(0, |f| f.max as usize);
-            let text: String = text.chars().filter(|c| (' '..='~').contains(c)).take(max).collect();
-            let _ = out.set(44, &text);
-        }
-        Some(out)
-    }
-
-    /// Forward a request and build the terminal's reply, journalled before it is returned.
-    /// `out` is sent to the issuer in place of `req` (the request with its PIN block
-    /// translated to the issuer's zone key); the reply and the journal row are built from
-    /// `req`. The issuer's deadline counts from `arrival`.
-    pub async fn forward_as(
-        &self,
-        issuers: &Issuers,
-        req: &Message,
-        out: &Message,
-        issuer: usize,
-        fwd: &route::Forward,
-        arrival: Arrival,
-    ) -> Option<Box<Message>> {
-        let Arrival { at, instant: arrived, source } = arrival;
-        if let Some(refused) = self.refuse_unrecordable(req) {
-            return Some(refused);
-        }
-        // Without a journal no row is built: its strings and the PAN hash would be wasted.
-        let primary = issuers.get(issuer).map_or("", |i| i.name());
-        let mut row = self.journal.as_ref().map(|_| {
-            let mut row = self.row(req, at, fwd.txn_type.as_str(), "forward");
-            row.issuer = Some(primary.to_string());
-            row.route = Some(fwd.issuer.to_string());
-            row
-        });
-        if self.shared
-            && let (Some(j), Some(row)) = (&self.journal, &row)
-        {
-            // Another node may have this transaction already: the shared journal decides.
-            // Boxed, as is the journal write below: inline they would make the future of
-            // every forward (journal or not) kilobytes larger, and it is moved per request.
-            match Box::pin(j.claim(TxnRecord::clone(row))).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    // Another node (or an earlier run) holds this key: the request is a
-                    // repeat of that transaction, answered as it was, or, with another
-                    // amount, a different transaction reusing the key (94).
-                    let until =
-                        arrived + issuers.get(issuer).map_or(std::time::Duration::ZERO, |i| i.answer_by());
-                    let answer = Box::pin(self.answer_in_journal(j, row, until)).await;
-                    tracing::info!(
-                        rc = answer.as_ref().map(|a| a.rc()),
-                        "repeat of a transaction another node holds"
-                    );
-                    let reply = match answer {
-                        Some(a) => super::reply::repeat_reply(req, &a),
-                        None => switch_reply(req, Rc::DUPLICATE.as_str()),
-                    };
-                    return reply.ok().map(Box::new);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "journal claim failed");
-                    return switch_reply(req, "96").ok().map(Box::new);
-                }
-            }
-        }
-        let answer_by = arrived + issuers.get(issuer).map_or(std::time::Duration::ZERO, |i| i.answer_by());
-        if let Some(trigger) = self.standin.trigger_before(issuers, primary, fwd.backup)
-            && let Some(i) = issuers.get(issuer)
-        {
-            // Known down (or the operator's stand-in): decided now, not at the deadline.
-            let occasion = super::standin::Occasion { trigger, otherwise: "91", answer_by };
-            return Box::pin(self.stand_in(i, req, fwd, row, occasion)).await;
-        }
-        if let Some(row) = &mut row {
-            row.forwarded_at = Some(now_ms());
-        }
-        // Who answered and the STAN it was asked with, should its approval go unrecorded.
-        let mut answered = None;
-        let mut switch_stan = None;
-        let outcome = match issuers
-            .forward(
-                Target { primary, backup: fwd.backup },
-                out,
-                ForwardOptions {
-                    class: fwd.class,
-                    reserve: self.commit_reserve(),
-                    origin: Origin { arrival: arrived, source },
-                },
-            )
-            .await
-        {
-            Some((answered_by, outcome)) => {
-                if answered_by.name() != primary
-                    && let Some(row) = &mut row
-                {
-                    row.issuer = Some(answered_by.name().to_string());
-                }
-                answered = Some(answered_by);
-                outcome
-            }
-            None => Outcome::Unavailable,
-        };
-        // The issuer could not answer: its stand-in policy may decide instead. After a
-        // timeout the request was reversed (stored) before the outcome came back, so the
-        // issuer's possible approval is undone before the switch approves in its place.
-        let stand_in = match &outcome {
-            Outcome::Reply(_) => {
-                self.standin.answered(primary);
-                None
-            }
-            Outcome::Unavailable if super::standin::all_down(issuers, primary, fwd.backup) => {
-                Some((super::standin::policy::Trigger::Down, "91"))
-            }
-            Outcome::Timeout | Outcome::LinkLost => Some((super::standin::policy::Trigger::Timeout, "68")),
-            _ => None,
-        };
-        if let Some((trigger, otherwise)) = stand_in
-            && let Some(i) = issuers.get(issuer)
-            && self.standin.policy(primary).is_some_and(|p| p.applies(trigger))
-        {
-            let occasion = super::standin::Occasion { trigger, otherwise, answer_by };
-            return Box::pin(self.stand_in(i, req, fwd, row, occasion)).await;
-        }
-        let reply = match outcome {
-            Outcome::Reply(answer) => {
-                switch_stan = answer.stan();
-                if let Some(row) = &mut row {
-                    row.switch_stan = answer.text(11).map(|s| s.into_owned());
-                    row.auth_code = answer.text(38).map(|s| s.into_owned());
-                    // A terminal that sent no RRN keeps the one its reply carries: its voids
-                    // and refunds name the original by it (field 37).
-                    if row.rrn.is_none() {
-                        row.rrn = answer.text(37).map(|s| s.into_owned());
-                    }
-                }
-                issuer_reply(req, answer).ok()
-            }
-            Outcome::Rejected(r) => {
-                // Not believed: nothing of the reply (its 38 least of all) reaches the row.
-                if let Some(row) = &mut row {
-                    row.switch_stan = Some(format!("{:06}", r.switch_stan));
-                }
-                let name = answered.as_ref().map_or(primary, |i| i.name());
-                Box::pin(super::rejected::reverse_rejected(issuers, req, out, name, r)).await;
-                switch_reply(req, crate::rc::Outcome::SystemMalfunction.generic_rc()).ok().map(Box::new)
-            }
-            other => switch_reply(req, other.switch_rc().unwrap_or("96")).ok().map(Box::new),
-        };
-        let mut reply = reply.or_else(|| switch_reply(req, "96").ok().map(Box::new))?;
-        let Some(mut row) = row else { return Some(reply) };
-        row.answered_at = Some(now_ms());
-        row.rc = reply.text(39).map(|s| s.into_owned()).unwrap_or_else(|| "96".into());
-        let approved = row.rc == "00";
-        row.status = Some(if approved { Status::Approved } else { Status::Declined });
-        row.fee = if approved { fwd.fee } else { 0 };
-        if approved {
-            let t0 = std::time::Instant::now();
-            let ok = Box::pin(self.journal(row)).await;
-            self.commit_seen(t0.elapsed());
-            if !ok {
-                // Nothing unrecorded is approved: the terminal is told the switch failed, and
-                // the issuer's approval is reversed (held in memory if the store fails too).
-                reply = switch_reply(req, "96").ok().map(Box::new)?;
-                self.reverse_unrecorded(issuers, req, answered.as_ref().map(|i| i.name()), switch_stan).await;
-            }
-        } else {
-            let by = issuers.get(issuer).map_or(std::time::Duration::ZERO, |i| i.answer_by());
-            Box::pin(self.journal_until(row, arrived + by)).await;
-        }
-        Some(reply)
-    }
-
-    /// The plan of a request whose terminal key memory could not prove new: its answer
-    /// when the journal holds the key with the same amount, 94 with another amount, the
-    /// rules' plan when the journal does not hold it, 96 when the journal cannot say
-    /// (the request is then not forwarded: it might be a repeat).
-    pub async fn lookup_repeat(&self, req: &Message, at: i64) -> Plan {
-        let Some(j) = &self.journal else { return self.plan(req, at) };
-        let (Some(terminal), Some(stan), Some(key)) =
-            (req.text(41), req.text(11), crate::journal::txn_key(req))
-        else {
-            return self.plan(req, at);
-        };
-        let q = Query::ByKey { terminal: terminal.into_owned(), stan: stan.into_owned(), txn_key: key };
-        match j.query(q).await {
-            Ok(rows) => match rows.first() {
-                None => self.plan(req, at),
-                Some(o) if req.amount().and_then(|a| i64::try_from(a).ok()) != Some(o.amount) => {
-                    Plan::Decline { rc: Rc::DUPLICATE, field44: None, txn: "duplicate" }
-                }
-                // A claim without its outcome: the transaction is in flight elsewhere.
-                Some(o) if o.rc.is_empty() => Plan::Answered(Answer::new("96", None, None)),
-                Some(o) => Plan::Answered(Answer::of_row(o)),
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "journal query for a repeated terminal key failed");
-                Plan::Answered(Answer::new("96", None, None))
-            }
-        }
-    }
-
-    /// The answer the shared journal holds for the transaction `row` repeats, waiting
-    /// (until `until`) while another node has it in flight; `None` when the row there has
-    /// another amount (a different transaction reusing the key: 94).
-    async fn answer_in_journal(
-        &self,
-        j: &Journal,
-        row: &TxnRecord,
-        until: std::time::Instant,
-    ) -> Option<Answer> {
-        let q = Query::ByKey {
-            terminal: row.terminal_id.clone(),
-            stan: row.stan.clone(),
-            txn_key: row.txn_key.clone().unwrap_or_default(),
-        };
-        loop {
-            match j.query(q.clone()).await {
-                Ok(rows) => match rows.first() {
-                    Some(o) if o.amount != row.amount => return None,
-                    Some(o) if !o.rc.is_empty() => return Some(Answer::of_row(o)),
-                    _ => {}
-                },
-                Err(e) => {
-                    tracing::error!(error = %e, "journal query for a repeated terminal key failed");
-                    return Some(Answer::new("96", None, None));
-                }
-            }
-            if std::time::Instant::now() + std::time::Duration::from_millis(25) >= until {
-                return Some(Answer::new("68", None, None));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Reverse with `issuer` an approval of `req` that could not be journalled (its switch
-    /// STAN `switch_stan`). Counted for the journal's recovery line; a reversal that cannot
-    /// even be queued is logged, every time: the issuer then holds an authorisation.
-    async fn reverse_unrecorded(
-        &self,
-        issuers: &Issuers,
-        req: &Message,
-        issuer: Option<&str>,
-        switch_stan: Option<u32>,
-    ) {
-        let stan = switch_stan.map(|s| format!("{s:06}"));
-        let f7 = req.text(7).unwrap_or_default();
-        let queued = match issuer {
-            Some(name) => reverse_with_issuer(issuers, req, name, stan.as_deref(), req.mti(), &f7).await,
-            None => Err("the issuer that approved is unknown".to_string()),
-        };
-        match queued {
-            Ok(_) => {
-                if let Some(j) = &self.journal {
-                    j.health().reversal_queued();
-                }
-                tracing::debug!("unrecorded approval reversed with its issuer");
-            }
-            Err(e) => tracing::error!(error = %e, "approval not recorded and its reversal NOT queued"),
-        }
-    }
-
-    /// A terminal's reversal (0400/0420). Its original is looked up by terminal, STAN and
-    /// amount: unknown originals are acknowledged and recorded without bothering the
-    /// issuer; known ones are queued (durably, idempotently by field 90) for the issuer that
-    /// answered them and marked reversed. Either way the terminal gets 00 at once.
-    pub async fn reversal(
-        &self,
-        issuers: &Issuers,
-        req: &Message,
-        fwd: &route::Forward,
-        at: i64,
-    ) -> Option<Message> {
-        let j = self.journal.as_ref()?;
-        let mut row = self.row(req, at, "reversal", "reversal");
-        let terminal = row.terminal_id.clone();
-        let original = j
-            .query(Query::Original { terminal: terminal.clone(), stan: row.stan.clone(), amount: row.amount })
-            .await
-            .map_err(|e| tracing::error!(error = %e, "journal query failed"))
-            .ok()?
-            .into_iter()
-            // 68: the switch timed it out and reversed it with the issuer itself.
-            .find(|o| o.rc == "00" || o.rc.is_empty() || o.rc == "68");
-        row.answered_at = Some(now_ms());
-        row.rc = "00".into();
-        row.status = Some(Status::Approved);
-        let Some(orig) = original else {
-            tracing::info!("reversal of an unknown or declined original acknowledged");
-            self.journal(row).await;
-            return switch_reply(req, "00").ok();
-        };
-        let mark_reversed = Update::SetStatus {
-            terminal: terminal.clone(),
-            stan: orig.stan.clone(),
-            transmission_time: orig.transmission_time.clone(),
-            mti: orig.mti.clone(),
-            status: Status::Reversed,
-        };
-        if orig.decision == "stand-in" {
-            let rc = Box::pin(self.reverse_stand_in(issuers, req, &orig)).await;
-            if rc == "00"
-                && let Err(e) = j.update(mark_reversed).await
-            {
-                tracing::error!(error = %e, "marking the original reversed failed");
-            }
-            row.issuer.clone_from(&orig.issuer);
-            row.rc = rc.to_string();
-            if rc != "00" {
-                row.status = Some(Status::Declined);
-            }
-            self.journal(row).await;
-            return switch_reply(req, rc).ok();
-        }
-        if orig.rc == "68" {
-            if let Err(e) = j.update(mark_reversed).await {
-                tracing::error!(error = %e, "marking the original reversed failed");
-            }
-            self.journal(row).await;
-            return switch_reply(req, "00").ok();
-        }
-        let issuer_name = orig.issuer.clone().unwrap_or_else(|| fwd.issuer.to_string());
-        row.issuer = Some(issuer_name.clone());
-        let queued = reverse_with_issuer(
-            issuers,
-            req,
-            &issuer_name,
-            orig.switch_stan.as_deref(),
-            &orig.mti,
-            &orig.transmission_time,
-        )
-        .await;
-        match queued {
-            Ok(fresh) => {
-                if !fresh {
-                    tracing::info!("reversal already queued for this original");
-                }
-                if let Err(e) = j.update(mark_reversed).await {
-                    tracing::error!(error = %e, "marking the original reversed failed");
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "terminal reversal could not be queued");
-                row.rc = "96".into();
-                row.status = Some(Status::Declined);
-            }
-        }
-        let rc = row.rc.clone();
-        self.journal(row).await;
-        switch_reply(req, &rc).ok()
-    }
-
-    /// Batch upload (0320): recorded as the terminal reports it (not settled from: the
-    /// journal's own rows are the record of what was approved) and acknowledged with 00.
-    pub async fn upload(&self, req: &Message, at: i64) -> Option<Message> {
-        let mut row = self.row(req, at, "batch_upload", "local");
-        row.rc = "00".into();
-        row.answered_at = Some(now_ms());
-        if !self.journal(row).await {
-            return switch_reply(req, "96").ok();
-        }
-        switch_reply(req, "00").ok()
-    }
-
-    /// Terminal batch settlement (0500): the terminal's totals against the journal's for
-    /// its open batch (on UnionPay-style terminals the batch 60.2 names); 00 and the batch
-    /// closed when they agree, 95 when they do not.
-    pub async fn settle(&self, req: &Message) -> Option<Message> {
-        let Some(j) = &self.journal else {
-            return switch_reply(req, "96").ok();
-        };
-        let terminal = req.terminal_id().map(|t| t.into_owned()).unwrap_or_default();
-        let cup = req.spec().name == "cup-pos";
-        let theirs = if cup {
-            req.text(48)
-                .ok_or_else(|| batch::TotalsError("field 48 missing".into()))
-                .and_then(|t| batch::cup_totals(&t))
-        } else {
-            batch::iso87_totals(req)
-        };
-        let theirs = match theirs {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::info!(error = %e, "batch settlement with unreadable totals");
-                return switch_reply(req, "30").ok();
-            }
-        };
-        // A UnionPay-style 0500 names its batch (60.2): it settles the rows of that batch
-        // and those that carry no batch number, not another batch's.
-        let number = super::cup::batch_number(req);
-        let rows = match j.query(Query::OpenBatch(terminal.clone())).await {
-            Ok(mut r) => {
-                if let Some(n) = &number {
-                    r.retain(|row| row.terminal_batch.as_ref().is_none_or(|b| b == n));
-                }
-                r
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "journal query failed");
-                return switch_reply(req, "96").ok();
-            }
-        };
-        let ours = batch::journal_totals(&rows);
-        let balanced = ours == theirs;
-        let mut out = switch_reply(req, if balanced { "00" } else { "95" }).ok()?;
-        if cup && let Some(t) = req.text(48) {
-            let _ = out.set(48, &batch::cup_reply_48(&t, balanced));
-        }
-        if balanced {
-            // The terminal's batch number (60.2 on UnionPay-style terminals) names the
-            // closed batch in the journal, beside the terminal and the time it closed.
-            let id = match &number {
-                Some(n) => format!("{}-{n}-{}", terminal.trim_end(), now_ms()),
-                None => format!("{}-{}", terminal.trim_end(), now_ms()),
-            };
-            if let Err(e) = j.update(Update::CloseBatch { terminal, batch: id, terminal_batch: number }).await
-            {
-                tracing::error!(error = %e, "closing the batch failed");
-                return switch_reply(req, "96").ok();
-            }
-        } else {
-            tracing::info!(?ours, ?theirs, "batch totals differ");
-        }
-        Some(out)
-    }
-}
-
-/// Queue, through the issuer's store-and-forward, the reversal of a financial request
-/// the switch forwarded to `issuer_name` with switch STAN `switch_stan` (the terminal's
-/// own reversal, a rejected issuer approval, an approval that could not be journalled).
-/// `req` is the terminal's message (its request or its reversal): field 90 names the
-/// original as the issuer saw it (`orig_mti`, the switch STAN, `orig_f7`, fields 32 and
-/// 33). `Ok(false)` when a reversal of that original is already queued.
-pub async fn reverse_with_issuer(
-    issuers: &Issuers,
-    req: &Message,
-    issuer_name: &str,
-    switch_stan: Option<&str>,
-    orig_mti: &str,
-    orig_f7: &str,
-) -> Result<bool, String> {
-    let (Some(issuer), Some(sw_stan)) = (issuers.by_name(issuer_name), switch_stan) else {
-        return Err("the original's issuer or switch STAN is missing".to_string());
-    };
-    if req.spec().field(90).is_none() && issuer.saf_spec().is_none_or(|s| s.field(90).is_none()) {
-        return Err("neither the terminal's nor the issuer's spec has a field 90".to_string());
-    }
-    let acq = |n: usize| format!("{:0>11}", req.text(n).unwrap_or_default());
-    // A terminal's own reversal carries field 90 as it saw the original: the STAN in it
-    // becomes the switch's.
-    let f90 = match req.text(90).and_then(|t| crate::issuer::reversal::rebase_field90(&t, sw_stan)) {
-        Some(f) => f,
-        None => format!("{orig_mti}{sw_stan}{orig_f7:0>10}{}{}", acq(32), acq(33)),
-    };
-    // A dialect without field 90 (cup-pos) is carried in the issuer's spec.
-    let base = match (req.spec().field(90), issuer.saf_spec()) {
-        (None, Some(spec)) => crate::issuer::convert(req, spec),
-        _ => Ok(req.clone()),
-    };
-    match base.and_then(|mut rev| rev.set(90, &f90).map(|_| ()).map(|()| rev)) {
-        Ok(rev) => issuer.queue_reversal(&rev).await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Log a failed journal write: at most once in a while, since the journal logs each change
-/// of its state and counts every row not written; a row refused while it is down not at all.
-fn write_failed(j: &Journal, e: &crate::journal::StoreError) {
-    if matches!(e, crate::journal::StoreError::Down) {
-        return;
-    }
-    if j.health().log_allowed(now_ms()) {
-        tracing::error!(error = %e, "journal write failed (such failures are logged at most every 10 s)");
-    }
 }
 
 /// The first issuer the rules route to that is not configured.
@@ -914,41 +337,6 @@ fn unknown_issuer(rules: &RuleSet, configured: &HashMap<String, usize>) -> Optio
 
 /// A store-and-forward queue and how it repeats.
 pub type SafSetup = (Arc<dyn SafStore>, SafPolicy);
-
-/// What the connection does with one request.
-pub enum Plan {
-    /// Answer now with this code (network management).
-    Local(Rc),
-    /// Decline, journalled.
-    Decline { rc: Rc, field44: Option<String>, txn: &'static str },
-    /// Forward to the issuer at this index of `Config::issuers` (or its backup when all of
-    /// its links are down).
-    Forward { issuer: usize, fwd: Box<route::Forward> },
-    /// A terminal's reversal: matched to its original in the journal and queued for the
-    /// issuer through store-and-forward.
-    Reversal { fwd: Box<route::Forward> },
-    /// Batch settlement against the journal.
-    Settle,
-    /// Batch upload (0320): what the terminal says it did, recorded and acknowledged.
-    Upload,
-    /// A repeat of a request still in flight: answered with the original's answer.
-    Repeat(tokio::sync::watch::Receiver<Option<Answer>>),
-    /// A repeat of a request answered before (found in the journal).
-    Answered(Answer),
-    /// Memory cannot prove the request's terminal key new: the journal is asked first
-    /// (`Services::lookup_repeat`), then the request is planned.
-    Lookup,
-}
-
-/// When a request arrived: in Unix milliseconds (for the rules and the journal) and as the
-/// instant its reply deadline counts from; and on which terminal connection (`source`,
-/// for admission's fairness between connections).
-#[derive(Debug, Clone, Copy)]
-pub struct Arrival {
-    pub at: i64,
-    pub instant: std::time::Instant,
-    pub source: u64,
-}
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {

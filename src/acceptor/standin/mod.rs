@@ -12,7 +12,8 @@
 //! `ADVICE_GRACE`) and answers 96; one the process dies before journalling has its advice
 //! withdrawn at the next start. A request the policy does not cover gets the code it would
 //! have got without stand-in (91 when the issuer is down, 68 after a timeout).
-//! May import: the routing core's vocabulary, the issuer connector, the journal, config.
+//! May import: the routing core's vocabulary, the issuer connector, the journal, config, and
+//! the acceptor's services, recorder, reversal queue and replies.
 
 pub mod limits;
 pub mod policy;
@@ -29,8 +30,9 @@ use crate::journal::{Query, Status, TxnRecord};
 use crate::metrics as m;
 use crate::route;
 
+use super::record::{Decided, answered};
 use super::reply::switch_reply;
-use super::service::{Services, now_ms};
+use super::service::Services;
 use limits::Limits;
 use policy::{Facts, Policy, Refusal, Trigger};
 
@@ -283,11 +285,9 @@ impl Services {
                     "stand-in declined"
                 );
                 if let Some(mut row) = row {
-                    row.decision = "stand-in".into();
-                    row.rc = otherwise.to_string();
-                    row.status = Some(Status::Declined);
-                    row.answered_at = Some(now_ms());
-                    self.journal_until(row, answer_by).await;
+                    row.decision = Decided::StandIn.as_str().into();
+                    answered(&mut row, otherwise, Some(Status::Declined));
+                    self.recorder.commit_by(row, answer_by).await;
                 }
                 switch_reply(req, otherwise).ok().map(Box::new)
             }
@@ -364,14 +364,12 @@ impl Services {
             }
         }
         // The advice is durable; its reserved exposure now belongs to it.
-        row.decision = "stand-in".into();
-        row.rc = "00".into();
-        row.status = Some(Status::Approved);
+        row.decision = Decided::StandIn.as_str().into();
         row.auth_code = Some(code.clone());
         row.rrn = Some(rrn.clone());
         row.fee = fwd.fee;
-        row.answered_at = Some(now_ms());
-        if !self.journal(row).await {
+        answered(&mut row, "00", Some(Status::Approved));
+        if !self.recorder.commit(row).await {
             self.standin.limits.release(&ticket);
             match issuer.void_advice(&key, amount).await {
                 Ok(true) => {}
@@ -434,7 +432,7 @@ impl Services {
             .standin
             .policy(issuer.name())
             .map_or("0220".to_string(), |p| p.advice_mti(&orig.mti).to_string());
-        match super::service::reverse_with_issuer(
+        match super::queue_reversal::reverse_with_issuer(
             issuers,
             req,
             issuer.name(),

@@ -1,0 +1,283 @@
+//! A request for an issuer (`Plan::Forward`): purchases, authorisations, voids, refunds,
+//! completions, balance enquiries, for every dialect. In order:
+//!
+//! 1. checked: the journal must be able to record the outcome (else 96, nothing asked);
+//!    on UnionPay-style listeners a request in a batch already settled is declined (77),
+//!    and a void, refund or completion must find the original its field 61 names (25);
+//!    a PIN block is translated to the issuer's zone key (or the request declined);
+//! 2. claimed: with a journal shared between nodes, the terminal key is claimed first — a
+//!    key another node holds is answered as that node answered it;
+//! 3. sent: to the issuer (its backup when all its links are down), unless its stand-in
+//!    policy decides first (issuer known down, or the operator's "stand in now"), or after
+//!    it could not answer (every link down, no answer by the deadline);
+//! 4. journalled: an approval is committed before the terminal hears of it — one that
+//!    cannot be is answered 96 and reversed with the issuer; anything else is committed
+//!    without waiting past the deadline promised to the terminal;
+//! 5. answered: the issuer's reply as the terminal's dialect allows it, or the switch's
+//!    code; an approved void, refund or completion marks its original.
+//!
+//! May import: codec, routing core, issuer connector, journal, and the acceptor's
+//! listener context, estate rules, recorder, stand-in, reversal queue and replies.
+
+use std::time::Duration;
+
+use crate::iso::Message;
+use crate::issuer::{ForwardOptions, Origin, Outcome, Target};
+use crate::journal::TxnRecord;
+use crate::route::{Forward, Rc};
+
+use super::super::ListenerCtx;
+use super::super::cup::{Original, find_original, mark_original};
+use super::super::queue_reversal::reverse_with_issuer;
+use super::super::record::{Decided, answered, status_of};
+use super::super::rejected::reverse_rejected;
+use super::super::reply::{issuer_reply, repeat_reply, switch_reply};
+use super::super::request::Arrival;
+use super::super::service::now_ms;
+use super::super::standin::{Occasion, all_down, policy::Trigger};
+use super::decline::decline;
+use super::repeat::answer_in_journal;
+
+/// Forward `msg` to the issuer at index `issuer` as `fwd` plans. The reply is `None` only
+/// when none could be built; the bool says whether the issuer was asked (its response
+/// metrics and its deadline then apply).
+pub async fn forward(
+    ctx: &ListenerCtx,
+    msg: &Message,
+    issuer: usize,
+    fwd: &Forward,
+    arrival: Arrival,
+) -> (Option<Box<Message>>, bool) {
+    let (svc, at, txn) = (&ctx.services, arrival.at, fwd.txn_type.as_str());
+    let refuse = |rc: &str| Rc::parse(rc).unwrap_or(Rc(*b"96"));
+    // 1. Checked. The journal cannot write: no issuer is asked for what could not be
+    // recorded.
+    if let Some(refused) = svc.refuse_unrecordable(msg) {
+        return (Some(refused), false);
+    }
+    let mut original = None;
+    if ctx.dialect.is_unionpay() {
+        if ctx.batches.stale(msg, svc.journal.as_ref()).await {
+            tracing::info!(txn, "request in a batch already settled");
+            let rc = refuse(crate::rc::Outcome::BatchMismatch.generic_rc());
+            return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
+        }
+        if let Some(j) = &svc.journal {
+            match find_original(j, msg, fwd.txn_type).await {
+                Original::NotNamed => {}
+                Original::Found(o) => original = Some(o),
+                Original::Missing => {
+                    tracing::info!(txn, "original transaction not found");
+                    let rc = refuse(crate::rc::Outcome::OriginalNotFound.generic_rc());
+                    return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
+                }
+                Original::Unknown => {
+                    return (Box::pin(decline(svc, msg, refuse("96"), None, txn, at)).await, false);
+                }
+            }
+        }
+    }
+    // Boxed: it lives across the issuer's await, and inline it would add a kilobyte to
+    // every forward's future.
+    let translated = match ctx.security.translate_pin(msg, issuer) {
+        Ok(t) => t.map(Box::new),
+        Err(rc) => return (Box::pin(decline(svc, msg, refuse(rc), None, txn, at)).await, false),
+    };
+    let mut plan = fwd.clone();
+    if translated.is_some() && plan.backup.is_some() {
+        // The block is under this issuer's zone key only: no failover with it.
+        plan.backup = None;
+    }
+    if original.as_ref().is_some_and(|o| o.txn_type == "preauth") {
+        // Releasing a hold gives back no fee: none was charged.
+        plan.fee = 0;
+        plan.split = Default::default();
+    }
+    // 2.-4. Claimed, sent, journalled.
+    let out = translated.as_deref().unwrap_or(msg);
+    let reply = ask_issuer(ctx, msg, out, issuer, &plan, arrival).await;
+    // 5. Answered; an approved void, refund or completion closes its original.
+    let approved = reply.as_ref().is_some_and(|r| r.raw(39) == Some(b"00"));
+    if let (true, Some(o), Some(j)) = (approved, &original, &svc.journal) {
+        mark_original(j, o, fwd.txn_type).await;
+    }
+    (reply, true)
+}
+
+/// Steps 2 to 4 for `req` as the terminal sent it: `out` is what the issuer is sent (the
+/// request with its PIN block translated to the issuer's zone key); the reply and the
+/// journal row are built from `req`. The issuer's deadline counts from `arrival`.
+async fn ask_issuer(
+    ctx: &ListenerCtx,
+    req: &Message,
+    out: &Message,
+    issuer: usize,
+    fwd: &Forward,
+    arrival: Arrival,
+) -> Option<Box<Message>> {
+    let (svc, issuers) = (&ctx.services, &*ctx.issuers);
+    let Arrival { at, instant: arrived, source } = arrival;
+    let primary = issuers.get(issuer).map_or("", |i| i.name());
+    let answer_by = arrived + issuers.get(issuer).map_or(Duration::ZERO, |i| i.answer_by());
+    // Without a journal no row is built: its strings and the PAN hash would be wasted.
+    let mut row = svc.recorder.records().then(|| {
+        let mut row = svc.recorder.row(req, at, fwd.txn_type.as_str(), Decided::Forward);
+        row.issuer = Some(primary.to_string());
+        row.route = Some(fwd.issuer.to_string());
+        row
+    });
+    // 2. Claimed. Another node may have this transaction already: the shared journal
+    // decides. Boxed, as is the journal write below: inline they would make the future of
+    // every forward (journal or not) kilobytes larger, and it is moved per request.
+    if svc.shared
+        && let (Some(j), Some(row)) = (&svc.journal, &row)
+    {
+        match Box::pin(j.claim(TxnRecord::clone(row))).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another node (or an earlier run) holds this key: the request is a repeat
+                // of that transaction, answered as it was, or, with another amount, a
+                // different transaction reusing the key (94).
+                let answer = Box::pin(answer_in_journal(j, row, answer_by)).await;
+                tracing::info!(
+                    rc = answer.as_ref().map(|a| a.rc()),
+                    "repeat of a transaction another node holds"
+                );
+                let reply = match answer {
+                    Some(a) => repeat_reply(req, &a),
+                    None => switch_reply(req, Rc::DUPLICATE.as_str()),
+                };
+                return reply.ok().map(Box::new);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal claim failed");
+                return switch_reply(req, "96").ok().map(Box::new);
+            }
+        }
+    }
+    // 3. Sent, unless stand-in decides first: the issuer is known down (or the operator
+    // stands in for it), so it is decided now, not at the deadline.
+    if let Some(trigger) = svc.standin.trigger_before(issuers, primary, fwd.backup)
+        && let Some(i) = issuers.get(issuer)
+    {
+        let occasion = Occasion { trigger, otherwise: "91", answer_by };
+        return Box::pin(svc.stand_in(i, req, fwd, row, occasion)).await;
+    }
+    if let Some(row) = &mut row {
+        row.forwarded_at = Some(now_ms());
+    }
+    let origin = Origin { arrival: arrived, source };
+    let reserve = svc.recorder.commit_reserve();
+    // Who answered, should its approval go unrecorded.
+    let mut answered_by = None;
+    let outcome = match issuers
+        .forward(
+            Target { primary, backup: fwd.backup },
+            out,
+            ForwardOptions { class: fwd.class, reserve, origin },
+        )
+        .await
+    {
+        Some((by, outcome)) => {
+            if by.name() != primary
+                && let Some(row) = &mut row
+            {
+                row.issuer = Some(by.name().to_string());
+            }
+            answered_by = Some(by);
+            outcome
+        }
+        None => Outcome::Unavailable,
+    };
+    // The issuer could not answer: its stand-in policy may decide instead. After a
+    // timeout the request was reversed (stored) before the outcome came back, so the
+    // issuer's possible approval is undone before the switch approves in its place.
+    let stand_in = match &outcome {
+        Outcome::Reply(_) => {
+            svc.standin.answered(primary);
+            None
+        }
+        Outcome::Unavailable if all_down(issuers, primary, fwd.backup) => Some((Trigger::Down, "91")),
+        Outcome::Timeout | Outcome::LinkLost => Some((Trigger::Timeout, "68")),
+        _ => None,
+    };
+    if let Some((trigger, otherwise)) = stand_in
+        && let Some(i) = issuers.get(issuer)
+        && svc.standin.policy(primary).is_some_and(|p| p.applies(trigger))
+    {
+        let occasion = Occasion { trigger, otherwise, answer_by };
+        return Box::pin(svc.stand_in(i, req, fwd, row, occasion)).await;
+    }
+    // The terminal's reply, from the issuer's answer or the switch's code.
+    let mut switch_stan = None;
+    let reply = match outcome {
+        Outcome::Reply(answer) => {
+            switch_stan = answer.stan();
+            if let Some(row) = &mut row {
+                row.switch_stan = answer.text(11).map(|s| s.into_owned());
+                row.auth_code = answer.text(38).map(|s| s.into_owned());
+                // A terminal that sent no RRN keeps the one its reply carries: its voids
+                // and refunds name the original by it (field 37).
+                if row.rrn.is_none() {
+                    row.rrn = answer.text(37).map(|s| s.into_owned());
+                }
+            }
+            issuer_reply(req, answer).ok()
+        }
+        Outcome::Rejected(r) => {
+            // Not believed: nothing of the reply (its 38 least of all) reaches the row.
+            if let Some(row) = &mut row {
+                row.switch_stan = Some(format!("{:06}", r.switch_stan));
+            }
+            let name = answered_by.as_ref().map_or(primary, |i| i.name());
+            Box::pin(reverse_rejected(issuers, req, out, name, r)).await;
+            switch_reply(req, crate::rc::Outcome::SystemMalfunction.generic_rc()).ok().map(Box::new)
+        }
+        other => switch_reply(req, other.switch_rc().unwrap_or("96")).ok().map(Box::new),
+    };
+    let mut reply = reply.or_else(|| switch_reply(req, "96").ok().map(Box::new))?;
+    // 4. Journalled.
+    let Some(mut row) = row else { return Some(reply) };
+    let rc = reply.text(39).map(|s| s.into_owned()).unwrap_or_else(|| "96".into());
+    answered(&mut row, &rc, status_of(&rc));
+    let approved = rc == "00";
+    row.fee = if approved { fwd.fee } else { 0 };
+    if !approved {
+        Box::pin(svc.recorder.commit_by(row, answer_by)).await;
+        return Some(reply);
+    }
+    if !Box::pin(svc.recorder.commit_approval(row)).await {
+        // Nothing unrecorded is approved: the terminal is told the switch failed, and the
+        // issuer's approval is reversed (held in memory if the store fails too).
+        reply = switch_reply(req, "96").ok().map(Box::new)?;
+        let by = answered_by.as_ref().map(|i| i.name());
+        reverse_unrecorded(ctx, req, by, switch_stan).await;
+    }
+    Some(reply)
+}
+
+/// Reverse with `issuer` an approval of `req` that could not be journalled (its switch
+/// STAN `switch_stan`). Counted for the journal's recovery line; a reversal that cannot
+/// even be queued is logged, every time: the issuer then holds an authorisation.
+async fn reverse_unrecorded(
+    ctx: &ListenerCtx,
+    req: &Message,
+    issuer: Option<&str>,
+    switch_stan: Option<u32>,
+) {
+    let stan = switch_stan.map(|s| format!("{s:06}"));
+    let f7 = req.text(7).unwrap_or_default();
+    let queued = match issuer {
+        Some(name) => reverse_with_issuer(&ctx.issuers, req, name, stan.as_deref(), req.mti(), &f7).await,
+        None => Err("the issuer that approved is unknown".to_string()),
+    };
+    match queued {
+        Ok(_) => {
+            if let Some(j) = &ctx.services.journal {
+                j.health().reversal_queued();
+            }
+            tracing::debug!("unrecorded approval reversed with its issuer");
+        }
+        Err(e) => tracing::error!(error = %e, "approval not recorded and its reversal NOT queued"),
+    }
+}

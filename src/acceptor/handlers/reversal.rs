@@ -1,0 +1,101 @@
+//! A terminal's reversal (`Plan::Reversal`, 0400/0420). It first waits for its original
+//! when that is still in flight (the terminal gave up first), then finds it in the
+//! journal by terminal, STAN and amount:
+//!
+//! - none, or a declined one: acknowledged and recorded, the issuer not bothered;
+//! - a stand-in approval: its advice withdrawn, or a reversal naming it queued;
+//! - one the switch timed out (68): already reversed with the issuer; marked reversed;
+//! - an approval: a reversal queued (durably, idempotently by field 90) for the issuer
+//!   that answered it, and the original marked reversed.
+//!
+//! The terminal gets 00 at once, or 96 when nothing could be queued. Without a journal
+//! the plan is never made (reversals are forwarded like any request).
+//! May import: codec, routing core, issuer connector, journal, and the acceptor's
+//! listener context, recorder, stand-in, reversal queue and replies.
+
+use crate::iso::Message;
+use crate::journal::{Query, Status, Update};
+use crate::route;
+
+use super::super::ListenerCtx;
+use super::super::queue_reversal::reverse_with_issuer;
+use super::super::record::{Decided, answered};
+use super::super::reply::switch_reply;
+
+/// Answer the reversal `req` (received at `at`).
+pub async fn reversal(
+    ctx: &ListenerCtx,
+    req: &Message,
+    fwd: &route::Forward,
+    at: i64,
+) -> Option<Box<Message>> {
+    let svc = &ctx.services;
+    let j = svc.journal.as_ref()?;
+    // A reversal that overtook its original is matched against the original's outcome,
+    // not against its absence.
+    ctx.inflight.wait_for(req).await;
+    let mut row = svc.recorder.row(req, at, "reversal", Decided::Reversal);
+    let terminal = row.terminal_id.clone();
+    let original = j
+        .query(Query::Original { terminal: terminal.clone(), stan: row.stan.clone(), amount: row.amount })
+        .await
+        .map_err(|e| tracing::error!(error = %e, "journal query failed"))
+        .ok()?
+        .into_iter()
+        // 68: the switch timed it out and reversed it with the issuer itself.
+        .find(|o| o.rc == "00" || o.rc.is_empty() || o.rc == "68");
+    answered(&mut row, "00", Some(Status::Approved));
+    let Some(orig) = original else {
+        tracing::info!("reversal of an unknown or declined original acknowledged");
+        svc.recorder.commit(row).await;
+        return switch_reply(req, "00").ok().map(Box::new);
+    };
+    let mark_reversed = Update::SetStatus {
+        terminal: terminal.clone(),
+        stan: orig.stan.clone(),
+        transmission_time: orig.transmission_time.clone(),
+        mti: orig.mti.clone(),
+        status: Status::Reversed,
+    };
+    let rc = if orig.decision == "stand-in" {
+        let rc = Box::pin(svc.reverse_stand_in(&ctx.issuers, req, &orig)).await;
+        row.issuer.clone_from(&orig.issuer);
+        rc
+    } else if orig.rc == "68" {
+        "00"
+    } else {
+        let issuer_name = orig.issuer.clone().unwrap_or_else(|| fwd.issuer.to_string());
+        row.issuer = Some(issuer_name.clone());
+        let queued = reverse_with_issuer(
+            &ctx.issuers,
+            req,
+            &issuer_name,
+            orig.switch_stan.as_deref(),
+            &orig.mti,
+            &orig.transmission_time,
+        )
+        .await;
+        match queued {
+            Ok(fresh) => {
+                if !fresh {
+                    tracing::info!("reversal already queued for this original");
+                }
+                "00"
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "terminal reversal could not be queued");
+                "96"
+            }
+        }
+    };
+    if rc == "00" {
+        if let Err(e) = j.update(mark_reversed).await {
+            tracing::error!(error = %e, "marking the original reversed failed");
+        }
+    } else {
+        row.rc = rc.to_string();
+        row.status = Some(Status::Declined);
+    }
+    svc.recorder.commit(row).await;
+    switch_reply(req, rc).ok().map(Box::new)
+}
