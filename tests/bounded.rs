@@ -192,6 +192,8 @@ async fn out_of_descriptors_the_switch_backs_off_and_recovers() {
         .unwrap();
     let mut switch = process::Switch(child);
     process::wait_listening(listen, &mut switch).await;
+    // The first request needs the issuer link up (the metrics port's /ready says so).
+    process::wait_ready(metrics, &mut switch).await;
     let pid = switch.id();
     let mut t = Terminal::connect(listen).await;
     assert_eq!(t.exchange(&auth(PAN, 1, 100)).await.text(39).as_deref(), Some("00"));
