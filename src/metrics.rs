@@ -293,6 +293,9 @@ pub fn zero_counters<'a>(issuers: impl IntoIterator<Item = &'a str>) {
         PIN_REFUSED_TOTAL,
         FRAME_ERRORS_TOTAL,
         REFUSED_CONNECTIONS_TOTAL,
+        RETENTION_ROWS_EXPORTED_TOTAL,
+        RETENTION_ROWS_PURGED_TOTAL,
+        RETENTION_FAILURES_TOTAL,
     ] {
         counter!(c).increment(0);
     }

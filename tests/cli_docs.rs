@@ -4,8 +4,18 @@
 
 use std::process::{Command, Output};
 
-const COMMANDS: [&str; 9] =
-    ["decode", "encode", "settle", "run", "demo", "sim-issuer", "sim-terminal", "completions", "man"];
+const COMMANDS: [&str; 10] = [
+    "decode",
+    "encode",
+    "settle",
+    "run",
+    "demo",
+    "sim-issuer",
+    "sim-terminal",
+    "completions",
+    "man",
+    "journal",
+];
 
 fn isoswitch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_isoswitch")).args(args).output().expect("run isoswitch")
