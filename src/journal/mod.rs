@@ -101,10 +101,15 @@ pub struct Backlog {
     promised: AtomicU64,
     row_ns: AtomicU64,
     commit_ns: AtomicU64,
+    /// The writer's last per-row samples (a ring, where the next goes, how many there are);
+    /// only the writer takes the lock.
+    samples: std::sync::Mutex<([u64; SAMPLES], usize, usize)>,
 }
 
-/// What a row is taken to cost before the writer has timed one: about a small SQLite row.
+/// What a row is taken to cost before the writer has timed a group: about a small SQLite row.
 const FIRST_ROW_NS: u64 = 20_000;
+/// Groups whose median insert time per row is the writer's cost per row.
+const SAMPLES: usize = 9;
 
 impl Default for Backlog {
     fn default() -> Backlog {
@@ -113,6 +118,7 @@ impl Default for Backlog {
             promised: AtomicU64::new(0),
             row_ns: AtomicU64::new(FIRST_ROW_NS),
             commit_ns: AtomicU64::new(0),
+            samples: std::sync::Mutex::new(([0; SAMPLES], 0, 0)),
         }
     }
 }
@@ -174,13 +180,25 @@ impl Backlog {
         let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| q.checked_sub(1));
     }
 
-    /// A group of `rows` rows took `inserting` to insert and `committing` to commit.
+    /// A group of `rows` rows took `inserting` to insert and `committing` to commit. The
+    /// cost per row is the median of the last `SAMPLES` groups' (each its insert time over
+    /// its rows): one preemption on a busy machine makes a lone 30 us insert look like
+    /// 3 ms, and a moving average of such samples had the switch shed at a tenth of its
+    /// capacity; a writer that is slow for real is slow in most groups.
     fn group(&self, rows: usize, inserting: Duration, committing: Duration) {
         if rows == 0 {
             return;
         }
-        let per_row = inserting.as_nanos() as u64 / rows as u64;
-        ewma(&self.row_ns, per_row);
+        let sample = inserting.as_nanos() as u64 / rows as u64;
+        let mut recent = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let (ring, next, filled) = &mut *recent;
+        ring[*next] = sample;
+        *next = (*next + 1) % SAMPLES;
+        *filled = (*filled + 1).min(SAMPLES);
+        let mut sorted = *ring;
+        let taken = &mut sorted[..*filled];
+        taken.sort_unstable();
+        self.row_ns.store(taken[taken.len() / 2], Ordering::Relaxed);
         ewma(&self.commit_ns, committing.as_nanos() as u64);
     }
 
@@ -724,7 +742,7 @@ mod tests {
     /// A store whose inserts wait at a gate, then take `INSERT` each.
     struct Gated(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
 
-    const INSERT: Duration = Duration::from_micros(300);
+    const INSERT: Duration = Duration::from_micros(100);
 
     impl Store for Gated {
         fn begin(&mut self) -> Result<(), StoreError> {
