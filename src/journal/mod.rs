@@ -210,6 +210,29 @@ impl Backlog {
     }
 }
 
+/// A row counted into the backlog on its way into the queue: counted out again when
+/// dropped before `queued` (from then on the writer counts it out).
+struct Entering<'a>(Option<&'a Backlog>);
+
+impl<'a> Entering<'a> {
+    fn new(backlog: &'a Backlog) -> Entering<'a> {
+        backlog.add();
+        Entering(Some(backlog))
+    }
+
+    fn queued(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Entering<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.take();
+        }
+    }
+}
+
 /// Moving average, one eighth of each new sample (a zero average takes the sample whole).
 fn ewma(avg: &AtomicU64, sample: u64) {
     let old = avg.load(Ordering::Relaxed);
@@ -514,11 +537,11 @@ impl Journal {
     /// `record` of a row already boxed (it reaches the writer without being copied).
     pub async fn record_boxed(&self, rec: Box<TxnRecord>) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.backlog.add();
-        if self.tx.send(Cmd::Write(rec, tx)).await.is_err() {
-            self.backlog.take();
-            return Err(StoreError::Closed);
-        }
+        // Counted in while it waits for room too; counted out again if it never gets in
+        // (the writer gone, or this future dropped while the queue is full).
+        let entering = Entering::new(&self.backlog);
+        self.tx.send(Cmd::Write(rec, tx)).await.map_err(|_| StoreError::Closed)?;
+        entering.queued();
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
