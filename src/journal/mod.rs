@@ -13,8 +13,8 @@
 //! PostgreSQL connections may be TLS (`pg_tls`: `sslmode=verify-full` with a CA file).
 //!
 //! The queue is bounded in time as well as in memory: `Backlog` says how long the writer
-//! needs for the rows queued ahead of a new one (rows waiting times the writer's recent
-//! cost per row), and admission control sheds new financial requests with 91 before they
+//! needs for the rows ahead of a new one (rows queued and promised, times the writer's
+//! recent cost per row), and admission control sheds new financial requests with 91 before they
 //! reach an issuer once that passes their class's share of the budget (see
 //! `acceptor::service`), instead of letting every request wait in the queue.
 //! May import: the codec, the metric names (`crate::metrics`) and the TLS policy (`crate::tls`).
@@ -92,7 +92,8 @@ const DOWN_POLL: Duration = Duration::from_millis(2);
 
 /// How far behind the writer is: rows queued and not yet taken, rows promised (requests
 /// admitted and still with their issuer, whose rows will come), and what a row and a commit
-/// have cost it lately (moving averages over groups, nanoseconds). Shared by the handles
+/// have cost it lately (per row the median over its last groups, per commit a moving
+/// average; nanoseconds). Shared by the handles
 /// (which count rows in), admission (which counts promises) and the writer (which counts
 /// rows out and times groups).
 #[derive(Debug)]
