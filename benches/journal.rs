@@ -1,58 +1,59 @@
-//! Journal insert rate: the SQLite store's group commit of realistic rows (16 terminals,
-//! sequential STANs and RRNs, masked PAN and hash, every column the switch fills), in
-//! rows per second, for groups of 64, 256 and 1024 rows at `synchronous = NORMAL` and
-//! FULL. The database grows as the bench runs, as a journal does; the rows are built
-//! outside the timed part. Run with
-//! `cargo bench --bench journal -- --warm-up-time 1 --measurement-time 5`.
+//! The journal's cost, two ways.
+//!
+//! `journal_sqlite`: insert rate of the SQLite store's group commit of realistic rows (16
+//! terminals, sequential STANs and RRNs, masked PAN and hash, every column the switch
+//! fills), in rows per second, for groups of 64, 256 and 1024 rows at `synchronous =
+//! NORMAL` and FULL (wall time).
+//!
+//! `journal_cpu`: CPU time per row in all the process's threads (writer, checkpointer,
+//! applier: `common/cpu.rs`), groups of 256 rows, for the designs a durable journal could
+//! have:
+//! - `row_full`: today's store: one upsert per row into `transactions` (28 columns, text
+//!   keys, the unique terminal-key index plus the RRN and day indexes), committed at FULL;
+//! - `lean_full`: a lean row: integer columns where the value is a number or a code, two
+//!   indexes (RRN; terminal + STAN + day), plain inserts 32 rows to a statement, FULL;
+//! - `log_row`: an append-only record log (each row encoded, checksummed and appended, one
+//!   `fdatasync` per group) as the durable point, and `transactions` maintained from it by
+//!   an applier thread with today's store at `synchronous = NORMAL` in batches of up to
+//!   4096 rows (the sum of both threads);
+//! - `log_alone`: the record log's share of that (encode, append, `fdatasync`): the floor
+//!   of any design that still keeps a SQL table.
+//!
+//! The database grows as the bench runs, as a journal does; rows are built outside the
+//! timed part. Run with
+//! `cargo bench --bench journal -- --warm-up-time 1 --measurement-time 5` (add
+//! `journal_cpu` to run only the designs).
 //! May import: the journal.
 
-use std::path::PathBuf;
+#[path = "common/cpu.rs"]
+mod cpu;
+#[path = "common/rows.rs"]
+mod rows;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use isoswitch::journal::sqlite::SqliteStore;
-use isoswitch::journal::{PanHasher, Status, Store, TxnRecord};
+use isoswitch::journal::{PanHasher, Store, TxnRecord};
+use rusqlite::Connection;
 
-const TERMINALS: u64 = 16;
-
-/// Row number `i`: what the switch journals for an approved 0200 forwarded to an issuer.
-fn row(i: u64, hasher: &PanHasher) -> TxnRecord {
-    let (t, s) = (i % TERMINALS, i / TERMINALS);
-    let at = 1_795_479_740_000 + i as i64;
-    TxnRecord {
-        switch_id: "node-a".into(),
-        received_at: at,
-        forwarded_at: Some(at + 1),
-        answered_at: Some(at + 3),
-        business_date: "20261124".into(),
-        terminal_id: format!("SIM{t:05}"),
-        merchant_id: "SIMMERCHANT0001".into(),
-        stan: format!("{:06}", s % 999_999 + 1),
-        switch_stan: Some(format!("{:06}", i % 999_999 + 1)),
-        rrn: Some(format!("{t:02}{s:010}")),
-        transmission_time: format!("1124{:06}", s / 999_999),
-        mti: "0200".into(),
-        txn_type: "purchase".into(),
-        amount: 1_000 + (i % 5_000) as i64,
-        currency: Some("156".into()),
-        pan_masked: Some("476173******0010".into()),
-        pan_hash: Some(hasher.hash(&format!("47617390010{:05}", i % 64))),
-        route: Some("default".into()),
-        issuer: Some("default".into()),
-        decision: "forward".into(),
-        rc: "00".into(),
-        auth_code: Some("123456".into()),
-        fee: 6,
-        settle_cycle: "T1".into(),
-        status: Some(Status::Approved),
-        batch: None,
-        terminal_batch: None,
-        txn_key: Some(format!("0200 1124{:06}", s / 999_999)),
-        advice_rc: None,
-    }
-}
+use cpu::ProcessCpu;
+use rows::row;
 
 /// A directory of its own under the system's temporary one, removed when dropped.
 struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("isoswitch-bench-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -65,10 +66,7 @@ fn journal(c: &mut Criterion) {
     let mut g = c.benchmark_group("journal_sqlite");
     for (sync, full) in [("normal", false), ("full", true)] {
         for group in [64u64, 256, 1024] {
-            let dir = Scratch(
-                std::env::temp_dir().join(format!("isoswitch-bench-{}-{sync}-{group}", std::process::id())),
-            );
-            std::fs::create_dir_all(&dir.0).expect("scratch directory");
+            let dir = Scratch::new(&format!("{sync}-{group}"));
             let mut store = SqliteStore::open(&dir.0.join("journal.db"), full).expect("open journal");
             // Setup check: a group goes in whole, and the same keys again are duplicates.
             let first: Vec<TxnRecord> = (0..group).map(|i| row(i, &hasher)).collect();
@@ -92,5 +90,264 @@ fn journal(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, journal);
-criterion_main!(benches);
+/// The lean row's table: numbers and codes as integers, two indexes.
+const LEAN_SCHEMA: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+    CREATE TABLE lean (id INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, answered_at INTEGER,
+      business_date INTEGER NOT NULL, terminal_id TEXT NOT NULL, merchant_id TEXT NOT NULL,
+      stan INTEGER NOT NULL, switch_stan INTEGER, rrn TEXT, transmission_time INTEGER NOT NULL,
+      mti INTEGER NOT NULL, txn_type INTEGER NOT NULL, amount INTEGER NOT NULL, currency INTEGER,
+      pan_masked TEXT, pan_hash TEXT, issuer INTEGER, rc TEXT NOT NULL, auth_code TEXT,
+      fee INTEGER NOT NULL, status INTEGER, batch INTEGER);
+    CREATE INDEX lean_rrn ON lean (rrn);
+    CREATE INDEX lean_terminal ON lean (terminal_id, stan, business_date);";
+const LEAN_COLUMNS: usize = 21;
+const LEAN_PER_STATEMENT: usize = 32;
+
+fn num(s: &str) -> i64 {
+    s.parse().unwrap_or(0)
+}
+
+/// The lean insert of `n` rows in one statement.
+fn lean_sql(n: usize) -> String {
+    let one = format!("({})", vec!["?"; LEAN_COLUMNS].join(","));
+    format!(
+        "INSERT INTO lean (received_at, answered_at, business_date, terminal_id, merchant_id, stan, \
+         switch_stan, rrn, transmission_time, mti, txn_type, amount, currency, pan_masked, pan_hash, \
+         issuer, rc, auth_code, fee, status, batch) VALUES {}",
+        vec![one; n].join(",")
+    )
+}
+
+/// Insert `rows` as lean rows in one transaction, `LEAN_PER_STATEMENT` to a statement
+/// (the full statement's text built once, `full`), text bound by reference, numbers parsed from the row's
+/// digits as a lean row's writer would have them.
+fn lean_write(conn: &Connection, full: &str, rows: &[TxnRecord]) {
+    use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+    fn text(s: &str) -> ToSqlOutput<'_> {
+        ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+    }
+    fn opt(s: &Option<String>) -> ToSqlOutput<'_> {
+        s.as_deref().map_or(ToSqlOutput::Owned(Value::Null), text)
+    }
+    let int = |n: i64| ToSqlOutput::Owned(Value::Integer(n));
+    let null = || ToSqlOutput::Owned(Value::Null);
+    conn.execute_batch("BEGIN").expect("begin");
+    for chunk in rows.chunks(LEAN_PER_STATEMENT) {
+        let partial;
+        let statement = if chunk.len() == LEAN_PER_STATEMENT {
+            full
+        } else {
+            partial = lean_sql(chunk.len());
+            &partial
+        };
+        let mut stmt = conn.prepare_cached(statement).expect("prepare");
+        let mut vals: Vec<ToSqlOutput<'_>> = Vec::with_capacity(chunk.len() * LEAN_COLUMNS);
+        for r in chunk {
+            vals.extend([
+                int(r.received_at),
+                r.answered_at.map_or_else(null, int),
+                int(num(&r.business_date)),
+                text(&r.terminal_id),
+                text(&r.merchant_id),
+                int(num(&r.stan)),
+                r.switch_stan.as_deref().map_or_else(null, |s| int(num(s))),
+                opt(&r.rrn),
+                int(num(&r.transmission_time)),
+                int(num(&r.mti)),
+                int(1),
+                int(r.amount),
+                r.currency.as_deref().map_or_else(null, |s| int(num(s))),
+                opt(&r.pan_masked),
+                opt(&r.pan_hash),
+                int(1),
+                text(&r.rc),
+                opt(&r.auth_code),
+                int(r.fee),
+                int(1),
+                null(),
+            ]);
+        }
+        let n = stmt.execute(rusqlite::params_from_iter(vals.iter())).expect("insert");
+        assert_eq!(n, chunk.len());
+    }
+    conn.execute_batch("COMMIT").expect("commit");
+}
+
+/// One record of the log: length, the fields in `COLUMNS` order (strings as a length and
+/// bytes, absent as 0xFFFF; numbers as 8 bytes), and a checksum of it all.
+fn encode(r: &TxnRecord, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let s = |out: &mut Vec<u8>, v: Option<&str>| match v {
+        Some(v) => {
+            out.extend_from_slice(&(v.len() as u16).to_le_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+        None => out.extend_from_slice(&u16::MAX.to_le_bytes()),
+    };
+    let i = |out: &mut Vec<u8>, v: i64| out.extend_from_slice(&v.to_le_bytes());
+    s(out, Some(&r.switch_id));
+    i(out, r.received_at);
+    i(out, r.forwarded_at.unwrap_or(-1));
+    i(out, r.answered_at.unwrap_or(-1));
+    for v in [&r.business_date, &r.terminal_id, &r.merchant_id, &r.stan] {
+        s(out, Some(v));
+    }
+    s(out, r.switch_stan.as_deref());
+    s(out, r.rrn.as_deref());
+    for v in [&r.transmission_time, &r.mti, &r.txn_type] {
+        s(out, Some(v));
+    }
+    i(out, r.amount);
+    for v in [&r.currency, &r.pan_masked, &r.pan_hash, &r.route, &r.issuer] {
+        s(out, v.as_deref());
+    }
+    s(out, Some(&r.decision));
+    s(out, Some(&r.rc));
+    s(out, r.auth_code.as_deref());
+    i(out, r.fee);
+    s(out, Some(&r.settle_cycle));
+    s(out, r.status.map(|s| s.as_str()));
+    for v in [&r.batch, &r.terminal_batch, &r.txn_key] {
+        s(out, v.as_deref());
+    }
+    let len = (out.len() - start + 8) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    // FNV-1a over the record: a torn tail is found at recovery.
+    let sum = out[start..]
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    out.extend_from_slice(&sum.to_le_bytes());
+}
+
+/// The record log: encode a group, append it, `fdatasync`.
+struct Log {
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl Log {
+    fn open(path: &Path) -> Log {
+        let file = OpenOptions::new().create(true).append(true).open(path).expect("log file");
+        Log { file, buf: Vec::with_capacity(1 << 20) }
+    }
+
+    fn append(&mut self, rows: &[TxnRecord]) {
+        self.buf.clear();
+        for r in rows {
+            encode(r, &mut self.buf);
+        }
+        self.file.write_all(&self.buf).and_then(|()| self.file.sync_data()).expect("log append");
+    }
+}
+
+/// An applier thread: inserts what the log made durable into today's store at NORMAL, in
+/// batches of up to 4096 rows (whatever has queued up).
+/// The queue to it is short: an applier that falls behind slows the bench down rather than
+/// leaving its work for after the last sample.
+fn applier(path: PathBuf) -> (mpsc::SyncSender<Vec<TxnRecord>>, thread::JoinHandle<u64>) {
+    let (tx, rx) = mpsc::sync_channel::<Vec<TxnRecord>>(4);
+    let handle = thread::Builder::new()
+        .name("journal-apply".into())
+        .spawn(move || {
+            let mut store = SqliteStore::open(&path, false).expect("applier store");
+            let mut applied = 0u64;
+            while let Ok(mut batch) = rx.recv() {
+                while batch.len() < 4096 {
+                    match rx.try_recv() {
+                        Ok(more) => batch.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                let done = store.write(&batch).expect("apply");
+                applied += done.iter().filter(|&&d| d).count() as u64;
+            }
+            applied
+        })
+        .expect("applier thread");
+    (tx, handle)
+}
+
+const GROUP: u64 = 256;
+
+fn designs(c: &mut Criterion<ProcessCpu>) {
+    let hasher = PanHasher::new(b"bench-key");
+    let mut g = c.benchmark_group("journal_cpu");
+    g.throughput(Throughput::Elements(GROUP));
+    let batch = |next: &mut u64| {
+        let rows: Vec<TxnRecord> = (*next..*next + GROUP).map(|i| row(i, &hasher)).collect();
+        *next += GROUP;
+        rows
+    };
+
+    {
+        let dir = Scratch::new("cpu-row");
+        let mut store = SqliteStore::open(&dir.0.join("journal.db"), true).expect("open journal");
+        let mut next = 0;
+        assert!(store.write(&batch(&mut next)).expect("write").iter().all(|&d| d), "setup: rows go in");
+        g.bench_function("row_full", |b| {
+            b.iter_batched(
+                || batch(&mut next),
+                |rows| store.write(&rows).expect("write"),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    {
+        let dir = Scratch::new("cpu-lean");
+        let conn = Connection::open(dir.0.join("lean.db")).expect("open lean");
+        conn.execute_batch(LEAN_SCHEMA).expect("lean schema");
+        let full = lean_sql(LEAN_PER_STATEMENT);
+        let mut next = 0;
+        lean_write(&conn, &full, &batch(&mut next));
+        let n: i64 = conn.query_row("SELECT count(*) FROM lean", [], |r| r.get(0)).expect("count");
+        assert_eq!(n as u64, GROUP, "setup: lean rows go in");
+        g.bench_function("lean_full", |b| {
+            b.iter_batched(
+                || batch(&mut next),
+                |rows| lean_write(&conn, &full, &rows),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    {
+        let dir = Scratch::new("cpu-log");
+        let mut log = Log::open(&dir.0.join("records.log"));
+        let (tx, applier) = applier(dir.0.join("journal.db"));
+        let mut next = 0;
+        let mut sent = 0u64;
+        g.bench_function("log_row", |b| {
+            b.iter_batched(
+                || batch(&mut next),
+                |rows| {
+                    log.append(&rows);
+                    sent += rows.len() as u64;
+                    tx.send(rows).expect("applier alive");
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        drop(tx);
+        let applied = applier.join().expect("applier");
+        assert_eq!(applied, sent, "every logged row reached the table");
+    }
+    {
+        let dir = Scratch::new("cpu-log-alone");
+        let mut log = Log::open(&dir.0.join("records.log"));
+        let mut next = 0;
+        g.bench_function("log_alone", |b| {
+            b.iter_batched(|| batch(&mut next), |rows| log.append(&rows), BatchSize::PerIteration)
+        });
+        let size = std::fs::metadata(dir.0.join("records.log")).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 0, "the log was written");
+    }
+    g.finish();
+}
+
+criterion_group!(wall, journal);
+criterion_group! {
+    name = cpu_designs;
+    config = Criterion::default().with_measurement(ProcessCpu);
+    targets = designs
+}
+criterion_main!(wall, cpu_designs);

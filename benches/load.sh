@@ -12,6 +12,12 @@
 #     keep one load generator
 #   LOAD_CONFIG_EXTRA: TOML appended to the switch's configuration (journal modes), e.g.
 #     $'[saf]\nindoubt = false' to measure without the in-doubt log
+#   LOAD_RATE: requests per second in all (sim-terminal --rate): latency at a given load;
+#     unset, the terminals send as fast as replies come (capacity)
+#   LOAD_FLOOR: rounds of examples/sync_floor run on the journal's directory after the load
+#     (journal modes; default 200, 0 for none): one fdatasync, one SQLite commit and one
+#     row through the journal's writer on the same disk in the same run, p50/p99 (build it
+#     first with cargo build --release --example sync_floor)
 #   LOAD_PORT: the switch's port (default 18583); the issuer listens on the next one and
 #     metrics on this + 1000. Give each concurrent run on a machine its own.
 set -u
@@ -25,7 +31,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$D"' EXIT
 "$SIM" sim-issuer --listen "$ISS" >"$D/issuer.log" 2>&1 &
 if [ "$mode" = direct ]; then
   sleep 0.3
-  "$SIM" sim-terminal --connect "$ISS" --connections "$C" --pipeline "$K" --seconds "$S" --json | tail -1
+  "$SIM" sim-terminal --connect "$ISS" --connections "$C" --pipeline "$K" --seconds "$S" ${LOAD_RATE:+--rate "$LOAD_RATE"} --json | tail -1
   exit
 fi
 if [ "$mode" = floor ]; then
@@ -60,16 +66,34 @@ fi
 sleep 0.2
 # utime + stime (clock ticks) of a /proc stat file; the name field may hold spaces.
 ticks() { sed 's/^.*) //' "$1" 2>/dev/null | awk '{ print $12 + $13 }'; }
-writer_stat() { grep -l '^journal-writer$' /proc/"$switch"/task/*/comm 2>/dev/null | head -1 | sed 's/comm$/stat/'; }
-p0=$(ticks /proc/"$switch"/stat) w=$(writer_stat) w0=0
-[ -n "$w" ] && w0=$(ticks "$w")
-out=$("$SIM" sim-terminal --connect "$SW" --connections "$C" --pipeline "$K" --seconds "$S" --json | tail -1)
-p1=$(ticks /proc/"$switch"/stat) w1=0
-[ -n "$w" ] && w1=$(ticks "$w")
+# CPU nanoseconds of a task (/proc/PID/task/TID/schedstat), or of the whole process
+# (/proc/PID/stat ticks, which keep the time of threads that have exited).
+ns() { awk '{ print $1 }' "$1/schedstat" 2>/dev/null; }
+# The journal's threads (journal-writer, journal-checkpoint, ...): "name task-dir" lines.
+journal_tasks() {
+  for t in /proc/"$switch"/task/*; do
+    c=$(cat "$t/comm" 2>/dev/null) && case $c in journal-*) echo "$c $t" ;; esac
+  done
+}
+declare -A t0
+while read -r name dir; do t0[$dir]=$(ns "$dir"); done < <(journal_tasks)
+p0=$(ticks /proc/"$switch"/stat)
+out=$("$SIM" sim-terminal --connect "$SW" --connections "$C" --pipeline "$K" --seconds "$S" ${LOAD_RATE:+--rate "$LOAD_RATE"} --json | tail -1)
+p1=$(ticks /proc/"$switch"/stat)
+split=""
+while read -r name dir; do
+  [ -n "${t0[$dir]:-}" ] && split="$split $name=$(( $(ns "$dir") - t0[$dir] ))"
+done < <(journal_tasks)
 echo "$out"
 n=$(printf '%s' "$out" | sed -n 's/.*"received": *\([0-9]*\).*/\1/p')
 hz=$(getconf CLK_TCK)
 if [ -n "$n" ] && [ "$n" -gt 0 ] && [ -n "$p0" ] && [ -n "$p1" ]; then
-  awk -v p="$((p1 - p0))" -v w="$((w1 - w0))" -v n="$n" -v hz="$hz" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
-    printf "switch cpu: %.2f us/txn (journal-writer %.2f us/txn), %d txn, load %s\n", p * 1e6 / hz / n, w * 1e6 / hz / n, n, l }' >&2
+  awk -v p="$((p1 - p0))" -v js="$split" -v n="$n" -v hz="$hz" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
+    j = ""; k = split(js, parts, " ")
+    for (i = 1; i <= k; i++) { split(parts[i], kv, "="); j = j sprintf(", %s %.2f", kv[1], kv[2] / 1e3 / n) }
+    printf "switch cpu: %.2f us/txn%s us/txn, %d txn, load %s\n", p * 1e6 / hz / n, j, n, l }' >&2
+fi
+FLOOR=${FLOOR_BIN:-target/release/examples/sync_floor}
+if [ "$mode" = normal ] || [ "$mode" = full ] && [ "${LOAD_FLOOR:-200}" -gt 0 ] && [ -x "$FLOOR" ]; then
+  "$FLOOR" "$D" "${LOAD_FLOOR:-200}" | sed 's/^/disk: /' >&2
 fi

@@ -7,6 +7,7 @@
 //! ```toml
 //! metrics = "127.0.0.1:9583"              # /metrics and /health
 //! journal = "./isoswitch-journal.db"
+//! journal_budget_ms = 5                   # journal backlog past which requests are shed (91)
 //! default_issuer = "bank-a"               # PANs no route matches
 //!
 //! [timeouts]                              # all optional (ms)
@@ -110,6 +111,13 @@ pub struct Config {
     /// the process only) for the SQLite journal.
     #[serde(default = "default_sync")]
     pub journal_sync: String,
+    /// How long a new financial request may expect to wait for the journal writer to get
+    /// through the rows queued ahead of its own (beyond the commit it waits for anyway);
+    /// past it, requests are shed with 91 before reaching an issuer, the lowest classes
+    /// first (batch uploads at half of it, ordinary requests at three quarters), reversals
+    /// and advices never.
+    #[serde(default = "default_journal_budget_ms")]
+    pub journal_budget_ms: u64,
     /// This node's name in the journal.
     #[serde(default = "default_switch_id")]
     pub switch_id: String,
@@ -439,6 +447,9 @@ pub struct RouteConfig {
 fn default_sync() -> String {
     "full".to_string()
 }
+fn default_journal_budget_ms() -> u64 {
+    5
+}
 fn default_switch_id() -> String {
     "isoswitch-1".to_string()
 }
@@ -574,6 +585,10 @@ impl Config {
         }
         if self.journal_sync != "full" && self.journal_sync != "normal" {
             return Err(bad("journal_sync", &self.journal_sync, "must be \"full\" or \"normal\"".into()));
+        }
+        if !(1..=60_000).contains(&self.journal_budget_ms) {
+            let v = self.journal_budget_ms.to_string();
+            return Err(bad("journal_budget_ms", &v, "must be between 1 and 60000 (milliseconds)".into()));
         }
         if let Some(k) = &self.pan_key
             && (k.len() < 32 || k.len() % 2 != 0 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -862,6 +877,7 @@ issuer = "a"
             ),
             ("[ops]\nmax_connections = -3\n", 2, ": ops.max_connections: "),
             ("switch_id = 7\n", 1, ": switch_id: invalid type"),
+            ("metrics = \"127.0.0.1:1\"\njournal_budget_ms = 0\n", 2, "journal_budget_ms"),
         ];
         for (text, line, key) in cases {
             let e = Config::parse("bad.toml", text).unwrap_err();

@@ -55,6 +55,7 @@ pub const REPEAT_OUTCOMES: [&str; 3] = ["answered", "waited", "conflict"];
 pub const ISSUER_REPLY_REJECTED_TOTAL: &str = "isoswitch_issuer_reply_rejected_total";
 pub const JOURNAL_UP: &str = "isoswitch_journal_up";
 pub const JOURNAL_WRITE_ERRORS_TOTAL: &str = "isoswitch_journal_write_errors_total";
+pub const JOURNAL_SHED_TOTAL: &str = "isoswitch_journal_shed_total";
 pub const SAF_HELD: &str = "isoswitch_saf_held";
 pub const LATE_ANSWERS_TOTAL: &str = "isoswitch_late_answers_total";
 pub const STANDIN_TOTAL: &str = "isoswitch_standin_total";
@@ -122,6 +123,7 @@ pub fn install() -> Option<PrometheusHandle> {
             counter!(LATE_ANSWERS_TOTAL).absolute(0);
             for class in CLASSES {
                 counter!(SHED_TOTAL, "class" => class).absolute(0);
+                counter!(JOURNAL_SHED_TOTAL, "class" => class).absolute(0);
             }
             for outcome in REPEAT_OUTCOMES {
                 counter!(REPEATS_TOTAL, "outcome" => outcome).absolute(0);
@@ -154,6 +156,10 @@ fn describe() {
     describe_counter!(
         SHED_TOTAL,
         "Requests answered 91 by admission control (queue full, or their wait would pass their deadline), by class."
+    );
+    describe_counter!(
+        JOURNAL_SHED_TOTAL,
+        "Requests answered 91 before any issuer because the journal writer was too far behind to commit them in time (journal_budget_ms), by class; also counted in isoswitch_shed_total. Not journalled."
     );
     describe_gauge!(
         ADMISSION_QUEUE_DEPTH,

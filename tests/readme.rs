@@ -40,6 +40,7 @@ const NOT_RUN: &[(&str, &str)] = &[
         "needs the sqlite3 tool and a day of traffic; the example estate below runs `settle`",
     ),
     ("B=target/release/isoswitch", "the load recipe: a release build and 10-second load runs"),
+    ("bash benches/load.sh full 16 16 5", "load runs of a release build and a criterion bench"),
     ("export ISOSWITCH_TEST_PG", "runs the test suite itself"),
     (
         "--tls --ca-file estate-ca.pem",

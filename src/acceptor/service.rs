@@ -51,6 +51,8 @@ pub struct Services {
     saf_given: Option<Arc<dyn SafStore>>,
     /// Makes and commits the journal rows of requests, for every handler.
     pub recorder: Recorder,
+    /// `journal_budget_ms`: the journal backlog past which new requests are shed.
+    journal_budget: std::time::Duration,
     /// Every configured issuer by name (not only those the first rules named: a reload may
     /// route to any of them).
     issuer_index: HashMap<String, usize>,
@@ -169,6 +171,7 @@ impl Services {
             shared: false,
             journal_cfg: None,
             saf_given: None,
+            journal_budget: std::time::Duration::from_millis(cfg.journal_budget_ms),
             issuer_index,
             suspensions: Default::default(),
             standin: super::standin::StandIn::new(cfg),
@@ -272,6 +275,35 @@ impl Services {
         switch_reply(req, rc).ok().map(Box::new)
     }
 
+    /// The answer to a new request of `class` while the journal writer is too far behind
+    /// to commit its row in time: 91 at once, before any issuer. The rows queued ahead of it
+    /// would take the writer longer than the class's share of `journal_budget_ms` (batch
+    /// uploads half, ordinary requests three quarters, priority merchants and network
+    /// management all of it), so the lowest classes are shed first and the queue stops
+    /// growing where its rows can still be committed within the budget; reversals and
+    /// advices are never shed. `None` otherwise (two atomic loads).
+    ///
+    /// The 91 is not journalled (a row per shed request would cost the writer the very time
+    /// that shedding saves); it is counted in `isoswitch_shed_total{class}` and
+    /// `isoswitch_journal_shed_total{class}`. Nothing reached an issuer, so nothing needs
+    /// settling or reversing.
+    pub fn shed_for_journal(&self, req: &Message, class: route::Class) -> Option<Box<Message>> {
+        let j = self.journal.as_ref()?;
+        let quarters: u32 = match class {
+            route::Class::Reversal => return None,
+            route::Class::Network | route::Class::Priority => 4,
+            route::Class::Ordinary => 3,
+            route::Class::Batch => 2,
+        };
+        if j.backlog().wait() <= self.journal_budget * quarters / 4 {
+            return None;
+        }
+        metrics::counter!(crate::metrics::SHED_TOTAL, "class" => class.name()).increment(1);
+        metrics::counter!(crate::metrics::JOURNAL_SHED_TOTAL, "class" => class.name()).increment(1);
+        tracing::debug!(class = class.name(), "request shed: the journal writer is behind");
+        switch_reply(req, Rc::ISSUER_UNAVAILABLE.as_str()).ok().map(Box::new)
+    }
+
     /// Where the in-doubt log lives: `[saf] indoubt_dir`, else beside the SQLite journal
     /// (`<journal file>.indoubt`), else `./isoswitch-indoubt/<switch_id>`. `None` without a journal or
     /// with `[saf] indoubt = false`.
@@ -341,4 +373,76 @@ pub type SafSetup = (Arc<dyn SafStore>, SafPolicy);
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::iso::spec;
+    use crate::journal::{Query, Store, StoreError, TxnRecord, Update};
+    use crate::route::Class;
+
+    /// A store that keeps nothing: the test sets the writer's backlog itself.
+    struct Nothing;
+
+    impl Store for Nothing {
+        fn begin(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn insert(&mut self, _: &TxnRecord) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn rollback(&mut self) {}
+        fn query(&mut self, _: &Query) -> Result<Vec<TxnRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn update(&mut self, _: &Update) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn a_journal_behind_its_budget_sheds_the_lowest_classes_first_and_never_reversals() {
+        let text = "journal_budget_ms = 4\n[[issuer]]\nname = \"default\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n";
+        let cfg = Config::parse("t.toml", text).unwrap();
+        let rules = RuleSet::open_with_routes("(routes)", &routes_text(&cfg)).unwrap();
+        let journal = Journal::start(Nothing);
+        let s = Services::new(&cfg, route::Router::new(rules), Some(journal.clone()), PanHasher::new(b"k"))
+            .unwrap();
+        let mut req = Message::new(spec::shipped("iso87ascii").unwrap(), "0200").unwrap();
+        req.set(11, "000123").unwrap().set(41, "TERM0001").unwrap();
+        // Budget 4 ms; the writer needs 10 us a row: (rows queued, classes shed).
+        let us = Duration::from_micros;
+        let cases: &[(u64, &[Class])] = &[
+            (0, &[]),
+            (200, &[]),
+            (201, &[Class::Batch]),
+            (300, &[Class::Batch]),
+            (301, &[Class::Batch, Class::Ordinary]),
+            (400, &[Class::Batch, Class::Ordinary]),
+            (401, &[Class::Batch, Class::Ordinary, Class::Priority, Class::Network]),
+            (1_000_000, &[Class::Batch, Class::Ordinary, Class::Priority, Class::Network]),
+        ];
+        for &(queued, shed) in cases {
+            journal.backlog().set_for_test(queued, us(10));
+            for class in Class::ALL {
+                let answer = s.shed_for_journal(&req, class);
+                assert_eq!(answer.is_some(), shed.contains(&class), "{queued} rows queued, {class:?}");
+                if let Some(a) = answer {
+                    assert_eq!(a.text(39).as_deref(), Some("91"));
+                    assert_eq!(a.stan(), Some(123));
+                }
+            }
+        }
+        // Without a journal nothing is shed.
+        let cfg = Config::parse("t.toml", text).unwrap();
+        let rules = RuleSet::open_with_routes("(routes)", &routes_text(&cfg)).unwrap();
+        let none = Services::new(&cfg, route::Router::new(rules), None, PanHasher::new(b"k")).unwrap();
+        assert!(none.shed_for_journal(&req, Class::Batch).is_none());
+    }
 }

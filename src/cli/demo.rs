@@ -1,8 +1,11 @@
 //! `isoswitch demo`: a switch, two simulated issuers and simulated terminals in one
-//! process on loopback. The terminals run a short mixed workload (purchases, pre-auths,
-//! declines by the issuers' rules, echo tests) through the switch, whose rules route two
-//! card ranges to two issuers and price every approval; the journal records it all. Then
-//! it prints throughput, latency, response codes, fees and the merchant settlement.
+//! process on loopback, with the journal as shipped (SQLite, FULL: an approval is on disk
+//! before the terminal hears of it). The terminals run a short mixed workload (purchases,
+//! pre-auths, declines by the issuers' rules, echo tests) through the switch, whose rules
+//! route two card ranges to two issuers and price every approval, in two labelled parts:
+//! first the latency at a realistic estate load (a paced rate well below capacity, one
+//! request in flight per terminal), then the capacity (as fast as replies come, many in
+//! flight). Then it prints the journal's count, fees and the merchant settlement.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,15 +26,20 @@ use crate::sim::{SimIssuerConfig, SimStop, SimTerminalConfig, run_issuer, run_te
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// How long the terminals send, in seconds.
+    /// How long the terminals send, in seconds: two fifths at the estate's rate, the rest
+    /// as fast as they can.
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
     /// Simulated terminal connections.
     #[arg(long, default_value_t = 16)]
     pub connections: usize,
-    /// Requests in flight per connection.
+    /// Requests in flight per connection in the capacity run.
     #[arg(long, default_value_t = 16)]
     pub pipeline: usize,
+    /// Requests per second of the realistic estate load (all terminals together, one in
+    /// flight each).
+    #[arg(long, default_value_t = 2000.0)]
+    pub estate_rate: f64,
 }
 
 /// The demo estate: the simulated terminals belong to one restaurant (standard merchant
@@ -74,6 +82,9 @@ pub fn run(a: DemoArgs) -> ExitCode {
     }
     if a.connections == 0 || a.pipeline == 0 {
         return fail("--connections and --pipeline must be at least 1");
+    }
+    if !(a.estate_rate >= 1.0 && a.estate_rate <= 1e7) {
+        return fail("--estate-rate must be between 1 and 10000000 requests per second");
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -129,21 +140,52 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
         switch.metrics_addr().map(|m| m.to_string()).unwrap_or_default()
     );
     println!(
-        "{} terminals x {} in flight for {} s: purchases, pre-auths, echo tests; some declined by the issuers ...\n",
-        a.connections, a.pipeline, a.seconds
+        "journal: SQLite, synchronous FULL (each approval on disk before the terminal hears of it)\n\
+         workload: purchases, pre-auths, echo tests; some declined by the issuers\n"
     );
     let spec = spec::shipped("iso87ascii").ok_or("no iso87ascii spec")?;
+    let estate_s = a.seconds * 0.4;
+    println!(
+        "1. latency at a realistic estate load: {} requests/s offered by {} terminals, one in flight each, for {:.1} s (well below capacity)",
+        a.estate_rate, a.connections, estate_s
+    );
+    let estate = SimTerminalConfig {
+        connections: a.connections,
+        pipeline: 1,
+        rate: Some(a.estate_rate),
+        stop: SimStop::Duration(Duration::from_secs_f64(estate_s)),
+        ..SimTerminalConfig::new(addr, spec.clone())
+    };
+    let paced = run_terminals(estate).await.map_err(|e| e.to_string())?;
+    println!(
+        "   latency: p50 {:.2} ms  p99 {:.2} ms  ({:.0} of the {} requests/s offered answered)\n{paced}\n",
+        paced.latency_us(0.5) / 1e3,
+        paced.latency_us(0.99) / 1e3,
+        paced.throughput_per_s(),
+        a.estate_rate
+    );
+    let capacity_s = a.seconds - estate_s;
+    println!(
+        "2. capacity: {} terminals x {} in flight, as fast as replies come, for {:.1} s",
+        a.connections, a.pipeline, capacity_s
+    );
     let tcfg = SimTerminalConfig {
         connections: a.connections,
         pipeline: a.pipeline,
-        stop: SimStop::Duration(Duration::from_secs_f64(a.seconds)),
+        stop: SimStop::Duration(Duration::from_secs_f64(capacity_s)),
         ..SimTerminalConfig::new(addr, spec)
     };
     let report = run_terminals(tcfg).await.map_err(|e| e.to_string())?;
     stop.cancel();
     switch.join().await;
 
-    println!("{report}");
+    println!(
+        "   capacity: {:.0} transactions/s (latency p50 {:.2} ms, p99 {:.2} ms with {} in flight)\n{report}",
+        report.throughput_per_s(),
+        report.latency_us(0.5) / 1e3,
+        report.latency_us(0.99) / 1e3,
+        a.connections * a.pipeline
+    );
     let now = crate::acceptor::service::now_ms();
     let date = business_date(now, offset);
     let rows = journal.query(Query::Day(date.clone())).await.map_err(|e| e.to_string())?;
@@ -171,8 +213,9 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
             l.merchant_id, l.cycle, l.window, l.count, l.gross, l.refunds, l.fees, l.net
         );
     }
-    if report.mismatches > 0 {
-        return Err(format!("{} replies did not match their requests", report.mismatches));
+    let mismatches = paced.mismatches + report.mismatches;
+    if mismatches > 0 {
+        return Err(format!("{mismatches} replies did not match their requests"));
     }
     Ok(())
 }

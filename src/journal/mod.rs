@@ -14,6 +14,12 @@
 //!
 //! Retention (`retention`): settled days exported to a file per day and purged in small
 //! batches on a connection of its own, beside the writer.
+//!
+//! The queue is bounded in time as well as in memory: `Backlog` says how long the writer
+//! needs for the rows ahead of a new one (rows queued and promised, times the writer's
+//! recent cost per row), and admission control sheds new financial requests with 91 before they
+//! reach an issuer once that passes their class's share of the budget (see
+//! `acceptor::service`), instead of letting every request wait in the queue.
 //! May import: the codec, the metric names (`crate::metrics`) and the TLS policy (`crate::tls`).
 
 pub mod health;
@@ -27,6 +33,7 @@ pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -87,6 +94,157 @@ const QUEUE: usize = 65_536;
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 const DOWN_POLL: Duration = Duration::from_millis(2);
 
+/// How far behind the writer is: rows queued and not yet taken, rows promised (requests
+/// admitted and still with their issuer, whose rows will come), and what a row and a commit
+/// have cost it lately (per row the median over its last groups, per commit a moving
+/// average; nanoseconds). Shared by the handles
+/// (which count rows in), admission (which counts promises) and the writer (which counts
+/// rows out and times groups).
+#[derive(Debug)]
+pub struct Backlog {
+    queued: AtomicU64,
+    promised: AtomicU64,
+    row_ns: AtomicU64,
+    commit_ns: AtomicU64,
+    /// The writer's last per-row samples (a ring, where the next goes, how many there are);
+    /// only the writer takes the lock.
+    samples: std::sync::Mutex<([u64; SAMPLES], usize, usize)>,
+}
+
+/// What a row is taken to cost before the writer has timed a group: about a small SQLite row.
+const FIRST_ROW_NS: u64 = 20_000;
+/// Groups whose median insert time per row is the writer's cost per row.
+const SAMPLES: usize = 9;
+
+impl Default for Backlog {
+    fn default() -> Backlog {
+        Backlog {
+            queued: AtomicU64::new(0),
+            promised: AtomicU64::new(0),
+            row_ns: AtomicU64::new(FIRST_ROW_NS),
+            commit_ns: AtomicU64::new(0),
+            samples: std::sync::Mutex::new(([0; SAMPLES], 0, 0)),
+        }
+    }
+}
+
+/// A row to come: a request admitted to its issuer counts in the backlog until its row is
+/// handed to the journal (drop this just before), so that requests admitted together in a
+/// burst are not each found room for in the same empty queue.
+#[derive(Debug)]
+pub struct Promise(Arc<Backlog>);
+
+impl Drop for Promise {
+    fn drop(&mut self) {
+        let _ = self.0.promised.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| q.checked_sub(1));
+    }
+}
+
+impl Backlog {
+    /// Rows queued for the writer and not yet taken by it.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Rows promised (`Promise`) and not yet queued.
+    pub fn promised(&self) -> u64 {
+        self.promised.load(Ordering::Relaxed)
+    }
+
+    /// Count a row to come until the `Promise` is dropped.
+    pub fn promise(self: &Arc<Self>) -> Promise {
+        self.promised.fetch_add(1, Ordering::Relaxed);
+        Promise(self.clone())
+    }
+
+    /// The time the writer needs for the rows queued and promised now, at its recent cost
+    /// per row: how long a row queued now waits before its own group can be committed,
+    /// beyond that commit (which a row waits for however short the queue).
+    pub fn wait(&self) -> Duration {
+        let per_row = self.row_ns.load(Ordering::Relaxed);
+        let rows = self.queued().saturating_add(self.promised());
+        Duration::from_nanos(rows.saturating_mul(per_row))
+    }
+
+    /// The writer's recent time per row inserted.
+    pub fn per_row(&self) -> Duration {
+        Duration::from_nanos(self.row_ns.load(Ordering::Relaxed))
+    }
+
+    /// The writer's recent time per commit.
+    pub fn commit(&self) -> Duration {
+        Duration::from_nanos(self.commit_ns.load(Ordering::Relaxed))
+    }
+
+    fn add(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take(&self) {
+        // Never below zero, even if a row were counted out twice.
+        let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| q.checked_sub(1));
+    }
+
+    /// A group of `rows` rows took `inserting` to insert and `committing` to commit. The
+    /// cost per row is the median of the last `SAMPLES` groups' (each its insert time over
+    /// its rows): one preemption on a busy machine makes a lone 30 us insert look like
+    /// 3 ms, and a moving average of such samples had the switch shed at a tenth of its
+    /// capacity; a writer that is slow for real is slow in most groups.
+    fn group(&self, rows: usize, inserting: Duration, committing: Duration) {
+        if rows == 0 {
+            return;
+        }
+        let sample = inserting.as_nanos() as u64 / rows as u64;
+        let mut recent = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let (ring, next, filled) = &mut *recent;
+        ring[*next] = sample;
+        *next = (*next + 1) % SAMPLES;
+        *filled = (*filled + 1).min(SAMPLES);
+        let mut sorted = *ring;
+        let taken = &mut sorted[..*filled];
+        taken.sort_unstable();
+        self.row_ns.store(taken[taken.len() / 2], Ordering::Relaxed);
+        ewma(&self.commit_ns, committing.as_nanos() as u64);
+    }
+
+    /// Pretend the writer is `per_row` per row behind `queued` rows (tests of admission).
+    #[cfg(test)]
+    pub(crate) fn set_for_test(&self, queued: u64, per_row: Duration) {
+        self.queued.store(queued, Ordering::Relaxed);
+        self.row_ns.store(per_row.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A row counted into the backlog on its way into the queue: counted out again when
+/// dropped before `queued` (from then on the writer counts it out).
+struct Entering<'a>(Option<&'a Backlog>);
+
+impl<'a> Entering<'a> {
+    fn new(backlog: &'a Backlog) -> Entering<'a> {
+        backlog.add();
+        Entering(Some(backlog))
+    }
+
+    fn queued(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Entering<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.take();
+        }
+    }
+}
+
+/// Moving average, one eighth of each new sample (a zero average takes the sample whole).
+fn ewma(avg: &AtomicU64, sample: u64) {
+    let old = avg.load(Ordering::Relaxed);
+    let new = if old == 0 { sample } else { old - old / 8 + sample / 8 };
+    avg.store(new, Ordering::Relaxed);
+}
+
 /// The rows of the group being written, with who waits for each.
 type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
 
@@ -97,7 +255,16 @@ type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
 /// rows arrive while earlier ones are inserted and groups grow by themselves; at light
 /// load a lone row is committed at once. Queries and updates (the journal's barrier is a
 /// query) wait for the group's commit. While `health` is down a row is refused unwritten.
-fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd, health: &Health) {
+fn write_group<S: Store>(
+    store: &mut S,
+    rx: &mut mpsc::Receiver<Cmd>,
+    first: Cmd,
+    health: &Health,
+    backlog: &Backlog,
+) {
+    if matches!(first, Cmd::Write(..)) {
+        backlog.take();
+    }
     if matches!(first, Cmd::Query(..)) {
         answer(store, first);
         // Queries queued right behind it (a reconciliation's look-ups) share one read
@@ -106,10 +273,10 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
             match next {
                 Cmd::Query(..) if store.reads_in_one_transaction() => {
                     if let Some(rest) = read_group(store, rx, next) {
-                        write_group(store, rx, rest, health);
+                        write_group(store, rx, rest, health, backlog);
                     }
                 }
-                other => write_group(store, rx, other, health),
+                other => write_group(store, rx, other, health, backlog),
             }
         }
         return;
@@ -131,9 +298,11 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
     let mut others = Vec::new();
     let mut failed = store.begin().err();
     let mut next = Some(first);
+    let mut inserting = Duration::ZERO;
     while let Some(cmd) = next.take() {
         match cmd {
             Cmd::Write(row, tx) => {
+                let t0 = Instant::now();
                 let inserted = match &failed {
                     None => match store.insert(&row) {
                         Ok(i) => i,
@@ -144,6 +313,7 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
                     },
                     Some(_) => false,
                 };
+                inserting += t0.elapsed();
                 waiters.push((tx, inserted));
             }
             other => others.push(other),
@@ -156,11 +326,18 @@ fn write_group<S: Store>(store: &mut S, rx: &mut mpsc::Receiver<Cmd>, first: Cmd
             std::thread::sleep(LINGER_STEP);
             next = rx.try_recv().ok();
         }
+        if matches!(next, Some(Cmd::Write(..))) {
+            backlog.take();
+        }
     }
+    let t0 = Instant::now();
     let outcome = match failed {
         None => store.commit(),
         Some(e) => Err(e),
     };
+    if outcome.is_ok() {
+        backlog.group(waiters.len(), inserting, t0.elapsed());
+    }
     match outcome {
         Ok(()) => {
             for (tx, inserted) in waiters {
@@ -207,7 +384,7 @@ fn report(change: Option<Change>) {
 
 /// The writer thread: groups while the journal is up; while it is down, refused rows,
 /// answered queries and a probe every `PROBE_EVERY` until one commits.
-fn run_writer<S: Store>(mut store: S, mut rx: mpsc::Receiver<Cmd>, health: &Health) {
+fn run_writer<S: Store>(mut store: S, mut rx: mpsc::Receiver<Cmd>, health: &Health, backlog: &Backlog) {
     let mut next_probe = Instant::now();
     let mut was_up = true;
     loop {
@@ -241,7 +418,7 @@ fn run_writer<S: Store>(mut store: S, mut rx: mpsc::Receiver<Cmd>, health: &Heal
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
             }
         };
-        write_group(&mut store, &mut rx, first, health);
+        write_group(&mut store, &mut rx, first, health, backlog);
     }
 }
 
@@ -290,6 +467,7 @@ fn answer<S: Store>(store: &mut S, cmd: Cmd) {
 pub struct Journal {
     tx: mpsc::Sender<Cmd>,
     health: Arc<Health>,
+    backlog: Arc<Backlog>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -313,13 +491,19 @@ impl Journal {
     pub fn start<S: Store>(store: S) -> Journal {
         let (tx, rx) = mpsc::channel::<Cmd>(QUEUE);
         let health = Arc::new(Health::default());
-        let h = health.clone();
+        let backlog = Arc::new(Backlog::default());
+        let (h, b) = (health.clone(), backlog.clone());
         let spawned =
-            thread::Builder::new().name("journal-writer".into()).spawn(move || run_writer(store, rx, &h));
+            thread::Builder::new().name("journal-writer".into()).spawn(move || run_writer(store, rx, &h, &b));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "journal: cannot start the writer thread");
         }
-        Journal { tx, health }
+        Journal { tx, health, backlog }
+    }
+
+    /// How far behind the writer is (admission control reads it).
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
     }
 
     /// Whether the journal is writing (see `health`).
@@ -341,10 +525,14 @@ impl Journal {
         rec: Box<TxnRecord>,
     ) -> Result<oneshot::Receiver<Result<bool, StoreError>>, Box<TxnRecord>> {
         let (tx, rx) = oneshot::channel();
+        self.backlog.add();
         match self.tx.try_send(Cmd::Write(rec, tx)) {
             Ok(()) => Ok(rx),
             Err(mpsc::error::TrySendError::Full(cmd) | mpsc::error::TrySendError::Closed(cmd)) => match cmd {
-                Cmd::Write(rec, _) => Err(rec),
+                Cmd::Write(rec, _) => {
+                    self.backlog.take();
+                    Err(rec)
+                }
                 // Only a write was sent.
                 Cmd::Query(..) | Cmd::Update(..) => Err(Box::default()),
             },
@@ -354,7 +542,11 @@ impl Journal {
     /// `record` of a row already boxed (it reaches the writer without being copied).
     pub async fn record_boxed(&self, rec: Box<TxnRecord>) -> Result<bool, StoreError> {
         let (tx, rx) = oneshot::channel();
+        // Counted in while it waits for room too; counted out again if it never gets in
+        // (the writer gone, or this future dropped while the queue is full).
+        let entering = Entering::new(&self.backlog);
         self.tx.send(Cmd::Write(rec, tx)).await.map_err(|_| StoreError::Closed)?;
+        entering.queued();
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -473,7 +665,7 @@ mod tests {
         let (third, r3) = write("3");
         tx.try_send(third).unwrap();
         let mut store = Probe::default();
-        write_group(&mut store, &mut rx, first, &Health::default());
+        write_group(&mut store, &mut rx, first, &Health::default(), &Backlog::default());
         assert_eq!(store.log, ["begin", "insert 1", "insert 2", "insert 3", "commit", "query"]);
         for mut r in [r1, r2, r3] {
             assert!(matches!(r.try_recv(), Ok(Ok(true))));
@@ -491,7 +683,7 @@ mod tests {
         tx.try_send(third).unwrap();
         let mut store = Probe { fail_on: Some("2".into()), ..Probe::default() };
         let health = Health::default();
-        write_group(&mut store, &mut rx, first, &health);
+        write_group(&mut store, &mut rx, first, &health, &Backlog::default());
         // The rows after the failure are not tried; the group is rolled back, not committed.
         assert_eq!(store.log, ["begin", "insert 1", "insert 2", "rollback"]);
         for mut r in [r1, r2, r3] {
@@ -500,14 +692,14 @@ mod tests {
         // The journal is down: the next row is refused without touching the store...
         assert!(!health.is_up());
         let (next, mut r4) = write("4");
-        write_group(&mut store, &mut rx, next, &health);
+        write_group(&mut store, &mut rx, next, &health, &Backlog::default());
         assert_eq!(store.log.len(), 4);
         assert!(matches!(r4.try_recv(), Ok(Err(StoreError::Down))));
         // ...until a probe commits; then groups start afresh.
         store.probe().unwrap();
         assert!(matches!(health.write_ok(Instant::now()), Some(Change::Up { refused: 1, .. })));
         let (next, mut r5) = write("5");
-        write_group(&mut store, &mut rx, next, &health);
+        write_group(&mut store, &mut rx, next, &health, &Backlog::default());
         assert_eq!(store.log[4..], ["begin", "commit", "begin", "insert 5", "commit"]);
         assert!(matches!(r5.try_recv(), Ok(Ok(true))));
     }
@@ -575,12 +767,78 @@ mod tests {
         assert!(matches!(rx.blocking_recv(), Ok(Ok(true))));
     }
 
+    /// A store whose inserts wait at a gate, then take `INSERT` each.
+    struct Gated(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+    const INSERT: Duration = Duration::from_micros(100);
+
+    impl Store for Gated {
+        fn begin(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn insert(&mut self, _: &TxnRecord) -> Result<bool, StoreError> {
+            let (open, cv) = &*self.0;
+            let guard = open.lock().unwrap();
+            let _open = cv.wait_timeout_while(guard, Duration::from_secs(10), |o| !*o).unwrap();
+            thread::sleep(INSERT);
+            Ok(true)
+        }
+        fn commit(&mut self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn rollback(&mut self) {}
+        fn query(&mut self, _: &Query) -> Result<Vec<TxnRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn update(&mut self, _: &Update) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn the_backlog_counts_rows_in_and_out_and_learns_what_a_row_costs() {
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let j = Journal::start(Gated(gate.clone()));
+        let commits: Vec<_> = (0..50)
+            .map(|i| {
+                j.try_submit(Box::new(TxnRecord { stan: i.to_string(), ..TxnRecord::default() })).unwrap()
+            })
+            .collect();
+        // The writer took the first row and waits at the gate: the others are queued.
+        let until = Instant::now() + Duration::from_secs(5);
+        while j.backlog().queued() != 49 && Instant::now() < until {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(j.backlog().queued(), 49);
+        let first_guess = j.backlog().wait();
+        assert_eq!(first_guess, Duration::from_nanos(49 * FIRST_ROW_NS), "before a group is timed");
+        let promise = j.backlog().promise();
+        assert_eq!(j.backlog().wait(), Duration::from_nanos(50 * FIRST_ROW_NS), "a promised row counts");
+        drop(promise);
+        assert_eq!(j.backlog().promised(), 0);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        for c in commits {
+            assert!(matches!(c.blocking_recv(), Ok(Ok(true))));
+        }
+        assert_eq!(j.backlog().queued(), 0);
+        assert!(j.backlog().per_row() >= INSERT, "{:?} per row", j.backlog().per_row());
+        j.backlog().set_for_test(100, j.backlog().per_row());
+        assert!(j.backlog().wait() >= INSERT * 100);
+    }
+
     #[test]
     fn a_query_alone_opens_no_group() {
         let (_tx, mut rx) = mpsc::channel::<Cmd>(1);
         let (q_tx, mut q_rx) = oneshot::channel();
         let mut store = Probe::default();
-        write_group(&mut store, &mut rx, Cmd::Query(Query::ByRrn("x".into()), q_tx), &Health::default());
+        write_group(
+            &mut store,
+            &mut rx,
+            Cmd::Query(Query::ByRrn("x".into()), q_tx),
+            &Health::default(),
+            &Backlog::default(),
+        );
         assert_eq!(store.log, ["query"]);
         assert!(matches!(q_rx.try_recv(), Ok(Ok(_))));
     }
@@ -601,7 +859,7 @@ mod tests {
             tx.try_send(third).unwrap();
             tx.try_send(w).unwrap();
             let mut store = Probe { batch_reads, ..Probe::default() };
-            write_group(&mut store, &mut rx, first, &Health::default());
+            write_group(&mut store, &mut rx, first, &Health::default(), &Backlog::default());
             let want: &[&str] = if batch_reads {
                 // The first is answered before anything is known to follow it; the write
                 // after the queries gets a group of its own.

@@ -55,6 +55,10 @@ pub async fn forward(
     if let Some(refused) = svc.refuse_unrecordable(msg) {
         return (Some(refused), false);
     }
+    // The journal writer is too far behind to commit this row in time: shed at once.
+    if let Some(shed) = svc.shed_for_journal(msg, fwd.class) {
+        return (Some(shed), false);
+    }
     let mut original = None;
     if ctx.dialect.is_unionpay() {
         if ctx.batches.stale(msg, svc.journal.as_ref()).await {
@@ -119,6 +123,8 @@ async fn ask_issuer(
     let Arrival { at, instant: arrived, source } = arrival;
     let primary = issuers.get(issuer).map_or("", |i| i.name());
     let answer_by = arrived + issuers.get(issuer).map_or(Duration::ZERO, |i| i.answer_by());
+    // Its row counts in the journal's backlog from now on (dropped when it is queued).
+    let promise = svc.journal.as_ref().map(|j| j.backlog().promise());
     // Without a journal no row is built: its strings and the PAN hash would be wasted.
     let mut row = svc.recorder.records().then(|| {
         let mut row = svc.recorder.row(req, at, fwd.txn_type.as_str(), Decided::Forward);
@@ -236,6 +242,7 @@ async fn ask_issuer(
         other => switch_reply(req, other.switch_rc().unwrap_or("96")).ok().map(Box::new),
     };
     let mut reply = reply.or_else(|| switch_reply(req, "96").ok().map(Box::new))?;
+    drop(promise);
     // 4. Journalled.
     let Some(mut row) = row else { return Some(reply) };
     let rc = reply.text(39).map(|s| s.into_owned()).unwrap_or_else(|| "96".into());
