@@ -112,7 +112,13 @@ async fn kill_9_loses_no_approval_and_duplicates_nothing() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Killed in the middle of the load: once a hundred approvals are in (at most 10 s, so
+    // that a slow machine still kills it mid-run rather than after it).
+    let t0 = std::time::Instant::now();
+    while approved.lock().unwrap().len() < 100 && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     switch.kill();
     for t in tasks {
         let _ = t.await;
