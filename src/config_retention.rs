@@ -11,6 +11,7 @@
 //! batch_rows = 500              # rows deleted per transaction
 //! pause_ms = 100                # rest after each batch (at least 3x what it took)
 //! ```
+//! May import: crate::config, crate::config::sanity.
 
 use std::path::PathBuf;
 

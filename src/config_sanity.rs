@@ -2,8 +2,8 @@
 //! (a frame size the length header cannot carry, a zero timeout that would close every
 //! connection at once, an empty file) are refused with `file:line:column: key: message`,
 //! and risky ones that work are returned as one warning line each. Also where a key is
-//! written in the text, for those messages. May import: the parent (`crate::config`) and
-//! framing.
+//! written in the text, for those messages.
+//! May import: crate::config, crate::frame.
 
 use super::{Config, ConfigError};
 use crate::frame::FrameConfig;

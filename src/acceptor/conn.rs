@@ -8,8 +8,10 @@
 //! connection task (no task per message). On a graceful stop it reads no more, answers
 //! every request it has read (in flight, or still in its read buffer), closes its write
 //! side and waits, bounded, for the terminal to close before dropping the socket.
-//! May import: codec, framing, issuer connector, metrics, telemetry, and the acceptor's
-//! handlers and leaf modules.
+//! May import: crate::acceptor, crate::acceptor::handlers, crate::acceptor::late,
+//! crate::acceptor::repeats, crate::acceptor::reply, crate::acceptor::request,
+//! crate::acceptor::service, crate::frame, crate::iso, crate::issuer, crate::metrics,
+//! crate::route, crate::telemetry.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

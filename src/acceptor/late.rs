@@ -5,7 +5,7 @@
 //! far slower than its recent average, a starved machine. Each is counted in
 //! `isoswitch_late_answers_total`; the log gets one warning a second at most, with how many
 //! and the latest by how much, never a line per request nor anything of the request.
-//! May import: metrics, the acceptor's services (the clock).
+//! May import: crate::acceptor::service, crate::metrics.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;

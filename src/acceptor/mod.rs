@@ -24,16 +24,18 @@
 //! rules of UnionPay-style terminals (batches, originals named by field 61) are in
 //! `cup.rs`, applied where the listener's `Dialect` (`dialect.rs`) says so; reversals that
 //! overtake their original wait through `inflight.rs`.
-//! May import: every layer below (codec, framing, issuer connector) and the edges.
+//! May import: crate::accept, crate::admin, crate::config, crate::fdlimit, crate::iso,
+//! crate::issuer, crate::journal, crate::metrics, crate::route, crate::telemetry, crate::tls.
 
 mod conn;
+mod control;
 mod cup;
 pub mod dialect;
 mod handlers;
-pub mod indoubt;
 mod inflight;
 mod late;
 mod queue_reversal;
+pub mod reconcile;
 pub mod record;
 mod rejected;
 pub mod repeats;
@@ -167,7 +169,7 @@ async fn start_indoubt(
     cfg: &Config,
     services: &Arc<Services>,
     store: &Arc<dyn crate::issuer::SafStore>,
-    key: crate::journal::saf::SafKey,
+    key: crate::journal::saf_store::SafKey,
 ) -> Result<Option<crate::issuer::indoubt::InDoubt>, Error> {
     let (Some(dir), Some(journal)) = (services.indoubt_dir(cfg), services.journal_handle().cloned()) else {
         return Ok(None);
@@ -177,7 +179,7 @@ async fn start_indoubt(
     let lock = Arc::new(crate::issuer::indoubt::lock_dir(&dir)?);
     let key = key.aead();
     let (c, d, k, j, s) = (cfg.clone(), dir.clone(), key.clone(), journal.clone(), store.clone());
-    tokio::task::spawn_blocking(move || indoubt::reconcile(&c, &d, &k, &j, &s))
+    tokio::task::spawn_blocking(move || reconcile::reconcile(&c, &d, &k, &j, &s))
         .await
         .map_err(|e| Error::Issuer(crate::issuer::IssuerError::Saf(e.to_string())))??;
     Ok(Some(crate::issuer::indoubt::InDoubt {
@@ -185,7 +187,7 @@ async fn start_indoubt(
         key,
         rotate: Duration::from_millis(cfg.saf.indoubt_rotate_ms),
         fsync: cfg.saf.indoubt_fsync,
-        settled: Arc::new(indoubt::JournalSettled(journal)),
+        settled: Arc::new(reconcile::JournalSettled(journal)),
         lock,
     }))
 }
@@ -322,7 +324,7 @@ pub async fn serve_with(
             let bound = l.local_addr().map_err(|source| Error::Bind { addr, source })?;
             let api = crate::admin::Admin {
                 token: token.clone(),
-                services: services.clone(),
+                switch: services.clone(),
                 issuers: issuers.clone(),
                 rules_dir: cfg.rules.clone(),
             };

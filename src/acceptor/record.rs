@@ -4,7 +4,7 @@
 //! only reaches the terminal once its row is committed, a row that approves nothing is not
 //! waited for past the deadline promised to the terminal. The recorder also keeps the
 //! recent commit time that admission control reserves of each deadline.
-//! May import: codec, journal, routing core (business day, settlement cycle).
+//! May import: crate::acceptor::service, crate::iso, crate::journal, crate::route.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

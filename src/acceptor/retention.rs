@@ -7,7 +7,7 @@
 //! ends it between two batches. It starts after the start-up work that reads old rows
 //! (the in-doubt reconciliation, the reload of the retransmission window), and never
 //! reaches the days they read: `keep_days` is at least 1 and covers `[repeats] window_s`.
-//! May import: the journal, the configuration, the metric names.
+//! May import: crate::acceptor::service, crate::config, crate::journal, crate::metrics.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,8 +3,10 @@
 //! stand-in policies (`Services`, opened from the configuration and reloaded on SIGHUP or
 //! through the admin API), and `Services::plan`, which turns a decoded request into the
 //! `Plan` whose kind picks its handler (see `handlers`).
-//! May import: codec, routing core, issuer connector, journal, config, and the
-//! acceptor's leaf modules (request, record, repeats, suspensions, stand-in policies).
+//! May import: crate::acceptor::record, crate::acceptor::repeats, crate::acceptor::reply,
+//! crate::acceptor::request, crate::acceptor::standin, crate::acceptor::suspensions,
+//! crate::cli, crate::config, crate::iso, crate::issuer, crate::journal, crate::rc,
+//! crate::route.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::iso::Message;
 use crate::issuer::{SafPolicy, SafStore};
-use crate::journal::saf::{SafKey, SqlSaf};
+use crate::journal::saf_store::{SafKey, SqlSaf};
 use crate::journal::{Journal, JournalConfig, PanHasher};
 use crate::route::{self, Decision, Now, Rc, RuleSet};
 
@@ -268,7 +270,7 @@ impl Services {
         }
         health.declined();
         tracing::debug!("financial request declined: the journal is down");
-        let rc = crate::rc::Outcome::SystemMalfunction.generic_rc();
+        let rc = crate::rc::SwitchDecline::SystemMalfunction.generic_rc();
         switch_reply(req, rc).ok().map(Box::new)
     }
 

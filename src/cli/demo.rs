@@ -3,6 +3,8 @@
 //! declines by the issuers' rules, echo tests) through the switch, whose rules route two
 //! card ranges to two issuers and price every approval; the journal records it all. Then
 //! it prints throughput, latency, response codes, fees and the merchant settlement.
+//! May import: crate::acceptor, crate::config, crate::iso, crate::journal, crate::route,
+//! crate::settle, crate::sim.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

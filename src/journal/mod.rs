@@ -14,14 +14,14 @@
 //!
 //! Retention (`retention`): settled days exported to a file per day and purged in small
 //! batches on a connection of its own, beside the writer.
-//! May import: the codec, the metric names (`crate::metrics`) and the TLS policy (`crate::tls`).
+//! May import: crate::metrics.
 
 pub mod health;
 pub mod pg_tls;
 pub mod postgres;
 pub mod record;
 pub mod retention;
-pub mod saf;
+pub mod saf_store;
 pub mod sqlite;
 pub mod store;
 

@@ -3,6 +3,7 @@
 //! power loss; `NORMAL` only against a crash of the process. Checkpoints (copying the
 //! WAL back into the database file, with its fsyncs) run on a thread of their own with its
 //! own connection, so the writer never waits for one.
+//! May import: crate::journal::record, crate::journal::store.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,8 +10,8 @@
 //!
 //! The terminal gets 00 at once, or 96 when nothing could be queued. Without a journal
 //! the plan is never made (reversals are forwarded like any request).
-//! May import: codec, routing core, issuer connector, journal, and the acceptor's
-//! listener context, recorder, stand-in, reversal queue and replies.
+//! May import: crate::acceptor, crate::acceptor::queue_reversal, crate::acceptor::record,
+//! crate::acceptor::reply, crate::iso, crate::journal, crate::route.
 
 use crate::iso::Message;
 use crate::journal::{Query, Status, Update};

@@ -3,8 +3,8 @@
 //! the totals in field 48 and the answer written back there; elsewhere the totals of
 //! fields 74 to 89. 00 and the batch closed when they agree, 95 when they do not, 30 when
 //! the terminal's totals cannot be read, 96 without a journal or when it fails.
-//! May import: codec, journal, settlement totals, and the acceptor's listener context,
-//! estate rules and replies.
+//! May import: crate::acceptor, crate::acceptor::reply, crate::acceptor::service, crate::iso,
+//! crate::journal, crate::settle.
 
 use crate::iso::Message;
 use crate::journal::{Query, Update};

@@ -12,8 +12,9 @@
 //! `ADVICE_GRACE`) and answers 96; one the process dies before journalling has its advice
 //! withdrawn at the next start. A request the policy does not cover gets the code it would
 //! have got without stand-in (91 when the issuer is down, 68 after a timeout).
-//! May import: the routing core's vocabulary, the issuer connector, the journal, config, and
-//! the acceptor's services, recorder, reversal queue and replies.
+//! May import: crate::acceptor::queue_reversal, crate::acceptor::record,
+//! crate::acceptor::reply, crate::acceptor::service, crate::config, crate::iso, crate::issuer,
+//! crate::journal, crate::metrics, crate::route.
 
 pub mod limits;
 pub mod policy;
@@ -25,7 +26,7 @@ use std::sync::{Arc, RwLock};
 use crate::config::{Config, StandInConfig};
 use crate::iso::Message;
 use crate::issuer::{Issuer, Issuers};
-use crate::journal::saf::advice_key;
+use crate::journal::saf_store::advice_key;
 use crate::journal::{Query, Status, TxnRecord};
 use crate::metrics as m;
 use crate::route;

@@ -19,6 +19,8 @@
 //! The check (`verify`) reads the header and the trailer and counts the lines between
 //! them: a file cut short, of another day, or whose row lines do not add up to its trailer
 //! does not pass, and a purge relies on nothing else.
+//! May import: crate::journal::record, crate::journal::retention,
+//! crate::journal::retention::db, crate::journal::store.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};

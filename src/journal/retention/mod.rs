@@ -16,7 +16,7 @@
 //!   rows (acknowledged or expired before the cut-off) are deleted; a pending reversal is
 //!   never touched, nor the in-doubt log (files of its own).
 //!
-//! May import: the journal's record and store types.
+//! May import: crate::civil, crate::journal::record, crate::journal::store.
 
 pub mod db;
 pub mod export;
