@@ -38,9 +38,9 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::opsport::Answer;
 use crate::issuer::Issuers;
 use crate::journal::{Journal, Query};
+use crate::opsport::Answer;
 use crate::route::{Router, RuleSummary};
 
 /// The `tracing` target of the audit log: one line per admin call made with the token.

@@ -1,13 +1,13 @@
 //! Reading a configuration: TOML text to a checked `Config` (`Config::load`, `parse`,
 //! `embedded`), each error located as `file:line:column: key: message`, and the stand-in
 //! policy file. The checks beyond syntax that need no cross-reference live in `sanity`.
-//! May import: crate::config, crate::config::retention, crate::config::sanity, crate::iso.
+//! May import: crate::config, crate::config::sanity, crate::iso.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{retention, sanity};
+use super::sanity;
 use super::{Config, ConfigError, DEFAULT_TOML, StandInConfig};
 use crate::iso::spec;
 
@@ -137,7 +137,7 @@ impl Config {
             let v = self.saf.indoubt_rotate_ms.to_string();
             return Err(bad("indoubt_rotate_ms", &v, "must be between 10 and 3600000".into()));
         }
-        retention::check(self, file, text)?;
+        sanity::check_retention(self, file, text)?;
         sanity::check(self, file, text)
     }
 

@@ -864,15 +864,15 @@ fn read_tree(root: &Path) -> BTreeMap<String, String> {
     files
 }
 
-/// File cycles still open in the two places being reorganised into one handler per
-/// request kind (the acceptor) and a pure issuer session (the issuer connector's hub in
-/// `issuer/mod.rs`). Each must still exist exactly as listed, so the list only shrinks:
-/// a new cycle, or a listed one that grew, changed or went, fails the test.
+/// File cycles still open: the acceptor's stand-in decides on the services it is part
+/// of, and the issuer connector's hub (`issuer/mod.rs`) and its link, store-and-forward,
+/// writer and in-doubt log name each other's types. Each must still exist exactly as
+/// listed, so the list only shrinks: a new cycle, or a listed one that grew, changed or
+/// went, fails the test.
 const PENDING_FILE_CYCLES: &[&str] = &[
-    "src/acceptor/conn.rs, src/acceptor/cup.rs, src/acceptor/mod.rs",
-    "src/acceptor/rejected.rs, src/acceptor/service.rs, src/acceptor/standin/mod.rs",
+    "src/acceptor/service.rs, src/acceptor/standin/mod.rs",
     "src/issuer/indoubt/mod.rs, src/issuer/link.rs, src/issuer/mod.rs, src/issuer/saf.rs, \
-     src/issuer/verify.rs, src/issuer/writer.rs",
+     src/issuer/writer.rs",
 ];
 
 #[test]

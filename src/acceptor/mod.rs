@@ -34,6 +34,7 @@ pub mod dialect;
 mod handlers;
 mod inflight;
 mod late;
+mod listener;
 mod queue_reversal;
 pub mod reconcile;
 pub mod record;
@@ -61,12 +62,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accept::Backoff;
-use crate::config::{Config, ListenerConfig};
+use crate::config::Config;
 use crate::iso::Spec;
 use crate::issuer::{IssuerError, Issuers, StartOptions};
 use crate::metrics as m;
 use crate::telemetry::{THROTTLE_INTERVAL, Throttle};
 pub use dialect::Dialect;
+use listener::ListenerCtx;
 pub use request::Plan;
 pub use service::{ServiceError, Services};
 
@@ -85,26 +87,6 @@ pub enum Error {
     Services(#[from] ServiceError),
     #[error("retention.export_dir {}: {source}", dir.display())]
     ExportDir { dir: std::path::PathBuf, source: std::io::Error },
-}
-
-/// What a listener's connections share.
-pub(crate) struct ListenerCtx {
-    cfg: ListenerConfig,
-    spec: Arc<Spec>,
-    /// The estate rules its terminals follow, decided once at start.
-    dialect: Dialect,
-    services: Arc<Services>,
-    issuers: Arc<Issuers>,
-    security: security::Security,
-    /// Terminals' requests in flight, for reversals that overtake their original.
-    inflight: Arc<inflight::InFlightTable>,
-    /// Batches terminals have settled, for their batch numbers (60.2).
-    batches: cup::Batches,
-    write_bound: Duration,
-    requests: m::RequestCounters,
-    /// Responses the switch made itself (echo, declines, format errors).
-    local: m::ResponseCounters,
-    end_to_end: metrics::Histogram,
 }
 
 /// A started switch.
@@ -269,7 +251,7 @@ pub async fn serve_with(
         (None, _) => {}
     }
     let rules = services.router.rules();
-    let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
+    let now = crate::route::Now(u64::try_from(record::now_ms()).unwrap_or(0));
     issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);
     tokio::spawn(follow_weights(services.router.clone(), issuers.clone(), links_stop.clone()));
     // Shown from the start (the journal was opened before the recorder was installed).
@@ -354,7 +336,7 @@ pub async fn serve_with(
 /// has passed the start.
 async fn load_repeats(services: &Arc<Services>) {
     let Some(j) = services.journal_handle() else { return };
-    let now = service::now_ms();
+    let now = record::now_ms();
     let offset = services.router.rules().registry.utc_offset_minutes;
     // The business days the window reaches back into (one, unless a window in seconds
     // spans midnight), oldest first.
@@ -388,7 +370,7 @@ async fn load_repeats(services: &Arc<Services>) {
 async fn follow_weights(router: Arc<crate::route::Router>, issuers: Arc<Issuers>, stop: CancellationToken) {
     let mut current = None;
     loop {
-        let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
+        let now = crate::route::Now(u64::try_from(record::now_ms()).unwrap_or(0));
         let rules = router.rules();
         let (weights, peak) = rules.weights_at(now);
         if current != Some(weights) {

@@ -5,12 +5,10 @@
 //! `Plan` whose kind picks its handler (see `handlers`).
 //! May import: crate::acceptor::record, crate::acceptor::repeats, crate::acceptor::reply,
 //! crate::acceptor::request, crate::acceptor::standin, crate::acceptor::suspensions,
-//! crate::cli, crate::config, crate::iso, crate::issuer, crate::journal, crate::rc,
-//! crate::route.
+//! crate::config, crate::iso, crate::issuer, crate::journal, crate::rc, crate::route.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::iso::Message;
@@ -120,7 +118,7 @@ impl Services {
             (None, _) => None,
         };
         let key = match &cfg.pan_key {
-            Some(hex) => crate::cli::hex_to_bytes(hex).unwrap_or_else(|_| DEV_PAN_KEY.to_vec()),
+            Some(hex) => hex::decode(hex).unwrap_or_else(|_| DEV_PAN_KEY.to_vec()),
             None => {
                 if journal.is_some() {
                     tracing::warn!("no pan_key configured: the journal's PAN hashes use the development key");
@@ -339,8 +337,3 @@ fn unknown_issuer(rules: &RuleSet, configured: &HashMap<String, usize>) -> Optio
 
 /// A store-and-forward queue and how it repeats.
 pub type SafSetup = (Arc<dyn SafStore>, SafPolicy);
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}

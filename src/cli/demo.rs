@@ -146,7 +146,7 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
     switch.join().await;
 
     println!("{report}");
-    let now = crate::acceptor::service::now_ms();
+    let now = crate::acceptor::record::now_ms();
     let date = business_date(now, offset);
     let rows = journal.query(Query::Day(date.clone())).await.map_err(|e| e.to_string())?;
     let approved = rows.iter().filter(|r| r.rc == "00").count();

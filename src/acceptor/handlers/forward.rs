@@ -16,11 +16,11 @@
 //! 5. answered: the issuer's reply as the terminal's dialect allows it, or the switch's
 //!    code; an approved void, refund or completion marks its original.
 //!
-//! May import: crate::acceptor, crate::acceptor::cup, crate::acceptor::handlers::decline,
-//! crate::acceptor::handlers::repeat, crate::acceptor::queue_reversal, crate::acceptor::record,
-//! crate::acceptor::rejected, crate::acceptor::reply, crate::acceptor::request,
-//! crate::acceptor::service, crate::acceptor::standin, crate::iso, crate::issuer,
-//! crate::journal, crate::rc, crate::route.
+//! May import: crate::acceptor::cup, crate::acceptor::handlers::decline,
+//! crate::acceptor::handlers::repeat, crate::acceptor::listener,
+//! crate::acceptor::queue_reversal, crate::acceptor::record, crate::acceptor::rejected,
+//! crate::acceptor::reply, crate::acceptor::request, crate::acceptor::standin, crate::iso,
+//! crate::issuer, crate::journal, crate::rc, crate::route.
 
 use std::time::Duration;
 
@@ -29,14 +29,14 @@ use crate::issuer::{ForwardOptions, Origin, Outcome, Target};
 use crate::journal::TxnRecord;
 use crate::route::{Forward, Rc};
 
-use super::super::ListenerCtx;
 use super::super::cup::{Original, find_original, mark_original};
+use super::super::listener::ListenerCtx;
 use super::super::queue_reversal::reverse_with_issuer;
+use super::super::record::now_ms;
 use super::super::record::{Decided, answered, status_of};
 use super::super::rejected::reverse_rejected;
 use super::super::reply::{issuer_reply, repeat_reply, switch_reply};
 use super::super::request::Arrival;
-use super::super::service::now_ms;
 use super::super::standin::{Occasion, all_down, policy::Trigger};
 use super::decline::decline;
 use super::repeat::answer_in_journal;
