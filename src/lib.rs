@@ -21,7 +21,8 @@
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
 //!   logging, TLS policy).
 //! - [`civil`]: calendar arithmetic (days since 1970 to dates and back), shared by the
-//!   issuer clock, fees, limits, settlement and the simulators.
+//!   issuer clock, the routing clock, the journal's business dates and retention, the admin
+//!   API, settlement and the simulators.
 //! - [`rc`]: response codes per dialect (generic codes mapped to what terminals display), as data.
 //! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
