@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use isoswitch::acceptor::indoubt::{JournalSettled, reconcile};
+use isoswitch::acceptor::reconcile::{JournalSettled, reconcile};
 use isoswitch::config::Config;
 use isoswitch::iso::{Message, spec};
 use isoswitch::issuer::SafStore;
 use isoswitch::issuer::indoubt::{InDoubt, IssuerLog, lock_dir};
-use isoswitch::journal::saf::{SafKey, SqlSaf};
+use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::{Journal, JournalConfig, TxnRecord};
 
 const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";

@@ -6,8 +6,7 @@
 //! episode starts and one INFO line with its count and length when it ends. At the limit,
 //! episodes flap (a connection closes, one is accepted, the next accept fails again):
 //! their lines are throttled like any repeated event, with the counts carried over.
-//! May import: tokio, `metrics` (the crate: handles made by the caller), `tracing`,
-//! [`crate::telemetry`].
+//! May import: crate::telemetry.
 
 use std::time::{Duration, Instant};
 

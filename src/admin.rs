@@ -3,7 +3,7 @@
 //! suspend or re-activate a terminal, reload the rules, health and readiness. Loopback by
 //! default; every call but `/health` and `/ready` needs `Authorization: Bearer <token>`.
 //! Served by [`crate::opsport`] (hyper): one request per connection, the head bounded in
-//! size and time, no body read. May import: every layer (it is an edge).
+//! size and time, no body read.
 //!
 //! | method | path | answer |
 //! |---|---|---|
@@ -23,9 +23,11 @@
 //! is written to the audit log: target [`AUDIT_TARGET`], INFO, with who, what and when;
 //! the log names a terminal only when the registry knows it (an id typed by mistake may
 //! be a card number).
+//! May import: crate::civil, crate::opsport, crate::issuer, crate::journal, crate::metrics,
+//! crate::route.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,11 +38,10 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::opsport::Answer;
-
-use crate::acceptor::Services;
 use crate::issuer::Issuers;
-use crate::journal::Query;
+use crate::journal::{Journal, Query};
+use crate::opsport::Answer;
+use crate::route::{Router, RuleSummary};
 
 /// The `tracing` target of the audit log: one line per admin call made with the token.
 pub const AUDIT_TARGET: &str = "isoswitch::audit";
@@ -48,10 +49,33 @@ pub const AUDIT_TARGET: &str = "isoswitch::audit";
 /// Who made an admin call: the API has one token, so one name.
 const WHO: &str = "admin";
 
+/// What the admin API asks of the running switch, and no more: the terminal side
+/// implements it, so that this edge reaches into none of the acceptor's types.
+pub trait SwitchControl: Send + Sync + 'static {
+    /// The router: its rules (registry look-ups) and the terminals suspended by hand.
+    fn router(&self) -> &Router;
+    /// The journal, when the switch keeps one.
+    fn journal(&self) -> Option<&Journal>;
+    /// Whether the journal writes (true without a journal).
+    fn journal_up(&self) -> bool;
+    /// Reload the rule files in `dir`; the error names the file, line and key.
+    fn reload_rules(&self, dir: &Path) -> Result<RuleSummary, String>;
+    /// Suspend or activate a terminal (persisted when a state file is set): whether
+    /// anything changed.
+    fn set_suspended(&self, terminal: &str, suspend: bool) -> Result<bool, String>;
+    /// Whether suspensions are kept in a state file.
+    fn suspensions_persisted(&self) -> bool;
+    /// Start or stop the operator's "stand in now" for an issuer: whether it changed, or
+    /// `None` for an issuer without a stand-in policy.
+    fn set_standin_forced(&self, issuer: &str, on: bool) -> Option<bool>;
+    /// An issuer's stand-in as JSON, or `None` for an unknown issuer.
+    fn standin_status(&self, issuers: &Issuers, issuer: &str) -> Option<serde_json::Value>;
+}
+
 /// What the admin API works on.
 pub struct Admin {
     pub token: String,
-    pub services: Arc<Services>,
+    pub switch: Arc<dyn SwitchControl>,
     pub issuers: Arc<Issuers>,
     pub rules_dir: Option<PathBuf>,
 }
@@ -195,7 +219,7 @@ async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value, Option<
         ["ready"] => {
             let down: Vec<&str> =
                 admin.issuers.iter().filter(|i| i.links_up() == 0).map(|i| i.name()).collect();
-            let journal = if admin.services.journal_up() { "up" } else { "down" };
+            let journal = if admin.switch.journal_up() { "up" } else { "down" };
             return if down.is_empty() && journal == "up" {
                 (200, json!({"status": "ready"}), None)
             } else {
@@ -205,7 +229,7 @@ async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value, Option<
         _ => {}
     }
     // The terminal the call names, for the audit log only when the registry knows it.
-    let rules = admin.services.router.rules();
+    let rules = admin.switch.router().rules();
     let listed = |t: &str| rules.registry.terminal(t.as_bytes()).is_some();
     let named = match segs.as_slice() {
         ["terminals", t, _] if ok_ident(t) && listed(t) => Some(*t),
@@ -222,7 +246,7 @@ async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value, Option<
 
 /// An authorised call: (status, JSON body, a word for the audit log).
 async fn call(admin: &Admin, req: &Request, segs: &[&str]) -> (u16, serde_json::Value, String) {
-    let journal = admin.services.journal.as_ref();
+    let journal = admin.switch.journal();
     let rows = |q: Query| async move {
         match journal {
             None => (404, json!({"error": "this switch runs without a journal"}), String::new()),
@@ -260,17 +284,17 @@ async fn call(admin: &Admin, req: &Request, segs: &[&str]) -> (u16, serde_json::
                 (409, json!({"error": "no rule directory is configured (rules = ...)"}), "no rules".into())
             }
             Some(dir) => {
-                let (s, d) = (admin.services.clone(), dir.clone());
+                let (s, d) = (admin.switch.clone(), dir.clone());
                 match tokio::task::spawn_blocking(move || s.reload_rules(&d)).await {
                     Ok(Ok(summary)) => {
-                        let suspended = admin.services.router.suspended_terminals().len();
+                        let suspended = admin.switch.router().suspended_terminals().len();
                         let detail = format!(
                             "{} terminals, {} merchants, {} routes, {suspended} suspended",
                             summary.terminals, summary.merchants, summary.routes
                         );
                         (200, json!({"reloaded": summary, "suspended_by_operator": suspended}), detail)
                     }
-                    Ok(Err(e)) => (422, json!({"error": e.to_string()}), "refused".into()),
+                    Ok(Err(e)) => (422, json!({"error": e}), "refused".into()),
                     Err(e) => (500, json!({"error": e.to_string()}), "failed".into()),
                 }
             }
@@ -283,12 +307,11 @@ async fn call(admin: &Admin, req: &Request, segs: &[&str]) -> (u16, serde_json::
 
 /// An issuer's stand-in: read it, or start or stop the operator's "stand in now".
 fn standin(admin: &Admin, issuer: &str, action: &[&str]) -> (u16, serde_json::Value, String) {
-    let si = &admin.services.standin;
     if admin.issuers.by_name(issuer).is_none() {
         return (404, json!({"error": "no such issuer"}), "unknown issuer".into());
     }
     let detail = match action {
-        [on @ ("start" | "stop")] => match si.set_forced(issuer, *on == "start") {
+        [on @ ("start" | "stop")] => match admin.switch.set_standin_forced(issuer, *on == "start") {
             None => {
                 return (
                     404,
@@ -300,8 +323,8 @@ fn standin(admin: &Admin, issuer: &str, action: &[&str]) -> (u16, serde_json::Va
         },
         _ => format!("{issuer}: read"),
     };
-    match si.status(&admin.issuers, issuer) {
-        Some(s) => (200, json!(s), detail),
+    match admin.switch.standin_status(&admin.issuers, issuer) {
+        Some(s) => (200, s, detail),
         None => (404, json!({"error": "no such issuer"}), "unknown issuer".into()),
     }
 }
@@ -309,7 +332,7 @@ fn standin(admin: &Admin, issuer: &str, action: &[&str]) -> (u16, serde_json::Va
 /// Suspend or activate a terminal the registry knows (an open estate knows every one; an
 /// activation also finds a terminal suspended before it left the registry).
 async fn set_suspended(admin: &Admin, t: &str, suspend: bool) -> (u16, serde_json::Value, String) {
-    let router = &admin.services.router;
+    let router = admin.switch.router();
     let rules = router.rules();
     let known = rules.registry.terminal(t.as_bytes()).is_some()
         || rules.registry.unknown.is_some()
@@ -317,10 +340,10 @@ async fn set_suspended(admin: &Admin, t: &str, suspend: bool) -> (u16, serde_jso
     if !known {
         return (404, json!({"error": "no such terminal in the registry"}), "unknown terminal".into());
     }
-    let (s, id) = (admin.services.clone(), t.to_string());
-    match tokio::task::spawn_blocking(move || s.suspensions.set(&s.router, &id, suspend)).await {
+    let (s, id) = (admin.switch.clone(), t.to_string());
+    match tokio::task::spawn_blocking(move || s.set_suspended(&id, suspend)).await {
         Ok(Ok(changed)) => {
-            let persisted = admin.services.suspensions.path().is_some();
+            let persisted = admin.switch.suspensions_persisted();
             let word = if suspend { "suspended" } else { "activated" };
             let detail = if changed { word.to_string() } else { format!("already {word}") };
             (
@@ -329,7 +352,7 @@ async fn set_suspended(admin: &Admin, t: &str, suspend: bool) -> (u16, serde_jso
                 detail,
             )
         }
-        Ok(Err(e)) => (500, json!({"error": e.to_string()}), "state file error".into()),
+        Ok(Err(e)) => (500, json!({"error": e}), "state file error".into()),
         Err(e) => (500, json!({"error": e.to_string()}), "failed".into()),
     }
 }

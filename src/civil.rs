@@ -1,7 +1,8 @@
 //! Calendar arithmetic in one place: proleptic Gregorian dates from days since 1970-01-01
 //! and back, counting in 400-year eras of 146,097 days (the well-known days-from-civil
 //! algorithm). Field 7, fee effective dates, per-day limits, settlement days and the
-//! simulators all need it; none of them keeps a copy. May import: nothing.
+//! simulators all need it; none of them keeps a copy.
+//! May import: nothing.
 
 /// (year, month 1..=12, day 1..=31) of a day number (days since 1970-01-01, may be negative).
 pub fn from_days(days: i64) -> (i64, u32, u32) {

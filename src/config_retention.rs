@@ -11,12 +11,12 @@
 //! batch_rows = 500              # rows deleted per transaction
 //! pause_ms = 100                # rest after each batch (at least 3x what it took)
 //! ```
+//! The checks of its values are with the configuration's other checks (`sanity`).
+//! May import: nothing.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
-
-use super::{Config, ConfigError, sanity};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,60 +63,10 @@ pub fn parse_hhmm(s: &str) -> Option<u32> {
     (h < 24 && m < 60).then_some(h * 60 + m)
 }
 
-/// Values of `[retention]` that parse but cannot work.
-pub(super) fn check(cfg: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
-    let Some(r) = &cfg.retention else { return Ok(()) };
-    let refuse = |key: &str, value: &str, message: String| {
-        let (line, column) = sanity::at(text, &[(key, value), ("retention", "")]);
-        Err(ConfigError::Invalid {
-            file: file.to_string(),
-            line,
-            column,
-            key: format!("retention.{key}"),
-            message,
-        })
-    };
-    let no_file = cfg.journal.as_ref().is_none_or(|p| p.as_os_str() == "off");
-    if no_file && cfg.journal_url.is_none() {
-        return refuse("export_dir", "", "retention needs a journal (journal or journal_url)".into());
-    }
-    if r.export_dir.as_os_str().is_empty() {
-        return refuse("export_dir", "", "must name a directory".into());
-    }
-    if r.keep_days == 0 {
-        return refuse(
-            "keep_days",
-            "0",
-            "must be at least 1 (today and yesterday stay: the retransmission window and the default settlement day)"
-                .into(),
-        );
-    }
-    if let Some(w) = cfg.repeats.window_s
-        && w > u64::from(r.keep_days) * 86_400
-    {
-        return refuse(
-            "keep_days",
-            &r.keep_days.to_string(),
-            format!(
-                "keeps less than the [repeats] window_s of {w} s: the keys of kept requests would be purged"
-            ),
-        );
-    }
-    if r.at_minute().is_none() {
-        return refuse("at", &r.at, format!("`{}` is not a time of day as HH:MM", r.at));
-    }
-    if !(1..=100_000).contains(&r.batch_rows) {
-        return refuse("batch_rows", &r.batch_rows.to_string(), "must be between 1 and 100000".into());
-    }
-    if r.pause_ms > 60_000 {
-        return refuse("pause_ms", &r.pause_ms.to_string(), "must be at most 60000".into());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, ConfigError};
 
     const BASE: &str = "journal = \"j.db\"\n[[listener]]\naddr = \"127.0.0.1:0\"\n[[issuer]]\nname = \"a\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n";
 

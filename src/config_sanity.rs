@@ -2,8 +2,8 @@
 //! (a frame size the length header cannot carry, a zero timeout that would close every
 //! connection at once, an empty file) are refused with `file:line:column: key: message`,
 //! and risky ones that work are returned as one warning line each. Also where a key is
-//! written in the text, for those messages. May import: the parent (`crate::config`) and
-//! framing.
+//! written in the text, for those messages.
+//! May import: crate::config, crate::frame.
 
 use super::{Config, ConfigError};
 use crate::frame::FrameConfig;
@@ -186,6 +186,57 @@ pub(super) fn warnings(cfg: &Config) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Values of `[retention]` that parse but cannot work.
+pub(super) fn check_retention(cfg: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
+    let Some(r) = &cfg.retention else { return Ok(()) };
+    let refuse = |key: &str, value: &str, message: String| {
+        let (line, column) = at(text, &[(key, value), ("retention", "")]);
+        Err(ConfigError::Invalid {
+            file: file.to_string(),
+            line,
+            column,
+            key: format!("retention.{key}"),
+            message,
+        })
+    };
+    let no_file = cfg.journal.as_ref().is_none_or(|p| p.as_os_str() == "off");
+    if no_file && cfg.journal_url.is_none() {
+        return refuse("export_dir", "", "retention needs a journal (journal or journal_url)".into());
+    }
+    if r.export_dir.as_os_str().is_empty() {
+        return refuse("export_dir", "", "must name a directory".into());
+    }
+    if r.keep_days == 0 {
+        return refuse(
+            "keep_days",
+            "0",
+            "must be at least 1 (today and yesterday stay: the retransmission window and the default settlement day)"
+                .into(),
+        );
+    }
+    if let Some(w) = cfg.repeats.window_s
+        && w > u64::from(r.keep_days) * 86_400
+    {
+        return refuse(
+            "keep_days",
+            &r.keep_days.to_string(),
+            format!(
+                "keeps less than the [repeats] window_s of {w} s: the keys of kept requests would be purged"
+            ),
+        );
+    }
+    if r.at_minute().is_none() {
+        return refuse("at", &r.at, format!("`{}` is not a time of day as HH:MM", r.at));
+    }
+    if !(1..=100_000).contains(&r.batch_rows) {
+        return refuse("batch_rows", &r.batch_rows.to_string(), "must be between 1 and 100000".into());
+    }
+    if r.pause_ms > 60_000 {
+        return refuse("pause_ms", &r.pause_ms.to_string(), "must be at most 60000".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! fits (at most [`DEFAULT_MAX_CONNECTIONS`]), a configured one that does not fit is
 //! lowered with a warning naming both numbers. A full listener then refuses a terminal
 //! at once instead of the whole process running out of descriptors.
-//! May import: the configuration.
+//! May import: crate::config.
 
 use crate::config::Config;
 

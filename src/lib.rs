@@ -13,15 +13,23 @@
 //!   the session table, late replies), deadlines, sign-on and echo.
 //! - [`acceptor`]: terminal listeners, one handler per kind of request (its module doc maps
 //!   each kind to its file), and the switch's entry point [`acceptor::serve`].
-//! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness).
+//! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness), which
+//!   reaches the running switch through [`admin::SwitchControl`] only.
 //! - [`opsport`]: the HTTP server (hyper) of the operations ports (`/metrics`, admin API).
 //! - [`accept`], [`fdlimit`]: listeners that back off instead of spinning when accepts fail,
 //!   and the descriptor budget their connection caps are fitted into.
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
 //!   logging, TLS policy).
+//! - [`civil`]: calendar arithmetic (days since 1970 to dates and back), shared by the
+//!   issuer clock, the routing clock, the journal's business dates and retention, the admin
+//!   API, settlement and the simulators.
 //! - [`rc`]: response codes per dialect (generic codes mapped to what terminals display), as data.
 //! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
+//!
+//! Each module's doc ends with the crate modules it may use (`May import:`);
+//! `tests/module_imports.rs` holds every file to its clause and refuses import cycles.
+//! May import: nothing.
 #![forbid(unsafe_code)]
 
 pub mod accept;

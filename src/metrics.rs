@@ -4,7 +4,8 @@
 //! and with it the reversals held in memory lost) and `/ready` (503 while the switch cannot
 //! take transactions: its journal cannot write, or an issuer has no link up).
 //! Labels are low-cardinality only: MTI, issuer name, response code, class — never a
-//! PAN, STAN or terminal id. May import: anything (edge module).
+//! PAN, STAN or terminal id.
+//! May import: crate::opsport.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -14,7 +14,7 @@
 //! - the whole connection, answer included (a peer that does not read it too), is closed
 //!   at `read_timeout + answer_timeout`.
 //!
-//! May import: tokio, hyper, `metrics` (the crate), [`crate::accept`], [`crate::telemetry`].
+//! May import: crate::accept, crate::telemetry.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -7,6 +7,7 @@
 //! takes the standard's table (ISO 8583:1987's two-character codes; `standard =
 //! "iso8583-1993"`, the default of `iso93ascii`, its three-digit action codes).
 //! Pure: may use `toml` and `serde`, nothing of the crate.
+//! May import: nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -14,12 +15,13 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 
-/// Outcomes the switch decides itself, with their generic codes. Those not in the design's list
-/// (bad MAC, refused PIN block, original not found, settled batch) take the ISO 8583:1987
-/// meaning (63 security violation, 25 unable to locate record) or the private-use codes card
-/// networks use for a PIN cryptographic error (81) and a batch number mismatch (77).
+/// Declines the switch decides itself (never an issuer's answer), with their generic
+/// codes. Those not in the design's list (bad MAC, refused PIN block, original not found,
+/// settled batch) take the ISO 8583:1987 meaning (63 security violation, 25 unable to
+/// locate record) or the private-use codes card networks use for a PIN cryptographic
+/// error (81) and a batch number mismatch (77).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub enum SwitchDecline {
     UnknownTerminal,
     InvalidTransaction,
     InvalidAmount,
@@ -39,26 +41,26 @@ pub enum Outcome {
     BatchMismatch,
 }
 
-impl Outcome {
+impl SwitchDecline {
     /// The generic response code.
     pub fn generic_rc(self) -> &'static str {
         match self {
-            Outcome::UnknownTerminal => "03",
-            Outcome::InvalidTransaction => "12",
-            Outcome::InvalidAmount => "13",
-            Outcome::InvalidCard => "14",
-            Outcome::FormatError => "30",
-            Outcome::NotPermitted => "58",
-            Outcome::AmountLimit => "61",
-            Outcome::FrequencyLimit => "65",
-            Outcome::IssuerTimeout => "68",
-            Outcome::IssuerUnavailable => "91",
-            Outcome::Duplicate => "94",
-            Outcome::SystemMalfunction => "96",
-            Outcome::BadMac => "63",
-            Outcome::PinRefused => "81",
-            Outcome::OriginalNotFound => "25",
-            Outcome::BatchMismatch => "77",
+            SwitchDecline::UnknownTerminal => "03",
+            SwitchDecline::InvalidTransaction => "12",
+            SwitchDecline::InvalidAmount => "13",
+            SwitchDecline::InvalidCard => "14",
+            SwitchDecline::FormatError => "30",
+            SwitchDecline::NotPermitted => "58",
+            SwitchDecline::AmountLimit => "61",
+            SwitchDecline::FrequencyLimit => "65",
+            SwitchDecline::IssuerTimeout => "68",
+            SwitchDecline::IssuerUnavailable => "91",
+            SwitchDecline::Duplicate => "94",
+            SwitchDecline::SystemMalfunction => "96",
+            SwitchDecline::BadMac => "63",
+            SwitchDecline::PinRefused => "81",
+            SwitchDecline::OriginalNotFound => "25",
+            SwitchDecline::BatchMismatch => "77",
         }
     }
 }
@@ -260,9 +262,9 @@ pub fn map<'a>(table: &'a RcTable, generic_rc: &'a str) -> &'a str {
     table.codes.get(generic_rc).map_or(generic_rc, String::as_str)
 }
 
-/// [`map`] for an outcome the switch decided itself.
-pub fn map_outcome(table: &RcTable, outcome: Outcome) -> &str {
-    map(table, outcome.generic_rc())
+/// [`map`] for a decline the switch decided itself.
+pub fn map_decline(table: &RcTable, decline: SwitchDecline) -> &str {
+    map(table, decline.generic_rc())
 }
 
 fn is_code(s: &str) -> bool {
@@ -298,20 +300,20 @@ mod tests {
         let t = RcTable::shipped("cup-pos");
         assert_eq!(t.dialect(), "cup-pos");
         let cases = [
-            (Outcome::UnknownTerminal, "97"),
-            (Outcome::IssuerTimeout, "98"),
-            (Outcome::Duplicate, "94"),
-            (Outcome::BadMac, "A0"),
-            (Outcome::PinRefused, "99"),
-            (Outcome::OriginalNotFound, "25"),
-            (Outcome::BatchMismatch, "77"),
-            (Outcome::IssuerUnavailable, "91"),
-            (Outcome::SystemMalfunction, "96"),
-            (Outcome::FormatError, "30"),
-            (Outcome::AmountLimit, "61"),
+            (SwitchDecline::UnknownTerminal, "97"),
+            (SwitchDecline::IssuerTimeout, "98"),
+            (SwitchDecline::Duplicate, "94"),
+            (SwitchDecline::BadMac, "A0"),
+            (SwitchDecline::PinRefused, "99"),
+            (SwitchDecline::OriginalNotFound, "25"),
+            (SwitchDecline::BatchMismatch, "77"),
+            (SwitchDecline::IssuerUnavailable, "91"),
+            (SwitchDecline::SystemMalfunction, "96"),
+            (SwitchDecline::FormatError, "30"),
+            (SwitchDecline::AmountLimit, "61"),
         ];
         for (o, want) in cases {
-            assert_eq!(map_outcome(&t, o), want, "{o:?}");
+            assert_eq!(map_decline(&t, o), want, "{o:?}");
         }
         // Issuer codes pass through.
         for rc in ["00", "05", "51", "54", "55"] {

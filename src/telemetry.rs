@@ -5,7 +5,8 @@
 //! `Message`'s masking `Debug` or log no field values at all. Events that a peer can
 //! repeat at will (a connection dropped, a frame that does not decode) go through a
 //! [`Throttle`], so that an attack or a churning estate costs a line per interval, not a
-//! line per connection. May import: anything.
+//! line per connection.
+//! May import: nothing.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

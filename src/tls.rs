@@ -2,7 +2,7 @@
 //! `PemObject` (errors name the file and what is wrong with it) and turned into rustls configurations that use the `ring` provider — a server config for
 //! terminal listeners (optionally verifying client certificates against a CA) and a
 //! client config for issuer links (optionally presenting a client certificate).
-//! May import: anything (edge module).
+//! May import: nothing.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{MockIssuer, Mode, Terminal, auth, config_text, http_get};
 use isoswitch::acceptor::{Services, serve_with};
 use isoswitch::config::Config;
-use isoswitch::journal::saf::{SafKey, SqlSaf};
+use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::sqlite::SqliteStore;
 use isoswitch::journal::{Journal, JournalConfig, Query, Store, StoreError, TxnRecord, Update};
 use process::TempDir;

@@ -24,7 +24,7 @@ use isoswitch::acceptor::{RunningSwitch, Services, serve_with};
 use isoswitch::config::Config;
 use isoswitch::iso::{Message, Spec};
 use isoswitch::issuer::{IssuerError, SafItem, SafStore};
-use isoswitch::journal::saf::{SafKey, SqlSaf};
+use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::sqlite::SqliteStore;
 use isoswitch::journal::{Journal, JournalConfig, Query, Store, StoreError, TxnRecord, Update};
 use tokio_util::sync::CancellationToken;

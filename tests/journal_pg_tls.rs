@@ -12,7 +12,7 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use isoswitch::journal::saf::{SafKey, SqlSaf};
+use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::{Journal, JournalConfig, Query, TxnRecord};
 
 /// The server, its CA file and an admin client.

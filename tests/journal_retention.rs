@@ -286,7 +286,7 @@ async fn pass_beside_the_writer(cfg: JournalConfig) {
     } else {
         "BIGSERIAL PRIMARY KEY"
     };
-    for stmt in isoswitch::journal::saf::schema(id).split(';').filter(|s| !s.trim().is_empty()) {
+    for stmt in isoswitch::journal::saf_store::schema(id).split(';').filter(|s| !s.trim().is_empty()) {
         sql(&cfg, stmt).await;
     }
     let saf = |f90: &str, state: &str, at: i64| {

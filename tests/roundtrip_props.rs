@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use isoswitch::iso::Message;
-use isoswitch::iso::spec::{BitmapEncoding, Class, Encoding, FieldSpec, Length, Spec, shipped};
+use isoswitch::iso::spec::{BitmapEncoding, CharClass, Encoding, FieldSpec, Length, Spec, shipped};
 use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 
@@ -61,7 +61,7 @@ fn value(fs: &FieldSpec) -> BoxedStrategy<Val> {
     let max = fs.max as usize;
     let fixed = fs.length == Length::Fixed;
     match fs.class {
-        Class::Binary => {
+        CharClass::Binary => {
             // Hex-encoded binary fields count characters, two per byte.
             let max_bytes = if fs.encoding == Encoding::Hex { max / 2 } else { max };
             let len = if fixed { Just(max_bytes).boxed() } else { length(0, max_bytes) };
@@ -69,7 +69,7 @@ fn value(fs: &FieldSpec) -> BoxedStrategy<Val> {
                 .prop_flat_map(|b| prop_oneof![Just(Val::Hex(b.clone())), Just(Val::Raw(b))])
                 .boxed()
         }
-        Class::SignedAmount => {
+        CharClass::SignedAmount => {
             // The sign is one of the units, so a value has at least one.
             let len = if fixed { Just(max).boxed() } else { length(1, max) };
             len.prop_flat_map(|n| (select(&b"CD"[..]), chars(DIGITS, n - 1)))
@@ -78,9 +78,9 @@ fn value(fs: &FieldSpec) -> BoxedStrategy<Val> {
         }
         class => {
             let alphabet = match class {
-                Class::Numeric => DIGITS,
-                Class::Track if fs.encoding == Encoding::Bcd => TRACK_BCD,
-                Class::Track => TRACK,
+                CharClass::Numeric => DIGITS,
+                CharClass::Track if fs.encoding == Encoding::Bcd => TRACK_BCD,
+                CharClass::Track => TRACK,
                 _ => PRINTABLE,
             };
             let len = if fixed { Just(max).boxed() } else { length(0, max) };
@@ -131,7 +131,7 @@ fn changed(spec: &Arc<Spec>) -> BoxedStrategy<Changed> {
                 .iter()
                 .filter(|(n, _)| {
                     let fs = s.field(*n).unwrap();
-                    fs.length == Length::Fixed && fs.class != Class::Binary
+                    fs.length == Length::Fixed && fs.class != CharClass::Binary
                 })
                 .map(|(n, _)| {
                     let n = *n;
@@ -182,7 +182,7 @@ fn build(spec: &Arc<Spec>, mti: &str, fields: &[(usize, Val)]) -> Message {
 /// The text form the codec shows for a value it was given.
 fn expected_text(fs: &FieldSpec, v: &Val) -> String {
     match v {
-        Val::Text(s) if fs.class == Class::Track && fs.encoding == Encoding::Bcd => s.replace('D', "="),
+        Val::Text(s) if fs.class == CharClass::Track && fs.encoding == Encoding::Bcd => s.replace('D', "="),
         Val::Text(s) => s.clone(),
         Val::Hex(b) | Val::Raw(b) => hex_upper(b),
     }

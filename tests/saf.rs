@@ -22,7 +22,7 @@ use isoswitch::issuer::{
     ForwardOptions, Issuer, IssuerError, Issuers, Outcome, SafPolicy, SafStore, StartOptions, Target,
 };
 use isoswitch::journal::JournalConfig;
-use isoswitch::journal::saf::{SafKey, SqlSaf};
+use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};

@@ -537,7 +537,7 @@ async fn a_timeout_is_reversed_before_it_is_stood_in_for_and_the_operator_switch
 /// journal or when it was never written, and its answer written on the transaction.
 async fn advice_store_suite(cfg: isoswitch::journal::JournalConfig) {
     use isoswitch::issuer::SafStore;
-    use isoswitch::journal::saf::{SafKey, SqlSaf, advice_key};
+    use isoswitch::journal::saf_store::{SafKey, SqlSaf, advice_key};
     use isoswitch::journal::{Journal, Query, Status, TxnRecord};
     let key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     let c2 = cfg.clone();

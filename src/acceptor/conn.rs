@@ -8,8 +8,10 @@
 //! connection task (no task per message). On a graceful stop it reads no more, answers
 //! every request it has read (in flight, or still in its read buffer), closes its write
 //! side and waits, bounded, for the terminal to close before dropping the socket.
-//! May import: codec, framing, issuer connector, metrics, telemetry, and the acceptor's
-//! handlers and leaf modules.
+//! May import: crate::acceptor::handlers, crate::acceptor::late, crate::acceptor::listener,
+//! crate::acceptor::record, crate::acceptor::repeats, crate::acceptor::reply,
+//! crate::acceptor::request, crate::frame, crate::iso, crate::issuer, crate::metrics,
+//! crate::route, crate::telemetry.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,12 +27,12 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use super::ListenerCtx;
 use super::handlers::{decline, forward, repeat, reversal, settle, upload};
+use super::listener::ListenerCtx;
+use super::record::now_ms;
 use super::repeats::{Answer, Seen};
 use super::reply::{format_error, repeat_reply, switch_reply};
 use super::request::{Arrival, Plan, Request};
-use super::service::now_ms;
 use crate::frame::batch::{Ended, write_batches};
 use crate::frame::{Frame, FrameCodec, FrameError};
 use crate::iso::Message;

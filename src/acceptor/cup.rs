@@ -5,7 +5,7 @@
 //! when it does not exist; a request in a batch (60.2) its terminal has already settled
 //! is declined with 77; an approved void marks its original voided, a refund refunded, a
 //! completion its pre-authorisation completed (so that it is not completed twice).
-//! May import: codec, routing core's transaction types, journal.
+//! May import: crate::iso, crate::journal, crate::route.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

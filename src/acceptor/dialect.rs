@@ -1,7 +1,7 @@
 //! A listener's dialect: which estate rules its terminals follow beyond plain ISO 8583.
 //! Decided once, from the listener's spec when it starts, and read by the handlers as a
 //! field of the listener, never by comparing spec names on the request path.
-//! May import: the codec's `Spec`.
+//! May import: crate::iso.
 
 use crate::iso::Spec;
 

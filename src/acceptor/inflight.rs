@@ -2,7 +2,7 @@
 //! that gives up on a request reverses it, and that reversal may overtake its original;
 //! it then waits for the original's outcome (and for it alone) before it is matched in
 //! the journal. Noting a request costs one lock of one of 16 shards and no allocation.
-//! May import: codec.
+//! May import: crate::iso.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

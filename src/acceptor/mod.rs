@@ -24,16 +24,19 @@
 //! rules of UnionPay-style terminals (batches, originals named by field 61) are in
 //! `cup.rs`, applied where the listener's `Dialect` (`dialect.rs`) says so; reversals that
 //! overtake their original wait through `inflight.rs`.
-//! May import: every layer below (codec, framing, issuer connector) and the edges.
+//! May import: crate::accept, crate::admin, crate::config, crate::fdlimit, crate::iso,
+//! crate::issuer, crate::journal, crate::metrics, crate::route, crate::telemetry, crate::tls.
 
 mod conn;
+mod control;
 mod cup;
 pub mod dialect;
 mod handlers;
-pub mod indoubt;
 mod inflight;
 mod late;
+mod listener;
 mod queue_reversal;
+pub mod reconcile;
 pub mod record;
 mod rejected;
 pub mod repeats;
@@ -59,12 +62,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accept::Backoff;
-use crate::config::{Config, ListenerConfig};
+use crate::config::Config;
 use crate::iso::Spec;
 use crate::issuer::{IssuerError, Issuers, StartOptions};
 use crate::metrics as m;
 use crate::telemetry::{THROTTLE_INTERVAL, Throttle};
 pub use dialect::Dialect;
+use listener::ListenerCtx;
 pub use request::Plan;
 pub use service::{ServiceError, Services};
 
@@ -83,26 +87,6 @@ pub enum Error {
     Services(#[from] ServiceError),
     #[error("retention.export_dir {}: {source}", dir.display())]
     ExportDir { dir: std::path::PathBuf, source: std::io::Error },
-}
-
-/// What a listener's connections share.
-pub(crate) struct ListenerCtx {
-    cfg: ListenerConfig,
-    spec: Arc<Spec>,
-    /// The estate rules its terminals follow, decided once at start.
-    dialect: Dialect,
-    services: Arc<Services>,
-    issuers: Arc<Issuers>,
-    security: security::Security,
-    /// Terminals' requests in flight, for reversals that overtake their original.
-    inflight: Arc<inflight::InFlightTable>,
-    /// Batches terminals have settled, for their batch numbers (60.2).
-    batches: cup::Batches,
-    write_bound: Duration,
-    requests: m::RequestCounters,
-    /// Responses the switch made itself (echo, declines, format errors).
-    local: m::ResponseCounters,
-    end_to_end: metrics::Histogram,
 }
 
 /// A started switch.
@@ -167,7 +151,7 @@ async fn start_indoubt(
     cfg: &Config,
     services: &Arc<Services>,
     store: &Arc<dyn crate::issuer::SafStore>,
-    key: crate::journal::saf::SafKey,
+    key: crate::journal::saf_store::SafKey,
 ) -> Result<Option<crate::issuer::indoubt::InDoubt>, Error> {
     let (Some(dir), Some(journal)) = (services.indoubt_dir(cfg), services.journal_handle().cloned()) else {
         return Ok(None);
@@ -177,7 +161,7 @@ async fn start_indoubt(
     let lock = Arc::new(crate::issuer::indoubt::lock_dir(&dir)?);
     let key = key.aead();
     let (c, d, k, j, s) = (cfg.clone(), dir.clone(), key.clone(), journal.clone(), store.clone());
-    tokio::task::spawn_blocking(move || indoubt::reconcile(&c, &d, &k, &j, &s))
+    tokio::task::spawn_blocking(move || reconcile::reconcile(&c, &d, &k, &j, &s))
         .await
         .map_err(|e| Error::Issuer(crate::issuer::IssuerError::Saf(e.to_string())))??;
     Ok(Some(crate::issuer::indoubt::InDoubt {
@@ -185,7 +169,7 @@ async fn start_indoubt(
         key,
         rotate: Duration::from_millis(cfg.saf.indoubt_rotate_ms),
         fsync: cfg.saf.indoubt_fsync,
-        settled: Arc::new(indoubt::JournalSettled(journal)),
+        settled: Arc::new(reconcile::JournalSettled(journal)),
         lock,
     }))
 }
@@ -267,7 +251,7 @@ pub async fn serve_with(
         (None, _) => {}
     }
     let rules = services.router.rules();
-    let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
+    let now = crate::route::Now(u64::try_from(record::now_ms()).unwrap_or(0));
     issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);
     tokio::spawn(follow_weights(services.router.clone(), issuers.clone(), links_stop.clone()));
     // Shown from the start (the journal was opened before the recorder was installed).
@@ -322,7 +306,7 @@ pub async fn serve_with(
             let bound = l.local_addr().map_err(|source| Error::Bind { addr, source })?;
             let api = crate::admin::Admin {
                 token: token.clone(),
-                services: services.clone(),
+                switch: services.clone(),
                 issuers: issuers.clone(),
                 rules_dir: cfg.rules.clone(),
             };
@@ -352,7 +336,7 @@ pub async fn serve_with(
 /// has passed the start.
 async fn load_repeats(services: &Arc<Services>) {
     let Some(j) = services.journal_handle() else { return };
-    let now = service::now_ms();
+    let now = record::now_ms();
     let offset = services.router.rules().registry.utc_offset_minutes;
     // The business days the window reaches back into (one, unless a window in seconds
     // spans midnight), oldest first.
@@ -386,7 +370,7 @@ async fn load_repeats(services: &Arc<Services>) {
 async fn follow_weights(router: Arc<crate::route::Router>, issuers: Arc<Issuers>, stop: CancellationToken) {
     let mut current = None;
     loop {
-        let now = crate::route::Now(u64::try_from(service::now_ms()).unwrap_or(0));
+        let now = crate::route::Now(u64::try_from(record::now_ms()).unwrap_or(0));
         let rules = router.rules();
         let (weights, peak) = rules.weights_at(now);
         if current != Some(weights) {

@@ -3,7 +3,7 @@
 //! believed, an approval that could not be journalled, a stand-in advice reversed. Field
 //! 90 names the original as the issuer saw it (the switch's STAN in place of the
 //! terminal's).
-//! May import: codec, issuer connector.
+//! May import: crate::iso, crate::issuer.
 
 use crate::iso::Message;
 use crate::issuer::Issuers;

@@ -4,17 +4,15 @@
 //! only reaches the terminal once its row is committed, a row that approves nothing is not
 //! waited for past the deadline promised to the terminal. The recorder also keeps the
 //! recent commit time that admission control reserves of each deadline.
-//! May import: codec, journal, routing core (business day, settlement cycle).
+//! May import: crate::iso, crate::journal, crate::route.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::iso::Message;
 use crate::journal::{Journal, PanHasher, Status, StoreError, TxnRecord, business_date};
 use crate::route::Router;
-
-use super::service::now_ms;
 
 /// How the switch decided a request: the row's `decision`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +176,11 @@ pub(super) fn write_failed(j: &Journal, e: &StoreError) {
     if j.health().log_allowed(now_ms()) {
         tracing::error!(error = %e, "journal write failed (such failures are logged at most every 10 s)");
     }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

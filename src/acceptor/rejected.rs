@@ -2,7 +2,7 @@
 //! told 96 by the caller, and a request the issuer may have approved is reversed with it
 //! through store-and-forward, exactly as an unanswered one is after its deadline, so that
 //! no approval the terminal never saw stays on the cardholder's account.
-//! May import: codec, issuer connector, and the acceptor's reversal queue.
+//! May import: crate::acceptor::queue_reversal, crate::iso, crate::issuer.
 
 use crate::iso::Message;
 use crate::issuer::{Issuers, Rejected, reversal};

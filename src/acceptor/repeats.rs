@@ -26,7 +26,7 @@
 //!
 //! Locks: one of 64 shard mutexes per check and per answer, never held across an
 //! `.await`; waiting happens on a `watch` channel of the original.
-//! May import: codec, journal (keys and rows), route (business days).
+//! May import: crate::iso, crate::journal.
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;

@@ -7,7 +7,7 @@
 //! terminal (a spec cannot allow them; the listener MACs the reply itself). A dialect may
 //! name more fields every reply carries as the request had them (`[reply] from_request`:
 //! field 60 on UnionPay-style terminals).
-//! May import: the codec and the issuer connector's `convert`.
+//! May import: crate::acceptor::repeats, crate::iso, crate::issuer.
 
 use std::sync::Arc;
 

@@ -2,8 +2,8 @@
 //! message, the frame it came in, when and on which connection it arrived, what the
 //! switch plans to do with it (`Plan`, whose kind picks its handler) and what it holds
 //! while it is handled (its terminal key, its place among the requests in flight).
-//! May import: codec, framing, routing core, and the acceptor's repeats and in-flight
-//! table.
+//! May import: crate::acceptor::inflight, crate::acceptor::repeats, crate::frame, crate::iso,
+//! crate::route.
 
 use crate::frame::Frame;
 use crate::iso::Message;

@@ -7,7 +7,8 @@
 //! ends it between two batches. It starts after the start-up work that reads old rows
 //! (the in-doubt reconciliation, the reload of the retransmission window), and never
 //! reaches the days they read: `keep_days` is at least 1 and covers `[repeats] window_s`.
-//! May import: the journal, the configuration, the metric names.
+//! May import: crate::acceptor::record, crate::acceptor::service, crate::config,
+//! crate::journal, crate::metrics.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Services;
-use super::service::now_ms;
+use super::record::now_ms;
 use crate::config::RetentionConfig;
 use crate::journal::JournalConfig;
 use crate::journal::record::minute_of_day;

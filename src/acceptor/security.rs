@@ -5,7 +5,7 @@
 //! chosen issuer's zone PIN key before forwarding, and the dialect's response-code table
 //! applied to every reply. Keys and clear PINs never leave the key store; nothing here logs
 //! key material or PIN blocks.
-//! May import: codec, key store, response-code tables, config.
+//! May import: crate::config, crate::iso, crate::keys, crate::metrics, crate::rc.
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crate::iso::Message;
 use crate::keys::{
     KeyError, KeyLayout, KeyStore, MacAlgorithm, PinBlock, SoftKeyStore, compute_mac, mac_input,
 };
-use crate::rc::{Outcome, RcTable, map, map_outcome};
+use crate::rc::{RcTable, SwitchDecline, map, map_decline};
 
 /// What a listener checks and adds.
 pub struct Security {
@@ -85,29 +85,29 @@ impl Security {
             return Ok(Some(m));
         };
         let Some(block) = PinBlock::from_slice(raw) else {
-            return Err(Outcome::PinRefused.generic_rc());
+            return Err(SwitchDecline::PinRefused.generic_rc());
         };
         let Some(zone) = self.zone_of(issuer) else {
             tracing::error!(issuer, "a PIN block for an issuer without pin_zone: declined");
-            return Err(Outcome::SystemMalfunction.generic_rc());
+            return Err(SwitchDecline::SystemMalfunction.generic_rc());
         };
         let tid = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
-        let Some(pan) = req.pan() else { return Err(Outcome::PinRefused.generic_rc()) };
+        let Some(pan) = req.pan() else { return Err(SwitchDecline::PinRefused.generic_rc()) };
         match keys.translate_pin(&tid, zone, &block, &pan) {
             Ok(out) => {
                 let mut m = req.clone();
-                m.set_bytes(52, out.bytes()).map_err(|_| Outcome::SystemMalfunction.generic_rc())?;
+                m.set_bytes(52, out.bytes()).map_err(|_| SwitchDecline::SystemMalfunction.generic_rc())?;
                 m.remove(64).remove(128);
                 Ok(Some(m))
             }
             Err(KeyError::UnknownZone { zone }) => {
                 tracing::error!(%zone, "zone PIN key missing from the key store");
-                Err(Outcome::SystemMalfunction.generic_rc())
+                Err(SwitchDecline::SystemMalfunction.generic_rc())
             }
             Err(e) => {
                 metrics::counter!(crate::metrics::PIN_REFUSED_TOTAL).increment(1);
                 tracing::info!(error = %e, "PIN block refused");
-                Err(Outcome::PinRefused.generic_rc())
+                Err(SwitchDecline::PinRefused.generic_rc())
             }
         }
     }
@@ -160,16 +160,16 @@ impl Security {
         }
         let Some(received) = msg.raw(64) else {
             metrics::counter!(crate::metrics::MAC_FAILURES_TOTAL).increment(1);
-            return Err(Outcome::BadMac.generic_rc());
+            return Err(SwitchDecline::BadMac.generic_rc());
         };
         let tid = msg.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
-        let input = mac_input(msg).map_err(|_| Outcome::BadMac.generic_rc())?;
+        let input = mac_input(msg).map_err(|_| SwitchDecline::BadMac.generic_rc())?;
         match keys.verify_mac(&tid, alg, &input, received) {
             Ok(()) => Ok(true),
             Err(KeyError::UnknownTerminal { .. }) => Err("03"),
             Err(_) => {
                 metrics::counter!(crate::metrics::MAC_FAILURES_TOTAL).increment(1);
-                Err(Outcome::BadMac.generic_rc())
+                Err(SwitchDecline::BadMac.generic_rc())
             }
         }
     }
@@ -204,7 +204,7 @@ impl Security {
 
     /// The generic code for a bad MAC in this listener's dialect (for tests and logs).
     pub fn bad_mac_code(&self) -> &str {
-        map_outcome(&self.rc, Outcome::BadMac)
+        map_decline(&self.rc, SwitchDecline::BadMac)
     }
 }
 

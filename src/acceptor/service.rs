@@ -3,17 +3,17 @@
 //! stand-in policies (`Services`, opened from the configuration and reloaded on SIGHUP or
 //! through the admin API), and `Services::plan`, which turns a decoded request into the
 //! `Plan` whose kind picks its handler (see `handlers`).
-//! May import: codec, routing core, issuer connector, journal, config, and the
-//! acceptor's leaf modules (request, record, repeats, suspensions, stand-in policies).
+//! May import: crate::acceptor::record, crate::acceptor::repeats, crate::acceptor::reply,
+//! crate::acceptor::request, crate::acceptor::standin, crate::acceptor::suspensions,
+//! crate::config, crate::iso, crate::issuer, crate::journal, crate::metrics, crate::rc, crate::route.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::iso::Message;
 use crate::issuer::{SafPolicy, SafStore};
-use crate::journal::saf::{SafKey, SqlSaf};
+use crate::journal::saf_store::{SafKey, SqlSaf};
 use crate::journal::{Journal, JournalConfig, PanHasher};
 use crate::route::{self, Decision, Now, Rc, RuleSet};
 
@@ -120,7 +120,7 @@ impl Services {
             (None, _) => None,
         };
         let key = match &cfg.pan_key {
-            Some(hex) => crate::cli::hex_to_bytes(hex).unwrap_or_else(|_| DEV_PAN_KEY.to_vec()),
+            Some(hex) => hex::decode(hex).unwrap_or_else(|_| DEV_PAN_KEY.to_vec()),
             None => {
                 if journal.is_some() {
                     tracing::warn!("no pan_key configured: the journal's PAN hashes use the development key");
@@ -271,7 +271,7 @@ impl Services {
         }
         health.declined();
         tracing::debug!("financial request declined: the journal is down");
-        let rc = crate::rc::Outcome::SystemMalfunction.generic_rc();
+        let rc = crate::rc::SwitchDecline::SystemMalfunction.generic_rc();
         switch_reply(req, rc).ok().map(Box::new)
     }
 
@@ -369,11 +369,6 @@ fn unknown_issuer(rules: &RuleSet, configured: &HashMap<String, usize>) -> Optio
 
 /// A store-and-forward queue and how it repeats.
 pub type SafSetup = (Arc<dyn SafStore>, SafPolicy);
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@
 //! applied. It lives beside the SQLite journal (`journal.db` → `journal.db.suspensions.json`),
 //! else in the rule directory (`suspensions.json`), else nowhere (the suspensions last
 //! until the process ends). Format: `{"suspended": ["10000001", ...]}`.
-//! May import: routing core, config.
+//! May import: crate::config, crate::route.
 
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -3,6 +3,7 @@
 //! the two streams: a bad line yields `{"error": "...", "field": N, "part": "...",
 //! "offset": K}` on its own output line and the tool carries on; the exit status is 1 if
 //! any line failed.
+//! May import: crate::iso.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
@@ -99,7 +100,7 @@ pub fn decode_line(spec: &Arc<Spec>, line: &str, mask: bool, with_tlv: bool) -> 
 /// Field 55 as bytes: raw when the spec carries it as binary, hex-decoded when the spec
 /// carries it as text (pyiso8583's ASCII layout).
 fn emv_bytes(m: &Message) -> Option<Vec<u8>> {
-    let binary = m.spec().field(55).is_some_and(|f| f.class == crate::iso::spec::Class::Binary);
+    let binary = m.spec().field(55).is_some_and(|f| f.class == crate::iso::spec::CharClass::Binary);
     if binary { m.bytes(55).map(|b| b.into_owned()) } else { hex_to_bytes(&m.text(55)?).ok() }
 }
 

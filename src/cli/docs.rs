@@ -1,12 +1,13 @@
 //! `isoswitch completions SHELL` and `isoswitch man`: the shell completion script and the
 //! manual pages, generated from the same clap definition as the parser, so they never
 //! describe flags the binary does not have.
+//! May import: nothing.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory};
+use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct CompletionsArgs {
@@ -25,9 +26,9 @@ pub struct ManArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-/// The clap command tree as the binary parses it, built (display names set).
-fn command() -> clap::Command {
-    let mut cmd = super::Cli::command().disable_help_subcommand(true);
+/// `cli`, the clap command tree as the binary parses it, built (display names set).
+fn command(cli: clap::Command) -> clap::Command {
+    let mut cmd = cli.disable_help_subcommand(true);
     cmd.build();
     cmd
 }
@@ -39,15 +40,17 @@ fn manual(cmd: clap::Command) -> clap_mangen::Man {
         .manual("isoswitch manual")
 }
 
-pub fn completions(a: CompletionsArgs) -> ExitCode {
-    let mut cmd = command();
+/// Completions for `cli`, the whole command tree.
+pub fn completions(a: CompletionsArgs, cli: clap::Command) -> ExitCode {
+    let mut cmd = command(cli);
     let mut out = Vec::new();
     clap_complete::generate(a.shell, &mut cmd, "isoswitch", &mut out);
     write_stdout(&out, "completions")
 }
 
-pub fn man(a: ManArgs) -> ExitCode {
-    let cmd = command();
+/// Manual pages for `cli`, the whole command tree.
+pub fn man(a: ManArgs, cli: clap::Command) -> ExitCode {
+    let cmd = command(cli);
     if let Some(dir) = a.out_dir {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             eprintln!("isoswitch man: cannot create {}: {e}", dir.display());

@@ -5,6 +5,7 @@
 //! the switch keeps writing. Exit status: 0 done, 1 failed on the way (journal or file
 //! error), 2 bad argument or journal that cannot be opened, 3 refused (an existing export
 //! file that differs; days not exported; another node retaining now).
+//! May import: crate::civil, crate::cli::settle, crate::journal.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,6 @@
 //! The `isoswitch` command line: one binary, `clap` subcommands. This is the edge where
 //! errors become messages for people and exit statuses; it may use every layer.
+//! May import: nothing.
 
 mod codec_tools;
 mod demo;
@@ -15,7 +16,7 @@ pub use run::{RunArgs, effective_config};
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// isoswitch: an ISO 8583 terminal transaction switch.
 #[derive(Parser, Debug)]
@@ -63,7 +64,7 @@ pub fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::SimIssuer(a) => sim::sim_issuer(a),
         Command::SimTerminal(a) => sim::sim_terminal(*a),
-        Command::Completions(a) => docs::completions(a),
-        Command::Man(a) => docs::man(a),
+        Command::Completions(a) => docs::completions(a, Cli::command()),
+        Command::Man(a) => docs::man(a, Cli::command()),
     }
 }

@@ -3,6 +3,7 @@
 //! journal is open, `RELOADING=1` .. `READY=1` around a rule reload, `STOPPING=1` when the
 //! drain starts, and `WATCHDOG=1` pings when the unit sets `WatchdogSec=`. Without
 //! `NOTIFY_SOCKET` (a shell, a container) every call here does nothing.
+//! May import: nothing.
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! `isoswitch run`: the switch. Loads the configuration (or the embedded default),
 //! applies the flags to the first listener and issuer, logs to stderr, and runs until
 //! Ctrl-C or SIGTERM, then drains gracefully.
+//! May import: crate::acceptor, crate::cli::notify, crate::config, crate::iso,
+//! crate::telemetry.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

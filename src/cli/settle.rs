@@ -3,6 +3,7 @@
 //! column says so (`gross_minor`). Without `--date` it settles the last complete business
 //! day in the estate's time zone (`--utc-offset-minutes`, else the registry's in `--rules`,
 //! else UTC, said on stderr); a day with nothing to settle is said on stderr and exits 0.
+//! May import: crate::journal, crate::route, crate::settle.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,6 +5,7 @@
 //! JSON object. Exit status of sim-terminal: 0, or 1 when a reply mismatched its request
 //! or nothing was received at all; 2 for bad arguments. As part of the CLI it may import
 //! every layer; it holds argument parsing and printing only, the work is in `crate::sim`.
+//! May import: crate::cli::run, crate::frame, crate::iso, crate::keys, crate::sim.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

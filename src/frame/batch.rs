@@ -4,7 +4,7 @@
 //! per message; a write that fails or stalls past its bound ends the loop. An encoder can
 //! act once a batch is complete and before it is written (the issuer links log the
 //! batch's requests there; see `issuer::indoubt`).
-//! May import: nothing of the crate.
+//! May import: nothing.
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! optional TPDU and application header that UnionPay-style terminals put after it.
 //! `FrameCodec` is a tokio-util codec: `Ok(None)` means "need more bytes", an error
 //! ends the stream. The length is checked against the configured maximum before any
-//! byte of the frame is buffered or reserved. May import: the codec (`crate::iso`).
+//! byte of the frame is buffered or reserved.
 //!
 //! ```text
 //! +-----------+-----------------+----------------------+------------------------+
@@ -12,6 +12,7 @@
 //! | 4 B ASCII | swaps dst/src   |                      |                        |
 //! +-----------+-----------------+----------------------+------------------------+
 //! ```
+//! May import: nothing.
 
 pub mod batch;
 

@@ -1,6 +1,7 @@
 //! Codec errors. Each names the part of the message (MTI, a bitmap, a field number) and
 //! the byte offset where the problem was found, and never carries the bytes themselves:
 //! an error may be logged, and the bytes may be a card number.
+//! May import: nothing.
 
 use std::fmt;
 
@@ -103,5 +104,31 @@ pub struct EncodeError {
 impl EncodeError {
     pub fn new(part: Part, reason: impl Into<String>) -> Self {
         EncodeError { part, reason: reason.into() }
+    }
+}
+
+/// A spec refused at load, with where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub field: Option<u16>,
+    pub key: Option<&'static str>,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(n) = self.field {
+            write!(f, ": field {n}")?;
+        }
+        if let Some(k) = self.key {
+            write!(f, ": key `{k}`")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }

@@ -1,6 +1,7 @@
 //! The message JSON of the CLI contract: `{"mti": "0200", "fields": {"2": "...", ...}}`.
 //! Keys are field numbers as strings in ascending order; bitmaps are not listed; text
 //! and numeric fields are their characters, binary fields uppercase hex.
+//! May import: crate::iso::error, crate::iso::message, crate::iso::spec.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

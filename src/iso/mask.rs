@@ -1,6 +1,7 @@
 //! Masking of sensitive values for people and logs: a PAN keeps its first six and last
 //! four digits (the PCI DSS display rule), track data keeps only its masked PAN, secrets
 //! (PIN blocks, CVV, keys) are hidden entirely.
+//! May import: crate::iso::spec.
 
 use super::spec::Sensitive;
 

@@ -17,7 +17,9 @@
 //! ```
 //!
 //! Every length read from the input is checked against the spec's maximum and against
-//! the bytes that remain before anything is sliced. May import: the codec only.
+//! the bytes that remain before anything is sliced.
+//! May import: crate::iso::error, crate::iso::field_set, crate::iso::mask, crate::iso::spec,
+//! crate::iso::wire.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -26,7 +28,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::error::{DecodeError, EncodeError, ErrorKind, Part};
-use super::spec::{BitmapEncoding, Class, Encoding, FieldSpec, Length, MAX_FIELD, Spec};
+use super::field_set::MAX_FIELD;
+use super::spec::{BitmapEncoding, CharClass, Encoding, FieldSpec, Length, Spec};
 use super::wire;
 
 mod encode;
@@ -386,8 +389,8 @@ impl Message {
         let raw = self.raw(n)?;
         Some(match (fs.class, fs.encoding) {
             // Checked as hex digits by the decoder or `set`.
-            (Class::Binary, Encoding::Hex) => Cow::Owned(hex::decode(raw).unwrap_or_default()),
-            (Class::Binary, _) => Cow::Borrowed(raw),
+            (CharClass::Binary, Encoding::Hex) => Cow::Owned(hex::decode(raw).unwrap_or_default()),
+            (CharClass::Binary, _) => Cow::Borrowed(raw),
             _ => match wire::to_text(fs, raw, self.slot(n).units as usize) {
                 Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
                 Cow::Owned(s) => Cow::Owned(s.into_bytes()),
@@ -408,7 +411,7 @@ impl Message {
         // the field's description, which owns its name (an allocation per set).
         let spec = self.spec.clone();
         let fs = field_spec(&spec, n)?;
-        if fs.class == Class::Binary && fs.encoding == Encoding::Binary {
+        if fs.class == CharClass::Binary && fs.encoding == Encoding::Binary {
             let bytes = hex::decode(value).map_err(|e| {
                 EncodeError::new(Part::Field(n as u16), format!("binary fields are given as hex: {e}"))
             })?;
@@ -426,7 +429,7 @@ impl Message {
     pub fn set_bytes(&mut self, n: usize, value: &[u8]) -> Result<&mut Self, EncodeError> {
         let spec = self.spec.clone();
         let fs = field_spec(&spec, n)?;
-        if fs.class == Class::Binary && fs.encoding == Encoding::Hex {
+        if fs.class == CharClass::Binary && fs.encoding == Encoding::Hex {
             let hex = hex::encode_upper(value);
             return self.put(fs, hex.as_bytes());
         }
@@ -511,7 +514,7 @@ impl Message {
 
     fn put(&mut self, fs: &FieldSpec, value: &[u8]) -> Result<&mut Self, EncodeError> {
         let units = value.len();
-        encode::check_value(fs, value)?;
+        wire::check_value(fs, value)?;
         let off = self.ext.len();
         wire::write_value(fs, value, &mut self.ext);
         let wire_len = self.ext.len() - off;

@@ -2,8 +2,10 @@
 //! encode into a caller's buffer, EMV TLV helpers and masking. No tokio, no clock, no
 //! I/O: everything here is a pure function of its input, so it is tested from tables,
 //! fuzzed and benchmarked without a socket. Untrusted bytes never panic it.
+//! May import: nothing.
 
 pub mod error;
+pub mod field_set;
 pub mod json;
 pub mod mask;
 pub mod message;

@@ -11,58 +11,12 @@
 //! from_issuer = [37, 38, 39, 54, 55]    # the default; 35, 36, 45, 52, 53, 64, 128 refused
 //! from_request = [60]                   # default none; the same fields and 39 refused
 //! ```
+//! May import: crate::iso::error, crate::iso::field_set.
 
 use serde::Deserialize;
 
-use super::spec::{MAX_FIELD, SpecError};
-
-/// A set of field numbers 1..=192 (three 64-bit words, as a message's bitmap).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FieldSet([u64; 3]);
-
-impl FieldSet {
-    /// The set of `fields` (numbers outside 1..=192 are ignored).
-    pub const fn of(fields: &[usize]) -> FieldSet {
-        let mut words = [0u64; 3];
-        let mut i = 0;
-        while i < fields.len() {
-            let n = fields[i];
-            if n >= 1 && n <= MAX_FIELD {
-                words[(n - 1) / 64] |= 1u64 << ((n - 1) % 64);
-            }
-            i += 1;
-        }
-        FieldSet(words)
-    }
-
-    #[inline]
-    pub fn contains(&self, n: usize) -> bool {
-        (1..=MAX_FIELD).contains(&n) && self.0[(n - 1) / 64] & (1u64 << ((n - 1) % 64)) != 0
-    }
-
-    pub fn insert(&mut self, n: usize) {
-        if (1..=MAX_FIELD).contains(&n) {
-            self.0[(n - 1) / 64] |= 1u64 << ((n - 1) % 64);
-        }
-    }
-
-    /// The numbers in ascending order (walking the set bits only).
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        let mut words = self.0;
-        let mut w = 0;
-        std::iter::from_fn(move || {
-            while let Some(word) = words.get_mut(w) {
-                if *word != 0 {
-                    let i = word.trailing_zeros() as usize;
-                    *word &= *word - 1;
-                    return Some(w * 64 + i + 1);
-                }
-                w += 1;
-            }
-            None
-        })
-    }
-}
+use super::error::SpecError;
+pub use super::field_set::FieldSet;
 
 /// Track data, PIN data, security control and MACs: never handed from an issuer to a
 /// terminal (the switch recomputes a terminal's MAC itself).

@@ -2,20 +2,20 @@
 //! length-prefixed. Specs are TOML files (`specs/*.toml`); the shipped ones are embedded
 //! in the binary. A spec that contradicts itself is refused at load with the file, line,
 //! field and key named. Pure code: no I/O beyond reading the file the caller names.
+//! May import: crate::iso::error, crate::iso::field_set, crate::iso::reply_fields.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-/// Highest field number any spec may define (three bitmaps).
-pub const MAX_FIELD: usize = 192;
+pub use super::error::SpecError;
+use super::field_set::MAX_FIELD;
 
 /// What characters a field may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Class {
+pub enum CharClass {
     /// Digits only.
     #[serde(rename = "n")]
     Numeric,
@@ -96,7 +96,7 @@ pub enum Sensitive {
 pub struct FieldSpec {
     pub number: u16,
     pub name: String,
-    pub class: Class,
+    pub class: CharClass,
     pub encoding: Encoding,
     pub length: Length,
     pub prefix: PrefixEncoding,
@@ -116,7 +116,7 @@ impl FieldSpec {
         match self.encoding {
             Encoding::Bcd => match self.class {
                 // The sign travels as one ASCII character, the digits packed.
-                Class::SignedAmount => 1 + units.saturating_sub(1).div_ceil(2),
+                CharClass::SignedAmount => 1 + units.saturating_sub(1).div_ceil(2),
                 _ => units.div_ceil(2),
             },
             _ => units,
@@ -271,32 +271,6 @@ pub fn shipped(name: &str) -> Option<Arc<Spec>> {
     all.iter().find(|(n, _)| *n == name).map(|(_, s)| s.clone())
 }
 
-/// A spec refused at load, with where.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct SpecError {
-    pub file: String,
-    pub line: Option<usize>,
-    pub field: Option<u16>,
-    pub key: Option<&'static str>,
-    pub message: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-        }
-        if let Some(n) = self.field {
-            write!(f, ": field {n}")?;
-        }
-        if let Some(k) = self.key {
-            write!(f, ": key `{k}`")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count() + 1
 }
@@ -342,7 +316,7 @@ struct RawDefaults {
 #[serde(deny_unknown_fields)]
 struct RawField {
     name: String,
-    class: Class,
+    class: CharClass,
     /// "fixed", "ll", "lll" or "llll".
     length: String,
     max: u16,
@@ -401,22 +375,22 @@ impl RawSpec {
             let encoding = match raw.encoding {
                 Some(enc) => enc,
                 None => match raw.class {
-                    Class::Binary => self.defaults.binary.unwrap_or(Encoding::Binary),
-                    Class::Numeric | Class::Track | Class::SignedAmount => {
+                    CharClass::Binary => self.defaults.binary.unwrap_or(Encoding::Binary),
+                    CharClass::Numeric | CharClass::Track | CharClass::SignedAmount => {
                         self.defaults.numeric.unwrap_or(Encoding::Ascii)
                     }
-                    Class::Text => self.defaults.text.unwrap_or(Encoding::Ascii),
+                    CharClass::Text => self.defaults.text.unwrap_or(Encoding::Ascii),
                 },
             };
             match (raw.class, encoding) {
-                (Class::Binary, Encoding::Binary | Encoding::Hex) => {}
-                (Class::Binary, other) => {
+                (CharClass::Binary, Encoding::Binary | Encoding::Hex) => {}
+                (CharClass::Binary, other) => {
                     return Err(e("encoding", format!("class b travels as binary or hex, not {other:?}")));
                 }
                 (_, Encoding::Binary | Encoding::Hex) => {
                     return Err(e("encoding", "binary and hex encodings are for class b fields".into()));
                 }
-                (Class::Text, Encoding::Bcd) => {
+                (CharClass::Text, Encoding::Bcd) => {
                     return Err(e("encoding", "text cannot be packed as BCD".into()));
                 }
                 _ => {}
@@ -447,7 +421,7 @@ impl RawSpec {
                 return Err(e("prefix", "a fixed-length field has no prefix".into()));
             }
             if raw.sensitive.is_some()
-                && raw.class == Class::Binary
+                && raw.class == CharClass::Binary
                 && raw.sensitive != Some(Sensitive::Secret)
             {
                 return Err(e("sensitive", "a binary field can only be masked as secret".into()));

@@ -1,13 +1,14 @@
 //! Wire encodings: ASCII, EBCDIC, packed BCD, binary and hex characters, for values,
 //! length prefixes, MTIs and bitmaps. Every reader takes a slice already checked to be
 //! long enough, or checks it itself, and never indexes past it.
+//! May import: crate::iso::error, crate::iso::spec.
 
 use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
 
-use super::error::ErrorKind;
-use super::spec::{BitmapEncoding, Class, Encoding, FieldSpec, Pad, PrefixEncoding};
+use super::error::{EncodeError, ErrorKind, Part};
+use super::spec::{BitmapEncoding, CharClass, Encoding, FieldSpec, Length, Pad, PrefixEncoding};
 
 /// EBCDIC (code page 037) to ASCII for the printable range; 0 where there is none.
 static EBCDIC_TO_ASCII: [u8; 256] = {
@@ -231,23 +232,23 @@ pub fn write_prefix(enc: PrefixEncoding, digits: u8, len: usize, out: &mut Bytes
 }
 
 #[inline]
-fn allowed(class: Class, c: u8) -> bool {
+fn allowed(class: CharClass, c: u8) -> bool {
     match class {
-        Class::Numeric => c.is_ascii_digit(),
-        Class::Text => (0x20..0x7F).contains(&c),
-        Class::Track => c.is_ascii_digit() || matches!(c, b'=' | b'D' | b';' | b'?'),
-        Class::SignedAmount => c.is_ascii_digit(),
-        Class::Binary => true,
+        CharClass::Numeric => c.is_ascii_digit(),
+        CharClass::Text => (0x20..0x7F).contains(&c),
+        CharClass::Track => c.is_ascii_digit() || matches!(c, b'=' | b'D' | b';' | b'?'),
+        CharClass::SignedAmount => c.is_ascii_digit(),
+        CharClass::Binary => true,
     }
 }
 
-fn class_name(class: Class) -> &'static str {
+fn class_name(class: CharClass) -> &'static str {
     match class {
-        Class::Numeric => "n",
-        Class::Text => "text",
-        Class::Track => "track",
-        Class::SignedAmount => "x+n",
-        Class::Binary => "b",
+        CharClass::Numeric => "n",
+        CharClass::Text => "text",
+        CharClass::Track => "track",
+        CharClass::SignedAmount => "x+n",
+        CharClass::Binary => "b",
     }
 }
 
@@ -272,7 +273,7 @@ pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (Erro
             Ok(())
         }
         Encoding::Bcd => {
-            let (digits, start) = if fs.class == Class::SignedAmount {
+            let (digits, start) = if fs.class == CharClass::SignedAmount {
                 let sign = *data.first().ok_or((bad(), 0))?;
                 if sign != b'C' && sign != b'D' {
                     return Err((bad(), 0));
@@ -286,7 +287,7 @@ pub fn check_wire(fs: &FieldSpec, data: &[u8], units: usize) -> Result<(), (Erro
             // Fast path: no nibble outside the class anywhere (a loop without early exit,
             // which the compiler vectorises), then the filler nibble alone. Anything else
             // takes the exact nibble-by-nibble check below, which finds the offset.
-            if !any_bad_nibble(packed, fs.class == Class::Track) {
+            if !any_bad_nibble(packed, fs.class == CharClass::Track) {
                 let filler_ok = filler == 0
                     || match fs.pad {
                         Pad::Left => packed.first().is_some_and(|b| b >> 4 == fs.pad_nibble),
@@ -313,7 +314,7 @@ fn bcd_exact(fs: &FieldSpec, packed: &[u8], filler: usize) -> Result<(), usize> 
                 };
             let ok = if is_filler {
                 nib == fs.pad_nibble
-            } else if fs.class == Class::Track {
+            } else if fs.class == CharClass::Track {
                 nib <= 9 || nib == 0xD
             } else {
                 nib <= 9
@@ -334,8 +335,8 @@ fn any_bad_nibble(packed: &[u8], track: bool) -> bool {
 }
 
 #[inline]
-fn allowed_at(class: Class, i: usize, c: u8) -> bool {
-    if class == Class::SignedAmount && i == 0 { c == b'C' || c == b'D' } else { allowed(class, c) }
+fn allowed_at(class: CharClass, i: usize, c: u8) -> bool {
+    if class == CharClass::SignedAmount && i == 0 { c == b'C' || c == b'D' } else { allowed(class, c) }
 }
 
 /// Characters allowed by the character classes: bit 0 digits, bit 1 printable text,
@@ -360,21 +361,21 @@ static CLASS_BITS: [u8; 256] = {
 };
 
 #[inline]
-fn check_chars_at(class: Class, data: &[u8]) -> Result<(), usize> {
+fn check_chars_at(class: CharClass, data: &[u8]) -> Result<(), usize> {
     // The common classes are checked without an early exit, a loop the compiler can
     // unroll or vectorise; only a failure pays for finding the offset.
     let clean = |bit: u8, d: &[u8]| {
         d.iter().fold(0u8, |acc, &c| acc | u8::from(CLASS_BITS[c as usize] & bit == 0)) == 0
     };
     let ok = match class {
-        Class::Numeric => data.iter().fold(0u8, |acc, &c| acc | u8::from(c.wrapping_sub(b'0') > 9)) == 0,
-        Class::Text => data.iter().fold(0u8, |acc, &c| acc | u8::from(c.wrapping_sub(0x20) > 0x5E)) == 0,
-        Class::Track => clean(4, data),
-        Class::SignedAmount => match data.split_first() {
+        CharClass::Numeric => data.iter().fold(0u8, |acc, &c| acc | u8::from(c.wrapping_sub(b'0') > 9)) == 0,
+        CharClass::Text => data.iter().fold(0u8, |acc, &c| acc | u8::from(c.wrapping_sub(0x20) > 0x5E)) == 0,
+        CharClass::Track => clean(4, data),
+        CharClass::SignedAmount => match data.split_first() {
             Some((&sign, digits)) => (sign == b'C' || sign == b'D') && clean(1, digits),
             None => true,
         },
-        Class::Binary => true,
+        CharClass::Binary => true,
     };
     if ok {
         return Ok(());
@@ -389,17 +390,17 @@ fn check_chars_at(class: Class, data: &[u8]) -> Result<(), usize> {
 pub fn check_chars(fs: &FieldSpec, value: &[u8]) -> Result<(), ErrorKind> {
     let bad = ErrorKind::BadChar { class: class_name(fs.class) };
     match (fs.class, fs.encoding) {
-        (Class::Binary, Encoding::Hex) => {
+        (CharClass::Binary, Encoding::Hex) => {
             if value.iter().all(u8::is_ascii_hexdigit) {
                 if value.len().is_multiple_of(2) { Ok(()) } else { Err(ErrorKind::OddHex) }
             } else {
                 Err(bad)
             }
         }
-        (Class::Binary, _) => Ok(()),
+        (CharClass::Binary, _) => Ok(()),
         // Packed BCD has a nibble for digits and the separator (0xD) only: sentinels
         // would be written as nibbles the decoder refuses.
-        (Class::Track, Encoding::Bcd) => {
+        (CharClass::Track, Encoding::Bcd) => {
             if value.iter().all(|&c| c.is_ascii_digit() || c == b'=' || c == b'D') {
                 Ok(())
             } else {
@@ -420,7 +421,7 @@ pub fn write_value(fs: &FieldSpec, value: &[u8], out: &mut BytesMut) {
             }
         }
         Encoding::Bcd => {
-            let digits = if fs.class == Class::SignedAmount {
+            let digits = if fs.class == CharClass::SignedAmount {
                 if let Some(&s) = value.first() {
                     out.put_u8(s);
                 }
@@ -467,7 +468,7 @@ pub fn to_text<'a>(fs: &FieldSpec, raw: &'a [u8], units: usize) -> Cow<'a, str> 
         Encoding::Ebcdic => Cow::Owned(raw.iter().map(|&c| ebcdic_to_ascii(c) as char).collect()),
         Encoding::Bcd => {
             let mut s = String::with_capacity(units);
-            let (digits, packed) = if fs.class == Class::SignedAmount {
+            let (digits, packed) = if fs.class == CharClass::SignedAmount {
                 if let Some(&c) = raw.first() {
                     s.push(c as char);
                 }
@@ -510,7 +511,7 @@ pub fn eight_digits(c: &[u8]) -> Option<u64> {
 }
 
 pub fn to_u64(fs: &FieldSpec, raw: &[u8], units: usize) -> Option<u64> {
-    if fs.class != Class::Numeric || units > 19 {
+    if fs.class != CharClass::Numeric || units > 19 {
         return None;
     }
     match fs.encoding {
@@ -540,6 +541,25 @@ pub fn to_u64(fs: &FieldSpec, raw: &[u8], units: usize) -> Option<u64> {
         }),
         _ => None,
     }
+}
+
+/// The length and character checks `set` makes before it writes a value.
+pub(super) fn check_value(fs: &FieldSpec, value: &[u8]) -> Result<(), EncodeError> {
+    let part = Part::Field(fs.number);
+    let units = value.len();
+    match fs.length {
+        Length::Fixed if units != fs.max as usize => {
+            return Err(EncodeError::new(
+                part,
+                format!("{units} units given, the field is fixed at {}", fs.max),
+            ));
+        }
+        Length::Var(_) if units > fs.max as usize => {
+            return Err(EncodeError::new(part, format!("{units} units given, at most {}", fs.max)));
+        }
+        _ => {}
+    }
+    check_chars(fs, value).map_err(|kind| EncodeError::new(part, kind.to_string()))
 }
 
 #[cfg(test)]
@@ -588,7 +608,7 @@ mod tests {
 
     #[test]
     fn character_fast_path_agrees_with_the_class_rules() {
-        for class in [Class::Numeric, Class::Text, Class::Track, Class::SignedAmount] {
+        for class in [CharClass::Numeric, CharClass::Text, CharClass::Track, CharClass::SignedAmount] {
             for a in 0..=255u8 {
                 for b in [b'0', b'5', b'D', b'=', b' ', b'~', 0x7F, 0x1F, 0x80, a] {
                     let data = [a, b, b'7'];
@@ -602,7 +622,7 @@ mod tests {
     #[test]
     fn bcd_fast_path_agrees_with_the_exact_check() {
         // Every two-byte value, for every class, pad side and filler that BCD allows.
-        for class in [Class::Numeric, Class::Track] {
+        for class in [CharClass::Numeric, CharClass::Track] {
             for pad in [Pad::Left, Pad::Right] {
                 for pad_nibble in [0x0, 0xF] {
                     for units in [3, 4] {

@@ -20,7 +20,7 @@
 //!   backlog. Requests the scheduler sheds on the way (a full queue making room, an
 //!   estimate turned late) are told at once, after the lock is released.
 //!
-//! May import: the routing core's scheduler and classes, metrics.
+//! May import: crate::metrics, crate::route::priority, crate::route::sched.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -8,7 +8,8 @@
 //! worker starts (`seed`), plus each advice stored since, less each one acknowledged. Until
 //! it is seeded no exposure can be reserved, so a stand-in right after a restart cannot
 //! exceed the cap by the advices the previous run left. `try_reserve` is a compare-and-swap:
-//! concurrent approvals never take the exposure past the cap. May import: metrics.
+//! concurrent approvals never take the exposure past the cap.
+//! May import: crate::metrics.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 

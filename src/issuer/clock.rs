@@ -1,5 +1,6 @@
 //! Digits and the wall clock in the forms ISO 8583 fields use: zero-filled decimal and
-//! field 7 (transmission date and time, MMDDhhmmss, UTC). May import: `crate::civil`.
+//! field 7 (transmission date and time, MMDDhhmmss, UTC).
+//! May import: crate::civil.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

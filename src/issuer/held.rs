@@ -11,7 +11,8 @@
 //! negative ids, apart from the store's. Memory is bounded by what can be in flight when
 //! the store fails: the store lives beside the journal, and while the journal is down new
 //! financial requests are declined before they reach an issuer. Items held in memory are
-//! not expired (`max_attempts` applies once they are stored). May import: the codec.
+//! not expired (`max_attempts` applies once they are stored).
+//! May import: crate::iso.
 
 use std::sync::Mutex;
 

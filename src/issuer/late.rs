@@ -1,7 +1,8 @@
 //! The memory of timed-out requests: the keys of requests whose deadline passed (with
 //! what each stood for) are kept for a while and up to a count, so that a reply arriving
 //! after its request gave up is told apart from one that matches nothing the switch sent.
-//! One per issuer, shared by its links. May import: the session table's keys (`session`).
+//! One per issuer, shared by its links.
+//! May import: crate::issuer::session.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -14,9 +14,11 @@
 //! Each connection ends with a reason (`link_state::LinkFault`); the link's health
 //! (`link_state::LinkHealth`) decides what of it reaches the log: one WARN when the link
 //! goes down, a reminder while it stays down, one INFO when it is up again.
-//! May import: codec, framing, config, response-code tables, metrics, telemetry, TLS;
-//! within the connector: `protocol`, `session`, `late`, `writer`, `link_state`, `clock`,
-//! `saf`, `reversal`, the in-doubt log and `Outcome`.
+//! May import: crate::config, crate::frame, crate::iso, crate::issuer, crate::issuer::clock,
+//! crate::issuer::indoubt, crate::issuer::late, crate::issuer::link_state,
+//! crate::issuer::protocol, crate::issuer::reversal, crate::issuer::saf,
+//! crate::issuer::session, crate::issuer::verify, crate::issuer::writer, crate::metrics,
+//! crate::rc, crate::telemetry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

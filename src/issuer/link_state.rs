@@ -7,7 +7,8 @@
 //!
 //! [`LinkHealth`] is the state machine: pure, it takes `now` as an argument, so its
 //! throttling is tested on a virtual clock. [`LinkFault`] is the reason, as the log words
-//! it. May import: std only.
+//! it.
+//! May import: nothing.
 
 use std::fmt;
 use std::time::{Duration, Instant};

@@ -23,8 +23,7 @@
 //! by admission (as before, they pass the window).
 //! Every reply to a terminal's request is checked (`verify`) before it is handed on: one
 //! that is not believed comes back as `Outcome::Rejected`.
-//! May import: the codec, framing, the routing core's scheduler and classes, config,
-//! response-code tables, metrics and TLS edges.
+//! May import: crate::config, crate::iso, crate::metrics, crate::route, crate::tls.
 
 mod admit;
 pub mod advice;

@@ -12,8 +12,8 @@
 //! `rrn_start`, when the issuer is built), touches no socket and logs nothing: the link task (`link`) writes what it prepares, logs the in-doubt
 //! record, waits, and counts. No allocation or lock on the default key's path beyond the
 //! encoded body and the reply's channel.
-//! May import: the codec, the session table (`session`), the late memory (`late`),
-//! `clock`'s digits, `verify`'s answer MTIs, `wire`.
+//! May import: crate::iso, crate::issuer::clock, crate::issuer::late, crate::issuer::session,
+//! crate::issuer::verify, crate::issuer::wire.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

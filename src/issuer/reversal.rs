@@ -17,7 +17,8 @@
 //! link replaces it with a fresh STAN of its own allocator each time the reversal is
 //! written, so that its 0410 is matched like any reply), and field 39 = the reason
 //! (68 = no reply in time). Track data (35, 36, 45), the PIN block (52) and anything else
-//! are never copied. May import: the codec.
+//! are never copied.
+//! May import: crate::iso.
 
 use crate::iso::{EncodeError, Message, Spec};
 

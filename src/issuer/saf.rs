@@ -16,7 +16,9 @@
 //! before its approval is answered (never held in memory), first written after
 //! `ADVICE_GRACE`, repeated as 0121/0221, and acknowledged by the issuer's 0130/0230,
 //! whose response code is recorded (`SafStore::advice_answered`); the issuer's advice
-//! book (`advice`) follows each one. May import: the codec, config, metrics, `late`.
+//! book (`advice`) follows each one.
+//! May import: crate::config, crate::iso, crate::issuer, crate::issuer::held,
+//! crate::issuer::late, crate::issuer::reversal, crate::issuer::verify, crate::metrics.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

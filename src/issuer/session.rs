@@ -13,7 +13,7 @@
 //! hash collision hands the reply over as one of an unexpected kind: the waiting side
 //! checks its echoed fields). A key without field 11 keeps a `DashMap` (short sharded
 //! locks), as does a table made with `new` (the bench's baseline).
-//! May import: the codec, `slots`.
+//! May import: crate::iso, crate::issuer::slots.
 
 use std::time::Instant;
 

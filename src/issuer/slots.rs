@@ -31,7 +31,7 @@
 //! value this size. Each operation is a small state machine of one shared access per
 //! `step`, so that the model test (`slots_model.rs`) can interleave them exactly as the
 //! table runs them. No lock is held across `.await` (nothing here is async).
-//! May import: nothing of the crate (std only).
+//! May import: nothing.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};

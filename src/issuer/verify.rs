@@ -18,10 +18,10 @@
 //! and a decline moves no money. A field present with another value is always a rejection.
 //!
 //! `Reason::as_str` is the `reason` label of `isoswitch_issuer_reply_rejected_total`.
-//! May import: the codec, the response-code tables, `wire`.
+//! May import: crate::iso, crate::issuer::wire, crate::rc.
 
 use crate::iso::Message;
-use crate::iso::spec::{Class, Length};
+use crate::iso::spec::{CharClass, Length};
 use crate::rc::RcTable;
 
 /// Why a reply is not believed (a low-cardinality metric label).
@@ -122,7 +122,7 @@ fn same_value(a: &Message, b: &Message, n: usize) -> bool {
         return true;
     }
     let fixed_numeric = |m: &Message| {
-        m.spec().field(n).is_some_and(|f| f.class == Class::Numeric && f.length == Length::Fixed)
+        m.spec().field(n).is_some_and(|f| f.class == CharClass::Numeric && f.length == Length::Fixed)
     };
     fixed_numeric(a) && fixed_numeric(b) && a.number(n).is_some() && a.number(n) == b.number(n)
 }

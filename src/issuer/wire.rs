@@ -1,5 +1,6 @@
 //! The issuer side's wire vocabulary: the response MTI of a request, and a message
-//! carried over into an issuer's spec. May import: the codec.
+//! carried over into an issuer's spec.
+//! May import: crate::iso.
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! A link's write side: the messages queued for an issuer are framed and written in
 //! batches (`frame::batch`); with an in-doubt log, each batch's reversible requests are
-//! logged as one record just before the batch goes to the socket. May import: framing,
-//! the in-doubt log.
+//! logged as one record just before the batch goes to the socket.
+//! May import: crate::frame, crate::issuer::indoubt.
 
 use std::time::Duration;
 

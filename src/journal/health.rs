@@ -8,7 +8,8 @@
 //!
 //! Each change of state is reported once (`Change`), with what happened meanwhile: the
 //! writer logs one line per change instead of one per failed row. Pure: the caller passes
-//! `now`. May import: nothing of the crate but the journal's `StoreError`.
+//! `now`.
+//! May import: crate::journal::store.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};

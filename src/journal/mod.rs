@@ -20,14 +20,14 @@
 //! recent cost per row), and admission control sheds new financial requests with 91 before they
 //! reach an issuer once that passes their class's share of the budget (see
 //! `acceptor::service`), instead of letting every request wait in the queue.
-//! May import: the codec, the metric names (`crate::metrics`) and the TLS policy (`crate::tls`).
+//! May import: crate::metrics.
 
 pub mod health;
 pub mod pg_tls;
 pub mod postgres;
 pub mod record;
 pub mod retention;
-pub mod saf;
+pub mod saf_store;
 pub mod sqlite;
 pub mod store;
 

@@ -10,7 +10,7 @@
 //! Both forms are read: `host=db sslmode=verify-full sslrootcert=/etc/ca.pem ...` and
 //! `postgresql://db/estate?sslmode=verify-full&sslrootcert=/etc/ca.pem`.
 //! Errors name the key and never repeat the string (it may hold a password).
-//! May import: the TLS policy.
+//! May import: crate::tls.
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,7 @@
 //! statements as SQLite. The writer thread drives tokio-postgres on a small runtime of
 //! its own so that the store stays synchronous like the SQLite one. The connection string
 //! may ask for TLS (`sslmode=verify-full sslrootcert=...`, see `pg_tls`).
+//! May import: crate::journal::pg_tls, crate::journal::record, crate::journal::store.
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};

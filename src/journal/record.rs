@@ -1,6 +1,7 @@
 //! One journal row: what the switch knows about a transaction, with the card number
 //! reduced to its masked form and a keyed hash. Built from the terminal's request and
 //! the outcome; never holds a full PAN, track data, PIN block or CVV.
+//! May import: crate::civil, crate::iso.
 
 use ring::hmac;
 use serde::Serialize;

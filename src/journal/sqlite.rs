@@ -11,6 +11,7 @@
 //! after it. Not much rarer either: with a checkpoint a second (and the WAL grown to a
 //! thousand commits) the writer's CPU per commit and the light-load p50 rose by about 15%
 //! in A/B runs; at five a second they did not.
+//! May import: crate::journal::record, crate::journal::store.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

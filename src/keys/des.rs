@@ -1,5 +1,6 @@
 //! DES and two-key triple DES on single 8-byte blocks, and the key type that carries their keys.
 //! Built on the RustCrypto `des` crate; uses nothing else from the crate.
+//! May import: nothing.
 
 use des::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use des::{Des, TdesEde2};

@@ -14,6 +14,7 @@
 //!
 //! Pure; uses the key type beside it, `nom` (reading the field) and `subtle` (a check value
 //! is compared in constant time).
+//! May import: crate::keys::des.
 
 use nom::Parser;
 use nom::bytes::complete::take;

@@ -4,6 +4,7 @@
 //! the `des` crate (they share its `cipher` 0.5 and `digest` 0.11); the UnionPay MAC, which
 //! no crate implements, is built here on the DES primitives beside it. Uses those crates
 //! and the codec's `Message`.
+//! May import: crate::iso, crate::keys::des, crate::keys::error.
 
 use bytes::BytesMut;
 use cbc_mac::CbcMac;

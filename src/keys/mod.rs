@@ -1,6 +1,6 @@
 //! The security core for terminal estates: DES/3DES keys, MACs, ISO 9564 PIN blocks, and the
 //! [`KeyStore`] trait behind which terminal master keys, working keys and issuer zone keys live.
-//! Pure and synchronous; may import the codec (`crate::iso`) and nothing else of the crate.
+//! Pure and synchronous; of the crate, only MAC input building reads the codec (`crate::iso`).
 //!
 //! # The key store seam
 //!
@@ -28,8 +28,10 @@
 //!
 //! Nothing here logs. Keys ([`Key`]) and PIN blocks ([`PinBlock`]) print as `Key(..)` and
 //! `PinBlock(..)`, are wiped when dropped, and no error carries their bytes.
+//! May import: nothing.
 
 pub mod des;
+mod error;
 pub mod field62;
 pub mod mac;
 pub mod pin;
@@ -37,6 +39,7 @@ mod soft;
 mod working_file;
 
 pub use des::Key;
+pub use error::KeyError;
 pub use field62::{ClearKeys, KeyLayout, WorkingKeys, WrappedKey};
 pub use mac::{Mac, MacAlgorithm, compute as compute_mac, mac_input};
 pub use pin::{PinBlock, PinFault, pin_block_format0};
@@ -50,36 +53,6 @@ pub struct HeldKeys {
     pub pin: [u8; 4],
     pub mac: [u8; 4],
     pub track: Option<[u8; 4]>,
-}
-
-/// Errors of the security layer. None carries key bytes, PIN digits, PIN blocks or MAC inputs.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("terminal {terminal}: no terminal master key")]
-    UnknownTerminal { terminal: String },
-    #[error("zone {zone}: no zone PIN key")]
-    UnknownZone { zone: String },
-    #[error("terminal {terminal}: no working keys (not signed on)")]
-    NotSignedOn { terminal: String },
-    #[error("terminal {terminal}: MAC check failed")]
-    MacMismatch { terminal: String },
-    #[error("terminal {terminal}: PIN block refused: {fault}")]
-    PinRefused { terminal: String, fault: PinFault },
-    #[error("cannot build MAC input: {reason}")]
-    MacInput { reason: String },
-    #[error("random source failed")]
-    Random,
-    #[error("{file}: cannot read key file: {source}")]
-    Read { file: String, source: std::io::Error },
-    #[error(
-        "{file}: key file is readable by group or others (mode {mode:o}); run `chmod 600 {file}` \
-         (git keeps no file modes: a key file from a checkout needs it too)"
-    )]
-    Permissions { file: String, mode: u32 },
-    #[error("{file}: cannot record working keys: {source}")]
-    Persist { file: String, source: std::io::Error },
-    #[error("{file}:{line}: {key}: {message}")]
-    Invalid { file: String, line: usize, key: String, message: String },
 }
 
 /// The security operations the switch needs; see the module documentation for the HSM contract.

@@ -1,6 +1,7 @@
 //! ISO 9564-1 format 0 PIN blocks (also ANSI X9.8, VISA-1): building, checking, and the
 //! translation step from one key to another. Clear blocks live only inside these functions and
 //! the key store's operations. Uses the DES key type beside it.
+//! May import: crate::keys::des.
 
 use zeroize::Zeroize;
 

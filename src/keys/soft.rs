@@ -10,6 +10,8 @@
 //! [zones]                # issuer zone name = zone PIN key
 //! bank-a = "89ABCDEF0123456776543210FEDCBA98"
 //! ```
+//! May import: crate::keys, crate::keys::des, crate::keys::error, crate::keys::field62,
+//! crate::keys::mac, crate::keys::pin, crate::keys::working_file.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -15,6 +15,7 @@
 //! again. The file is then rewritten with one line per terminal (written beside, synced,
 //! renamed over), and again whenever appends outgrow twice the terminals held.
 //! Uses the key types beside it and `std` only.
+//! May import: crate::keys::des, crate::keys::error, crate::keys::field62.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

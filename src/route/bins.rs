@@ -8,12 +8,13 @@
 //! specific route wins and 1,000 routes cost a handful of comparisons. When nothing matches, the
 //! `[default]` route applies, if there is one. Each route names its issuer, an optional
 //! backup issuer and the card product (debit / credit / QR) the fee plans price.
-//! May import: this layer, and the codec's `eight_digits` (ASCII digits read in one word).
+//! Of the codec it uses `eight_digits` (ASCII digits read in one word).
+//! May import: crate::iso, crate::route::error, crate::route::intern.
 
 use serde::{Deserialize, Serialize};
 
-use super::decision::intern;
 use super::error::{RuleError, Source};
+use super::intern::intern;
 
 /// The card product a route carries, for fees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! Time for the routing core: `now` is passed in as unix milliseconds, never read from a
 //! clock here. A small civil-date helper turns it into the local business date and time of
 //! day (a fixed UTC offset, e.g. +480 minutes for China) for daily limits, fee plan effective
-//! dates and peak windows. May import: the standard library and `crate::civil`.
+//! dates and peak windows.
+//! May import: crate::civil.
 
 use serde::Serialize;
 

@@ -1,30 +1,14 @@
 //! The routing core's output: what to do with one message. A `Decision` is journal-ready
-//! (`Debug`, `Clone`, `Serialize`) and carries no PAN. May import: this layer only.
+//! (`Debug`, `Clone`, `Serialize`) and carries no PAN.
+//! May import: crate::route::bins, crate::route::priority, crate::route::txn.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
 
 use serde::{Serialize, Serializer};
 
 use super::bins::CardType;
 use super::priority::Class;
 use super::txn::TxnType;
-
-/// The one copy of a name (issuer, fee plan) for the life of the process, so that a
-/// decision carries names without reference counting on the hot path. Names are interned
-/// at load; a reload adds only names never seen before, so the set grows with the distinct
-/// names an operator ever configures, not with reloads.
-pub fn intern(name: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut set = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(&s) = set.get(name) {
-        return s;
-    }
-    let s: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    set.insert(s);
-    s
-}
 
 /// A two-character ISO 8583 response code.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

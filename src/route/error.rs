@@ -1,6 +1,6 @@
 //! The routing core's one error type: a rule file refused at load or reload, naming the
 //! file, the line and the key, plus the TOML helpers every loader shares (spans to lines).
-//! May import: nothing outside the standard library, serde and toml.
+//! May import: nothing.
 
 use std::fmt;
 

@@ -9,8 +9,7 @@
 //! that is its source's k-th waits behind at most k requests of every other source (fewer
 //! when that source has fewer), so `position(source)` of a new request is
 //! `sum over the other sources of min(q_s, k) + k`, with k = its source's count + 1.
-//!
-//! May import: this layer only.
+//! May import: nothing.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -20,7 +20,8 @@
 //!   give the fee back (negative, computed by the same rule on the returned amount, so a
 //!   full refund returns exactly the fee charged). Other types carry no fee.
 //!
-//! May import: this layer only.
+//! May import: crate::route::bins, crate::route::clock, crate::route::decision,
+//! crate::route::error, crate::route::intern.
 
 use std::collections::HashMap;
 
@@ -28,8 +29,9 @@ use serde::Deserialize;
 
 use super::bins::CardType;
 use super::clock::Date;
-use super::decision::{FeeSplit, intern};
+use super::decision::FeeSplit;
 use super::error::{RuleError, Source};
+use super::intern::intern;
 
 /// The shipped default plan.
 pub const DEFAULT_PLAN: &str = include_str!("../../specs/fees-default.toml");

@@ -13,7 +13,7 @@
 //!
 //! Example rule files for the demo live in `config/examples/rules/`; the shipped default
 //! fee plan and transaction table live in `specs/` and are embedded in the binary.
-//! May import: the codec (`crate::iso`) only.
+//! May import: crate::iso.
 
 // Rule files and messages are untrusted input: no panicking shortcuts outside tests.
 #![cfg_attr(
@@ -27,6 +27,7 @@ pub mod decision;
 pub mod error;
 mod fair_queue;
 pub mod fees;
+mod intern;
 mod open_table;
 pub mod priority;
 pub mod registry;

@@ -8,6 +8,7 @@
 //! again (unless the entry type says how). Key 0 marks an empty slot, so a key of 0 is stored as 1 (two keys in 2^64 share
 //! an entry). Removal happens only in `retain`, which closes each gap it makes by moving
 //! the rest of the probe chain back, so chains never hold gaps.
+//! May import: nothing.
 
 /// An entry that knows its key.
 pub(crate) trait Keyed: Copy + Default {

@@ -5,7 +5,8 @@
 //! (a date range, days of the month, the last days of a month, a time of day, or a mix:
 //! every condition given must hold, the day conditions being alternatives) replace some
 //! weights while they are open. The first open peak window wins. The file also sets each
-//! issuer queue's window and bounds. May import: this layer only.
+//! issuer queue's window and bounds.
+//! May import: crate::route::clock, crate::route::error, crate::route::txn.
 
 use serde::{Deserialize, Serialize};
 

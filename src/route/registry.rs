@@ -9,7 +9,7 @@
 //! carries what a decision reads of the terminal's merchant ([`Hot`], copied in once the
 //! rule set has resolved plans and risk groups), so that a decision touches one line of
 //! the registry, not the entry and then the merchant's record.
-//! May import: this layer only.
+//! May import: crate::route::error, crate::route::open_table, crate::route::txn.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

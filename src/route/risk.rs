@@ -5,7 +5,8 @@
 //! carry the configured fields (present and not blank), else it is declined with the
 //! configured code (default 01) and field 44 names what is missing. The pure checks live
 //! here; the counters live in `risk_state`. A group named `default` always exists (no limits
-//! unless the file says otherwise). May import: the codec and this layer.
+//! unless the file says otherwise).
+//! May import: crate::iso, crate::route::decision, crate::route::error.
 
 use std::collections::HashSet;
 

@@ -38,7 +38,8 @@
 //!   counts the amounts of purchases and pre-auths that pass (the issuer's answer is not yet
 //!   known; a later reversal does not give the amount back).
 //!
-//! May import: this layer, and the codec's `eight_digits` (ASCII digits read in one word).
+//! May import: crate::iso, crate::route::clock, crate::route::decision,
+//! crate::route::open_table, crate::route::registry, crate::route::risk.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -21,7 +21,10 @@
 //!    reversals, advices, network traffic and batch uploads always pass.
 //!
 //! The merchant's MCC comes from the registry, not from field 18: the terminal does not
-//! choose its own price. May import: the codec and this layer.
+//! choose its own price.
+//! May import: crate::iso, crate::route::bins, crate::route::clock, crate::route::decision,
+//! crate::route::error, crate::route::fees, crate::route::priority, crate::route::registry,
+//! crate::route::risk, crate::route::risk_state, crate::route::sched, crate::route::txn.
 
 use std::borrow::Cow;
 use std::path::Path;

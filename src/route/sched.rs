@@ -34,7 +34,7 @@
 //!   estimates cross their deadlines first: under overload the lowest classes are shed first.
 //! - Memory is bounded: each queue by its bound, and the set-aside list by their sum.
 //!
-//! May import: this layer only.
+//! May import: crate::route::decision, crate::route::fair_queue, crate::route::priority.
 
 use super::decision::Rc;
 use super::fair_queue::{Entry, FairQueue};

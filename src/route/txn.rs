@@ -30,7 +30,8 @@
 //! with such rows for `cup-pos` (void 0200/20 with 60.1 = 23, refund 0220/20 with 25,
 //! pre-authorisation and its void 0100 with 10 and 11, completion 0200/0220 with 20 and 24
 //! and its void with 21, balance 01, purchase 22; sign-on 0800 with 60.3 = 001, 003 or 004,
-//! sign-off 002, echo 0820 with 301). May import: the codec and this layer.
+//! sign-off 002, echo 0820 with 301).
+//! May import: crate::iso, crate::route::error.
 
 use std::borrow::Cow;
 

@@ -4,6 +4,7 @@
 //! them in field 48 (debit amount n12, count n3, credit amount n12, count n3, one result
 //! digit; domestic block then foreign block), the reply putting 1 (balanced) or 2 (not
 //! balanced) in each block's result digit.
+//! May import: crate::iso, crate::journal::record, crate::settle.
 
 use crate::iso::Message;
 use crate::journal::TxnRecord;

@@ -1,8 +1,8 @@
 //! Settlement from the journal: per-merchant settlement lines (gross, refunds, fees, net)
 //! for T+1 merchants per business day and for T+0 merchants per cut-off window, and the
 //! terminal batch totals a 0500 is compared with. Pure functions over journal rows, in
-//! integer minor units with checked arithmetic. May import: the codec and the journal's
-//! record type.
+//! integer minor units with checked arithmetic.
+//! May import: crate::journal::record.
 
 pub mod batch;
 

@@ -8,6 +8,7 @@
 //! in the next, and sign-off. Every reply's response code is compared with what
 //! the day expects and every MACed reply's MAC is verified. An edge module: it may import
 //! the codec, framing, the key types and tokio.
+//! May import: crate::frame, crate::iso, crate::journal, crate::keys.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! range and are reported as the exact maximum, which is kept beside the histogram.
 //! Recording is an index computation and an increment; one histogram per connection,
 //! merged at the end, its counts (about 32 KiB) allocated at the first record.
-//! May import: `hdrhistogram`.
+//! May import: nothing.
 
 use hdrhistogram::Histogram;
 

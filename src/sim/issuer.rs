@@ -28,6 +28,7 @@
 //! together in shuffled order within a window. Per connection a reader decodes requests
 //! and builds replies; a writer drains every ready reply, then writes them in one go.
 //! Imports the codec, framing and the simulators' helpers.
+//! May import: crate::frame, crate::iso, crate::sim::requests, crate::sim::util.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -7,6 +7,7 @@
 //! policy (`crate::tls`) and tokio;
 //! nothing in the switch imports it. [`cup_day`] is a scripted day of one UnionPay-style
 //! terminal rather than a load.
+//! May import: nothing.
 
 pub mod cup_day;
 pub mod histogram;

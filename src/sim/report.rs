@@ -7,6 +7,7 @@
 //! ```
 //!
 //! Imports std, serde and the histogram.
+//! May import: crate::sim::histogram.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -20,6 +20,7 @@
 //! | 5 %   | 0800 | echo test                              | 00                 |
 //!
 //! Imports the codec and the simulators' helpers.
+//! May import: crate::iso, crate::sim::util.
 
 use std::io;
 use std::sync::Arc;

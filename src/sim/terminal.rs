@@ -16,6 +16,8 @@
 //! With [`SimTls`] every connection is TLS (the handshake inside the connect timeout,
 //! outside the latency). Imports the codec, framing, the TLS policy and the simulators'
 //! helpers.
+//! May import: crate::frame, crate::iso, crate::sim::histogram, crate::sim::report,
+//! crate::sim::requests, crate::sim::util, crate::tls.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;

@@ -1,6 +1,7 @@
 //! Small helpers shared by the simulators: a fast non-cryptographic random generator
 //! (jitter, shuffling), fixed-width decimal digits written without allocating, and the
 //! UTC calendar fields that go into fields 7, 12 and 13. Imports std and `crate::civil`.
+//! May import: crate::civil.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

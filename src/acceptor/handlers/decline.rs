@@ -3,8 +3,8 @@
 //! names another transaction (94), or an estate check on the forward path refused it.
 //! Journalled, then answered with the code and, where the dialect has it, field 44
 //! saying why.
-//! May import: codec, routing core's codes, journal, and the acceptor's recorder and
-//! replies.
+//! May import: crate::acceptor::record, crate::acceptor::reply, crate::acceptor::service,
+//! crate::iso, crate::journal, crate::route.
 
 use crate::iso::Message;
 use crate::journal::Status;

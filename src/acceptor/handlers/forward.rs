@@ -16,8 +16,11 @@
 //! 5. answered: the issuer's reply as the terminal's dialect allows it, or the switch's
 //!    code; an approved void, refund or completion marks its original.
 //!
-//! May import: codec, routing core, issuer connector, journal, and the acceptor's
-//! listener context, estate rules, recorder, stand-in, reversal queue and replies.
+//! May import: crate::acceptor::cup, crate::acceptor::handlers::decline,
+//! crate::acceptor::handlers::repeat, crate::acceptor::listener,
+//! crate::acceptor::queue_reversal, crate::acceptor::record, crate::acceptor::rejected,
+//! crate::acceptor::reply, crate::acceptor::request, crate::acceptor::standin, crate::iso,
+//! crate::issuer, crate::journal, crate::rc, crate::route.
 
 use std::time::Duration;
 
@@ -26,14 +29,14 @@ use crate::issuer::{ForwardOptions, Origin, Outcome, Target};
 use crate::journal::TxnRecord;
 use crate::route::{Forward, Rc};
 
-use super::super::ListenerCtx;
 use super::super::cup::{Original, find_original, mark_original};
+use super::super::listener::ListenerCtx;
 use super::super::queue_reversal::reverse_with_issuer;
+use super::super::record::now_ms;
 use super::super::record::{Decided, answered, status_of};
 use super::super::rejected::reverse_rejected;
 use super::super::reply::{issuer_reply, repeat_reply, switch_reply};
 use super::super::request::Arrival;
-use super::super::service::now_ms;
 use super::super::standin::{Occasion, all_down, policy::Trigger};
 use super::decline::decline;
 use super::repeat::answer_in_journal;
@@ -63,7 +66,7 @@ pub async fn forward(
     if ctx.dialect.is_unionpay() {
         if ctx.batches.stale(msg, svc.journal.as_ref()).await {
             tracing::info!(txn, "request in a batch already settled");
-            let rc = refuse(crate::rc::Outcome::BatchMismatch.generic_rc());
+            let rc = refuse(crate::rc::SwitchDecline::BatchMismatch.generic_rc());
             return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
         }
         if let Some(j) = &svc.journal {
@@ -72,7 +75,7 @@ pub async fn forward(
                 Original::Found(o) => original = Some(o),
                 Original::Missing => {
                     tracing::info!(txn, "original transaction not found");
-                    let rc = refuse(crate::rc::Outcome::OriginalNotFound.generic_rc());
+                    let rc = refuse(crate::rc::SwitchDecline::OriginalNotFound.generic_rc());
                     return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
                 }
                 Original::Unknown => {
@@ -237,7 +240,7 @@ async fn ask_issuer(
             }
             let name = answered_by.as_ref().map_or(primary, |i| i.name());
             Box::pin(reverse_rejected(issuers, req, out, name, r)).await;
-            switch_reply(req, crate::rc::Outcome::SystemMalfunction.generic_rc()).ok().map(Box::new)
+            switch_reply(req, crate::rc::SwitchDecline::SystemMalfunction.generic_rc()).ok().map(Box::new)
         }
         other => switch_reply(req, other.switch_rc().unwrap_or("96")).ok().map(Box::new),
     };

@@ -13,9 +13,7 @@
 //!
 //! Every handler makes its journal row with the services' `Recorder` and its reply with
 //! `reply.rs`; none touches a socket.
-//! May import: codec, routing core, issuer connector, journal, settlement totals, and the
-//! acceptor's listener context and leaf modules (request, record, reply, estate rules,
-//! stand-in, reversal queue, repeats).
+//! May import: nothing.
 
 pub mod decline;
 pub mod forward;

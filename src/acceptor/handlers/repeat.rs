@@ -5,8 +5,8 @@
 //! cannot prove a key new, the journal is asked before the request is planned. Nodes
 //! sharing a journal see each other's keys through the journal's claim (the forward
 //! handler asks `answer_in_journal` when its claim is refused).
-//! May import: codec, routing core's codes, journal, and the acceptor's services, repeats
-//! and replies.
+//! May import: crate::acceptor::repeats, crate::acceptor::reply, crate::acceptor::request,
+//! crate::acceptor::service, crate::iso, crate::journal, crate::route.
 
 use std::time::{Duration, Instant};
 

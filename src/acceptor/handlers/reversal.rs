@@ -10,14 +10,14 @@
 //!
 //! The terminal gets 00 at once, or 96 when nothing could be queued. Without a journal
 //! the plan is never made (reversals are forwarded like any request).
-//! May import: codec, routing core, issuer connector, journal, and the acceptor's
-//! listener context, recorder, stand-in, reversal queue and replies.
+//! May import: crate::acceptor::listener, crate::acceptor::queue_reversal,
+//! crate::acceptor::record, crate::acceptor::reply, crate::iso, crate::journal, crate::route.
 
 use crate::iso::Message;
 use crate::journal::{Query, Status, Update};
 use crate::route;
 
-use super::super::ListenerCtx;
+use super::super::listener::ListenerCtx;
 use super::super::queue_reversal::reverse_with_issuer;
 use super::super::record::{Decided, answered};
 use super::super::reply::switch_reply;

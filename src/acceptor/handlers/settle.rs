@@ -3,17 +3,17 @@
 //! the totals in field 48 and the answer written back there; elsewhere the totals of
 //! fields 74 to 89. 00 and the batch closed when they agree, 95 when they do not, 30 when
 //! the terminal's totals cannot be read, 96 without a journal or when it fails.
-//! May import: codec, journal, settlement totals, and the acceptor's listener context,
-//! estate rules and replies.
+//! May import: crate::acceptor::listener, crate::acceptor::record, crate::acceptor::reply,
+//! crate::iso, crate::journal, crate::settle.
 
 use crate::iso::Message;
 use crate::journal::{Query, Update};
 use crate::settle::batch;
 
-use super::super::ListenerCtx;
 use super::super::cup::batch_number;
+use super::super::listener::ListenerCtx;
+use super::super::record::now_ms;
 use super::super::reply::switch_reply;
-use super::super::service::now_ms;
 
 /// Settle the batch `req` (a 0500) closes.
 pub async fn settle(ctx: &ListenerCtx, req: &Message) -> Option<Box<Message>> {

@@ -2,7 +2,8 @@
 //! of its batch. Recorded as the terminal reports it — not settled from: the journal's
 //! own rows are the record of what was approved — and acknowledged with 00, or 96 when
 //! the row could not be written.
-//! May import: codec, and the acceptor's recorder and replies.
+//! May import: crate::acceptor::record, crate::acceptor::reply, crate::acceptor::service,
+//! crate::iso.
 
 use crate::iso::Message;
 

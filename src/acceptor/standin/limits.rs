@@ -5,6 +5,7 @@
 //! not made is given back. The counters start each day empty, or from the journal's
 //! stand-in approvals of that day after a restart (`seed`). Pure: the caller passes the
 //! business date.
+//! May import: crate::acceptor::standin::policy.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

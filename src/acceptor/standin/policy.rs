@@ -4,6 +4,7 @@
 //! switch cannot verify a PIN block, so a request carrying one is never stood in for).
 //! The daily limits and the exposure cap need counters: see `limits` and the issuer's
 //! advice book. Pure: no clock, no I/O.
+//! May import: crate::config, crate::route.
 
 use std::collections::HashSet;
 

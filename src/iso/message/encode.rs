@@ -4,13 +4,16 @@
 //! of the frame's fields with the replacements written over. `encode_with` writes the
 //! message with some fields replaced (or added) without building a second message: the
 //! issuer connector sends every forwarded request with its own STAN and RRN this way
-//! instead of copying the message to set two fields. May import: the codec only.
+//! instead of copying the message to set two fields.
+//! May import: crate::iso::error, crate::iso::field_set, crate::iso::message, crate::iso::spec,
+//! crate::iso::wire.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{Message, field_spec};
 use crate::iso::error::{EncodeError, Part};
-use crate::iso::spec::{BitmapEncoding, Class, FieldSpec, Length, MAX_FIELD};
+use crate::iso::field_set::MAX_FIELD;
+use crate::iso::spec::{BitmapEncoding, CharClass, FieldSpec, Length};
 use crate::iso::wire;
 
 /// Overrides are few (a STAN, an RRN); more than this is refused rather than allocated.
@@ -32,11 +35,11 @@ impl Message {
         let mut checked: [Option<(&FieldSpec, &[u8])>; MAX_OVERRIDES] = [None; MAX_OVERRIDES];
         for (slot, &(n, value)) in checked.iter_mut().zip(overrides) {
             let fs = field_spec(&self.spec, n)?;
-            if fs.class == Class::Binary {
+            if fs.class == CharClass::Binary {
                 return Err(EncodeError::new(Part::Field(n as u16), "binary fields cannot be overridden"));
             }
             let value = value.as_bytes();
-            check_value(fs, value)?;
+            wire::check_value(fs, value)?;
             *slot = Some((fs, value));
         }
         self.encode_inner(&checked[..overrides.len()], out)
@@ -191,25 +194,6 @@ impl Message {
     }
 }
 
-/// The length and character checks `set` makes before it writes a value.
-pub(super) fn check_value(fs: &FieldSpec, value: &[u8]) -> Result<(), EncodeError> {
-    let part = Part::Field(fs.number);
-    let units = value.len();
-    match fs.length {
-        Length::Fixed if units != fs.max as usize => {
-            return Err(EncodeError::new(
-                part,
-                format!("{units} units given, the field is fixed at {}", fs.max),
-            ));
-        }
-        Length::Var(_) if units > fs.max as usize => {
-            return Err(EncodeError::new(part, format!("{units} units given, at most {}", fs.max)));
-        }
-        _ => {}
-    }
-    wire::check_chars(fs, value).map_err(|kind| EncodeError::new(part, kind.to_string()))
-}
-
 pub(super) fn write_bitmap(enc: BitmapEncoding, bits: u64, out: &mut BytesMut) {
     match enc {
         BitmapEncoding::Binary => out.put_u64(bits),
@@ -228,7 +212,8 @@ mod tests {
     use bytes::BytesMut;
 
     use crate::iso::Message;
-    use crate::iso::spec::{Class, Length, MAX_FIELD, shipped};
+    use crate::iso::field_set::MAX_FIELD;
+    use crate::iso::spec::{CharClass, Length, shipped};
 
     fn purchase(spec: &str) -> Message {
         let s = shipped(spec).unwrap();
@@ -285,12 +270,12 @@ mod tests {
                     Length::Var(_) => (fs.max as usize).min(4),
                 };
                 let v = match fs.class {
-                    Class::Numeric | Class::Track => "1".repeat(len),
-                    Class::SignedAmount => format!("C{}", "1".repeat(len.saturating_sub(1))),
-                    Class::Binary => "AB".repeat(len.div_ceil(2)).chars().take(len * 2).collect(),
+                    CharClass::Numeric | CharClass::Track => "1".repeat(len),
+                    CharClass::SignedAmount => format!("C{}", "1".repeat(len.saturating_sub(1))),
+                    CharClass::Binary => "AB".repeat(len.div_ceil(2)).chars().take(len * 2).collect(),
                     _ => "A".repeat(len),
                 };
-                let v = if fs.class == Class::Binary && fs.encoding == crate::iso::spec::Encoding::Hex {
+                let v = if fs.class == CharClass::Binary && fs.encoding == crate::iso::spec::Encoding::Hex {
                     "AB".repeat(len / 2)
                 } else {
                     v

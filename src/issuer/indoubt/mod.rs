@@ -30,8 +30,8 @@
 //! it, since it would reconcile (reverse) the first one's requests in flight. The kernel
 //! drops the lock when the process dies, kill -9 included, so a restart is never stopped
 //! by a stale lock. (A name that starts with a dot is never an issuer's directory.)
-//!
-//! May import: the codec, metrics, ring.
+//! May import: crate::iso, crate::issuer, crate::issuer::clock, crate::issuer::reversal,
+//! crate::issuer::saf.
 
 pub mod record;
 

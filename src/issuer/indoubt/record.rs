@@ -1,6 +1,6 @@
 //! The in-doubt log's file format: a segment is a run of records, each the sealed list of
 //! the reversible requests of one batch written to an issuer. Pure (no clock, no I/O
-//! beyond reading one file in `read_segment`). May import: ring.
+//! beyond reading one file in `read_segment`).
 //!
 //! ```text
 //! record  = len: u32 BE | nonce: 12 | AES-256-GCM(entries) ‖ tag: 16     (len = sealed bytes)
@@ -12,6 +12,7 @@
 //! record counter: unique under one key without a random draw per record. The body is the
 //! request exactly as written to the issuer (no PAN, track or PIN block is ever in clear:
 //! everything after the length and nonce is ciphertext).
+//! May import: nothing.
 
 use std::path::Path;
 

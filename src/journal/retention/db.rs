@@ -9,6 +9,8 @@
 //! and each delete batch takes the write lock for one batch only (`BEGIN IMMEDIATE`).
 //! PostgreSQL: a day is read through a cursor in one read transaction (its index on
 //! `business_date` does not give `id` order, so keyset pages would each sort the day).
+//! May import: crate::journal, crate::journal::postgres, crate::journal::record,
+//! crate::journal::store.
 
 use std::path::Path;
 use std::time::Duration;

@@ -19,6 +19,8 @@
 //! The check (`verify`) reads the header and the trailer and counts the lines between
 //! them: a file cut short, of another day, or whose row lines do not add up to its trailer
 //! does not pass, and a purge relies on nothing else.
+//! May import: crate::journal::record, crate::journal::retention::db,
+//! crate::journal::retention::error, crate::journal::store.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -29,8 +31,8 @@ use serde::Serialize;
 
 use super::super::record::TxnRecord;
 use super::super::store;
-use super::RetentionError;
 use super::db::Db;
+use super::error::RetentionError;
 
 /// The `format` of the header and the `end` of the trailer.
 pub const FORMAT: &str = "isoswitch-journal-export";

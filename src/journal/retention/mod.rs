@@ -16,39 +16,22 @@
 //!   rows (acknowledged or expired before the cut-off) are deleted; a pending reversal is
 //!   never touched, nor the in-doubt log (files of its own).
 //!
-//! May import: the journal's record and store types.
+//! May import: crate::civil, crate::journal::record.
 
 pub mod db;
+mod error;
 pub mod export;
 
-use std::path::{Path, PathBuf};
+pub use error::RetentionError;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::record::business_date;
-use super::store::StoreError;
 pub use db::Db;
 pub use export::{Exported, Summary, file_name, verify};
-
-/// Why a retention step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RetentionError {
-    #[error("journal: {0}")]
-    Store(#[from] StoreError),
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{} already exists and is not the same export of business day {day} ({detail}); move it away to export again", path.display())]
-    Differs { path: PathBuf, day: String, detail: String },
-    #[error("{}: not a complete export of business day {day}: {why}", path.display())]
-    BadFile { path: PathBuf, day: String, why: String },
-    #[error("business day {day}: not exported (no {}); export it first, or purge with --force", path.display())]
-    NotExported { day: String, path: PathBuf },
-    #[error("business day {day}: {detail}; its rows are kept")]
-    NotCovered { day: String, detail: String },
-    #[error("stopped before the end")]
-    Stopped,
-}
 
 /// How a purge deletes: rows per transaction, the pause after each, and when to give up.
 #[derive(Debug, Clone)]

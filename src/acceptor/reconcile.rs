@@ -1,7 +1,7 @@
 //! Reconciliation of the in-doubt log at start, before any issuer link sends: what a
 //! previous run wrote to an issuer and did not see resolved (it died: kill -9, a panic,
 //! the OOM killer) is reversed through store-and-forward, then the segments go. Also the
-//! journal barrier the log's reaper uses (`JournalSettled`). May import: every layer.
+//! journal barrier the log's reaper uses (`JournalSettled`).
 //!
 //! A request read back is resolved when the journal holds the issuer's answer to it: a
 //! row with the request's terminal, the terminal's STAN, field 7 and MTI (the journal's
@@ -13,6 +13,7 @@
 //! already queued is not queued twice, and a second crash during reconciliation repeats
 //! nothing. Segments are deleted only after every one of their requests is handled; a
 //! segment that does not open (another key) refuses the start, naming the file.
+//! May import: crate::config, crate::iso, crate::issuer, crate::journal, crate::metrics.
 
 use std::path::Path;
 use std::sync::Arc;

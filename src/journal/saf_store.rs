@@ -19,8 +19,9 @@
 //! process died between the two writes) is withdrawn (`void`) at the next start.
 //!
 //! The store has its own connection (WAL lets it share the SQLite file with the journal
-//! writer); calls are blocking and made from the blocking pool. May import: the codec and
-//! the issuer connector's `SafStore` contract.
+//! writer); calls are blocking and made from the blocking pool.
+//! May import: crate::config, crate::iso, crate::issuer, crate::journal,
+//! crate::journal::pg_tls, crate::journal::postgres, crate::journal::store.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
