@@ -14,7 +14,7 @@
 //!    segments of `RETENTION_BENCH_SEGMENT_MS` (2 s) that alternate without / with:
 //!    - saturated: 64 tasks insert rows of today as fast as the writer takes them; rows
 //!      per second, and the ratio of the means;
-//!    - at 2,000 rows/s offered (the "modest" rate): latency of `Journal::record`
+//!    - at 2,000 rows/s offered (a modest estate's rate): latency of `Journal::record`
 //!      (p50, p99, max) without and with the purge.
 //!
 //! The machine may be busy: the segments are interleaved so that both kinds see the same

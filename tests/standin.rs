@@ -13,7 +13,7 @@
 //! - a request unanswered by its deadline is reversed first and then stood in for; the
 //!   operator's "stand in now" and its end through the admin API.
 //!
-//! The outage lasts `STANDIN_OUTAGE_S` seconds (default 8; the figure is 30).
+//! The outage lasts `STANDIN_OUTAGE_S` seconds (default 8; 30 for the full outage run).
 //! Every wait is bounded.
 
 #[path = "common/load.rs"]
