@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{MockIssuer, Mode, PAN, Terminal, auth};
+use common::{MockIssuer, Mode, PAN, ShopRules, Terminal, auth};
 use isoswitch::acceptor::{RunningSwitch, serve};
 use isoswitch::config::Config;
 use isoswitch::iso::Message;
@@ -20,52 +20,6 @@ const ORDINARY_TID: &str = "TERM0001";
 const ORDINARY_MID: &str = "MERCHANT0000001";
 const VIP_TID: &str = "TERM0002";
 const VIP_MID: &str = "MERCHANTVIP0001";
-
-const REGISTRY: &str = r#"utc_offset = "+00:00"
-[[merchant]]
-id = "MERCHANT0000001"
-name = "Ordinary shop"
-mcc = 5999
-[[merchant]]
-id = "MERCHANTVIP0001"
-name = "Priority shop"
-mcc = 5411
-priority_group = "vip"
-[[terminal]]
-id = "TERM0001"
-merchant = "MERCHANT0000001"
-[[terminal]]
-id = "TERM0002"
-merchant = "MERCHANTVIP0001"
-"#;
-
-struct Rules(PathBuf);
-
-impl Rules {
-    /// Rules routing every card to `issuer` (each test its own name: metrics are per process).
-    fn new(issuer: &str, priority: &str) -> Rules {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("isoswitch-admission-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("registry.toml"), REGISTRY).unwrap();
-        let routes = format!("[default]\nissuer = \"{issuer}\"\ncard_type = \"debit\"\n");
-        std::fs::write(dir.join("routes.toml"), routes).unwrap();
-        let r = Rules(dir);
-        r.priority(priority);
-        r
-    }
-
-    fn priority(&self, text: &str) {
-        std::fs::write(self.0.join("priority.toml"), text).unwrap();
-    }
-}
-
-impl Drop for Rules {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `priority.toml` with these weights and queue, and a peak window over today when given.
 fn priority_toml(weights: &str, queue: &str, peak: Option<&str>) -> String {
@@ -154,7 +108,8 @@ async fn a_slow_issuer_gets_priority_first_ordinary_shed_early_and_every_reversa
          ordinary_bound = {}\nbatch_bound = {}",
         bounds[0], bounds[1], bounds[2], bounds[3], bounds[4]
     );
-    let rules = Rules::new("bank", &priority_toml("reversal = 16\npriority = 6\nordinary = 3", &queue, None));
+    let rules =
+        ShopRules::new("bank", &priority_toml("reversal = 16\npriority = 6\nordinary = 3", &queue, None));
     let deadline = Duration::from_millis(1500);
     let (sw, stop) = switch("bank", &rules.0, &issuer, 2, deadline.as_millis() as u64).await;
     let addr = sw.listen_addrs()[0];
@@ -220,7 +175,7 @@ async fn a_peak_window_brought_in_by_a_reload_changes_who_wins() {
     let issuer = MockIssuer::start(Mode::Delay(40)).await;
     let queue = "window = 1\nlatency_ms = 40\npriority_bound = 40\nordinary_bound = 40";
     let base = priority_toml("priority = 8\nordinary = 1", queue, None);
-    let rules = Rules::new("peak-bank", &base);
+    let rules = ShopRules::new("peak-bank", &base);
     let (sw, stop) = switch("peak-bank", &rules.0, &issuer, 1, 1000).await;
     let addr = sw.listen_addrs()[0];
 

@@ -10,11 +10,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{MockIssuer, Mode, PAN, Terminal, auth};
+use common::{MockIssuer, Mode, PAN, ShopRules, Terminal, auth};
 use futures_util::{SinkExt, StreamExt};
 use isoswitch::acceptor::{RunningSwitch, serve};
 use isoswitch::config::Config;
@@ -24,50 +23,9 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
-const REGISTRY: &str = r#"utc_offset = "+00:00"
-[[merchant]]
-id = "MERCHANT0000001"
-name = "Ordinary shop"
-mcc = 5999
-[[merchant]]
-id = "MERCHANTVIP0001"
-name = "Priority shop"
-mcc = 5411
-priority_group = "vip"
-[[terminal]]
-id = "TERM0001"
-merchant = "MERCHANT0000001"
-[[terminal]]
-id = "TERM0002"
-merchant = "MERCHANTVIP0001"
-"#;
-
-struct Rules(PathBuf);
-
-impl Rules {
-    fn new(issuer: &str, priority: &str) -> Rules {
-        let dir = std::env::temp_dir().join(format!("isoswitch-fairness-{}-{issuer}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("registry.toml"), REGISTRY).unwrap();
-        std::fs::write(
-            dir.join("routes.toml"),
-            format!("[default]\nissuer = \"{issuer}\"\ncard_type = \"debit\"\n"),
-        )
-        .unwrap();
-        std::fs::write(dir.join("priority.toml"), priority).unwrap();
-        Rules(dir)
-    }
-}
-
-impl Drop for Rules {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 async fn switch(
     name: &str,
-    rules: &Rules,
+    rules: &ShopRules,
     issuer: &MockIssuer,
     window: usize,
 ) -> (RunningSwitch, CancellationToken) {
@@ -99,7 +57,7 @@ async fn twenty_flooding_connections_do_not_push_a_one_at_a_time_terminal_into_9
     // The mock answers one request at a time after 5 ms: about 200 a second.
     let issuer = MockIssuer::start(Mode::Delay(5)).await;
     let queue = "window = 4\nlatency_ms = 5\nordinary_bound = 1024";
-    let rules = Rules::new("flooded", &format!("[queue]\n{queue}\n"));
+    let rules = ShopRules::new("flooded", &format!("[queue]\n{queue}\n"));
     let (sw, stop) = switch("flooded", &rules, &issuer, 4).await;
     let addr = sw.listen_addrs()[0];
 
@@ -210,7 +168,7 @@ async fn at_three_times_capacity_every_answer_is_in_time_and_priority_91s_come_a
     let issuer = MockIssuer::start(Mode::Delay(10)).await;
     let priority = "priority_groups = [\"vip\"]\n[weights]\npriority = 12\nordinary = 3\n\
                     [queue]\nwindow = 2\nlatency_ms = 10\npriority_bound = 512\nordinary_bound = 512\n";
-    let rules = Rules::new("thrice", priority);
+    let rules = ShopRules::new("thrice", priority);
     let (sw, stop) = switch("thrice", &rules, &issuer, 2).await;
     let addr = sw.listen_addrs()[0];
     for run in 0..3u32 {

@@ -381,3 +381,54 @@ impl std::io::Write for Logs {
         Ok(())
     }
 }
+
+/// A rule directory for admission tests: an ordinary shop (`TERM0001` at
+/// `MERCHANT0000001`, mcc 5999) and a priority shop in group `vip` (`TERM0002` at
+/// `MERCHANTVIP0001`, mcc 5411), every card routed to one issuer as debit, and a
+/// `priority.toml` the test gives. Removed when dropped.
+pub struct ShopRules(pub PathBuf);
+
+const SHOPS: &str = r#"utc_offset = "+00:00"
+[[merchant]]
+id = "MERCHANT0000001"
+name = "Ordinary shop"
+mcc = 5999
+[[merchant]]
+id = "MERCHANTVIP0001"
+name = "Priority shop"
+mcc = 5411
+priority_group = "vip"
+[[terminal]]
+id = "TERM0001"
+merchant = "MERCHANT0000001"
+[[terminal]]
+id = "TERM0002"
+merchant = "MERCHANTVIP0001"
+"#;
+
+impl ShopRules {
+    /// Rules routing every card to `issuer` (each test its own name: metrics are per process).
+    pub fn new(issuer: &str, priority: &str) -> ShopRules {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("isoswitch-shops-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("registry.toml"), SHOPS).unwrap();
+        let routes = format!("[default]\nissuer = \"{issuer}\"\ncard_type = \"debit\"\n");
+        std::fs::write(dir.join("routes.toml"), routes).unwrap();
+        let r = ShopRules(dir);
+        r.priority(priority);
+        r
+    }
+
+    /// Replace `priority.toml`.
+    pub fn priority(&self, text: &str) {
+        std::fs::write(self.0.join("priority.toml"), text).unwrap();
+    }
+}
+
+impl Drop for ShopRules {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
