@@ -25,33 +25,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use isoswitch::journal::Store;
 use isoswitch::journal::sqlite::SqliteStore;
-use isoswitch::journal::{Journal, PanHasher, Query, Store, StoreError, TxnRecord, Update};
+use isoswitch::journal::store::Discard;
+use isoswitch::journal::{Journal, PanHasher, TxnRecord};
 
 #[path = "../benches/common/rows.rs"]
 mod rows;
-
-/// A store that keeps nothing: the writer thread's hand-over alone.
-struct Nothing;
-
-impl Store for Nothing {
-    fn begin(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn insert(&mut self, _: &TxnRecord) -> Result<bool, StoreError> {
-        Ok(true)
-    }
-    fn commit(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn rollback(&mut self) {}
-    fn query(&mut self, _: &Query) -> Result<Vec<TxnRecord>, StoreError> {
-        Ok(Vec::new())
-    }
-    fn update(&mut self, _: &Update) -> Result<u64, StoreError> {
-        Ok(0)
-    }
-}
 
 /// One row through `journal`: queued, committed by its writer thread, the caller woken.
 fn through(journal: &Journal, row: Box<TxnRecord>) -> Result<bool, String> {
@@ -148,7 +128,7 @@ fn run(dir: &Path, rounds: u64) -> Result<(), String> {
         Series::new("journal full 1 row"),
         Series::new("journal hop, no store"),
     ];
-    let nothing = Journal::start(Nothing);
+    let nothing = Journal::start(Discard);
     for i in 0..rounds {
         series[0]
             .time(|| append.write_all(&page).and_then(|()| append.sync_data()))

@@ -376,37 +376,15 @@ mod tests {
 
     use super::*;
     use crate::iso::spec;
-    use crate::journal::{Query, Store, StoreError, TxnRecord, Update};
+    use crate::journal::store::Discard;
     use crate::route::Class;
-
-    /// A store that keeps nothing: the test sets the writer's backlog itself.
-    struct Nothing;
-
-    impl Store for Nothing {
-        fn begin(&mut self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn insert(&mut self, _: &TxnRecord) -> Result<bool, StoreError> {
-            Ok(true)
-        }
-        fn commit(&mut self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn rollback(&mut self) {}
-        fn query(&mut self, _: &Query) -> Result<Vec<TxnRecord>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn update(&mut self, _: &Update) -> Result<u64, StoreError> {
-            Ok(0)
-        }
-    }
 
     #[test]
     fn a_journal_behind_its_budget_sheds_the_lowest_classes_first_and_never_reversals() {
         let text = "journal_budget_ms = 4\n[[issuer]]\nname = \"default\"\n[[issuer.link]]\naddr = \"127.0.0.1:1\"\n";
         let cfg = Config::parse("t.toml", text).unwrap();
         let rules = RuleSet::open_with_routes("(routes)", &routes_text(&cfg)).unwrap();
-        let journal = Journal::start(Nothing);
+        let journal = Journal::start(Discard);
         let s = Services::new(&cfg, route::Router::new(rules), Some(journal.clone()), PanHasher::new(b"k"))
             .unwrap();
         let mut req = Message::new(spec::shipped("iso87ascii").unwrap(), "0200").unwrap();

@@ -213,6 +213,30 @@ pub trait Store: Send + 'static {
     }
 }
 
+/// A store that keeps nothing: what the journal costs without a backend (the writer
+/// thread's hand-over alone), and a journal for tests that set its backlog themselves.
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl Store for Discard {
+    fn begin(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn insert(&mut self, _: &TxnRecord) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    fn commit(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn rollback(&mut self) {}
+    fn query(&mut self, _: &Query) -> Result<Vec<TxnRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn update(&mut self, _: &Update) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+}
+
 /// The WHERE/ORDER tail of a query with numbered placeholders (`$1` style; SQLite accepts
 /// `?1`, the caller swaps the sigil) and its parameters.
 pub fn query_sql(q: &Query, sigil: char) -> (String, Vec<String>) {
