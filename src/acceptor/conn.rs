@@ -76,10 +76,6 @@ fn release(reversing: &mut HashMap<String, usize>, tid: &str) {
     }
 }
 
-fn terminal_of(req: &Message) -> String {
-    req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default()
-}
-
 /// The stop signals a listener's connections obey: `graceful` (read no more, answer what
 /// was read) and `hard` (close now). A token's own checks lock a mutex that every
 /// connection shares, and a busy connection checked both for every message; it now reads
@@ -261,11 +257,11 @@ where
             }
             Step::Handle(mut r) => {
                 if matches!(r.plan, Plan::Reversal { .. }) {
-                    r.terminal = terminal_of(&r.msg);
+                    r.terminal = r.msg.terminal_key();
                     *reversing.entry(r.terminal.clone()).or_insert(0) += 1;
                     inflight.push(handle(ctx.clone(), r));
                 } else if !reversing.is_empty() && {
-                    r.terminal = terminal_of(&r.msg);
+                    r.terminal = r.msg.terminal_key();
                     reversing.contains_key(&r.terminal)
                 } {
                     held.push_back(r);

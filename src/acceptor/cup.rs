@@ -30,10 +30,6 @@ fn batch_of(req: &Message) -> Option<u32> {
     batch_number(req)?.parse().ok()
 }
 
-fn terminal_of(req: &Message) -> String {
-    req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default()
-}
-
 impl Batches {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<u32>>> {
         self.closed.lock().unwrap_or_else(|p| p.into_inner())
@@ -42,14 +38,14 @@ impl Batches {
     /// Note a balanced settlement (`req` the 0500).
     pub fn settled(&self, req: &Message) {
         if let Some(b) = batch_of(req) {
-            self.lock().insert(terminal_of(req), Some(b));
+            self.lock().insert(req.terminal_key(), Some(b));
         }
     }
 
     /// Whether `req` belongs to a batch its terminal has already settled.
     pub async fn stale(&self, req: &Message, journal: Option<&Journal>) -> bool {
         let Some(b) = batch_of(req) else { return false };
-        let terminal = terminal_of(req);
+        let terminal = req.terminal_key();
         let known = self.lock().get(&terminal).copied();
         let closed = match (known, journal) {
             (Some(c), _) => c,
@@ -153,7 +149,7 @@ pub enum Original {
 pub async fn find_original(journal: &Journal, req: &Message, txn: TxnType) -> Original {
     let (Some(types), true) = (original_types(txn, req), req.has(61)) else { return Original::NotNamed };
     let n = names(req);
-    let terminal = terminal_of(req);
+    let terminal = req.terminal_key();
     let q = match &n.rrn {
         Some(r) => Query::ByRrn(r.clone()),
         None => Query::Recent { terminal: terminal.clone(), limit: 1000 },

@@ -91,7 +91,7 @@ impl Security {
             tracing::error!(issuer, "a PIN block for an issuer without pin_zone: declined");
             return Err(SwitchDecline::SystemMalfunction.generic_rc());
         };
-        let tid = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        let tid = req.terminal_key();
         let Some(pan) = req.pan() else { return Err(SwitchDecline::PinRefused.generic_rc()) };
         match keys.translate_pin(&tid, zone, &block, &pan) {
             Ok(out) => {
@@ -134,7 +134,7 @@ impl Security {
         if !Self::is_sign_on(req) {
             return None;
         }
-        let tid = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        let tid = req.terminal_key();
         Some(match keys.sign_on(&tid, Self::key_layout(req)) {
             Ok(w) => {
                 if let Some(f60) = req.text(60) {
@@ -162,7 +162,7 @@ impl Security {
             metrics::counter!(crate::metrics::MAC_FAILURES_TOTAL).increment(1);
             return Err(SwitchDecline::BadMac.generic_rc());
         };
-        let tid = msg.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        let tid = msg.terminal_key();
         let input = mac_input(msg).map_err(|_| SwitchDecline::BadMac.generic_rc())?;
         match keys.verify_mac(&tid, alg, &input, received) {
             Ok(()) => Ok(true),
@@ -186,7 +186,7 @@ impl Security {
             return;
         }
         let (Some(keys), Some(alg)) = (&self.keys, self.mac) else { return };
-        let tid = req.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default();
+        let tid = req.terminal_key();
         // The MAC covers the message as sent with field 64 present, less its last 8 bytes.
         if reply.set_bytes(64, &[0u8; 8]).is_err() {
             return;

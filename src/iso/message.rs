@@ -594,6 +594,11 @@ impl Message {
     pub fn terminal_id(&self) -> Option<Cow<'_, str>> {
         self.text(41)
     }
+    /// Field 41 without its trailing padding, empty when absent: the id a terminal is
+    /// known by (suspensions, keys, batches, holds).
+    pub fn terminal_key(&self) -> String {
+        self.terminal_id().map(|t| t.trim_end().to_string()).unwrap_or_default()
+    }
     /// Field 42, card acceptor (merchant) id.
     pub fn merchant_id(&self) -> Option<Cow<'_, str>> {
         self.text(42)
