@@ -6,19 +6,19 @@
 //! waits for after a crash is about this figure times the requests logged in the last
 //! rotation and hold period.
 //! Run with `cargo bench --bench reconcile`.
-//! May import: the acceptor's reconciliation, the in-doubt log, the journal, the codec.
+//! May import: the switch's start-up reconciliation, the in-doubt log, the journal, the codec.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use isoswitch::acceptor::reconcile::{JournalSettled, reconcile};
 use isoswitch::config::Config;
 use isoswitch::iso::{Message, spec};
 use isoswitch::issuer::SafStore;
 use isoswitch::issuer::indoubt::{InDoubt, IssuerLog, lock_dir};
 use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::{Journal, JournalConfig, TxnRecord};
+use isoswitch::switch::reconcile::{JournalSettled, reconcile};
 
 const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const N: u32 = 10_000;

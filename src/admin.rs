@@ -23,8 +23,7 @@
 //! is written to the audit log: target [`AUDIT_TARGET`], INFO, with who, what and when;
 //! the log names a terminal only when the registry knows it (an id typed by mistake may
 //! be a card number).
-//! May import: crate::civil, crate::opsport, crate::issuer, crate::journal, crate::metrics,
-//! crate::route.
+//! May import: crate::civil, crate::opsport, crate::journal, crate::metrics, crate::route.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +37,6 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::issuer::Issuers;
 use crate::journal::{Journal, Query};
 use crate::opsport::Answer;
 use crate::route::{Router, RuleSummary};
@@ -49,8 +47,9 @@ pub const AUDIT_TARGET: &str = "isoswitch::audit";
 /// Who made an admin call: the API has one token, so one name.
 const WHO: &str = "admin";
 
-/// What the admin API asks of the running switch, and no more: the terminal side
-/// implements it, so that this edge reaches into none of the acceptor's types.
+/// What the admin API asks of the running switch, and no more: the composition root
+/// implements it (`switch::control`), so that this edge reaches into none of the
+/// acceptor's or the issuer connector's types.
 pub trait SwitchControl: Send + Sync + 'static {
     /// The router: its rules (registry look-ups) and the terminals suspended by hand.
     fn router(&self) -> &Router;
@@ -58,6 +57,10 @@ pub trait SwitchControl: Send + Sync + 'static {
     fn journal(&self) -> Option<&Journal>;
     /// Whether the journal writes (true without a journal).
     fn journal_up(&self) -> bool;
+    /// The issuers without a link up, in configuration order.
+    fn issuers_down(&self) -> Vec<String>;
+    /// Whether an issuer of that name is configured.
+    fn issuer_known(&self, issuer: &str) -> bool;
     /// Reload the rule files in `dir`; the error names the file, line and key.
     fn reload_rules(&self, dir: &Path) -> Result<RuleSummary, String>;
     /// Suspend or activate a terminal (persisted when a state file is set): whether
@@ -69,14 +72,13 @@ pub trait SwitchControl: Send + Sync + 'static {
     /// `None` for an issuer without a stand-in policy.
     fn set_standin_forced(&self, issuer: &str, on: bool) -> Option<bool>;
     /// An issuer's stand-in as JSON, or `None` for an unknown issuer.
-    fn standin_status(&self, issuers: &Issuers, issuer: &str) -> Option<serde_json::Value>;
+    fn standin_status(&self, issuer: &str) -> Option<serde_json::Value>;
 }
 
 /// What the admin API works on.
 pub struct Admin {
     pub token: String,
     pub switch: Arc<dyn SwitchControl>,
-    pub issuers: Arc<Issuers>,
     pub rules_dir: Option<PathBuf>,
 }
 
@@ -217,8 +219,7 @@ async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value, Option<
     match segs.as_slice() {
         ["health"] => return (200, json!({"status": "ok"}), None),
         ["ready"] => {
-            let down: Vec<&str> =
-                admin.issuers.iter().filter(|i| i.links_up() == 0).map(|i| i.name()).collect();
+            let down = admin.switch.issuers_down();
             let journal = if admin.switch.journal_up() { "up" } else { "down" };
             return if down.is_empty() && journal == "up" {
                 (200, json!({"status": "ready"}), None)
@@ -307,7 +308,7 @@ async fn call(admin: &Admin, req: &Request, segs: &[&str]) -> (u16, serde_json::
 
 /// An issuer's stand-in: read it, or start or stop the operator's "stand in now".
 fn standin(admin: &Admin, issuer: &str, action: &[&str]) -> (u16, serde_json::Value, String) {
-    if admin.issuers.by_name(issuer).is_none() {
+    if !admin.switch.issuer_known(issuer) {
         return (404, json!({"error": "no such issuer"}), "unknown issuer".into());
     }
     let detail = match action {
@@ -323,7 +324,7 @@ fn standin(admin: &Admin, issuer: &str, action: &[&str]) -> (u16, serde_json::Va
         },
         _ => format!("{issuer}: read"),
     };
-    match admin.switch.standin_status(&admin.issuers, issuer) {
+    match admin.switch.standin_status(issuer) {
         Some(s) => (200, s, detail),
         None => (404, json!({"error": "no such issuer"}), "unknown issuer".into()),
     }

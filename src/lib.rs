@@ -2,6 +2,10 @@
 //!
 //! Map of the crate, layered so that imports go one way only:
 //!
+//! - [`switch`]: the composition root on top. [`switch::serve`] builds the running switch
+//!   from its configuration (services, in-doubt reconciliation, issuers, retention, the
+//!   metrics and admin ports, the acceptor's listeners) and stops it in order: stop
+//!   accepting, drain, then close the issuer links. Its module doc lists the order.
 //! - [`iso`]: the codec. Specs as data, `Message`, encodings, EMV TLV, masking. Pure.
 //! - [`frame`]: length headers, TPDU and application header; tokio-util codecs.
 //! - [`route`]: the routing core: registry, BIN routes, fees, priorities, risk → a `Decision`. Pure.
@@ -11,11 +15,14 @@
 //! - [`settle`]: terminal batch totals and merchant settlement from the journal.
 //! - [`issuer`]: links to bank hosts, a pure protocol session per link (switch STAN/RRN,
 //!   the session table, late replies), deadlines, sign-on and echo.
-//! - [`acceptor`]: terminal listeners, one handler per kind of request (its module doc maps
-//!   each kind to its file), and the switch's entry point [`acceptor::serve`].
-//! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness), which
-//!   reaches the running switch through [`admin::SwitchControl`] only.
-//! - [`opsport`]: the HTTP server (hyper) of the operations ports (`/metrics`, admin API).
+//! - [`acceptor`]: terminals only: listeners prepared and started by the root, the accept
+//!   loop, connections, one handler per kind of request (its module doc maps each kind to
+//!   its file).
+//! - [`admin`]: the admin HTTP API (look-ups, suspend/activate, reload, readiness), a
+//!   sibling of the acceptor under the root; it reaches the running switch through
+//!   [`admin::SwitchControl`] only, which the root implements.
+//! - [`opsport`]: the HTTP server (hyper) of the operations ports (`/metrics`, admin API):
+//!   one serve loop for both, each started by the root.
 //! - [`accept`], [`fdlimit`]: listeners that back off instead of spinning when accepts fail,
 //!   and the descriptor budget their connection caps are fitted into.
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
@@ -50,5 +57,6 @@ pub mod rc;
 pub mod route;
 pub mod settle;
 pub mod sim;
+pub mod switch;
 pub mod telemetry;
 pub mod tls;

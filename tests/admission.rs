@@ -10,10 +10,10 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{MockIssuer, Mode, PAN, ShopRules, Terminal, auth};
-use isoswitch::acceptor::{RunningSwitch, serve};
 use isoswitch::config::Config;
 use isoswitch::iso::Message;
 use isoswitch::route::Now;
+use isoswitch::switch::{RunningSwitch, serve};
 use tokio_util::sync::CancellationToken;
 
 const ORDINARY_TID: &str = "TERM0001";

@@ -63,7 +63,7 @@ async fn json_logs_are_one_object_per_line() {
         .find(|v| v["fields"]["message"] == "switch started")
         .unwrap_or_else(|| panic!("no start line: {text}"));
     assert_eq!(started["level"], "INFO");
-    assert_eq!(started["target"], "isoswitch::acceptor");
+    assert_eq!(started["target"], "isoswitch::switch");
     assert!(started["timestamp"].is_string());
     assert!(!text.contains('\u{1b}'));
     // A bad value is refused by clap, naming the choices.

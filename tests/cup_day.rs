@@ -17,11 +17,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{Logs, MockIssuer, Mode};
-use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
 use isoswitch::keys::pin::{check_format0, decrypt};
 use isoswitch::keys::{Key, KeyLayout, PinBlock, pin_block_format0};
 use isoswitch::sim::cup_day::{CupDayConfig, run_cup_day};
+use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
 const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";

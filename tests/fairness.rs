@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use common::{MockIssuer, Mode, PAN, ShopRules, Terminal, auth};
 use futures_util::{SinkExt, StreamExt};
-use isoswitch::acceptor::{RunningSwitch, serve};
 use isoswitch::config::Config;
 use isoswitch::frame::{Frame, FrameCodec, FrameConfig};
 use isoswitch::iso::Message;
+use isoswitch::switch::{RunningSwitch, serve};
 use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;

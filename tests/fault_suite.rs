@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::{MockIssuer, Mode, PAN, Terminal, auth, config};
-use isoswitch::acceptor::serve;
 use isoswitch::frame::{Frame, FrameCodec, FrameConfig};
 use isoswitch::iso::Message;
+use isoswitch::switch::serve;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};

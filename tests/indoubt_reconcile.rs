@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use isoswitch::acceptor::reconcile::{JournalSettled, Reconciled, reconcile};
 use isoswitch::config::Config;
 use isoswitch::iso::{Message, spec};
 use isoswitch::issuer::SafStore;
 use isoswitch::issuer::indoubt::{InDoubt, IssuerLog, issuer_dir, segments};
 use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::{Journal, JournalConfig, TxnRecord};
+use isoswitch::switch::reconcile::{JournalSettled, Reconciled, reconcile};
 
 const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const OTHER: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";

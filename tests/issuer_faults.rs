@@ -19,8 +19,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bank::{Bank, BankState};
-use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
+use isoswitch::switch::serve;
 use load::{End, Load, LoadConfig, purchase, rc_counts};
 use process::{TempDir, saf_states, until};
 use tokio_util::sync::CancellationToken;

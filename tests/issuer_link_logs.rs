@@ -11,10 +11,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
 use isoswitch::frame::{Frame, FrameCodec, FrameConfig};
 use isoswitch::iso::Message;
+use isoswitch::switch::serve;
 use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;

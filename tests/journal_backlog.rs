@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{MockIssuer, Mode, Terminal, auth, config_text, http_get};
-use isoswitch::acceptor::{Services, serve_with};
+use isoswitch::acceptor::Services;
 use isoswitch::config::Config;
 use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::sqlite::SqliteStore;
 use isoswitch::journal::{Journal, JournalConfig, Query, Store, StoreError, TxnRecord, Update};
+use isoswitch::switch::serve_with;
 use process::TempDir;
 use tokio_util::sync::CancellationToken;
 

@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use bank::{Bank, BankState};
 use common::*;
-use isoswitch::acceptor::{RunningSwitch, Services, serve_with};
+use isoswitch::acceptor::Services;
 use isoswitch::config::Config;
 use isoswitch::iso::{Message, Spec};
 use isoswitch::issuer::{IssuerError, SafItem, SafStore};
 use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::sqlite::SqliteStore;
 use isoswitch::journal::{Journal, JournalConfig, Query, Store, StoreError, TxnRecord, Update};
+use isoswitch::switch::{RunningSwitch, serve_with};
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 
 use common::*;
-use isoswitch::acceptor::serve;
+use isoswitch::switch::serve;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;

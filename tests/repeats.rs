@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use common::{PAN, Terminal, ascii, auth};
 use futures_util::{SinkExt, StreamExt};
-use isoswitch::acceptor::{RunningSwitch, serve};
 use isoswitch::config::Config;
 use isoswitch::frame::{Frame, FrameCodec, FrameConfig};
 use isoswitch::iso::Message;
+use isoswitch::switch::{RunningSwitch, serve};
 use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;

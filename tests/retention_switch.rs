@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{MockIssuer, Mode, PAN, Terminal, auth};
-use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
 use isoswitch::journal::{Journal, JournalConfig, Status, TxnRecord, business_date};
+use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
 const DAY: i64 = 86_400_000;

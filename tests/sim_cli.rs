@@ -113,7 +113,7 @@ async fn cup_day_scenario_from_the_command_line() {
     );
     let stop = tokio_util::sync::CancellationToken::new();
     let cfg = isoswitch::config::Config::parse("cup-cli.toml", &text).unwrap();
-    let sw = isoswitch::acceptor::serve(cfg, stop.clone()).await.unwrap();
+    let sw = isoswitch::switch::serve(cfg, stop.clone()).await.unwrap();
     assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
     let switch = sw.listen_addrs()[0].to_string();
     let out = tokio::task::spawn_blocking(move || {

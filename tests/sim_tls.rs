@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
+use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
 fn p(path: &Path) -> String {
@@ -24,7 +24,7 @@ async fn tls_switch(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
-) -> (isoswitch::acceptor::RunningSwitch, CancellationToken, MockIssuer) {
+) -> (isoswitch::switch::RunningSwitch, CancellationToken, MockIssuer) {
     let iss = MockIssuer::start(Mode::Approve).await;
     let client_ca = client_ca.map_or(String::new(), |ca| format!(", client_ca = \"{}\"", p(ca)));
     let text = config_text(&[iss.addr], 2000, "").replace(

@@ -16,12 +16,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{MockIssuer, Mode, PAN, Terminal};
-use isoswitch::acceptor::{security::terminal_mac, serve};
+use isoswitch::acceptor::security::terminal_mac;
 use isoswitch::config::Config;
 use isoswitch::frame::{Frame, FrameConfig, Tpdu};
 use isoswitch::iso::{Message, spec};
 use isoswitch::keys::pin::{decrypt, encrypt};
 use isoswitch::keys::{ClearKeys, Key, KeyLayout, MacAlgorithm, PinBlock, WorkingKeys, pin_block_format0};
+use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
 const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
@@ -69,7 +70,7 @@ fn sign(m: &mut Message, key: &Key) {
 async fn start(
     dir: &std::path::Path,
     issuer: &MockIssuer,
-) -> (isoswitch::acceptor::RunningSwitch, CancellationToken) {
+) -> (isoswitch::switch::RunningSwitch, CancellationToken) {
     let keys = dir.join("keys.toml");
     if !keys.exists() {
         std::fs::write(&keys, format!("[terminals]\n\"10000001\" = \"{TMK}\"\n[zones]\nbank = \"{ZPK}\"\n"))
@@ -92,7 +93,7 @@ async fn start(
     (sw, stop)
 }
 
-async fn connect(sw: &isoswitch::acceptor::RunningSwitch) -> Terminal {
+async fn connect(sw: &isoswitch::switch::RunningSwitch) -> Terminal {
     Terminal::connect_with(sw.listen_addrs()[0], spec::shipped("cup-pos").unwrap(), FrameConfig::cup_pos())
         .await
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use isoswitch::acceptor::serve;
+use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use isoswitch::acceptor::{RunningSwitch, serve};
 use isoswitch::config::Config;
+use isoswitch::switch::{RunningSwitch, serve};
 use tokio_util::sync::CancellationToken;
 
 async fn start(cfg: Config) -> (RunningSwitch, CancellationToken) {

@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{MockIssuer, Mode, PAN, Terminal, auth};
-use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
 use isoswitch::iso::Message;
+use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
 fn dir(tag: &str) -> PathBuf {

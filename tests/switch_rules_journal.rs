@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{MockIssuer, Mode, Terminal, ascii};
-use isoswitch::acceptor::{RunningSwitch, serve};
 use isoswitch::config::Config;
 use isoswitch::iso::Message;
 use isoswitch::journal::business_date;
+use isoswitch::switch::{RunningSwitch, serve};
 use tokio_util::sync::CancellationToken;
 
 const RESTAURANT_TID: &str = "10000001";

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
+use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
 fn p(path: &std::path::Path) -> String {

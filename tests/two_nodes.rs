@@ -12,9 +12,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{MockIssuer, Mode, PAN, PAN2, Terminal, auth};
-use isoswitch::acceptor::serve;
 use isoswitch::config::Config;
 use isoswitch::journal::{Journal, JournalConfig, Query, business_date};
+use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
 async fn database() -> String {

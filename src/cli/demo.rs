@@ -7,7 +7,7 @@
 //! request in flight per terminal), then the capacity (as fast as replies come, many in
 //! flight). Then it prints the journal's count, fees and the merchant settlement.
 //! May import: crate::acceptor, crate::config, crate::iso, crate::journal, crate::route,
-//! crate::settle, crate::sim.
+//! crate::settle, crate::sim, crate::switch.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -18,13 +18,14 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::acceptor::{Services, serve_with};
+use crate::acceptor::Services;
 use crate::config::Config;
 use crate::iso::spec;
 use crate::journal::{Journal, JournalConfig, PanHasher, Query, business_date};
 use crate::route::{self, RuleSet, rules::RuleTexts};
 use crate::settle;
 use crate::sim::{SimIssuerConfig, SimStop, SimTerminalConfig, run_issuer, run_terminals};
+use crate::switch::serve_with;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {

@@ -2,7 +2,7 @@
 //! applies the flags to the first listener and issuer, logs to stderr, and runs until
 //! Ctrl-C or SIGTERM, then drains gracefully.
 //! May import: crate::acceptor, crate::cli::notify, crate::config, crate::iso,
-//! crate::telemetry.
+//! crate::switch, crate::telemetry.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -145,7 +145,7 @@ pub fn run(a: RunArgs) -> ExitCode {
         #[cfg(unix)]
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let shutdown = CancellationToken::new();
-        let sw = match crate::acceptor::serve(cfg, shutdown.clone()).await {
+        let sw = match crate::switch::serve(cfg, shutdown.clone()).await {
             Ok(sw) => sw,
             Err(e) => {
                 eprintln!("isoswitch run: {e}");
@@ -171,7 +171,7 @@ pub fn run(a: RunArgs) -> ExitCode {
 }
 
 /// What the service manager shows for a running switch (`systemctl status`).
-fn serving_status(sw: &crate::acceptor::RunningSwitch) -> String {
+fn serving_status(sw: &crate::switch::RunningSwitch) -> String {
     let listeners: Vec<String> = sw.listen_addrs().iter().map(ToString::to_string).collect();
     let mut status = format!("accepting terminals on {}", listeners.join(", "));
     if let Some(m) = sw.metrics_addr() {

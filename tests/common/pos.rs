@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use isoswitch::acceptor::{RunningSwitch as Switch, serve};
 use isoswitch::config::Config;
 use isoswitch::frame::{Frame, FrameConfig, Tpdu};
 use isoswitch::iso::Message;
 use isoswitch::iso::spec::{self, Spec};
+use isoswitch::switch::{RunningSwitch as Switch, serve};
 
 use tokio_util::sync::CancellationToken;
 

@@ -18,8 +18,8 @@ use metrics::{counter, gauge};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::Services;
-use super::record::now_ms;
+use crate::acceptor::record::now_ms;
+use crate::acceptor::service::Services;
 use crate::config::RetentionConfig;
 use crate::journal::JournalConfig;
 use crate::journal::record::minute_of_day;
