@@ -22,7 +22,7 @@
 //! store has made everything submitted before it durable. Disk use stays bounded by the
 //! traffic of `rotate + hold`.
 //!
-//! **Reconciliation** (the acceptor's, at start, before any link sends): every remaining
+//! **Reconciliation** (`switch::reconcile`, at start, before any link sends): every remaining
 //! segment is read; each request whose answer the journal does not hold gets a reversal in
 //! store-and-forward (idempotent by issuer and field 90), then the segments are deleted.
 //! **One switch per directory.** A running switch holds an advisory lock (`flock`) on
