@@ -25,7 +25,8 @@
 //! `cup.rs`, applied where the listener's `Dialect` (`dialect.rs`) says so; reversals that
 //! overtake their original wait through `inflight.rs`.
 //! May import: crate::accept, crate::admin, crate::config, crate::fdlimit, crate::iso,
-//! crate::issuer, crate::journal, crate::metrics, crate::route, crate::telemetry, crate::tls.
+//! crate::issuer, crate::journal, crate::metrics, crate::route, crate::telemetry, crate::time,
+//! crate::tls.
 
 mod conn;
 mod control;
@@ -251,7 +252,7 @@ pub async fn serve_with(
         (None, _) => {}
     }
     let rules = services.router.rules();
-    let now = crate::route::Now(u64::try_from(record::now_ms()).unwrap_or(0));
+    let now = crate::time::now();
     issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);
     tokio::spawn(follow_weights(services.router.clone(), issuers.clone(), links_stop.clone()));
     // Shown from the start (the journal was opened before the recorder was installed).
@@ -336,7 +337,7 @@ pub async fn serve_with(
 /// has passed the start.
 async fn load_repeats(services: &Arc<Services>) {
     let Some(j) = services.journal_handle() else { return };
-    let now = record::now_ms();
+    let now = crate::time::now().as_i64();
     let offset = services.router.rules().registry.utc_offset_minutes;
     // The business days the window reaches back into (one, unless a window in seconds
     // spans midnight), oldest first.
@@ -370,7 +371,7 @@ async fn load_repeats(services: &Arc<Services>) {
 async fn follow_weights(router: Arc<crate::route::Router>, issuers: Arc<Issuers>, stop: CancellationToken) {
     let mut current = None;
     loop {
-        let now = crate::route::Now(u64::try_from(record::now_ms()).unwrap_or(0));
+        let now = crate::time::now();
         let rules = router.rules();
         let (weights, peak) = rules.weights_at(now);
         if current != Some(weights) {

@@ -23,7 +23,8 @@
 //! by admission (as before, they pass the window).
 //! Every reply to a terminal's request is checked (`verify`) before it is handed on: one
 //! that is not believed comes back as `Outcome::Rejected`.
-//! May import: crate::config, crate::iso, crate::metrics, crate::route, crate::tls.
+//! May import: crate::config, crate::iso, crate::metrics, crate::route, crate::time,
+//! crate::tls.
 
 mod admit;
 pub mod advice;
@@ -281,7 +282,7 @@ impl Issuer {
             out.remove(n);
         }
         let (store, name, key) = (ctx.store.clone(), self.name.to_string(), key.to_string());
-        let now = saf::unix_ms();
+        let now = crate::time::now().as_i64();
         let first = now.saturating_add(ADVICE_GRACE.as_millis() as i64);
         let fresh = saf::blocking(move || store.enqueue_advice(&name, &key, &out, now, first)).await?;
         if fresh {
@@ -295,7 +296,8 @@ impl Issuer {
     pub async fn void_advice(&self, key: &str, amount: i64) -> Result<bool, IssuerError> {
         let Some((ctx, _)) = &self.saf else { return Ok(false) };
         let (store, name, key) = (ctx.store.clone(), self.name.to_string(), key.to_string());
-        let voided = saf::blocking(move || store.void_advice(&name, &key, saf::unix_ms())).await?;
+        let voided =
+            saf::blocking(move || store.void_advice(&name, &key, crate::time::now().as_i64())).await?;
         if voided {
             self.advices.done(amount);
         }

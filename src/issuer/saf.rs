@@ -18,10 +18,11 @@
 //! whose response code is recorded (`SafStore::advice_answered`); the issuer's advice
 //! book (`advice`) follows each one.
 //! May import: crate::config, crate::iso, crate::issuer, crate::issuer::held,
-//! crate::issuer::late, crate::issuer::reversal, crate::issuer::verify, crate::metrics.
+//! crate::issuer::late, crate::issuer::reversal, crate::issuer::verify, crate::metrics,
+//! crate::time.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -35,6 +36,7 @@ use super::{Issuer, IssuerError, Outcome, reversal};
 use crate::config::SafConfig;
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
+use crate::time;
 
 /// One reversal waiting for its issuer.
 #[derive(Debug)]
@@ -147,10 +149,6 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| IssuerError::Saf(e.to_string()))?
 }
 
-pub fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Retry bounds of the store-and-forward worker.
 #[derive(Debug, Clone, Copy)]
 pub struct SafPolicy {
@@ -235,7 +233,7 @@ impl SafCtx {
         }
         let (store, name) = (self.store.clone(), issuer.to_string());
         let stored = tokio::task::spawn_blocking(move || {
-            let r = store.enqueue(&name, &field90, &rev, unix_ms());
+            let r = store.enqueue(&name, &field90, &rev, time::now().as_i64());
             (r, field90, rev)
         })
         .await;
@@ -243,7 +241,7 @@ impl SafCtx {
             Ok((Ok(fresh), ..)) => fresh,
             Ok((Err(e), field90, rev)) => {
                 self.store_failed(issuer, &e);
-                self.held.hold(&field90, rev, unix_ms())
+                self.held.hold(&field90, rev, time::now().as_i64())
             }
             Err(e) => return Err(IssuerError::Saf(e.to_string())),
         };
@@ -289,7 +287,13 @@ async fn flush_held(ctx: &Arc<SafCtx>, name: &str) -> Result<usize, IssuerError>
                 left.push(item);
                 continue;
             }
-            match store.enqueue_attempted(&n, &item.field90, &item.reversal, unix_ms(), item.attempts) {
+            match store.enqueue_attempted(
+                &n,
+                &item.field90,
+                &item.reversal,
+                time::now().as_i64(),
+                item.attempts,
+            ) {
                 // Not fresh: the store already had it (stored before it failed).
                 Ok(_) => moved += 1,
                 Err(e) => {
@@ -321,7 +325,7 @@ pub(super) async fn worker(
     let held = gauge!(m::SAF_HELD, "issuer" => name.clone());
     let poll = ctx.policy.retry_min.min(Duration::from_secs(1));
     let mut stored = 0u64;
-    let started = unix_ms();
+    let started = time::now().as_i64();
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -352,7 +356,7 @@ pub(super) async fn worker(
         let mut busy = false;
         if issuer.links_up() > 0 {
             let (store, n, s, limit) = (ctx.store.clone(), name.clone(), spec.clone(), ctx.policy.batch);
-            match blocking(move || store.due(&n, &s, unix_ms(), limit)).await {
+            match blocking(move || store.due(&n, &s, time::now().as_i64(), limit)).await {
                 Ok(items) => {
                     busy = !items.is_empty();
                     let mut running: FuturesUnordered<_> =
@@ -361,7 +365,7 @@ pub(super) async fn worker(
                 }
                 Err(e) => ctx.store_failed(&name, &e),
             }
-            let items = ctx.held.take_due(unix_ms(), ctx.policy.batch);
+            let items = ctx.held.take_due(time::now().as_i64(), ctx.policy.batch);
             busy |= !items.is_empty();
             let mut running: FuturesUnordered<_> =
                 items.into_iter().map(|item| send_held(&issuer, &ctx, item)).collect();
@@ -414,13 +418,13 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
         if advice {
             tracing::error!(issuer = %name, key = %field90, attempts,
                 "stand-in advice expired unacknowledged; the approval stays the acquirer's risk");
-            if let Ok(()) = blocking(move || store.expired(id, unix_ms())).await {
+            if let Ok(()) = blocking(move || store.expired(id, time::now().as_i64())).await {
                 issuer.advices.done(amount);
             }
             return;
         }
         tracing::error!(issuer = %name, field90 = %field90, attempts, "reversal expired unacknowledged");
-        let _ = blocking(move || store.expired(id, unix_ms())).await;
+        let _ = blocking(move || store.expired(id, time::now().as_i64())).await;
         return;
     }
     let Some(expect) = super::verify::answer_mti(reversal.mti().as_bytes()) else { return };
@@ -431,7 +435,7 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
     }
     let Some(link) = issuer.pick_for_reversal() else { return };
     let next = attempts.saturating_add(1);
-    let due = unix_ms().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
+    let due = time::now().as_i64().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
     if let Err(e) = blocking(move || store.attempted(id, next, due)).await {
         tracing::warn!(issuer = %name, error = %e, "store-and-forward attempt not recorded; not sent");
         return;
@@ -443,7 +447,7 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
     match link.exchange_reversal(&reversal, id).await {
         Outcome::Reply(r) if r.mti().as_bytes() == expect => {
             let store = ctx.store.clone();
-            match blocking(move || store.acked(id, unix_ms())).await {
+            match blocking(move || store.acked(id, time::now().as_i64())).await {
                 Ok(first) => {
                     if first {
                         counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
@@ -468,7 +472,7 @@ async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 
     let name = issuer.name.to_string();
     let Some(link) = issuer.pick_for_reversal() else { return };
     let next = attempts.saturating_add(1);
-    let due = unix_ms().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
+    let due = time::now().as_i64().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
     let store = ctx.store.clone();
     if let Err(e) = blocking(move || store.attempted(id, next, due)).await {
         tracing::warn!(issuer = %name, error = %e, "advice attempt not recorded; not sent");
@@ -482,7 +486,7 @@ async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 
             let rc = r.text(39).map(|c| c.into_owned()).unwrap_or_default();
             let store = ctx.store.clone();
             let code = rc.clone();
-            match blocking(move || store.advice_answered(id, &code, unix_ms())).await {
+            match blocking(move || store.advice_answered(id, &code, time::now().as_i64())).await {
                 Ok(first) => {
                     if first {
                         issuer.advices.done(amount);
@@ -517,7 +521,7 @@ async fn send_held(issuer: &Issuer, ctx: &SafCtx, item: HeldItem) {
         return;
     };
     let next = attempts.saturating_add(1);
-    let due = unix_ms().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
+    let due = time::now().as_i64().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
     if attempts > 0 && reversal::as_repeat(&mut reversal).is_err() {
         ctx.held.written(id, false, attempts, due);
         return;
@@ -549,7 +553,7 @@ pub(super) fn late_ack(ctx: &Arc<SafCtx>, issuer: &Arc<str>, id: i64) {
     let store = ctx.store.clone();
     let name = issuer.to_string();
     tokio::spawn(async move {
-        if let Ok(true) = blocking(move || store.acked(id, unix_ms())).await {
+        if let Ok(true) = blocking(move || store.acked(id, time::now().as_i64())).await {
             counter!(m::SAF_ACKED_TOTAL, "issuer" => name).increment(1);
         }
     });
