@@ -14,12 +14,13 @@
 //! Each connection ends with a reason (`link_state::LinkFault`); the link's health
 //! (`link_state::LinkHealth`) decides what of it reaches the log: one WARN when the link
 //! goes down, a reminder while it stays down, one INFO when it is up again.
-//! May import: crate::config, crate::frame, crate::iso, crate::issuer, crate::issuer::clock,
+//! May import: crate::config, crate::frame, crate::iso, crate::issuer::clock,
 //! crate::issuer::indoubt, crate::issuer::late, crate::issuer::link_state,
-//! crate::issuer::protocol, crate::issuer::reversal, crate::issuer::saf,
-//! crate::issuer::session, crate::issuer::verify, crate::issuer::writer, crate::metrics,
-//! crate::rc, crate::telemetry.
+//! crate::issuer::outcome, crate::issuer::protocol, crate::issuer::reversal,
+//! crate::issuer::saf, crate::issuer::session, crate::issuer::verify, crate::issuer::writer,
+//! crate::metrics, crate::rc, crate::telemetry.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -37,12 +38,13 @@ use super::clock::transmission_time;
 use super::indoubt::SegmentWriter;
 use super::late::Late;
 use super::link_state::{DownReport, LinkFault, LinkHealth};
+use super::outcome::{Outcome, Rejected};
 use super::protocol::{Inbound, NotPrepared, Prepared, Session, Shared, rrn_start};
-use super::saf::SafCtx;
+use super::reversal;
+use super::saf::{SafCtx, SafLink};
 use super::session::{Key, Ticket};
 pub use super::writer::Outgoing;
 use super::writer::{Ended, Writer, write_loop};
-use super::{Outcome, reversal};
 use crate::config::{LinkConfig, Timeouts};
 use crate::frame::FrameCodec;
 use crate::iso::{Message, Spec};
@@ -277,14 +279,9 @@ impl Link {
                 tracing::warn!(issuer = %self.issuer, link = self.id, reason, field = why.field,
                     request_mti = req.mti(), reply_mti = reply.mti(), switch_stan = stan,
                     may_have_approved = why.may_have_approved, "issuer reply not believed; the terminal gets 96");
-                Outcome::Rejected(super::Rejected { why, switch_stan: stan })
+                Outcome::Rejected(Rejected { why, switch_stan: stan })
             }
         }
-    }
-
-    /// Write a stored reversal (0400 / 0401) and wait for its 0410.
-    pub async fn exchange_reversal(&self, rev: &Message, id: i64) -> Outcome {
-        self.exchange(rev, Kind::Reversal(id)).await
     }
 
     /// Store the reversal of a request written as `body` that ended in `outcome`, and
@@ -531,6 +528,14 @@ impl Link {
             }
             None => tracing::info!(issuer, link, %addr, "issuer link up"),
         }
+    }
+}
+
+/// Store-and-forward writes its reversals (0400 / 0401) and advices (0120 / 0220 and their
+/// repeats) here and waits for the answer (0410, 0130, 0230).
+impl SafLink for Link {
+    fn exchange_stored(&self, msg: &Message, id: i64) -> impl Future<Output = Outcome> + Send {
+        self.exchange(msg, Kind::Reversal(id))
     }
 }
 

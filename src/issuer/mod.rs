@@ -34,6 +34,7 @@ pub mod indoubt;
 pub mod late;
 mod link;
 mod link_state;
+mod outcome;
 pub mod protocol;
 pub mod reversal;
 pub mod saf;
@@ -57,65 +58,11 @@ use crate::route::Class;
 use crate::route::priority::{Priorities, QueueConfig, Weights};
 use admit::{Admission, Admit};
 use link::{Kind, Link, LinkSetup};
+pub use outcome::{IssuerError, Outcome, Rejected};
 use saf::SafCtx;
 pub use saf::{SafItem, SafPolicy, SafStore};
 use session::{MatchKey, SessionTable};
 pub use wire::{convert, convert_owned, response_mti};
-
-/// How a forwarded request ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The issuer answered.
-    Reply(Box<Message>),
-    /// No reply before the deadline (the terminal gets 68).
-    Timeout,
-    /// No link up, or the window is full (91).
-    Unavailable,
-    /// The link broke while the request was in flight; the issuer may have seen it (68).
-    LinkLost,
-    /// The request could not be converted or encoded for the issuer (96).
-    Failed,
-    /// The issuer answered, but its reply is not believed (96; reversed when it may
-    /// have approved). Counted and logged where it was refused.
-    Rejected(Rejected),
-}
-
-/// An issuer reply that was not believed, and what reversing its request needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rejected {
-    pub why: verify::Rejection,
-    /// Field 11 as the switch wrote it to the issuer (field 90 of the reversal names it).
-    pub switch_stan: u32,
-}
-
-impl Outcome {
-    /// The response code the switch answers with when this is not a reply.
-    pub fn switch_rc(&self) -> Option<&'static str> {
-        match self {
-            Outcome::Reply(_) => None,
-            Outcome::Timeout | Outcome::LinkLost => Some("68"),
-            Outcome::Unavailable => Some("91"),
-            Outcome::Failed | Outcome::Rejected(_) => Some("96"),
-        }
-    }
-}
-
-/// Why the issuer connector could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum IssuerError {
-    #[error("issuer {issuer}: spec {spec}: {message}")]
-    Spec { issuer: String, spec: String, message: String },
-    #[error("issuer {issuer}: {source}")]
-    Tls { issuer: String, source: crate::tls::TlsError },
-    #[error("issuer {issuer}: {source}")]
-    Reversal { issuer: String, source: reversal::ReversalError },
-    /// The store-and-forward store failed (the message never carries row data).
-    #[error("store-and-forward: {0}")]
-    Saf(String),
-    /// The in-doubt log could not be written or read (the file is named, never a request).
-    #[error("in-doubt log {file}: {message}")]
-    InDoubt { file: String, message: String },
-}
 
 /// One issuer and its links.
 #[derive(Debug)]
@@ -319,17 +266,34 @@ impl Issuer {
         self.saf.as_ref().map(|(_, spec)| spec)
     }
 
-    /// A live link for a reversal: the window does not apply (reversals are never shed).
-    fn pick_for_reversal(&self) -> Option<&Arc<Link>> {
-        self.links.iter().filter(|l| l.is_up()).min_by_key(|l| (l.inflight(), l.latency_us()))
-    }
-
     /// The live link with the fewest requests in flight, ties broken by recent latency.
     fn pick(&self) -> Option<&Arc<Link>> {
         if let [only] = self.links.as_slice() {
             return only.is_up().then_some(only);
         }
         self.links.iter().filter(|l| l.is_up()).min_by_key(|l| (l.inflight(), l.latency_us()))
+    }
+}
+
+/// What store-and-forward's worker sends through: any live link, the fewest in flight and
+/// then the fastest, the window not applying (reversals are never shed).
+impl saf::SafIssuer for Issuer {
+    type Link = Link;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn links_up(&self) -> usize {
+        Issuer::links_up(self)
+    }
+
+    fn advices(&self) -> &advice::Book {
+        &self.advices
+    }
+
+    fn link_for_stored(&self) -> Option<&Link> {
+        self.links.iter().filter(|l| l.is_up()).min_by_key(|l| (l.inflight(), l.latency_us())).map(|l| &**l)
     }
 }
 

@@ -17,10 +17,16 @@
 //! `ADVICE_GRACE`, repeated as 0121/0221, and acknowledged by the issuer's 0130/0230,
 //! whose response code is recorded (`SafStore::advice_answered`); the issuer's advice
 //! book (`advice`) follows each one.
-//! May import: crate::config, crate::iso, crate::issuer, crate::issuer::held,
-//! crate::issuer::late, crate::issuer::reversal, crate::issuer::verify, crate::metrics,
-//! crate::time.
+//!
+//! The worker does not know the hub's `Issuer`: it sends through what it needs of one
+//! (`SafIssuer`: name, links up, advice book, a live link) and of a link (`SafLink`: write
+//! a stored message, wait for its answer), which the hub and `link` implement. Names
+//! shared with them (`Outcome`, `IssuerError`) live in `outcome`.
+//! May import: crate::config, crate::iso, crate::issuer::advice, crate::issuer::held,
+//! crate::issuer::late, crate::issuer::outcome, crate::issuer::reversal, crate::issuer::verify,
+//! crate::metrics, crate::time.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,9 +36,11 @@ use metrics::{counter, gauge};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::advice::Book;
 use super::held::{Held, HeldItem};
 use super::late::LateMemory;
-use super::{Issuer, IssuerError, Outcome, reversal};
+use super::outcome::{IssuerError, Outcome};
+use super::reversal;
 use crate::config::SafConfig;
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
@@ -147,6 +155,25 @@ pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, IssuerError> + Send + 'static,
 ) -> Result<T, IssuerError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| IssuerError::Saf(e.to_string()))?
+}
+
+/// What the worker needs of the issuer it serves (the hub's `Issuer`, or a test's
+/// double): its name, whether any link is up, its advice book, and a live link to write a
+/// stored message on.
+pub(super) trait SafIssuer: Send + Sync + 'static {
+    type Link: SafLink;
+    fn name(&self) -> &str;
+    fn links_up(&self) -> usize;
+    fn advices(&self) -> &Book;
+    /// A live link for a stored message; the admission window does not apply (reversals
+    /// and advices are never shed). `None` when every link is down.
+    fn link_for_stored(&self) -> Option<&Self::Link>;
+}
+
+/// A link as the worker uses it: write one stored message (`id` is its store key, or the
+/// negative id of one held in memory) and wait for the issuer's answer.
+pub(super) trait SafLink: Send + Sync {
+    fn exchange_stored(&self, msg: &Message, id: i64) -> impl Future<Output = Outcome> + Send;
 }
 
 /// Retry bounds of the store-and-forward worker.
@@ -314,13 +341,13 @@ async fn flush_held(ctx: &Arc<SafCtx>, name: &str) -> Result<usize, IssuerError>
 }
 
 /// One issuer's worker: send what is due until `shutdown`.
-pub(super) async fn worker(
-    issuer: Arc<Issuer>,
+pub(super) async fn worker<I: SafIssuer>(
+    issuer: Arc<I>,
     ctx: Arc<SafCtx>,
     spec: Arc<Spec>,
     shutdown: CancellationToken,
 ) {
-    let name = issuer.name.to_string();
+    let name = issuer.name().to_string();
     let depth = gauge!(m::SAF_DEPTH, "issuer" => name.clone());
     let held = gauge!(m::SAF_HELD, "issuer" => name.clone());
     let poll = ctx.policy.retry_min.min(Duration::from_secs(1));
@@ -330,8 +357,8 @@ pub(super) async fn worker(
         if shutdown.is_cancelled() {
             return;
         }
-        if !issuer.advices.is_seeded() {
-            seed_advices(&issuer, &ctx, &name, started).await;
+        if !issuer.advices().is_seeded() {
+            seed_advices(&*issuer, &ctx, &name, started).await;
         }
         let had = ctx.held.len();
         match flush_held(&ctx, &name).await {
@@ -360,7 +387,7 @@ pub(super) async fn worker(
                 Ok(items) => {
                     busy = !items.is_empty();
                     let mut running: FuturesUnordered<_> =
-                        items.into_iter().map(|item| send_one(&issuer, &ctx, item)).collect();
+                        items.into_iter().map(|item| send_one(&*issuer, &ctx, item)).collect();
                     while running.next().await.is_some() {}
                 }
                 Err(e) => ctx.store_failed(&name, &e),
@@ -368,7 +395,7 @@ pub(super) async fn worker(
             let items = ctx.held.take_due(time::now().as_i64(), ctx.policy.batch);
             busy |= !items.is_empty();
             let mut running: FuturesUnordered<_> =
-                items.into_iter().map(|item| send_held(&issuer, &ctx, item)).collect();
+                items.into_iter().map(|item| send_held(&*issuer, &ctx, item)).collect();
             while running.next().await.is_some() {}
         }
         if busy {
@@ -384,7 +411,7 @@ pub(super) async fn worker(
 
 /// Withdraw the advices a previous run stored without journalling their approval, then
 /// count the pending ones into the issuer's book (stand-in reserves exposure only after).
-async fn seed_advices(issuer: &Issuer, ctx: &SafCtx, name: &str, started: i64) {
+async fn seed_advices(issuer: &impl SafIssuer, ctx: &SafCtx, name: &str, started: i64) {
     let (store, n) = (ctx.store.clone(), name.to_string());
     let seeded = blocking(move || {
         let voided = store.void_orphan_advices(&n, started)?;
@@ -400,7 +427,7 @@ async fn seed_advices(issuer: &Issuer, ctx: &SafCtx, name: &str, started: i64) {
             if count > 0 {
                 tracing::info!(issuer = %name, advices = count, exposure = amount, "stand-in advices pending from before");
             }
-            issuer.advices.seed(count, amount);
+            issuer.advices().seed(count, amount);
         }
         Err(e) => ctx.store_failed(name, &e),
     }
@@ -408,9 +435,9 @@ async fn seed_advices(issuer: &Issuer, ctx: &SafCtx, name: &str, started: i64) {
 
 /// Write one stored message (a reversal 0400/0401 or an advice 0120/0121, 0220/0221) and
 /// wait for its answer (0410, 0130, 0230).
-async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
+async fn send_one(issuer: &impl SafIssuer, ctx: &SafCtx, item: SafItem) {
     let SafItem { id, field90, attempts, mut reversal } = item;
-    let name = issuer.name.to_string();
+    let name = issuer.name().to_string();
     let store = ctx.store.clone();
     let advice = is_advice(&reversal);
     let amount = reversal.amount().and_then(|a| i64::try_from(a).ok()).unwrap_or(0);
@@ -419,7 +446,7 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
             tracing::error!(issuer = %name, key = %field90, attempts,
                 "stand-in advice expired unacknowledged; the approval stays the acquirer's risk");
             if let Ok(()) = blocking(move || store.expired(id, time::now().as_i64())).await {
-                issuer.advices.done(amount);
+                issuer.advices().done(amount);
             }
             return;
         }
@@ -433,7 +460,7 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
         let item = SafItem { id, field90, attempts, reversal };
         return send_advice(issuer, ctx, item, expect, amount).await;
     }
-    let Some(link) = issuer.pick_for_reversal() else { return };
+    let Some(link) = issuer.link_for_stored() else { return };
     let next = attempts.saturating_add(1);
     let due = time::now().as_i64().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
     if let Err(e) = blocking(move || store.attempted(id, next, due)).await {
@@ -444,7 +471,7 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
         return;
     }
     counter!(m::SAF_SENT_TOTAL, "issuer" => name.clone()).increment(1);
-    match link.exchange_reversal(&reversal, id).await {
+    match link.exchange_stored(&reversal, id).await {
         Outcome::Reply(r) if r.mti().as_bytes() == expect => {
             let store = ctx.store.clone();
             match blocking(move || store.acked(id, time::now().as_i64())).await {
@@ -467,10 +494,10 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
 /// Write one stand-in advice (0120/0220, repeats 0121/0221) and wait for its answer: the
 /// issuer's response code is recorded on the advice (and its transaction); a decline is
 /// logged and counted, for that money is now the acquirer's risk.
-async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 4], amount: i64) {
+async fn send_advice(issuer: &impl SafIssuer, ctx: &SafCtx, item: SafItem, expect: [u8; 4], amount: i64) {
     let SafItem { id, field90: key, attempts, reversal: mut advice } = item;
-    let name = issuer.name.to_string();
-    let Some(link) = issuer.pick_for_reversal() else { return };
+    let name = issuer.name().to_string();
+    let Some(link) = issuer.link_for_stored() else { return };
     let next = attempts.saturating_add(1);
     let due = time::now().as_i64().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
     let store = ctx.store.clone();
@@ -481,7 +508,7 @@ async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 
     if attempts > 0 && reversal::as_repeat(&mut advice).is_err() {
         return;
     }
-    match link.exchange_reversal(&advice, id).await {
+    match link.exchange_stored(&advice, id).await {
         Outcome::Reply(r) if r.mti().as_bytes() == expect => {
             let rc = r.text(39).map(|c| c.into_owned()).unwrap_or_default();
             let store = ctx.store.clone();
@@ -489,7 +516,7 @@ async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 
             match blocking(move || store.advice_answered(id, &code, time::now().as_i64())).await {
                 Ok(first) => {
                     if first {
-                        issuer.advices.done(amount);
+                        issuer.advices().done(amount);
                         counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
                     }
                     if rc == "00" {
@@ -514,9 +541,9 @@ async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 
 
 /// Write one reversal held in memory (0400 or 0401) and wait for its 0410; it stays held
 /// until then.
-async fn send_held(issuer: &Issuer, ctx: &SafCtx, item: HeldItem) {
+async fn send_held(issuer: &impl SafIssuer, ctx: &SafCtx, item: HeldItem) {
     let HeldItem { id, field90, attempts, next_at, mut reversal } = item;
-    let Some(link) = issuer.pick_for_reversal() else {
+    let Some(link) = issuer.link_for_stored() else {
         ctx.held.written(id, false, attempts, next_at);
         return;
     };
@@ -526,9 +553,9 @@ async fn send_held(issuer: &Issuer, ctx: &SafCtx, item: HeldItem) {
         ctx.held.written(id, false, attempts, due);
         return;
     }
-    let name = issuer.name.to_string();
+    let name = issuer.name().to_string();
     counter!(m::SAF_SENT_TOTAL, "issuer" => name.clone()).increment(1);
-    match link.exchange_reversal(&reversal, id).await {
+    match link.exchange_stored(&reversal, id).await {
         Outcome::Reply(r) if r.mti() == "0410" => {
             ctx.held.written(id, true, next, due);
             counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
