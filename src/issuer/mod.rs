@@ -2,9 +2,9 @@
 //! reconnect with backoff, and the choice of a link among an issuer's several (fewest in
 //! flight, then recent latency). The issuer protocol itself (switch STAN/RRN, encoding,
 //! the session table, telling replies, late replies and network management apart) is a
-//! pure `protocol::Session` per link, tested without sockets; `link` runs the socket
-//! around it. One entry starts it all (`Issuers::start`, with `StartOptions`), and one
-//! forwards (`Issuers::forward(target, request, options)`): to the target's primary, or
+//! pure `protocol::Session` per link, tested without sockets; `link` is what a request
+//! does on a link around it, and `link_task` runs the link's connection. One entry starts
+//! it all (`Issuers::start`, with `StartOptions`), and one forwards (`Issuers::forward(target, request, options)`): to the target's primary, or
 //! to its backup when every link of the primary is down; `Issuer::forward` returns an
 //! `Outcome`: the issuer's reply, a timeout (68), unavailable (91) or a failure (96). With a `SafStore` (see `saf`), timed-out financial requests are
 //! reversed through a durable store-and-forward queue, and with an in-doubt log (see
@@ -34,6 +34,7 @@ pub mod indoubt;
 pub mod late;
 mod link;
 mod link_state;
+mod link_task;
 mod outcome;
 pub mod protocol;
 pub mod reversal;
@@ -383,7 +384,7 @@ impl Issuers {
                 let (link, rx) = Link::new(next_id, setup);
                 next_id += 1;
                 let writer = log.as_ref().map(|l| l.writer(index));
-                tasks.push(tokio::spawn(link::run(link.clone(), rx, writer, shutdown.clone())));
+                tasks.push(tokio::spawn(link_task::run(link.clone(), rx, writer, shutdown.clone())));
                 links.push(link);
             }
             let responses = crate::metrics::ResponseCounters::new(&name);
