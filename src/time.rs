@@ -1,7 +1,8 @@
 //! Wall-clock time in one place: [`UnixMs`], a point in time as milliseconds since
 //! 1970-01-01T00:00:00Z, and [`now`], the one read of the wall clock in the crate. Pure code
-//! (the routing core, the issuer protocol, retention's cut-off) takes a `UnixMs` as an
-//! argument so that tests can set the time; the edges call `now()` and pass it in.
+//! (the routing core's decisions, field 7, retention's cut-off) takes the instant as an
+//! argument (a `UnixMs`, or its milliseconds where it meets the stores) so that tests can
+//! set the time; the edges call `now()` and pass it in.
 //!
 //! Calendar arithmetic (dates, days since 1970, `HH:MM`) is [`crate::civil`]'s; this file
 //! turns an instant into a local civil time at a fixed UTC offset ([`UnixMs::civil`]).
