@@ -16,7 +16,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use isoswitch::iso::Message;
 use isoswitch::iso::spec::shipped;
 use isoswitch::route::rules::{RuleSet, RuleTexts};
-use isoswitch::route::{Decision, Now, Router};
+use isoswitch::route::{Decision, Router};
+use isoswitch::time::UnixMs;
 
 const MCCS: [u16; 8] = [5812, 5944, 5411, 4900, 6513, 8062, 8211, 5999];
 
@@ -115,7 +116,7 @@ fn bench(c: &mut Criterion) {
     let summary = rules.summary();
     assert_eq!((summary.terminals, summary.routes), (10_000, 1_000));
     // 2026-11-24 10:00 in China.
-    let now = Now(1_795_485_600_000);
+    let now = UnixMs(1_795_485_600_000);
 
     // Check the setup: route 300 is prefix 622100 -> issuer-0; range 40_000_000 + 17 * 10_000
     // -> issuer-7; terminal 10_004_321 belongs to merchant 321 (MCC 5812, standard, 60 bp).
@@ -147,7 +148,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let check = Router::new(rules.clone());
     for (k, m) in msgs.iter().enumerate() {
-        let d = check.decide(m, Now(now.0 + k as u64 * 400));
+        let d = check.decide(m, UnixMs(now.0 + k as u64 * 400));
         assert!(matches!(d, Decision::Forward(_)), "setup: message {k}: {d:?}");
     }
     // The same 1,024 messages without the counters: the difference to the line below is
@@ -158,7 +159,7 @@ fn bench(c: &mut Criterion) {
             let k = tick.get();
             tick.set(k + 1);
             let m = &msgs[(k % 1_024) as usize];
-            black_box(rules.decide(black_box(m), Now(now.0 + k * 400)))
+            black_box(rules.decide(black_box(m), UnixMs(now.0 + k * 400)))
         })
     });
 
@@ -169,7 +170,7 @@ fn bench(c: &mut Criterion) {
             let k = tick.get();
             tick.set(k + 1);
             let m = &msgs[(k % 1_024) as usize];
-            black_box(router.decide(black_box(m), Now(now.0 + k * 400)))
+            black_box(router.decide(black_box(m), UnixMs(now.0 + k * 400)))
         })
     });
 }

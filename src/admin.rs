@@ -23,7 +23,8 @@
 //! is written to the audit log: target [`AUDIT_TARGET`], INFO, with who, what and when;
 //! the log names a terminal only when the registry knows it (an id typed by mistake may
 //! be a card number).
-//! May import: crate::civil, crate::opsport, crate::journal, crate::metrics, crate::route.
+//! May import: crate::civil, crate::journal, crate::metrics, crate::opsport, crate::route,
+//! crate::time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -187,9 +188,7 @@ fn ok_date(d: &str) -> bool {
 
 /// Now as RFC 3339 UTC with milliseconds, for the audit log's "when".
 fn utc_now() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let ms = crate::time::now().as_i64();
     let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, m, d) = crate::civil::from_days(days);
     let (h, mi, s, milli) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);

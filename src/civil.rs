@@ -1,8 +1,12 @@
 //! Calendar arithmetic in one place: proleptic Gregorian dates from days since 1970-01-01
 //! and back, counting in 400-year eras of 146,097 days (the well-known days-from-civil
-//! algorithm). Field 7, fee effective dates, per-day limits, settlement days and the
-//! simulators all need it; none of them keeps a copy.
+//! algorithm), the [`Date`] type with its `YYYY-MM-DD` form, and `HH:MM` times of day.
+//! Field 7, fee effective dates, per-day limits, peak windows, settlement days and the
+//! simulators all need it; none of them keeps a copy. An instant and the wall clock are
+//! [`crate::time`]'s (`UnixMs`, `now`), built on this file.
 //! May import: nothing.
+
+use serde::Serialize;
 
 /// (year, month 1..=12, day 1..=31) of a day number (days since 1970-01-01, may be negative).
 pub fn from_days(days: i64) -> (i64, u32, u32) {
@@ -28,6 +32,55 @@ pub fn to_days(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// A calendar date (proleptic Gregorian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Date {
+    pub year: i32,
+    pub month: u8,
+    pub day: u8,
+}
+
+impl Date {
+    /// Parse `YYYY-MM-DD`.
+    pub fn parse(s: &str) -> Option<Date> {
+        let b = s.as_bytes();
+        if b.len() != 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+            return None;
+        }
+        let year: i32 = s.get(0..4)?.parse().ok()?;
+        let month: u8 = s.get(5..7)?.parse().ok()?;
+        let day: u8 = s.get(8..10)?.parse().ok()?;
+        let d = Date { year, month, day };
+        ((1..=12).contains(&month) && day >= 1 && day <= d.days_in_month()).then_some(d)
+    }
+
+    pub fn days_in_month(self) -> u8 {
+        match self.month {
+            4 | 6 | 9 | 11 => 30,
+            2 if self.year % 4 == 0 && (self.year % 100 != 0 || self.year % 400 == 0) => 29,
+            2 => 28,
+            _ => 31,
+        }
+    }
+
+    /// Days since 1970-01-01.
+    pub fn to_days(self) -> i64 {
+        to_days(i64::from(self.year), u32::from(self.month), u32::from(self.day))
+    }
+
+    pub fn from_days(days: i64) -> Date {
+        let (year, month, day) = from_days(days);
+        Date { year: year as i32, month: month as u8, day: day as u8 }
+    }
+}
+
+/// Parse `HH:MM` into minutes since midnight (`24:00` allowed as the end of a day).
+pub fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (m < 60 && (h < 24 || (h == 24 && m == 0)) && h.to_string().len() <= 2).then_some(h * 60 + m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +101,25 @@ mod tests {
             let (y, m, d) = from_days(days);
             assert_eq!(to_days(y, m, d), days);
         }
+    }
+
+    #[test]
+    fn civil_round_trips() {
+        for (s, days) in [("1970-01-01", 0), ("2000-02-29", 11_016), ("2026-11-24", 20_781)] {
+            let d = Date::parse(s).unwrap();
+            assert_eq!(d.to_days(), days, "{s}");
+            assert_eq!(Date::from_days(days), d, "{s}");
+        }
+        for bad in ["2026-02-29", "2026-13-01", "2026-1-01", "20261124"] {
+            assert!(Date::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hhmm() {
+        assert_eq!(parse_hhmm("09:30"), Some(570));
+        assert_eq!(parse_hhmm("24:00"), Some(1440));
+        assert_eq!(parse_hhmm("24:01"), None);
+        assert_eq!(parse_hhmm("9:75"), None);
     }
 }

@@ -27,9 +27,11 @@
 //!   and the descriptor budget their connection caps are fitted into.
 //! - [`config`], [`metrics`], [`telemetry`], [`tls`]: the edges (configuration, metric names,
 //!   logging, TLS policy).
-//! - [`civil`]: calendar arithmetic (days since 1970 to dates and back), shared by the
-//!   issuer clock, the routing clock, the journal's business dates and retention, the admin
-//!   API, settlement and the simulators.
+//! - [`time`]: wall-clock time in one place: `UnixMs` (an instant, milliseconds since 1970)
+//!   and the one `now()`; pure code takes a `UnixMs` as an argument.
+//! - [`civil`]: calendar arithmetic (days since 1970 to dates and back, `Date`, `HH:MM`),
+//!   under `time`, shared by the routing core, the issuer's field 7, the journal's business
+//!   dates and retention, the admin API, settlement and the simulators.
 //! - [`rc`]: response codes per dialect (generic codes mapped to what terminals display), as data.
 //! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
@@ -59,4 +61,5 @@ pub mod settle;
 pub mod sim;
 pub mod switch;
 pub mod telemetry;
+pub mod time;
 pub mod tls;

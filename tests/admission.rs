@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{MockIssuer, Mode, PAN, ShopRules, Terminal, auth};
 use isoswitch::config::Config;
 use isoswitch::iso::Message;
-use isoswitch::route::Now;
 use isoswitch::switch::{RunningSwitch, serve};
+use isoswitch::time::UnixMs;
 use tokio_util::sync::CancellationToken;
 
 const ORDINARY_TID: &str = "TERM0001";
@@ -27,7 +27,7 @@ fn priority_toml(weights: &str, queue: &str, peak: Option<&str>) -> String {
     if let Some(w) = peak {
         let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
         let day = |ms: u64| {
-            let d = Now(ms).civil(0).date;
+            let d = UnixMs(ms).civil(0).date;
             format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
         };
         let (from, to) = (day(ms - 86_400_000), day(ms + 86_400_000));

@@ -182,7 +182,7 @@ async fn the_rules_decide_through_the_switch_and_every_outcome_is_journalled() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/rules"),
     )
     .unwrap();
-    let now = isoswitch::route::Now(
+    let now = isoswitch::time::UnixMs(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64,
     );
     for (row, (pan, tid, mid, stan, amount)) in [

@@ -7,9 +7,10 @@ use isoswitch::acceptor::read_request_fields;
 use isoswitch::frame::{FrameCodec, LengthHeader};
 use isoswitch::iso::spec::{BitmapEncoding, Spec, shipped};
 use isoswitch::iso::{Message, json, tlv};
+use isoswitch::route::RiskState;
 use isoswitch::route::rules::{RuleSet, RuleTexts};
 use isoswitch::route::txn::TxnTable;
-use isoswitch::route::{Now, RiskState};
+use isoswitch::time::UnixMs;
 use tokio_util::codec::{Decoder, Encoder};
 
 #[path = "frame_config.rs"]
@@ -54,7 +55,7 @@ pub fn decode_and_read(name: &str, data: &[u8]) {
         .expect("fuzz rule set");
         (rules, RiskState::new())
     });
-    let _ = rules.decide_with(&m, Now(1_795_485_600_000), risk);
+    let _ = rules.decide_with(&m, UnixMs(1_795_485_600_000), risk);
 }
 
 /// A small estate for the routing check: terminals with 8-character and shorter ids,

@@ -9,9 +9,8 @@
 //! every request it has read (in flight, or still in its read buffer), closes its write
 //! side and waits, bounded, for the terminal to close before dropping the socket.
 //! May import: crate::acceptor::handlers, crate::acceptor::late, crate::acceptor::listener,
-//! crate::acceptor::record, crate::acceptor::repeats, crate::acceptor::reply,
-//! crate::acceptor::request, crate::frame, crate::iso, crate::issuer, crate::metrics,
-//! crate::route, crate::telemetry.
+//! crate::acceptor::repeats, crate::acceptor::reply, crate::acceptor::request, crate::frame,
+//! crate::iso, crate::issuer, crate::metrics, crate::route, crate::telemetry, crate::time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -29,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::handlers::{decline, forward, repeat, reversal, settle, upload};
 use super::listener::ListenerCtx;
-use super::record::now_ms;
 use super::repeats::{Answer, Seen};
 use super::reply::{format_error, repeat_reply, switch_reply};
 use super::request::{Arrival, Plan, Request};
@@ -445,7 +443,7 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame, now: Instant, source: u64) -> Step 
         Ok(mac) => mac,
         Err(rc) => return reply_frame(ctx, &frame, Some((&msg, false)), switch_reply(&msg, rc)),
     };
-    let at = now_ms();
+    let at = crate::time::now().as_i64();
     // A retransmission or repeat is answered as its original was, never forwarded again.
     let (claim, plan) = match ctx.services.repeats.check(&msg, at) {
         None => (None, None),

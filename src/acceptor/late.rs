@@ -5,14 +5,13 @@
 //! far slower than its recent average, a starved machine. Each is counted in
 //! `isoswitch_late_answers_total`; the log gets one warning a second at most, with how many
 //! and the latest by how much, never a line per request nor anything of the request.
-//! May import: crate::acceptor::record, crate::metrics.
+//! May import: crate::metrics, crate::time.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use metrics::counter;
 
-use super::record::now_ms;
 use crate::metrics as m;
 
 /// How often at most the log hears of late answers.
@@ -29,7 +28,7 @@ pub(super) fn answered_late(by: Duration) {
     counter!(m::LATE_ANSWERS_TOTAL).increment(1);
     UNLOGGED.fetch_add(1, Relaxed);
     WORST_US.fetch_max(u64::try_from(by.as_micros()).unwrap_or(u64::MAX), Relaxed);
-    let (now, last) = (now_ms(), LOGGED_AT.load(Relaxed));
+    let (now, last) = (crate::time::now().as_i64(), LOGGED_AT.load(Relaxed));
     // One caller a second wins the right to log; the others only count.
     if now.saturating_sub(last) >= LOG_EVERY_MS
         && LOGGED_AT.compare_exchange(last, now, Relaxed, Relaxed).is_ok()

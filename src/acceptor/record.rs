@@ -4,11 +4,11 @@
 //! only reaches the terminal once its row is committed, a row that approves nothing is not
 //! waited for past the deadline promised to the terminal. The recorder also keeps the
 //! recent commit time that admission control reserves of each deadline.
-//! May import: crate::iso, crate::journal, crate::route.
+//! May import: crate::iso, crate::journal, crate::route, crate::time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::iso::Message;
 use crate::journal::{Journal, PanHasher, Status, StoreError, TxnRecord, business_date};
@@ -158,7 +158,7 @@ impl Recorder {
 pub fn answered(row: &mut TxnRecord, rc: &str, status: Option<Status>) {
     row.rc = rc.to_string();
     row.status = status;
-    row.answered_at = Some(now_ms());
+    row.answered_at = Some(crate::time::now().as_i64());
 }
 
 /// The status of a row whose terminal was told `rc`: approved on 00, else declined.
@@ -173,14 +173,9 @@ pub(super) fn write_failed(j: &Journal, e: &StoreError) {
     if matches!(e, StoreError::Down) {
         return;
     }
-    if j.health().log_allowed(now_ms()) {
+    if j.health().log_allowed(crate::time::now().as_i64()) {
         tracing::error!(error = %e, "journal write failed (such failures are logged at most every 10 s)");
     }
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! `Plan` whose kind picks its handler (see `handlers`).
 //! May import: crate::acceptor::record, crate::acceptor::repeats, crate::acceptor::reply,
 //! crate::acceptor::request, crate::acceptor::standin, crate::acceptor::suspensions,
-//! crate::config, crate::iso, crate::issuer, crate::journal, crate::metrics, crate::rc, crate::route.
+//! crate::config, crate::iso, crate::issuer, crate::journal, crate::metrics, crate::rc,
+//! crate::route, crate::time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use crate::iso::Message;
 use crate::issuer::{SafPolicy, SafStore};
 use crate::journal::saf_store::{SafKey, SqlSaf};
 use crate::journal::{Journal, JournalConfig, PanHasher};
-use crate::route::{self, Decision, Now, Rc, RuleSet};
+use crate::route::{self, Decision, Rc, RuleSet};
+use crate::time::UnixMs;
 
 use super::record::Recorder;
 use super::repeats::{Repeats, Window};
@@ -330,7 +332,7 @@ impl Services {
 
     /// Decide what to do with a decoded request.
     pub fn plan(&self, msg: &Message, now_ms: i64) -> Plan {
-        match self.router.decide(msg, Now(u64::try_from(now_ms).unwrap_or(0))) {
+        match self.router.decide(msg, UnixMs::from_i64(now_ms)) {
             Decision::Forward(f) if f.txn_type == route::txn::TxnType::BatchUpload => Plan::Upload,
             Decision::Forward(f) if f.txn_type == route::txn::TxnType::Reversal && self.journal.is_some() => {
                 Plan::Reversal { fwd: Box::new(f) }

@@ -7,7 +7,7 @@
 //! request in flight per terminal), then the capacity (as fast as replies come, many in
 //! flight). Then it prints the journal's count, fees and the merchant settlement.
 //! May import: crate::acceptor, crate::config, crate::iso, crate::journal, crate::route,
-//! crate::settle, crate::sim, crate::switch.
+//! crate::settle, crate::sim, crate::switch, crate::time.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -189,7 +189,7 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
         report.latency_us(0.99) / 1e3,
         a.connections * a.pipeline
     );
-    let now = crate::acceptor::record::now_ms();
+    let now = crate::time::now().as_i64();
     let date = business_date(now, offset);
     let rows = journal.query(Query::Day(date.clone())).await.map_err(|e| e.to_string())?;
     let approved = rows.iter().filter(|r| r.rc == "00").count();

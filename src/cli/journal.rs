@@ -5,7 +5,7 @@
 //! the switch keeps writing. Exit status: 0 done, 1 failed on the way (journal or file
 //! error), 2 bad argument or journal that cannot be opened, 3 refused (an existing export
 //! file that differs; days not exported; another node retaining now).
-//! May import: crate::civil, crate::cli::settle, crate::journal.
+//! May import: crate::civil, crate::cli::settle, crate::journal, crate::time.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -125,13 +125,6 @@ pub fn parse_day(s: &str) -> Option<String> {
     real.then_some(digits)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn open(cmd: &str, s: &Source) -> Result<Db, ExitCode> {
     let cfg = match (&s.journal, &s.postgres) {
         (Some(path), _) => {
@@ -158,7 +151,7 @@ fn export(a: ExportArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return say("export", BAD_ARGUMENT, e),
     };
-    if day >= business_date(now_ms(), offset) {
+    if day >= business_date(crate::time::now().as_i64(), offset) {
         eprintln!(
             "isoswitch journal export: note: business day {day} is not over (UTC{offset:+} min): \
              rows written after this export keep the day from being purged until it is exported again"
@@ -226,7 +219,7 @@ fn purge(a: PurgeArgs) -> ExitCode {
         }
         Err(e) => return say("purge", FAILED, e),
     }
-    let now = now_ms();
+    let now = crate::time::now().as_i64();
     let cutoff = retention::cutoff_day(now, a.older_than_days, offset);
     eprintln!("isoswitch journal purge: business days before {cutoff} (UTC{offset:+} min, from {zone})");
     let pace = Pace {

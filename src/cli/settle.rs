@@ -3,7 +3,7 @@
 //! column says so (`gross_minor`). Without `--date` it settles the last complete business
 //! day in the estate's time zone (`--utc-offset-minutes`, else the registry's in `--rules`,
 //! else UTC, said on stderr); a day with nothing to settle is said on stderr and exits 0.
-//! May import: crate::journal, crate::route, crate::settle.
+//! May import: crate::journal, crate::route, crate::settle, crate::time.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,11 +112,7 @@ pub fn run(a: SettleArgs) -> ExitCode {
         Some(d) if valid_date(&d) => d,
         Some(d) => return fail(format!("--date: `{d}` is not a YYYYMMDD date")),
         None => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                .unwrap_or(0);
-            let d = last_complete_day(now, offset);
+            let d = last_complete_day(crate::time::now().as_i64(), offset);
             eprintln!(
                 "isoswitch settle: settling business day {d}, the last complete one (UTC{offset:+} min, from {zone})"
             );

@@ -2,9 +2,9 @@
 //! reconnect with backoff, and the choice of a link among an issuer's several (fewest in
 //! flight, then recent latency). The issuer protocol itself (switch STAN/RRN, encoding,
 //! the session table, telling replies, late replies and network management apart) is a
-//! pure `protocol::Session` per link, tested without sockets; `link` runs the socket
-//! around it. One entry starts it all (`Issuers::start`, with `StartOptions`), and one
-//! forwards (`Issuers::forward(target, request, options)`): to the target's primary, or
+//! pure `protocol::Session` per link, tested without sockets; `link` is what a request
+//! does on a link around it, and `link_task` runs the link's connection. One entry starts
+//! it all (`Issuers::start`, with `StartOptions`), and one forwards (`Issuers::forward(target, request, options)`): to the target's primary, or
 //! to its backup when every link of the primary is down; `Issuer::forward` returns an
 //! `Outcome`: the issuer's reply, a timeout (68), unavailable (91) or a failure (96). With a `SafStore` (see `saf`), timed-out financial requests are
 //! reversed through a durable store-and-forward queue, and with an in-doubt log (see
@@ -23,7 +23,8 @@
 //! by admission (as before, they pass the window).
 //! Every reply to a terminal's request is checked (`verify`) before it is handed on: one
 //! that is not believed comes back as `Outcome::Rejected`.
-//! May import: crate::config, crate::iso, crate::metrics, crate::route, crate::tls.
+//! May import: crate::config, crate::iso, crate::metrics, crate::route, crate::time,
+//! crate::tls.
 
 mod admit;
 pub mod advice;
@@ -33,6 +34,8 @@ pub mod indoubt;
 pub mod late;
 mod link;
 mod link_state;
+mod link_task;
+mod outcome;
 pub mod protocol;
 pub mod reversal;
 pub mod saf;
@@ -56,65 +59,11 @@ use crate::route::Class;
 use crate::route::priority::{Priorities, QueueConfig, Weights};
 use admit::{Admission, Admit};
 use link::{Kind, Link, LinkSetup};
+pub use outcome::{IssuerError, Outcome, Rejected};
 use saf::SafCtx;
 pub use saf::{SafItem, SafPolicy, SafStore};
 use session::{MatchKey, SessionTable};
 pub use wire::{convert, convert_owned, response_mti};
-
-/// How a forwarded request ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The issuer answered.
-    Reply(Box<Message>),
-    /// No reply before the deadline (the terminal gets 68).
-    Timeout,
-    /// No link up, or the window is full (91).
-    Unavailable,
-    /// The link broke while the request was in flight; the issuer may have seen it (68).
-    LinkLost,
-    /// The request could not be converted or encoded for the issuer (96).
-    Failed,
-    /// The issuer answered, but its reply is not believed (96; reversed when it may
-    /// have approved). Counted and logged where it was refused.
-    Rejected(Rejected),
-}
-
-/// An issuer reply that was not believed, and what reversing its request needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rejected {
-    pub why: verify::Rejection,
-    /// Field 11 as the switch wrote it to the issuer (field 90 of the reversal names it).
-    pub switch_stan: u32,
-}
-
-impl Outcome {
-    /// The response code the switch answers with when this is not a reply.
-    pub fn switch_rc(&self) -> Option<&'static str> {
-        match self {
-            Outcome::Reply(_) => None,
-            Outcome::Timeout | Outcome::LinkLost => Some("68"),
-            Outcome::Unavailable => Some("91"),
-            Outcome::Failed | Outcome::Rejected(_) => Some("96"),
-        }
-    }
-}
-
-/// Why the issuer connector could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum IssuerError {
-    #[error("issuer {issuer}: spec {spec}: {message}")]
-    Spec { issuer: String, spec: String, message: String },
-    #[error("issuer {issuer}: {source}")]
-    Tls { issuer: String, source: crate::tls::TlsError },
-    #[error("issuer {issuer}: {source}")]
-    Reversal { issuer: String, source: reversal::ReversalError },
-    /// The store-and-forward store failed (the message never carries row data).
-    #[error("store-and-forward: {0}")]
-    Saf(String),
-    /// The in-doubt log could not be written or read (the file is named, never a request).
-    #[error("in-doubt log {file}: {message}")]
-    InDoubt { file: String, message: String },
-}
 
 /// One issuer and its links.
 #[derive(Debug)]
@@ -281,7 +230,7 @@ impl Issuer {
             out.remove(n);
         }
         let (store, name, key) = (ctx.store.clone(), self.name.to_string(), key.to_string());
-        let now = saf::unix_ms();
+        let now = crate::time::now().as_i64();
         let first = now.saturating_add(ADVICE_GRACE.as_millis() as i64);
         let fresh = saf::blocking(move || store.enqueue_advice(&name, &key, &out, now, first)).await?;
         if fresh {
@@ -295,7 +244,8 @@ impl Issuer {
     pub async fn void_advice(&self, key: &str, amount: i64) -> Result<bool, IssuerError> {
         let Some((ctx, _)) = &self.saf else { return Ok(false) };
         let (store, name, key) = (ctx.store.clone(), self.name.to_string(), key.to_string());
-        let voided = saf::blocking(move || store.void_advice(&name, &key, saf::unix_ms())).await?;
+        let voided =
+            saf::blocking(move || store.void_advice(&name, &key, crate::time::now().as_i64())).await?;
         if voided {
             self.advices.done(amount);
         }
@@ -317,17 +267,34 @@ impl Issuer {
         self.saf.as_ref().map(|(_, spec)| spec)
     }
 
-    /// A live link for a reversal: the window does not apply (reversals are never shed).
-    fn pick_for_reversal(&self) -> Option<&Arc<Link>> {
-        self.links.iter().filter(|l| l.is_up()).min_by_key(|l| (l.inflight(), l.latency_us()))
-    }
-
     /// The live link with the fewest requests in flight, ties broken by recent latency.
     fn pick(&self) -> Option<&Arc<Link>> {
         if let [only] = self.links.as_slice() {
             return only.is_up().then_some(only);
         }
         self.links.iter().filter(|l| l.is_up()).min_by_key(|l| (l.inflight(), l.latency_us()))
+    }
+}
+
+/// What store-and-forward's worker sends through: any live link, the fewest in flight and
+/// then the fastest, the window not applying (reversals are never shed).
+impl saf::SafIssuer for Issuer {
+    type Link = Link;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn links_up(&self) -> usize {
+        Issuer::links_up(self)
+    }
+
+    fn advices(&self) -> &advice::Book {
+        &self.advices
+    }
+
+    fn link_for_stored(&self) -> Option<&Link> {
+        self.links.iter().filter(|l| l.is_up()).min_by_key(|l| (l.inflight(), l.latency_us())).map(|l| &**l)
     }
 }
 
@@ -417,7 +384,7 @@ impl Issuers {
                 let (link, rx) = Link::new(next_id, setup);
                 next_id += 1;
                 let writer = log.as_ref().map(|l| l.writer(index));
-                tasks.push(tokio::spawn(link::run(link.clone(), rx, writer, shutdown.clone())));
+                tasks.push(tokio::spawn(link_task::run(link.clone(), rx, writer, shutdown.clone())));
                 links.push(link);
             }
             let responses = crate::metrics::ResponseCounters::new(&name);

@@ -13,11 +13,11 @@
 //! record, waits, and counts. No allocation or lock on the default key's path beyond the
 //! encoded body and the reply's channel.
 //! May import: crate::iso, crate::issuer::clock, crate::issuer::late, crate::issuer::session,
-//! crate::issuer::verify, crate::issuer::wire.
+//! crate::issuer::verify, crate::issuer::wire, crate::time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
@@ -35,16 +35,12 @@ const STAN_TRIES: usize = 64;
 /// An issuer's STAN allocator: it starts where the clock puts it, so that a restart does
 /// not reuse the STANs of the last minutes. (Read once, when the issuer is built.)
 pub fn stan_allocator() -> Arc<AtomicU32> {
-    Arc::new(AtomicU32::new((unix_secs() % 999_999) as u32))
+    Arc::new(AtomicU32::new((crate::time::now().secs() % 999_999) as u32))
 }
 
 /// Where a link's RRN sequence starts: from the clock too, for the same reason.
 pub fn rrn_start() -> u64 {
-    (unix_secs() % 100_000) * 100_000
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    (crate::time::now().secs() % 100_000) * 100_000
 }
 
 /// What the links of one issuer share: the match key, the session table, the STAN

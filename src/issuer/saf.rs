@@ -17,11 +17,18 @@
 //! `ADVICE_GRACE`, repeated as 0121/0221, and acknowledged by the issuer's 0130/0230,
 //! whose response code is recorded (`SafStore::advice_answered`); the issuer's advice
 //! book (`advice`) follows each one.
-//! May import: crate::config, crate::iso, crate::issuer, crate::issuer::held,
-//! crate::issuer::late, crate::issuer::reversal, crate::issuer::verify, crate::metrics.
+//!
+//! The worker does not know the hub's `Issuer`: it sends through what it needs of one
+//! (`SafIssuer`: name, links up, advice book, a live link) and of a link (`SafLink`: write
+//! a stored message, wait for its answer), which the hub and `link` implement. Names
+//! shared with them (`Outcome`, `IssuerError`) live in `outcome`.
+//! May import: crate::config, crate::iso, crate::issuer::advice, crate::issuer::held,
+//! crate::issuer::late, crate::issuer::outcome, crate::issuer::reversal, crate::issuer::verify,
+//! crate::metrics, crate::time.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -29,12 +36,15 @@ use metrics::{counter, gauge};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::advice::Book;
 use super::held::{Held, HeldItem};
 use super::late::LateMemory;
-use super::{Issuer, IssuerError, Outcome, reversal};
+use super::outcome::{IssuerError, Outcome};
+use super::reversal;
 use crate::config::SafConfig;
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
+use crate::time;
 
 /// One reversal waiting for its issuer.
 #[derive(Debug)]
@@ -147,8 +157,23 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| IssuerError::Saf(e.to_string()))?
 }
 
-pub fn unix_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+/// What the worker needs of the issuer it serves (the hub's `Issuer`, or a test's
+/// double): its name, whether any link is up, its advice book, and a live link to write a
+/// stored message on.
+pub(super) trait SafIssuer: Send + Sync + 'static {
+    type Link: SafLink;
+    fn name(&self) -> &str;
+    fn links_up(&self) -> usize;
+    fn advices(&self) -> &Book;
+    /// A live link for a stored message; the admission window does not apply (reversals
+    /// and advices are never shed). `None` when every link is down.
+    fn link_for_stored(&self) -> Option<&Self::Link>;
+}
+
+/// A link as the worker uses it: write one stored message (`id` is its store key, or the
+/// negative id of one held in memory) and wait for the issuer's answer.
+pub(super) trait SafLink: Send + Sync {
+    fn exchange_stored(&self, msg: &Message, id: i64) -> impl Future<Output = Outcome> + Send;
 }
 
 /// Retry bounds of the store-and-forward worker.
@@ -235,7 +260,7 @@ impl SafCtx {
         }
         let (store, name) = (self.store.clone(), issuer.to_string());
         let stored = tokio::task::spawn_blocking(move || {
-            let r = store.enqueue(&name, &field90, &rev, unix_ms());
+            let r = store.enqueue(&name, &field90, &rev, time::now().as_i64());
             (r, field90, rev)
         })
         .await;
@@ -243,7 +268,7 @@ impl SafCtx {
             Ok((Ok(fresh), ..)) => fresh,
             Ok((Err(e), field90, rev)) => {
                 self.store_failed(issuer, &e);
-                self.held.hold(&field90, rev, unix_ms())
+                self.held.hold(&field90, rev, time::now().as_i64())
             }
             Err(e) => return Err(IssuerError::Saf(e.to_string())),
         };
@@ -289,7 +314,13 @@ async fn flush_held(ctx: &Arc<SafCtx>, name: &str) -> Result<usize, IssuerError>
                 left.push(item);
                 continue;
             }
-            match store.enqueue_attempted(&n, &item.field90, &item.reversal, unix_ms(), item.attempts) {
+            match store.enqueue_attempted(
+                &n,
+                &item.field90,
+                &item.reversal,
+                time::now().as_i64(),
+                item.attempts,
+            ) {
                 // Not fresh: the store already had it (stored before it failed).
                 Ok(_) => moved += 1,
                 Err(e) => {
@@ -310,24 +341,24 @@ async fn flush_held(ctx: &Arc<SafCtx>, name: &str) -> Result<usize, IssuerError>
 }
 
 /// One issuer's worker: send what is due until `shutdown`.
-pub(super) async fn worker(
-    issuer: Arc<Issuer>,
+pub(super) async fn worker<I: SafIssuer>(
+    issuer: Arc<I>,
     ctx: Arc<SafCtx>,
     spec: Arc<Spec>,
     shutdown: CancellationToken,
 ) {
-    let name = issuer.name.to_string();
+    let name = issuer.name().to_string();
     let depth = gauge!(m::SAF_DEPTH, "issuer" => name.clone());
     let held = gauge!(m::SAF_HELD, "issuer" => name.clone());
     let poll = ctx.policy.retry_min.min(Duration::from_secs(1));
     let mut stored = 0u64;
-    let started = unix_ms();
+    let started = time::now().as_i64();
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        if !issuer.advices.is_seeded() {
-            seed_advices(&issuer, &ctx, &name, started).await;
+        if !issuer.advices().is_seeded() {
+            seed_advices(&*issuer, &ctx, &name, started).await;
         }
         let had = ctx.held.len();
         match flush_held(&ctx, &name).await {
@@ -352,19 +383,19 @@ pub(super) async fn worker(
         let mut busy = false;
         if issuer.links_up() > 0 {
             let (store, n, s, limit) = (ctx.store.clone(), name.clone(), spec.clone(), ctx.policy.batch);
-            match blocking(move || store.due(&n, &s, unix_ms(), limit)).await {
+            match blocking(move || store.due(&n, &s, time::now().as_i64(), limit)).await {
                 Ok(items) => {
                     busy = !items.is_empty();
                     let mut running: FuturesUnordered<_> =
-                        items.into_iter().map(|item| send_one(&issuer, &ctx, item)).collect();
+                        items.into_iter().map(|item| send_one(&*issuer, &ctx, item)).collect();
                     while running.next().await.is_some() {}
                 }
                 Err(e) => ctx.store_failed(&name, &e),
             }
-            let items = ctx.held.take_due(unix_ms(), ctx.policy.batch);
+            let items = ctx.held.take_due(time::now().as_i64(), ctx.policy.batch);
             busy |= !items.is_empty();
             let mut running: FuturesUnordered<_> =
-                items.into_iter().map(|item| send_held(&issuer, &ctx, item)).collect();
+                items.into_iter().map(|item| send_held(&*issuer, &ctx, item)).collect();
             while running.next().await.is_some() {}
         }
         if busy {
@@ -380,7 +411,7 @@ pub(super) async fn worker(
 
 /// Withdraw the advices a previous run stored without journalling their approval, then
 /// count the pending ones into the issuer's book (stand-in reserves exposure only after).
-async fn seed_advices(issuer: &Issuer, ctx: &SafCtx, name: &str, started: i64) {
+async fn seed_advices(issuer: &impl SafIssuer, ctx: &SafCtx, name: &str, started: i64) {
     let (store, n) = (ctx.store.clone(), name.to_string());
     let seeded = blocking(move || {
         let voided = store.void_orphan_advices(&n, started)?;
@@ -396,7 +427,7 @@ async fn seed_advices(issuer: &Issuer, ctx: &SafCtx, name: &str, started: i64) {
             if count > 0 {
                 tracing::info!(issuer = %name, advices = count, exposure = amount, "stand-in advices pending from before");
             }
-            issuer.advices.seed(count, amount);
+            issuer.advices().seed(count, amount);
         }
         Err(e) => ctx.store_failed(name, &e),
     }
@@ -404,9 +435,9 @@ async fn seed_advices(issuer: &Issuer, ctx: &SafCtx, name: &str, started: i64) {
 
 /// Write one stored message (a reversal 0400/0401 or an advice 0120/0121, 0220/0221) and
 /// wait for its answer (0410, 0130, 0230).
-async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
+async fn send_one(issuer: &impl SafIssuer, ctx: &SafCtx, item: SafItem) {
     let SafItem { id, field90, attempts, mut reversal } = item;
-    let name = issuer.name.to_string();
+    let name = issuer.name().to_string();
     let store = ctx.store.clone();
     let advice = is_advice(&reversal);
     let amount = reversal.amount().and_then(|a| i64::try_from(a).ok()).unwrap_or(0);
@@ -414,13 +445,13 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
         if advice {
             tracing::error!(issuer = %name, key = %field90, attempts,
                 "stand-in advice expired unacknowledged; the approval stays the acquirer's risk");
-            if let Ok(()) = blocking(move || store.expired(id, unix_ms())).await {
-                issuer.advices.done(amount);
+            if let Ok(()) = blocking(move || store.expired(id, time::now().as_i64())).await {
+                issuer.advices().done(amount);
             }
             return;
         }
         tracing::error!(issuer = %name, field90 = %field90, attempts, "reversal expired unacknowledged");
-        let _ = blocking(move || store.expired(id, unix_ms())).await;
+        let _ = blocking(move || store.expired(id, time::now().as_i64())).await;
         return;
     }
     let Some(expect) = super::verify::answer_mti(reversal.mti().as_bytes()) else { return };
@@ -429,9 +460,9 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
         let item = SafItem { id, field90, attempts, reversal };
         return send_advice(issuer, ctx, item, expect, amount).await;
     }
-    let Some(link) = issuer.pick_for_reversal() else { return };
+    let Some(link) = issuer.link_for_stored() else { return };
     let next = attempts.saturating_add(1);
-    let due = unix_ms().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
+    let due = time::now().as_i64().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
     if let Err(e) = blocking(move || store.attempted(id, next, due)).await {
         tracing::warn!(issuer = %name, error = %e, "store-and-forward attempt not recorded; not sent");
         return;
@@ -440,10 +471,10 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
         return;
     }
     counter!(m::SAF_SENT_TOTAL, "issuer" => name.clone()).increment(1);
-    match link.exchange_reversal(&reversal, id).await {
+    match link.exchange_stored(&reversal, id).await {
         Outcome::Reply(r) if r.mti().as_bytes() == expect => {
             let store = ctx.store.clone();
-            match blocking(move || store.acked(id, unix_ms())).await {
+            match blocking(move || store.acked(id, time::now().as_i64())).await {
                 Ok(first) => {
                     if first {
                         counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
@@ -463,12 +494,12 @@ async fn send_one(issuer: &Issuer, ctx: &SafCtx, item: SafItem) {
 /// Write one stand-in advice (0120/0220, repeats 0121/0221) and wait for its answer: the
 /// issuer's response code is recorded on the advice (and its transaction); a decline is
 /// logged and counted, for that money is now the acquirer's risk.
-async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 4], amount: i64) {
+async fn send_advice(issuer: &impl SafIssuer, ctx: &SafCtx, item: SafItem, expect: [u8; 4], amount: i64) {
     let SafItem { id, field90: key, attempts, reversal: mut advice } = item;
-    let name = issuer.name.to_string();
-    let Some(link) = issuer.pick_for_reversal() else { return };
+    let name = issuer.name().to_string();
+    let Some(link) = issuer.link_for_stored() else { return };
     let next = attempts.saturating_add(1);
-    let due = unix_ms().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
+    let due = time::now().as_i64().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
     let store = ctx.store.clone();
     if let Err(e) = blocking(move || store.attempted(id, next, due)).await {
         tracing::warn!(issuer = %name, error = %e, "advice attempt not recorded; not sent");
@@ -477,15 +508,15 @@ async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 
     if attempts > 0 && reversal::as_repeat(&mut advice).is_err() {
         return;
     }
-    match link.exchange_reversal(&advice, id).await {
+    match link.exchange_stored(&advice, id).await {
         Outcome::Reply(r) if r.mti().as_bytes() == expect => {
             let rc = r.text(39).map(|c| c.into_owned()).unwrap_or_default();
             let store = ctx.store.clone();
             let code = rc.clone();
-            match blocking(move || store.advice_answered(id, &code, unix_ms())).await {
+            match blocking(move || store.advice_answered(id, &code, time::now().as_i64())).await {
                 Ok(first) => {
                     if first {
-                        issuer.advices.done(amount);
+                        issuer.advices().done(amount);
                         counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
                     }
                     if rc == "00" {
@@ -510,21 +541,21 @@ async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 
 
 /// Write one reversal held in memory (0400 or 0401) and wait for its 0410; it stays held
 /// until then.
-async fn send_held(issuer: &Issuer, ctx: &SafCtx, item: HeldItem) {
+async fn send_held(issuer: &impl SafIssuer, ctx: &SafCtx, item: HeldItem) {
     let HeldItem { id, field90, attempts, next_at, mut reversal } = item;
-    let Some(link) = issuer.pick_for_reversal() else {
+    let Some(link) = issuer.link_for_stored() else {
         ctx.held.written(id, false, attempts, next_at);
         return;
     };
     let next = attempts.saturating_add(1);
-    let due = unix_ms().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
+    let due = time::now().as_i64().saturating_add(ctx.policy.backoff(next).as_millis() as i64);
     if attempts > 0 && reversal::as_repeat(&mut reversal).is_err() {
         ctx.held.written(id, false, attempts, due);
         return;
     }
-    let name = issuer.name.to_string();
+    let name = issuer.name().to_string();
     counter!(m::SAF_SENT_TOTAL, "issuer" => name.clone()).increment(1);
-    match link.exchange_reversal(&reversal, id).await {
+    match link.exchange_stored(&reversal, id).await {
         Outcome::Reply(r) if r.mti() == "0410" => {
             ctx.held.written(id, true, next, due);
             counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
@@ -549,25 +580,12 @@ pub(super) fn late_ack(ctx: &Arc<SafCtx>, issuer: &Arc<str>, id: i64) {
     let store = ctx.store.clone();
     let name = issuer.to_string();
     tokio::spawn(async move {
-        if let Ok(true) = blocking(move || store.acked(id, unix_ms())).await {
+        if let Ok(true) = blocking(move || store.acked(id, time::now().as_i64())).await {
             counter!(m::SAF_ACKED_TOTAL, "issuer" => name).increment(1);
         }
     });
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_caps() {
-        let p = SafPolicy {
-            retry_min: Duration::from_millis(100),
-            retry_max: Duration::from_millis(1000),
-            ..SafPolicy::default()
-        };
-        let got: Vec<u128> = (1..=6).map(|a| p.backoff(a).as_millis()).collect();
-        assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000]);
-        assert_eq!(p.backoff(u32::MAX).as_millis(), 1000);
-    }
-}
+#[path = "saf_tests.rs"]
+mod tests;

@@ -20,18 +20,18 @@
 //!   give the fee back (negative, computed by the same rule on the returned amount, so a
 //!   full refund returns exactly the fee charged). Other types carry no fee.
 //!
-//! May import: crate::route::bins, crate::route::clock, crate::route::decision,
-//! crate::route::error, crate::route::intern.
+//! May import: crate::civil, crate::route::bins, crate::route::decision, crate::route::error,
+//! crate::route::intern.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
 use super::bins::CardType;
-use super::clock::Date;
 use super::decision::FeeSplit;
 use super::error::{RuleError, Source};
 use super::intern::intern;
+use crate::civil::Date;
 
 /// The shipped default plan.
 pub const DEFAULT_PLAN: &str = include_str!("../../specs/fees-default.toml");

@@ -1,5 +1,6 @@
 //! The routing core: the rules an acquirer sets, applied to one message at a time. Pure and
-//! synchronous: no sockets, no clock (`now` is a parameter), no I/O but reading rule files.
+//! synchronous: no sockets, no clock (`now` is a parameter, a `crate::time::UnixMs`), no I/O
+//! but reading rule files.
 //!
 //! - [`rules::RuleSet`]: registry, routes, fee plans, priorities, risk rules and the
 //!   transaction type table of one estate, loaded from a directory and cross-checked; its
@@ -9,11 +10,11 @@
 //! - [`sched::Scheduler`]: admission control by priority class in front of one issuer, fair
 //!   between terminal connections within a class (`fair_queue`).
 //! - Files: `txn` (types), `registry`, `bins` (Luhn, routes), `fees`, `priority`, `risk`,
-//!   `risk_state`, `clock`, `decision`, `error` (the layer's one error type, [`RuleError`]).
+//!   `risk_state`, `decision`, `error` (the layer's one error type, [`RuleError`]).
 //!
 //! Example rule files for the demo live in `config/examples/rules/`; the shipped default
 //! fee plan and transaction table live in `specs/` and are embedded in the binary.
-//! May import: crate::iso.
+//! May import: crate::iso, crate::time.
 
 // Rule files and messages are untrusted input: no panicking shortcuts outside tests.
 #![cfg_attr(
@@ -22,7 +23,6 @@
 )]
 
 pub mod bins;
-pub mod clock;
 pub mod decision;
 pub mod error;
 mod fair_queue;
@@ -40,7 +40,6 @@ pub mod txn;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-pub use clock::Now;
 pub use decision::{Decision, FeeSplit, Forward, Rc, Reason};
 pub use error::RuleError;
 pub use priority::Class;
@@ -48,6 +47,7 @@ pub use risk_state::RiskState;
 pub use rules::{RuleSet, RuleSummary};
 
 use crate::iso::Message;
+use crate::time::UnixMs;
 
 /// The current rules and the risk counters: what the switch calls for every message.
 #[derive(Debug)]
@@ -112,7 +112,7 @@ impl Router {
     }
 
     /// The decision for one message, with every rule, stateful ones included.
-    pub fn decide(&self, msg: &Message, now: Now) -> Decision {
+    pub fn decide(&self, msg: &Message, now: UnixMs) -> Decision {
         if self.operator_suspended(msg) {
             return Decision::decline(Rc::NOT_PERMITTED, Reason::TerminalSuspended);
         }

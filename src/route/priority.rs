@@ -6,13 +6,14 @@
 //! every condition given must hold, the day conditions being alternatives) replace some
 //! weights while they are open. The first open peak window wins. The file also sets each
 //! issuer queue's window and bounds.
-//! May import: crate::route::clock, crate::route::error, crate::route::txn.
+//! May import: crate::civil, crate::route::error, crate::route::txn, crate::time.
 
 use serde::{Deserialize, Serialize};
 
-use super::clock::{Civil, Date, parse_hhmm};
 use super::error::{RuleError, Source};
 use super::txn::TxnType;
+use crate::civil::{Date, parse_hhmm};
+use crate::time::Civil;
 
 /// A priority class, highest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -287,7 +288,7 @@ struct RawPeak {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::clock::Now;
+    use crate::time::UnixMs;
 
     const TEXT: &str = r#"
 priority_groups = ["vip"]
@@ -317,7 +318,7 @@ weights = { priority = 10 }
 
     fn at(date: &str, h: u32, m: u32) -> Civil {
         // Build in local time directly: offset 0.
-        Now::from_utc(Date::parse(date).unwrap(), h, m).civil(0)
+        UnixMs::from_utc(Date::parse(date).unwrap(), h, m).civil(0)
     }
 
     #[test]

@@ -38,8 +38,8 @@
 //!   counts the amounts of purchases and pre-auths that pass (the issuer's answer is not yet
 //!   known; a later reversal does not give the amount back).
 //!
-//! May import: crate::iso, crate::route::clock, crate::route::decision,
-//! crate::route::open_table, crate::route::registry, crate::route::risk.
+//! May import: crate::iso, crate::route::decision, crate::route::open_table,
+//! crate::route::registry, crate::route::risk, crate::time.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,10 +47,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 use spin::relax::Yield;
 
-use super::clock::Now;
 use super::decision::{Decision, Rc, Reason};
 use super::open_table::{Keyed, OpenTable};
 use super::risk::{Frequency, RiskRules};
+use crate::time::UnixMs;
 
 const SHARDS: usize = 16;
 const SUB: u64 = 8;
@@ -171,7 +171,7 @@ pub struct Facts<'a> {
     pub card_daily_max: Option<u64>,
     /// Count towards the card's daily total.
     pub debits: bool,
-    /// Local day number (see `clock`).
+    /// Local day number (see `crate::time::UnixMs::day_number`).
     pub day: i64,
 }
 
@@ -199,7 +199,7 @@ impl std::fmt::Debug for RiskState {
     }
 }
 
-fn sub_slot(now: Now, window_ms: u64) -> u64 {
+fn sub_slot(now: UnixMs, window_ms: u64) -> u64 {
     now.0 / (window_ms / SUB).max(1)
 }
 
@@ -248,7 +248,7 @@ impl RiskState {
     }
 
     /// Check and count one request; `Some(decline)` stops it.
-    pub fn check(&self, rules: &RiskRules, f: &Facts<'_>, now: Now) -> Option<Decision> {
+    pub fn check(&self, rules: &RiskRules, f: &Facts<'_>, now: UnixMs) -> Option<Decision> {
         let daily = f.card_daily_max.filter(|_| f.debits);
         let term_key = (rules.duplicate_window_ms > 0 || rules.terminal_frequency.is_some())
             .then(|| self.terminal_key(f.terminal));
@@ -311,7 +311,7 @@ impl RiskState {
         rules: &RiskRules,
         term_key: u64,
         dup_key: Option<u64>,
-        now: Now,
+        now: UnixMs,
     ) -> Option<Decision> {
         if let Some(key) = dup_key {
             let slot = sub_slot(now, rules.duplicate_window_ms);
@@ -384,7 +384,7 @@ impl RiskState {
         f: &Facts<'_>,
         daily: Option<u64>,
         card_key: u64,
-        now: Now,
+        now: UnixMs,
     ) -> Option<Decision> {
         let slot = rules.card_frequency.map_or(0, |fr| sub_slot(now, fr.window_ms));
         let card = match sh.cards.find_mut(card_key) {
@@ -598,17 +598,17 @@ mod tests {
         // One new key a second for three hours: at most 8 are live, the maps stay small and
         // nothing goes untracked.
         for k in 0..10_800u32 {
-            assert_eq!(s.check(&rules, &facts(k, b"1124100000"), Now(u64::from(k) * 1_000)), None, "{k}");
+            assert_eq!(s.check(&rules, &facts(k, b"1124100000"), UnixMs(u64::from(k) * 1_000)), None, "{k}");
         }
         assert_eq!(s.saturated(), 0);
         let held: usize = s.shards.iter().map(|p| p.0.lock().dups.capacity()).sum();
         assert!(held <= 16 * 28, "{held}");
         // Within the window a key is a duplicate; once the window has passed it is new.
-        let t = Now(100_000_000);
+        let t = UnixMs(100_000_000);
         assert_eq!(s.check(&rules, &facts(1, b"1124100001"), t), None);
         let dup = Some(Decision::decline(Rc::DUPLICATE, Reason::Duplicate));
-        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), Now(t.0 + 6_000)), dup);
-        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), Now(t.0 + 9_000)), None);
-        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), Now(t.0 + 10_000)), dup);
+        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), UnixMs(t.0 + 6_000)), dup);
+        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), UnixMs(t.0 + 9_000)), None);
+        assert_eq!(s.check(&rules, &facts(1, b"1124100001"), UnixMs(t.0 + 10_000)), dup);
     }
 }

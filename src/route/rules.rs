@@ -22,15 +22,14 @@
 //!
 //! The merchant's MCC comes from the registry, not from field 18: the terminal does not
 //! choose its own price.
-//! May import: crate::iso, crate::route::bins, crate::route::clock, crate::route::decision,
-//! crate::route::error, crate::route::fees, crate::route::priority, crate::route::registry,
-//! crate::route::risk, crate::route::risk_state, crate::route::sched, crate::route::txn.
+//! May import: crate::iso, crate::route::bins, crate::route::decision, crate::route::error,
+//! crate::route::fees, crate::route::priority, crate::route::registry, crate::route::risk,
+//! crate::route::risk_state, crate::route::sched, crate::route::txn, crate::time.
 
 use std::borrow::Cow;
 use std::path::Path;
 
 use super::bins::{CardType, Routes, luhn_ok};
-use super::clock::Now;
 use super::decision::{Decision, Forward, Rc, Reason};
 use super::error::{RuleError, Source};
 use super::fees::{DEFAULT_PLAN, FeeBook};
@@ -41,6 +40,7 @@ use super::risk_state::{Facts, RiskState};
 use super::sched::Scheduler;
 use super::txn::{DEFAULT_TABLE, TxnTable, TxnType, chars, trim_end};
 use crate::iso::Message;
+use crate::time::UnixMs;
 
 /// One estate's rules, immutable once built; reload builds a new one.
 #[derive(Debug, Clone)]
@@ -214,22 +214,22 @@ impl RuleSet {
 
     /// The class weights in force at `now` (the estate's local time), and the name of the
     /// open peak window, if any: the issuer connector feeds them to its schedulers.
-    pub fn weights_at(&self, now: Now) -> (Weights, Option<&str>) {
+    pub fn weights_at(&self, now: UnixMs) -> (Weights, Option<&str>) {
         self.priorities.weights_at(&now.civil(self.registry.utc_offset_minutes))
     }
 
     /// A scheduler for one issuer, sized by `priority.toml`, with the weights in force at `now`.
-    pub fn scheduler<T>(&self, now: Now) -> Scheduler<T> {
+    pub fn scheduler<T>(&self, now: UnixMs) -> Scheduler<T> {
         Scheduler::new(self.priorities.queue, self.weights_at(now).0)
     }
 
     /// The decision for one message with the pure rules only (no counters).
-    pub fn decide(&self, msg: &Message, now: Now) -> Decision {
+    pub fn decide(&self, msg: &Message, now: UnixMs) -> Decision {
         self.decide_inner(msg, now, None)
     }
 
     /// The decision with the stateful risk rules too.
-    pub fn decide_with(&self, msg: &Message, now: Now, state: &RiskState) -> Decision {
+    pub fn decide_with(&self, msg: &Message, now: UnixMs, state: &RiskState) -> Decision {
         self.decide_inner(msg, now, Some(state))
     }
 
@@ -270,7 +270,7 @@ impl RuleSet {
         Ok(merchant)
     }
 
-    fn decide_inner(&self, msg: &Message, now: Now, state: Option<&RiskState>) -> Decision {
+    fn decide_inner(&self, msg: &Message, now: UnixMs, state: Option<&RiskState>) -> Decision {
         // The terminal's registry entry is looked up first (a read, wasted only on an echo or
         // an unknown type): its likely cache miss then overlaps the typing of the message.
         let tid_chars = chars(msg, 41);

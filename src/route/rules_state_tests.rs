@@ -9,8 +9,8 @@ fn router() -> Router {
     Router::new(rules())
 }
 
-fn secs(n: u64) -> Now {
-    Now(now().0 + n * 1000)
+fn secs(n: u64) -> UnixMs {
+    UnixMs(now().0 + n * 1000)
 }
 
 fn with_stan(mut m: Message, stan: u32) -> Message {
@@ -107,7 +107,7 @@ fn blocked_terminals_and_merchants() {
 fn peak_weights_follow_the_estate_clock() {
     let r = rules();
     // 2026-11-10 16:30 UTC is already Singles' Day in China.
-    let at = |d: &str, h: u32, m: u32| Now::from_utc(Date::parse(d).unwrap(), h, m);
+    let at = |d: &str, h: u32, m: u32| UnixMs::from_utc(Date::parse(d).unwrap(), h, m);
     assert_eq!(r.weights_at(at("2026-11-10", 16, 30)), ([16, 8, 16, 2, 1], Some("singles-day")));
     assert_eq!(r.weights_at(at("2026-11-10", 15, 59)), ([16, 8, 6, 3, 1], None));
     // Month end, 09:00 to 22:00 China time.

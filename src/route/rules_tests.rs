@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::civil::Date;
 use crate::iso::spec::shipped;
 use crate::route::bins::CardType;
-use crate::route::clock::Date;
 use crate::route::decision::FeeSplit;
 
 pub(crate) fn example_dir() -> PathBuf {
@@ -17,8 +17,8 @@ fn rules() -> RuleSet {
 }
 
 /// 2026-11-24 10:00 in China (02:00 UTC): no peak window.
-fn now() -> Now {
-    Now::from_utc(Date::parse("2026-11-24").unwrap(), 2, 0)
+fn now() -> UnixMs {
+    UnixMs::from_utc(Date::parse("2026-11-24").unwrap(), 2, 0)
 }
 
 const DEBIT: &str = "6222020200112230";
@@ -370,7 +370,7 @@ fn forwards_carry_the_fee_split_and_plan() {
 #[test]
 fn a_merchant_rate_change_applies_from_its_date() {
     let r = rules();
-    let at = |d: &str| Now::from_utc(Date::parse(d).unwrap(), 2, 0);
+    let at = |d: &str| UnixMs::from_utc(Date::parse(d).unwrap(), 2, 0);
     let fee = |d: &str| match r.decide(&purchase(DEBIT, 100_000, CORNER), at(d)) {
         Decision::Forward(f) => f.fee,
         other => panic!("{other:?}"),
@@ -379,7 +379,8 @@ fn a_merchant_rate_change_applies_from_its_date() {
     assert_eq!(fee("2027-01-01"), 500);
     // 2026-12-31 16:30 UTC is already 2027-01-01 in China.
     let m = purchase(DEBIT, 100_000, CORNER);
-    let Decision::Forward(f) = r.decide(&m, Now::from_utc(Date::parse("2026-12-31").unwrap(), 16, 30)) else {
+    let Decision::Forward(f) = r.decide(&m, UnixMs::from_utc(Date::parse("2026-12-31").unwrap(), 16, 30))
+    else {
         panic!()
     };
     assert_eq!(f.fee, 500);

@@ -8,7 +8,7 @@
 //! in the next, and sign-off. Every reply's response code is compared with what
 //! the day expects and every MACed reply's MAC is verified. An edge module: it may import
 //! the codec, framing, the key types and tokio.
-//! May import: crate::frame, crate::iso, crate::journal, crate::keys.
+//! May import: crate::frame, crate::iso, crate::keys, crate::time.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -172,12 +172,8 @@ async fn connect(addr: SocketAddr) -> Result<Conn, DayError> {
 
 /// Today as MMDD and hhmmss (UTC).
 fn today() -> (String, String) {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let (_, m, d) = crate::journal::record::civil_from_ms(ms, 0);
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    let c = crate::time::now().civil(0);
+    let (m, d, secs) = (c.date.month, c.date.day, c.second_of_day);
     (format!("{m:02}{d:02}"), format!("{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60))
 }
 

@@ -1,9 +1,7 @@
 //! Small helpers shared by the simulators: a fast non-cryptographic random generator
 //! (jitter, shuffling), fixed-width decimal digits written without allocating, and the
 //! UTC calendar fields that go into fields 7, 12 and 13. Imports std and `crate::civil`.
-//! May import: crate::civil.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! May import: crate::civil, crate::time.
 
 use bytes::BytesMut;
 
@@ -93,8 +91,7 @@ pub(crate) struct Stamp {
 
 impl Stamp {
     pub(crate) fn now() -> Stamp {
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Stamp::at(unix)
+        Stamp::at(crate::time::now().secs())
     }
 
     pub(crate) fn at(unix: u64) -> Stamp {

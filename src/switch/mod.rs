@@ -23,7 +23,7 @@
 //! and only then the issuer links close, so that draining requests still get their replies.
 //! The operations ports and retention stop on the same token.
 //! May import: crate::acceptor, crate::admin, crate::config, crate::issuer, crate::journal,
-//! crate::metrics, crate::route.
+//! crate::metrics, crate::time.
 
 pub mod control;
 pub mod reconcile;
@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::acceptor::{self, ServiceError, Services, record};
+use crate::acceptor::{self, ServiceError, Services};
 use crate::config::Config;
 use crate::issuer::{IssuerError, Issuers, StartOptions};
 use crate::metrics as m;
@@ -177,7 +177,7 @@ pub async fn serve_with(
         (None, _) => {}
     }
     let rules = services.router.rules();
-    let now = crate::route::Now(u64::try_from(record::now_ms()).unwrap_or(0));
+    let now = crate::time::now();
     issuers.configure_admission(rules.priorities.queue, rules.weights_at(now).0);
     tokio::spawn(start::follow_weights(services.router.clone(), issuers.clone(), links_stop.clone()));
     // Shown from the start (the journal was opened before the recorder was installed).

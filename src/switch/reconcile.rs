@@ -13,7 +13,8 @@
 //! already queued is not queued twice, and a second crash during reconciliation repeats
 //! nothing. Segments are deleted only after every one of their requests is handled; a
 //! segment that does not open (another key) refuses the start, naming the file.
-//! May import: crate::config, crate::iso, crate::issuer, crate::journal, crate::metrics.
+//! May import: crate::config, crate::iso, crate::issuer, crate::journal, crate::metrics,
+//! crate::time.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use ring::aead::LessSafeKey;
 use crate::config::Config;
 use crate::iso::{Message, Spec};
 use crate::issuer::indoubt::{self, Settled};
-use crate::issuer::{IssuerError, SafStore, reversal, saf::unix_ms};
+use crate::issuer::{IssuerError, SafStore, reversal};
 use crate::journal::{Journal, Query, TxnRecord};
 use crate::metrics as m;
 
@@ -184,7 +185,7 @@ fn one_segment(
                     continue;
                 }
             };
-            if saf.enqueue(issuer, &f90, &rev, unix_ms())? {
+            if saf.enqueue(issuer, &f90, &rev, crate::time::now().as_i64())? {
                 got.reversed += 1;
                 tracing::info!(issuer, field90 = %f90, "in-doubt request reversed");
             } else {

@@ -7,8 +7,8 @@
 //! ends it between two batches. It starts after the start-up work that reads old rows
 //! (the in-doubt reconciliation, the reload of the retransmission window), and never
 //! reaches the days they read: `keep_days` is at least 1 and covers `[repeats] window_s`.
-//! May import: crate::acceptor::record, crate::acceptor::service, crate::config,
-//! crate::journal, crate::metrics.
+//! May import: crate::acceptor::service, crate::config, crate::journal, crate::metrics,
+//! crate::time.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +18,6 @@ use metrics::{counter, gauge};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::acceptor::record::now_ms;
 use crate::acceptor::service::Services;
 use crate::config::RetentionConfig;
 use crate::journal::JournalConfig;
@@ -57,10 +56,12 @@ pub fn spawn(
     counter!(m::RETENTION_FAILURES_TOTAL).increment(0);
     tokio::spawn(async move {
         let at = cfg.at_minute().unwrap_or(210);
-        let mut first = Some(now_ms().saturating_add(cfg.first_run_after_s.saturating_mul(1000) as i64));
+        let mut first = Some(
+            crate::time::now().as_i64().saturating_add(cfg.first_run_after_s.saturating_mul(1000) as i64),
+        );
         loop {
             let offset = services.router.rules().registry.utc_offset_minutes;
-            let now = now_ms();
+            let now = crate::time::now().as_i64();
             let daily = next_daily(now, at, offset);
             let when = first.map_or(daily, |f| f.min(daily));
             let wait = Duration::from_millis(u64::try_from(when.saturating_sub(now)).unwrap_or(0));
@@ -105,7 +106,7 @@ fn pass(
     let mut db = Db::open(journal)?;
     let pace =
         Pace { batch_rows: cfg.batch_rows, pause: Duration::from_millis(cfg.pause_ms), stop: stop.clone() };
-    retention::run_pass(&mut db, &cfg.export_dir, cfg.keep_days, offset, now_ms(), &pace)
+    retention::run_pass(&mut db, &cfg.export_dir, cfg.keep_days, offset, crate::time::now().as_i64(), &pace)
 }
 
 /// Log and count what a pass did.
@@ -119,7 +120,7 @@ fn record(report: &PassReport) {
         tracing::error!(business_date = %day, error = %why, "journal retention: day kept");
     }
     if report.skipped.is_empty() {
-        gauge!(m::RETENTION_LAST_SUCCESS_SECONDS).set(now_ms() as f64 / 1000.0);
+        gauge!(m::RETENTION_LAST_SUCCESS_SECONDS).set(crate::time::now().as_i64() as f64 / 1000.0);
     }
     tracing::info!(
         days = report.days.len(),

@@ -2,15 +2,14 @@
 //! the in-doubt reconciliation of a previous run (before any issuer link sends), the
 //! reload of the retransmission window's terminal keys (before any terminal is heard), and
 //! the task that keeps admission control's class weights on the rules in force.
-//! May import: crate::acceptor::record, crate::acceptor::service, crate::config,
-//! crate::issuer, crate::journal, crate::route, crate::switch::reconcile.
+//! May import: crate::acceptor::service, crate::config, crate::issuer, crate::journal,
+//! crate::route, crate::switch::reconcile, crate::time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::acceptor::record;
 use crate::acceptor::service::Services;
 use crate::config::Config;
 use crate::issuer::indoubt::InDoubt;
@@ -53,7 +52,7 @@ pub async fn indoubt(
 /// has passed the start.
 pub async fn load_repeats(services: &Arc<Services>) {
     let Some(j) = services.journal_handle() else { return };
-    let now = record::now_ms();
+    let now = crate::time::now().as_i64();
     let offset = services.router.rules().registry.utc_offset_minutes;
     // The business days the window reaches back into (one, unless a window in seconds
     // spans midnight), oldest first.
@@ -91,7 +90,7 @@ pub async fn follow_weights(
 ) {
     let mut current = None;
     loop {
-        let now = crate::route::Now(u64::try_from(record::now_ms()).unwrap_or(0));
+        let now = crate::time::now();
         let rules = router.rules();
         let (weights, peak) = rules.weights_at(now);
         if current != Some(weights) {

@@ -20,7 +20,7 @@
 //! crate::acceptor::handlers::repeat, crate::acceptor::listener,
 //! crate::acceptor::queue_reversal, crate::acceptor::record, crate::acceptor::rejected,
 //! crate::acceptor::reply, crate::acceptor::request, crate::acceptor::standin, crate::iso,
-//! crate::issuer, crate::journal, crate::rc, crate::route.
+//! crate::issuer, crate::journal, crate::rc, crate::route, crate::time.
 
 use std::time::Duration;
 
@@ -32,7 +32,6 @@ use crate::route::{Forward, Rc};
 use super::super::cup::{Original, find_original, mark_original};
 use super::super::listener::ListenerCtx;
 use super::super::queue_reversal::reverse_with_issuer;
-use super::super::record::now_ms;
 use super::super::record::{Decided, answered, status_of};
 use super::super::rejected::reverse_rejected;
 use super::super::reply::{issuer_reply, repeat_reply, switch_reply};
@@ -173,7 +172,7 @@ async fn ask_issuer(
         return Box::pin(svc.stand_in(i, req, fwd, row, occasion)).await;
     }
     if let Some(row) = &mut row {
-        row.forwarded_at = Some(now_ms());
+        row.forwarded_at = Some(crate::time::now().as_i64());
     }
     let origin = Origin { arrival: arrived, source };
     let reserve = svc.recorder.commit_reserve();

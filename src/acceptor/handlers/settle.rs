@@ -3,8 +3,8 @@
 //! the totals in field 48 and the answer written back there; elsewhere the totals of
 //! fields 74 to 89. 00 and the batch closed when they agree, 95 when they do not, 30 when
 //! the terminal's totals cannot be read, 96 without a journal or when it fails.
-//! May import: crate::acceptor::listener, crate::acceptor::record, crate::acceptor::reply,
-//! crate::iso, crate::journal, crate::settle.
+//! May import: crate::acceptor::listener, crate::acceptor::reply, crate::iso, crate::journal,
+//! crate::settle, crate::time.
 
 use crate::iso::Message;
 use crate::journal::{Query, Update};
@@ -12,7 +12,6 @@ use crate::settle::batch;
 
 use super::super::cup::batch_number;
 use super::super::listener::ListenerCtx;
-use super::super::record::now_ms;
 use super::super::reply::switch_reply;
 
 /// Settle the batch `req` (a 0500) closes.
@@ -66,8 +65,8 @@ pub async fn settle(ctx: &ListenerCtx, req: &Message) -> Option<Box<Message>> {
     // Balanced: the batch is closed in the journal, named by the terminal's batch number
     // (60.2 on UnionPay-style terminals) beside the terminal and the time it closed.
     let id = match &number {
-        Some(n) => format!("{}-{n}-{}", terminal.trim_end(), now_ms()),
-        None => format!("{}-{}", terminal.trim_end(), now_ms()),
+        Some(n) => format!("{}-{n}-{}", terminal.trim_end(), crate::time::now().0),
+        None => format!("{}-{}", terminal.trim_end(), crate::time::now().0),
     };
     if let Err(e) = j.update(Update::CloseBatch { terminal, batch: id, terminal_batch: number }).await {
         tracing::error!(error = %e, "closing the batch failed");

@@ -30,8 +30,8 @@
 //! it, since it would reconcile (reverse) the first one's requests in flight. The kernel
 //! drops the lock when the process dies, kill -9 included, so a restart is never stopped
 //! by a stale lock. (A name that starts with a dot is never an issuer's directory.)
-//! May import: crate::iso, crate::issuer, crate::issuer::clock, crate::issuer::reversal,
-//! crate::issuer::saf.
+//! May import: crate::iso, crate::issuer::clock, crate::issuer::outcome,
+//! crate::issuer::reversal, crate::issuer::saf, crate::time.
 
 pub mod record;
 
@@ -45,8 +45,8 @@ use ring::aead::{LessSafeKey, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
-use super::IssuerError;
-use super::saf::{SafStore, blocking, unix_ms};
+use super::outcome::IssuerError;
+use super::saf::{SafStore, blocking};
 
 /// A segment is closed at its next write once this large.
 const MAX_SEGMENT: u64 = 64 * 1024 * 1024;
@@ -192,7 +192,7 @@ impl IssuerLog {
             key: cfg.key.clone(),
             rotate: cfg.rotate.max(Duration::from_millis(10)),
             fsync: cfg.fsync,
-            started_ms: u64::try_from(unix_ms()).unwrap_or(0),
+            started_ms: crate::time::now().0,
             closed: Mutex::new(Vec::new()),
             rng: SystemRandom::new(),
             _lock: cfg.lock.clone(),
