@@ -47,6 +47,7 @@ use crate::config::{LinkConfig, Timeouts};
 use crate::frame::FrameCodec;
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
+use crate::rc::ResponseCode;
 use crate::telemetry::{THROTTLE_INTERVAL, Throttle};
 
 /// Issuer faults that repeat per message: logged first, then once per interval with a count.
@@ -493,7 +494,9 @@ impl Link {
         match self.exchange(&msg, Kind::Network).await {
             Outcome::Reply(r) => {
                 let rc = r.response_code();
-                if r.mti() == "0810" && rc.as_deref() == Some("00") {
+                if r.mti() == "0810"
+                    && rc.as_deref().and_then(ResponseCode::parse).is_some_and(ResponseCode::is_approved)
+                {
                     Ok(())
                 } else {
                     Err(LinkFault::Declined { what, mti: r.mti().to_string(), rc: rc.map(|c| c.to_string()) })

@@ -23,7 +23,7 @@
 //! by admission (as before, they pass the window).
 //! Every reply to a terminal's request is checked (`verify`) before it is handed on: one
 //! that is not believed comes back as `Outcome::Rejected`.
-//! May import: crate::config, crate::iso, crate::metrics, crate::route, crate::tls.
+//! May import: crate::config, crate::iso, crate::metrics, crate::rc, crate::route, crate::tls.
 
 mod admit;
 pub mod advice;
@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{IssuerConfig, Timeouts};
 use crate::iso::{EncodeError, Message, Spec};
+use crate::rc::ResponseCode;
 use crate::route::Class;
 use crate::route::priority::{Priorities, QueueConfig, Weights};
 use admit::{Admission, Admit};
@@ -89,12 +90,12 @@ pub struct Rejected {
 
 impl Outcome {
     /// The response code the switch answers with when this is not a reply.
-    pub fn switch_rc(&self) -> Option<&'static str> {
+    pub fn switch_rc(&self) -> Option<ResponseCode> {
         match self {
             Outcome::Reply(_) => None,
-            Outcome::Timeout | Outcome::LinkLost => Some("68"),
-            Outcome::Unavailable => Some("91"),
-            Outcome::Failed | Outcome::Rejected(_) => Some("96"),
+            Outcome::Timeout | Outcome::LinkLost => Some(ResponseCode::LATE_RESPONSE),
+            Outcome::Unavailable => Some(ResponseCode::ISSUER_UNAVAILABLE),
+            Outcome::Failed | Outcome::Rejected(_) => Some(ResponseCode::SYSTEM_MALFUNCTION),
         }
     }
 }

@@ -17,8 +17,8 @@
 //! `ADVICE_GRACE`, repeated as 0121/0221, and acknowledged by the issuer's 0130/0230,
 //! whose response code is recorded (`SafStore::advice_answered`); the issuer's advice
 //! book (`advice`) follows each one.
-//! May import: crate::config, crate::iso, crate::issuer, crate::issuer::held,
-//! crate::issuer::late, crate::issuer::reversal, crate::issuer::verify, crate::metrics.
+//! May import: crate::config, crate::iso, crate::issuer, crate::issuer::held, crate::issuer::late,
+//! crate::issuer::reversal, crate::issuer::verify, crate::metrics, crate::rc.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,6 +35,7 @@ use super::{Issuer, IssuerError, Outcome, reversal};
 use crate::config::SafConfig;
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
+use crate::rc::ResponseCode;
 
 /// One reversal waiting for its issuer.
 #[derive(Debug)]
@@ -488,7 +489,7 @@ async fn send_advice(issuer: &Issuer, ctx: &SafCtx, item: SafItem, expect: [u8; 
                         issuer.advices.done(amount);
                         counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
                     }
-                    if rc == "00" {
+                    if ResponseCode::parse(&rc).is_some_and(ResponseCode::is_approved) {
                         tracing::info!(issuer = %name, key = %key, attempts = next, "stand-in advice acknowledged");
                     } else {
                         counter!(m::ADVICE_DECLINED_TOTAL, "issuer" => name.clone()).increment(1);
