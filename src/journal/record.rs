@@ -4,7 +4,7 @@
 //! transaction type, decision and settlement cycle are typed; they become the text of
 //! their columns (and of the JSON and CSV that show rows) only in the stores and at
 //! those edges, through `as_str` and `parse`.
-//! May import: crate::civil, crate::iso, crate::rc, crate::route::txn.
+//! May import: crate::civil, crate::iso, crate::rc, crate::route::registry, crate::route::txn.
 
 use ring::hmac;
 use serde::{Serialize, Serializer};
@@ -12,6 +12,7 @@ use serde::{Serialize, Serializer};
 use crate::iso::Message;
 use crate::iso::mask::mask_pan;
 use crate::rc::ResponseCode;
+pub use crate::route::registry::SettleCycle;
 use crate::route::txn::TxnType;
 
 /// Life-cycle state of a journalled transaction.
@@ -149,28 +150,6 @@ impl Decided {
     }
 }
 
-/// When a merchant is paid: the same day, at its cut-offs (T+0), or the next (T+1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub enum SettleCycle {
-    T0,
-    #[default]
-    T1,
-}
-
-impl SettleCycle {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SettleCycle::T0 => "T0",
-            SettleCycle::T1 => "T1",
-        }
-    }
-
-    /// `T0`, or `T1` for anything else (the column's default).
-    pub fn parse(s: &str) -> SettleCycle {
-        if s == "T0" { SettleCycle::T0 } else { SettleCycle::T1 }
-    }
-}
-
 macro_rules! serialize_as_str {
     ($($t:ty),*) => {$(
         impl Serialize for $t {
@@ -180,7 +159,7 @@ macro_rules! serialize_as_str {
         }
     )*};
 }
-serialize_as_str!(RowType, Decided, SettleCycle);
+serialize_as_str!(RowType, Decided);
 
 /// The text of a row's `rc`: the code, or empty before the outcome is known.
 #[inline]

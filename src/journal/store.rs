@@ -1,7 +1,7 @@
 //! What a journal backend must do, and the schema both backends share. A backend is
 //! synchronous and owned by the journal's writer thread; the thread batches writes so
 //! that one commit (one fsync) makes many records durable at once.
-//! May import: crate::journal::record, crate::rc.
+//! May import: crate::journal::record, crate::rc, crate::route.
 
 use super::record::{Decided, RowType, SettleCycle, Status, TxnRecord, rc_text};
 use crate::rc::ResponseCode;

@@ -36,7 +36,7 @@ use super::decision::{Decision, Forward, Reason};
 use super::error::{RuleError, Source};
 use super::fees::{DEFAULT_PLAN, FeeBook};
 use super::priority::{Class, Priorities, Weights};
-use super::registry::{Entry, Hot, InlineId, Registry, Status};
+use super::registry::{Entry, Hot, InlineId, Registry, TerminalStatus};
 use super::risk::RiskRules;
 use super::risk_state::{Facts, RiskState};
 use super::sched::Scheduler;
@@ -176,7 +176,7 @@ impl RuleSet {
     pub fn settles_same_day(&self, merchant_id: &str) -> bool {
         self.registry
             .merchant_by_id(merchant_id.trim_end())
-            .is_some_and(|m| m.settlement == crate::route::registry::Settlement::T0)
+            .is_some_and(|m| m.settlement == crate::route::registry::SettleCycle::T0)
     }
 
     /// Issuer names any route or default may pick.
@@ -263,7 +263,7 @@ impl RuleSet {
         if txn == TxnType::Reversal {
             return Ok(merchant);
         }
-        if term.status == Status::Suspended {
+        if term.status == TerminalStatus::Suspended {
             return Err(Decision::decline(ResponseCode::NOT_PERMITTED, Reason::TerminalSuspended));
         }
         if term.allowed & txn.bit() == 0 {

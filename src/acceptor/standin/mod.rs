@@ -27,7 +27,7 @@ use crate::issuer::Issuers;
 use crate::journal::Query;
 use crate::route;
 
-use limits::Limits;
+use limits::DailyLimits;
 use policy::{Policy, Trigger};
 
 /// The stand-in policies of the configured issuers and their state. Read on every
@@ -43,7 +43,7 @@ pub struct StandIn {
     any: AtomicBool,
     /// Every configured issuer's state (an issuer may gain a policy at a reload).
     states: HashMap<String, PerIssuer>,
-    limits: Limits,
+    limits: DailyLimits,
     /// The business date the limits were last started from the journal.
     seeded: tokio::sync::Mutex<Option<String>>,
 }
