@@ -23,7 +23,9 @@
 //! - [`civil`]: calendar arithmetic (days since 1970 to dates and back), shared by the
 //!   issuer clock, the routing clock, the journal's business dates and retention, the admin
 //!   API, settlement and the simulators.
-//! - [`rc`]: response codes per dialect (generic codes mapped to what terminals display), as data.
+//! - [`rc`]: the response code, one type ([`rc::ResponseCode`], a named constant for each code
+//!   the switch produces) from the routing core's decision to the reply and the journal, and
+//!   its mapping per dialect (generic codes to what terminals display), as data.
 //! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
 //!
