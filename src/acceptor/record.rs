@@ -12,9 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::iso::Message;
 pub use crate::journal::Decided;
-use crate::journal::{
-    Journal, PanHasher, RowType, SettleCycle, Status, StoreError, TxnRecord, business_date,
-};
+use crate::journal::{Journal, PanHasher, RowType, Status, StoreError, TxnRecord, business_date};
 use crate::rc::ResponseCode;
 use crate::route::Router;
 
@@ -52,8 +50,7 @@ impl Recorder {
         r.business_date = business_date(received_at, rules.registry.utc_offset_minutes);
         r.txn_type = txn;
         r.decision = decided;
-        r.settle_cycle =
-            if rules.settles_same_day(&r.merchant_id) { SettleCycle::T0 } else { SettleCycle::T1 };
+        r.settle_cycle = rules.settle_cycle(&r.merchant_id);
         r
     }
 
@@ -165,6 +162,7 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
     use crate::iso::spec::shipped;
+    use crate::journal::SettleCycle;
     use crate::route::RuleSet;
     use crate::route::txn::TxnType;
 

@@ -622,4 +622,15 @@ mod tests {
             Some(Seen::Conflict)
         ));
     }
+    #[test]
+    fn an_answer_keeps_the_code_it_was_given() {
+        // A three-digit action code (ISO 8583:1993) is repeated as it was answered.
+        let action = ResponseCode::parse("000").unwrap();
+        let row = TxnRecord { rc: Some(action), auth_code: Some("AB1234".into()), ..TxnRecord::default() };
+        let a = Answer::of_row(&row);
+        assert_eq!((a.rc().as_str(), a.auth()), ("000", Some("AB1234")));
+        // A row without an outcome (a claim never completed) answers 96, never an approval.
+        let pending = TxnRecord { rc: None, ..row };
+        assert_eq!(Answer::of_row(&pending).rc(), ResponseCode::SYSTEM_MALFUNCTION);
+    }
 }

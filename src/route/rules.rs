@@ -172,11 +172,9 @@ impl RuleSet {
         rules.resolve("(embedded)")
     }
 
-    /// Whether the merchant with this id settles same-day (T+0).
-    pub fn settles_same_day(&self, merchant_id: &str) -> bool {
-        self.registry
-            .merchant_by_id(merchant_id.trim_end())
-            .is_some_and(|m| m.settlement == crate::route::registry::SettleCycle::T0)
+    /// The settlement cycle of the merchant with this id: T+1 unless it is listed as T+0.
+    pub fn settle_cycle(&self, merchant_id: &str) -> crate::route::registry::SettleCycle {
+        self.registry.merchant_by_id(merchant_id.trim_end()).map(|m| m.settlement).unwrap_or_default()
     }
 
     /// Issuer names any route or default may pick.
