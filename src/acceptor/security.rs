@@ -212,7 +212,11 @@ impl Security {
 }
 
 /// Compute a MAC terminal-side (simulators and tests).
-pub fn terminal_mac(alg: MacAlgorithm, key: &crate::keys::Key, msg: &Message) -> Result<[u8; 8], KeyError> {
+pub fn terminal_mac(
+    alg: MacAlgorithm,
+    key: &crate::keys::DesKey,
+    msg: &Message,
+) -> Result<[u8; 8], KeyError> {
     Ok(compute_mac(alg, key, &mac_input(msg)?).0)
 }
 
@@ -221,7 +225,7 @@ mod tests {
     use super::*;
     use crate::iso::spec::shipped;
     use crate::keys::pin::{decrypt, encrypt};
-    use crate::keys::{Key, pin_block_format0};
+    use crate::keys::{DesKey, pin_block_format0};
 
     const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
     const ZPK: &str = "89ABCDEF0123456776543210FEDCBA98";
@@ -237,7 +241,7 @@ mod tests {
         )
         .unwrap();
         let wk = store.sign_on("T0000001", KeyLayout::Double).unwrap();
-        let tpk = wk.open(&Key::from_hex(TMK).unwrap()).unwrap().pin;
+        let tpk = wk.open(&DesKey::from_hex(TMK).unwrap()).unwrap().pin;
         let sec = Security {
             keys: Some(Arc::new(store)),
             mac: None,
@@ -245,7 +249,7 @@ mod tests {
             zones: vec![Some("z".into()), None],
         };
         let clear = pin_block_format0("1234", PAN).unwrap();
-        let req = |key: &Key| {
+        let req = |key: &DesKey| {
             let mut m = Message::new(shipped("cup-pos").unwrap(), "0200").unwrap();
             m.set(2, PAN).unwrap().set(41, "T0000001").unwrap();
             m.set_bytes(52, encrypt(key, &clear).bytes()).unwrap();
@@ -259,10 +263,10 @@ mod tests {
         maced.remove(52);
         let plain = sec.translate_pin(&maced, 0).unwrap().expect("a copy without the MAC");
         assert!(!plain.has(64) && plain.has(2));
-        let zpk = Key::from_hex(ZPK).unwrap();
+        let zpk = DesKey::from_hex(ZPK).unwrap();
         let block = PinBlock::from_slice(out.raw(52).unwrap()).unwrap();
         assert_eq!(decrypt(&zpk, &block), clear);
-        let wrong = Key::from_hex("1111111111111111FEDCBA9876543210").unwrap();
+        let wrong = DesKey::from_hex("1111111111111111FEDCBA9876543210").unwrap();
         assert_eq!(sec.translate_pin(&req(&wrong), 0).unwrap_err(), ResponseCode::PIN_ERROR);
         assert_eq!(map(&sec.rc, ResponseCode::PIN_ERROR), "99");
         assert_eq!(sec.translate_pin(&req(&tpk), 1).unwrap_err(), ResponseCode::SYSTEM_MALFUNCTION);
