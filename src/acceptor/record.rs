@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::iso::Message;
-pub use crate::journal::Decided;
-use crate::journal::{Journal, PanHasher, RowType, Status, StoreError, TxnRecord, business_date};
+use crate::journal::{Decided, Journal, PanHasher, RowType, Status, StoreError, TxnRecord, business_date};
 use crate::rc::ResponseCode;
 use crate::route::Router;
 

@@ -7,11 +7,11 @@
 //! crate::iso, crate::journal, crate::rc.
 
 use crate::iso::Message;
-use crate::journal::{RowType, Status};
+use crate::journal::{Decided, RowType, Status};
 use crate::rc::ResponseCode;
 
 use super::super::Services;
-use super::super::record::{Decided, answered};
+use super::super::record::answered;
 use super::super::reply::switch_reply;
 
 /// Decline `req` (received at `at`, of transaction type `txn`) with `rc`, journalled.

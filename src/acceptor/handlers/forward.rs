@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::iso::Message;
 use crate::issuer::{ForwardOptions, Origin, Outcome, Target};
-use crate::journal::{RowType, TxnRecord};
+use crate::journal::{Decided, RowType, TxnRecord};
 use crate::rc::{ResponseCode, SwitchDecline};
 use crate::route::Forward;
 use crate::route::txn::TxnType;
@@ -35,7 +35,7 @@ use super::super::cup::{Original, find_original, mark_original};
 use super::super::listener::ListenerCtx;
 use super::super::queue_reversal::reverse_with_issuer;
 use super::super::record::now_ms;
-use super::super::record::{Decided, answered, status_of};
+use super::super::record::{answered, status_of};
 use super::super::rejected::reverse_rejected;
 use super::super::reply::{issuer_reply, repeat_reply, switch_reply};
 use super::super::request::Arrival;

@@ -14,14 +14,14 @@
 //! crate::acceptor::reply, crate::iso, crate::journal, crate::rc, crate::route.
 
 use crate::iso::Message;
-use crate::journal::{Query, Status, Update};
+use crate::journal::{Decided, Query, Status, Update};
 use crate::rc::ResponseCode;
 use crate::route;
 use crate::route::txn::TxnType;
 
 use super::super::listener::ListenerCtx;
 use super::super::queue_reversal::reverse_with_issuer;
-use super::super::record::{Decided, answered};
+use super::super::record::answered;
 use super::super::reply::switch_reply;
 
 /// Answer the reversal `req` (received at `at`).

@@ -6,11 +6,12 @@
 //! crate::iso, crate::journal, crate::rc, crate::route.
 
 use crate::iso::Message;
+use crate::journal::Decided;
 use crate::rc::ResponseCode;
 use crate::route::txn::TxnType;
 
 use super::super::Services;
-use super::super::record::{Decided, answered};
+use super::super::record::answered;
 use super::super::reply::switch_reply;
 
 /// Record the uploaded transaction `req` (received at `at`) and acknowledge it.

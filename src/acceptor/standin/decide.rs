@@ -8,13 +8,13 @@
 use crate::iso::Message;
 use crate::issuer::{Issuer, Issuers};
 use crate::journal::saf_store::advice_key;
-use crate::journal::{Status, TxnRecord};
+use crate::journal::{Decided, Status, TxnRecord};
 use crate::metrics as m;
 use crate::rc::ResponseCode;
 use crate::route;
 
 use super::super::queue_reversal::reverse_with_issuer;
-use super::super::record::{Decided, answered};
+use super::super::record::answered;
 use super::super::reply::switch_reply;
 use super::super::service::Services;
 use super::Occasion;
