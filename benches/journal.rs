@@ -37,6 +37,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use isoswitch::journal::record::rc_text;
 use isoswitch::journal::sqlite::SqliteStore;
 use isoswitch::journal::{PanHasher, Store, TxnRecord};
 use rusqlite::Connection;
@@ -160,7 +161,7 @@ fn lean_write(conn: &Connection, full: &str, rows: &[TxnRecord]) {
                 opt(&r.pan_masked),
                 opt(&r.pan_hash),
                 int(1),
-                text(&r.rc),
+                text(rc_text(&r.rc)),
                 opt(&r.auth_code),
                 int(r.fee),
                 int(1),
@@ -195,18 +196,19 @@ fn encode(r: &TxnRecord, out: &mut Vec<u8>) {
     }
     s(out, r.switch_stan.as_deref());
     s(out, r.rrn.as_deref());
-    for v in [&r.transmission_time, &r.mti, &r.txn_type] {
+    for v in [&r.transmission_time, &r.mti] {
         s(out, Some(v));
     }
+    s(out, Some(r.txn_type.as_str()));
     i(out, r.amount);
     for v in [&r.currency, &r.pan_masked, &r.pan_hash, &r.route, &r.issuer] {
         s(out, v.as_deref());
     }
-    s(out, Some(&r.decision));
-    s(out, Some(&r.rc));
+    s(out, Some(r.decision.as_str()));
+    s(out, Some(rc_text(&r.rc)));
     s(out, r.auth_code.as_deref());
     i(out, r.fee);
-    s(out, Some(&r.settle_cycle));
+    s(out, Some(r.settle_cycle.as_str()));
     s(out, r.status.map(|s| s.as_str()));
     for v in [&r.batch, &r.terminal_batch, &r.txn_key] {
         s(out, v.as_deref());

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use isoswitch::iso::{Message, spec};
 use isoswitch::keys::{
-    Key, KeyLayout, KeyStore, MacAlgorithm, SoftKeyStore, WorkingKeys, compute_mac, mac_input, pin,
+    DesKey, KeyLayout, KeyStore, MacAlgorithm, SoftKeyStore, WorkingKeys, compute_mac, mac_input, pin,
     pin_block_format0,
 };
 
@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
     let store = SoftKeyStore::parse("bench-keys.toml", FILE).expect("key file");
     let wk = store.sign_on("10000001", KeyLayout::Double).expect("sign-on");
     let wk = WorkingKeys::from_field62(KeyLayout::Double, &wk.field62()).expect("field 62");
-    let tmk = Key::from_hex(TMK).expect("tmk");
+    let tmk = DesKey::from_hex(TMK).expect("tmk");
     let clear = wk.open(&tmk).expect("check values");
     let (mac_key, pin_key) = (clear.mac, clear.pin);
 

@@ -16,8 +16,11 @@ use isoswitch::config::Config;
 use isoswitch::iso::{Message, spec};
 use isoswitch::issuer::SafStore;
 use isoswitch::issuer::indoubt::{InDoubt, IssuerLog, lock_dir};
+use isoswitch::journal::Decided;
 use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::{Journal, JournalConfig, TxnRecord};
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 use isoswitch::switch::reconcile::{JournalSettled, reconcile};
 
 const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -45,9 +48,9 @@ fn answered(t: u32) -> TxnRecord {
         transmission_time: "1124103000".into(),
         txn_key: Some("0200 1124103000".into()),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
-        decision: "forward".into(),
-        rc: "00".into(),
+        txn_type: TxnType::Purchase.into(),
+        decision: Decided::Forward,
+        rc: Some(ResponseCode::APPROVED),
         ..TxnRecord::default()
     }
 }

@@ -29,7 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use isoswitch::journal::retention::{self, Db, Exported, Pace};
+use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, PanHasher, Status, TxnRecord, business_date};
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 use tokio_util::sync::CancellationToken;
 
 const DAY: i64 = 86_400_000;
@@ -64,18 +67,18 @@ fn row(i: u64, at: i64, hasher: &PanHasher) -> TxnRecord {
         rrn: Some(format!("{:012}", i)),
         transmission_time: format!("{:010}", s),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
+        txn_type: TxnType::Purchase.into(),
         amount: 100 + (i % 50_000) as i64,
         currency: Some("156".into()),
         pan_masked: Some(isoswitch::iso::mask::mask_pan(&pan)),
         pan_hash: Some(hasher.hash(&pan)),
         route: Some("cup".into()),
         issuer: Some("bank-a".into()),
-        decision: "forward".into(),
-        rc: "00".into(),
+        decision: Decided::Forward,
+        rc: Some(ResponseCode::APPROVED),
         auth_code: Some(format!("{:06}", i % 1_000_000)),
         fee: 6,
-        settle_cycle: "T1".into(),
+        settle_cycle: SettleCycle::T1,
         status: Some(Status::Approved),
         batch: None,
         terminal_batch: None,

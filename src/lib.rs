@@ -32,7 +32,9 @@
 //! - [`civil`]: calendar arithmetic (days since 1970 to dates and back, `Date`, `HH:MM`),
 //!   under `time`, shared by the routing core, the issuer's field 7, the journal's business
 //!   dates and retention, the admin API, settlement and the simulators.
-//! - [`rc`]: response codes per dialect (generic codes mapped to what terminals display), as data.
+//! - [`rc`]: the response code, one type ([`rc::ResponseCode`], a named constant for each code
+//!   the switch produces) from the routing core's decision to the reply and the journal, and
+//!   its mapping per dialect (generic codes to what terminals display), as data.
 //! - [`sim`]: load simulators, a simulated issuer and simulated terminals.
 //! - `cli`: the command-line subcommands (decode, encode, ...), built on the layers below.
 //!

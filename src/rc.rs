@@ -6,8 +6,14 @@
 //! checked against them before its reply is believed. A dialect that does not list them
 //! takes the standard's table (ISO 8583:1987's two-character codes; `standard =
 //! "iso8583-1993"`, the default of `iso93ascii`, its three-digit action codes).
+//! The code itself is one type, [`ResponseCode`] (`rc/code.rs`), with a named constant for
+//! every code the switch produces.
 //! Pure: may use `toml` and `serde`, nothing of the crate.
 //! May import: nothing.
+
+mod code;
+
+pub use code::ResponseCode;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -43,24 +49,24 @@ pub enum SwitchDecline {
 
 impl SwitchDecline {
     /// The generic response code.
-    pub fn generic_rc(self) -> &'static str {
+    pub fn generic_rc(self) -> ResponseCode {
         match self {
-            SwitchDecline::UnknownTerminal => "03",
-            SwitchDecline::InvalidTransaction => "12",
-            SwitchDecline::InvalidAmount => "13",
-            SwitchDecline::InvalidCard => "14",
-            SwitchDecline::FormatError => "30",
-            SwitchDecline::NotPermitted => "58",
-            SwitchDecline::AmountLimit => "61",
-            SwitchDecline::FrequencyLimit => "65",
-            SwitchDecline::IssuerTimeout => "68",
-            SwitchDecline::IssuerUnavailable => "91",
-            SwitchDecline::Duplicate => "94",
-            SwitchDecline::SystemMalfunction => "96",
-            SwitchDecline::BadMac => "63",
-            SwitchDecline::PinRefused => "81",
-            SwitchDecline::OriginalNotFound => "25",
-            SwitchDecline::BatchMismatch => "77",
+            SwitchDecline::UnknownTerminal => ResponseCode::INVALID_MERCHANT,
+            SwitchDecline::InvalidTransaction => ResponseCode::INVALID_TXN,
+            SwitchDecline::InvalidAmount => ResponseCode::INVALID_AMOUNT,
+            SwitchDecline::InvalidCard => ResponseCode::INVALID_CARD,
+            SwitchDecline::FormatError => ResponseCode::FORMAT_ERROR,
+            SwitchDecline::NotPermitted => ResponseCode::NOT_PERMITTED,
+            SwitchDecline::AmountLimit => ResponseCode::AMOUNT_LIMIT,
+            SwitchDecline::FrequencyLimit => ResponseCode::FREQUENCY_LIMIT,
+            SwitchDecline::IssuerTimeout => ResponseCode::LATE_RESPONSE,
+            SwitchDecline::IssuerUnavailable => ResponseCode::ISSUER_UNAVAILABLE,
+            SwitchDecline::Duplicate => ResponseCode::DUPLICATE,
+            SwitchDecline::SystemMalfunction => ResponseCode::SYSTEM_MALFUNCTION,
+            SwitchDecline::BadMac => ResponseCode::SECURITY_VIOLATION,
+            SwitchDecline::PinRefused => ResponseCode::PIN_ERROR,
+            SwitchDecline::OriginalNotFound => ResponseCode::ORIGINAL_NOT_FOUND,
+            SwitchDecline::BatchMismatch => ResponseCode::BATCH_MISMATCH,
         }
     }
 }
@@ -69,11 +75,11 @@ impl SwitchDecline {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RcTable {
     dialect: String,
-    codes: BTreeMap<String, String>,
+    codes: BTreeMap<ResponseCode, ResponseCode>,
     /// Codes a host of this dialect may answer with.
-    known: BTreeSet<String>,
+    known: BTreeSet<ResponseCode>,
     /// The known codes that approve (money moves): a rejected reply carrying one is reversed.
-    approvals: BTreeSet<String>,
+    approvals: BTreeSet<ResponseCode>,
 }
 
 /// A response-code table that could not be loaded: file, line and key named.
@@ -120,12 +126,16 @@ const ISO_1993_KNOWN: &[(u16, u16)] = &[
 const ISO_1993_APPROVALS: &[(u16, u16)] = &[(0, 7)];
 
 /// The codes of `ranges`, written with `width` digits.
-fn expand(ranges: &[(u16, u16)], width: usize) -> BTreeSet<String> {
-    ranges.iter().flat_map(|&(lo, hi)| lo..=hi).map(|c| format!("{c:0width$}")).collect()
+fn expand(ranges: &[(u16, u16)], width: usize) -> BTreeSet<ResponseCode> {
+    ranges
+        .iter()
+        .flat_map(|&(lo, hi)| lo..=hi)
+        .filter_map(|c| ResponseCode::parse(&format!("{c:0width$}")))
+        .collect()
 }
 
 /// `(known, approvals)` of a standard: `iso8583-1993` for three-digit action codes, else 1987.
-fn standard_codes(standard: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+fn standard_codes(standard: &str) -> (BTreeSet<ResponseCode>, BTreeSet<ResponseCode>) {
     if standard == "iso8583-1993" {
         (expand(ISO_1993_KNOWN, 3), expand(ISO_1993_APPROVALS, 3))
     } else {
@@ -149,12 +159,12 @@ impl RcTable {
 
     /// Whether a host of this dialect may answer with `code` (an issuer's field 39).
     pub fn known(&self, code: &str) -> bool {
-        self.known.contains(code)
+        ResponseCode::parse(code).is_some_and(|c| self.known.contains(&c))
     }
 
     /// Whether `code` approves (a known code of the dialect's approval list).
     pub fn approves(&self, code: &str) -> bool {
-        self.approvals.contains(code)
+        ResponseCode::parse(code).is_some_and(|c| self.approvals.contains(&c))
     }
 
     /// The dialect this table is for.
@@ -174,6 +184,7 @@ impl RcTable {
             let line = e.span().map_or(0, |s| line_of(text, s.start));
             invalid(line, "(document)", e.message().to_string())
         })?;
+        let mut codes = BTreeMap::new();
         for (from, to) in &t.codes {
             if !is_code(from) {
                 return Err(invalid(
@@ -189,6 +200,9 @@ impl RcTable {
                     format!("`{to}` is not a 2-character response code"),
                 ));
             }
+            if let (Some(from), Some(to)) = (ResponseCode::parse(from), ResponseCode::parse(to)) {
+                codes.insert(from, to);
+            }
         }
         let standard = match t.standard.as_deref() {
             None => default_standard(&t.dialect),
@@ -202,15 +216,19 @@ impl RcTable {
             }
         };
         let (mut known, mut approvals) = standard_codes(standard);
-        let list = |key: &str, codes: Vec<String>| -> Result<BTreeSet<String>, RcError> {
-            match codes.iter().find(|c| !is_listed_code(c)) {
-                Some(bad) => Err(invalid(
-                    locate(text, key),
-                    key,
-                    format!("`{bad}` is not a 2- or 3-character response code"),
-                )),
-                None => Ok(codes.into_iter().collect()),
-            }
+        let list = |key: &str, codes: Vec<String>| -> Result<BTreeSet<ResponseCode>, RcError> {
+            codes
+                .iter()
+                .map(|c| {
+                    ResponseCode::parse(c).filter(|_| is_listed_code(c)).ok_or_else(|| {
+                        invalid(
+                            locate(text, key),
+                            key,
+                            format!("`{c}` is not a 2- or 3-character response code"),
+                        )
+                    })
+                })
+                .collect()
         };
         if let Some(k) = t.known {
             known = list("known", k)?;
@@ -225,7 +243,7 @@ impl RcTable {
                 format!("`{a}` approves but is not among the known codes"),
             ));
         }
-        Ok(RcTable { dialect: t.dialect, codes: t.codes, known, approvals })
+        Ok(RcTable { dialect: t.dialect, codes, known, approvals })
     }
 
     /// Reads a table file.
@@ -258,12 +276,13 @@ impl RcTable {
 }
 
 /// The code to send a terminal of `table`'s dialect for the switch's `generic_rc`.
-pub fn map<'a>(table: &'a RcTable, generic_rc: &'a str) -> &'a str {
-    table.codes.get(generic_rc).map_or(generic_rc, String::as_str)
+#[inline]
+pub fn map(table: &RcTable, generic_rc: ResponseCode) -> ResponseCode {
+    table.codes.get(&generic_rc).copied().unwrap_or(generic_rc)
 }
 
 /// [`map`] for a decline the switch decided itself.
-pub fn map_decline(table: &RcTable, decline: SwitchDecline) -> &str {
+pub fn map_decline(table: &RcTable, decline: SwitchDecline) -> ResponseCode {
     map(table, decline.generic_rc())
 }
 
@@ -317,6 +336,7 @@ mod tests {
         }
         // Issuer codes pass through.
         for rc in ["00", "05", "51", "54", "55"] {
+            let rc = ResponseCode::parse(rc).unwrap();
             assert_eq!(map(&t, rc), rc);
         }
     }
@@ -329,6 +349,7 @@ mod tests {
             for rc in
                 ["00", "03", "12", "13", "14", "30", "58", "61", "65", "68", "91", "94", "96", "63", "81"]
             {
+                let rc = ResponseCode::parse(rc).unwrap();
                 assert_eq!(map(&t, rc), rc);
             }
         }

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, Status, TxnRecord, business_date};
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 
 const DAY: i64 = 86_400_000;
 const PAN: &str = "4761739001010010";
@@ -40,13 +43,13 @@ fn row(stan: u32, at: i64) -> TxnRecord {
         stan: format!("{stan:06}"),
         transmission_time: "1124103000".into(),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
+        txn_type: TxnType::Purchase.into(),
         amount: 1000,
         pan_masked: Some(isoswitch::iso::mask::mask_pan(PAN)),
         pan_hash: Some(isoswitch::journal::PanHasher::new(b"k").hash(PAN)),
-        decision: "forward".into(),
-        rc: "00".into(),
-        settle_cycle: "T1".into(),
+        decision: Decided::Forward,
+        rc: Some(ResponseCode::APPROVED),
+        settle_cycle: SettleCycle::T1,
         status: Some(Status::Approved),
         txn_key: Some(format!("0200 {stan:010}")),
         advice_rc: None,

@@ -6,7 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, Status, TxnRecord, business_date};
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
@@ -29,12 +32,12 @@ fn purchase(stan: u32, at: i64, offset: i32, amount: i64) -> TxnRecord {
         stan: format!("{stan:06}"),
         transmission_time: "1124103000".into(),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
+        txn_type: TxnType::Purchase.into(),
         amount,
-        decision: "forward".into(),
-        rc: "00".into(),
+        decision: Decided::Forward,
+        rc: Some(ResponseCode::APPROVED),
         fee: amount * 60 / 10_000,
-        settle_cycle: "T1".into(),
+        settle_cycle: SettleCycle::T1,
         status: Some(Status::Approved),
         ..TxnRecord::default()
     }

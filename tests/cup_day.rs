@@ -19,7 +19,7 @@ use std::time::Duration;
 use common::{Logs, MockIssuer, Mode};
 use isoswitch::config::Config;
 use isoswitch::keys::pin::{check_format0, decrypt};
-use isoswitch::keys::{Key, KeyLayout, PinBlock, pin_block_format0};
+use isoswitch::keys::{DesKey, KeyLayout, PinBlock, pin_block_format0};
 use isoswitch::sim::cup_day::{CupDayConfig, run_cup_day};
 use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
@@ -67,7 +67,7 @@ async fn day(layout: KeyLayout, logs: &Logs) {
     let sw = serve(Config::parse("cup-day.toml", &text).unwrap(), stop.clone()).await.unwrap();
     assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
 
-    let mut cfg = CupDayConfig::new(sw.listen_addrs()[0], Key::from_hex(TMK).unwrap());
+    let mut cfg = CupDayConfig::new(sw.listen_addrs()[0], DesKey::from_hex(TMK).unwrap());
     cfg.give_up = Duration::from_millis(400);
     cfg.sign_on = layout;
     let pan = cfg.pan.clone();
@@ -75,7 +75,7 @@ async fn day(layout: KeyLayout, logs: &Logs) {
     let report = run_cup_day(cfg).await.unwrap();
     println!("sign-on {}\n{report}", layout.code());
     let f62 = report.sign_on_62.as_deref().expect("field 62 in the sign-on reply");
-    let keys = cup_keys::read(layout.code(), &Key::from_hex(TMK).unwrap().bytes()[..], f62);
+    let keys = cup_keys::read(layout.code(), &DesKey::from_hex(TMK).unwrap().bytes()[..], f62);
     assert_eq!(keys.len(), if layout.has_track() { 3 } else { 2 });
     for s in &report.steps {
         assert!(s.ok(), "step {} got rc {:?} (want {:?}), MAC ok {}", s.name, s.rc, s.want, s.mac_ok);
@@ -99,7 +99,7 @@ async fn day(layout: KeyLayout, logs: &Logs) {
 
     // The issuer: PIN blocks only under the zone key, each the terminal's PIN; the wrong-key
     // PIN and the tampered message never arrived.
-    let zpk = Key::from_hex(ZPK).unwrap();
+    let zpk = DesKey::from_hex(ZPK).unwrap();
     let clear = pin_block_format0(&pin, &pan).unwrap();
     let blocks = issuer.stats.pin_blocks.lock().unwrap().clone();
     assert_eq!(blocks.len(), 6, "purchase x3, pre-auth, balance, and the unanswered purchase carried PINs");

@@ -16,8 +16,11 @@ use isoswitch::config::Config;
 use isoswitch::iso::{Message, spec};
 use isoswitch::issuer::SafStore;
 use isoswitch::issuer::indoubt::{InDoubt, IssuerLog, issuer_dir, segments};
+use isoswitch::journal::Decided;
 use isoswitch::journal::saf_store::{SafKey, SqlSaf};
 use isoswitch::journal::{Journal, JournalConfig, TxnRecord};
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 use isoswitch::switch::reconcile::{JournalSettled, Reconciled, reconcile};
 
 const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -43,9 +46,9 @@ fn row(t: u32, rc: &str, switch_stan: Option<u32>) -> TxnRecord {
         transmission_time: "1124103000".into(),
         txn_key: Some("0200 1124103000".into()),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
-        decision: "forward".into(),
-        rc: rc.into(),
+        txn_type: TxnType::Purchase.into(),
+        decision: Decided::Forward,
+        rc: ResponseCode::parse(rc),
         ..TxnRecord::default()
     }
 }

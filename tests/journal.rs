@@ -8,9 +8,12 @@ mod pg;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{
     Journal, JournalConfig, PanHasher, Query, Status, TxnRecord, Update, business_date,
 };
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 
 const TEST_PANS: &[&str] = &["4761739001010010", "6212345678901234567", "5413330089010434"];
 
@@ -29,15 +32,15 @@ fn rec(node: &str, terminal: &str, stan: u32, pan: &str, amount: i64, rc: &str) 
         rrn: Some(format!("RRN{stan:09}")),
         transmission_time: format!("11240022{:02}", stan % 60),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
+        txn_type: TxnType::Purchase.into(),
         amount,
         currency: Some("156".into()),
         pan_masked: Some(isoswitch::iso::mask::mask_pan(pan)),
         pan_hash: Some(keys.hash(pan)),
-        decision: "forward".into(),
-        rc: rc.into(),
+        decision: Decided::Forward,
+        rc: ResponseCode::parse(rc),
         fee: amount * 60 / 10_000,
-        settle_cycle: "T1".into(),
+        settle_cycle: SettleCycle::T1,
         status: Some(if rc == "00" { Status::Approved } else { Status::Declined }),
         txn_key: Some(format!("0200 11240022{:02}", stan % 60)),
         ..TxnRecord::default()
@@ -86,14 +89,14 @@ async fn suite(cfg: JournalConfig) {
     assert!(j.claim(claimed.clone()).await.unwrap(), "first claim");
     assert!(!j.claim(claimed.clone()).await.unwrap(), "second claim is a duplicate");
     let pending = j.query(Query::ByRrn("RRN000000001".into())).await.unwrap();
-    assert!(pending.iter().any(|r| r.terminal_id == "TERM0003" && r.rc.is_empty()));
+    assert!(pending.iter().any(|r| r.terminal_id == "TERM0003" && r.rc.is_none()));
     assert!(j.record(claimed.clone()).await.unwrap(), "the final row completes the claim");
     assert!(!j.record(claimed.clone()).await.unwrap(), "and only once");
     assert!(!j.claim(claimed).await.unwrap(), "a completed key cannot be claimed");
     let done = j.query(Query::ByRrn("RRN000000001".into())).await.unwrap();
     let t3: Vec<_> = done.iter().filter(|r| r.terminal_id == "TERM0003").collect();
     assert_eq!(t3.len(), 1);
-    assert_eq!((t3[0].rc.as_str(), t3[0].fee), ("00", 700 * 60 / 10_000));
+    assert_eq!((t3[0].rc, t3[0].fee), (Some(ResponseCode::APPROVED), 700 * 60 / 10_000));
     let all = j.query(Query::All).await.unwrap();
     assert_eq!(all.len(), 301);
 

@@ -13,7 +13,10 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use isoswitch::journal::saf_store::{SafKey, SqlSaf};
+use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, Query, TxnRecord};
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 
 /// The server, its CA file and an admin client.
 async fn server(test: &str) -> (String, String, tokio_postgres::Client) {
@@ -67,11 +70,11 @@ fn record(stan: u32) -> TxnRecord {
         rrn: Some(format!("RRN{stan:09}")),
         transmission_time: "1124002200".into(),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
+        txn_type: TxnType::Purchase.into(),
         amount: 1200,
-        decision: "forward".into(),
-        rc: "00".into(),
-        settle_cycle: "T1".into(),
+        decision: Decided::Forward,
+        rc: Some(ResponseCode::APPROVED),
+        settle_cycle: SettleCycle::T1,
         ..TxnRecord::default()
     }
 }

@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use isoswitch::journal::retention::{self, Db, Exported, Pace, RetentionError, Summary};
+use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, PanHasher, Query, Status, TxnRecord, business_date};
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 use tokio_util::sync::CancellationToken;
 
 const TEST_PANS: &[&str] = &["4761739001010010", "6212345678901234567", "5413330089010434"];
@@ -38,15 +41,15 @@ fn rec(terminal: &str, stan: u32, at: i64) -> TxnRecord {
         rrn: Some(format!("RRN{stan:09}")),
         transmission_time: format!("{stan:010}"),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
+        txn_type: TxnType::Purchase.into(),
         amount: 1_000 + i64::from(stan),
         currency: Some("156".into()),
         pan_masked: Some(isoswitch::iso::mask::mask_pan(pan)),
         pan_hash: Some(keys.hash(pan)),
-        decision: "forward".into(),
-        rc: "00".into(),
+        decision: Decided::Forward,
+        rc: Some(ResponseCode::APPROVED),
         fee: 6,
-        settle_cycle: "T1".into(),
+        settle_cycle: SettleCycle::T1,
         status: Some(Status::Approved),
         txn_key: Some(format!("0200 {stan:010}")),
         advice_rc: None,

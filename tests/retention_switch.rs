@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::{MockIssuer, Mode, PAN, Terminal, auth};
 use isoswitch::config::Config;
+use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, Status, TxnRecord, business_date};
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
@@ -29,12 +32,12 @@ fn row(terminal: &str, stan: u32, at: i64) -> TxnRecord {
         stan: format!("{stan:06}"),
         transmission_time: "1124103000".into(),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
+        txn_type: TxnType::Purchase.into(),
         amount: 1000,
         pan_masked: Some("476173******0010".into()),
-        decision: "forward".into(),
-        rc: "00".into(),
-        settle_cycle: "T1".into(),
+        decision: Decided::Forward,
+        rc: Some(ResponseCode::APPROVED),
+        settle_cycle: SettleCycle::T1,
         status: Some(Status::Approved),
         txn_key: Some(format!("0200 {stan:010}")),
         advice_rc: None,

@@ -538,7 +538,9 @@ async fn a_timeout_is_reversed_before_it_is_stood_in_for_and_the_operator_switch
 async fn advice_store_suite(cfg: isoswitch::journal::JournalConfig) {
     use isoswitch::issuer::SafStore;
     use isoswitch::journal::saf_store::{SafKey, SqlSaf, advice_key};
-    use isoswitch::journal::{Journal, Query, Status, TxnRecord};
+    use isoswitch::journal::{Decided, Journal, Query, Status, TxnRecord};
+    use isoswitch::rc::ResponseCode;
+    use isoswitch::route::txn::TxnType;
     let key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     let c2 = cfg.clone();
     let (journal, store) = tokio::task::spawn_blocking(move || {
@@ -550,13 +552,13 @@ async fn advice_store_suite(cfg: isoswitch::journal::JournalConfig) {
         terminal_id: "50000001".into(),
         stan: "000001".into(),
         txn_key: Some("0200 1124103000".into()),
-        decision: "stand-in".into(),
-        rc: "00".into(),
+        decision: Decided::StandIn,
+        rc: Some(ResponseCode::APPROVED),
         status: Some(Status::Approved),
         amount: 4_200,
         business_date: "20261124".into(),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
+        txn_type: TxnType::Purchase.into(),
         ..TxnRecord::default()
     };
     assert!(journal.record(row).await.unwrap());
@@ -595,8 +597,8 @@ async fn advice_store_suite(cfg: isoswitch::journal::JournalConfig) {
     };
     let rows = journal.query(q).await.unwrap();
     assert_eq!(
-        rows.first().and_then(|r| r.advice_rc.as_deref()),
-        Some("05"),
+        rows.first().and_then(|r| r.advice_rc),
+        Some(ResponseCode::DO_NOT_HONOUR),
         "the answer is on the transaction"
     );
 }

@@ -21,7 +21,7 @@ use isoswitch::config::Config;
 use isoswitch::frame::{Frame, FrameConfig, Tpdu};
 use isoswitch::iso::{Message, spec};
 use isoswitch::keys::pin::{decrypt, encrypt};
-use isoswitch::keys::{ClearKeys, Key, KeyLayout, MacAlgorithm, PinBlock, WorkingKeys, pin_block_format0};
+use isoswitch::keys::{ClearKeys, DesKey, KeyLayout, MacAlgorithm, PinBlock, WorkingKeys, pin_block_format0};
 use isoswitch::switch::serve;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +60,7 @@ async fn exchange(t: &mut Terminal, m: &Message) -> Message {
     tokio::time::timeout(Duration::from_secs(5), t.recv()).await.expect("a reply in time").expect("a reply")
 }
 
-fn sign(m: &mut Message, key: &Key) {
+fn sign(m: &mut Message, key: &DesKey) {
     m.set_bytes(64, &[0u8; 8]).unwrap();
     let mac = terminal_mac(ALG, key, m).unwrap();
     m.set_bytes(64, &mac).unwrap();
@@ -106,11 +106,11 @@ async fn sign_on(t: &mut Terminal, code: &str, stan: u32) -> Vec<(&'static str, 
     assert_eq!((rep.mti(), rep.text(39).as_deref()), ("0810", Some("00")), "sign-on {code}");
     assert_eq!(rep.text(60), on.text(60), "the sign-on reply echoes field 60");
     let f62 = rep.bytes(62).expect("working keys in field 62").into_owned();
-    cup_keys::read(code, &Key::from_hex(TMK).unwrap().bytes()[..], &f62)
+    cup_keys::read(code, &DesKey::from_hex(TMK).unwrap().bytes()[..], &f62)
 }
 
-fn single(k: &[u8]) -> Key {
-    Key::single(k.try_into().unwrap())
+fn single(k: &[u8]) -> DesKey {
+    DesKey::single(k.try_into().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +121,7 @@ async fn sign_on_keys_and_macs_through_the_switch() {
     std::fs::create_dir_all(&dir).unwrap();
     let (sw, stop) = start(&dir, &issuer).await;
     let mut t = connect(&sw).await;
-    let zpk = Key::from_hex(ZPK).unwrap();
+    let zpk = DesKey::from_hex(ZPK).unwrap();
     let mut stan = 1;
     let mut approved = 0;
     for (code, _, _) in cup_keys::LAYOUTS {
@@ -129,7 +129,7 @@ async fn sign_on_keys_and_macs_through_the_switch() {
         let mak = single(cup_keys::key(&keys, "mac"));
         let pik = match cup_keys::key(&keys, "pin") {
             k if k.len() == 8 => single(k),
-            k => Key::double(k.try_into().unwrap()),
+            k => DesKey::double(k.try_into().unwrap()),
         };
         // A purchase MACed with the MAC key sent and with a PIN under the PIN key sent.
         let mut p = purchase("10000001", stan + 1, 12_300);
@@ -188,7 +188,7 @@ async fn working_keys_survive_a_restart_and_a_new_sign_on_replaces_them() {
     stop.cancel();
     sw.join().await;
 
-    let maced = |stan: u32, key: &Key| {
+    let maced = |stan: u32, key: &DesKey| {
         let mut p = purchase("10000001", stan, 1_000 + u64::from(stan));
         sign(&mut p, key);
         p
@@ -225,8 +225,8 @@ async fn working_keys_survive_a_restart_and_a_new_sign_on_replaces_them() {
 /// the README prints.
 #[test]
 fn readme_worked_examples_of_field_62() {
-    let tmk = Key::from_hex(TMK).unwrap();
-    let k = |h: &str| Key::from_hex(h).unwrap();
+    let tmk = DesKey::from_hex(TMK).unwrap();
+    let k = |h: &str| DesKey::from_hex(h).unwrap();
     let cases = [
         (KeyLayout::Single, "A1B2C3D4E5F60718", "1F2E3D4C5B6A7980", None, README_001),
         (KeyLayout::Double, "A1B2C3D4E5F607181F2E3D4C5B6A7980", "0F1E2D3C4B5A6978", None, README_003),

@@ -80,9 +80,13 @@ async fn two_nodes_share_retransmissions_and_settlement() {
     let gross: i64 = lines.iter().map(|l| l.gross).sum();
     assert_eq!(gross, 12_000 + 3_000 + 5_000);
     // The retransmission left no row of its own; the reused key left its 94, without the key.
-    let rcs: Vec<&str> = day.iter().map(|r| r.rc.as_str()).collect();
+    let rcs: Vec<&str> = day.iter().map(|r| isoswitch::journal::record::rc_text(&r.rc)).collect();
     assert_eq!(rcs.iter().filter(|rc| **rc == "00").count(), 3, "{rcs:?}");
-    assert_eq!(day.iter().filter(|r| r.rc == "94" && r.txn_key.is_none()).count(), 1, "{rcs:?}");
+    assert_eq!(
+        day.iter().filter(|r| r.rc.is_some_and(|rc| rc == "94") && r.txn_key.is_none()).count(),
+        1,
+        "{rcs:?}"
+    );
     assert_eq!(day.len(), 4);
     let _ = std::fs::remove_dir_all(&logs);
 }

@@ -2,7 +2,10 @@
 //! switch journals for an approved 0200 forwarded to an issuer, from `TERMINALS` terminals
 //! with sequential STANs and RRNs, a masked PAN and its keyed hash, every column filled.
 
+use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{PanHasher, Status, TxnRecord};
+use isoswitch::rc::ResponseCode;
+use isoswitch::route::txn::TxnType;
 
 pub const TERMINALS: u64 = 16;
 
@@ -23,18 +26,18 @@ pub fn row(i: u64, hasher: &PanHasher) -> TxnRecord {
         rrn: Some(format!("{t:02}{s:010}")),
         transmission_time: format!("1124{:06}", s / 999_999),
         mti: "0200".into(),
-        txn_type: "purchase".into(),
+        txn_type: TxnType::Purchase.into(),
         amount: 1_000 + (i % 5_000) as i64,
         currency: Some("156".into()),
         pan_masked: Some("476173******0010".into()),
         pan_hash: Some(hasher.hash(&format!("47617390010{:05}", i % 64))),
         route: Some("default".into()),
         issuer: Some("default".into()),
-        decision: "forward".into(),
-        rc: "00".into(),
+        decision: Decided::Forward,
+        rc: Some(ResponseCode::APPROVED),
         auth_code: Some("123456".into()),
         fee: 6,
-        settle_cycle: "T1".into(),
+        settle_cycle: SettleCycle::T1,
         status: Some(Status::Approved),
         batch: None,
         terminal_batch: None,

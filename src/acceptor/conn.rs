@@ -10,7 +10,8 @@
 //! side and waits, bounded, for the terminal to close before dropping the socket.
 //! May import: crate::acceptor::handlers, crate::acceptor::late, crate::acceptor::listener,
 //! crate::acceptor::repeats, crate::acceptor::reply, crate::acceptor::request, crate::frame,
-//! crate::iso, crate::issuer, crate::metrics, crate::route, crate::telemetry, crate::time.
+//! crate::iso, crate::issuer, crate::journal, crate::metrics, crate::rc, crate::telemetry,
+//! crate::time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use super::request::{Arrival, Plan, Request};
 use crate::frame::batch::{Ended, write_batches};
 use crate::frame::{Frame, FrameCodec, FrameError};
 use crate::iso::Message;
+use crate::journal::RowType;
 use crate::metrics as m;
 
 /// Read buffer of a connection that has sent something: large enough that one read
@@ -461,7 +463,14 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame, now: Instant, source: u64) -> Step 
         Some(Seen::Conflict) => {
             counter!(m::REPEATS_TOTAL, "outcome" => "conflict").increment(1);
             tracing::info!(mti = msg.mti(), "terminal key reused with another amount; answered 94");
-            (None, Some(Plan::Decline { rc: crate::route::Rc::DUPLICATE, field44: None, txn: "duplicate" }))
+            (
+                None,
+                Some(Plan::Decline {
+                    rc: crate::rc::ResponseCode::DUPLICATE,
+                    field44: None,
+                    txn: RowType::Duplicate,
+                }),
+            )
         }
     };
     let plan = match plan {
@@ -469,9 +478,9 @@ fn on_frame(ctx: &ListenerCtx, frame: Frame, now: Instant, source: u64) -> Step 
         None => ctx.services.plan(&msg, at),
     };
     if let Plan::Local(rc) = plan {
-        let reply = switch_reply(&msg, rc.as_str()).map(|mut r| {
+        let reply = switch_reply(&msg, rc).map(|mut r| {
             if let Some(Err(code)) = ctx.security.sign_on(&msg, &mut r) {
-                let _ = r.set(39, code);
+                let _ = r.set(39, code.as_str());
             }
             r
         });
@@ -512,13 +521,15 @@ async fn handle(ctx: Arc<ListenerCtx>, mut req: Box<Request>) -> (Frame, Option<
         Plan::Settle => (Box::pin(settle::settle(&ctx, msg)).await, None),
         Plan::Upload => (Box::pin(upload::upload(svc, msg, at)).await, None),
         Plan::Decline { rc, field44, txn } => {
-            (Box::pin(decline::decline(svc, msg, *rc, field44.as_deref(), txn, at)).await, None)
+            (Box::pin(decline::decline(svc, msg, *rc, field44.as_deref(), *txn, at)).await, None)
         }
         Plan::Repeat(rx) => (Box::pin(repeat::in_flight(msg, rx.clone())).await, None),
         Plan::Answered(a) => (repeat::answered(msg, a), None),
-        Plan::Local(rc) => (switch_reply(msg, rc.as_str()).ok().map(Box::new), None),
+        Plan::Local(rc) => (switch_reply(msg, *rc).ok().map(Box::new), None),
         // Resolved above; a lookup that planned another lookup is not forwarded.
-        Plan::Lookup => (switch_reply(msg, "96").ok().map(Box::new), None),
+        Plan::Lookup => {
+            (switch_reply(msg, crate::rc::ResponseCode::SYSTEM_MALFUNCTION).ok().map(Box::new), None)
+        }
     };
     let reversal = matches!(req.plan, Plan::Reversal { .. }).then(|| std::mem::take(&mut req.terminal));
     let frame = answer(&ctx, &mut req, built, issuer);

@@ -105,24 +105,24 @@ pub fn read_request_fields(req: &Message) -> usize {
 
 /// The transaction types an original of `txn` may have, by the request's 60.1 where it
 /// says (void of a purchase 23, of a pre-authorisation 11, of a completion 21).
-fn original_types(txn: TxnType, req: &Message) -> Option<&'static [&'static str]> {
+fn original_types(txn: TxnType, req: &Message) -> Option<&'static [TxnType]> {
     Some(match txn {
         TxnType::Void => match req.text(60).as_deref().and_then(|f| f.get(..2)) {
-            Some("11") => &["preauth"],
-            Some("21") => &["preauth_completion"],
-            _ => &["purchase", "preauth_completion"],
+            Some("11") => &[TxnType::PreAuth],
+            Some("21") => &[TxnType::PreAuthCompletion],
+            _ => &[TxnType::Purchase, TxnType::PreAuthCompletion],
         },
-        TxnType::Refund => &["purchase", "preauth_completion"],
-        TxnType::PreAuthCompletion => &["preauth"],
+        TxnType::Refund => &[TxnType::Purchase, TxnType::PreAuthCompletion],
+        TxnType::PreAuthCompletion => &[TxnType::PreAuth],
         _ => return None,
     })
 }
 
-fn matches(o: &TxnRecord, terminal: &str, n: &Names, types: &[&str]) -> bool {
+fn matches(o: &TxnRecord, terminal: &str, n: &Names, types: &[TxnType]) -> bool {
     o.terminal_id.trim_end() == terminal
-        && o.rc == "00"
+        && o.approved()
         && matches!(o.status, Some(Status::Approved) | None)
-        && types.contains(&o.txn_type.as_str())
+        && types.iter().any(|&t| o.txn_type.is(t))
         && n.trace.as_deref().is_none_or(|t| o.stan == t)
         // A row journalled without a batch number (another dialect, an older journal)
         // cannot contradict the batch named.
@@ -193,6 +193,7 @@ pub async fn mark_original(journal: &Journal, original: &TxnRecord, txn: TxnType
 mod tests {
     use super::*;
     use crate::iso::spec::shipped;
+    use crate::rc::ResponseCode;
 
     #[test]
     fn field_61_names_the_original() {
@@ -207,26 +208,26 @@ mod tests {
             stan: "000012".into(),
             rrn: Some("123456789012".into()),
             auth_code: Some("AUTH01".into()),
-            rc: "00".into(),
+            rc: Some(ResponseCode::APPROVED),
             status: Some(Status::Approved),
-            txn_type: "purchase".into(),
+            txn_type: TxnType::Purchase.into(),
             business_date: "20261124".into(),
             ..TxnRecord::default()
         };
-        assert!(matches(&o, "10000001", &n, &["purchase"]));
-        assert!(!matches(&o, "10000002", &n, &["purchase"]));
-        assert!(!matches(&o, "10000001", &n, &["preauth"]));
+        assert!(matches(&o, "10000001", &n, &[TxnType::Purchase]));
+        assert!(!matches(&o, "10000002", &n, &[TxnType::Purchase]));
+        assert!(!matches(&o, "10000001", &n, &[TxnType::PreAuth]));
         let voided = TxnRecord { status: Some(Status::Voided), ..o.clone() };
-        assert!(!matches(&voided, "10000001", &n, &["purchase"]));
+        assert!(!matches(&voided, "10000001", &n, &[TxnType::Purchase]));
         let other_day = TxnRecord { business_date: "20261123".into(), ..o.clone() };
-        assert!(!matches(&other_day, "10000001", &n, &["purchase"]));
+        assert!(!matches(&other_day, "10000001", &n, &[TxnType::Purchase]));
         // 61.1 names the original's batch: the same trace in another batch is not it; a row
         // journalled without a batch number cannot contradict it.
         assert_eq!(n.batch.as_deref(), Some("000001"));
         let same_batch = TxnRecord { terminal_batch: Some("000001".into()), ..o.clone() };
-        assert!(matches(&same_batch, "10000001", &n, &["purchase"]));
+        assert!(matches(&same_batch, "10000001", &n, &[TxnType::Purchase]));
         let other_batch = TxnRecord { terminal_batch: Some("000002".into()), ..o };
-        assert!(!matches(&other_batch, "10000001", &n, &["purchase"]));
+        assert!(!matches(&other_batch, "10000001", &n, &[TxnType::Purchase]));
     }
 
     #[test]

@@ -4,42 +4,16 @@
 //! only reaches the terminal once its row is committed, a row that approves nothing is not
 //! waited for past the deadline promised to the terminal. The recorder also keeps the
 //! recent commit time that admission control reserves of each deadline.
-//! May import: crate::iso, crate::journal, crate::route, crate::time.
+//! May import: crate::iso, crate::journal, crate::rc, crate::route, crate::time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::iso::Message;
-use crate::journal::{Journal, PanHasher, Status, StoreError, TxnRecord, business_date};
+use crate::journal::{Decided, Journal, PanHasher, RowType, Status, StoreError, TxnRecord, business_date};
+use crate::rc::ResponseCode;
 use crate::route::Router;
-
-/// How the switch decided a request: the row's `decision`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decided {
-    /// Sent to an issuer, which answered (or did not).
-    Forward,
-    /// Declined by the switch (rules, estate checks, security), never forwarded.
-    Decline,
-    /// A terminal's reversal, matched in the journal and queued for the issuer.
-    Reversal,
-    /// Answered by the switch itself (batch upload).
-    Local,
-    /// Decided on the issuer's behalf by its stand-in policy.
-    StandIn,
-}
-
-impl Decided {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decided::Forward => "forward",
-            Decided::Decline => "decline",
-            Decided::Reversal => "reversal",
-            Decided::Local => "local",
-            Decided::StandIn => "stand-in",
-        }
-    }
-}
 
 /// Makes and commits the journal rows of a switch's requests.
 pub struct Recorder {
@@ -67,15 +41,15 @@ impl Recorder {
     /// `txn`, as decided, before its outcome is known. Boxed: the row lives across the
     /// issuer's answer and the commit, and a pointer keeps the request's future (copied
     /// whenever it moves) and each hand-over on the way to the writer small.
-    pub fn row(&self, req: &Message, received_at: i64, txn: &str, decided: Decided) -> Box<TxnRecord> {
+    pub fn row(&self, req: &Message, received_at: i64, txn: RowType, decided: Decided) -> Box<TxnRecord> {
         let rules = self.router.rules();
         let mut r = Box::new(TxnRecord::from_request(req, &self.hasher));
         r.switch_id.clone_from(&self.switch_id);
         r.received_at = received_at;
         r.business_date = business_date(received_at, rules.registry.utc_offset_minutes);
-        r.txn_type = txn.to_string();
-        r.decision = decided.as_str().to_string();
-        r.settle_cycle = if rules.settles_same_day(&r.merchant_id) { "T0" } else { "T1" }.to_string();
+        r.txn_type = txn;
+        r.decision = decided;
+        r.settle_cycle = rules.settle_cycle(&r.merchant_id);
         r
     }
 
@@ -155,16 +129,16 @@ impl Recorder {
 /// Write the outcome into `row`: the code the terminal was told, the row's status, and
 /// the time it was answered.
 #[inline]
-pub fn answered(row: &mut TxnRecord, rc: &str, status: Option<Status>) {
-    row.rc = rc.to_string();
+pub fn answered(row: &mut TxnRecord, rc: ResponseCode, status: Option<Status>) {
+    row.rc = Some(rc);
     row.status = status;
     row.answered_at = Some(crate::time::now().as_i64());
 }
 
 /// The status of a row whose terminal was told `rc`: approved on 00, else declined.
 #[inline]
-pub fn status_of(rc: &str) -> Option<Status> {
-    Some(if rc == "00" { Status::Approved } else { Status::Declined })
+pub fn status_of(rc: ResponseCode) -> Option<Status> {
+    Some(if rc.is_approved() { Status::Approved } else { Status::Declined })
 }
 
 /// Log a failed journal write: at most once in a while, since the journal logs each change
@@ -182,7 +156,9 @@ pub(super) fn write_failed(j: &Journal, e: &StoreError) {
 mod tests {
     use super::*;
     use crate::iso::spec::shipped;
+    use crate::journal::SettleCycle;
     use crate::route::RuleSet;
+    use crate::route::txn::TxnType;
 
     fn recorder() -> Recorder {
         let rules =
@@ -198,18 +174,18 @@ mod tests {
         m.set(4, "000000001500").unwrap();
         let r = recorder();
         // 2026-11-24 10:00 UTC.
-        let mut row = r.row(&m, 1_795_514_400_000, "purchase", Decided::Decline);
+        let mut row = r.row(&m, 1_795_514_400_000, TxnType::Purchase.into(), Decided::Decline);
         assert_eq!((row.terminal_id.as_str(), row.stan.as_str()), ("TERM0001", "000042"));
         assert_eq!((row.txn_type.as_str(), row.decision.as_str()), ("purchase", "decline"));
+        assert_eq!(row.settle_cycle, SettleCycle::T1);
         assert_eq!((row.switch_id.as_str(), row.business_date.as_str()), ("node-1", "20261124"));
         assert_eq!(row.amount, 1500);
-        assert!(row.rc.is_empty() && row.answered_at.is_none(), "no outcome before it is known");
-        answered(&mut row, "05", status_of("05"));
-        assert_eq!((row.rc.as_str(), row.status), ("05", Some(Status::Declined)));
+        assert!(row.rc.is_none() && row.answered_at.is_none(), "no outcome before it is known");
+        answered(&mut row, ResponseCode::DO_NOT_HONOUR, status_of(ResponseCode::DO_NOT_HONOUR));
+        assert_eq!((row.rc, row.status), (ResponseCode::parse("05"), Some(Status::Declined)));
         assert!(row.answered_at.is_some());
-        answered(&mut row, "00", status_of("00"));
+        answered(&mut row, ResponseCode::APPROVED, status_of(ResponseCode::APPROVED));
         assert_eq!(row.status, Some(Status::Approved));
-        assert_eq!(Decided::StandIn.as_str(), "stand-in");
     }
 
     #[tokio::test]
@@ -217,7 +193,7 @@ mod tests {
         let r = recorder();
         assert!(!r.records());
         let m = Message::new(shipped("iso87ascii").unwrap(), "0200").unwrap();
-        assert!(r.commit_approval(r.row(&m, 0, "purchase", Decided::Forward)).await);
-        r.commit_by(r.row(&m, 0, "purchase", Decided::Decline), Instant::now()).await;
+        assert!(r.commit_approval(r.row(&m, 0, TxnType::Purchase.into(), Decided::Forward)).await);
+        r.commit_by(r.row(&m, 0, TxnType::Purchase.into(), Decided::Decline), Instant::now()).await;
     }
 }

@@ -26,7 +26,7 @@
 //!
 //! Locks: one of 64 shard mutexes per check and per answer, never held across an
 //! `.await`; waiting happens on a `watch` channel of the original.
-//! May import: crate::iso, crate::journal.
+//! May import: crate::iso, crate::journal, crate::rc.
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -38,13 +38,14 @@ use tokio::sync::watch;
 
 use crate::iso::Message;
 use crate::journal::{TxnRecord, mti_class};
+use crate::rc::ResponseCode;
 
 const SHARDS: usize = 64;
 
 /// What a terminal was answered: enough to answer a repeat the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answer {
-    pub rc: [u8; 2],
+    pub rc: ResponseCode,
     auth: [u8; 6],
     auth_len: u8,
     rrn: [u8; 12],
@@ -52,14 +53,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn new(rc: &str, auth: Option<&str>, rrn: Option<&str>) -> Answer {
-        let mut a = Answer {
-            rc: rc.as_bytes().try_into().unwrap_or(*b"96"),
-            auth: [b' '; 6],
-            auth_len: 0,
-            rrn: [b'0'; 12],
-            has_rrn: false,
-        };
+    pub fn new(rc: ResponseCode, auth: Option<&str>, rrn: Option<&str>) -> Answer {
+        let mut a = Answer { rc, auth: [b' '; 6], auth_len: 0, rrn: [b'0'; 12], has_rrn: false };
         if let Some(code) = auth.map(str::as_bytes).filter(|c| c.len() <= 6) {
             a.auth[..code.len()].copy_from_slice(code);
             a.auth_len = code.len() as u8;
@@ -73,18 +68,22 @@ impl Answer {
 
     /// The answer a reply carries (fields 39, 38 and 37).
     pub fn of_reply(reply: &Message) -> Answer {
-        let rc = reply.text(39);
-        Answer::new(rc.as_deref().unwrap_or("96"), reply.text(38).as_deref(), reply.text(37).as_deref())
+        let rc = reply.text(39).as_deref().and_then(ResponseCode::parse);
+        Answer::new(
+            rc.unwrap_or(ResponseCode::SYSTEM_MALFUNCTION),
+            reply.text(38).as_deref(),
+            reply.text(37).as_deref(),
+        )
     }
 
     /// The answer a journal row records.
     pub fn of_row(row: &TxnRecord) -> Answer {
-        let rc = if row.rc.len() == 2 { row.rc.as_str() } else { "96" };
+        let rc = row.rc.unwrap_or(ResponseCode::SYSTEM_MALFUNCTION);
         Answer::new(rc, row.auth_code.as_deref(), row.rrn.as_deref())
     }
 
-    pub fn rc(&self) -> &str {
-        std::str::from_utf8(&self.rc).unwrap_or("96")
+    pub fn rc(&self) -> ResponseCode {
+        self.rc
     }
 
     pub fn auth(&self) -> Option<&str> {
@@ -505,17 +504,23 @@ mod tests {
             r.check(&purchase("0201", "000001", "1124103000", 100), T + 2),
             Some(Seen::InFlight(_))
         ));
-        claim.finish(Answer::new("00", Some("AB1234"), Some("000000000042")));
-        assert_eq!(*rx.borrow(), Some(Answer::new("00", Some("AB1234"), Some("000000000042"))));
+        claim.finish(Answer::new(ResponseCode::APPROVED, Some("AB1234"), Some("000000000042")));
+        assert_eq!(
+            *rx.borrow(),
+            Some(Answer::new(ResponseCode::APPROVED, Some("AB1234"), Some("000000000042")))
+        );
         let Some(Seen::Answered(a)) = r.check(&req, T + 3) else { panic!("answered") };
-        assert_eq!((a.rc(), a.auth(), a.rrn()), ("00", Some("AB1234"), Some("000000000042")));
+        assert_eq!(
+            (a.rc(), a.auth(), a.rrn()),
+            (ResponseCode::APPROVED, Some("AB1234"), Some("000000000042"))
+        );
     }
 
     #[test]
     fn what_tells_transactions_apart() {
         let r = Repeats::new(Window::BusinessDay { utc_offset_minutes: 0 }, 1000);
         let Some(Seen::New(c)) = r.check(&purchase("0200", "000001", "1124103000", 100), T) else { panic!() };
-        c.finish(Answer::new("00", None, None));
+        c.finish(Answer::new(ResponseCode::APPROVED, None, None));
         type Case<'a> = (&'a str, Message, &'a str);
         let cases: [Case<'_>; 5] = [
             ("same key, other amount", purchase("0200", "000001", "1124103000", 200), "conflict"),
@@ -562,12 +567,12 @@ mod tests {
         // 2026-11-24 15:59:59 UTC is 23:59:59 in China; a second later is the next day.
         let before_midnight = 1_795_795_199_000;
         let Some(Seen::New(c)) = day.check(&req, before_midnight) else { panic!() };
-        c.finish(Answer::new("00", None, None));
+        c.finish(Answer::new(ResponseCode::APPROVED, None, None));
         assert!(matches!(day.check(&req, before_midnight + 500), Some(Seen::Answered(_))));
         assert!(matches!(day.check(&req, before_midnight + 1_000), Some(Seen::New(_))));
         let secs = Repeats::new(Window::Millis(10_000), 1000);
         let Some(Seen::New(c)) = secs.check(&req, T) else { panic!() };
-        c.finish(Answer::new("05", None, None));
+        c.finish(Answer::new(ResponseCode::DO_NOT_HONOUR, None, None));
         assert!(matches!(secs.check(&req, T + 10_000), Some(Seen::Answered(_))));
         assert!(matches!(secs.check(&req, T + 10_001), Some(Seen::New(_))));
     }
@@ -584,7 +589,7 @@ mod tests {
             }
         }
         for c in claims {
-            c.finish(Answer::new("00", None, None));
+            c.finish(Answer::new(ResponseCode::APPROVED, None, None));
         }
         // Answered keys were evicted past the bound: a fresh key can no longer be proved new.
         let fresh = purchase("0200", "999999", "1124103000", 100);
@@ -602,7 +607,7 @@ mod tests {
             stan: "000001".into(),
             amount: 100,
             received_at: T,
-            rc: "00".into(),
+            rc: Some(ResponseCode::APPROVED),
             auth_code: Some("XY9876".into()),
             txn_key: Some("0200 1124103000".into()),
             ..TxnRecord::default()
@@ -616,5 +621,16 @@ mod tests {
             r.check(&purchase("0200", "000001", "1124103000", 999), T + 20),
             Some(Seen::Conflict)
         ));
+    }
+    #[test]
+    fn an_answer_keeps_the_code_it_was_given() {
+        // A three-digit action code (ISO 8583:1993) is repeated as it was answered.
+        let action = ResponseCode::parse("000").unwrap();
+        let row = TxnRecord { rc: Some(action), auth_code: Some("AB1234".into()), ..TxnRecord::default() };
+        let a = Answer::of_row(&row);
+        assert_eq!((a.rc().as_str(), a.auth()), ("000", Some("AB1234")));
+        // A row without an outcome (a claim never completed) answers 96, never an approval.
+        let pending = TxnRecord { rc: None, ..row };
+        assert_eq!(Answer::of_row(&pending).rc(), ResponseCode::SYSTEM_MALFUNCTION);
     }
 }

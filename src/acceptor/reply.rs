@@ -7,12 +7,13 @@
 //! terminal (a spec cannot allow them; the listener MACs the reply itself). A dialect may
 //! name more fields every reply carries as the request had them (`[reply] from_request`:
 //! field 60 on UnionPay-style terminals).
-//! May import: crate::acceptor::repeats, crate::iso, crate::issuer.
+//! May import: crate::acceptor::repeats, crate::iso, crate::issuer, crate::rc.
 
 use std::sync::Arc;
 
 use crate::iso::{EncodeError, FieldSet, Message};
 use crate::issuer::{convert_owned, response_mti};
+use crate::rc::ResponseCode;
 
 /// Fields echoed from the terminal's request into its reply.
 pub const ECHOED: [usize; 11] = [2, 3, 4, 7, 11, 12, 13, 37, 41, 42, 49];
@@ -29,13 +30,13 @@ pub fn reply_mti(req: &Message) -> Option<[u8; 4]> {
 }
 
 /// A reply made by the switch with response code `rc`.
-pub fn switch_reply(req: &Message, rc: &str) -> Result<Message, EncodeError> {
+pub fn switch_reply(req: &Message, rc: ResponseCode) -> Result<Message, EncodeError> {
     let mti = reply_mti(req).unwrap_or(*b"0810");
     let mut out = Message::new(req.spec().clone(), std::str::from_utf8(&mti).unwrap_or("0810"))?;
     for n in ECHOED.into_iter().chain(req.spec().reply.from_request.iter()) {
         out.copy_from(req, n)?;
     }
-    out.set(39, rc)?;
+    out.set(39, rc.as_str())?;
     Ok(out)
 }
 
@@ -104,7 +105,7 @@ pub fn issuer_reply(req: &Message, answer: Box<Message>) -> Result<Box<Message>,
 pub fn format_error(spec: &std::sync::Arc<crate::iso::Spec>, mti: [u8; 4]) -> Option<Message> {
     let resp = response_mti(&mti)?;
     let mut out = Message::new(spec.clone(), std::str::from_utf8(&resp).ok()?).ok()?;
-    out.set(39, "30").ok()?;
+    out.set(39, ResponseCode::FORMAT_ERROR.as_str()).ok()?;
     Some(out)
 }
 
@@ -127,7 +128,7 @@ mod tests {
         assert_eq!(out.stan(), Some(123));
         assert_eq!(out.text(41).as_deref(), Some("TERM0001"));
         assert_eq!(out.text(38).as_deref(), Some("ABC123"));
-        let d = switch_reply(&req, "68").unwrap();
+        let d = switch_reply(&req, ResponseCode::LATE_RESPONSE).unwrap();
         assert_eq!(d.text(39).as_deref(), Some("68"));
         assert_eq!(d.stan(), Some(123));
         assert_eq!(format_error(&s, *b"0200").unwrap().mti(), "0210");
@@ -151,13 +152,16 @@ mod tests {
             let out = issuer_reply(&req, Box::new(ans)).unwrap();
             assert_eq!(out.text(60).as_deref(), Some("22000001000"), "issuer sent {issuer_60:?}");
         }
-        assert_eq!(switch_reply(&req, "A0").unwrap().text(60).as_deref(), Some("22000001000"));
+        assert_eq!(
+            switch_reply(&req, ResponseCode::parse("A0").unwrap()).unwrap().text(60).as_deref(),
+            Some("22000001000")
+        );
         let ascii = spec::shipped("iso87ascii").unwrap();
         let mut req = Message::new(ascii, "0200").unwrap();
         req.set(11, "000007").unwrap();
         if req.spec().field(60).is_some() {
             req.set(60, "ABC").unwrap();
-            assert!(!switch_reply(&req, "05").unwrap().has(60));
+            assert!(!switch_reply(&req, ResponseCode::DO_NOT_HONOUR).unwrap().has(60));
         }
     }
 

@@ -3,11 +3,13 @@
 //! switch plans to do with it (`Plan`, whose kind picks its handler) and what it holds
 //! while it is handled (its terminal key, its place among the requests in flight).
 //! May import: crate::acceptor::inflight, crate::acceptor::repeats, crate::frame, crate::iso,
-//! crate::route.
+//! crate::journal, crate::rc, crate::route.
 
 use crate::frame::Frame;
 use crate::iso::Message;
-use crate::route::{self, Rc};
+use crate::journal::RowType;
+use crate::rc::ResponseCode;
+use crate::route;
 
 use super::inflight::InFlight;
 use super::repeats::{Answer, Claim};
@@ -38,9 +40,9 @@ pub struct Request {
 /// What the connection does with one request.
 pub enum Plan {
     /// Answer now with this code (network management; answered by the connection).
-    Local(Rc),
+    Local(ResponseCode),
     /// Decline, journalled (`handlers/decline.rs`).
-    Decline { rc: Rc, field44: Option<String>, txn: &'static str },
+    Decline { rc: ResponseCode, field44: Option<String>, txn: RowType },
     /// Forward to the issuer at this index of `Config::issuers` (or its backup when all of
     /// its links are down) (`handlers/forward.rs`).
     Forward { issuer: usize, fwd: Box<route::Forward> },

@@ -14,7 +14,7 @@ use crate::iso::Message;
 use crate::keys::{
     KeyError, KeyLayout, KeyStore, MacAlgorithm, PinBlock, SoftKeyStore, compute_mac, mac_input,
 };
-use crate::rc::{RcTable, SwitchDecline, map, map_decline};
+use crate::rc::{RcTable, ResponseCode, SwitchDecline, map, map_decline};
 
 /// What a listener checks and adds.
 pub struct Security {
@@ -74,7 +74,7 @@ impl Security {
     /// store's operation; nothing logged names the block. On a listener with a key store
     /// the terminal's MAC (64 or 128) is left out of the copy: it was made under the
     /// terminal's own MAC key, means nothing to the issuer and has been checked here.
-    pub fn translate_pin(&self, req: &Message, issuer: usize) -> Result<Option<Message>, &'static str> {
+    pub fn translate_pin(&self, req: &Message, issuer: usize) -> Result<Option<Message>, ResponseCode> {
         let Some(keys) = &self.keys else { return Ok(None) };
         let Some(raw) = req.raw(52) else {
             if !req.has(64) && !req.has(128) {
@@ -129,7 +129,7 @@ impl Security {
     /// The sign-on reply with working keys in field 62, in the layout the terminal asked for,
     /// when this listener holds keys. `None` when it does not (the sign-on is answered as any
     /// network message).
-    pub fn sign_on(&self, req: &Message, reply: &mut Message) -> Option<Result<(), &'static str>> {
+    pub fn sign_on(&self, req: &Message, reply: &mut Message) -> Option<Result<(), ResponseCode>> {
         let keys = self.keys.as_ref()?;
         if !Self::is_sign_on(req) {
             return None;
@@ -140,12 +140,15 @@ impl Security {
                 if let Some(f60) = req.text(60) {
                     let _ = reply.set(60, &f60);
                 }
-                reply.set_bytes(62, &w.field62()).map(|_| ()).map_err(|_| "96")
+                reply
+                    .set_bytes(62, &w.field62())
+                    .map(|_| ())
+                    .map_err(|_| SwitchDecline::SystemMalfunction.generic_rc())
             }
-            Err(KeyError::UnknownTerminal { .. }) => Err("03"),
+            Err(KeyError::UnknownTerminal { .. }) => Err(SwitchDecline::UnknownTerminal.generic_rc()),
             Err(e) => {
                 tracing::warn!(error = %e, "sign-on failed");
-                Err("96")
+                Err(SwitchDecline::SystemMalfunction.generic_rc())
             }
         })
     }
@@ -153,7 +156,7 @@ impl Security {
     /// Check a request's MAC when this listener verifies MACs. `Ok(true)` when a MAC was
     /// verified (the reply gets one), `Ok(false)` when none is required, `Err(generic rc)`
     /// when the request must be declined.
-    pub fn verify(&self, msg: &Message) -> Result<bool, &'static str> {
+    pub fn verify(&self, msg: &Message) -> Result<bool, ResponseCode> {
         let (Some(keys), Some(alg)) = (&self.keys, self.mac) else { return Ok(false) };
         if msg.mti().starts_with("08") {
             return Ok(false);
@@ -166,7 +169,7 @@ impl Security {
         let input = mac_input(msg).map_err(|_| SwitchDecline::BadMac.generic_rc())?;
         match keys.verify_mac(&tid, alg, &input, received) {
             Ok(()) => Ok(true),
-            Err(KeyError::UnknownTerminal { .. }) => Err("03"),
+            Err(KeyError::UnknownTerminal { .. }) => Err(SwitchDecline::UnknownTerminal.generic_rc()),
             Err(_) => {
                 metrics::counter!(crate::metrics::MAC_FAILURES_TOTAL).increment(1);
                 Err(SwitchDecline::BadMac.generic_rc())
@@ -176,10 +179,10 @@ impl Security {
 
     /// Finish a reply: the dialect's response code, and a MAC when the request had one.
     pub fn finish(&self, req: &Message, reply: &mut Message, mac: bool) {
-        if let Some(rc) = reply.text(39).map(|r| r.into_owned()) {
-            let mapped = map(&self.rc, &rc);
+        if let Some(rc) = reply.text(39).as_deref().and_then(ResponseCode::parse) {
+            let mapped = map(&self.rc, rc);
             if mapped != rc {
-                let _ = reply.set(39, mapped);
+                let _ = reply.set(39, mapped.as_str());
             }
         }
         if !mac {
@@ -203,13 +206,17 @@ impl Security {
     }
 
     /// The generic code for a bad MAC in this listener's dialect (for tests and logs).
-    pub fn bad_mac_code(&self) -> &str {
+    pub fn bad_mac_code(&self) -> ResponseCode {
         map_decline(&self.rc, SwitchDecline::BadMac)
     }
 }
 
 /// Compute a MAC terminal-side (simulators and tests).
-pub fn terminal_mac(alg: MacAlgorithm, key: &crate::keys::Key, msg: &Message) -> Result<[u8; 8], KeyError> {
+pub fn terminal_mac(
+    alg: MacAlgorithm,
+    key: &crate::keys::DesKey,
+    msg: &Message,
+) -> Result<[u8; 8], KeyError> {
     Ok(compute_mac(alg, key, &mac_input(msg)?).0)
 }
 
@@ -218,7 +225,7 @@ mod tests {
     use super::*;
     use crate::iso::spec::shipped;
     use crate::keys::pin::{decrypt, encrypt};
-    use crate::keys::{Key, pin_block_format0};
+    use crate::keys::{DesKey, pin_block_format0};
 
     const TMK: &str = "0123456789ABCDEFFEDCBA9876543210";
     const ZPK: &str = "89ABCDEF0123456776543210FEDCBA98";
@@ -234,7 +241,7 @@ mod tests {
         )
         .unwrap();
         let wk = store.sign_on("T0000001", KeyLayout::Double).unwrap();
-        let tpk = wk.open(&Key::from_hex(TMK).unwrap()).unwrap().pin;
+        let tpk = wk.open(&DesKey::from_hex(TMK).unwrap()).unwrap().pin;
         let sec = Security {
             keys: Some(Arc::new(store)),
             mac: None,
@@ -242,7 +249,7 @@ mod tests {
             zones: vec![Some("z".into()), None],
         };
         let clear = pin_block_format0("1234", PAN).unwrap();
-        let req = |key: &Key| {
+        let req = |key: &DesKey| {
             let mut m = Message::new(shipped("cup-pos").unwrap(), "0200").unwrap();
             m.set(2, PAN).unwrap().set(41, "T0000001").unwrap();
             m.set_bytes(52, encrypt(key, &clear).bytes()).unwrap();
@@ -256,13 +263,13 @@ mod tests {
         maced.remove(52);
         let plain = sec.translate_pin(&maced, 0).unwrap().expect("a copy without the MAC");
         assert!(!plain.has(64) && plain.has(2));
-        let zpk = Key::from_hex(ZPK).unwrap();
+        let zpk = DesKey::from_hex(ZPK).unwrap();
         let block = PinBlock::from_slice(out.raw(52).unwrap()).unwrap();
         assert_eq!(decrypt(&zpk, &block), clear);
-        let wrong = Key::from_hex("1111111111111111FEDCBA9876543210").unwrap();
-        assert_eq!(sec.translate_pin(&req(&wrong), 0).unwrap_err(), "81");
-        assert_eq!(map(&sec.rc, "81"), "99");
-        assert_eq!(sec.translate_pin(&req(&tpk), 1).unwrap_err(), "96");
+        let wrong = DesKey::from_hex("1111111111111111FEDCBA9876543210").unwrap();
+        assert_eq!(sec.translate_pin(&req(&wrong), 0).unwrap_err(), ResponseCode::PIN_ERROR);
+        assert_eq!(map(&sec.rc, ResponseCode::PIN_ERROR), "99");
+        assert_eq!(sec.translate_pin(&req(&tpk), 1).unwrap_err(), ResponseCode::SYSTEM_MALFUNCTION);
         let mut bare = req(&tpk);
         bare.remove(52);
         assert!(sec.translate_pin(&bare, 0).unwrap().is_none());

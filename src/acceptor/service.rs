@@ -15,8 +15,9 @@ use crate::config::Config;
 use crate::iso::Message;
 use crate::issuer::{SafPolicy, SafStore};
 use crate::journal::saf_store::{SafKey, SqlSaf};
-use crate::journal::{Journal, JournalConfig, PanHasher};
-use crate::route::{self, Decision, Rc, RuleSet};
+use crate::journal::{Journal, JournalConfig, PanHasher, RowType};
+use crate::rc::ResponseCode;
+use crate::route::{self, Decision, RuleSet};
 use crate::time::UnixMs;
 
 use super::record::Recorder;
@@ -303,7 +304,7 @@ impl Services {
         metrics::counter!(crate::metrics::SHED_TOTAL, "class" => class.name()).increment(1);
         metrics::counter!(crate::metrics::JOURNAL_SHED_TOTAL, "class" => class.name()).increment(1);
         tracing::debug!(class = class.name(), "request shed: the journal writer is behind");
-        switch_reply(req, Rc::ISSUER_UNAVAILABLE.as_str()).ok().map(Box::new)
+        switch_reply(req, ResponseCode::ISSUER_UNAVAILABLE).ok().map(Box::new)
     }
 
     /// Where the in-doubt log lives: `[saf] indoubt_dir`, else beside the SQLite journal
@@ -339,7 +340,11 @@ impl Services {
             }
             Decision::Forward(f) => match self.issuer_index.get(f.issuer) {
                 Some(&issuer) => Plan::Forward { issuer, fwd: Box::new(f) },
-                None => Plan::Decline { rc: Rc::ISSUER_UNAVAILABLE, field44: None, txn: "unknown" },
+                None => Plan::Decline {
+                    rc: ResponseCode::ISSUER_UNAVAILABLE,
+                    field44: None,
+                    txn: RowType::NoIssuer,
+                },
             },
             Decision::Decline { rc, reason, field44 } => {
                 match reason {
@@ -353,7 +358,7 @@ impl Services {
                     _ => tracing::debug!(rc = %rc, ?reason, "request declined by the rules"),
                 }
                 // The journal names the type as the routing core recognised it.
-                let txn = self.router.rules().txn.classify(msg).map_or("other", |t| t.as_str());
+                let txn = self.router.rules().txn.classify(msg).map_or(RowType::Unrecognised, RowType::Txn);
                 Plan::Decline { rc, field44, txn }
             }
             Decision::Local { rc, txn_type } => match txn_type {

@@ -192,7 +192,7 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
     let now = crate::time::now().as_i64();
     let date = business_date(now, offset);
     let rows = journal.query(Query::Day(date.clone())).await.map_err(|e| e.to_string())?;
-    let approved = rows.iter().filter(|r| r.rc == "00").count();
+    let approved = rows.iter().filter(|r| r.approved()).count();
     let fees: i64 = rows.iter().map(|r| r.fee).sum();
     println!(
         "journal: {} transactions recorded, {approved} approved, fees_minor {fees} (minor units: fen)",
@@ -213,7 +213,14 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
     for l in &lines {
         println!(
             "  {:<16} {:>5} {:>12} {:>7} {:>14} {:>14} {:>12} {:>14}",
-            l.merchant_id, l.cycle, l.window, l.count, l.gross, l.refunds, l.fees, l.net
+            l.merchant_id,
+            l.cycle.as_str(),
+            l.window,
+            l.count,
+            l.gross,
+            l.refunds,
+            l.fees,
+            l.net
         );
     }
     let mismatches = paced.mismatches + report.mismatches;

@@ -368,7 +368,7 @@ fn cup_day(a: &SimTerminalArgs) -> ExitCode {
         eprintln!("isoswitch: sim-terminal: --tls is for the load scenario; cup-day speaks plain TCP");
         return ExitCode::from(2);
     }
-    let Some(tmk) = a.day.tmk.as_deref().filter(|k| k.len() == 32).and_then(crate::keys::Key::from_hex)
+    let Some(tmk) = a.day.tmk.as_deref().filter(|k| k.len() == 32).and_then(crate::keys::DesKey::from_hex)
     else {
         eprintln!("isoswitch: sim-terminal: --scenario cup-day needs --tmk with 32 hex digits");
         return ExitCode::from(2);

@@ -8,8 +8,8 @@
 //! when the link goes down, a reminder while it stays down, one INFO when it is up again.
 //! What a request does on the link (prepare, write, wait, reverse on timeout) is `link`'s.
 //! May import: crate::frame, crate::iso, crate::issuer::clock, crate::issuer::indoubt,
-//! crate::issuer::link, crate::issuer::link_state, crate::issuer::outcome,
-//! crate::issuer::writer, crate::metrics.
+//! crate::issuer::link, crate::issuer::link_state, crate::issuer::outcome, crate::issuer::writer,
+//! crate::metrics, crate::rc.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,6 +32,7 @@ use super::writer::{Ended, Outgoing, Writer, write_loop};
 use crate::frame::FrameCodec;
 use crate::iso::Message;
 use crate::metrics as m;
+use crate::rc::ResponseCode;
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 
@@ -82,7 +83,9 @@ impl Link {
         match self.exchange(&msg, Kind::Network).await {
             Outcome::Reply(r) => {
                 let rc = r.response_code();
-                if r.mti() == "0810" && rc.as_deref() == Some("00") {
+                if r.mti() == "0810"
+                    && rc.as_deref().and_then(ResponseCode::parse).is_some_and(ResponseCode::is_approved)
+                {
                     Ok(())
                 } else {
                     Err(LinkFault::Declined { what, mti: r.mti().to_string(), rc: rc.map(|c| c.to_string()) })

@@ -2,9 +2,10 @@
 //! `Rejected`) and why the issuer connector could not start or store (`IssuerError`): the
 //! vocabulary the hub, its links, store-and-forward and the in-doubt log share, kept in a
 //! file of its own so that none of them needs another to name it.
-//! May import: crate::iso, crate::issuer::reversal, crate::issuer::verify, crate::tls.
+//! May import: crate::iso, crate::issuer::reversal, crate::issuer::verify, crate::rc, crate::tls.
 
 use crate::iso::Message;
+use crate::rc::ResponseCode;
 
 use super::{reversal, verify};
 
@@ -36,12 +37,12 @@ pub struct Rejected {
 
 impl Outcome {
     /// The response code the switch answers with when this is not a reply.
-    pub fn switch_rc(&self) -> Option<&'static str> {
+    pub fn switch_rc(&self) -> Option<ResponseCode> {
         match self {
             Outcome::Reply(_) => None,
-            Outcome::Timeout | Outcome::LinkLost => Some("68"),
-            Outcome::Unavailable => Some("91"),
-            Outcome::Failed | Outcome::Rejected(_) => Some("96"),
+            Outcome::Timeout | Outcome::LinkLost => Some(ResponseCode::LATE_RESPONSE),
+            Outcome::Unavailable => Some(ResponseCode::ISSUER_UNAVAILABLE),
+            Outcome::Failed | Outcome::Rejected(_) => Some(ResponseCode::SYSTEM_MALFUNCTION),
         }
     }
 }

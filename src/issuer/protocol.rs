@@ -13,7 +13,7 @@
 //! record, waits, and counts. No allocation or lock on the default key's path beyond the
 //! encoded body and the reply's channel.
 //! May import: crate::iso, crate::issuer::clock, crate::issuer::late, crate::issuer::session,
-//! crate::issuer::verify, crate::issuer::wire, crate::time.
+//! crate::issuer::verify, crate::issuer::wire, crate::rc, crate::time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -28,6 +28,7 @@ use super::session::{Key, MatchKey, Pending, SessionTable, Ticket};
 use super::verify::answer_mti;
 use super::wire::{convert, response_mti};
 use crate::iso::{DecodeError, Message, Spec};
+use crate::rc::ResponseCode;
 
 /// STANs tried before a request is refused as busy (each one's slot was in flight).
 const STAN_TRIES: usize = 64;
@@ -230,8 +231,8 @@ impl Session {
             }
             // The issuer's own network management: answered 0810 with 00.
             let mut r = *msg;
-            let ok =
-                r.set_mti(std::str::from_utf8(&resp).unwrap_or("0810")).is_ok() && r.set(39, "00").is_ok();
+            let ok = r.set_mti(std::str::from_utf8(&resp).unwrap_or("0810")).is_ok()
+                && r.set(39, ResponseCode::APPROVED.as_str()).is_ok();
             return Inbound::Network(if ok { r.to_bytes().ok() } else { None });
         }
         let key = self.key.of(self.link, &msg);

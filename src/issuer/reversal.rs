@@ -18,15 +18,16 @@
 //! written, so that its 0410 is matched like any reply), and field 39 = the reason
 //! (68 = no reply in time). Track data (35, 36, 45), the PIN block (52) and anything else
 //! are never copied.
-//! May import: crate::iso.
+//! May import: crate::iso, crate::rc.
 
 use crate::iso::{EncodeError, Message, Spec};
+use crate::rc::ResponseCode;
 
 /// Fields copied from the original as sent.
 const KEPT: [usize; 11] = [2, 3, 4, 11, 12, 13, 32, 37, 41, 42, 49];
 
 /// Reason (field 39) of a reversal for a request unanswered by its deadline.
-pub const REASON_TIMEOUT: &str = "68";
+pub const REASON_TIMEOUT: ResponseCode = ResponseCode::LATE_RESPONSE;
 
 /// Why a reversal could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,7 +77,7 @@ fn digits_into(out: &mut String, v: &str, width: usize) {
 
 /// The 0400 reversing `sent`, in `sent`'s spec, with field 7 = `now7` (MMDDhhmmss) and
 /// field 39 = `reason`.
-pub fn build(sent: &Message, now7: &str, reason: &str) -> Result<Message, ReversalError> {
+pub fn build(sent: &Message, now7: &str, reason: ResponseCode) -> Result<Message, ReversalError> {
     if !is_reversible(sent.mti()) {
         return Err(ReversalError::NotReversible(sent.mti().to_string()));
     }
@@ -93,7 +94,7 @@ pub fn build(sent: &Message, now7: &str, reason: &str) -> Result<Message, Revers
         rev.set(7, now7).map_err(f(7))?;
     }
     if spec.field(39).is_some() {
-        rev.set(39, reason).map_err(f(39))?;
+        rev.set(39, reason.as_str()).map_err(f(39))?;
     }
     rev.set(90, &field90(sent)).map_err(f(90))?;
     Ok(rev)
@@ -222,14 +223,17 @@ mod tests {
     fn refusals() {
         let cup = sent("cup-pos", "0200", &[(11, "000001")]);
         assert!(
-            matches!(build(&cup, "1124015959", "68"), Err(ReversalError::NoField90(s)) if s == "cup-pos")
+            matches!(build(&cup, "1124015959", REASON_TIMEOUT), Err(ReversalError::NoField90(s)) if s == "cup-pos")
         );
         let iso93 = shipped("iso93ascii").unwrap();
         assert!(check_spec(&iso93).is_err());
         assert!(check_spec(&shipped("iso87ascii").unwrap()).is_ok());
         for mti in ["0800", "0400", "0401", "0420", "0500", "0210"] {
             let m = sent("iso87ascii", mti, &[(11, "000001")]);
-            assert!(matches!(build(&m, "1124015959", "68"), Err(ReversalError::NotReversible(_))), "{mti}");
+            assert!(
+                matches!(build(&m, "1124015959", REASON_TIMEOUT), Err(ReversalError::NotReversible(_))),
+                "{mti}"
+            );
         }
         for mti in ["0100", "0200", "0220"] {
             assert!(is_reversible(mti));

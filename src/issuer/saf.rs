@@ -24,7 +24,7 @@
 //! shared with them (`Outcome`, `IssuerError`) live in `outcome`.
 //! May import: crate::config, crate::iso, crate::issuer::advice, crate::issuer::held,
 //! crate::issuer::late, crate::issuer::outcome, crate::issuer::reversal, crate::issuer::verify,
-//! crate::metrics, crate::time.
+//! crate::metrics, crate::rc, crate::time.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -44,6 +44,7 @@ use super::reversal;
 use crate::config::SafConfig;
 use crate::iso::{Message, Spec};
 use crate::metrics as m;
+use crate::rc::ResponseCode;
 use crate::time;
 
 /// One reversal waiting for its issuer.
@@ -519,7 +520,7 @@ async fn send_advice(issuer: &impl SafIssuer, ctx: &SafCtx, item: SafItem, expec
                         issuer.advices().done(amount);
                         counter!(m::SAF_ACKED_TOTAL, "issuer" => name.clone()).increment(1);
                     }
-                    if rc == "00" {
+                    if ResponseCode::parse(&rc).is_some_and(ResponseCode::is_approved) {
                         tracing::info!(issuer = %name, key = %key, attempts = next, "stand-in advice acknowledged");
                     } else {
                         counter!(m::ADVICE_DECLINED_TOTAL, "issuer" => name.clone()).increment(1);

@@ -17,7 +17,7 @@
 //! answer a decline bare, the terminal's reply restores those fields from its own request,
 //! and a decline moves no money. A field present with another value is always a rejection.
 //!
-//! `Reason::as_str` is the `reason` label of `isoswitch_issuer_reply_rejected_total`.
+//! `RejectReason::as_str` is the `reason` label of `isoswitch_issuer_reply_rejected_total`.
 //! May import: crate::iso, crate::issuer::wire, crate::rc.
 
 use crate::iso::Message;
@@ -26,7 +26,7 @@ use crate::rc::RcTable;
 
 /// Why a reply is not believed (a low-cardinality metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub enum RejectReason {
     /// The MTI does not answer the request's.
     Mti,
     /// An echo field differs from what was sent.
@@ -39,14 +39,14 @@ pub enum Reason {
     UnknownRc,
 }
 
-impl Reason {
+impl RejectReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Mti => "mti",
-            Reason::Echo => "echo",
-            Reason::MissingEcho => "missing_echo",
-            Reason::MissingRc => "missing_rc",
-            Reason::UnknownRc => "unknown_rc",
+            RejectReason::Mti => "mti",
+            RejectReason::Echo => "echo",
+            RejectReason::MissingEcho => "missing_echo",
+            RejectReason::MissingRc => "missing_rc",
+            RejectReason::UnknownRc => "unknown_rc",
         }
     }
 }
@@ -55,7 +55,7 @@ impl Reason {
 /// the issuer may have approved it (then the request is reversed, as for a timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
-    pub reason: Reason,
+    pub reason: RejectReason,
     pub field: Option<u16>,
     /// The reply's 39 approves, or is missing or unknown (the issuer's decision is not known).
     pub may_have_approved: bool,
@@ -82,11 +82,11 @@ pub fn verify(sent: &Message, stan: u32, reply: &Message, rc: &RcTable) -> Resul
         Err(Rejection { reason, field, may_have_approved: approves || !decided })
     };
     if answer_mti(sent.mti().as_bytes()) != Some(*reply.mti_bytes()) {
-        return reject(Reason::Mti, None);
+        return reject(RejectReason::Mti, None);
     }
     match code.as_deref() {
-        None => return reject(Reason::MissingRc, Some(39)),
-        Some(c) if !rc.known(c) => return reject(Reason::UnknownRc, Some(39)),
+        None => return reject(RejectReason::MissingRc, Some(39)),
+        Some(c) if !rc.known(c) => return reject(RejectReason::UnknownRc, Some(39)),
         Some(_) => {}
     }
     let spec = reply.spec();
@@ -97,14 +97,14 @@ pub fn verify(sent: &Message, stan: u32, reply: &Message, rc: &RcTable) -> Resul
         }
         if !reply.has(n) {
             if approves {
-                return reject(Reason::MissingEcho, Some(n as u16));
+                return reject(RejectReason::MissingEcho, Some(n as u16));
             }
             continue;
         }
         let same =
             if n == 11 { reply.number(11) == Some(u64::from(stan)) } else { same_value(sent, reply, n) };
         if !same {
-            return reject(Reason::Echo, Some(n as u16));
+            return reject(RejectReason::Echo, Some(n as u16));
         }
     }
     Ok(())
@@ -150,7 +150,7 @@ mod tests {
         r
     }
 
-    fn rejected(reason: Reason, field: Option<u16>, may_have_approved: bool) -> Result<(), Rejection> {
+    fn rejected(reason: RejectReason, field: Option<u16>, may_have_approved: bool) -> Result<(), Rejection> {
         Err(Rejection { reason, field, may_have_approved })
     }
 
@@ -169,55 +169,71 @@ mod tests {
             (
                 "other amount",
                 |r| _ = r.set(4, "000000000001").unwrap(),
-                rejected(Reason::Echo, Some(4), true),
+                rejected(RejectReason::Echo, Some(4), true),
             ),
             (
                 "other amount, declined",
                 |r| _ = r.set(4, "000000000001").unwrap().set(39, "05").unwrap(),
-                rejected(Reason::Echo, Some(4), false),
+                rejected(RejectReason::Echo, Some(4), false),
             ),
-            ("approval without amount", |r| _ = r.remove(4), rejected(Reason::MissingEcho, Some(4), true)),
-            ("approval without PAN", |r| _ = r.remove(2), rejected(Reason::MissingEcho, Some(2), true)),
+            (
+                "approval without amount",
+                |r| _ = r.remove(4),
+                rejected(RejectReason::MissingEcho, Some(4), true),
+            ),
+            ("approval without PAN", |r| _ = r.remove(2), rejected(RejectReason::MissingEcho, Some(2), true)),
             (
                 "other PAN",
                 |r| _ = r.set(2, "4761739001010127").unwrap(),
-                rejected(Reason::Echo, Some(2), true),
+                rejected(RejectReason::Echo, Some(2), true),
             ),
             (
                 "other processing code",
                 |r| _ = r.set(3, "200000").unwrap(),
-                rejected(Reason::Echo, Some(3), true),
+                rejected(RejectReason::Echo, Some(3), true),
             ),
             (
                 "other terminal",
                 |r| _ = r.set(41, "TERM0002").unwrap(),
-                rejected(Reason::Echo, Some(41), true),
+                rejected(RejectReason::Echo, Some(41), true),
             ),
-            ("other currency", |r| _ = r.set(49, "840").unwrap(), rejected(Reason::Echo, Some(49), true)),
+            (
+                "other currency",
+                |r| _ = r.set(49, "840").unwrap(),
+                rejected(RejectReason::Echo, Some(49), true),
+            ),
             (
                 "terminal's STAN, not the switch's",
                 |r| _ = r.set(11, "000123").unwrap(),
-                rejected(Reason::Echo, Some(11), true),
+                rejected(RejectReason::Echo, Some(11), true),
             ),
-            ("no STAN in an approval", |r| _ = r.remove(11), rejected(Reason::MissingEcho, Some(11), true)),
-            ("no 39", |r| _ = r.remove(39), rejected(Reason::MissingRc, Some(39), true)),
-            ("ZZ", |r| _ = r.set(39, "ZZ").unwrap(), rejected(Reason::UnknownRc, Some(39), true)),
-            ("reserved 47", |r| _ = r.set(39, "47").unwrap(), rejected(Reason::UnknownRc, Some(39), true)),
-            ("0230 for a 0200", |r| r.set_mti("0230").unwrap(), rejected(Reason::Mti, None, true)),
-            ("0200 echoed back", |r| r.set_mti("0200").unwrap(), rejected(Reason::Mti, None, true)),
+            (
+                "no STAN in an approval",
+                |r| _ = r.remove(11),
+                rejected(RejectReason::MissingEcho, Some(11), true),
+            ),
+            ("no 39", |r| _ = r.remove(39), rejected(RejectReason::MissingRc, Some(39), true)),
+            ("ZZ", |r| _ = r.set(39, "ZZ").unwrap(), rejected(RejectReason::UnknownRc, Some(39), true)),
+            (
+                "reserved 47",
+                |r| _ = r.set(39, "47").unwrap(),
+                rejected(RejectReason::UnknownRc, Some(39), true),
+            ),
+            ("0230 for a 0200", |r| r.set_mti("0230").unwrap(), rejected(RejectReason::Mti, None, true)),
+            ("0200 echoed back", |r| r.set_mti("0200").unwrap(), rejected(RejectReason::Mti, None, true)),
             (
                 "0230 declining",
                 |r| {
                     r.set_mti("0230").unwrap();
                     r.set(39, "05").unwrap();
                 },
-                rejected(Reason::Mti, None, false),
+                rejected(RejectReason::Mti, None, false),
             ),
             ("field 7 is not an echo field", |r| _ = r.set(7, "0101000000").unwrap(), Ok(())),
             (
                 "honour with ID approves",
                 |r| _ = r.set(39, "08").unwrap().remove(4),
-                rejected(Reason::MissingEcho, Some(4), true),
+                rejected(RejectReason::MissingEcho, Some(4), true),
             ),
         ];
         for (name, edit, want) in cases {
@@ -242,7 +258,7 @@ mod tests {
             let rc = RcTable::shipped("iso87ascii");
             assert_eq!(verify(&s, STAN, &r, &rc), Ok(()), "{req}");
             r.set_mti(bad).unwrap();
-            assert_eq!(verify(&s, STAN, &r, &rc).unwrap_err().reason, Reason::Mti, "{req} {bad}");
+            assert_eq!(verify(&s, STAN, &r, &rc).unwrap_err().reason, RejectReason::Mti, "{req} {bad}");
         }
         assert_eq!(answer_mti(b"0210"), None);
     }
@@ -269,12 +285,18 @@ mod tests {
         rc_reply.set(11, "004567").unwrap().set(39, "A2").unwrap().set(42, "898340158120002").unwrap();
         let cup_rc = RcTable::shipped("cup-pos");
         let e = verify(&s87, STAN, &rc_reply, &cup_rc).unwrap_err();
-        assert_eq!((e.reason, e.field, e.may_have_approved), (Reason::Echo, Some(42), true));
+        assert_eq!((e.reason, e.field, e.may_have_approved), (RejectReason::Echo, Some(42), true));
     }
 
     #[test]
     fn labels_are_stable() {
-        let all = [Reason::Mti, Reason::Echo, Reason::MissingEcho, Reason::MissingRc, Reason::UnknownRc];
+        let all = [
+            RejectReason::Mti,
+            RejectReason::Echo,
+            RejectReason::MissingEcho,
+            RejectReason::MissingRc,
+            RejectReason::UnknownRc,
+        ];
         let labels: Vec<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(labels, ["mti", "echo", "missing_echo", "missing_rc", "unknown_rc"]);
     }

@@ -43,7 +43,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics as m;
 pub use health::{Change, Health};
-pub use record::{PanHasher, Status, TxnRecord, batch_number, business_date, mti_class, txn_key};
+pub use record::{
+    Decided, PanHasher, RowType, SettleCycle, Status, TxnRecord, batch_number, business_date, mti_class,
+    txn_key,
+};
 pub use store::{Query, Store, StoreError, Update};
 
 /// Where the journal lives.
@@ -554,8 +557,8 @@ impl Journal {
     /// `Ok(false)` when any node already has it, which makes this request a duplicate. The
     /// row is written with an empty `rc` and completed by `record` of the final row.
     pub async fn claim(&self, mut rec: TxnRecord) -> Result<bool, StoreError> {
-        rec.rc.clear();
-        rec.decision = "pending".into();
+        rec.rc = None;
+        rec.decision = Decided::Pending;
         rec.status = None;
         rec.fee = 0;
         self.record(rec).await

@@ -1,13 +1,19 @@
 //! One journal row: what the switch knows about a transaction, with the card number
 //! reduced to its masked form and a keyed hash. Built from the terminal's request and
-//! the outcome; never holds a full PAN, track data, PIN block or CVV.
-//! May import: crate::civil, crate::iso.
+//! the outcome; never holds a full PAN, track data, PIN block or CVV. Its response codes,
+//! transaction type, decision and settlement cycle are typed; they become the text of
+//! their columns (and of the JSON and CSV that show rows) only in the stores and at
+//! those edges, through `as_str` and `parse`.
+//! May import: crate::civil, crate::iso, crate::rc, crate::route::registry, crate::route::txn.
 
 use ring::hmac;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::iso::Message;
 use crate::iso::mask::mask_pan;
+use crate::rc::ResponseCode;
+pub use crate::route::registry::SettleCycle;
+use crate::route::txn::TxnType;
 
 /// Life-cycle state of a journalled transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,6 +56,121 @@ impl Status {
     }
 }
 
+/// A row's `txn_type`: the type the routing core recognised, or what the row has instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RowType {
+    Txn(TxnType),
+    /// A request answered 94: its terminal key names another transaction.
+    Duplicate,
+    /// Routed to an issuer the switch has no link configuration for (answered 91).
+    NoIssuer,
+    /// Declined before the type table recognised it.
+    Unrecognised,
+    /// Not set (a row made without a decision).
+    #[default]
+    Unset,
+}
+
+impl RowType {
+    /// The column's text: a type's stable name (`TxnType::as_str`), `duplicate`, `unknown`,
+    /// `other`, or empty.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowType::Txn(t) => t.as_str(),
+            RowType::Duplicate => "duplicate",
+            RowType::NoIssuer => "unknown",
+            RowType::Unrecognised => "other",
+            RowType::Unset => "",
+        }
+    }
+
+    /// The type a column's text names; text no switch writes reads as `Unset`.
+    pub fn parse(s: &str) -> RowType {
+        match s {
+            "duplicate" => RowType::Duplicate,
+            "unknown" => RowType::NoIssuer,
+            "other" => RowType::Unrecognised,
+            _ => TxnType::ALL.into_iter().find(|t| t.as_str() == s).map_or(RowType::Unset, RowType::Txn),
+        }
+    }
+
+    /// Whether this is the transaction type `t`.
+    #[inline]
+    pub fn is(self, t: TxnType) -> bool {
+        self == RowType::Txn(t)
+    }
+}
+
+impl From<TxnType> for RowType {
+    fn from(t: TxnType) -> RowType {
+        RowType::Txn(t)
+    }
+}
+
+/// How the switch decided a request: the row's `decision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Decided {
+    /// Sent to an issuer, which answered (or did not).
+    Forward,
+    /// Declined by the switch (rules, estate checks, security), never forwarded.
+    Decline,
+    /// A terminal's reversal, matched in the journal and queued for the issuer.
+    Reversal,
+    /// Answered by the switch itself (batch upload).
+    Local,
+    /// Decided on the issuer's behalf by its stand-in policy.
+    StandIn,
+    /// Claimed in a shared journal before forwarding, its outcome not yet known (and the
+    /// reading of a column text no switch writes).
+    #[default]
+    Pending,
+}
+
+impl Decided {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decided::Forward => "forward",
+            Decided::Decline => "decline",
+            Decided::Reversal => "reversal",
+            Decided::Local => "local",
+            Decided::StandIn => "stand-in",
+            Decided::Pending => "pending",
+        }
+    }
+
+    pub fn parse(s: &str) -> Decided {
+        match s {
+            "forward" => Decided::Forward,
+            "decline" => Decided::Decline,
+            "reversal" => Decided::Reversal,
+            "local" => Decided::Local,
+            "stand-in" => Decided::StandIn,
+            _ => Decided::Pending,
+        }
+    }
+}
+
+macro_rules! serialize_as_str {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+serialize_as_str!(RowType, Decided);
+
+/// The text of a row's `rc`: the code, or empty before the outcome is known.
+#[inline]
+pub fn rc_text(rc: &Option<ResponseCode>) -> &str {
+    rc.as_ref().map_or("", ResponseCode::as_str)
+}
+
+fn serialize_rc<S: Serializer>(rc: &Option<ResponseCode>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(rc_text(rc))
+}
+
 /// A journal row. Amounts and fees are signed integer minor units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct TxnRecord {
@@ -69,7 +190,7 @@ pub struct TxnRecord {
     /// Field 7 as sent by the terminal; part of the duplicate key.
     pub transmission_time: String,
     pub mti: String,
-    pub txn_type: String,
+    pub txn_type: RowType,
     pub amount: i64,
     pub currency: Option<String>,
     pub pan_masked: Option<String>,
@@ -77,13 +198,14 @@ pub struct TxnRecord {
     pub route: Option<String>,
     pub issuer: Option<String>,
     /// forward, decline, local, reversal or stand-in (approved or declined by the switch on
-    /// the issuer's behalf).
-    pub decision: String,
-    pub rc: String,
+    /// the issuer's behalf); pending while claimed.
+    pub decision: Decided,
+    /// What the terminal was told; `None` (an empty column) until then.
+    #[serde(serialize_with = "serialize_rc")]
+    pub rc: Option<ResponseCode>,
     pub auth_code: Option<String>,
     pub fee: i64,
-    /// T0 or T1.
-    pub settle_cycle: String,
+    pub settle_cycle: SettleCycle,
     pub status: Option<Status>,
     pub batch: Option<String>,
     /// The terminal's own batch number (UnionPay-style 60.2), six digits; `None` for
@@ -96,7 +218,7 @@ pub struct TxnRecord {
     /// A stand-in approval's advice: the issuer's answer to it (`00` accepted; any other
     /// code: the issuer refused it, and the amount is the acquirer's risk); `None` until
     /// the issuer answered, and on every other row.
-    pub advice_rc: Option<String>,
+    pub advice_rc: Option<ResponseCode>,
 }
 
 /// The terminal's own batch number (UnionPay-style 60.2) of a `cup-pos` message, as its
@@ -147,7 +269,7 @@ impl TxnRecord {
             currency: text(49),
             pan_masked: pan.as_deref().map(mask_pan),
             pan_hash: pan.as_deref().map(|p| keys.hash(p)),
-            settle_cycle: "T1".into(),
+            settle_cycle: SettleCycle::T1,
             terminal_batch: batch_number(req),
             txn_key: txn_key(req),
             ..TxnRecord::default()
@@ -156,7 +278,7 @@ impl TxnRecord {
 
     /// Whether the outcome was an approval.
     pub fn approved(&self) -> bool {
-        self.rc == "00"
+        self.rc.is_some_and(ResponseCode::is_approved)
     }
 }
 
@@ -217,6 +339,43 @@ mod tests {
         assert_eq!(business_date(951_782_400_000, 0), "20000229");
         assert_eq!(minute_of_day(1_795_479_740_000, 0), 22);
         assert_eq!(minute_of_day(1_795_479_740_000, 480), 8 * 60 + 22);
+    }
+
+    #[test]
+    fn typed_columns_keep_their_text() {
+        for t in TxnType::ALL {
+            assert_eq!(RowType::parse(RowType::Txn(t).as_str()), RowType::Txn(t));
+        }
+        for (v, text) in [
+            (RowType::Txn(TxnType::PreAuthCompletion), "preauth_completion"),
+            (RowType::Duplicate, "duplicate"),
+            (RowType::NoIssuer, "unknown"),
+            (RowType::Unrecognised, "other"),
+            (RowType::Unset, ""),
+        ] {
+            assert_eq!((v.as_str(), RowType::parse(text)), (text, v));
+        }
+        for d in [Decided::Forward, Decided::Decline, Decided::Reversal, Decided::Local, Decided::StandIn] {
+            assert_eq!(Decided::parse(d.as_str()), d);
+        }
+        assert_eq!((Decided::StandIn.as_str(), Decided::Pending.as_str()), ("stand-in", "pending"));
+        assert_eq!((SettleCycle::parse("T0"), SettleCycle::parse("T1")), (SettleCycle::T0, SettleCycle::T1));
+        let row = TxnRecord {
+            txn_type: RowType::Txn(TxnType::BalanceInquiry),
+            decision: Decided::StandIn,
+            settle_cycle: SettleCycle::T0,
+            advice_rc: ResponseCode::parse("05"),
+            ..TxnRecord::default()
+        };
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["txn_type"], "balance");
+        assert_eq!(json["decision"], "stand-in");
+        assert_eq!(json["settle_cycle"], "T0");
+        assert_eq!(json["rc"], "", "no outcome yet: an empty code, as in the column");
+        assert_eq!(json["advice_rc"], "05");
+        let answered = TxnRecord { rc: Some(ResponseCode::APPROVED), ..row };
+        assert_eq!(serde_json::to_value(&answered).unwrap()["rc"], "00");
+        assert!(answered.approved());
     }
 
     #[test]

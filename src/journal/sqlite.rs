@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params_from_iter};
 
-use super::record::TxnRecord;
+use super::record::{TxnRecord, rc_text};
 use super::store::{self, Query, Store, StoreError, Update};
 
 pub struct SqliteStore {
@@ -207,23 +207,23 @@ impl Store for SqliteStore {
                 r.rrn,
                 r.transmission_time,
                 r.mti,
-                r.txn_type,
+                r.txn_type.as_str(),
                 r.amount,
                 r.currency,
                 r.pan_masked,
                 r.pan_hash,
                 r.route,
                 r.issuer,
-                r.decision,
-                r.rc,
+                r.decision.as_str(),
+                rc_text(&r.rc),
                 r.auth_code,
                 r.fee,
-                r.settle_cycle,
+                r.settle_cycle.as_str(),
                 r.status.map(|s| s.as_str()),
                 r.batch,
                 r.terminal_batch,
                 r.txn_key,
-                r.advice_rc,
+                r.advice_rc.as_ref().map(|c| c.as_str()),
             ])
             .map_err(err)?;
         self.in_group += 1;

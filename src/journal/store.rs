@@ -1,9 +1,10 @@
 //! What a journal backend must do, and the schema both backends share. A backend is
 //! synchronous and owned by the journal's writer thread; the thread batches writes so
 //! that one commit (one fsync) makes many records durable at once.
-//! May import: crate::journal::record.
+//! May import: crate::journal::record, crate::rc, crate::route.
 
-use super::record::{Status, TxnRecord};
+use super::record::{Decided, RowType, SettleCycle, Status, TxnRecord, rc_text};
+use crate::rc::ResponseCode;
 
 /// Columns of `transactions`, in the order used by inserts and selects.
 pub const COLUMNS: &[&str] = &[
@@ -388,23 +389,23 @@ pub fn to_vals(r: &TxnRecord) -> Vec<Val> {
         Text(r.rrn.clone()),
         t(&r.transmission_time),
         t(&r.mti),
-        t(&r.txn_type),
+        t(r.txn_type.as_str()),
         Int(Some(r.amount)),
         Text(r.currency.clone()),
         Text(r.pan_masked.clone()),
         Text(r.pan_hash.clone()),
         Text(r.route.clone()),
         Text(r.issuer.clone()),
-        t(&r.decision),
-        t(&r.rc),
+        t(r.decision.as_str()),
+        t(rc_text(&r.rc)),
         Text(r.auth_code.clone()),
         Int(Some(r.fee)),
-        t(&r.settle_cycle),
+        t(r.settle_cycle.as_str()),
         Text(r.status.map(|s| s.as_str().to_string())),
         Text(r.batch.clone()),
         Text(r.terminal_batch.clone()),
         Text(r.txn_key.clone()),
-        Text(r.advice_rc.clone()),
+        Text(r.advice_rc.map(|c| c.as_str().to_string())),
     ]
 }
 
@@ -424,23 +425,23 @@ pub fn from_row(text: impl Fn(usize) -> Option<String>, int: impl Fn(usize) -> O
         rrn: text(9),
         transmission_time: s(10),
         mti: s(11),
-        txn_type: s(12),
+        txn_type: RowType::parse(&s(12)),
         amount: int(13).unwrap_or(0),
         currency: text(14),
         pan_masked: text(15),
         pan_hash: text(16),
         route: text(17),
         issuer: text(18),
-        decision: s(19),
-        rc: s(20),
+        decision: Decided::parse(&s(19)),
+        rc: text(20).as_deref().and_then(ResponseCode::parse),
         auth_code: text(21),
         fee: int(22).unwrap_or(0),
-        settle_cycle: s(23),
+        settle_cycle: SettleCycle::parse(&s(23)),
         status: text(24).as_deref().and_then(Status::parse),
         batch: text(25),
         terminal_batch: text(26),
         txn_key: text(27),
-        advice_rc: text(28),
+        advice_rc: text(28).as_deref().and_then(ResponseCode::parse),
     }
 }
 

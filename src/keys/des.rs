@@ -14,36 +14,36 @@ pub type Block = [u8; 8];
 /// Its bytes never appear in `Debug` and are wiped when the value is dropped. Equality is not
 /// constant-time: it is for tests and set-up, never for checking a received value.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Key([u8; 16]);
+pub struct DesKey([u8; 16]);
 
-impl Drop for Key {
+impl Drop for DesKey {
     fn drop(&mut self) {
         self.0.zeroize();
     }
 }
 
-impl std::fmt::Debug for Key {
+impl std::fmt::Debug for DesKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Key(..)")
     }
 }
 
-impl Key {
+impl DesKey {
     /// A double-length key from its 16 bytes.
-    pub fn double(bytes: [u8; 16]) -> Key {
-        Key(bytes)
+    pub fn double(bytes: [u8; 16]) -> DesKey {
+        DesKey(bytes)
     }
 
     /// A single-length key, held as K1 = K2.
-    pub fn single(bytes: [u8; 8]) -> Key {
+    pub fn single(bytes: [u8; 8]) -> DesKey {
         let mut k = [0u8; 16];
         k[..8].copy_from_slice(&bytes);
         k[8..].copy_from_slice(&bytes);
-        Key(k)
+        DesKey(k)
     }
 
     /// A key from 16 hex digits (single) or 32 (double); `None` for anything else.
-    pub fn from_hex(hex: &str) -> Option<Key> {
+    pub fn from_hex(hex: &str) -> Option<DesKey> {
         let mut buf = [0u8; 16];
         match hex.len() {
             16 => {
@@ -54,7 +54,7 @@ impl Key {
             32 => decode_hex(hex, &mut buf)?,
             _ => return None,
         }
-        let k = Key(buf);
+        let k = DesKey(buf);
         buf.zeroize();
         Some(k)
     }
@@ -102,15 +102,15 @@ impl Key {
     }
 
     /// This key encrypted under `kek` (3DES ECB on each half), as sent to a terminal.
-    pub fn wrap(&self, kek: &Key) -> [u8; 16] {
+    pub fn wrap(&self, kek: &DesKey) -> [u8; 16] {
         let mut out = [0u8; 16];
         out[..8].copy_from_slice(&kek.encrypt(&self.left()));
         out[8..].copy_from_slice(&kek.encrypt(&self.right()));
         out
     }
 
-    /// The key that `wrapped` carries under `kek` (the terminal's side of [`Key::wrap`]).
-    pub fn unwrap_under(kek: &Key, wrapped: &[u8; 16]) -> Key {
+    /// The key that `wrapped` carries under `kek` (the terminal's side of [`DesKey::wrap`]).
+    pub fn unwrap_under(kek: &DesKey, wrapped: &[u8; 16]) -> DesKey {
         let mut l = [0u8; 8];
         let mut r = [0u8; 8];
         l.copy_from_slice(&wrapped[..8]);
@@ -118,7 +118,7 @@ impl Key {
         let mut k = [0u8; 16];
         k[..8].copy_from_slice(&kek.decrypt(&l));
         k[8..].copy_from_slice(&kek.decrypt(&r));
-        let key = Key(k);
+        let key = DesKey(k);
         k.zeroize();
         key
     }
@@ -200,9 +200,9 @@ mod tests {
     /// Two-key 3DES with K1 = K2 is single DES; with distinct halves, decrypt inverts encrypt.
     #[test]
     fn tdes_degenerates_and_inverts() {
-        let k = Key::from_hex("0123456789ABCDEF").unwrap();
+        let k = DesKey::from_hex("0123456789ABCDEF").unwrap();
         assert_eq!(k.encrypt(&h8("4E6F772069732074")), h8("3FA40E8A984D4815"));
-        let k2 = Key::from_hex("0123456789ABCDEFFEDCBA9876543210").unwrap();
+        let k2 = DesKey::from_hex("0123456789ABCDEFFEDCBA9876543210").unwrap();
         let c = k2.encrypt(&h8("4E6F772069732074"));
         assert_eq!(k2.decrypt(&c), h8("4E6F772069732074"));
         // E(K1) D(K2) E(K1) by hand from single DES.
@@ -220,9 +220,9 @@ mod tests {
     ///   question 37379, a KCV printed by a key-component tool).
     #[test]
     fn check_values() {
-        let k = Key::from_hex("0123456789ABCDEF").unwrap();
+        let k = DesKey::from_hex("0123456789ABCDEF").unwrap();
         assert_eq!(&k.check_value()[..3], &[0xD5, 0xD4, 0x4F]);
-        let k = Key::from_hex("E6F1081FEA4C402CC192B65DE367EC3E").unwrap();
+        let k = DesKey::from_hex("E6F1081FEA4C402CC192B65DE367EC3E").unwrap();
         assert_eq!(k.check_value(), [0x21, 0x2C, 0xF9, 0x15]);
     }
 
@@ -231,21 +231,21 @@ mod tests {
     /// 70F2A84CCBC2AE8625CBB0F2C22AB923, TAK under TMK 96D605EA176B7E9E, clear C24A8FB57AA20123.
     #[test]
     fn working_key_under_tmk() {
-        let tmk = Key::from_hex("70F2A84CCBC2AE8625CBB0F2C22AB923").unwrap();
+        let tmk = DesKey::from_hex("70F2A84CCBC2AE8625CBB0F2C22AB923").unwrap();
         assert_eq!(tmk.decrypt(&h8("96D605EA176B7E9E")), h8("C24A8FB57AA20123"));
-        let tak = Key::from_hex("C24A8FB57AA20123").unwrap();
+        let tak = DesKey::from_hex("C24A8FB57AA20123").unwrap();
         let wrapped = tak.wrap(&tmk);
         assert_eq!(&wrapped[..8], &h8("96D605EA176B7E9E"));
-        assert_eq!(Key::unwrap_under(&tmk, &wrapped), tak);
+        assert_eq!(DesKey::unwrap_under(&tmk, &wrapped), tak);
     }
 
     #[test]
     fn debug_hides_bytes_and_hex_is_checked() {
-        let k = Key::from_hex("0123456789abcdef0123456789ABCDEF").unwrap();
+        let k = DesKey::from_hex("0123456789abcdef0123456789ABCDEF").unwrap();
         assert_eq!(format!("{k:?}"), "Key(..)");
-        assert!(Key::from_hex("0123").is_none());
-        assert!(Key::from_hex("0123456789ABCDEG").is_none());
-        assert!(Key::from_hex("é123456789ABCDE").is_none());
+        assert!(DesKey::from_hex("0123").is_none());
+        assert!(DesKey::from_hex("0123456789ABCDEG").is_none());
+        assert!(DesKey::from_hex("é123456789ABCDE").is_none());
         let mut b = [0x00u8, 0x01, 0xFE];
         set_odd_parity(&mut b);
         assert_eq!(b, [0x01, 0x01, 0xFE]);

@@ -21,7 +21,7 @@ use nom::bytes::complete::take;
 use nom::combinator::{all_consuming, cond, verify};
 use subtle::ConstantTimeEq;
 
-use super::des::{Block, Key};
+use super::des::{Block, DesKey};
 
 /// The field 62 layout a terminal asks for with 60.3 of its sign-on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,7 +94,7 @@ impl std::fmt::Debug for WrappedKey {
 
 impl WrappedKey {
     /// `key` under `tmk`, as `double` (16 bytes) or single-length (8 bytes then zeros).
-    fn of(key: &Key, tmk: &Key, double: bool) -> WrappedKey {
+    fn of(key: &DesKey, tmk: &DesKey, double: bool) -> WrappedKey {
         let under_tmk = if double {
             key.wrap(tmk)
         } else {
@@ -106,13 +106,13 @@ impl WrappedKey {
     }
 
     /// The clear key under `tmk`, when its check value matches.
-    fn open(&self, tmk: &Key, double: bool) -> Option<Key> {
+    fn open(&self, tmk: &DesKey, double: bool) -> Option<DesKey> {
         let key = if double {
-            Key::unwrap_under(tmk, &self.under_tmk)
+            DesKey::unwrap_under(tmk, &self.under_tmk)
         } else {
             let mut b: Block = [0u8; 8];
             b.copy_from_slice(&self.under_tmk[..8]);
-            Key::single(tmk.decrypt(&b))
+            DesKey::single(tmk.decrypt(&b))
         };
         // Constant-time: the check value is the terminal's to choose.
         bool::from(key.check_value().ct_eq(&self.check_value)).then_some(key)
@@ -123,9 +123,9 @@ impl WrappedKey {
 /// 001, double otherwise), a single-length MAC key, and a double-length track key in 004.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClearKeys {
-    pub pin: Key,
-    pub mac: Key,
-    pub track: Option<Key>,
+    pub pin: DesKey,
+    pub mac: DesKey,
+    pub track: Option<DesKey>,
 }
 
 /// The working keys issued to a terminal at sign-on, in the layout it asked for.
@@ -142,7 +142,7 @@ impl WorkingKeys {
     /// `clear` encrypted under `tmk` for `layout`. The keys must have the layout's lengths
     /// (a single-length key is one whose halves are equal); a track key is dropped unless
     /// the layout has one.
-    pub fn wrap(layout: KeyLayout, tmk: &Key, clear: &ClearKeys) -> WorkingKeys {
+    pub fn wrap(layout: KeyLayout, tmk: &DesKey, clear: &ClearKeys) -> WorkingKeys {
         let double = layout.double_pin();
         WorkingKeys {
             layout,
@@ -183,7 +183,7 @@ impl WorkingKeys {
 
     /// The clear keys under `tmk` (what a terminal does with the reply), `None` unless every
     /// check value matches.
-    pub fn open(&self, tmk: &Key) -> Option<ClearKeys> {
+    pub fn open(&self, tmk: &DesKey) -> Option<ClearKeys> {
         let pin = self.pin_key.open(tmk, self.layout.double_pin())?;
         let mac = self.mac_key.open(tmk, false)?;
         let track = match (&self.track_key, self.layout.has_track()) {
@@ -216,8 +216,8 @@ mod tests {
 
     fn clear() -> ClearKeys {
         ClearKeys {
-            pin: Key::from_hex("1111111111111111").unwrap(),
-            mac: Key::from_hex("2222222222222222").unwrap(),
+            pin: DesKey::from_hex("1111111111111111").unwrap(),
+            mac: DesKey::from_hex("2222222222222222").unwrap(),
             track: None,
         }
     }
@@ -226,15 +226,15 @@ mod tests {
     /// key's zero padding are checked on the way in; a wrong TMK fails the check values.
     #[test]
     fn layouts_round_trip_and_are_checked() {
-        let tmk = Key::from_hex(TMK).unwrap();
+        let tmk = DesKey::from_hex(TMK).unwrap();
         for layout in KeyLayout::ALL {
             assert_eq!(KeyLayout::from_code(layout.code()), Some(layout));
             let mut c = clear();
             if layout.double_pin() {
-                c.pin = Key::from_hex("0123456789ABCDEF1111111111111111").unwrap();
+                c.pin = DesKey::from_hex("0123456789ABCDEF1111111111111111").unwrap();
             }
             if layout.has_track() {
-                c.track = Some(Key::from_hex("FEDCBA98765432100123456789ABCDEF").unwrap());
+                c.track = Some(DesKey::from_hex("FEDCBA98765432100123456789ABCDEF").unwrap());
             }
             let wk = WorkingKeys::wrap(layout, &tmk, &c);
             let f62 = wk.field62();
@@ -251,7 +251,7 @@ mod tests {
                 padded[20 + 8] = 1;
                 assert!(WorkingKeys::from_field62(layout, &padded).is_none(), "padding must be zero");
             }
-            let wrong = Key::from_hex("00000000000000001111111111111111").unwrap();
+            let wrong = DesKey::from_hex("00000000000000001111111111111111").unwrap();
             assert!(wk.open(&wrong).is_none());
             // One bit off in any check value (the last byte, where a short-cut compare
             // would look last) refuses the keys.

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::KeyError;
-use super::des::{Block, Key, des_encrypt, hex_upper_block};
+use super::des::{Block, DesKey, des_encrypt, hex_upper_block};
 use crate::iso::Message;
 
 /// The field that carries the MAC in the primary bitmap.
@@ -64,7 +64,7 @@ impl Mac {
 }
 
 /// Computes `alg` over `data` with `key`.
-pub fn compute(alg: MacAlgorithm, key: &Key, data: &[u8]) -> Mac {
+pub fn compute(alg: MacAlgorithm, key: &DesKey, data: &[u8]) -> Mac {
     match alg {
         MacAlgorithm::CupEcbDes => {
             let k = key.left();
@@ -156,8 +156,8 @@ mod tests {
     use super::*;
     use crate::iso::spec;
 
-    fn key(h: &str) -> Key {
-        Key::from_hex(h).unwrap()
+    fn key(h: &str) -> DesKey {
+        DesKey::from_hex(h).unwrap()
     }
 
     /// Published vectors:

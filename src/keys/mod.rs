@@ -26,7 +26,7 @@
 //! [`field62`]). The MAC key is single-length in every layout, so every MAC algorithm runs
 //! with exactly the key whose check value the terminal verified.
 //!
-//! Nothing here logs. Keys ([`Key`]) and PIN blocks ([`PinBlock`]) print as `Key(..)` and
+//! Nothing here logs. Keys ([`DesKey`]) and PIN blocks ([`PinBlock`]) print as `Key(..)` and
 //! `PinBlock(..)`, are wiped when dropped, and no error carries their bytes.
 //! May import: nothing.
 
@@ -38,7 +38,7 @@ pub mod pin;
 mod soft;
 mod working_file;
 
-pub use des::Key;
+pub use des::DesKey;
 pub use error::KeyError;
 pub use field62::{ClearKeys, KeyLayout, WorkingKeys, WrappedKey};
 pub use mac::{Mac, MacAlgorithm, compute as compute_mac, mac_input};

@@ -5,7 +5,7 @@
 
 use zeroize::Zeroize;
 
-use super::des::{Block, Key};
+use super::des::{Block, DesKey};
 
 /// An 8-byte PIN block, clear or encrypted. `Debug` prints `PinBlock(..)`; wiped on drop.
 #[derive(Clone, PartialEq, Eq)]
@@ -127,7 +127,7 @@ pub fn check_format0(clear: &PinBlock, pan: &str) -> Result<usize, PinFault> {
 /// Re-encrypts a PIN block from `from` (the terminal's PIN key) to `to` (the issuer's zone PIN
 /// key), refusing it unless it decrypts to a valid format-0 block for `pan`. This is the
 /// software form of an HSM's PIN translate command; the clear block never leaves it.
-pub fn translate(from: &Key, to: &Key, encrypted: &PinBlock, pan: &str) -> Result<PinBlock, PinFault> {
+pub fn translate(from: &DesKey, to: &DesKey, encrypted: &PinBlock, pan: &str) -> Result<PinBlock, PinFault> {
     let mut clear = PinBlock(from.decrypt(&encrypted.0));
     check_format0(&clear, pan)?;
     let out = PinBlock(to.encrypt(&clear.0));
@@ -136,12 +136,12 @@ pub fn translate(from: &Key, to: &Key, encrypted: &PinBlock, pan: &str) -> Resul
 }
 
 /// Encrypts a clear block under `key` (what a terminal's PIN pad does).
-pub fn encrypt(key: &Key, clear: &PinBlock) -> PinBlock {
+pub fn encrypt(key: &DesKey, clear: &PinBlock) -> PinBlock {
     PinBlock(key.encrypt(&clear.0))
 }
 
 /// Decrypts a block under `key` (what an issuer's HSM does before verifying).
-pub fn decrypt(key: &Key, encrypted: &PinBlock) -> PinBlock {
+pub fn decrypt(key: &DesKey, encrypted: &PinBlock) -> PinBlock {
     PinBlock(key.decrypt(&encrypted.0))
 }
 
@@ -198,9 +198,9 @@ mod tests {
     /// there to the same clear block; under the wrong source key it is refused.
     #[test]
     fn translate_and_wrong_key() {
-        let tpk = Key::from_hex("0123456789ABCDEFFEDCBA9876543210").unwrap();
-        let zpk = Key::from_hex("89ABCDEF0123456776543210FEDCBA98").unwrap();
-        let wrong = Key::from_hex("1111111111111111FEDCBA9876543210").unwrap();
+        let tpk = DesKey::from_hex("0123456789ABCDEFFEDCBA9876543210").unwrap();
+        let zpk = DesKey::from_hex("89ABCDEF0123456776543210FEDCBA98").unwrap();
+        let wrong = DesKey::from_hex("1111111111111111FEDCBA9876543210").unwrap();
         let pan = "4111111111111111";
         let clear = pin_block_format0("1234", pan).unwrap();
         let under_tpk = encrypt(&tpk, &clear);
@@ -224,7 +224,7 @@ mod props {
         fn build_check_translate(pin in "[0-9]{4,12}", pan in "[0-9]{13,19}", k1 in any::<[u8; 16]>(), k2 in any::<[u8; 16]>()) {
             let clear = pin_block_format0(&pin, &pan).unwrap();
             prop_assert_eq!(check_format0(&clear, &pan), Ok(pin.len()));
-            let (from, to) = (Key::double(k1), Key::double(k2));
+            let (from, to) = (DesKey::double(k1), DesKey::double(k2));
             let out = translate(&from, &to, &encrypt(&from, &clear), &pan).unwrap();
             prop_assert_eq!(decrypt(&to, &out), clear);
         }

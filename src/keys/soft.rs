@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroize;
 
-use super::des::{Key, set_odd_parity};
+use super::des::{DesKey, set_odd_parity};
 use super::mac::{MacAlgorithm, compute};
 use super::pin::{PinBlock, translate};
 use super::working_file::{self, Entry, WorkingFile};
@@ -28,8 +28,8 @@ use super::{ClearKeys, HeldKeys, KeyError, KeyLayout, KeyStore, Mac, WorkingKeys
 
 /// Keys in process memory. See the module documentation for the file format.
 pub struct SoftKeyStore {
-    tmks: HashMap<String, Key>,
-    zpks: HashMap<String, Key>,
+    tmks: HashMap<String, DesKey>,
+    zpks: HashMap<String, DesKey>,
     working: Mutex<HashMap<String, Entry>>,
     /// The working-keys file; its lock also orders sign-ons, so the file's order is memory's.
     file: Option<Mutex<WorkingFile>>,
@@ -110,7 +110,7 @@ impl SoftKeyStore {
                 if hex.len() != 32 {
                     return Err(invalid(at(), name, &format!("expected 32 hex digits, found {}", hex.len())));
                 }
-                let key = Key::from_hex(hex).ok_or_else(|| invalid(at(), name, "not hex digits"))?;
+                let key = DesKey::from_hex(hex).ok_or_else(|| invalid(at(), name, "not hex digits"))?;
                 if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
                     return Err(invalid(at(), name, "name must be 1 to 64 printable characters"));
                 }
@@ -138,7 +138,7 @@ impl SoftKeyStore {
     }
 
     /// A random key with odd parity, double-length or single (held with equal halves).
-    fn random_key(&self, double: bool) -> Result<Key, KeyError> {
+    fn random_key(&self, double: bool) -> Result<DesKey, KeyError> {
         let mut b = [0u8; 16];
         self.rng.fill(&mut b).map_err(|_| KeyError::Random)?;
         set_odd_parity(&mut b);
@@ -146,7 +146,7 @@ impl SoftKeyStore {
             let (l, r) = b.split_at_mut(8);
             r.copy_from_slice(l);
         }
-        let k = Key::double(b);
+        let k = DesKey::double(b);
         b.zeroize();
         Ok(k)
     }
@@ -205,7 +205,7 @@ impl KeyStore for SoftKeyStore {
                 layout: e.sent.layout,
                 pin: e.clear.pin.check_value(),
                 mac: e.clear.mac.check_value(),
-                track: e.clear.track.as_ref().map(Key::check_value),
+                track: e.clear.track.as_ref().map(DesKey::check_value),
             }),
             None if self.tmks.contains_key(terminal) => {
                 Err(KeyError::NotSignedOn { terminal: terminal.to_string() })

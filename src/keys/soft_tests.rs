@@ -13,8 +13,8 @@ fn store() -> SoftKeyStore {
 }
 
 /// What a terminal does with the sign-on reply: unwrap the keys and check their KCVs.
-fn terminal_keys(wk: &WorkingKeys) -> (Key, Key) {
-    let clear = wk.open(&Key::from_hex(TMK).unwrap()).expect("check values match");
+fn terminal_keys(wk: &WorkingKeys) -> (DesKey, DesKey) {
+    let clear = wk.open(&DesKey::from_hex(TMK).unwrap()).expect("check values match");
     (clear.pin, clear.mac)
 }
 
@@ -26,7 +26,7 @@ fn sign_on_layouts_hold_what_was_sent() {
     for layout in KeyLayout::ALL {
         let wk = s.sign_on("10000001", layout).unwrap();
         assert_eq!(wk.field62().len(), layout.field_len());
-        let clear = wk.open(&Key::from_hex(TMK).unwrap()).unwrap();
+        let clear = wk.open(&DesKey::from_hex(TMK).unwrap()).unwrap();
         assert_eq!(clear.mac.left(), clear.mac.right(), "single-length MAC key in {layout:?}");
         assert_eq!(clear.pin.left() != clear.pin.right(), layout.double_pin(), "{layout:?}");
         assert_eq!(clear.track.is_some(), layout.has_track());
@@ -74,9 +74,9 @@ fn pin_translation_and_wrong_key() {
     let clear = pin_block_format0("1234", PAN).unwrap();
     let sent = pin::encrypt(&pin_key, &clear);
     let out = s.translate_pin("10000001", "bank-a", &sent, PAN).unwrap();
-    assert_eq!(pin::decrypt(&Key::from_hex(ZPK).unwrap(), &out), clear);
+    assert_eq!(pin::decrypt(&DesKey::from_hex(ZPK).unwrap(), &out), clear);
     // Encrypted under the wrong key (the MAC key, the TMK, or stale keys): refused, never output.
-    let tmk = Key::from_hex(TMK).unwrap();
+    let tmk = DesKey::from_hex(TMK).unwrap();
     for wrong in [&mac_key, &tmk] {
         let e = s.translate_pin("10000001", "bank-a", &pin::encrypt(wrong, &clear), PAN).unwrap_err();
         assert!(matches!(e, KeyError::PinRefused { .. }), "{e}");

@@ -23,7 +23,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::des::hex_upper;
-use super::{ClearKeys, Key, KeyError, KeyLayout, WorkingKeys};
+use super::{ClearKeys, DesKey, KeyError, KeyLayout, WorkingKeys};
 
 /// Refuse to read a file bigger than this (a line is about 140 bytes).
 const MAX_FILE: u64 = 256 << 20;
@@ -92,7 +92,7 @@ fn line(terminal: &str, keys: &WorkingKeys) -> Vec<u8> {
 }
 
 /// One line read back, if it decodes and its check values match the terminal's TMK.
-fn parse_line(text: &str, tmks: &HashMap<String, Key>) -> Option<(String, Entry)> {
+fn parse_line(text: &str, tmks: &HashMap<String, DesKey>) -> Option<(String, Entry)> {
     let mut parts = text.splitn(3, ' ');
     let layout = KeyLayout::from_code(parts.next()?)?;
     let hex = parts.next()?;
@@ -110,7 +110,7 @@ impl WorkingFile {
     /// the second value counts lines skipped.
     pub(super) fn open(
         path: PathBuf,
-        tmks: &HashMap<String, Key>,
+        tmks: &HashMap<String, DesKey>,
     ) -> Result<(WorkingFile, HashMap<String, Entry>, usize), KeyError> {
         let name = path.display().to_string();
         let read_err = |source| KeyError::Read { file: name.clone(), source };

@@ -14,7 +14,7 @@
 //!
 //! Example rule files for the demo live in `config/examples/rules/`; the shipped default
 //! fee plan and transaction table live in `specs/` and are embedded in the binary.
-//! May import: crate::iso, crate::time.
+//! May import: crate::iso, crate::rc, crate::time.
 
 // Rule files and messages are untrusted input: no panicking shortcuts outside tests.
 #![cfg_attr(
@@ -40,13 +40,14 @@ pub mod txn;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-pub use decision::{Decision, FeeSplit, Forward, Rc, Reason};
+pub use decision::{Decision, FeeSplit, Forward, Reason};
 pub use error::RuleError;
 pub use priority::Class;
 pub use risk_state::RiskState;
 pub use rules::{RuleSet, RuleSummary};
 
 use crate::iso::Message;
+use crate::rc::ResponseCode;
 use crate::time::UnixMs;
 
 /// The current rules and the risk counters: what the switch calls for every message.
@@ -114,7 +115,7 @@ impl Router {
     /// The decision for one message, with every rule, stateful ones included.
     pub fn decide(&self, msg: &Message, now: UnixMs) -> Decision {
         if self.operator_suspended(msg) {
-            return Decision::decline(Rc::NOT_PERMITTED, Reason::TerminalSuspended);
+            return Decision::decline(ResponseCode::NOT_PERMITTED, Reason::TerminalSuspended);
         }
         let rules = self.rules.read().unwrap_or_else(|p| p.into_inner());
         rules.decide_with(msg, now, &self.risk)

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::error::{RuleError, Source};
 use super::open_table::{Keyed, OpenTable};
@@ -44,17 +44,43 @@ impl Hasher for Fnv {
 
 pub type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Settlement {
+/// When a merchant is paid: the same day, at the settlement cut-offs (T+0), or the next
+/// day (T+1). Written `T+0` / `T+1` in the registry, `T0` / `T1` in the journal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+pub enum SettleCycle {
     #[serde(rename = "T+0")]
     T0,
     #[serde(rename = "T+1")]
+    #[default]
     T1,
 }
 
+impl SettleCycle {
+    /// The journal's text (`settle_cycle` column, settlement CSV and JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettleCycle::T0 => "T0",
+            SettleCycle::T1 => "T1",
+        }
+    }
+
+    /// The journal's text read back: `T0`, or `T1` for anything else (the column's default).
+    pub fn parse(s: &str) -> SettleCycle {
+        if s == "T0" { SettleCycle::T0 } else { SettleCycle::T1 }
+    }
+}
+
+impl Serialize for SettleCycle {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Whether a terminal may transact.
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Status {
+pub enum TerminalStatus {
     #[default]
     Active,
     Suspended,
@@ -76,7 +102,7 @@ pub struct Merchant {
     pub(crate) risk_idx: usize,
     pub name: String,
     pub plan: String,
-    pub settlement: Settlement,
+    pub settlement: SettleCycle,
     pub priority_group: Option<String>,
     pub risk_group: String,
     /// Line in the registry file, for errors found across files.
@@ -149,7 +175,7 @@ pub(crate) struct Entry {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Terminal {
     pub merchant: u32,
-    pub status: Status,
+    pub status: TerminalStatus,
     /// Bit set of `TxnType::bit`.
     pub allowed: u16,
 }
@@ -191,7 +217,7 @@ struct RawMerchant {
     #[serde(default = "default_plan")]
     plan: String,
     #[serde(default = "default_settlement")]
-    settlement: Settlement,
+    settlement: SettleCycle,
     #[serde(default)]
     priority_group: Option<String>,
     #[serde(default = "default_plan")]
@@ -202,8 +228,8 @@ fn default_plan() -> String {
     "default".to_string()
 }
 
-fn default_settlement() -> Settlement {
-    Settlement::T1
+fn default_settlement() -> SettleCycle {
+    SettleCycle::T1
 }
 
 #[derive(Deserialize)]
@@ -212,13 +238,13 @@ struct RawTerminal {
     id: String,
     merchant: String,
     #[serde(default = "active")]
-    status: Status,
+    status: TerminalStatus,
     #[serde(default)]
     types: Option<Vec<TxnType>>,
 }
 
-fn active() -> Status {
-    Status::Active
+fn active() -> TerminalStatus {
+    TerminalStatus::Active
 }
 
 impl Keyed for Entry {
@@ -362,7 +388,7 @@ impl Registry {
                 name: merchant_name.to_string(),
                 mcc,
                 plan: default_plan(),
-                settlement: Settlement::T1,
+                settlement: SettleCycle::T1,
                 priority_group: None,
                 risk_group: default_plan(),
                 plan_idx: 0,
@@ -481,7 +507,7 @@ mod tests {
         let t = r.terminal(b"T1").unwrap();
         assert_eq!(t.allowed, TxnType::Purchase.bit() | TxnType::Refund.bit());
         let m = r.merchant(t.merchant).unwrap();
-        assert_eq!((m.mcc, m.settlement, m.plan.as_str()), (5411, Settlement::T0, "default"));
+        assert_eq!((m.mcc, m.settlement, m.plan.as_str()), (5411, SettleCycle::T0, "default"));
         assert!(r.terminal(b"T2").is_none());
         // The entry carries the merchant's `Hot` (refreshed once plans are resolved).
         let e = r.terminal_entry(b"T1").unwrap();

@@ -6,15 +6,16 @@
 //! configured code (default 01) and field 44 names what is missing. The pure checks live
 //! here; the counters live in `risk_state`. A group named `default` always exists (no limits
 //! unless the file says otherwise).
-//! May import: crate::iso, crate::route::decision, crate::route::error.
+//! May import: crate::iso, crate::rc, crate::route::decision, crate::route::error.
 
 use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::decision::{Decision, Rc, Reason};
+use super::decision::{Decision, Reason};
 use super::error::{RuleError, Source};
 use crate::iso::Message;
+use crate::rc::ResponseCode;
 
 /// A frequency limit: at most `count` requests in any `window_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub struct Supplementary {
     /// Amounts strictly above this (minor units) need the fields.
     pub above: u64,
     pub fields: Vec<u16>,
-    pub rc: Rc,
+    pub rc: ResponseCode,
 }
 
 /// One risk group's limits.
@@ -82,7 +83,7 @@ impl RiskRules {
     pub fn check_amount(&self, group: usize, amount: u64, msg: &Message) -> Option<Decision> {
         let g = self.groups.get(group)?;
         if g.per_txn_max.is_some_and(|max| amount > max) {
-            return Some(Decision::decline(Rc::AMOUNT_LIMIT, Reason::AmountLimit));
+            return Some(Decision::decline(ResponseCode::AMOUNT_LIMIT, Reason::AmountLimit));
         }
         let s = g.supplementary.as_ref()?;
         if amount <= s.above {
@@ -129,8 +130,12 @@ impl RiskRules {
                     if s.fields.is_empty() || s.fields.iter().any(|&n| !(2..=128).contains(&n)) {
                         return Err(src.err(at, "group.supplementary.fields", "list data fields 2..=128"));
                     }
-                    let rc = Rc::parse(s.rc.as_deref().unwrap_or("01"))
-                        .ok_or_else(|| src.err(at, "group.supplementary.rc", "two letters or digits"))?;
+                    let rc = match s.rc.as_deref() {
+                        None => Some(ResponseCode::SUPPLEMENTARY_DEFAULT),
+                        Some(rc) => ResponseCode::parse(rc).filter(|_| rc.len() == 2),
+                    };
+                    let rc =
+                        rc.ok_or_else(|| src.err(at, "group.supplementary.rc", "two letters or digits"))?;
                     Some(Supplementary { above: s.above, fields: s.fields, rc })
                 }
             };

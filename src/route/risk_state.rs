@@ -38,7 +38,7 @@
 //!   counts the amounts of purchases and pre-auths that pass (the issuer's answer is not yet
 //!   known; a later reversal does not give the amount back).
 //!
-//! May import: crate::iso, crate::route::decision, crate::route::open_table,
+//! May import: crate::iso, crate::rc, crate::route::decision, crate::route::open_table,
 //! crate::route::registry, crate::route::risk, crate::time.
 
 use std::hash::{BuildHasher, RandomState};
@@ -47,9 +47,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 use spin::relax::Yield;
 
-use super::decision::{Decision, Rc, Reason};
+use super::decision::{Decision, Reason};
 use super::open_table::{Keyed, OpenTable};
 use super::risk::{Frequency, RiskRules};
+use crate::rc::ResponseCode;
 use crate::time::UnixMs;
 
 const SHARDS: usize = 16;
@@ -317,7 +318,7 @@ impl RiskState {
             let slot = sub_slot(now, rules.duplicate_window_ms);
             if let Ok(seen) = sh.dups.find_mut(key) {
                 if seen.slot + SUB > slot {
-                    return Some(Decision::decline(Rc::DUPLICATE, Reason::Duplicate));
+                    return Some(Decision::decline(ResponseCode::DUPLICATE, Reason::Duplicate));
                 }
                 // Seen before the window: forgotten, and counted again from now.
                 seen.slot = slot;
@@ -333,7 +334,7 @@ impl RiskState {
             let slot = sub_slot(now, freq.window_ms);
             if let Ok(t) = sh.terminals.find_mut(term_key) {
                 return over(&mut t.freq, freq, slot)
-                    .then(|| Decision::decline(Rc::FREQUENCY_LIMIT, Reason::TerminalFrequency));
+                    .then(|| Decision::decline(ResponseCode::FREQUENCY_LIMIT, Reason::TerminalFrequency));
             }
             let cap = rules.max_terminals / SHARDS;
             if sh.terminals.len() >= cap {
@@ -349,7 +350,7 @@ impl RiskState {
             if let Some(t) = sh.terminals.insert_new(term_key)
                 && over(&mut t.freq, freq, slot)
             {
-                return Some(Decision::decline(Rc::FREQUENCY_LIMIT, Reason::TerminalFrequency));
+                return Some(Decision::decline(ResponseCode::FREQUENCY_LIMIT, Reason::TerminalFrequency));
             }
         }
         None
@@ -408,7 +409,7 @@ impl RiskState {
         if let Some(freq) = rules.card_frequency
             && over(&mut card.freq, freq, slot)
         {
-            return Some(Decision::decline(Rc::FREQUENCY_LIMIT, Reason::CardFrequency));
+            return Some(Decision::decline(ResponseCode::FREQUENCY_LIMIT, Reason::CardFrequency));
         }
         if let Some(max) = daily {
             if card.day != f.day {
@@ -417,7 +418,7 @@ impl RiskState {
             }
             let after = card.spent.saturating_add(f.amount);
             if after > max {
-                return Some(Decision::decline(Rc::AMOUNT_LIMIT, Reason::DailyAmountLimit));
+                return Some(Decision::decline(ResponseCode::AMOUNT_LIMIT, Reason::DailyAmountLimit));
             }
             card.spent = after;
         }
@@ -606,7 +607,7 @@ mod tests {
         // Within the window a key is a duplicate; once the window has passed it is new.
         let t = UnixMs(100_000_000);
         assert_eq!(s.check(&rules, &facts(1, b"1124100001"), t), None);
-        let dup = Some(Decision::decline(Rc::DUPLICATE, Reason::Duplicate));
+        let dup = Some(Decision::decline(ResponseCode::DUPLICATE, Reason::Duplicate));
         assert_eq!(s.check(&rules, &facts(1, b"1124100001"), UnixMs(t.0 + 6_000)), dup);
         assert_eq!(s.check(&rules, &facts(1, b"1124100001"), UnixMs(t.0 + 9_000)), None);
         assert_eq!(s.check(&rules, &facts(1, b"1124100001"), UnixMs(t.0 + 10_000)), dup);

@@ -22,24 +22,26 @@
 //!
 //! The merchant's MCC comes from the registry, not from field 18: the terminal does not
 //! choose its own price.
-//! May import: crate::iso, crate::route::bins, crate::route::decision, crate::route::error,
-//! crate::route::fees, crate::route::priority, crate::route::registry, crate::route::risk,
-//! crate::route::risk_state, crate::route::sched, crate::route::txn, crate::time.
+//! May import: crate::iso, crate::rc, crate::route::bins, crate::route::decision,
+//! crate::route::error, crate::route::fees, crate::route::priority, crate::route::registry,
+//! crate::route::risk, crate::route::risk_state, crate::route::sched, crate::route::txn,
+//! crate::time.
 
 use std::borrow::Cow;
 use std::path::Path;
 
 use super::bins::{CardType, Routes, luhn_ok};
-use super::decision::{Decision, Forward, Rc, Reason};
+use super::decision::{Decision, Forward, Reason};
 use super::error::{RuleError, Source};
 use super::fees::{DEFAULT_PLAN, FeeBook};
 use super::priority::{Class, Priorities, Weights};
-use super::registry::{Entry, Hot, InlineId, Registry, Status};
+use super::registry::{Entry, Hot, InlineId, Registry, TerminalStatus};
 use super::risk::RiskRules;
 use super::risk_state::{Facts, RiskState};
 use super::sched::Scheduler;
 use super::txn::{DEFAULT_TABLE, TxnTable, TxnType, chars, trim_end};
 use crate::iso::Message;
+use crate::rc::ResponseCode;
 use crate::time::UnixMs;
 
 /// One estate's rules, immutable once built; reload builds a new one.
@@ -170,11 +172,9 @@ impl RuleSet {
         rules.resolve("(embedded)")
     }
 
-    /// Whether the merchant with this id settles same-day (T+0).
-    pub fn settles_same_day(&self, merchant_id: &str) -> bool {
-        self.registry
-            .merchant_by_id(merchant_id.trim_end())
-            .is_some_and(|m| m.settlement == crate::route::registry::Settlement::T0)
+    /// The settlement cycle of the merchant with this id: T+1 unless it is listed as T+0.
+    pub fn settle_cycle(&self, merchant_id: &str) -> crate::route::registry::SettleCycle {
+        self.registry.merchant_by_id(merchant_id.trim_end()).map(|m| m.settlement).unwrap_or_default()
     }
 
     /// Issuer names any route or default may pick.
@@ -246,14 +246,14 @@ impl RuleSet {
                 .unknown
                 .as_ref()
                 .map(|m| (m.hot(), None))
-                .ok_or(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownTerminal));
+                .ok_or(Decision::decline(ResponseCode::INVALID_MERCHANT, Reason::UnknownTerminal));
         };
         let (term, merchant) = (&entry.terminal, entry.merchant);
         if reg.merchant(term.merchant).is_none() {
-            return Err(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant));
+            return Err(Decision::decline(ResponseCode::INVALID_MERCHANT, Reason::UnknownMerchant));
         }
         if chars(msg, 42).is_some_and(|mid| InlineId::of(trim_end(&mid)) != Some(merchant.id)) {
-            return Err(Decision::decline(Rc::INVALID_MERCHANT, Reason::UnknownMerchant));
+            return Err(Decision::decline(ResponseCode::INVALID_MERCHANT, Reason::UnknownMerchant));
         }
         let merchant = (merchant, Some(term.merchant));
         // A reversal undoes what the terminal did while it was allowed to: it must reach
@@ -261,11 +261,11 @@ impl RuleSet {
         if txn == TxnType::Reversal {
             return Ok(merchant);
         }
-        if term.status == Status::Suspended {
-            return Err(Decision::decline(Rc::NOT_PERMITTED, Reason::TerminalSuspended));
+        if term.status == TerminalStatus::Suspended {
+            return Err(Decision::decline(ResponseCode::NOT_PERMITTED, Reason::TerminalSuspended));
         }
         if term.allowed & txn.bit() == 0 {
-            return Err(Decision::decline(Rc::NOT_PERMITTED, Reason::TxnNotAllowed));
+            return Err(Decision::decline(ResponseCode::NOT_PERMITTED, Reason::TxnNotAllowed));
         }
         Ok(merchant)
     }
@@ -277,13 +277,13 @@ impl RuleSet {
         let tid = tid_chars.as_deref().map(trim_end);
         let entry = tid.and_then(|t| self.registry.terminal_entry(t));
         let Some(txn) = self.txn.classify(msg) else {
-            return Decision::decline(Rc::INVALID_TXN, Reason::UnknownTxnType);
+            return Decision::decline(ResponseCode::INVALID_TXN, Reason::UnknownTxnType);
         };
         if txn == TxnType::Echo {
-            return Decision::Local { rc: Rc::APPROVED, txn_type: txn };
+            return Decision::Local { rc: ResponseCode::APPROVED, txn_type: txn };
         }
         if let Some(n) = self.txn.missing_field(msg, txn) {
-            return Decision::decline(Rc::FORMAT_ERROR, Reason::MissingField(n));
+            return Decision::decline(ResponseCode::FORMAT_ERROR, Reason::MissingField(n));
         }
         let (merchant, merchant_idx) = match self.merchant_for(msg, entry, txn) {
             Ok(m) => m,
@@ -296,7 +296,7 @@ impl RuleSet {
                 .and_then(|t| std::str::from_utf8(t).ok())
                 .is_some_and(|t| risk.blocked_terminals.contains(t))
         {
-            return Decision::decline(Rc::NOT_PERMITTED, Reason::TerminalBlocked);
+            return Decision::decline(ResponseCode::NOT_PERMITTED, Reason::TerminalBlocked);
         }
         if txn != TxnType::Reversal && !risk.blocked_merchants.is_empty() {
             // An open estate's merchant is whoever field 42 says.
@@ -306,27 +306,29 @@ impl RuleSet {
                 _ => from_msg.as_deref().map(str::trim_end),
             };
             if id.is_some_and(|id| risk.blocked_merchants.contains(id)) {
-                return Decision::decline(Rc::NOT_PERMITTED, Reason::MerchantBlocked);
+                return Decision::decline(ResponseCode::NOT_PERMITTED, Reason::MerchantBlocked);
             }
         }
         if txn.is_local() {
-            return Decision::Local { rc: Rc::APPROVED, txn_type: txn };
+            return Decision::Local { rc: ResponseCode::APPROVED, txn_type: txn };
         }
         let class = Class::of_bytes(msg.mti_bytes(), txn, merchant.priority);
         let pan_chars = pan_of(msg);
         let pan = pan_chars.as_deref();
         let route = match pan {
-            Some(p) if !luhn_ok(p) => return Decision::decline(Rc::INVALID_CARD, Reason::LuhnFailed),
+            Some(p) if !luhn_ok(p) => {
+                return Decision::decline(ResponseCode::INVALID_CARD, Reason::LuhnFailed);
+            }
             Some(p) => self.routes.lookup(p),
             None if matches!(txn, TxnType::Reversal | TxnType::BatchUpload) => self.routes.lookup(b""),
-            None => return Decision::decline(Rc::INVALID_CARD, Reason::MissingPan),
+            None => return Decision::decline(ResponseCode::INVALID_CARD, Reason::MissingPan),
         };
         let Some(route) = route else {
-            return Decision::decline(Rc::INVALID_CARD, Reason::NoRoute);
+            return Decision::decline(ResponseCode::INVALID_CARD, Reason::NoRoute);
         };
         let amount = msg.amount().unwrap_or(0);
         if txn.is_financial() && amount == 0 {
-            return Decision::decline(Rc::INVALID_AMOUNT, Reason::MissingAmount);
+            return Decision::decline(ResponseCode::INVALID_AMOUNT, Reason::MissingAmount);
         }
         if matches!(txn, TxnType::Purchase | TxnType::PreAuth | TxnType::PreAuthCompletion | TxnType::Refund)
             && let Some(d) = risk.check_amount(merchant.risk_idx as usize, amount, msg)

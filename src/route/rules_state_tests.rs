@@ -190,7 +190,7 @@ fn reload_swaps_atomically_and_refuses_bad_files() {
     let dir = copy_examples("reload");
     let r = Router::new(RuleSet::load_dir(&dir).unwrap());
     let suspended = purchase(DEBIT, 100, ("10000009", "898340158120001"));
-    assert_eq!(r.decide(&suspended, now()).rc(), Some(Rc::NOT_PERMITTED));
+    assert_eq!(r.decide(&suspended, now()).rc(), Some(ResponseCode::NOT_PERMITTED));
 
     // A bad file: refused with file, line and key; the running rules stay.
     edit(&dir, "registry.toml", "status = \"suspended\"", "status = \"paused\"");
@@ -200,7 +200,7 @@ fn reload_swaps_atomically_and_refuses_bad_files() {
     let text = std::fs::read_to_string(dir.join("registry.toml")).unwrap();
     let line = text.lines().position(|l| l.contains("paused")).unwrap() + 1;
     assert_eq!(e.line, Some(line));
-    assert_eq!(r.decide(&with_stan(suspended.clone(), 1), now()).rc(), Some(Rc::NOT_PERMITTED));
+    assert_eq!(r.decide(&with_stan(suspended.clone(), 1), now()).rc(), Some(ResponseCode::NOT_PERMITTED));
 
     // A good file: swapped in.
     edit(&dir, "registry.toml", "status = \"paused\"", "status = \"active\"");

@@ -92,7 +92,7 @@ fn same(a: &Decision, b: &Decision) -> bool {
 }
 
 fn decline(rc: &str, reason: Reason) -> Decision {
-    Decision::Decline { rc: Rc::parse(rc).unwrap(), reason, field44: None }
+    Decision::Decline { rc: ResponseCode::parse(rc).unwrap(), reason, field44: None }
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn every_rule_decides_as_documented() {
     let a = Some("issuer-b");
     let b = Some("issuer-a");
     let missing = |rc: &str, text: &str| Decision::Decline {
-        rc: Rc::parse(rc).unwrap(),
+        rc: ResponseCode::parse(rc).unwrap(),
         reason: Reason::SupplementaryMissing,
         field44: Some(text.to_string()),
     };
@@ -200,17 +200,17 @@ fn every_rule_decides_as_documented() {
         (
             "echo from anyone",
             msg("0800", "990000", None, None, ("99999999", "X"), &[(70, "301")]),
-            Decision::Local { rc: Rc::APPROVED, txn_type: Echo },
+            Decision::Local { rc: ResponseCode::APPROVED, txn_type: Echo },
         ),
         (
             "sign-on",
             msg("0800", "990000", None, None, REST, &[(70, "001")]),
-            Decision::Local { rc: Rc::APPROVED, txn_type: SignOn },
+            Decision::Local { rc: ResponseCode::APPROVED, txn_type: SignOn },
         ),
         (
             "settlement",
             msg("0500", "920000", None, None, REST, &[]),
-            Decision::Local { rc: Rc::APPROVED, txn_type: BatchSettlement },
+            Decision::Local { rc: ResponseCode::APPROVED, txn_type: BatchSettlement },
         ),
         (
             "unknown type",
@@ -394,7 +394,10 @@ fn the_embedded_default_accepts_every_terminal() {
         same(&d, &fwd("issuer-0", None, Class::Ordinary, 500, CardType::Debit, TxnType::Purchase)),
         "{d:?}"
     );
-    assert_eq!(r.decide(&purchase("6222020200112231", 1, REST), now()).rc(), Some(Rc::INVALID_CARD));
+    assert_eq!(
+        r.decide(&purchase("6222020200112231", 1, REST), now()).rc(),
+        Some(ResponseCode::INVALID_CARD)
+    );
 }
 
 #[test]

@@ -34,11 +34,11 @@
 //!   estimates cross their deadlines first: under overload the lowest classes are shed first.
 //! - Memory is bounded: each queue by its bound, and the set-aside list by their sum.
 //!
-//! May import: crate::route::decision, crate::route::fair_queue, crate::route::priority.
+//! May import: crate::rc, crate::route::fair_queue, crate::route::priority.
 
-use super::decision::Rc;
 use super::fair_queue::{Entry, FairQueue};
 use super::priority::{Class, QueueConfig, Weights};
+use crate::rc::ResponseCode;
 
 /// The answer to `offer`.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub enum Offer<T> {
     /// Waiting; `complete` will hand it out (or `expire` shed it).
     Queued,
     /// Refused: answer the terminal with `rc` (91).
-    Shed { rc: Rc, req: T },
+    Shed { rc: ResponseCode, req: T },
     /// A reversal that found its queue full: keep it in the store-and-forward queue.
     StoreAndForward(T),
 }
@@ -58,7 +58,7 @@ pub enum Offer<T> {
 pub struct Shed<T> {
     pub req: T,
     pub class: Class,
-    pub rc: Rc,
+    pub rc: ResponseCode,
 }
 
 /// At most this many requests a class sheds per revisit of its estimates: a revisit runs
@@ -174,7 +174,7 @@ impl<T> Scheduler<T> {
                 }
                 let Some(e) = self.queues.get_mut(c).and_then(|q| q.pop_newest(source)) else { break };
                 let class = Class::ALL.get(c).copied().unwrap_or(Class::Batch);
-                self.set_aside.push(Shed { req: e.req, class, rc: Rc::ISSUER_UNAVAILABLE });
+                self.set_aside.push(Shed { req: e.req, class, rc: ResponseCode::ISSUER_UNAVAILABLE });
             }
         }
     }
@@ -229,10 +229,10 @@ impl<T> Scheduler<T> {
             }
         } else {
             if now.saturating_add(self.estimate_from_us(class, source)) > deadline {
-                return Offer::Shed { rc: Rc::ISSUER_UNAVAILABLE, req };
+                return Offer::Shed { rc: ResponseCode::ISSUER_UNAVAILABLE, req };
             }
             if full && !self.make_room(c, source) {
-                return Offer::Shed { rc: Rc::ISSUER_UNAVAILABLE, req };
+                return Offer::Shed { rc: ResponseCode::ISSUER_UNAVAILABLE, req };
             }
         }
         match self.queues.get_mut(c) {
@@ -242,7 +242,7 @@ impl<T> Scheduler<T> {
                 self.prune(now);
                 Offer::Queued
             }
-            _ => Offer::Shed { rc: Rc::ISSUER_UNAVAILABLE, req },
+            _ => Offer::Shed { rc: ResponseCode::ISSUER_UNAVAILABLE, req },
         }
     }
 
@@ -256,7 +256,7 @@ impl<T> Scheduler<T> {
         }
         let Some(e) = q.pop_newest(heaviest) else { return false };
         let class = Class::ALL.get(c).copied().unwrap_or(Class::Batch);
-        self.set_aside.push(Shed { req: e.req, class, rc: Rc::ISSUER_UNAVAILABLE });
+        self.set_aside.push(Shed { req: e.req, class, rc: ResponseCode::ISSUER_UNAVAILABLE });
         true
     }
 
@@ -311,7 +311,7 @@ impl<T> Scheduler<T> {
             let class = Class::ALL.get(i).copied().unwrap_or(Class::Batch);
             let Some(e) = self.queues.get_mut(i).and_then(FairQueue::pop) else { break };
             if class != Class::Reversal && e.deadline < now {
-                self.set_aside.push(Shed { req: e.req, class, rc: Rc::ISSUER_UNAVAILABLE });
+                self.set_aside.push(Shed { req: e.req, class, rc: ResponseCode::ISSUER_UNAVAILABLE });
                 continue;
             }
             self.in_flight += 1;
@@ -360,7 +360,9 @@ impl<T> Scheduler<T> {
         for (i, q) in self.queues.iter_mut().enumerate().skip(1) {
             let class = Class::ALL.get(i).copied().unwrap_or(Class::Batch);
             if q.any_before(now) {
-                q.remove_before(now, |req| out.push(Shed { req, class, rc: Rc::ISSUER_UNAVAILABLE }));
+                q.remove_before(now, |req| {
+                    out.push(Shed { req, class, rc: ResponseCode::ISSUER_UNAVAILABLE })
+                });
             }
         }
         out

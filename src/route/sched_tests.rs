@@ -46,7 +46,7 @@ fn three_times_capacity(weights: Weights, sources: u64) -> Vec<Req> {
     let shed_now = |reqs: &mut Vec<Req>, shed: Vec<Shed<usize>>, t: u64| {
         for sh in shed {
             assert_ne!(sh.class, Class::Reversal, "a reversal was shed");
-            assert_eq!(sh.rc, Rc::ISSUER_UNAVAILABLE);
+            assert_eq!(sh.rc, ResponseCode::ISSUER_UNAVAILABLE);
             reqs[sh.req].4 = Fate::Shed(t);
         }
     };
@@ -74,7 +74,7 @@ fn three_times_capacity(weights: Weights, sources: u64) -> Vec<Req> {
                 }
                 Offer::Queued => {}
                 Offer::Shed { rc, req } => {
-                    assert_eq!(rc, Rc::ISSUER_UNAVAILABLE);
+                    assert_eq!(rc, ResponseCode::ISSUER_UNAVAILABLE);
                     reqs[req].4 = Fate::Shed(t);
                 }
                 Offer::StoreAndForward(req) => reqs[req].4 = Fate::Saf,
@@ -207,18 +207,27 @@ fn shed_when_full_or_when_the_wait_would_pass_the_deadline() {
     let mut s: Scheduler<u32> = Scheduler::new(cfg(1, [8, 8, 2, 8, 8], 1_000), W);
     assert_eq!(s.offer(0, Class::Priority, 100, 0), Offer::Admit(0));
     // One priority request waits ~1 slot x weight 6 / 6 = 1 ms.
-    assert_eq!(s.offer(1, Class::Priority, 500, 0), Offer::Shed { rc: Rc::ISSUER_UNAVAILABLE, req: 1 });
+    assert_eq!(
+        s.offer(1, Class::Priority, 500, 0),
+        Offer::Shed { rc: ResponseCode::ISSUER_UNAVAILABLE, req: 1 }
+    );
     assert_eq!(s.offer(2, Class::Priority, 1_000, 0), Offer::Queued);
     assert_eq!(s.offer(3, Class::Priority, 1_000_000, 0), Offer::Queued);
     // Its queue (bound 2) is full.
-    assert_eq!(s.offer(4, Class::Priority, 1_000_000, 0), Offer::Shed { rc: Rc::ISSUER_UNAVAILABLE, req: 4 });
+    assert_eq!(
+        s.offer(4, Class::Priority, 1_000_000, 0),
+        Offer::Shed { rc: ResponseCode::ISSUER_UNAVAILABLE, req: 4 }
+    );
     // Past-deadline requests are shed by expire, and set aside by complete.
     assert_eq!(s.offer(5, Class::Ordinary, 5_000, 0), Offer::Queued);
     let shed = s.expire(1_001);
-    assert_eq!(shed, vec![Shed { req: 2, class: Class::Priority, rc: Rc::ISSUER_UNAVAILABLE }]);
+    assert_eq!(shed, vec![Shed { req: 2, class: Class::Priority, rc: ResponseCode::ISSUER_UNAVAILABLE }]);
     assert_eq!(s.complete(6_000), Some((3, Class::Priority)));
     assert_eq!(s.complete(7_000), None);
-    assert_eq!(s.expire(7_000), vec![Shed { req: 5, class: Class::Ordinary, rc: Rc::ISSUER_UNAVAILABLE }]);
+    assert_eq!(
+        s.expire(7_000),
+        vec![Shed { req: 5, class: Class::Ordinary, rc: ResponseCode::ISSUER_UNAVAILABLE }]
+    );
 }
 
 /// Serve `n` slots with every class backlogged; the share each class got.
@@ -362,11 +371,14 @@ fn a_full_queue_sheds_the_newest_of_its_heaviest_source() {
     }
     // Full: source 2's first request takes the place of source 1's newest.
     assert_eq!(s.offer_from(10, Class::Ordinary, 2, u64::MAX, 0), Offer::Queued);
-    assert_eq!(s.take_shed(), vec![Shed { req: 3, class: Class::Ordinary, rc: Rc::ISSUER_UNAVAILABLE }]);
+    assert_eq!(
+        s.take_shed(),
+        vec![Shed { req: 3, class: Class::Ordinary, rc: ResponseCode::ISSUER_UNAVAILABLE }]
+    );
     // Source 1 (two waiting) cannot push out source 2 (one) nor itself.
     assert_eq!(
         s.offer_from(4, Class::Ordinary, 1, u64::MAX, 0),
-        Offer::Shed { rc: Rc::ISSUER_UNAVAILABLE, req: 4 }
+        Offer::Shed { rc: ResponseCode::ISSUER_UNAVAILABLE, req: 4 }
     );
     // Source 3 can.
     assert_eq!(s.offer_from(30, Class::Ordinary, 3, u64::MAX, 0), Offer::Queued);

@@ -2,19 +2,20 @@
 //! for T+1 merchants per business day and for T+0 merchants per cut-off window, and the
 //! terminal batch totals a 0500 is compared with. Pure functions over journal rows, in
 //! integer minor units with checked arithmetic.
-//! May import: crate::journal::record.
+//! May import: crate::journal, crate::route.
 
 pub mod batch;
 
 use serde::Serialize;
 
 use crate::journal::record::minute_of_day;
-use crate::journal::{Status, TxnRecord};
+use crate::journal::{RowType, SettleCycle, Status, TxnRecord};
+use crate::route::txn::TxnType;
 
 /// Transaction types that move money from the cardholder to the merchant.
-pub const DEBIT_TYPES: &[&str] = &["purchase", "preauth_completion"];
+pub const DEBIT_TYPES: &[TxnType] = &[TxnType::Purchase, TxnType::PreAuthCompletion];
 /// Transaction types that move money back to the cardholder.
-pub const CREDIT_TYPES: &[&str] = &["refund"];
+pub const CREDIT_TYPES: &[TxnType] = &[TxnType::Refund];
 
 /// How a journal row counts in settlement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,16 +27,17 @@ pub enum Direction {
 /// Whether a row settles, and which way: approved (or already settled) financial
 /// transactions that were not reversed or voided afterwards.
 pub fn direction(r: &TxnRecord) -> Option<Direction> {
-    if r.rc != "00" {
+    if !r.approved() {
         return None;
     }
     match r.status {
         Some(Status::Approved | Status::Settled | Status::Refunded | Status::Completed) | None => {}
         Some(Status::Reversed) | Some(Status::Voided) | Some(Status::Declined) => return None,
     }
-    if DEBIT_TYPES.contains(&r.txn_type.as_str()) {
+    let RowType::Txn(t) = r.txn_type else { return None };
+    if DEBIT_TYPES.contains(&t) {
         Some(Direction::Debit)
-    } else if CREDIT_TYPES.contains(&r.txn_type.as_str()) {
+    } else if CREDIT_TYPES.contains(&t) {
         Some(Direction::Credit)
     } else {
         None
@@ -48,7 +50,7 @@ pub fn direction(r: &TxnRecord) -> Option<Direction> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
     pub merchant_id: String,
-    pub cycle: String,
+    pub cycle: SettleCycle,
     /// `day` for T+1; `HH:MM-HH:MM` for a T+0 window.
     pub window: String,
     pub count: u64,
@@ -92,18 +94,18 @@ pub fn settle(
     utc_offset_min: i32,
 ) -> Result<Vec<Line>, Overflow> {
     use std::collections::BTreeMap;
-    let mut lines: BTreeMap<(String, String, String), Line> = BTreeMap::new();
+    let mut lines: BTreeMap<(String, SettleCycle, String), Line> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.business_date == date) {
         let Some(dir) = direction(r) else { continue };
-        let window = if r.settle_cycle == "T0" {
+        let window = if r.settle_cycle == SettleCycle::T0 {
             window_of(minute_of_day(r.received_at, utc_offset_min), cutoffs)
         } else {
             "day".into()
         };
-        let key = (r.merchant_id.clone(), r.settle_cycle.clone(), window.clone());
+        let key = (r.merchant_id.clone(), r.settle_cycle, window.clone());
         let line = lines.entry(key).or_insert_with(|| Line {
             merchant_id: r.merchant_id.clone(),
-            cycle: r.settle_cycle.clone(),
+            cycle: r.settle_cycle,
             window,
             count: 0,
             gross: 0,
@@ -137,7 +139,7 @@ pub fn to_csv(lines: &[Line]) -> String {
         s.push_str(&format!(
             "{},{},{},{},{},{},{},{}\n",
             csv_field(&l.merchant_id),
-            l.cycle,
+            l.cycle.as_str(),
             l.window,
             l.count,
             l.gross,
@@ -156,6 +158,7 @@ fn csv_field(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rc::ResponseCode;
 
     #[allow(clippy::too_many_arguments)]
     fn row(
@@ -170,11 +173,11 @@ mod tests {
     ) -> TxnRecord {
         TxnRecord {
             merchant_id: merchant.into(),
-            settle_cycle: cycle.into(),
-            txn_type: t.into(),
+            settle_cycle: SettleCycle::parse(cycle),
+            txn_type: RowType::parse(t),
             amount,
             fee,
-            rc: rc.into(),
+            rc: ResponseCode::parse(rc),
             status: Some(status),
             received_at: at,
             business_date: crate::journal::business_date(at, 0),

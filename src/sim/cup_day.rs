@@ -20,7 +20,7 @@ use tokio_util::codec::Framed;
 use crate::frame::{Frame, FrameCodec, FrameConfig, Tpdu};
 use crate::iso::{Message, Spec};
 use crate::keys::{
-    Key, KeyLayout, MacAlgorithm, WorkingKeys, compute_mac, mac_input, pin, pin_block_format0,
+    DesKey, KeyLayout, MacAlgorithm, WorkingKeys, compute_mac, mac_input, pin, pin_block_format0,
 };
 
 /// Who the terminal is and what its day looks like.
@@ -31,7 +31,7 @@ pub struct CupDayConfig {
     /// 15 characters.
     pub merchant: String,
     /// Terminal master key (the one the switch's key file holds for this terminal).
-    pub tmk: Key,
+    pub tmk: DesKey,
     pub mac: MacAlgorithm,
     /// The key layout the sign-on asks for (60.3 = 001, 003 or 004).
     pub sign_on: KeyLayout,
@@ -51,7 +51,7 @@ pub struct CupDayConfig {
 
 impl CupDayConfig {
     /// Defaults that match `sim-issuer --silent-amount 6800` and a key file with this TMK.
-    pub fn new(connect: SocketAddr, tmk: Key) -> CupDayConfig {
+    pub fn new(connect: SocketAddr, tmk: DesKey) -> CupDayConfig {
         CupDayConfig {
             connect,
             terminal: "10000001".into(),
@@ -158,8 +158,8 @@ struct Terminal {
     spec: std::sync::Arc<Spec>,
     conn: Conn,
     trace: u32,
-    tpk: Option<Key>,
-    tak: Option<Key>,
+    tpk: Option<DesKey>,
+    tak: Option<DesKey>,
     date: String,
     report: CupDayReport,
 }
@@ -214,7 +214,7 @@ impl Terminal {
     }
 
     /// Adds field 52: the PIN under `key` (the terminal's PIN key unless told otherwise).
-    fn with_pin(&self, m: &mut Message, key: Option<&Key>) -> Result<(), DayError> {
+    fn with_pin(&self, m: &mut Message, key: Option<&DesKey>) -> Result<(), DayError> {
         let Some(k) = key.or(self.tpk.as_ref()) else { return Err(DayError::SignOn("no PIN key".into())) };
         let clear = pin_block_format0(&self.cfg.pin, &self.cfg.pan)
             .map_err(|e| DayError::SignOn(format!("PIN block: {e}")))?;
@@ -388,7 +388,7 @@ pub async fn run_cup_day(cfg: CupDayConfig) -> Result<CupDayReport, DayError> {
     // A PIN under a key that is not the terminal's: refused, never forwarded.
     let mut m = t.base("0200", Some("000000"), Some(1_200), &t.f60("22", "000"))?;
     m.set(25, "00")?;
-    let wrong = Key::double([0x5Bu8; 16]);
+    let wrong = DesKey::double([0x5Bu8; 16]);
     t.with_pin(&mut m, Some(&wrong))?;
     t.step("wrong-pin-key", m, true, "99").await?;
 

@@ -28,7 +28,7 @@
 //! together in shuffled order within a window. Per connection a reader decodes requests
 //! and builds replies; a writer drains every ready reply, then writes them in one go.
 //! Imports the codec, framing and the simulators' helpers.
-//! May import: crate::frame, crate::iso, crate::sim::requests, crate::sim::util.
+//! May import: crate::frame, crate::iso, crate::rc, crate::sim::requests, crate::sim::util.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -51,6 +51,7 @@ use super::requests::BAD_PAN_PREFIX;
 use super::util::{ReadBuf, Rng, digits};
 use crate::frame::{Frame, FrameCodec, FrameConfig};
 use crate::iso::{EncodeError, Message, Spec};
+use crate::rc::ResponseCode;
 
 /// How the simulated issuer behaves.
 #[derive(Debug, Clone)]
@@ -415,27 +416,22 @@ impl Responder {
         };
         let class = req.mti().as_bytes().get(1).copied();
         let advice = matches!(class, Some(b'1' | b'2')) && req.mti().as_bytes().get(2) == Some(&b'2');
-        let rc: &[u8; 2] = if advice {
+        let rc = if advice {
             if req.amount().is_some_and(|a| Some(a) == self.cfg.decline_advice_amount) {
-                b"05"
+                ResponseCode::DO_NOT_HONOUR
             } else {
-                b"00"
+                ResponseCode::APPROVED
             }
         } else if matches!(class, Some(b'1' | b'2')) {
             decide(req)
         } else {
-            b"00"
+            ResponseCode::APPROVED
         };
         if advice {
             let text = |n: usize| req.text(n).map(|t| t.into_owned()).unwrap_or_default();
             let key = format!("{}|{}|{}", text(41), text(37), text(38));
             let repeat = req.mti().ends_with('1');
-            self.cfg.advices.record(
-                key,
-                repeat,
-                req.amount().unwrap_or(0),
-                std::str::from_utf8(rc).unwrap_or("00"),
-            );
+            self.cfg.advices.record(key, repeat, req.amount().unwrap_or(0), rc.as_str());
         }
         let spec = self.cfg.spec.clone();
         req.set_mti(std::str::from_utf8(&resp).unwrap_or("0000"))?;
@@ -443,9 +439,9 @@ impl Responder {
             req.remove(n);
         }
         if spec.field(39).is_some() {
-            req.set_bytes(39, rc)?;
+            req.set_bytes(39, rc.as_bytes())?;
         }
-        if rc == b"00" && !advice && matches!(class, Some(b'1' | b'2')) && spec.field(38).is_some() {
+        if rc.is_approved() && !advice && matches!(class, Some(b'1' | b'2')) && spec.field(38).is_some() {
             req.set_bytes(38, &digits::<6>(self.seq))?;
         }
         if !req.has(37) && spec.field(37).is_some() {
@@ -458,7 +454,7 @@ impl Responder {
 /// The reply to a request that does not decode: its response MTI and 39 = 30.
 fn format_error(spec: &Arc<Spec>, mti: &[u8; 4]) -> Result<Message, EncodeError> {
     let mut m = Message::new(spec.clone(), std::str::from_utf8(mti).unwrap_or("0000"))?;
-    m.set_bytes(39, b"30")?;
+    m.set_bytes(39, ResponseCode::FORMAT_ERROR.as_bytes())?;
     Ok(m)
 }
 
@@ -480,14 +476,14 @@ fn response_mti(mut mti: [u8; 4]) -> Option<[u8; 4]> {
 }
 
 /// The sim issuer's rules (see the module doc).
-fn decide(req: &Message) -> &'static [u8; 2] {
+fn decide(req: &Message) -> ResponseCode {
     if req.pan().is_some_and(|p| p.starts_with(BAD_PAN_PREFIX)) {
-        return b"14";
+        return ResponseCode::INVALID_CARD;
     }
     match req.amount().map(|a| a % 100) {
-        Some(51) => b"51",
-        Some(5) => b"05",
-        _ => b"00",
+        Some(51) => ResponseCode::INSUFFICIENT_FUNDS,
+        Some(5) => ResponseCode::DO_NOT_HONOUR,
+        _ => ResponseCode::APPROVED,
     }
 }
 

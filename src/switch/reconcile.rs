@@ -13,7 +13,7 @@
 //! already queued is not queued twice, and a second crash during reconciliation repeats
 //! nothing. Segments are deleted only after every one of their requests is handled; a
 //! segment that does not open (another key) refuses the start, naming the file.
-//! May import: crate::config, crate::iso, crate::issuer, crate::journal, crate::metrics,
+//! May import: crate::config, crate::iso, crate::issuer, crate::journal, crate::metrics, crate::rc,
 //! crate::time.
 
 use std::path::Path;
@@ -78,10 +78,10 @@ fn answered(rows: &[TxnRecord], sent: &Message) -> bool {
     let stan = sent.text(11);
     rows.iter().any(|r| {
         r.mti == sent.mti()
-            && !r.rc.is_empty()
+            && r.rc.is_some()
             && match r.switch_stan.as_deref() {
                 Some(s) => Some(s) == stan.as_deref(),
-                None => r.rc != "68",
+                None => r.rc != Some(crate::rc::ResponseCode::LATE_RESPONSE),
             }
     })
 }

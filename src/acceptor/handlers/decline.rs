@@ -4,36 +4,36 @@
 //! Journalled, then answered with the code and, where the dialect has it, field 44
 //! saying why.
 //! May import: crate::acceptor::record, crate::acceptor::reply, crate::acceptor::service,
-//! crate::iso, crate::journal, crate::route.
+//! crate::iso, crate::journal, crate::rc.
 
 use crate::iso::Message;
-use crate::journal::Status;
-use crate::route::Rc;
+use crate::journal::{Decided, RowType, Status};
+use crate::rc::ResponseCode;
 
 use super::super::Services;
-use super::super::record::{Decided, answered};
+use super::super::record::answered;
 use super::super::reply::switch_reply;
 
 /// Decline `req` (received at `at`, of transaction type `txn`) with `rc`, journalled.
 pub async fn decline(
     svc: &Services,
     req: &Message,
-    rc: Rc,
+    rc: ResponseCode,
     field44: Option<&str>,
-    txn: &str,
+    txn: RowType,
     at: i64,
 ) -> Option<Box<Message>> {
     let recorder = &svc.recorder;
     if recorder.records() {
         let mut row = recorder.row(req, at, txn, Decided::Decline);
-        if rc == Rc::DUPLICATE {
+        if rc == ResponseCode::DUPLICATE {
             // Another transaction holds this key: the 94 is recorded beside it.
             row.txn_key = None;
         }
-        answered(&mut row, rc.as_str(), Some(Status::Declined));
+        answered(&mut row, rc, Some(Status::Declined));
         recorder.commit(row).await;
     }
-    let mut out = switch_reply(req, rc.as_str()).ok()?;
+    let mut out = switch_reply(req, rc).ok()?;
     if let Some(text) = field44
         && let Some(f44) = req.spec().field(44)
     {

@@ -26,13 +26,15 @@ use std::time::Duration;
 
 use crate::iso::Message;
 use crate::issuer::{ForwardOptions, Origin, Outcome, Target};
-use crate::journal::TxnRecord;
-use crate::route::{Forward, Rc};
+use crate::journal::{Decided, RowType, TxnRecord};
+use crate::rc::{ResponseCode, SwitchDecline};
+use crate::route::Forward;
+use crate::route::txn::TxnType;
 
 use super::super::cup::{Original, find_original, mark_original};
 use super::super::listener::ListenerCtx;
 use super::super::queue_reversal::reverse_with_issuer;
-use super::super::record::{Decided, answered, status_of};
+use super::super::record::{answered, status_of};
 use super::super::rejected::reverse_rejected;
 use super::super::reply::{issuer_reply, repeat_reply, switch_reply};
 use super::super::request::Arrival;
@@ -50,8 +52,7 @@ pub async fn forward(
     fwd: &Forward,
     arrival: Arrival,
 ) -> (Option<Box<Message>>, bool) {
-    let (svc, at, txn) = (&ctx.services, arrival.at, fwd.txn_type.as_str());
-    let refuse = |rc: &str| Rc::parse(rc).unwrap_or(Rc(*b"96"));
+    let (svc, at, txn) = (&ctx.services, arrival.at, RowType::Txn(fwd.txn_type));
     // 1. Checked. The journal cannot write: no issuer is asked for what could not be
     // recorded.
     if let Some(refused) = svc.refuse_unrecordable(msg) {
@@ -64,8 +65,8 @@ pub async fn forward(
     let mut original = None;
     if ctx.dialect.is_unionpay() {
         if ctx.batches.stale(msg, svc.journal.as_ref()).await {
-            tracing::info!(txn, "request in a batch already settled");
-            let rc = refuse(crate::rc::SwitchDecline::BatchMismatch.generic_rc());
+            tracing::info!(txn = txn.as_str(), "request in a batch already settled");
+            let rc = SwitchDecline::BatchMismatch.generic_rc();
             return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
         }
         if let Some(j) = &svc.journal {
@@ -73,12 +74,13 @@ pub async fn forward(
                 Original::NotNamed => {}
                 Original::Found(o) => original = Some(o),
                 Original::Missing => {
-                    tracing::info!(txn, "original transaction not found");
-                    let rc = refuse(crate::rc::SwitchDecline::OriginalNotFound.generic_rc());
+                    tracing::info!(txn = txn.as_str(), "original transaction not found");
+                    let rc = SwitchDecline::OriginalNotFound.generic_rc();
                     return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
                 }
                 Original::Unknown => {
-                    return (Box::pin(decline(svc, msg, refuse("96"), None, txn, at)).await, false);
+                    let rc = SwitchDecline::SystemMalfunction.generic_rc();
+                    return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
                 }
             }
         }
@@ -87,14 +89,14 @@ pub async fn forward(
     // every forward's future.
     let translated = match ctx.security.translate_pin(msg, issuer) {
         Ok(t) => t.map(Box::new),
-        Err(rc) => return (Box::pin(decline(svc, msg, refuse(rc), None, txn, at)).await, false),
+        Err(rc) => return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false),
     };
     let mut plan = fwd.clone();
     if translated.is_some() && plan.backup.is_some() {
         // The block is under this issuer's zone key only: no failover with it.
         plan.backup = None;
     }
-    if original.as_ref().is_some_and(|o| o.txn_type == "preauth") {
+    if original.as_ref().is_some_and(|o| o.txn_type.is(TxnType::PreAuth)) {
         // Releasing a hold gives back no fee: none was charged.
         plan.fee = 0;
         plan.split = Default::default();
@@ -103,7 +105,7 @@ pub async fn forward(
     let out = translated.as_deref().unwrap_or(msg);
     let reply = ask_issuer(ctx, msg, out, issuer, &plan, arrival).await;
     // 5. Answered; an approved void, refund or completion closes its original.
-    let approved = reply.as_ref().is_some_and(|r| r.raw(39) == Some(b"00"));
+    let approved = reply.as_ref().is_some_and(|r| r.raw(39) == Some(ResponseCode::APPROVED.as_bytes()));
     if let (true, Some(o), Some(j)) = (approved, &original, &svc.journal) {
         mark_original(j, o, fwd.txn_type).await;
     }
@@ -129,7 +131,7 @@ async fn ask_issuer(
     let promise = svc.journal.as_ref().map(|j| j.backlog().promise());
     // Without a journal no row is built: its strings and the PAN hash would be wasted.
     let mut row = svc.recorder.records().then(|| {
-        let mut row = svc.recorder.row(req, at, fwd.txn_type.as_str(), Decided::Forward);
+        let mut row = svc.recorder.row(req, at, fwd.txn_type.into(), Decided::Forward);
         row.issuer = Some(primary.to_string());
         row.route = Some(fwd.issuer.to_string());
         row
@@ -148,18 +150,18 @@ async fn ask_issuer(
                 // different transaction reusing the key (94).
                 let answer = Box::pin(answer_in_journal(j, row, answer_by)).await;
                 tracing::info!(
-                    rc = answer.as_ref().map(|a| a.rc()),
+                    rc = answer.as_ref().map(|a| a.rc().to_string()),
                     "repeat of a transaction another node holds"
                 );
                 let reply = match answer {
                     Some(a) => repeat_reply(req, &a),
-                    None => switch_reply(req, Rc::DUPLICATE.as_str()),
+                    None => switch_reply(req, ResponseCode::DUPLICATE),
                 };
                 return reply.ok().map(Box::new);
             }
             Err(e) => {
                 tracing::error!(error = %e, "journal claim failed");
-                return switch_reply(req, "96").ok().map(Box::new);
+                return switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION).ok().map(Box::new);
             }
         }
     }
@@ -168,7 +170,7 @@ async fn ask_issuer(
     if let Some(trigger) = svc.standin.trigger_before(issuers, primary, fwd.backup)
         && let Some(i) = issuers.get(issuer)
     {
-        let occasion = Occasion { trigger, otherwise: "91", answer_by };
+        let occasion = Occasion { trigger, otherwise: ResponseCode::ISSUER_UNAVAILABLE, answer_by };
         return Box::pin(svc.stand_in(i, req, fwd, row, occasion)).await;
     }
     if let Some(row) = &mut row {
@@ -205,8 +207,10 @@ async fn ask_issuer(
             svc.standin.answered(primary);
             None
         }
-        Outcome::Unavailable if all_down(issuers, primary, fwd.backup) => Some((Trigger::Down, "91")),
-        Outcome::Timeout | Outcome::LinkLost => Some((Trigger::Timeout, "68")),
+        Outcome::Unavailable if all_down(issuers, primary, fwd.backup) => {
+            Some((Trigger::Down, ResponseCode::ISSUER_UNAVAILABLE))
+        }
+        Outcome::Timeout | Outcome::LinkLost => Some((Trigger::Timeout, ResponseCode::LATE_RESPONSE)),
         _ => None,
     };
     if let Some((trigger, otherwise)) = stand_in
@@ -239,17 +243,22 @@ async fn ask_issuer(
             }
             let name = answered_by.as_ref().map_or(primary, |i| i.name());
             Box::pin(reverse_rejected(issuers, req, out, name, r)).await;
-            switch_reply(req, crate::rc::SwitchDecline::SystemMalfunction.generic_rc()).ok().map(Box::new)
+            switch_reply(req, SwitchDecline::SystemMalfunction.generic_rc()).ok().map(Box::new)
         }
-        other => switch_reply(req, other.switch_rc().unwrap_or("96")).ok().map(Box::new),
+        other => {
+            let rc = other.switch_rc().unwrap_or(ResponseCode::SYSTEM_MALFUNCTION);
+            switch_reply(req, rc).ok().map(Box::new)
+        }
     };
-    let mut reply = reply.or_else(|| switch_reply(req, "96").ok().map(Box::new))?;
+    let mut reply =
+        reply.or_else(|| switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION).ok().map(Box::new))?;
     drop(promise);
     // 4. Journalled.
     let Some(mut row) = row else { return Some(reply) };
-    let rc = reply.text(39).map(|s| s.into_owned()).unwrap_or_else(|| "96".into());
-    answered(&mut row, &rc, status_of(&rc));
-    let approved = rc == "00";
+    let rc = reply.text(39).as_deref().and_then(ResponseCode::parse);
+    let rc = rc.unwrap_or(ResponseCode::SYSTEM_MALFUNCTION);
+    answered(&mut row, rc, status_of(rc));
+    let approved = rc.is_approved();
     row.fee = if approved { fwd.fee } else { 0 };
     if !approved {
         Box::pin(svc.recorder.commit_by(row, answer_by)).await;
@@ -258,7 +267,7 @@ async fn ask_issuer(
     if !Box::pin(svc.recorder.commit_approval(row)).await {
         // Nothing unrecorded is approved: the terminal is told the switch failed, and the
         // issuer's approval is reversed (held in memory if the store fails too).
-        reply = switch_reply(req, "96").ok().map(Box::new)?;
+        reply = switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION).ok().map(Box::new)?;
         let by = answered_by.as_ref().map(|i| i.name());
         reverse_unrecorded(ctx, req, by, switch_stan).await;
     }

@@ -6,15 +6,15 @@
 //! sharing a journal see each other's keys through the journal's claim (the forward
 //! handler asks `answer_in_journal` when its claim is refused).
 //! May import: crate::acceptor::repeats, crate::acceptor::reply, crate::acceptor::request,
-//! crate::acceptor::service, crate::iso, crate::journal, crate::route.
+//! crate::acceptor::service, crate::iso, crate::journal, crate::rc.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::iso::Message;
-use crate::journal::{Journal, Query, TxnRecord, txn_key};
-use crate::route::Rc;
+use crate::journal::{Journal, Query, RowType, TxnRecord, txn_key};
+use crate::rc::ResponseCode;
 
 use super::super::Services;
 use super::super::repeats::{Answer, answer_of};
@@ -33,8 +33,8 @@ const POLL: Duration = Duration::from_millis(25);
 pub async fn in_flight(req: &Message, original: watch::Receiver<Option<Answer>>) -> Option<Box<Message>> {
     let reply = match tokio::time::timeout(WAIT_FOR_ORIGINAL, answer_of(original)).await {
         Ok(Some(a)) => repeat_reply(req, &a),
-        Ok(None) => switch_reply(req, "96"),
-        Err(_) => switch_reply(req, "68"),
+        Ok(None) => switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION),
+        Err(_) => switch_reply(req, ResponseCode::LATE_RESPONSE),
     };
     reply.ok().map(Box::new)
 }
@@ -58,15 +58,17 @@ pub async fn lookup(svc: &Services, req: &Message, at: i64) -> Plan {
         Ok(rows) => match rows.first() {
             None => svc.plan(req, at),
             Some(o) if req.amount().and_then(|a| i64::try_from(a).ok()) != Some(o.amount) => {
-                Plan::Decline { rc: Rc::DUPLICATE, field44: None, txn: "duplicate" }
+                Plan::Decline { rc: ResponseCode::DUPLICATE, field44: None, txn: RowType::Duplicate }
             }
             // A claim without its outcome: the transaction is in flight elsewhere.
-            Some(o) if o.rc.is_empty() => Plan::Answered(Answer::new("96", None, None)),
+            Some(o) if o.rc.is_none() => {
+                Plan::Answered(Answer::new(ResponseCode::SYSTEM_MALFUNCTION, None, None))
+            }
             Some(o) => Plan::Answered(Answer::of_row(o)),
         },
         Err(e) => {
             tracing::error!(error = %e, "journal query for a repeated terminal key failed");
-            Plan::Answered(Answer::new("96", None, None))
+            Plan::Answered(Answer::new(ResponseCode::SYSTEM_MALFUNCTION, None, None))
         }
     }
 }
@@ -84,16 +86,16 @@ pub async fn answer_in_journal(j: &Journal, row: &TxnRecord, until: Instant) -> 
         match j.query(q.clone()).await {
             Ok(rows) => match rows.first() {
                 Some(o) if o.amount != row.amount => return None,
-                Some(o) if !o.rc.is_empty() => return Some(Answer::of_row(o)),
+                Some(o) if o.rc.is_some() => return Some(Answer::of_row(o)),
                 _ => {}
             },
             Err(e) => {
                 tracing::error!(error = %e, "journal query for a repeated terminal key failed");
-                return Some(Answer::new("96", None, None));
+                return Some(Answer::new(ResponseCode::SYSTEM_MALFUNCTION, None, None));
             }
         }
         if Instant::now() + POLL >= until {
-            return Some(Answer::new("68", None, None));
+            return Some(Answer::new(ResponseCode::LATE_RESPONSE, None, None));
         }
         tokio::time::sleep(POLL).await;
     }

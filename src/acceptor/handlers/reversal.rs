@@ -10,16 +10,18 @@
 //!
 //! The terminal gets 00 at once, or 96 when nothing could be queued. Without a journal
 //! the plan is never made (reversals are forwarded like any request).
-//! May import: crate::acceptor::listener, crate::acceptor::queue_reversal,
-//! crate::acceptor::record, crate::acceptor::reply, crate::iso, crate::journal, crate::route.
+//! May import: crate::acceptor::listener, crate::acceptor::queue_reversal, crate::acceptor::record,
+//! crate::acceptor::reply, crate::iso, crate::journal, crate::rc, crate::route.
 
 use crate::iso::Message;
-use crate::journal::{Query, Status, Update};
+use crate::journal::{Decided, Query, Status, Update};
+use crate::rc::ResponseCode;
 use crate::route;
+use crate::route::txn::TxnType;
 
 use super::super::listener::ListenerCtx;
 use super::super::queue_reversal::reverse_with_issuer;
-use super::super::record::{Decided, answered};
+use super::super::record::answered;
 use super::super::reply::switch_reply;
 
 /// Answer the reversal `req` (received at `at`).
@@ -34,7 +36,7 @@ pub async fn reversal(
     // A reversal that overtook its original is matched against the original's outcome,
     // not against its absence.
     ctx.inflight.wait_for(req).await;
-    let mut row = svc.recorder.row(req, at, "reversal", Decided::Reversal);
+    let mut row = svc.recorder.row(req, at, TxnType::Reversal.into(), Decided::Reversal);
     let terminal = row.terminal_id.clone();
     let original = j
         .query(Query::Original { terminal: terminal.clone(), stan: row.stan.clone(), amount: row.amount })
@@ -43,12 +45,12 @@ pub async fn reversal(
         .ok()?
         .into_iter()
         // 68: the switch timed it out and reversed it with the issuer itself.
-        .find(|o| o.rc == "00" || o.rc.is_empty() || o.rc == "68");
-    answered(&mut row, "00", Some(Status::Approved));
+        .find(|o| o.rc.is_none_or(|rc| rc.is_approved() || rc == ResponseCode::LATE_RESPONSE));
+    answered(&mut row, ResponseCode::APPROVED, Some(Status::Approved));
     let Some(orig) = original else {
         tracing::info!("reversal of an unknown or declined original acknowledged");
         svc.recorder.commit(row).await;
-        return switch_reply(req, "00").ok().map(Box::new);
+        return switch_reply(req, ResponseCode::APPROVED).ok().map(Box::new);
     };
     let mark_reversed = Update::SetStatus {
         terminal: terminal.clone(),
@@ -57,12 +59,12 @@ pub async fn reversal(
         mti: orig.mti.clone(),
         status: Status::Reversed,
     };
-    let rc = if orig.decision == "stand-in" {
+    let rc = if orig.decision == Decided::StandIn {
         let rc = Box::pin(svc.reverse_stand_in(&ctx.issuers, req, &orig)).await;
         row.issuer.clone_from(&orig.issuer);
         rc
-    } else if orig.rc == "68" {
-        "00"
+    } else if orig.rc == Some(ResponseCode::LATE_RESPONSE) {
+        ResponseCode::APPROVED
     } else {
         let issuer_name = orig.issuer.clone().unwrap_or_else(|| fwd.issuer.to_string());
         row.issuer = Some(issuer_name.clone());
@@ -80,20 +82,20 @@ pub async fn reversal(
                 if !fresh {
                     tracing::info!("reversal already queued for this original");
                 }
-                "00"
+                ResponseCode::APPROVED
             }
             Err(e) => {
                 tracing::error!(error = %e, "terminal reversal could not be queued");
-                "96"
+                ResponseCode::SYSTEM_MALFUNCTION
             }
         }
     };
-    if rc == "00" {
+    if rc.is_approved() {
         if let Err(e) = j.update(mark_reversed).await {
             tracing::error!(error = %e, "marking the original reversed failed");
         }
     } else {
-        row.rc = rc.to_string();
+        row.rc = Some(rc);
         row.status = Some(Status::Declined);
     }
     svc.recorder.commit(row).await;

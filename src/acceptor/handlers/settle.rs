@@ -4,10 +4,11 @@
 //! fields 74 to 89. 00 and the batch closed when they agree, 95 when they do not, 30 when
 //! the terminal's totals cannot be read, 96 without a journal or when it fails.
 //! May import: crate::acceptor::listener, crate::acceptor::reply, crate::iso, crate::journal,
-//! crate::settle, crate::time.
+//! crate::rc, crate::settle, crate::time.
 
 use crate::iso::Message;
 use crate::journal::{Query, Update};
+use crate::rc::ResponseCode;
 use crate::settle::batch;
 
 use super::super::cup::batch_number;
@@ -17,7 +18,7 @@ use super::super::reply::switch_reply;
 /// Settle the batch `req` (a 0500) closes.
 pub async fn settle(ctx: &ListenerCtx, req: &Message) -> Option<Box<Message>> {
     let Some(j) = &ctx.services.journal else {
-        return switch_reply(req, "96").ok().map(Box::new);
+        return switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION).ok().map(Box::new);
     };
     let unionpay = ctx.dialect.is_unionpay();
     let terminal = req.terminal_id().map(|t| t.into_owned()).unwrap_or_default();
@@ -33,7 +34,7 @@ pub async fn settle(ctx: &ListenerCtx, req: &Message) -> Option<Box<Message>> {
         Ok(t) => t,
         Err(e) => {
             tracing::info!(error = %e, "batch settlement with unreadable totals");
-            return switch_reply(req, "30").ok().map(Box::new);
+            return switch_reply(req, ResponseCode::FORMAT_ERROR).ok().map(Box::new);
         }
     };
     // What the journal says it did. A UnionPay-style 0500 names its batch (60.2): it
@@ -49,12 +50,14 @@ pub async fn settle(ctx: &ListenerCtx, req: &Message) -> Option<Box<Message>> {
         }
         Err(e) => {
             tracing::error!(error = %e, "journal query failed");
-            return switch_reply(req, "96").ok().map(Box::new);
+            return switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION).ok().map(Box::new);
         }
     };
     let ours = batch::journal_totals(&rows);
     let balanced = ours == theirs;
-    let mut out = switch_reply(req, if balanced { "00" } else { "95" }).ok()?;
+    let mut out =
+        switch_reply(req, if balanced { ResponseCode::APPROVED } else { ResponseCode::RECONCILE_ERROR })
+            .ok()?;
     if unionpay && let Some(t) = req.text(48) {
         let _ = out.set(48, &batch::cup_reply_48(&t, balanced));
     }
@@ -70,7 +73,7 @@ pub async fn settle(ctx: &ListenerCtx, req: &Message) -> Option<Box<Message>> {
     };
     if let Err(e) = j.update(Update::CloseBatch { terminal, batch: id, terminal_batch: number }).await {
         tracing::error!(error = %e, "closing the batch failed");
-        return switch_reply(req, "96").ok().map(Box::new);
+        return switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION).ok().map(Box::new);
     }
     // Requests of this batch or an earlier one are refused from now on.
     ctx.batches.settled(req);

@@ -1,20 +1,20 @@
 //! The stand-in decisions the acceptor's services make on an issuer's behalf: approve
 //! or decline a request (`Services::stand_in`, in the order the module above describes)
 //! and take back an approval its terminal reverses (`Services::reverse_stand_in`).
-//! May import: crate::acceptor::queue_reversal, crate::acceptor::record,
-//! crate::acceptor::reply, crate::acceptor::service, crate::acceptor::standin,
-//! crate::acceptor::standin::policy, crate::iso, crate::issuer, crate::journal, crate::metrics,
-//! crate::route.
+//! May import: crate::acceptor::queue_reversal, crate::acceptor::record, crate::acceptor::reply,
+//! crate::acceptor::service, crate::acceptor::standin, crate::acceptor::standin::policy,
+//! crate::iso, crate::issuer, crate::journal, crate::metrics, crate::rc, crate::route.
 
 use crate::iso::Message;
 use crate::issuer::{Issuer, Issuers};
 use crate::journal::saf_store::advice_key;
-use crate::journal::{Status, TxnRecord};
+use crate::journal::{Decided, Status, TxnRecord};
 use crate::metrics as m;
+use crate::rc::ResponseCode;
 use crate::route;
 
 use super::super::queue_reversal::reverse_with_issuer;
-use super::super::record::{Decided, answered};
+use super::super::record::answered;
 use super::super::reply::switch_reply;
 use super::super::service::Services;
 use super::Occasion;
@@ -51,11 +51,11 @@ impl Services {
                     issuer = name,
                     trigger = trigger.as_str(),
                     reason = why.as_str(),
-                    rc = otherwise,
+                    rc = %otherwise,
                     "stand-in declined"
                 );
                 if let Some(mut row) = row {
-                    row.decision = Decided::StandIn.as_str().into();
+                    row.decision = Decided::StandIn;
                     answered(&mut row, otherwise, Some(Status::Declined));
                     self.recorder.commit_by(row, answer_by).await;
                 }
@@ -134,11 +134,11 @@ impl Services {
             }
         }
         // The advice is durable; its reserved exposure now belongs to it.
-        row.decision = Decided::StandIn.as_str().into();
+        row.decision = Decided::StandIn;
         row.auth_code = Some(code.clone());
         row.rrn = Some(rrn.clone());
         row.fee = fwd.fee;
-        answered(&mut row, "00", Some(Status::Approved));
+        answered(&mut row, ResponseCode::APPROVED, Some(Status::Approved));
         if !self.recorder.commit(row).await {
             self.standin.limits.release(&ticket);
             match issuer.void_advice(&key, amount).await {
@@ -150,13 +150,16 @@ impl Services {
                 Err(e) => tracing::error!(issuer = issuer.name(), error = %e,
                     "stand-in approval not journalled and its advice could not be withdrawn"),
             }
-            return switch_reply(req, "96").ok().map(Box::new).ok_or((Refusal::Unrecordable, None));
+            return switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION)
+                .ok()
+                .map(Box::new)
+                .ok_or((Refusal::Unrecordable, None));
         }
         metrics::counter!(m::STANDIN_TOTAL, "issuer" => issuer.name().to_string(), "decision" => "approved")
             .increment(1);
         tracing::info!(issuer = issuer.name(), trigger = trigger.as_str(), auth_code = %code, amount,
             "stand-in approval");
-        let mut out = switch_reply(req, "00").map_err(|_| (Refusal::Unrecordable, None))?;
+        let mut out = switch_reply(req, ResponseCode::APPROVED).map_err(|_| (Refusal::Unrecordable, None))?;
         if req.spec().field(38).is_some() {
             let _ = out.set(38, &code);
         }
@@ -178,10 +181,10 @@ impl Services {
         issuers: &Issuers,
         req: &Message,
         orig: &TxnRecord,
-    ) -> &'static str {
+    ) -> ResponseCode {
         let Some(issuer) = orig.issuer.as_deref().and_then(|n| issuers.by_name(n)) else {
             tracing::error!("reversal of a stand-in approval whose issuer is not configured");
-            return "96";
+            return ResponseCode::SYSTEM_MALFUNCTION;
         };
         let key = advice_key(&orig.terminal_id, &orig.stan, orig.txn_key.as_deref().unwrap_or(""));
         match issuer.void_advice(&key, orig.amount).await {
@@ -190,12 +193,12 @@ impl Services {
                     issuer = issuer.name(),
                     "stand-in approval reversed before its advice was sent"
                 );
-                return "00";
+                return ResponseCode::APPROVED;
             }
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(issuer = issuer.name(), error = %e, "stand-in advice could not be withdrawn");
-                return "96";
+                return ResponseCode::SYSTEM_MALFUNCTION;
             }
         }
         let mti = self
@@ -212,10 +215,10 @@ impl Services {
         )
         .await
         {
-            Ok(_) => "00",
+            Ok(_) => ResponseCode::APPROVED,
             Err(e) => {
                 tracing::error!(issuer = issuer.name(), error = %e, "reversal of a stand-in advice not queued");
-                "96"
+                ResponseCode::SYSTEM_MALFUNCTION
             }
         }
     }
@@ -233,7 +236,7 @@ fn advice_of(req: &Message, mti: &str, code: &str, rrn: &str) -> Result<Message,
         adv.set(38, code)?;
     }
     if adv.spec().field(39).is_some() {
-        adv.set(39, "00")?;
+        adv.set(39, ResponseCode::APPROVED.as_str())?;
     }
     if !adv.has(37) && adv.spec().field(37).is_some() {
         adv.set(37, rrn)?;

@@ -14,7 +14,7 @@ use super::policy::{Policy, Refusal};
 
 /// What one stand-in approval holds of the limits, to give back if it is not made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
+pub struct Reservation {
     date: String,
     card: (String, String),
     merchant: (String, String),
@@ -45,11 +45,11 @@ const CODES: u64 = 36u64.pow(5);
 
 /// The counters of the current business day.
 #[derive(Debug, Default)]
-pub struct Limits {
+pub struct DailyLimits {
     day: Mutex<Day>,
 }
 
-impl Limits {
+impl DailyLimits {
     /// Reserve `amount` for a card and a merchant under `policy` on `date`, when every
     /// daily limit allows it.
     pub fn reserve(
@@ -59,7 +59,7 @@ impl Limits {
         pan_hash: &str,
         merchant: &str,
         amount: i64,
-    ) -> Result<Ticket, Refusal> {
+    ) -> Result<Reservation, Refusal> {
         let mut d = self.day.lock().unwrap_or_else(|p| p.into_inner());
         d.on(date);
         let card = (policy.issuer.clone(), pan_hash.to_string());
@@ -79,12 +79,12 @@ impl Limits {
         }
         d.cards.insert(card.clone(), (count + 1, spent + amount));
         d.merchants.insert(shop.clone(), sold + amount);
-        Ok(Ticket { date: date.to_string(), card, merchant: shop, amount })
+        Ok(Reservation { date: date.to_string(), card, merchant: shop, amount })
     }
 
     /// Give a reservation back (its approval was not made). A ticket of a past day is
     /// dropped: that day's counters are gone.
-    pub fn release(&self, t: &Ticket) {
+    pub fn release(&self, t: &Reservation) {
         let mut d = self.day.lock().unwrap_or_else(|p| p.into_inner());
         if d.date != t.date {
             return;
@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn card_count_card_amount_and_merchant_amount_each_stop_a_stand_in() {
-        let l = Limits::default();
+        let l = DailyLimits::default();
         let p = policy("card_daily_count = 2\ncard_daily_amount = 15000\nmerchant_daily_amount = 20000\n");
         assert!(l.reserve(&p, "20261207", "card-a", "m1", 5000).is_ok());
         assert_eq!(l.reserve(&p, "20261207", "card-a", "m1", 10_001), Err(Refusal::CardAmount));
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn many_terminals_racing_one_card_never_pass_its_limits() {
-        let l = Limits::default();
+        let l = DailyLimits::default();
         let p = policy("card_daily_count = 1000\ncard_daily_amount = 99999\n");
         let approved: i64 = std::thread::scope(|s| {
             let hs: Vec<_> = (0..8)
@@ -207,13 +207,13 @@ mod tests {
 
     #[test]
     fn codes_are_unique_in_a_day_and_continue_after_a_restart() {
-        let l = Limits::default();
+        let l = DailyLimits::default();
         let codes: std::collections::HashSet<String> = (0..5000).map(|_| l.next_code("20261207")).collect();
         assert_eq!(codes.len(), 5000);
         assert!(codes.iter().all(|c| c.len() == 6 && c.starts_with('S')));
         assert_eq!(code_of(37), "S00011");
         assert_eq!(sequence_of("S00011"), Some(37));
-        let again = Limits::default();
+        let again = DailyLimits::default();
         let p = policy("card_daily_count = 2\n");
         again.seed("20261207", [("b", "card-a", "m1", 100, "S0003W"), ("b", "card-a", "m1", 200, "S00011")]);
         assert_eq!(again.next_code("20261207"), code_of(sequence_of("S0003W").unwrap() + 1));

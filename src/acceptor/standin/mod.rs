@@ -12,7 +12,7 @@
 //! `ADVICE_GRACE`) and answers 96; one the process dies before journalling has its advice
 //! withdrawn at the next start. A request the policy does not cover gets the code it would
 //! have got without stand-in (91 when the issuer is down, 68 after a timeout).
-//! May import: crate::config, crate::issuer, crate::journal, crate::route.
+//! May import: crate::config, crate::issuer, crate::journal, crate::rc, crate::route.
 
 mod decide;
 pub mod limits;
@@ -27,7 +27,7 @@ use crate::issuer::Issuers;
 use crate::journal::Query;
 use crate::route;
 
-use limits::Limits;
+use limits::DailyLimits;
 use policy::{Policy, Trigger};
 
 /// The stand-in policies of the configured issuers and their state. Read on every
@@ -43,7 +43,7 @@ pub struct StandIn {
     any: AtomicBool,
     /// Every configured issuer's state (an issuer may gain a policy at a reload).
     states: HashMap<String, PerIssuer>,
-    limits: Limits,
+    limits: DailyLimits,
     /// The business date the limits were last started from the journal.
     seeded: tokio::sync::Mutex<Option<String>>,
 }
@@ -181,7 +181,7 @@ impl StandIn {
         }
         match journal.query(Query::StandInOfDay(date.to_string())).await {
             Ok(rows) => {
-                let approved = rows.iter().filter(|r| r.rc == "00");
+                let approved = rows.iter().filter(|r| r.approved());
                 self.limits.seed(
                     date,
                     approved.map(|r| {
@@ -233,7 +233,7 @@ pub fn load_overrides(
 pub struct Occasion {
     pub trigger: Trigger,
     /// The code without stand-in: 91 (issuer down), 68 (timed out).
-    pub otherwise: &'static str,
+    pub otherwise: crate::rc::ResponseCode,
     /// A decline's journal row is not waited for past this (the promised deadline).
     pub answer_by: std::time::Instant,
 }
