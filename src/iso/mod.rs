@@ -18,4 +18,4 @@ pub use error::{DecodeError, EncodeError, ErrorKind, Part};
 pub use message::Message;
 pub use reply_fields::{FieldSet, ReplyFields};
 pub use spec::{Sensitive, Spec, SpecError};
-pub(crate) use wire::eight_digits;
+pub(crate) use wire::encoding::eight_digits;
