@@ -2,7 +2,9 @@
 //!
 //! Map of the crate, layered so that imports go one way only:
 //!
-//! - [`iso`]: the codec. Specs as data, `Message`, encodings, EMV TLV, masking. Pure.
+//! - [`iso`]: the codec. Specs as data; the field codec, one file per axis (length prefix,
+//!   content encoding, character class, fixed-field fill); `Message` (its layout and its
+//!   edits); EMV TLV, masking. Pure.
 //! - [`frame`]: length headers, TPDU and application header; tokio-util codecs.
 //! - [`route`]: the routing core: registry, BIN routes, fees, priorities, risk → a `Decision`. Pure.
 //! - [`keys`]: DES/3DES keys, MACs, PIN blocks and the key store seam (HSM or software). Pure.
