@@ -476,7 +476,7 @@ fn decode_field(fs: &FieldSpec, buf: &[u8], pos: usize) -> Result<(Slot, usize),
     let (units, data_at) = match fs.length {
         Length::Fixed => (fs.max as usize, pos),
         Length::Var(digits) => {
-            let plen = fs.prefix_len();
+            let plen = prefix::len(fs);
             let end = pos.checked_add(plen).ok_or((ErrorKind::Truncated { need: plen, have: 0 }, pos))?;
             let prefix = buf
                 .get(pos..end)
@@ -491,7 +491,7 @@ fn decode_field(fs: &FieldSpec, buf: &[u8], pos: usize) -> Result<(Slot, usize),
     if fs.encoding == Encoding::Hex && units % 2 != 0 {
         return Err((ErrorKind::OddHex, data_at));
     }
-    let wire_len = fs.wire_len(units);
+    let wire_len = encoding::wire_len(fs, units);
     let have = buf.len().saturating_sub(data_at);
     if wire_len > have {
         return Err((ErrorKind::Truncated { need: wire_len, have }, data_at));

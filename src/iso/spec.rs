@@ -150,40 +150,6 @@ pub struct FieldSpec {
     pub sensitive: Option<Sensitive>,
 }
 
-impl FieldSpec {
-    /// Bytes on the wire for a value of `units` units (prefix excluded).
-    #[inline]
-    pub fn wire_len(&self, units: usize) -> usize {
-        match self.encoding {
-            Encoding::Bcd => match self.class {
-                // The sign travels as one ASCII character, the digits packed.
-                CharClass::SignedAmount => 1 + units.saturating_sub(1).div_ceil(2),
-                _ => units.div_ceil(2),
-            },
-            _ => units,
-        }
-    }
-
-    /// Bytes taken by the length prefix.
-    #[inline]
-    pub fn prefix_len(&self) -> usize {
-        match self.length {
-            Length::Fixed => 0,
-            Length::Var(d) => match self.prefix {
-                PrefixEncoding::Ascii | PrefixEncoding::Ebcdic => d as usize,
-                PrefixEncoding::Bcd => (d as usize).div_ceil(2),
-                PrefixEncoding::Binary => {
-                    if d <= 2 {
-                        1
-                    } else {
-                        2
-                    }
-                }
-            },
-        }
-    }
-}
-
 /// MTI and bitmap layout of a spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

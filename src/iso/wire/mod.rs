@@ -13,10 +13,10 @@
 //! ```
 //!
 //! `fill.rs` brings a short value to its fixed field's length, `bitmap.rs` reads and
-//! writes the bitmaps, `ebcdic.rs` is the code page. Each axis is a `match` on its own
-//! enum in its own file, with no dispatch through pointers: `Message::decode_field`
-//! composes prefix, length and content check; this file composes the checks made before
-//! a value is set.
+//! writes the bitmaps, `ebcdic.rs` is the code page. An axis's operations each `match`
+//! on that axis's enum, in its file only, with no dispatch through pointers: `decode_field`
+//! in `message.rs` composes prefix, length and content check; this file composes the
+//! checks made before a value is set.
 //! May import: crate::iso::error, crate::iso::spec.
 
 pub mod bitmap;

@@ -10,6 +10,25 @@ use super::ebcdic;
 use crate::iso::error::ErrorKind;
 use crate::iso::spec::{FieldSpec, Length, PrefixEncoding};
 
+/// Bytes taken by field `fs`'s length prefix.
+#[inline]
+pub fn len(fs: &FieldSpec) -> usize {
+    match fs.length {
+        Length::Fixed => 0,
+        Length::Var(d) => match fs.prefix {
+            PrefixEncoding::Ascii | PrefixEncoding::Ebcdic => d as usize,
+            PrefixEncoding::Bcd => (d as usize).div_ceil(2),
+            PrefixEncoding::Binary => {
+                if d <= 2 {
+                    1
+                } else {
+                    2
+                }
+            }
+        },
+    }
+}
+
 /// Read a length prefix of `digits` digits from exactly the prefix bytes.
 #[inline]
 pub fn read(enc: PrefixEncoding, digits: u8, b: &[u8]) -> Result<usize, ErrorKind> {
