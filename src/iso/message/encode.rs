@@ -149,9 +149,9 @@ impl Message {
     }
 
     /// The fields as the frame's bytes from the first field on (`tail`, at `from` in the
-    /// frame), with the patches
-    /// and then the overrides written over the values they replace. False (and `out`
-    /// to be cut back by the caller) when an override's wire length is not its field's.
+    /// frame), with the patches and then the overrides written over the values they
+    /// replace. False (and `out` to be cut back by the caller) when an override's wire
+    /// length is not its field's.
     fn write_frame_fields(
         &self,
         from: usize,
