@@ -31,3 +31,36 @@ pub fn fill<'a>(fs: &FieldSpec, value: &'a [u8]) -> Cow<'a, [u8]> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iso::spec::{CharClass, Encoding, Pad, PrefixEncoding};
+
+    fn field(length: Length, fill: Fill) -> FieldSpec {
+        FieldSpec {
+            number: 38,
+            name: String::new(),
+            class: CharClass::Text,
+            encoding: Encoding::Ascii,
+            length,
+            prefix: PrefixEncoding::Ascii,
+            max: 6,
+            pad: Pad::Left,
+            pad_nibble: 0,
+            fill,
+            sensitive: None,
+        }
+    }
+
+    #[test]
+    fn only_a_short_value_of_a_fixed_field_is_filled() {
+        let f = |length, how, v: &'static [u8]| fill(&field(length, how), v).into_owned();
+        assert_eq!(f(Length::Fixed, Fill::LeftZero, b"42"), b"000042");
+        assert_eq!(f(Length::Fixed, Fill::RightSpace, b"42"), b"42    ");
+        assert_eq!(f(Length::Fixed, Fill::None, b"42"), b"42");
+        assert_eq!(f(Length::Fixed, Fill::LeftZero, b"1234567"), b"1234567");
+        assert_eq!(f(Length::Fixed, Fill::RightSpace, b""), b"      ");
+        assert_eq!(f(Length::Var(2), Fill::LeftZero, b"42"), b"42");
+    }
+}
