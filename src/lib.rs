@@ -6,7 +6,9 @@
 //!   from its configuration (services, in-doubt reconciliation, issuers, retention, the
 //!   metrics and admin ports, the acceptor's listeners) and stops it in order: stop
 //!   accepting, drain, then close the issuer links. Its module doc lists the order.
-//! - [`iso`]: the codec. Specs as data, `Message`, encodings, EMV TLV, masking. Pure.
+//! - [`iso`]: the codec. Specs as data; the field codec, one file per axis (length prefix,
+//!   content encoding, character class, fixed-field fill); `Message` (its layout and its
+//!   edits); EMV TLV, masking. Pure.
 //! - [`frame`]: length headers, TPDU and application header; tokio-util codecs.
 //! - [`route`]: the routing core: registry, BIN routes, fees, priorities, risk → a `Decision`. Pure.
 //! - [`keys`]: DES/3DES keys, MACs, PIN blocks and the key store seam (HSM or software). Pure.

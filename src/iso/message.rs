@@ -1,11 +1,12 @@
 //! `Message`: one ISO 8583 message decoded against a `Spec`. Field data stays in the
-//! frame it came from: a decoded message is the frame (`Bytes`) plus a small table of
-//! where each present field lies in it (inline for the first 32 fields, which covers
-//! ordinary messages), so decoding allocates nothing. Fields set with the
-//! builder are encoded once into the message's own buffer. Encoding writes into the
-//! caller's `BytesMut`; a decoded message whose fields are unchanged, or changed only by
-//! same-length values in fixed fields (a forward's STAN and RRN, a reply's restored
-//! ones), encodes them as one copy of its frame with those values written over.
+//! frame it came from: a decoded message is the frame (`Bytes`) plus its layout, a small
+//! table of where each present field lies in it (`message/layout.rs`; inline for the
+//! first 32 fields, which covers ordinary messages), so decoding allocates nothing.
+//! Fields set with the builder are encoded once into the message's own buffer. Encoding
+//! writes into the caller's `BytesMut` (`message/encode.rs`); a decoded message whose
+//! fields are unchanged, or changed only by same-length values in fixed fields (a
+//! forward's STAN and RRN, a reply's restored ones), encodes them as one copy of its
+//! frame with those values written over: its edits (`message/edits.rs`) say where.
 //!
 //! Wire layout (ASCII spec shown; BCD/binary specs pack the same parts smaller):
 //!
@@ -18,8 +19,7 @@
 //!
 //! Every length read from the input is checked against the spec's maximum and against
 //! the bytes that remain before anything is sliced.
-//! May import: crate::iso::error, crate::iso::field_set, crate::iso::mask, crate::iso::spec,
-//! crate::iso::wire.
+//! May import: crate::iso::error, crate::iso::mask, crate::iso::spec, crate::iso::wire.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -28,136 +28,28 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::error::{DecodeError, EncodeError, ErrorKind, Part};
-use super::field_set::MAX_FIELD;
 use super::spec::{BitmapEncoding, CharClass, Encoding, FieldSpec, Length, Spec};
-use super::wire;
+use super::wire::{bitmap, encoding, fill, prefix};
 
+mod edits;
 mod encode;
+mod layout;
 
-/// Where one present field's wire bytes lie.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-struct Slot {
-    /// Offset in the frame, or in `ext` when the `IN_EXT` bit is set.
-    off: u32,
-    /// Bytes on the wire (prefix excluded).
-    wire: u16,
-    /// Length in the spec's units (digits, characters or bytes).
-    units: u16,
-}
+use edits::{Edits, Patch};
+use layout::{IN_EXT, Layout, Slot};
 
-/// Marks a slot whose bytes live in the message's own buffer rather than in the frame.
-const IN_EXT: u32 = 1 << 31;
-
-/// An `index` entry of a field that has no slot.
-const NO_SLOT: u8 = u8::MAX;
-
-impl Slot {
-    #[inline]
-    fn range(self) -> std::ops::Range<usize> {
-        let start = (self.off & !IN_EXT) as usize;
-        start..start + self.wire as usize
-    }
-}
-
-/// Slots kept inline: enough for the fields of ordinary messages (a purchase has 16),
-/// so that decoding one allocates nothing.
-const INLINE_SLOTS: usize = 32;
-
-/// The slots of a message in the order its fields were placed: the first
-/// `INLINE_SLOTS` inline, any more on the heap. Never more than `MAX_FIELD` (each field
-/// holds one slot at most), so an index always fits below `NO_SLOT`.
-#[derive(Clone)]
-struct Slots {
-    len: u8,
-    inline: [Slot; INLINE_SLOTS],
-    spill: Vec<Slot>,
-}
-
-impl Default for Slots {
-    fn default() -> Self {
-        Slots { len: 0, inline: [Slot::default(); INLINE_SLOTS], spill: Vec::new() }
-    }
-}
-
-impl Slots {
-    #[inline]
-    fn get(&self, i: u8) -> Slot {
-        let i = usize::from(i);
-        match self.inline.get(i) {
-            Some(s) => *s,
-            None => self.spill.get(i - INLINE_SLOTS).copied().unwrap_or_default(),
-        }
-    }
-
-    #[inline]
-    fn set(&mut self, i: u8, s: Slot) {
-        let i = usize::from(i);
-        match self.inline.get_mut(i) {
-            Some(old) => *old = s,
-            None => {
-                if let Some(old) = self.spill.get_mut(i - INLINE_SLOTS) {
-                    *old = s;
-                }
-            }
-        }
-    }
-
-    /// Append a slot and return its index (`NO_SLOT`, storing nothing, if full).
-    #[inline]
-    fn push(&mut self, s: Slot) -> u8 {
-        let i = self.len;
-        if i == NO_SLOT {
-            return NO_SLOT;
-        }
-        match self.inline.get_mut(usize::from(i)) {
-            Some(slot) => *slot = s,
-            None => self.spill.push(s),
-        }
-        self.len += 1;
-        i
-    }
-}
-
-/// A fixed field of a decoded message replaced by a value of the same wire length: the
-/// new bytes (in `ext`) go where the old ones lie in the frame.
-#[derive(Clone, Copy, Default)]
-struct Patch {
-    field: u16,
-    wire: u16,
-    /// The old bytes' offset in the frame, the new ones' in `ext`.
-    at: u32,
-    ext: u32,
-}
-
-/// Replacements a message keeps while its fields can still be encoded as a copy of the
-/// frame: a forward changes the STAN and RRN, a reply restores the terminal's.
-const PATCHES: usize = 4;
-
-/// `Message::fields_at` of a message whose fields are no longer the frame's.
-const NOT_FRAME: u32 = u32::MAX;
-
-/// A decoded or built ISO 8583 message.
+/// A decoded or built ISO 8583 message: its MTI, its layout (which fields are present and
+/// where their bytes lie), the bytes themselves (the frame it was decoded from, and its
+/// own buffer for fields set since) and the edits that keep encoding it a copy of the
+/// frame.
 #[derive(Clone)]
 pub struct Message {
     spec: Arc<Spec>,
     mti: [u8; 4],
-    /// Bit `n - 1` set when data field `n` is present (bitmap fields never are).
-    present: [u64; 3],
-    /// Slot of each field number in `slots`, `NO_SLOT` for none. The slots themselves
-    /// are only as many as the fields ever placed: a message stays a few hundred bytes,
-    /// cheap to initialise, move and clone, instead of carrying a slot for each of the
-    /// 192 possible fields.
-    index: [u8; MAX_FIELD + 1],
-    slots: Slots,
+    layout: Layout,
     frame: Bytes,
     ext: BytesMut,
-    /// Where the fields begin in `frame` while they are exactly what was decoded, but for
-    /// the same-length replacements in `patches`: encoding then copies them from the frame
-    /// in one piece (the prefixes the decoder accepted are the ones the encoder writes).
-    /// `NOT_FRAME` for a built message and after any other change.
-    fields_at: u32,
-    patched: u8,
-    patches: [Patch; PATCHES],
+    edits: Edits,
 }
 
 impl PartialEq for Message {
@@ -165,7 +57,7 @@ impl PartialEq for Message {
     /// whatever buffer those values live in.
     fn eq(&self, other: &Self) -> bool {
         self.mti == other.mti
-            && self.present == other.present
+            && self.layout.present() == other.layout.present()
             && self.fields().all(|n| self.raw(n) == other.raw(n) && self.units(n) == other.units(n))
     }
 }
@@ -184,14 +76,10 @@ impl Message {
         let mut m = Message {
             spec,
             mti: *b"0000",
-            present: [0; 3],
-            index: [NO_SLOT; MAX_FIELD + 1],
-            slots: Slots::default(),
+            layout: Layout::empty(),
             frame: Bytes::new(),
             ext: BytesMut::new(),
-            fields_at: NOT_FRAME,
-            patched: 0,
-            patches: [Patch::default(); PATCHES],
+            edits: Edits::ended(),
         };
         m.set_mti(mti)?;
         Ok(m)
@@ -202,14 +90,10 @@ impl Message {
         let mut m = Message {
             spec: spec.clone(),
             mti: *b"0000",
-            present: [0; 3],
-            index: [NO_SLOT; MAX_FIELD + 1],
-            slots: Slots::default(),
+            layout: Layout::empty(),
             frame: Bytes::new(),
             ext: BytesMut::new(),
-            fields_at: NOT_FRAME,
-            patched: 0,
-            patches: [Patch::default(); PATCHES],
+            edits: Edits::ended(),
         };
         m.decode_frame(frame)?;
         Ok(m)
@@ -218,7 +102,7 @@ impl Message {
     /// The MTI of a frame, if its first bytes hold four valid digits; used to answer a
     /// message that does not decode with its response MTI and code 30.
     pub fn peek_mti(spec: &Spec, frame: &[u8]) -> Option<[u8; 4]> {
-        wire::read_mti(spec.mti, frame).ok()
+        encoding::read_mti(spec.mti, frame).ok()
     }
 
     fn decode_frame(&mut self, frame: Bytes) -> Result<(), DecodeError> {
@@ -229,7 +113,7 @@ impl Message {
             let kind = ErrorKind::TooLong { len: buf.len(), max: IN_EXT as usize - 1 };
             return Err(DecodeError::new(Part::Mti, 0, kind));
         }
-        self.mti = wire::read_mti(spec.mti, buf).map_err(|kind| DecodeError::new(Part::Mti, 0, kind))?;
+        self.mti = encoding::read_mti(spec.mti, buf).map_err(|kind| DecodeError::new(Part::Mti, 0, kind))?;
         let mut pos = spec.mti_len();
 
         let bl = spec.bitmap_len();
@@ -245,8 +129,6 @@ impl Message {
             }
         }
         let fields_at = pos as u32;
-        // Stored presence uses bit n-1 counted from the low end, word by word.
-        let mut stored = [0u64; 3];
         let mut last = 0u16;
         for (w, word) in present.iter().enumerate() {
             let mut bits = *word;
@@ -263,11 +145,7 @@ impl Message {
                 let at = pos;
                 let (slot, next) = decode_field(fs, buf, pos)
                     .map_err(|(kind, off)| DecodeError::new(Part::Field(n as u16), off.max(at), kind))?;
-                // Fields come once each, in order, into a fresh message: a new slot each.
-                if let Some(i) = self.index.get_mut(n) {
-                    *i = self.slots.push(slot);
-                }
-                stored[(n - 1) / 64] |= 1u64 << ((n - 1) % 64);
+                self.layout.add_decoded(n, slot);
                 pos = next;
                 last = n as u16;
             }
@@ -276,9 +154,8 @@ impl Message {
             let part = if last == 0 { Part::PrimaryBitmap } else { Part::Field(last) };
             return Err(DecodeError::new(part, pos, ErrorKind::TrailingBytes));
         }
-        self.present = stored;
         self.frame = frame;
-        self.fields_at = fields_at;
+        self.edits = Edits::of_frame(fields_at);
         Ok(())
     }
 
@@ -312,50 +189,23 @@ impl Message {
     /// The slot of field `n` (an empty one when it has none).
     #[inline]
     fn slot(&self, n: usize) -> Slot {
-        match self.index.get(n) {
-            Some(&i) if i != NO_SLOT => self.slots.get(i),
-            _ => Slot::default(),
-        }
-    }
-
-    /// Give field `n` (at most `MAX_FIELD`) the slot `s`, reusing its old one if it had one.
-    #[inline]
-    fn put_slot(&mut self, n: usize, s: Slot) {
-        let Some(i) = self.index.get_mut(n) else { return };
-        if *i == NO_SLOT {
-            *i = self.slots.push(s);
-        } else {
-            self.slots.set(*i, s);
-        }
+        self.layout.slot(n)
     }
 
     /// Whether data field `n` is present.
     #[inline]
     pub fn has(&self, n: usize) -> bool {
-        (1..=MAX_FIELD).contains(&n) && self.present[(n - 1) / 64] & (1u64 << ((n - 1) % 64)) != 0
+        self.layout.has(n)
     }
 
     /// Present data field numbers in ascending order.
     pub fn fields(&self) -> impl Iterator<Item = usize> + '_ {
-        // Walks the set bits only: encoding and comparing visit present fields, not all 192.
-        let mut words = self.present;
-        let mut w = 0;
-        std::iter::from_fn(move || {
-            while let Some(word) = words.get_mut(w) {
-                if *word != 0 {
-                    let i = word.trailing_zeros() as usize;
-                    *word &= *word - 1;
-                    return Some(w * 64 + i + 1);
-                }
-                w += 1;
-            }
-            None
-        })
+        self.layout.fields()
     }
 
     /// Number of present data fields.
     pub fn field_count(&self) -> usize {
-        self.present.iter().map(|w| w.count_ones() as usize).sum()
+        self.layout.count()
     }
 
     /// The field's bytes as they travel (length prefix excluded).
@@ -365,7 +215,7 @@ impl Message {
             return None;
         }
         let s = self.slot(n);
-        if s.off & IN_EXT != 0 { self.ext.get(s.range()) } else { self.frame.get(s.range()) }
+        if s.in_ext() { self.ext.get(s.range()) } else { self.frame.get(s.range()) }
     }
 
     /// The field's length in its spec units.
@@ -379,7 +229,7 @@ impl Message {
         let fs = self.spec.field(n)?;
         let raw = self.raw(n)?;
         let units = self.slot(n).units as usize;
-        Some(wire::to_text(fs, raw, units))
+        Some(encoding::text(fs, raw, units))
     }
 
     /// The field's value as bytes: the raw bytes of a binary field, the characters of any
@@ -391,7 +241,7 @@ impl Message {
             // Checked as hex digits by the decoder or `set`.
             (CharClass::Binary, Encoding::Hex) => Cow::Owned(hex::decode(raw).unwrap_or_default()),
             (CharClass::Binary, _) => Cow::Borrowed(raw),
-            _ => match wire::to_text(fs, raw, self.slot(n).units as usize) {
+            _ => match encoding::text(fs, raw, self.slot(n).units as usize) {
                 Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
                 Cow::Owned(s) => Cow::Owned(s.into_bytes()),
             },
@@ -402,7 +252,7 @@ impl Message {
     pub fn number(&self, n: usize) -> Option<u64> {
         let fs = self.spec.field(n)?;
         let raw = self.raw(n)?;
-        wire::to_u64(fs, raw, self.slot(n).units as usize)
+        encoding::number(fs, raw, self.slot(n).units as usize)
     }
 
     /// Set field `n` from its text form (characters, or hex for binary fields).
@@ -436,14 +286,24 @@ impl Message {
         self.put(fs, value)
     }
 
-    /// Set a numeric field from a number, zero-filled to its fixed length.
+    /// Set a numeric field from a number, filled to a fixed field's length as the spec's
+    /// `fill` says (zeros before the digits unless the spec says otherwise).
     pub fn set_number(&mut self, n: usize, value: u64) -> Result<&mut Self, EncodeError> {
-        let fs = self.field_spec(n)?;
-        let s = match fs.length {
-            Length::Fixed => format!("{value:0width$}", width = fs.max as usize),
-            Length::Var(_) => value.to_string(),
-        };
-        self.set(n, &s)
+        self.set_filled(n, &value.to_string())
+    }
+
+    /// Set field `n` as `set` does, first bringing a value shorter than its fixed field to
+    /// the field's length as the spec's `fill` says (by default zeros before digits,
+    /// spaces after text). A value that is still not the field's length (longer, or short
+    /// in a field whose fill is `none`) is refused as `set` refuses it.
+    pub fn set_filled(&mut self, n: usize, value: &str) -> Result<&mut Self, EncodeError> {
+        let spec = self.spec.clone();
+        let fs = field_spec(&spec, n)?;
+        match fill::fill(fs, value.as_bytes()) {
+            Cow::Borrowed(_) => self.set(n, value),
+            // Only digit and text fields are filled: their characters are what `put` takes.
+            Cow::Owned(filled) => self.put(fs, &filled),
+        }
     }
 
     /// Copy field `n` from another message of any spec (text form), if present there.
@@ -465,9 +325,8 @@ impl Message {
 
     /// Remove field `n`.
     pub fn remove(&mut self, n: usize) -> &mut Self {
-        if self.has(n) {
-            self.fields_at = NOT_FRAME;
-            self.present[(n - 1) / 64] &= !(1u64 << ((n - 1) % 64));
+        if self.layout.remove(n) {
+            self.edits.end();
         }
         self
     }
@@ -475,14 +334,15 @@ impl Message {
     /// Where field `n`'s bytes lie in the frame while the fields are still the frame's
     /// (its patch's place if it was replaced): the wire length and the offset.
     fn frame_place(&self, n: usize) -> Option<(usize, usize)> {
-        if self.fields_at == NOT_FRAME || !self.has(n) {
+        self.edits.fields_at()?;
+        if !self.has(n) {
             return None;
         }
         let s = self.slot(n);
-        if s.off & IN_EXT == 0 {
+        if !s.in_ext() {
             return Some((s.wire as usize, s.off as usize));
         }
-        let p = self.patches[..usize::from(self.patched)].iter().find(|p| usize::from(p.field) == n)?;
+        let p = self.edits.patch(n)?;
         Some((p.wire as usize, p.at as usize))
     }
 
@@ -492,31 +352,17 @@ impl Message {
         let fixed = self.spec.field(n).is_some_and(|fs| fs.length == Length::Fixed);
         match self.frame_place(n) {
             Some((w, at)) if fixed && w == usize::from(wire) => {
-                let i =
-                    self.patches[..usize::from(self.patched)].iter().position(|p| usize::from(p.field) == n);
-                let patch = Patch { field: n as u16, wire, at: at as u32, ext: off };
-                match i {
-                    Some(i) => self.patches[i] = patch,
-                    None if usize::from(self.patched) < PATCHES => {
-                        self.patches[usize::from(self.patched)] = patch;
-                        self.patched += 1;
-                    }
-                    None => self.fields_at = NOT_FRAME,
-                }
+                self.edits.replace(Patch { field: n as u16, wire, at: at as u32, ext: off });
             }
-            _ => self.fields_at = NOT_FRAME,
+            _ => self.edits.end(),
         }
-    }
-
-    fn field_spec(&self, n: usize) -> Result<&FieldSpec, EncodeError> {
-        field_spec(&self.spec, n)
     }
 
     fn put(&mut self, fs: &FieldSpec, value: &[u8]) -> Result<&mut Self, EncodeError> {
         let units = value.len();
-        wire::check_value(fs, value)?;
+        super::wire::check_value(fs, value)?;
         let off = self.ext.len();
-        wire::write_value(fs, value, &mut self.ext);
+        encoding::write(fs, value, &mut self.ext);
         let wire_len = self.ext.len() - off;
         self.place(fs.number as usize, off, wire_len, units)?;
         Ok(self)
@@ -530,11 +376,10 @@ impl Message {
         if off & IN_EXT != 0 {
             return Err(EncodeError::new(Part::Field(n as u16), "message too large"));
         }
-        if self.fields_at != NOT_FRAME {
+        if self.edits.fields_at().is_some() {
             self.note_change(n, off, wire);
         }
-        self.put_slot(n, Slot { off: off | IN_EXT, wire, units });
-        self.present[(n - 1) / 64] |= 1u64 << ((n - 1) % 64);
+        self.layout.put(n, Slot { off: off | IN_EXT, wire, units });
         Ok(())
     }
 
@@ -621,7 +466,7 @@ impl fmt::Debug for Message {
 }
 
 fn read_bitmap(enc: BitmapEncoding, buf: &[u8], pos: usize, part: Part) -> Result<u64, DecodeError> {
-    wire::read_bitmap(enc, buf, pos).map_err(|kind| DecodeError::new(part, pos, kind))
+    bitmap::read(enc, buf, pos).map_err(|kind| DecodeError::new(part, pos, kind))
 }
 
 /// Decode one field at `pos`: returns its slot and the position after it, or the error
@@ -631,12 +476,12 @@ fn decode_field(fs: &FieldSpec, buf: &[u8], pos: usize) -> Result<(Slot, usize),
     let (units, data_at) = match fs.length {
         Length::Fixed => (fs.max as usize, pos),
         Length::Var(digits) => {
-            let plen = fs.prefix_len();
+            let plen = prefix::len(fs);
             let end = pos.checked_add(plen).ok_or((ErrorKind::Truncated { need: plen, have: 0 }, pos))?;
             let prefix = buf
                 .get(pos..end)
                 .ok_or((ErrorKind::Truncated { need: plen, have: buf.len().saturating_sub(pos) }, pos))?;
-            let units = wire::read_prefix(fs.prefix, digits, prefix).map_err(|k| (k, pos))?;
+            let units = prefix::read(fs.prefix, digits, prefix).map_err(|k| (k, pos))?;
             if units > fs.max as usize {
                 return Err((ErrorKind::TooLong { len: units, max: fs.max as usize }, pos));
             }
@@ -646,13 +491,13 @@ fn decode_field(fs: &FieldSpec, buf: &[u8], pos: usize) -> Result<(Slot, usize),
     if fs.encoding == Encoding::Hex && units % 2 != 0 {
         return Err((ErrorKind::OddHex, data_at));
     }
-    let wire_len = fs.wire_len(units);
+    let wire_len = encoding::wire_len(fs, units);
     let have = buf.len().saturating_sub(data_at);
     if wire_len > have {
         return Err((ErrorKind::Truncated { need: wire_len, have }, data_at));
     }
     let data = &buf[data_at..data_at + wire_len];
-    wire::check_wire(fs, data, units).map_err(|(k, off)| (k, data_at + off))?;
+    encoding::check(fs, data, units).map_err(|(k, off)| (k, data_at + off))?;
     // Frames are shorter than 2 GiB (checked in `decode_frame`), field lengths at most 9999.
     let slot = Slot { off: data_at as u32, wire: wire_len as u16, units: units as u16 };
     Ok((slot, data_at + wire_len))
@@ -738,6 +583,35 @@ mod tests {
         // ASCII track data keeps its sentinels.
         let mut a = Message::new(spec("iso87ascii"), "0200").unwrap();
         a.set(35, ";4761739001010010=2812?").unwrap();
+    }
+
+    #[test]
+    fn short_values_are_filled_as_the_spec_says() {
+        let text = "name = \"fill\"\nsource = \"test\"\n[mti]\nencoding = \"ascii\"\n[bitmap]\nencoding = \"hex\"\n[fields]
+4 = { name = \"amt\", class = \"n\", length = \"fixed\", max = 12 }
+11 = { name = \"stan\", class = \"n\", length = \"fixed\", max = 6, fill = \"none\" }
+32 = { name = \"acq\", class = \"n\", length = \"ll\", max = 11 }
+38 = { name = \"auth\", class = \"an\", length = \"fixed\", max = 6, fill = \"left-zero\" }
+41 = { name = \"tid\", class = \"ans\", length = \"fixed\", max = 8 }
+";
+        let s = Arc::new(Spec::from_toml("fill.toml", text).unwrap_or_else(|e| panic!("{e}")));
+        let mut m = Message::new(s.clone(), "0200").unwrap();
+        m.set_number(4, 1234).unwrap();
+        m.set_filled(38, "A1").unwrap().set_filled(41, "T1").unwrap().set_filled(32, "123").unwrap();
+        assert_eq!(m.text(4).as_deref(), Some("000000001234"));
+        assert_eq!(m.text(38).as_deref(), Some("0000A1"));
+        assert_eq!(m.text(41).as_deref(), Some("T1      "));
+        assert_eq!(m.text(32).as_deref(), Some("123"));
+        // `none`: a short value is refused, a full one taken.
+        let e = m.set_number(11, 42).unwrap_err();
+        assert_eq!(e.part, Part::Field(11));
+        assert!(e.to_string().contains("fixed at 6"), "{e}");
+        m.set_number(11, 424_242).unwrap();
+        // Filling never shortens, and `set` itself never fills.
+        assert_eq!(m.set_filled(41, "TERMINAL9").unwrap_err().part, Part::Field(41));
+        assert_eq!(m.set(41, "T1").unwrap_err().part, Part::Field(41));
+        let d = Message::decode(&s, m.to_bytes().unwrap()).unwrap();
+        assert_eq!(d, m);
     }
 
     #[test]

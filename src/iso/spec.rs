@@ -72,6 +72,44 @@ pub enum Pad {
     Right,
 }
 
+/// How a value shorter than its fixed-length field is brought to the field's length
+/// (`fill` in a spec; the default follows the class, see `Fill::default_for`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Zeros before the value (`42` in a six-digit field is `000042`).
+    LeftZero,
+    /// Spaces after the value (`T1` in an eight-character field is `T1      `).
+    RightSpace,
+    /// Not filled: a value must have the field's length.
+    None,
+}
+
+impl Fill {
+    /// The spec file's name of each fill.
+    pub const NAMES: [(&'static str, Fill); 3] =
+        [("left-zero", Fill::LeftZero), ("right-space", Fill::RightSpace), ("none", Fill::None)];
+
+    /// What a fixed field of `class` gets when its spec names no fill: zeros before
+    /// digits, spaces after text, nothing for track data, signed amounts and binary.
+    pub fn default_for(class: CharClass) -> Fill {
+        match class {
+            CharClass::Numeric => Fill::LeftZero,
+            CharClass::Text => Fill::RightSpace,
+            CharClass::Track | CharClass::SignedAmount | CharClass::Binary => Fill::None,
+        }
+    }
+
+    /// Whether the filler characters belong to `class` (zeros to digits and text, spaces
+    /// to text).
+    pub fn suits(self, class: CharClass) -> bool {
+        match self {
+            Fill::None => true,
+            Fill::LeftZero => matches!(class, CharClass::Numeric | CharClass::Text),
+            Fill::RightSpace => class == CharClass::Text,
+        }
+    }
+}
+
 /// Fixed length, or the number of digits of the length prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Length {
@@ -106,41 +144,10 @@ pub struct FieldSpec {
     pub pad: Pad,
     /// Filler nibble for odd-length BCD: 0x0 or 0xF.
     pub pad_nibble: u8,
+    /// How a short value is brought to a fixed field's length (`Fill::None` for a
+    /// variable-length field).
+    pub fill: Fill,
     pub sensitive: Option<Sensitive>,
-}
-
-impl FieldSpec {
-    /// Bytes on the wire for a value of `units` units (prefix excluded).
-    #[inline]
-    pub fn wire_len(&self, units: usize) -> usize {
-        match self.encoding {
-            Encoding::Bcd => match self.class {
-                // The sign travels as one ASCII character, the digits packed.
-                CharClass::SignedAmount => 1 + units.saturating_sub(1).div_ceil(2),
-                _ => units.div_ceil(2),
-            },
-            _ => units,
-        }
-    }
-
-    /// Bytes taken by the length prefix.
-    #[inline]
-    pub fn prefix_len(&self) -> usize {
-        match self.length {
-            Length::Fixed => 0,
-            Length::Var(d) => match self.prefix {
-                PrefixEncoding::Ascii | PrefixEncoding::Ebcdic => d as usize,
-                PrefixEncoding::Bcd => (d as usize).div_ceil(2),
-                PrefixEncoding::Binary => {
-                    if d <= 2 {
-                        1
-                    } else {
-                        2
-                    }
-                }
-            },
-        }
-    }
 }
 
 /// MTI and bitmap layout of a spec.
@@ -324,6 +331,8 @@ struct RawField {
     prefix: Option<PrefixEncoding>,
     pad: Option<Pad>,
     pad_char: Option<String>,
+    /// "left-zero", "right-space" or "none"; checked by hand to name the field.
+    fill: Option<String>,
     sensitive: Option<Sensitive>,
 }
 
@@ -417,6 +426,31 @@ impl RawSpec {
             if encoding != Encoding::Bcd && (raw.pad.is_some() || raw.pad_char.is_some()) {
                 return Err(e("pad", "padding applies to BCD fields only".into()));
             }
+            let fill = match (raw.fill.as_deref(), length) {
+                (None, Length::Fixed) => Fill::default_for(raw.class),
+                (None, Length::Var(_)) => Fill::None,
+                (Some(_), Length::Var(_)) => {
+                    return Err(e("fill", "fill applies to fixed-length fields only".into()));
+                }
+                (Some(name), Length::Fixed) => {
+                    let Some(&(_, fill)) = Fill::NAMES.iter().find(|(n, _)| *n == name) else {
+                        return Err(e(
+                            "fill",
+                            format!("`{name}` is not one of left-zero, right-space, none"),
+                        ));
+                    };
+                    if !fill.suits(raw.class) {
+                        return Err(e(
+                            "fill",
+                            format!(
+                                "`{name}` does not suit the field's class: right-space is for text \
+                                 fields, left-zero for numeric and text fields"
+                            ),
+                        ));
+                    }
+                    fill
+                }
+            };
             if raw.prefix.is_some() && length == Length::Fixed {
                 return Err(e("prefix", "a fixed-length field has no prefix".into()));
             }
@@ -436,6 +470,7 @@ impl RawSpec {
                 max: raw.max,
                 pad: raw.pad.unwrap_or_default(),
                 pad_nibble,
+                fill,
                 sensitive: raw.sensitive,
             });
         }
@@ -489,6 +524,22 @@ mod tests {
             ("4 = { name = \"amt\", class = \"n\", length = \"lx\", max = 12 }", 4, "length"),
             ("4 = { name = \"amt\", class = \"n\", length = \"fixed\", max = 12, pad = \"left\" }", 4, "pad"),
             ("200 = { name = \"x\", class = \"n\", length = \"fixed\", max = 1 }", 200, "fields"),
+            (
+                "4 = { name = \"amt\", class = \"n\", length = \"fixed\", max = 12, fill = \"zeros\" }",
+                4,
+                "fill",
+            ),
+            ("2 = { name = \"PAN\", class = \"n\", length = \"ll\", max = 19, fill = \"none\" }", 2, "fill"),
+            (
+                "4 = { name = \"amt\", class = \"n\", length = \"fixed\", max = 12, fill = \"right-space\" }",
+                4,
+                "fill",
+            ),
+            (
+                "28 = { name = \"fee\", class = \"x+n\", length = \"fixed\", max = 9, fill = \"left-zero\" }",
+                28,
+                "fill",
+            ),
         ];
         for (line, field, key) in cases {
             let text = format!("{HEAD}{line}\n");
@@ -499,6 +550,41 @@ mod tests {
             let shown = e.to_string();
             assert!(shown.starts_with("bad.toml:8: field"), "{shown}");
         }
+    }
+
+    #[test]
+    fn fill_follows_the_class_unless_the_spec_names_one() {
+        let text = format!(
+            "{HEAD}4 = {{ name = \"amt\", class = \"n\", length = \"fixed\", max = 12 }}
+11 = {{ name = \"stan\", class = \"n\", length = \"fixed\", max = 6, fill = \"none\" }}
+32 = {{ name = \"acq\", class = \"n\", length = \"ll\", max = 11 }}
+35 = {{ name = \"track\", class = \"z\", length = \"fixed\", max = 37 }}
+38 = {{ name = \"auth\", class = \"an\", length = \"fixed\", max = 6, fill = \"left-zero\" }}
+41 = {{ name = \"tid\", class = \"ans\", length = \"fixed\", max = 8 }}
+52 = {{ name = \"pin\", class = \"b\", length = \"fixed\", max = 8 }}
+"
+        );
+        let s = Spec::from_toml("fill.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+        let fill = |n| s.field(n).map(|f| f.fill);
+        assert_eq!(fill(4), Some(Fill::LeftZero));
+        assert_eq!(fill(11), Some(Fill::None));
+        assert_eq!(fill(32), Some(Fill::None));
+        assert_eq!(fill(35), Some(Fill::None));
+        assert_eq!(fill(38), Some(Fill::LeftZero));
+        assert_eq!(fill(41), Some(Fill::RightSpace));
+        assert_eq!(fill(52), Some(Fill::None));
+    }
+
+    #[test]
+    fn a_bad_fill_is_named_with_its_field_and_value() {
+        let text = format!(
+            "{HEAD}41 = {{ name = \"tid\", class = \"ans\", length = \"fixed\", max = 8, fill = \"right\" }}\n"
+        );
+        let e = Spec::from_toml("bad.toml", &text).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bad.toml:8: field 41: key `fill`: `right` is not one of left-zero, right-space, none"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::{Message, field_spec};
 use crate::iso::error::{EncodeError, Part};
 use crate::iso::field_set::MAX_FIELD;
-use crate::iso::spec::{BitmapEncoding, CharClass, FieldSpec, Length};
-use crate::iso::wire;
+use crate::iso::spec::{CharClass, FieldSpec, Length};
+use crate::iso::wire::{self, bitmap, encoding, prefix};
 
 /// Overrides are few (a STAN, an RRN); more than this is refused rather than allocated.
 const MAX_OVERRIDES: usize = 8;
@@ -51,7 +51,7 @@ impl Message {
         out: &mut BytesMut,
     ) -> Result<(), EncodeError> {
         let spec = &*self.spec;
-        let mut present = self.present;
+        let mut present = self.layout.present();
         // Fields with an override: only those look one up while writing.
         let mut replaced = [0u64; 3];
         for (fs, _) in overrides.iter().flatten() {
@@ -83,8 +83,7 @@ impl Message {
         }
         // Fields still the frame's (a decoded message, perhaps with fixed fields replaced by
         // values of the same length, and overrides of the same kind) are copied from it.
-        let copy_from = self.fields_at as usize;
-        if self.fields_at != super::NOT_FRAME
+        if let Some(copy_from) = self.edits.fields_at()
             && overrides
                 .iter()
                 .flatten()
@@ -94,7 +93,7 @@ impl Message {
             out.reserve(4 + 3 * 16 + tail.len());
             let start = out.len();
             self.write_head(&bitmaps, out);
-            if self.write_frame_fields(tail, overrides, out) {
+            if self.write_frame_fields(copy_from, tail, overrides, out) {
                 return Ok(());
             }
             out.truncate(start);
@@ -125,16 +124,11 @@ impl Message {
                     && let Some((fs, value)) =
                         overrides.iter().flatten().find(|(o, _)| o.number as usize == n)
                 {
-                    if let Length::Var(d) = fs.length {
-                        wire::write_prefix(fs.prefix, d, value.len(), out);
-                    }
-                    wire::write_value(fs, value, out);
+                    prefix::write_for(fs, value.len(), out);
+                    encoding::write(fs, value, out);
                     continue;
                 }
-                let s = self.slot(n);
-                if let Length::Var(d) = fs.length {
-                    wire::write_prefix(fs.prefix, d, s.units as usize, out);
-                }
+                prefix::write_for(fs, self.slot(n).units as usize, out);
                 out.put_slice(self.raw(n).unwrap_or_default());
             }
         }
@@ -144,29 +138,30 @@ impl Message {
     /// The MTI and the bitmaps.
     fn write_head(&self, bitmaps: &[u64; 3], out: &mut BytesMut) {
         let spec = &*self.spec;
-        wire::write_mti(spec.mti, &self.mti, out);
-        write_bitmap(spec.bitmap, bitmaps[0], out);
+        encoding::write_mti(spec.mti, &self.mti, out);
+        bitmap::write(spec.bitmap, bitmaps[0], out);
         if bitmaps[1] != 0 {
-            write_bitmap(spec.bitmap, bitmaps[1], out);
+            bitmap::write(spec.bitmap, bitmaps[1], out);
         }
         if bitmaps[2] != 0 {
-            write_bitmap(spec.bitmap, bitmaps[2], out);
+            bitmap::write(spec.bitmap, bitmaps[2], out);
         }
     }
 
-    /// The fields as the frame's bytes from the first field on (`tail`), with the patches
-    /// and then the overrides written over the values they replace. False (and `out`
-    /// to be cut back by the caller) when an override's wire length is not its field's.
+    /// The fields as the frame's bytes from the first field on (`tail`, at `from` in the
+    /// frame), with the patches and then the overrides written over the values they
+    /// replace. False (and `out` to be cut back by the caller) when an override's wire
+    /// length is not its field's.
     fn write_frame_fields(
         &self,
+        from: usize,
         tail: &[u8],
         overrides: &[Option<(&FieldSpec, &[u8])>],
         out: &mut BytesMut,
     ) -> bool {
         let base = out.len();
-        let from = self.fields_at as usize;
         out.put_slice(tail);
-        for p in &self.patches[..usize::from(self.patched)] {
+        for p in self.edits.patches() {
             let (at, ext, len) = (p.at as usize - from, p.ext as usize, usize::from(p.wire));
             match (self.ext.get(ext..ext + len), out.get_mut(base + at..base + at + len)) {
                 (Some(new), Some(old)) => old.copy_from_slice(new),
@@ -176,7 +171,7 @@ impl Message {
         for (fs, value) in overrides.iter().flatten() {
             let Some((len, at)) = self.frame_place(fs.number as usize) else { return false };
             let end = out.len();
-            wire::write_value(fs, value, out);
+            encoding::write(fs, value, out);
             if out.len() - end != len {
                 return false;
             }
@@ -191,19 +186,6 @@ impl Message {
         let mut out = BytesMut::with_capacity(256);
         self.encode(&mut out)?;
         Ok(out.freeze())
-    }
-}
-
-pub(super) fn write_bitmap(enc: BitmapEncoding, bits: u64, out: &mut BytesMut) {
-    match enc {
-        BitmapEncoding::Binary => out.put_u64(bits),
-        BitmapEncoding::Hex => {
-            // 16 characters for 8 bytes: the sizes agree, the encoding cannot fail.
-            let mut tmp = [b'0'; 16];
-            let _sizes_agree = hex::encode_to_slice(bits.to_be_bytes(), &mut tmp);
-            tmp.make_ascii_uppercase();
-            out.put_slice(&tmp);
-        }
     }
 }
 
