@@ -15,6 +15,9 @@
 #     keep one load generator
 #   LOAD_CONFIG_EXTRA: TOML appended to the switch's configuration (journal modes), e.g.
 #     $'[saf]\nindoubt = false' to measure without the in-doubt log
+#   LOAD_BUDGET_MS: the switch's journal_budget_ms (journal modes; default: the switch's
+#     default): a large one (1000) sheds nothing, to compare the CPU of journalled
+#     transactions only (a request shed with 91 costs a fraction of one)
 #   LOAD_RATE: requests per second in all (sim-terminal --rate): latency at a given load;
 #     unset, the terminals send as fast as replies come (capacity)
 #   LOAD_FLOOR: rounds of examples/sync_floor run on the journal's directory after the load
@@ -88,8 +91,9 @@ elif [ "$mode" = off ]; then
   RUST_LOG=warn "$B" run --listen "$SW" --issuer "$ISS" --metrics "$MET" \
     --journal off 2>"$D/switch.log" &
 else
-  printf 'journal = "%s/j.db"\njournal_sync = "%s"\n[[listener]]\naddr = "%s"\n[[issuer]]\nname = "default"\n[[issuer.link]]\naddr = "%s"\n' \
-    "$D" "$mode" "$SW" "$ISS" >"$D/c.toml"
+  printf 'journal = "%s/j.db"\njournal_sync = "%s"\n%s[[listener]]\naddr = "%s"\n[[issuer]]\nname = "default"\n[[issuer.link]]\naddr = "%s"\n' \
+    "$D" "$mode" "${LOAD_BUDGET_MS:+journal_budget_ms = $LOAD_BUDGET_MS
+}" "$SW" "$ISS" >"$D/c.toml"
   printf '%s\n' "${LOAD_CONFIG_EXTRA:-}" >>"$D/c.toml"
   RUST_LOG=warn "$B" run --config "$D/c.toml" 2>"$D/switch.log" &
 fi
