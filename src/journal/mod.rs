@@ -253,6 +253,8 @@ type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
 /// time so that a long queue still meets `MAX_GROUP_TIME` within a burst's inserts.
 #[derive(Default)]
 struct Burst {
+    // Boxed as they came in `Cmd::Write`: unboxed, each row would be copied.
+    #[allow(clippy::vec_box)]
     rows: Vec<Box<TxnRecord>>,
     waiting: Vec<oneshot::Sender<Result<bool, StoreError>>>,
 }

@@ -203,9 +203,9 @@ impl Store for SqliteStore {
     /// group) went from 8.2 to 7.7 us of CPU per row, and the writer's CPU per transaction
     /// at capacity (`benches/load.sh full 16 32 5`, six interleaved pairs) from 5.9 to
     /// 5.4 us.
-    fn insert_rows<'a>(
+    fn insert_rows(
         &mut self,
-        rows: &mut dyn Iterator<Item = &'a TxnRecord>,
+        rows: &mut dyn Iterator<Item = &TxnRecord>,
         out: &mut Vec<bool>,
     ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(&self.insert).map_err(err)?;

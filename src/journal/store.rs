@@ -182,9 +182,9 @@ pub trait Store: Send + 'static {
     /// Insert `rows` into the open group in order, pushing for each whether it was inserted
     /// (as `insert`) onto `out`; the first error stops it. The default inserts them one by
     /// one; a backend may prepare its statement once for all of them.
-    fn insert_rows<'a>(
+    fn insert_rows(
         &mut self,
-        rows: &mut dyn Iterator<Item = &'a TxnRecord>,
+        rows: &mut dyn Iterator<Item = &TxnRecord>,
         out: &mut Vec<bool>,
     ) -> Result<(), StoreError> {
         for r in rows {
