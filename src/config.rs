@@ -6,7 +6,7 @@
 //! ```toml
 //! metrics = "127.0.0.1:9583"              # /metrics and /health
 //! journal = "./isoswitch-journal.db"
-//! journal_budget_ms = 100                 # journal backlog past which requests are shed (91)
+//! journal_budget_ms = 5                   # journal backlog past which requests are shed (91)
 //! default_issuer = "bank-a"               # PANs no route matches
 //!
 //! [timeouts]                              # all optional (ms)
@@ -447,7 +447,7 @@ fn default_sync() -> String {
     "full".to_string()
 }
 fn default_journal_budget_ms() -> u64 {
-    100
+    5
 }
 fn default_switch_id() -> String {
     "isoswitch-1".to_string()

@@ -47,11 +47,13 @@ async fn kill_9_with_reversals_pending_resumes_and_never_resends_an_acknowledged
     let config = dir.path.join("switch.toml");
     let log = dir.path.join("switch.log");
     // Answered requests have a generous deadline so that only the drops time out, even on
-    // a loaded machine; reversals repeat quickly so that several repeats happen.
+    // a loaded machine; reversals repeat quickly so that several repeats happen. The
+    // journal budget is far above the default for the same reason: the load must reach the
+    // issuer, not be shed with 91 by a writer slowed down by a busy machine.
     std::fs::write(
         &config,
         format!(
-            "journal = {journal:?}\nadmin = \"{admin}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
+            "journal = {journal:?}\njournal_budget_ms = 1000\nadmin = \"{admin}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
              [timeouts]\nreconnect_max_ms = 200\n\
              [saf]\nretry_min_ms = 100\nretry_max_ms = 400\n\
              [[listener]]\naddr = \"{listen}\"\n\

@@ -251,8 +251,62 @@ fn ewma(avg: &AtomicU64, sample: u64) {
 /// The rows of the group being written, with who waits for each.
 type Waiters = Vec<(oneshot::Sender<Result<bool, StoreError>>, bool)>;
 
+/// Rows taken from the queue and not yet inserted: the rows queued at one look are
+/// inserted together (`Store::insert_rows`, one statement look-up), at most `BURST` at a
+/// time so that a long queue still meets `MAX_GROUP_TIME` within a burst's inserts.
+#[derive(Default)]
+struct Burst {
+    // Boxed as they came in `Cmd::Write`: unboxed, each row would be copied.
+    #[allow(clippy::vec_box)]
+    rows: Vec<Box<TxnRecord>>,
+    waiting: Vec<oneshot::Sender<Result<bool, StoreError>>>,
+}
+
+/// Rows inserted together at most.
+const BURST: usize = 32;
+
+impl Burst {
+    /// Insert the rows (none once the group has `failed`: the first error fails it) and
+    /// hand their callers to `waiters`; returns the time it took. A row counts in the
+    /// backlog's queue until the store takes it to insert (or it is given up).
+    fn insert<S: Store>(
+        &mut self,
+        store: &mut S,
+        backlog: &Backlog,
+        failed: &mut Option<StoreError>,
+        waiters: &mut Waiters,
+    ) -> Duration {
+        if self.rows.is_empty() {
+            return Duration::ZERO;
+        }
+        let t0 = Instant::now();
+        let mut inserted = Vec::with_capacity(self.rows.len());
+        let mut taken = 0;
+        if failed.is_none() {
+            let mut rows = self.rows.iter().map(|r| {
+                backlog.take();
+                taken += 1;
+                &**r
+            });
+            if let Err(e) = store.insert_rows(&mut rows, &mut inserted) {
+                *failed = Some(e);
+            }
+        }
+        for _ in taken..self.rows.len() {
+            backlog.take();
+        }
+        let took = t0.elapsed();
+        for (i, tx) in self.waiting.drain(..).enumerate() {
+            waiters.push((tx, inserted.get(i).copied().unwrap_or(false)));
+        }
+        self.rows.clear();
+        took
+    }
+}
+
 /// Write one group: `first` and whatever else arrives while it is open. Rows are inserted
-/// as they come, so the writer works while the group fills instead of waiting for it, and
+/// as they come (those found queued at one look together, up to `BURST`: `Burst`), so the
+/// writer works while the group fills instead of waiting for it, and
 /// the group is committed once nothing more is queued (after one `LINGER_STEP` for a
 /// `LOADED` group), or when it reaches `MAX_GROUP` rows or `MAX_GROUP_TIME`. Under load,
 /// rows arrive while earlier ones are inserted and groups grow by themselves; at light
@@ -265,9 +319,6 @@ fn write_group<S: Store>(
     health: &Health,
     backlog: &Backlog,
 ) {
-    if matches!(first, Cmd::Write(..)) {
-        backlog.take();
-    }
     if matches!(first, Cmd::Query(..)) {
         answer(store, first);
         // Queries queued right behind it (a reconciliation's look-ups) share one read
@@ -290,6 +341,7 @@ fn write_group<S: Store>(
     }
     if !health.is_up() {
         if let Cmd::Write(_, tx) = first {
+            backlog.take();
             health.refused();
             counter!(m::JOURNAL_WRITE_ERRORS_TOTAL).increment(1);
             let _ = tx.send(Err(StoreError::Down));
@@ -302,37 +354,29 @@ fn write_group<S: Store>(
     let mut failed = store.begin().err();
     let mut next = Some(first);
     let mut inserting = Duration::ZERO;
+    let mut burst = Burst::default();
     while let Some(cmd) = next.take() {
         match cmd {
             Cmd::Write(row, tx) => {
-                let t0 = Instant::now();
-                let inserted = match &failed {
-                    None => match store.insert(&row) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            failed = Some(e);
-                            false
-                        }
-                    },
-                    Some(_) => false,
-                };
-                inserting += t0.elapsed();
-                waiters.push((tx, inserted));
+                burst.rows.push(row);
+                burst.waiting.push(tx);
             }
             other => others.push(other),
         }
-        if waiters.len() >= MAX_GROUP || started.elapsed() >= MAX_GROUP_TIME {
+        let rows = waiters.len() + burst.rows.len();
+        if rows >= MAX_GROUP || started.elapsed() >= MAX_GROUP_TIME {
             break;
         }
         next = rx.try_recv().ok();
+        if next.is_none() || burst.rows.len() >= BURST {
+            inserting += burst.insert(store, backlog, &mut failed, &mut waiters);
+        }
         if next.is_none() && waiters.len() >= LOADED && started.elapsed() < LINGER_MAX {
             std::thread::sleep(LINGER_STEP);
             next = rx.try_recv().ok();
         }
-        if matches!(next, Some(Cmd::Write(..))) {
-            backlog.take();
-        }
     }
+    inserting += burst.insert(store, backlog, &mut failed, &mut waiters);
     let t0 = Instant::now();
     let outcome = match failed {
         None => store.commit(),

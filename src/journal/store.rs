@@ -180,6 +180,19 @@ pub trait Store: Send + 'static {
     /// Insert one row of the open group; `true` when inserted, `false` when a row with its
     /// key was already there.
     fn insert(&mut self, row: &TxnRecord) -> Result<bool, StoreError>;
+    /// Insert `rows` into the open group in order, pushing for each whether it was inserted
+    /// (as `insert`) onto `out`; the first error stops it. The default inserts them one by
+    /// one; a backend may prepare its statement once for all of them.
+    fn insert_rows(
+        &mut self,
+        rows: &mut dyn Iterator<Item = &TxnRecord>,
+        out: &mut Vec<bool>,
+    ) -> Result<(), StoreError> {
+        for r in rows {
+            out.push(self.insert(r)?);
+        }
+        Ok(())
+    }
     /// Make the open group durable.
     fn commit(&mut self) -> Result<(), StoreError>;
     /// Drop the open group (after a failed insert or commit); nothing of it is kept.
@@ -187,8 +200,9 @@ pub trait Store: Send + 'static {
     /// Insert `rows` in one group; `true` for each row inserted, `false` for one already there.
     fn write(&mut self, rows: &[TxnRecord]) -> Result<Vec<bool>, StoreError> {
         self.begin()?;
-        let done: Result<Vec<bool>, StoreError> = rows.iter().map(|r| self.insert(r)).collect();
-        match done.and_then(|d| self.commit().map(|()| d)) {
+        let mut done = Vec::with_capacity(rows.len());
+        let inserted = self.insert_rows(&mut rows.iter(), &mut done);
+        match inserted.and_then(|()| self.commit().map(|()| done)) {
             Ok(d) => Ok(d),
             Err(e) => {
                 self.rollback();
