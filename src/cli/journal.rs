@@ -151,7 +151,7 @@ fn export(a: ExportArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return say("export", BAD_ARGUMENT, e),
     };
-    if day >= business_date(crate::time::now().as_i64(), offset) {
+    if day >= business_date(crate::time::now(), offset) {
         eprintln!(
             "isoswitch journal export: note: business day {day} is not over (UTC{offset:+} min): \
              rows written after this export keep the day from being purged until it is exported again"

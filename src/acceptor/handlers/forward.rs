@@ -174,7 +174,7 @@ async fn ask_issuer(
         return Box::pin(svc.stand_in(i, req, fwd, row, occasion)).await;
     }
     if let Some(row) = &mut row {
-        row.forwarded_at = Some(crate::time::now().as_i64());
+        row.forwarded_at = Some(crate::time::now());
     }
     let origin = Origin { arrival: arrived, source };
     let reserve = svc.recorder.commit_reserve();
