@@ -145,8 +145,8 @@ fn lean_write(conn: &Connection, full: &str, rows: &[TxnRecord]) {
         let mut vals: Vec<ToSqlOutput<'_>> = Vec::with_capacity(chunk.len() * LEAN_COLUMNS);
         for r in chunk {
             vals.extend([
-                int(r.received_at),
-                r.answered_at.map_or_else(null, int),
+                int(r.received_at.as_i64()),
+                r.answered_at.map_or_else(null, |t| int(t.as_i64())),
                 int(num(&r.business_date)),
                 text(&r.terminal_id),
                 text(&r.merchant_id),
@@ -188,9 +188,9 @@ fn encode(r: &TxnRecord, out: &mut Vec<u8>) {
     };
     let i = |out: &mut Vec<u8>, v: i64| out.extend_from_slice(&v.to_le_bytes());
     s(out, Some(&r.switch_id));
-    i(out, r.received_at);
-    i(out, r.forwarded_at.unwrap_or(-1));
-    i(out, r.answered_at.unwrap_or(-1));
+    i(out, r.received_at.as_i64());
+    i(out, r.forwarded_at.map_or(-1, |t| t.as_i64()));
+    i(out, r.answered_at.map_or(-1, |t| t.as_i64()));
     for v in [&r.business_date, &r.terminal_id, &r.merchant_id, &r.stan] {
         s(out, Some(v));
     }

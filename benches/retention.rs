@@ -33,6 +33,7 @@ use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, PanHasher, Status, TxnRecord, business_date};
 use isoswitch::rc::ResponseCode;
 use isoswitch::route::txn::TxnType;
+use isoswitch::time::UnixMs;
 use tokio_util::sync::CancellationToken;
 
 const DAY: i64 = 86_400_000;
@@ -56,10 +57,10 @@ fn row(i: u64, at: i64, hasher: &PanHasher) -> TxnRecord {
     let pan = format!("62123456{:011}", i % 10_000);
     TxnRecord {
         switch_id: "node-1".into(),
-        received_at: at,
-        forwarded_at: Some(at + 1),
-        answered_at: Some(at + 40),
-        business_date: business_date(at, 480),
+        received_at: UnixMs::from_i64(at),
+        forwarded_at: Some(UnixMs::from_i64(at + 1)),
+        answered_at: Some(UnixMs::from_i64(at + 40)),
+        business_date: business_date(UnixMs::from_i64(at), 480),
         terminal_id: format!("T{t:07}"),
         merchant_id: format!("8983401581{:05}", t),
         stan: format!("{:06}", s % 1_000_000),
@@ -222,7 +223,7 @@ fn main() {
     let hasher = PanHasher::new(b"bench-key");
     let j = Journal::open(&cfg).expect("open journal");
     let old_at = now_ms() - 10 * DAY;
-    let old_day = business_date(old_at, 480);
+    let old_day = business_date(UnixMs::from_i64(old_at), 480);
 
     // 1. Disk per transaction.
     let t0 = Instant::now();

@@ -100,30 +100,30 @@ pub async fn serve(
     };
     let counters = crate::metrics::ops_counters("admin");
     crate::opsport::serve(listener, "admin", limits, counters, shutdown, move |req| {
-        answer(Request::of(&req), admin.clone())
+        answer(AdminRequest::of(&req), admin.clone())
     })
     .await;
 }
 
-/// What the API reads of a request: no body, no other header.
+/// What the API reads of an HTTP request: no body, no other header.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Request {
+pub struct AdminRequest {
     pub method: String,
     pub path: String,
     pub query: HashMap<String, String>,
     pub bearer: Option<String>,
 }
 
-impl Request {
+impl AdminRequest {
     /// The parts of an HTTP request the API uses.
-    pub fn of<B>(req: &hyper::Request<B>) -> Request {
+    pub fn of<B>(req: &hyper::Request<B>) -> AdminRequest {
         let bearer = req
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
-        Request {
+        AdminRequest {
             method: req.method().as_str().to_string(),
             path: req.uri().path().to_string(),
             query: query_pairs(req.uri().query().unwrap_or("")),
@@ -147,7 +147,7 @@ fn ok_ident(s: &str) -> bool {
     !s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-async fn answer(req: Request, admin: Arc<Admin>) -> Answer {
+async fn answer(req: AdminRequest, admin: Arc<Admin>) -> Answer {
     let (status, body, allow) = handle(&admin, req).await;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = crate::opsport::answer(status, "application/json", body.to_string());
@@ -206,7 +206,7 @@ fn audit(what: &str, terminal: Option<&str>, status: u16, detail: &str) {
     }
 }
 
-async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value, Option<&'static str>) {
+async fn handle(admin: &Admin, req: AdminRequest) -> (u16, serde_json::Value, Option<&'static str>) {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let Some((what, method)) = route_of(&segs) else {
         return (404, json!({"error": "no such call"}), None);
@@ -245,7 +245,7 @@ async fn handle(admin: &Admin, req: Request) -> (u16, serde_json::Value, Option<
 }
 
 /// An authorised call: (status, JSON body, a word for the audit log).
-async fn call(admin: &Admin, req: &Request, segs: &[&str]) -> (u16, serde_json::Value, String) {
+async fn call(admin: &Admin, req: &AdminRequest, segs: &[&str]) -> (u16, serde_json::Value, String) {
     let journal = admin.switch.journal();
     let rows = |q: Query| async move {
         match journal {
@@ -370,12 +370,12 @@ mod tests {
             .header("authorization", "Bearer s3cret ")
             .body(())
             .unwrap();
-        let r = Request::of(&http);
+        let r = AdminRequest::of(&http);
         assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/transactions"));
         assert_eq!(r.query.get("rrn").map(String::as_str), Some("ABC123"));
         assert_eq!((r.query.len(), r.bearer.as_deref()), (2, Some("s3cret")));
         let basic = hyper::Request::builder().uri("/health").header("Authorization", "Basic eDp5").body(());
-        let r = Request::of(&basic.unwrap());
+        let r = AdminRequest::of(&basic.unwrap());
         assert_eq!((r.path.as_str(), r.query.len(), r.bearer), ("/health", 0, None));
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
         assert!(ok_ident("10000001") && !ok_ident("a' OR 1=1") && !ok_ident(""));

@@ -7,7 +7,9 @@
 //! takes the standard's table (ISO 8583:1987's two-character codes; `standard =
 //! "iso8583-1993"`, the default of `iso93ascii`, its three-digit action codes).
 //! The code itself is one type, [`ResponseCode`] (`rc/code.rs`), with a named constant for
-//! every code the switch produces.
+//! every code the switch produces: a decline the switch decides itself is one of them, mapped
+//! for the terminal with [`map`]. Why the routing core declined (`route::Reason`, for the
+//! logs) is another, finer idea: several reasons share one code.
 //! Pure: may use `toml` and `serde`, nothing of the crate.
 //! May import: nothing.
 
@@ -20,56 +22,6 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
-
-/// Declines the switch decides itself (never an issuer's answer), with their generic
-/// codes. Those not in the design's list (bad MAC, refused PIN block, original not found,
-/// settled batch) take the ISO 8583:1987 meaning (63 security violation, 25 unable to
-/// locate record) or the private-use codes card networks use for a PIN cryptographic
-/// error (81) and a batch number mismatch (77).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SwitchDecline {
-    UnknownTerminal,
-    InvalidTransaction,
-    InvalidAmount,
-    InvalidCard,
-    FormatError,
-    NotPermitted,
-    AmountLimit,
-    FrequencyLimit,
-    IssuerTimeout,
-    IssuerUnavailable,
-    Duplicate,
-    SystemMalfunction,
-    BadMac,
-    PinRefused,
-    OriginalNotFound,
-    /// A request in a batch the terminal has already settled (UnionPay-style 77: sign on again).
-    BatchMismatch,
-}
-
-impl SwitchDecline {
-    /// The generic response code.
-    pub fn generic_rc(self) -> ResponseCode {
-        match self {
-            SwitchDecline::UnknownTerminal => ResponseCode::INVALID_MERCHANT,
-            SwitchDecline::InvalidTransaction => ResponseCode::INVALID_TXN,
-            SwitchDecline::InvalidAmount => ResponseCode::INVALID_AMOUNT,
-            SwitchDecline::InvalidCard => ResponseCode::INVALID_CARD,
-            SwitchDecline::FormatError => ResponseCode::FORMAT_ERROR,
-            SwitchDecline::NotPermitted => ResponseCode::NOT_PERMITTED,
-            SwitchDecline::AmountLimit => ResponseCode::AMOUNT_LIMIT,
-            SwitchDecline::FrequencyLimit => ResponseCode::FREQUENCY_LIMIT,
-            SwitchDecline::IssuerTimeout => ResponseCode::LATE_RESPONSE,
-            SwitchDecline::IssuerUnavailable => ResponseCode::ISSUER_UNAVAILABLE,
-            SwitchDecline::Duplicate => ResponseCode::DUPLICATE,
-            SwitchDecline::SystemMalfunction => ResponseCode::SYSTEM_MALFUNCTION,
-            SwitchDecline::BadMac => ResponseCode::SECURITY_VIOLATION,
-            SwitchDecline::PinRefused => ResponseCode::PIN_ERROR,
-            SwitchDecline::OriginalNotFound => ResponseCode::ORIGINAL_NOT_FOUND,
-            SwitchDecline::BatchMismatch => ResponseCode::BATCH_MISMATCH,
-        }
-    }
-}
 
 /// One dialect's mapping from generic codes to the codes its terminals expect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,11 +233,6 @@ pub fn map(table: &RcTable, generic_rc: ResponseCode) -> ResponseCode {
     table.codes.get(&generic_rc).copied().unwrap_or(generic_rc)
 }
 
-/// [`map`] for a decline the switch decided itself.
-pub fn map_decline(table: &RcTable, decline: SwitchDecline) -> ResponseCode {
-    map(table, decline.generic_rc())
-}
-
 fn is_code(s: &str) -> bool {
     s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
 }
@@ -319,20 +266,20 @@ mod tests {
         let t = RcTable::shipped("cup-pos");
         assert_eq!(t.dialect(), "cup-pos");
         let cases = [
-            (SwitchDecline::UnknownTerminal, "97"),
-            (SwitchDecline::IssuerTimeout, "98"),
-            (SwitchDecline::Duplicate, "94"),
-            (SwitchDecline::BadMac, "A0"),
-            (SwitchDecline::PinRefused, "99"),
-            (SwitchDecline::OriginalNotFound, "25"),
-            (SwitchDecline::BatchMismatch, "77"),
-            (SwitchDecline::IssuerUnavailable, "91"),
-            (SwitchDecline::SystemMalfunction, "96"),
-            (SwitchDecline::FormatError, "30"),
-            (SwitchDecline::AmountLimit, "61"),
+            (ResponseCode::INVALID_MERCHANT, "97"),
+            (ResponseCode::LATE_RESPONSE, "98"),
+            (ResponseCode::DUPLICATE, "94"),
+            (ResponseCode::SECURITY_VIOLATION, "A0"),
+            (ResponseCode::PIN_ERROR, "99"),
+            (ResponseCode::ORIGINAL_NOT_FOUND, "25"),
+            (ResponseCode::BATCH_MISMATCH, "77"),
+            (ResponseCode::ISSUER_UNAVAILABLE, "91"),
+            (ResponseCode::SYSTEM_MALFUNCTION, "96"),
+            (ResponseCode::FORMAT_ERROR, "30"),
+            (ResponseCode::AMOUNT_LIMIT, "61"),
         ];
-        for (o, want) in cases {
-            assert_eq!(map_decline(&t, o), want, "{o:?}");
+        for (generic, want) in cases {
+            assert_eq!(map(&t, generic), want, "{generic:?}");
         }
         // Issuer codes pass through.
         for rc in ["00", "05", "51", "54", "55"] {

@@ -19,8 +19,9 @@ use crate::civil::Date;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
-/// A point in time: milliseconds since 1970-01-01T00:00:00Z (never before it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// A point in time: milliseconds since 1970-01-01T00:00:00Z (never before it). Serialized
+/// as that number; the default is 1970-01-01T00:00:00Z.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct UnixMs(pub u64);
 
 /// The wall clock now. A clock set before 1970 reads as 1970-01-01.
@@ -34,11 +35,13 @@ pub fn now() -> UnixMs {
 
 impl UnixMs {
     /// From the signed milliseconds the stores keep (SQL integers); a negative value is 1970.
+    #[inline]
     pub fn from_i64(ms: i64) -> UnixMs {
         UnixMs(u64::try_from(ms).unwrap_or(0))
     }
 
     /// As the signed milliseconds the stores keep (SQL integers), saturating.
+    #[inline]
     pub fn as_i64(self) -> i64 {
         i64::try_from(self.0).unwrap_or(i64::MAX)
     }

@@ -140,10 +140,7 @@ async fn admin_calls_are_checked_persist_across_a_restart_and_are_audited() {
         let (status, _, body) = call(admin, "GET", &format!("{q}{bad}"), true).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
-    let today = isoswitch::journal::business_date(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
-        480,
-    );
+    let today = isoswitch::journal::business_date(isoswitch::time::now(), 480);
     let (status, _, body) = call(admin, "GET", &format!("{q}{today}"), true).await;
     assert_eq!((status, json(&body)[0]["stan"].as_str()), (200, Some("000001")), "{body}");
     // Reload: counts as numbers.

@@ -11,6 +11,7 @@ use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, Status, TxnRecord, business_date};
 use isoswitch::rc::ResponseCode;
 use isoswitch::route::txn::TxnType;
+use isoswitch::time::UnixMs;
 
 const DAY: i64 = 86_400_000;
 const PAN: &str = "4761739001010010";
@@ -36,8 +37,8 @@ fn scratch(tag: &str) -> Scratch {
 fn row(stan: u32, at: i64) -> TxnRecord {
     TxnRecord {
         switch_id: "node".into(),
-        received_at: at,
-        business_date: business_date(at, 0),
+        received_at: UnixMs::from_i64(at),
+        business_date: business_date(UnixMs::from_i64(at), 0),
         terminal_id: "10000001".into(),
         merchant_id: "898340158120001".into(),
         stan: format!("{stan:06}"),
@@ -89,7 +90,11 @@ async fn export_then_purge_by_hand() {
     rows.extend((100..130).map(|i| row(i, b + i64::from(i))));
     rows.extend((200..205).map(|i| row(i, kept)));
     write(&db, rows).await;
-    let (day_a, day_b, day_kept) = (business_date(a, 0), business_date(b, 0), business_date(kept, 0));
+    let (day_a, day_b, day_kept) = (
+        business_date(UnixMs::from_i64(a), 0),
+        business_date(UnixMs::from_i64(b), 0),
+        business_date(UnixMs::from_i64(kept), 0),
+    );
     let (db_s, out_s) = (db.to_str().unwrap(), out.to_str().unwrap());
 
     // Export day A, in the dashed form of the date.

@@ -10,6 +10,7 @@ use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, Status, TxnRecord, business_date};
 use isoswitch::rc::ResponseCode;
 use isoswitch::route::txn::TxnType;
+use isoswitch::time::UnixMs;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
@@ -25,8 +26,8 @@ fn temp_journal(tag: &str) -> PathBuf {
 fn purchase(stan: u32, at: i64, offset: i32, amount: i64) -> TxnRecord {
     TxnRecord {
         switch_id: "node".into(),
-        received_at: at,
-        business_date: business_date(at, offset),
+        received_at: UnixMs::from_i64(at),
+        business_date: business_date(UnixMs::from_i64(at), offset),
         terminal_id: "10000001".into(),
         merchant_id: "898340158120001".into(),
         stan: format!("{stan:06}"),
@@ -65,7 +66,7 @@ async fn without_a_date_the_last_complete_day_of_the_estate_is_settled() {
     // Yesterday in Beijing (the example registry's zone), and a row of today that must not count.
     write(&journal, vec![purchase(1, yesterday, 480, 10_000), purchase(2, now_ms(), 480, 7_000)]).await;
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/rules");
-    let day = business_date(yesterday, 480);
+    let day = business_date(UnixMs::from_i64(yesterday), 480);
     let (code, out, err) = settle(&[
         "--journal",
         journal.to_str().unwrap(),
@@ -77,7 +78,7 @@ async fn without_a_date_the_last_complete_day_of_the_estate_is_settled() {
     assert_eq!(code, 0, "{err}");
     // The test may straddle midnight in Beijing; then the CLI rightly settled the next day.
     if !err.contains(&day) {
-        assert!(err.contains(&business_date(now_ms() - 86_400_000, 480)), "{err}");
+        assert!(err.contains(&business_date(UnixMs::from_i64(now_ms() - 86_400_000), 480)), "{err}");
         return;
     }
     assert!(err.contains("last complete") && err.contains("UTC+480") && err.contains("registry"), "{err}");
@@ -105,7 +106,8 @@ async fn nothing_to_settle_is_said_and_exits_zero() {
     // With a date and rows that day, nothing is said on stderr.
     let at = now_ms() - 3 * 86_400_000;
     write(&journal, vec![purchase(3, at, 0, 500)]).await;
-    let (code, out, err) = settle(&["--journal", journal.to_str().unwrap(), "--date", &business_date(at, 0)]);
+    let (code, out, err) =
+        settle(&["--journal", journal.to_str().unwrap(), "--date", &business_date(UnixMs::from_i64(at), 0)]);
     assert_eq!(code, 0, "{err}");
     assert!(err.is_empty(), "{err}");
     assert!(out.lines().nth(1).is_some_and(|l| l.ends_with(",1,500,0,3,497")), "{out}");

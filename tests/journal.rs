@@ -14,6 +14,7 @@ use isoswitch::journal::{
 };
 use isoswitch::rc::ResponseCode;
 use isoswitch::route::txn::TxnType;
+use isoswitch::time::UnixMs;
 
 const TEST_PANS: &[&str] = &["4761739001010010", "6212345678901234567", "5413330089010434"];
 
@@ -22,9 +23,9 @@ fn rec(node: &str, terminal: &str, stan: u32, pan: &str, amount: i64, rc: &str) 
     let at = 1_795_479_740_000 + i64::from(stan) * 1000;
     TxnRecord {
         switch_id: node.into(),
-        received_at: at,
-        answered_at: Some(at + 3),
-        business_date: business_date(at, 0),
+        received_at: UnixMs::from_i64(at),
+        answered_at: Some(UnixMs::from_i64(at + 3)),
+        business_date: business_date(UnixMs::from_i64(at), 0),
         terminal_id: terminal.into(),
         merchant_id: "MERCHANT0000001".into(),
         stan: format!("{stan:06}"),

@@ -47,7 +47,7 @@ impl Store for Slow {
     }
     fn insert(&mut self, row: &TxnRecord) -> Result<bool, StoreError> {
         if let Some(at) = row.answered_at {
-            self.1.fetch_max(now_ms() - at, Ordering::SeqCst);
+            self.1.fetch_max(now_ms() - at.as_i64(), Ordering::SeqCst);
         }
         std::thread::sleep(ROW);
         self.0.insert(row)

@@ -62,7 +62,7 @@ async fn open(url: String) -> Result<Journal, String> {
 fn record(stan: u32) -> TxnRecord {
     TxnRecord {
         switch_id: "tls".into(),
-        received_at: 1_795_479_740_000,
+        received_at: isoswitch::time::UnixMs(1_795_479_740_000),
         business_date: "20261124".into(),
         terminal_id: "TERM0001".into(),
         merchant_id: "MERCHANT0000001".into(),

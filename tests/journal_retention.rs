@@ -14,6 +14,7 @@ use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{Journal, JournalConfig, PanHasher, Query, Status, TxnRecord, business_date};
 use isoswitch::rc::ResponseCode;
 use isoswitch::route::txn::TxnType;
+use isoswitch::time::UnixMs;
 use tokio_util::sync::CancellationToken;
 
 const TEST_PANS: &[&str] = &["4761739001010010", "6212345678901234567", "5413330089010434"];
@@ -31,9 +32,9 @@ fn rec(terminal: &str, stan: u32, at: i64) -> TxnRecord {
     let pan = TEST_PANS[stan as usize % TEST_PANS.len()];
     TxnRecord {
         switch_id: "node-a".into(),
-        received_at: at,
-        answered_at: Some(at + 3),
-        business_date: business_date(at, 0),
+        received_at: UnixMs::from_i64(at),
+        answered_at: Some(UnixMs::from_i64(at + 3)),
+        business_date: business_date(UnixMs::from_i64(at), 0),
         terminal_id: terminal.into(),
         merchant_id: "MERCHANT0000001".into(),
         stan: format!("{:06}", stan % 1_000_000),
@@ -170,7 +171,11 @@ async fn export_and_purge(cfg: JournalConfig) {
     let out = Scratch::new("out");
     let now = now_ms();
     let (old, older, today) = (now - 10 * DAY, now - 9 * DAY, now);
-    let (d_old, d_older, d_today) = (business_date(old, 0), business_date(older, 0), business_date(today, 0));
+    let (d_old, d_older, d_today) = (
+        business_date(UnixMs::from_i64(old), 0),
+        business_date(UnixMs::from_i64(older), 0),
+        business_date(UnixMs::from_i64(today), 0),
+    );
     let j = open_journal(&cfg).await;
     fill(&j, "TERM0001", old, 1234).await;
     fill(&j, "TERM0002", older, 300).await;
@@ -352,7 +357,7 @@ async fn pass_beside_the_writer(cfg: JournalConfig) {
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     assert_eq!(report.days.len(), 3, "{:?}", report.days);
     for (done, at) in report.days.iter().zip(old_days) {
-        assert_eq!(done.day, business_date(at, 0));
+        assert_eq!(done.day, business_date(UnixMs::from_i64(at), 0));
         assert_eq!((done.exported, done.purged, done.written), (1500, 1500, true));
         let file = out.0.join(format!("isoswitch-journal-{}.jsonl", done.day));
         assert_eq!(retention::verify(&file, &done.day).unwrap().rows, 1500);
@@ -362,7 +367,7 @@ async fn pass_beside_the_writer(cfg: JournalConfig) {
     assert_eq!(sql(&cfg, "SELECT COUNT(*) FROM saf WHERE state = 'pending'").await, Some(1));
     assert_eq!(sql(&cfg, "SELECT COUNT(*) FROM saf WHERE field90 = '4'").await, Some(1));
     // Kept days: every row there.
-    assert_eq!(sql(&cfg, &day_count(&business_date(now - DAY, 0))).await, Some(100));
+    assert_eq!(sql(&cfg, &day_count(&business_date(UnixMs::from_i64(now - DAY), 0))).await, Some(100));
     let live = sql(&cfg, "SELECT COUNT(*) FROM transactions WHERE terminal_id = 'LIVE0001'").await;
     assert_eq!(live, Some(i64::from(written)));
     eprintln!("pass over 4500 rows: {pass_ms} ms; {during} of {written} live rows committed meanwhile");

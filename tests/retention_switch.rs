@@ -14,6 +14,7 @@ use isoswitch::journal::{Journal, JournalConfig, Status, TxnRecord, business_dat
 use isoswitch::rc::ResponseCode;
 use isoswitch::route::txn::TxnType;
 use isoswitch::switch::serve;
+use isoswitch::time::UnixMs;
 use tokio_util::sync::CancellationToken;
 
 const DAY: i64 = 86_400_000;
@@ -25,8 +26,8 @@ fn now_ms() -> i64 {
 fn row(terminal: &str, stan: u32, at: i64) -> TxnRecord {
     TxnRecord {
         switch_id: "node".into(),
-        received_at: at,
-        business_date: business_date(at, 0),
+        received_at: UnixMs::from_i64(at),
+        business_date: business_date(UnixMs::from_i64(at), 0),
         terminal_id: terminal.into(),
         merchant_id: "MERCHANT0000001".into(),
         stan: format!("{stan:06}"),
@@ -90,7 +91,7 @@ async fn the_switch_exports_and_purges_old_days_while_it_takes_transactions() {
     let sw = serve(cfg, stop.clone()).await.unwrap();
     assert!(sw.wait_issuers_up(Duration::from_secs(5)).await);
     let mut t = Terminal::connect(sw.listen_addrs()[0]).await;
-    let old_day = business_date(old, 0);
+    let old_day = business_date(UnixMs::from_i64(old), 0);
     let file = exports.join(format!("isoswitch-journal-{old_day}.jsonl"));
     let until = Instant::now() + Duration::from_secs(30);
     let mut approved = 0;
@@ -106,7 +107,11 @@ async fn the_switch_exports_and_purges_old_days_while_it_takes_transactions() {
     assert_eq!(count(&journal, &old_day), 0, "and purged");
     let summary = isoswitch::journal::retention::verify(&file, &old_day).unwrap();
     assert_eq!(summary.rows, 2000);
-    assert_eq!(count(&journal, &business_date(now - DAY, 0)), 10, "a kept day keeps its rows");
+    assert_eq!(
+        count(&journal, &business_date(UnixMs::from_i64(now - DAY), 0)),
+        10,
+        "a kept day keeps its rows"
+    );
     let c = rusqlite::Connection::open(&journal).unwrap();
     let live: i64 = c
         .query_row(

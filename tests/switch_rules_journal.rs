@@ -14,6 +14,7 @@ use isoswitch::config::Config;
 use isoswitch::iso::Message;
 use isoswitch::journal::business_date;
 use isoswitch::switch::{RunningSwitch, serve};
+use isoswitch::time::UnixMs;
 use tokio_util::sync::CancellationToken;
 
 const RESTAURANT_TID: &str = "10000001";
@@ -271,7 +272,7 @@ async fn batch_settlement_balances_against_the_journal_and_settle_adds_up() {
 /// estate runs on UTC+8), as a user runs it.
 fn settle_today(journal: &Path) -> serde_json::Value {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let date = business_date(now, 480);
+    let date = business_date(UnixMs::from_i64(now), 480);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_isoswitch"))
         .args(["settle", "--journal"])
         .arg(journal)

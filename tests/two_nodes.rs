@@ -15,6 +15,7 @@ use common::{MockIssuer, Mode, PAN, PAN2, Terminal, auth};
 use isoswitch::config::Config;
 use isoswitch::journal::{Journal, JournalConfig, Query, business_date};
 use isoswitch::switch::serve;
+use isoswitch::time::UnixMs;
 use tokio_util::sync::CancellationToken;
 
 async fn database() -> String {
@@ -73,10 +74,10 @@ async fn two_nodes_share_retransmissions_and_settlement() {
         .unwrap()
         .unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let day = j.query(Query::Day(business_date(now, 0))).await.unwrap();
+    let day = j.query(Query::Day(business_date(UnixMs::from_i64(now), 0))).await.unwrap();
     let nodes: std::collections::BTreeSet<&str> = day.iter().map(|r| r.switch_id.as_str()).collect();
     assert_eq!(nodes, ["node-a", "node-b"].into_iter().collect());
-    let lines = isoswitch::settle::settle(&day, &business_date(now, 0), &[], 0).unwrap();
+    let lines = isoswitch::settle::settle(&day, &business_date(UnixMs::from_i64(now), 0), &[], 0).unwrap();
     let gross: i64 = lines.iter().map(|l| l.gross).sum();
     assert_eq!(gross, 12_000 + 3_000 + 5_000);
     // The retransmission left no row of its own; the reused key left its 94, without the key.

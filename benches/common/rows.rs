@@ -6,6 +6,7 @@ use isoswitch::journal::{Decided, SettleCycle};
 use isoswitch::journal::{PanHasher, Status, TxnRecord};
 use isoswitch::rc::ResponseCode;
 use isoswitch::route::txn::TxnType;
+use isoswitch::time::UnixMs;
 
 pub const TERMINALS: u64 = 16;
 
@@ -15,9 +16,9 @@ pub fn row(i: u64, hasher: &PanHasher) -> TxnRecord {
     let at = 1_795_479_740_000 + i as i64;
     TxnRecord {
         switch_id: "node-a".into(),
-        received_at: at,
-        forwarded_at: Some(at + 1),
-        answered_at: Some(at + 3),
+        received_at: UnixMs::from_i64(at),
+        forwarded_at: Some(UnixMs::from_i64(at + 1)),
+        answered_at: Some(UnixMs::from_i64(at + 3)),
         business_date: "20261124".into(),
         terminal_id: format!("SIM{t:05}"),
         merchant_id: "SIMMERCHANT0001".into(),

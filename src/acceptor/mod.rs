@@ -69,7 +69,8 @@ use listener::ListenerCtx;
 pub use request::Plan;
 pub use service::{ServiceError, Services};
 
-/// Why a terminal listener could not be prepared.
+/// Why a terminal listener could not be prepared (wrapped by the composition root's
+/// `switch::Error`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("listener {addr}: spec {spec}: {message}")]
@@ -81,7 +82,7 @@ pub enum Error {
 }
 
 /// A terminal listener ready to accept: its spec, TLS and security loaded, its port bound.
-pub struct Prepared {
+pub struct PreparedListener {
     cfg: ListenerConfig,
     spec: Arc<Spec>,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -90,7 +91,7 @@ pub struct Prepared {
     security: security::Security,
 }
 
-impl Prepared {
+impl PreparedListener {
     /// The bound address (port 0 resolved).
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -100,7 +101,7 @@ impl Prepared {
 /// Prepare every configured listener, in configuration order: everything about terminals
 /// that can fail (specs, TLS files, binds, terminal keys) happens here, before any task
 /// starts, so that a refused start leaves nothing running.
-pub async fn prepare(cfg: &Config) -> Result<Vec<Prepared>, Error> {
+pub async fn prepare(cfg: &Config) -> Result<Vec<PreparedListener>, Error> {
     let mut prepared = Vec::with_capacity(cfg.listeners.len());
     for lc in &cfg.listeners {
         let spec = Spec::load(&lc.spec).map_err(|e| Error::Spec {
@@ -122,7 +123,7 @@ pub async fn prepare(cfg: &Config) -> Result<Vec<Prepared>, Error> {
         let security = security::Security::load(lc)
             .map_err(|message| Error::Spec { addr: lc.addr, spec: lc.spec.clone(), message })?
             .with_zones(&cfg.issuers);
-        prepared.push(Prepared { cfg: lc.clone(), spec, tls, listener, addr, security });
+        prepared.push(PreparedListener { cfg: lc.clone(), spec, tls, listener, addr, security });
     }
     Ok(prepared)
 }
@@ -159,7 +160,7 @@ impl Terminals {
 /// Start accepting terminals on the prepared listeners until `shutdown`. The metrics
 /// recorder must be installed first: each listener looks its metric handles up once, here.
 pub fn start(
-    prepared: Vec<Prepared>,
+    prepared: Vec<PreparedListener>,
     cfg: &Config,
     services: &Arc<Services>,
     issuers: &Arc<Issuers>,

@@ -14,6 +14,7 @@ use crate::iso::Message;
 use crate::journal::{Decided, Journal, PanHasher, RowType, Status, StoreError, TxnRecord, business_date};
 use crate::rc::ResponseCode;
 use crate::route::Router;
+use crate::time::UnixMs;
 
 /// Makes and commits the journal rows of a switch's requests.
 pub struct Recorder {
@@ -37,7 +38,7 @@ impl Recorder {
         self.journal.is_some()
     }
 
-    /// The row of `req` (received at `received_at`, Unix milliseconds), of transaction type
+    /// The row of `req` (received at `received_at`, the request clock's Unix milliseconds), of transaction type
     /// `txn`, as decided, before its outcome is known. Boxed: the row lives across the
     /// issuer's answer and the commit, and a pointer keeps the request's future (copied
     /// whenever it moves) and each hand-over on the way to the writer small.
@@ -45,8 +46,8 @@ impl Recorder {
         let rules = self.router.rules();
         let mut r = Box::new(TxnRecord::from_request(req, &self.hasher));
         r.switch_id.clone_from(&self.switch_id);
-        r.received_at = received_at;
-        r.business_date = business_date(received_at, rules.registry.utc_offset_minutes);
+        r.received_at = UnixMs::from_i64(received_at);
+        r.business_date = business_date(r.received_at, rules.registry.utc_offset_minutes);
         r.txn_type = txn;
         r.decision = decided;
         r.settle_cycle = rules.settle_cycle(&r.merchant_id);
@@ -132,7 +133,7 @@ impl Recorder {
 pub fn answered(row: &mut TxnRecord, rc: ResponseCode, status: Option<Status>) {
     row.rc = Some(rc);
     row.status = status;
-    row.answered_at = Some(crate::time::now().as_i64());
+    row.answered_at = Some(crate::time::now());
 }
 
 /// The status of a row whose terminal was told `rc`: approved on 00, else declined.

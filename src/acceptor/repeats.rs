@@ -387,12 +387,13 @@ impl Repeats {
         let mut n = 0;
         for row in rows {
             let Some(key) = key_of_row(row, &self.hasher) else { continue };
-            if !self.window.holds(row.received_at, now) {
+            if !self.window.holds(row.received_at.as_i64(), now) {
                 continue;
             }
             let mut shard = self.shard(&key);
             let amount = u64::try_from(row.amount).unwrap_or(u64::MAX);
-            let entry = Entry { amount, at: row.received_at, state: State::Done(Answer::of_row(row)) };
+            let entry =
+                Entry { amount, at: row.received_at.as_i64(), state: State::Done(Answer::of_row(row)) };
             self.insert(&mut shard, key, entry, now);
             n += 1;
         }
@@ -606,7 +607,7 @@ mod tests {
             terminal_id: "TERM0001".into(),
             stan: "000001".into(),
             amount: 100,
-            received_at: T,
+            received_at: crate::time::UnixMs::from_i64(T),
             rc: Some(ResponseCode::APPROVED),
             auth_code: Some("XY9876".into()),
             txn_key: Some("0200 1124103000".into()),

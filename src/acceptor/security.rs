@@ -14,7 +14,7 @@ use crate::iso::Message;
 use crate::keys::{
     KeyError, KeyLayout, KeyStore, MacAlgorithm, PinBlock, SoftKeyStore, compute_mac, mac_input,
 };
-use crate::rc::{RcTable, ResponseCode, SwitchDecline, map, map_decline};
+use crate::rc::{RcTable, ResponseCode, map};
 
 /// What a listener checks and adds.
 pub struct Security {
@@ -85,29 +85,29 @@ impl Security {
             return Ok(Some(m));
         };
         let Some(block) = PinBlock::from_slice(raw) else {
-            return Err(SwitchDecline::PinRefused.generic_rc());
+            return Err(ResponseCode::PIN_ERROR);
         };
         let Some(zone) = self.zone_of(issuer) else {
             tracing::error!(issuer, "a PIN block for an issuer without pin_zone: declined");
-            return Err(SwitchDecline::SystemMalfunction.generic_rc());
+            return Err(ResponseCode::SYSTEM_MALFUNCTION);
         };
         let tid = req.terminal_key();
-        let Some(pan) = req.pan() else { return Err(SwitchDecline::PinRefused.generic_rc()) };
+        let Some(pan) = req.pan() else { return Err(ResponseCode::PIN_ERROR) };
         match keys.translate_pin(&tid, zone, &block, &pan) {
             Ok(out) => {
                 let mut m = req.clone();
-                m.set_bytes(52, out.bytes()).map_err(|_| SwitchDecline::SystemMalfunction.generic_rc())?;
+                m.set_bytes(52, out.bytes()).map_err(|_| ResponseCode::SYSTEM_MALFUNCTION)?;
                 m.remove(64).remove(128);
                 Ok(Some(m))
             }
             Err(KeyError::UnknownZone { zone }) => {
                 tracing::error!(%zone, "zone PIN key missing from the key store");
-                Err(SwitchDecline::SystemMalfunction.generic_rc())
+                Err(ResponseCode::SYSTEM_MALFUNCTION)
             }
             Err(e) => {
                 metrics::counter!(crate::metrics::PIN_REFUSED_TOTAL).increment(1);
                 tracing::info!(error = %e, "PIN block refused");
-                Err(SwitchDecline::PinRefused.generic_rc())
+                Err(ResponseCode::PIN_ERROR)
             }
         }
     }
@@ -140,15 +140,12 @@ impl Security {
                 if let Some(f60) = req.text(60) {
                     let _ = reply.set(60, &f60);
                 }
-                reply
-                    .set_bytes(62, &w.field62())
-                    .map(|_| ())
-                    .map_err(|_| SwitchDecline::SystemMalfunction.generic_rc())
+                reply.set_bytes(62, &w.field62()).map(|_| ()).map_err(|_| ResponseCode::SYSTEM_MALFUNCTION)
             }
-            Err(KeyError::UnknownTerminal { .. }) => Err(SwitchDecline::UnknownTerminal.generic_rc()),
+            Err(KeyError::UnknownTerminal { .. }) => Err(ResponseCode::INVALID_MERCHANT),
             Err(e) => {
                 tracing::warn!(error = %e, "sign-on failed");
-                Err(SwitchDecline::SystemMalfunction.generic_rc())
+                Err(ResponseCode::SYSTEM_MALFUNCTION)
             }
         })
     }
@@ -163,16 +160,16 @@ impl Security {
         }
         let Some(received) = msg.raw(64) else {
             metrics::counter!(crate::metrics::MAC_FAILURES_TOTAL).increment(1);
-            return Err(SwitchDecline::BadMac.generic_rc());
+            return Err(ResponseCode::SECURITY_VIOLATION);
         };
         let tid = msg.terminal_key();
-        let input = mac_input(msg).map_err(|_| SwitchDecline::BadMac.generic_rc())?;
+        let input = mac_input(msg).map_err(|_| ResponseCode::SECURITY_VIOLATION)?;
         match keys.verify_mac(&tid, alg, &input, received) {
             Ok(()) => Ok(true),
-            Err(KeyError::UnknownTerminal { .. }) => Err(SwitchDecline::UnknownTerminal.generic_rc()),
+            Err(KeyError::UnknownTerminal { .. }) => Err(ResponseCode::INVALID_MERCHANT),
             Err(_) => {
                 metrics::counter!(crate::metrics::MAC_FAILURES_TOTAL).increment(1);
-                Err(SwitchDecline::BadMac.generic_rc())
+                Err(ResponseCode::SECURITY_VIOLATION)
             }
         }
     }
@@ -205,9 +202,9 @@ impl Security {
         }
     }
 
-    /// The generic code for a bad MAC in this listener's dialect (for tests and logs).
+    /// The code a bad MAC gets in this listener's dialect (for tests and logs).
     pub fn bad_mac_code(&self) -> ResponseCode {
-        map_decline(&self.rc, SwitchDecline::BadMac)
+        map(&self.rc, ResponseCode::SECURITY_VIOLATION)
     }
 }
 

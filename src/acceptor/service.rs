@@ -274,7 +274,7 @@ impl Services {
         }
         health.declined();
         tracing::debug!("financial request declined: the journal is down");
-        let rc = crate::rc::SwitchDecline::SystemMalfunction.generic_rc();
+        let rc = ResponseCode::SYSTEM_MALFUNCTION;
         switch_reply(req, rc).ok().map(Box::new)
     }
 

@@ -189,8 +189,7 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
         report.latency_us(0.99) / 1e3,
         a.connections * a.pipeline
     );
-    let now = crate::time::now().as_i64();
-    let date = business_date(now, offset);
+    let date = business_date(crate::time::now(), offset);
     let rows = journal.query(Query::Day(date.clone())).await.map_err(|e| e.to_string())?;
     let approved = rows.iter().filter(|r| r.approved()).count();
     let fees: i64 = rows.iter().map(|r| r.fee).sum();

@@ -32,9 +32,9 @@ pub enum JournalCommand {
     Purge(PurgeArgs),
 }
 
-/// Which journal (as `settle` names it).
+/// Which journal to open (as `settle` names it): a SQLite file or a PostgreSQL database.
 #[derive(Args, Debug)]
-pub struct Source {
+pub struct JournalSource {
     /// SQLite journal file.
     #[arg(long, required_unless_present = "postgres")]
     pub journal: Option<PathBuf>,
@@ -58,7 +58,7 @@ pub struct Zone {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub source: JournalSource,
     /// Business day to export: YYYYMMDD or YYYY-MM-DD.
     #[arg(long)]
     pub date: String,
@@ -72,7 +72,7 @@ pub struct ExportArgs {
 #[derive(Args, Debug)]
 pub struct PurgeArgs {
     #[command(flatten)]
-    pub source: Source,
+    pub source: JournalSource,
     /// Delete the business days more than N days before today (estate's time zone);
     /// at least 1: today and yesterday are always kept.
     #[arg(long)]
@@ -125,7 +125,7 @@ pub fn parse_day(s: &str) -> Option<String> {
     real.then_some(digits)
 }
 
-fn open(cmd: &str, s: &Source) -> Result<Db, ExitCode> {
+fn open(cmd: &str, s: &JournalSource) -> Result<Db, ExitCode> {
     let cfg = match (&s.journal, &s.postgres) {
         (Some(path), _) => {
             if !path.exists() {
@@ -151,7 +151,7 @@ fn export(a: ExportArgs) -> ExitCode {
         Ok(o) => o,
         Err(e) => return say("export", BAD_ARGUMENT, e),
     };
-    if day >= business_date(crate::time::now().as_i64(), offset) {
+    if day >= business_date(crate::time::now(), offset) {
         eprintln!(
             "isoswitch journal export: note: business day {day} is not over (UTC{offset:+} min): \
              rows written after this export keep the day from being purged until it is exported again"

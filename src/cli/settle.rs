@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::journal::{Journal, JournalConfig, Query, business_date};
 use crate::settle;
+use crate::time::UnixMs;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -68,7 +69,7 @@ pub(super) fn estate_offset(minutes: Option<i32>, rules: Option<&PathBuf>) -> Re
 
 /// The last complete business day at `now_ms`: yesterday in the estate's local time.
 pub fn last_complete_day(now_ms: i64, utc_offset_minutes: i32) -> String {
-    business_date(now_ms.saturating_sub(86_400_000), utc_offset_minutes)
+    business_date(UnixMs::from_i64(now_ms.saturating_sub(86_400_000)), utc_offset_minutes)
 }
 
 fn parse_cutoffs(s: &str) -> Result<Vec<u32>, String> {

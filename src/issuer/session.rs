@@ -142,7 +142,8 @@ impl std::hash::Hasher for KeyHasher {
 type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
 
 /// What a request keeps to take its own entry back (deadline, failed write): its key,
-/// and with slots the slot and generation it was given.
+/// and with slots the slot and generation it was given (`slots::Ticket`, the same idea one
+/// layer down, so the two share the name).
 #[derive(Debug, Clone)]
 pub struct Ticket {
     key: Key,

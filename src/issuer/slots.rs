@@ -118,7 +118,8 @@ impl<T> Slot<T> {
 }
 
 /// What the waiting request keeps to take its own entry at its deadline: the slot and the
-/// word it published (state, STAN, generation).
+/// word it published (state, STAN, generation). The same idea as `session::Ticket` one
+/// layer down: the session table's ticket is this one plus the request's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
     index: u32,

@@ -4,7 +4,7 @@
 //! transaction type, decision and settlement cycle are typed; they become the text of
 //! their columns (and of the JSON and CSV that show rows) only in the stores and at
 //! those edges, through `as_str` and `parse`.
-//! May import: crate::civil, crate::iso, crate::rc, crate::route::registry, crate::route::txn.
+//! May import: crate::iso, crate::rc, crate::route::registry, crate::route::txn, crate::time.
 
 use ring::hmac;
 use serde::{Serialize, Serializer};
@@ -14,6 +14,7 @@ use crate::iso::mask::mask_pan;
 use crate::rc::ResponseCode;
 pub use crate::route::registry::SettleCycle;
 use crate::route::txn::TxnType;
+use crate::time::UnixMs;
 
 /// Life-cycle state of a journalled transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -175,10 +176,11 @@ fn serialize_rc<S: Serializer>(rc: &Option<ResponseCode>, s: S) -> Result<S::Ok,
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct TxnRecord {
     pub switch_id: String,
-    /// Unix milliseconds when the request arrived, was forwarded and was answered.
-    pub received_at: i64,
-    pub forwarded_at: Option<i64>,
-    pub answered_at: Option<i64>,
+    /// When the request arrived, was forwarded and was answered (Unix milliseconds in the
+    /// columns and in JSON).
+    pub received_at: UnixMs,
+    pub forwarded_at: Option<UnixMs>,
+    pub answered_at: Option<UnixMs>,
     /// YYYYMMDD in the switch's business time zone.
     pub business_date: String,
     pub terminal_id: String,
@@ -307,22 +309,16 @@ impl PanHasher {
     }
 }
 
-/// Unix milliseconds to a civil date `YYYYMMDD`, shifted by `offset_minutes`.
-pub fn business_date(unix_ms: i64, offset_minutes: i32) -> String {
-    let (y, m, d) = civil_from_ms(unix_ms, offset_minutes);
-    format!("{y:04}{m:02}{d:02}")
+/// The business date of `at` in the zone `offset_minutes` east of UTC, `YYYYMMDD` (the
+/// `business_date` column). The calendar is `time::UnixMs::civil`'s.
+pub fn business_date(at: UnixMs, offset_minutes: i32) -> String {
+    let d = at.civil(offset_minutes).date;
+    format!("{:04}{:02}{:02}", d.year, d.month, d.day)
 }
 
-/// Minutes past local midnight.
-pub fn minute_of_day(unix_ms: i64, offset_minutes: i32) -> u32 {
-    let local = unix_ms.div_euclid(60_000) + i64::from(offset_minutes);
-    local.rem_euclid(1440) as u32
-}
-
-/// Civil (proleptic Gregorian) date of a Unix time, days-from-epoch algorithm.
-pub fn civil_from_ms(unix_ms: i64, offset_minutes: i32) -> (i64, u32, u32) {
-    let minutes = unix_ms.div_euclid(60_000) + i64::from(offset_minutes);
-    crate::civil::from_days(minutes.div_euclid(1440))
+/// Minutes past local midnight of `at` in the zone `offset_minutes` east of UTC.
+pub fn minute_of_day(at: UnixMs, offset_minutes: i32) -> u32 {
+    u32::from(at.civil(offset_minutes).minute_of_day)
 }
 
 #[cfg(test)]
@@ -331,14 +327,56 @@ mod tests {
 
     #[test]
     fn civil_dates() {
-        assert_eq!(business_date(0, 0), "19700101");
-        // 2026-11-24T00:22:20Z
-        assert_eq!(business_date(1_795_479_740_000, 0), "20261124");
-        // The same instant in UTC+8 is still the 24th; 16:30Z is the 25th there.
-        assert_eq!(business_date(1_795_537_800_000, 480), "20261125");
-        assert_eq!(business_date(951_782_400_000, 0), "20000229");
-        assert_eq!(minute_of_day(1_795_479_740_000, 0), 22);
-        assert_eq!(minute_of_day(1_795_479_740_000, 480), 8 * 60 + 22);
+        let at = |ms: u64| UnixMs(ms);
+        // (instant, offset, business date, minute of day)
+        let cases = [
+            (at(0), 0, "19700101", 0),
+            // 2026-11-24T00:22:20Z
+            (at(1_795_479_740_000), 0, "20261124", 22),
+            (at(1_795_479_740_000), 480, "20261124", 8 * 60 + 22),
+            // West of UTC the same instant is still the 23rd.
+            (at(1_795_479_740_000), -300, "20261123", 19 * 60 + 22),
+            // 16:30Z is the 25th in UTC+8.
+            (at(1_795_537_800_000), 480, "20261125", 30),
+            (at(951_782_400_000), 0, "20000229", 0),
+            // Local midnight in UTC+8 (2026-11-24T16:00Z) and the millisecond before it.
+            (at(1_795_536_000_000), 480, "20261125", 0),
+            (at(1_795_535_999_999), 480, "20261124", 1439),
+            // UTC midnight and the millisecond before it; a half-hour zone (+05:30).
+            (at(1_795_478_400_000), 0, "20261124", 0),
+            (at(1_795_478_399_999), 0, "20261123", 1439),
+            (at(1_795_478_400_000), 330, "20261124", 330),
+        ];
+        for (t, offset, date, minute) in cases {
+            assert_eq!(business_date(t, offset), date, "{t:?} {offset}");
+            assert_eq!(minute_of_day(t, offset), minute, "{t:?} {offset}");
+        }
+    }
+
+    /// The arithmetic the journal used before it shared `UnixMs::civil` (whole minutes
+    /// first, then the offset): the two agree at every instant the switch can record.
+    #[test]
+    fn business_time_is_the_time_modules() {
+        let former = |ms: i64, offset: i32| {
+            let minutes = ms.div_euclid(60_000) + i64::from(offset);
+            let (y, m, d) = crate::civil::from_days(minutes.div_euclid(1440));
+            (format!("{y:04}{m:02}{d:02}"), minutes.rem_euclid(1440) as u32)
+        };
+        let day = 86_400_000i64;
+        let mut instants = vec![0, 1, 59_999, 60_000, day - 1, day, 951_782_400_000, 1_795_535_999_999];
+        // Every 7 hours 13 minutes and 17.029 s over about 8 years from 2020, so that every
+        // hour, minute and month boundary of a zone is passed near.
+        instants.extend((0..9_000).map(|i| 1_577_836_800_000 + i * 25_997_029));
+        for ms in instants {
+            for offset in [-720, -300, -1, 0, 1, 330, 345, 480, 840] {
+                let t = UnixMs::from_i64(ms);
+                assert_eq!(
+                    (business_date(t, offset), minute_of_day(t, offset)),
+                    former(ms, offset),
+                    "{ms} at {offset}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -365,9 +403,15 @@ mod tests {
             decision: Decided::StandIn,
             settle_cycle: SettleCycle::T0,
             advice_rc: ResponseCode::parse("05"),
+            received_at: UnixMs(1_795_479_740_000),
+            answered_at: Some(UnixMs(1_795_479_740_003)),
             ..TxnRecord::default()
         };
         let json = serde_json::to_value(&row).unwrap();
+        // Times are the columns' Unix milliseconds, as numbers; an unset one is null.
+        assert_eq!(json["received_at"], serde_json::json!(1_795_479_740_000i64));
+        assert_eq!(json["answered_at"], serde_json::json!(1_795_479_740_003i64));
+        assert!(json["forwarded_at"].is_null());
         assert_eq!(json["txn_type"], "balance");
         assert_eq!(json["decision"], "stand-in");
         assert_eq!(json["settle_cycle"], "T0");

@@ -214,9 +214,9 @@ impl Store for SqliteStore {
             let n = stmt
                 .execute(rusqlite::params![
                     r.switch_id,
-                    r.received_at,
-                    r.forwarded_at,
-                    r.answered_at,
+                    r.received_at.as_i64(),
+                    r.forwarded_at.map(|t| t.as_i64()),
+                    r.answered_at.map(|t| t.as_i64()),
                     r.business_date,
                     r.terminal_id,
                     r.merchant_id,

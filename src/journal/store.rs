@@ -1,10 +1,11 @@
 //! What a journal backend must do, and the schema both backends share. A backend is
 //! synchronous and owned by the journal's writer thread; the thread batches writes so
 //! that one commit (one fsync) makes many records durable at once.
-//! May import: crate::journal::record, crate::rc, crate::route.
+//! May import: crate::journal::record, crate::rc, crate::route, crate::time.
 
 use super::record::{Decided, RowType, SettleCycle, Status, TxnRecord, rc_text};
 use crate::rc::ResponseCode;
+use crate::time::UnixMs;
 
 /// Columns of `transactions`, in the order used by inserts and selects.
 pub const COLUMNS: &[&str] = &[
@@ -392,9 +393,9 @@ pub fn to_vals(r: &TxnRecord) -> Vec<Val> {
     let t = |s: &str| Text(Some(s.to_string()));
     vec![
         t(&r.switch_id),
-        Int(Some(r.received_at)),
-        Int(r.forwarded_at),
-        Int(r.answered_at),
+        Int(Some(r.received_at.as_i64())),
+        Int(r.forwarded_at.map(UnixMs::as_i64)),
+        Int(r.answered_at.map(UnixMs::as_i64)),
         t(&r.business_date),
         t(&r.terminal_id),
         t(&r.merchant_id),
@@ -428,9 +429,9 @@ pub fn from_row(text: impl Fn(usize) -> Option<String>, int: impl Fn(usize) -> O
     let s = |i: usize| text(i).unwrap_or_default();
     TxnRecord {
         switch_id: s(0),
-        received_at: int(1).unwrap_or(0),
-        forwarded_at: int(2),
-        answered_at: int(3),
+        received_at: UnixMs::from_i64(int(1).unwrap_or(0)),
+        forwarded_at: int(2).map(UnixMs::from_i64),
+        answered_at: int(3).map(UnixMs::from_i64),
         business_date: s(4),
         terminal_id: s(5),
         merchant_id: s(6),

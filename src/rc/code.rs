@@ -24,31 +24,40 @@ impl ResponseCode {
     pub const INVALID_MERCHANT: ResponseCode = ResponseCode::two(*b"03");
     /// An issuer's plain refusal.
     pub const DO_NOT_HONOUR: ResponseCode = ResponseCode::two(*b"05");
+    /// Invalid transaction: a transaction type the switch does not know.
     pub const INVALID_TXN: ResponseCode = ResponseCode::two(*b"12");
+    /// Invalid amount: none where the transaction type needs one.
     pub const INVALID_AMOUNT: ResponseCode = ResponseCode::two(*b"13");
     /// Fails Luhn, or no route for its BIN.
     pub const INVALID_CARD: ResponseCode = ResponseCode::two(*b"14");
     /// Unable to locate the original record (a reversal, void or completion of nothing).
     pub const ORIGINAL_NOT_FOUND: ResponseCode = ResponseCode::two(*b"25");
+    /// Format error: a message the switch cannot decode or that lacks a required field.
     pub const FORMAT_ERROR: ResponseCode = ResponseCode::two(*b"30");
     /// An issuer's decline for want of funds.
     pub const INSUFFICIENT_FUNDS: ResponseCode = ResponseCode::two(*b"51");
     /// Not permitted to the terminal (suspended, blocked, type not allowed).
     pub const NOT_PERMITTED: ResponseCode = ResponseCode::two(*b"58");
+    /// Exceeds withdrawal amount limit: over a per-transaction or daily risk limit.
     pub const AMOUNT_LIMIT: ResponseCode = ResponseCode::two(*b"61");
-    /// Security violation (a MAC that does not verify).
+    /// Security violation (a MAC that does not verify). ISO 8583:1987's meaning.
     pub const SECURITY_VIOLATION: ResponseCode = ResponseCode::two(*b"63");
+    /// Exceeds withdrawal frequency limit: too many requests for a card or terminal.
     pub const FREQUENCY_LIMIT: ResponseCode = ResponseCode::two(*b"65");
     /// Response received too late: the issuer did not answer by the deadline.
     pub const LATE_RESPONSE: ResponseCode = ResponseCode::two(*b"68");
-    /// A request in a batch the terminal has already settled (UnionPay-style).
+    /// A request in a batch the terminal has already settled (UnionPay-style: sign on again).
+    /// The private-use code card networks give a batch number mismatch.
     pub const BATCH_MISMATCH: ResponseCode = ResponseCode::two(*b"77");
     /// A PIN block the switch cannot translate (private-use code of card networks).
     pub const PIN_ERROR: ResponseCode = ResponseCode::two(*b"81");
+    /// Issuer or switch inoperative: no link to the issuer is up, or its queue sheds the request.
     pub const ISSUER_UNAVAILABLE: ResponseCode = ResponseCode::two(*b"91");
+    /// Duplicate transmission: a request the switch has already seen.
     pub const DUPLICATE: ResponseCode = ResponseCode::two(*b"94");
     /// Batch settlement whose totals do not match the journal.
     pub const RECONCILE_ERROR: ResponseCode = ResponseCode::two(*b"95");
+    /// System malfunction: the switch could not do its part (journal down, key or issuer failure).
     pub const SYSTEM_MALFUNCTION: ResponseCode = ResponseCode::two(*b"96");
 
     const fn two(c: [u8; 2]) -> ResponseCode {
@@ -148,10 +157,24 @@ mod tests {
     fn constants_are_what_they_say() {
         let cases = [
             (ResponseCode::APPROVED, "00"),
+            (ResponseCode::SUPPLEMENTARY_DEFAULT, "01"),
             (ResponseCode::INVALID_MERCHANT, "03"),
+            (ResponseCode::DO_NOT_HONOUR, "05"),
+            (ResponseCode::INVALID_TXN, "12"),
+            (ResponseCode::INVALID_AMOUNT, "13"),
+            (ResponseCode::INVALID_CARD, "14"),
             (ResponseCode::ORIGINAL_NOT_FOUND, "25"),
+            (ResponseCode::FORMAT_ERROR, "30"),
+            (ResponseCode::INSUFFICIENT_FUNDS, "51"),
+            (ResponseCode::NOT_PERMITTED, "58"),
+            (ResponseCode::AMOUNT_LIMIT, "61"),
+            (ResponseCode::SECURITY_VIOLATION, "63"),
+            (ResponseCode::FREQUENCY_LIMIT, "65"),
             (ResponseCode::LATE_RESPONSE, "68"),
+            (ResponseCode::BATCH_MISMATCH, "77"),
+            (ResponseCode::PIN_ERROR, "81"),
             (ResponseCode::ISSUER_UNAVAILABLE, "91"),
+            (ResponseCode::DUPLICATE, "94"),
             (ResponseCode::RECONCILE_ERROR, "95"),
             (ResponseCode::SYSTEM_MALFUNCTION, "96"),
         ];

@@ -9,7 +9,9 @@ use super::priority::Class;
 use super::txn::TxnType;
 use crate::rc::ResponseCode;
 
-/// Why a message was declined (stable names for the journal and logs).
+/// Why a message was declined (stable names for the journal and logs). Not a response code:
+/// the terminal sees the decision's `rc`, which several reasons share (an unknown terminal and
+/// an unknown merchant both answer 03, a card's and a terminal's frequency limit both 65).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {

@@ -159,6 +159,7 @@ fn csv_field(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::rc::ResponseCode;
+    use crate::time::UnixMs;
 
     #[allow(clippy::too_many_arguments)]
     fn row(
@@ -179,8 +180,8 @@ mod tests {
             fee,
             rc: ResponseCode::parse(rc),
             status: Some(status),
-            received_at: at,
-            business_date: crate::journal::business_date(at, 0),
+            received_at: UnixMs::from_i64(at),
+            business_date: crate::journal::business_date(UnixMs::from_i64(at), 0),
             ..TxnRecord::default()
         }
     }

@@ -70,9 +70,9 @@ impl CupDayConfig {
     }
 }
 
-/// One exchange of the day.
+/// One exchange of the day: a step of the scenario and what came of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
+pub struct DayStep {
     pub name: &'static str,
     pub stan: u32,
     /// The response code the day expects; `None` for the step expected to go unanswered.
@@ -86,7 +86,7 @@ pub struct Step {
     pub auth: Option<String>,
 }
 
-impl Step {
+impl DayStep {
     pub fn ok(&self) -> bool {
         self.rc.as_deref() == self.want && self.mac_ok
     }
@@ -95,7 +95,7 @@ impl Step {
 /// The day's outcome.
 #[derive(Debug, Clone, Default)]
 pub struct CupDayReport {
-    pub steps: Vec<Step>,
+    pub steps: Vec<DayStep>,
     /// Field 48 of the settlement reply.
     pub settlement_48: Option<String>,
     /// Field 62 of the sign-on reply as received (keys under the TMK and check values), for
@@ -106,14 +106,14 @@ pub struct CupDayReport {
 impl CupDayReport {
     /// Every step answered as expected and settlement balanced (result digit 1).
     pub fn ok(&self) -> bool {
-        self.steps.iter().all(Step::ok) && self.balanced()
+        self.steps.iter().all(DayStep::ok) && self.balanced()
     }
 
     pub fn balanced(&self) -> bool {
         self.settlement_48.as_deref().and_then(|f| f.get(30..31)) == Some("1")
     }
 
-    pub fn step(&self, name: &str) -> Option<&Step> {
+    pub fn step(&self, name: &str) -> Option<&DayStep> {
         self.steps.iter().find(|s| s.name == name)
     }
 }
@@ -279,7 +279,7 @@ impl Terminal {
         let mac_ok =
             !mac || rc.as_deref() == Some("A0") || rep.as_ref().is_some_and(|r| self.reply_mac_ok(r));
         let stan = m.stan().unwrap_or(0);
-        self.report.steps.push(Step {
+        self.report.steps.push(DayStep {
             name,
             stan,
             want: Some(want),
@@ -408,7 +408,7 @@ pub async fn run_cup_day(cfg: CupDayConfig) -> Result<CupDayReport, DayError> {
     let saved = m.clone();
     t.send(&m).await?;
     let late = t.recv(t.cfg.give_up).await?;
-    t.report.steps.push(Step {
+    t.report.steps.push(DayStep {
         name: "timeout",
         stan: saved.stan().unwrap_or(0),
         want: None,

@@ -45,7 +45,8 @@ use crate::issuer::{IssuerError, Issuers, StartOptions};
 use crate::metrics as m;
 use control::Control;
 
-/// Why the switch could not start.
+/// Why the switch could not start. The same idea as `acceptor::Error` one layer up (it
+/// wraps it): each layer's start-up failure is its module's `Error`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]

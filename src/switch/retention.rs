@@ -24,10 +24,11 @@ use crate::journal::JournalConfig;
 use crate::journal::record::minute_of_day;
 use crate::journal::retention::{self, Db, Pace, PassReport, RetentionError};
 use crate::metrics as m;
+use crate::time::UnixMs;
 
 /// Unix milliseconds of the next `at_minute` (minutes past local midnight) after `now_ms`.
 pub fn next_daily(now_ms: i64, at_minute: u32, utc_offset_minutes: i32) -> i64 {
-    let minute_now = i64::from(minute_of_day(now_ms, utc_offset_minutes));
+    let minute_now = i64::from(minute_of_day(UnixMs::from_i64(now_ms), utc_offset_minutes));
     let into_minute = now_ms.rem_euclid(60_000);
     let mut ahead = i64::from(at_minute) - minute_now;
     if ahead <= 0 {

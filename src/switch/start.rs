@@ -16,6 +16,7 @@ use crate::issuer::indoubt::InDoubt;
 use crate::issuer::{IssuerError, Issuers, SafStore};
 use crate::journal::saf_store::SafKey;
 use crate::switch::reconcile;
+use crate::time::UnixMs;
 
 /// Reconcile what the in-doubt log of a previous run holds (before any link sends), and
 /// the log for this run. `None` without a journal or with `[saf] indoubt = false`.
@@ -59,10 +60,10 @@ pub async fn load_repeats(services: &Arc<Services>) {
     let mut days = Vec::new();
     let mut at = services.repeats.window_start(now);
     while at < now {
-        days.push(crate::journal::business_date(at, offset));
+        days.push(crate::journal::business_date(UnixMs::from_i64(at), offset));
         at = at.saturating_add(86_400_000);
     }
-    days.push(crate::journal::business_date(now, offset));
+    days.push(crate::journal::business_date(UnixMs::from_i64(now), offset));
     days.dedup();
     let mut n = 0;
     for day in days {

@@ -27,7 +27,7 @@ use std::time::Duration;
 use crate::iso::Message;
 use crate::issuer::{ForwardOptions, Origin, Outcome, Target};
 use crate::journal::{Decided, RowType, TxnRecord};
-use crate::rc::{ResponseCode, SwitchDecline};
+use crate::rc::ResponseCode;
 use crate::route::Forward;
 use crate::route::txn::TxnType;
 
@@ -66,7 +66,7 @@ pub async fn forward(
     if ctx.dialect.is_unionpay() {
         if ctx.batches.stale(msg, svc.journal.as_ref()).await {
             tracing::info!(txn = txn.as_str(), "request in a batch already settled");
-            let rc = SwitchDecline::BatchMismatch.generic_rc();
+            let rc = ResponseCode::BATCH_MISMATCH;
             return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
         }
         if let Some(j) = &svc.journal {
@@ -75,11 +75,11 @@ pub async fn forward(
                 Original::Found(o) => original = Some(o),
                 Original::Missing => {
                     tracing::info!(txn = txn.as_str(), "original transaction not found");
-                    let rc = SwitchDecline::OriginalNotFound.generic_rc();
+                    let rc = ResponseCode::ORIGINAL_NOT_FOUND;
                     return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
                 }
                 Original::Unknown => {
-                    let rc = SwitchDecline::SystemMalfunction.generic_rc();
+                    let rc = ResponseCode::SYSTEM_MALFUNCTION;
                     return (Box::pin(decline(svc, msg, rc, None, txn, at)).await, false);
                 }
             }
@@ -174,7 +174,7 @@ async fn ask_issuer(
         return Box::pin(svc.stand_in(i, req, fwd, row, occasion)).await;
     }
     if let Some(row) = &mut row {
-        row.forwarded_at = Some(crate::time::now().as_i64());
+        row.forwarded_at = Some(crate::time::now());
     }
     let origin = Origin { arrival: arrived, source };
     let reserve = svc.recorder.commit_reserve();
@@ -243,7 +243,7 @@ async fn ask_issuer(
             }
             let name = answered_by.as_ref().map_or(primary, |i| i.name());
             Box::pin(reverse_rejected(issuers, req, out, name, r)).await;
-            switch_reply(req, SwitchDecline::SystemMalfunction.generic_rc()).ok().map(Box::new)
+            switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION).ok().map(Box::new)
         }
         other => {
             let rc = other.switch_rc().unwrap_or(ResponseCode::SYSTEM_MALFUNCTION);

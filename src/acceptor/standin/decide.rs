@@ -18,7 +18,7 @@ use super::super::record::answered;
 use super::super::reply::switch_reply;
 use super::super::service::Services;
 use super::Occasion;
-use super::policy::{Facts, Policy, Refusal, Trigger};
+use super::policy::{Policy, Refusal, StandinFacts, Trigger};
 
 impl Services {
     /// Decide `req` on `issuer`'s behalf (its policy applies to `trigger`): approve it,
@@ -79,7 +79,7 @@ impl Services {
             return Err((Refusal::Unrecordable, Some(row)));
         }
         let (pan, mcc) = (req.pan(), req.text(18));
-        let facts = Facts {
+        let facts = StandinFacts {
             txn: fwd.txn_type,
             card_type: fwd.card_type,
             mcc: mcc.as_deref(),

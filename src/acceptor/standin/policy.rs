@@ -72,9 +72,10 @@ impl Refusal {
     }
 }
 
-/// What the request-only rules look at.
+/// What the stand-in policy's request-only rules look at (the routing core's stateful rules
+/// read `route::risk_state::Facts`).
 #[derive(Debug, Clone, Copy)]
-pub struct Facts<'a> {
+pub struct StandinFacts<'a> {
     pub txn: TxnType,
     pub card_type: CardType,
     /// Field 18.
@@ -157,7 +158,7 @@ impl Policy {
     }
 
     /// The request-only rules, in order; the amount (minor units) when they all pass.
-    pub fn admits(&self, f: &Facts<'_>) -> Result<i64, Refusal> {
+    pub fn admits(&self, f: &StandinFacts<'_>) -> Result<i64, Refusal> {
         let type_ok = match f.txn {
             TxnType::Purchase => self.purchase,
             TxnType::PreAuth => self.preauth,
@@ -217,8 +218,8 @@ mod tests {
 
     const PAN: &str = "6222020000000001";
 
-    fn facts(txn: TxnType, amount: i64) -> Facts<'static> {
-        Facts {
+    fn facts(txn: TxnType, amount: i64) -> StandinFacts<'static> {
+        StandinFacts {
             txn,
             card_type: CardType::Debit,
             mcc: Some("5411"),
@@ -250,22 +251,22 @@ mod tests {
         let ok = facts(TxnType::PreAuth, 10_000);
         assert_eq!(p.admits(&ok), Ok(10_000), "at the cap is within it");
         assert!(p.applies(Trigger::Timeout));
-        let cases: Vec<(Facts<'static>, Refusal)> = vec![
+        let cases: Vec<(StandinFacts<'static>, Refusal)> = vec![
             (facts(TxnType::Refund, 100), Refusal::TxnType),
             (facts(TxnType::BalanceInquiry, 100), Refusal::TxnType),
             (facts(TxnType::Void, 100), Refusal::TxnType),
-            (Facts { pin_block: true, ..ok }, Refusal::PinBlock),
-            (Facts { card_type: CardType::Credit, ..ok }, Refusal::CardType),
-            (Facts { mcc: Some("7995"), ..ok }, Refusal::Mcc),
-            (Facts { mcc: Some("5812"), ..ok }, Refusal::Mcc),
-            (Facts { mcc: None, ..ok }, Refusal::Mcc),
-            (Facts { amount: None, ..ok }, Refusal::NoAmount),
-            (Facts { amount: Some(0), ..ok }, Refusal::NoAmount),
-            (Facts { amount: Some(10_001), ..ok }, Refusal::OverAmount),
-            (Facts { pan: Some("6222030000000002"), ..ok }, Refusal::Never),
-            (Facts { pan: Some("6222020000000009"), ..ok }, Refusal::Never),
-            (Facts { pan_hash: Some("ffeeddccbbaa99887766554433221100"), ..ok }, Refusal::Never),
-            (Facts { pan: None, ..ok }, Refusal::NoCard),
+            (StandinFacts { pin_block: true, ..ok }, Refusal::PinBlock),
+            (StandinFacts { card_type: CardType::Credit, ..ok }, Refusal::CardType),
+            (StandinFacts { mcc: Some("7995"), ..ok }, Refusal::Mcc),
+            (StandinFacts { mcc: Some("5812"), ..ok }, Refusal::Mcc),
+            (StandinFacts { mcc: None, ..ok }, Refusal::Mcc),
+            (StandinFacts { amount: None, ..ok }, Refusal::NoAmount),
+            (StandinFacts { amount: Some(0), ..ok }, Refusal::NoAmount),
+            (StandinFacts { amount: Some(10_001), ..ok }, Refusal::OverAmount),
+            (StandinFacts { pan: Some("6222030000000002"), ..ok }, Refusal::Never),
+            (StandinFacts { pan: Some("6222020000000009"), ..ok }, Refusal::Never),
+            (StandinFacts { pan_hash: Some("ffeeddccbbaa99887766554433221100"), ..ok }, Refusal::Never),
+            (StandinFacts { pan: None, ..ok }, Refusal::NoCard),
         ];
         for (f, want) in cases {
             assert_eq!(p.admits(&f), Err(want), "{f:?}");

@@ -16,7 +16,7 @@
 //!   rows (acknowledged or expired before the cut-off) are deleted; a pending reversal is
 //!   never touched, nor the in-doubt log (files of its own).
 //!
-//! May import: crate::civil, crate::journal::record.
+//! May import: crate::civil, crate::journal::record, crate::time.
 
 pub mod db;
 mod error;
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::record::business_date;
+use crate::time::UnixMs;
 pub use db::Db;
 pub use export::{Exported, Summary, file_name, verify};
 
@@ -65,7 +66,7 @@ impl Pace {
 /// and yesterday (the day `settle` settles by default).
 pub fn cutoff_day(now_ms: i64, keep_days: u32, utc_offset_minutes: i32) -> String {
     let back = i64::from(keep_days).saturating_mul(86_400_000);
-    business_date(now_ms.saturating_sub(back), utc_offset_minutes)
+    business_date(UnixMs::from_i64(now_ms.saturating_sub(back)), utc_offset_minutes)
 }
 
 /// Delete the rows of `day` that `covered` (the day's checked export) holds, in batches;
@@ -259,7 +260,7 @@ mod tests {
             day_start_ms("20261124", 480),
             crate::civil::to_days(2026, 11, 24) * 86_400_000 - 8 * 3_600_000
         );
-        assert_eq!(business_date(day_start_ms("20261124", 480), 480), "20261124");
-        assert_eq!(business_date(day_start_ms("20261124", 480) - 1, 480), "20261123");
+        assert_eq!(business_date(UnixMs::from_i64(day_start_ms("20261124", 480)), 480), "20261124");
+        assert_eq!(business_date(UnixMs::from_i64(day_start_ms("20261124", 480) - 1), 480), "20261123");
     }
 }
