@@ -189,6 +189,14 @@ async fn demo(a: DemoArgs) -> Result<(), String> {
         report.latency_us(0.99) / 1e3,
         a.connections * a.pipeline
     );
+    // Past what the journal commits within its budget, requests are shed with 91 before
+    // any issuer (not journalled): say so, so that a new user does not read them as faults
+    // (`isoswitch_journal_shed_total` on the metrics port counts exactly those).
+    if let Some(shed) = report.rc.get("91").filter(|n| **n > 0) {
+        println!(
+            "   {shed} answered 91: shed at once when the journal was behind its budget (journal_budget_ms; not journalled), or no issuer link up"
+        );
+    }
     let date = business_date(crate::time::now(), offset);
     let rows = journal.query(Query::Day(date.clone())).await.map_err(|e| e.to_string())?;
     let approved = rows.iter().filter(|r| r.approved()).count();
