@@ -14,7 +14,7 @@
 //! (the clause may wrap onto following `//!` lines). An item is a crate path, allowing
 //! that module and everything inside it, or `nothing`. Another top-level module may be
 //! named whole (`crate::iso`); within its own, a file names the modules it uses one level
-//! below the part of the path they share (`route/fees.rs` names `crate::route::bins`, not
+//! below the part of the path they share (`route/fees.rs` names `crate::route::routes`, not
 //! `crate::route`), so that no file allows its whole layer. External crates and the
 //! standard library are not listed. A file may always use the modules below its own. Test
 //! code (`#[cfg(test)]` items and the files they declare) is not checked.

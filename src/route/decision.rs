@@ -1,11 +1,11 @@
 //! The routing core's output: what to do with one message. A `Decision` is journal-ready
 //! (`Debug`, `Clone`, `Serialize`) and carries no PAN.
-//! May import: crate::rc, crate::route::bins, crate::route::priority, crate::route::txn.
+//! May import: crate::rc, crate::route::routes, crate::route::priority, crate::route::txn.
 
 use serde::Serialize;
 
-use super::bins::CardType;
 use super::priority::Class;
+use super::routes::CardType;
 use super::txn::TxnType;
 use crate::rc::ResponseCode;
 

@@ -20,17 +20,17 @@
 //!   give the fee back (negative, computed by the same rule on the returned amount, so a
 //!   full refund returns exactly the fee charged). Other types carry no fee.
 //!
-//! May import: crate::civil, crate::route::bins, crate::route::decision, crate::route::error,
+//! May import: crate::civil, crate::route::routes, crate::route::decision, crate::route::error,
 //! crate::route::intern.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::bins::CardType;
 use super::decision::FeeSplit;
 use super::error::{RuleError, Source};
 use super::intern::intern;
+use super::routes::CardType;
 use crate::civil::Date;
 
 /// The shipped default plan.

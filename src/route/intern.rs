@@ -1,5 +1,5 @@
 //! Interned names: the one copy of an issuer, fee-plan or series name for the life of
-//! the process. A leaf of the routing core: the rule loaders (`bins`, `fees`) make the
+//! the process. A leaf of the routing core: the rule loaders (`routes`, `fees`) make the
 //! names and the `Decision` carries them.
 //! May import: nothing.
 

@@ -9,7 +9,7 @@
 //!   reload swaps atomically, plus the [`RiskState`] counters.
 //! - [`sched::Scheduler`]: admission control by priority class in front of one issuer, fair
 //!   between terminal connections within a class (`fair_queue`).
-//! - Files: `txn` (types), `registry`, `bins` (Luhn, routes), `fees`, `priority`, `risk`,
+//! - Files: `txn` (types), `registry`, `routes` (Luhn, the BIN routes of routes.toml), `fees`, `priority`, `risk`,
 //!   `risk_state`, `decision`, `error` (the layer's one error type, [`RuleError`]).
 //!
 //! Example rule files for the demo live in `config/examples/rules/`; the shipped default
@@ -22,7 +22,6 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
 )]
 
-pub mod bins;
 pub mod decision;
 pub mod error;
 mod fair_queue;
@@ -33,6 +32,7 @@ pub mod priority;
 pub mod registry;
 pub mod risk;
 pub mod risk_state;
+pub mod routes;
 pub mod rules;
 pub mod sched;
 pub mod txn;

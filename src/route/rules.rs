@@ -22,7 +22,7 @@
 //!
 //! The merchant's MCC comes from the registry, not from field 18: the terminal does not
 //! choose its own price.
-//! May import: crate::iso, crate::rc, crate::route::bins, crate::route::decision,
+//! May import: crate::iso, crate::rc, crate::route::routes, crate::route::decision,
 //! crate::route::error, crate::route::fees, crate::route::priority, crate::route::registry,
 //! crate::route::risk, crate::route::risk_state, crate::route::sched, crate::route::txn,
 //! crate::time.
@@ -30,7 +30,6 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use super::bins::{CardType, Routes, luhn_ok};
 use super::decision::{Decision, Forward, Reason};
 use super::error::{RuleError, Source};
 use super::fees::{DEFAULT_PLAN, FeeBook};
@@ -38,6 +37,7 @@ use super::priority::{Class, Priorities, Weights};
 use super::registry::{Entry, Hot, InlineId, Registry, TerminalStatus};
 use super::risk::RiskRules;
 use super::risk_state::{Facts, RiskState};
+use super::routes::{CardType, Routes, luhn_ok};
 use super::sched::Scheduler;
 use super::txn::{DEFAULT_TABLE, TxnTable, TxnType, chars, trim_end};
 use crate::iso::Message;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use super::*;
 use crate::civil::Date;
 use crate::iso::spec::shipped;
-use crate::route::bins::CardType;
 use crate::route::decision::FeeSplit;
+use crate::route::routes::CardType;
 
 pub(crate) fn example_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/examples/rules")

@@ -162,7 +162,7 @@ impl SimTerminalConfig {
 }
 
 /// A request in flight.
-struct Pending {
+struct Outstanding {
     sent: Sent,
     at: Instant,
 }
@@ -272,7 +272,7 @@ struct Connection {
     tid: [u8; 8],
     tpdu: Option<Tpdu>,
     header: Bytes,
-    pending: HashMap<u32, Pending>,
+    pending: HashMap<u32, Outstanding>,
     /// STANs in the order they were sent; answered ones are popped lazily from the front.
     order: VecDeque<u32>,
     /// Recently timed-out STANs, so that a late reply is told apart from a stray one.
@@ -470,7 +470,7 @@ impl Connection {
         }
         self.stats.sent += 1;
         self.expired.remove(&self.stan);
-        self.pending.insert(self.stan, Pending { sent, at: now });
+        self.pending.insert(self.stan, Outstanding { sent, at: now });
         self.order.push_back(self.stan);
         Ok(())
     }

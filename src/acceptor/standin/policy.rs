@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use crate::config::StandInConfig;
-use crate::route::bins::CardType;
+use crate::route::routes::CardType;
 use crate::route::txn::TxnType;
 
 /// Why the switch would stand in now.

@@ -1,4 +1,5 @@
-//! BIN routing: the card number's check digit (Luhn), then the longest matching route.
+//! BIN routing as `routes.toml` says it (`Routes::load`): the card number's check digit
+//! (Luhn), then the longest matching route.
 //! A route is either a PAN prefix (1 to 19 digits) or a range `low..=high` on the first
 //! 6 to 8 digits; a prefix is treated as the range `[p, p]` on its own length, so every
 //! route is a range on `n` digits. At load the routes are grouped by `n` and sorted; the
