@@ -237,7 +237,10 @@ pub fn batch_number(req: &Message) -> Option<CompactString> {
     if req.spec().name != "cup-pos" {
         return None;
     }
-    let f60 = req.text(60)?;
+    let mut f60 = CompactString::default();
+    if !req.push_text(60, &mut f60) {
+        return None;
+    }
     let b = f60.get(2..8)?;
     b.bytes().all(|c| c.is_ascii_digit()).then(|| CompactString::new(b))
 }
@@ -255,33 +258,48 @@ pub fn mti_class(mti: &[u8]) -> Option<[u8; 4]> {
 /// `"0200 b000123"` (60.2). `None` when the request is not of a keyed class or lacks the
 /// date-time (the type table requires it, so such a request is answered 30).
 pub fn txn_key(req: &Message) -> Option<CompactString> {
-    let class = mti_class(req.mti_bytes())?;
+    mti_class(req.mti_bytes())?;
+    let mut f7 = CompactString::default();
+    let f7 = req.push_text(7, &mut f7).then_some(f7);
+    let batch = if f7.is_none() { batch_number(req) } else { None };
+    key_of(req.mti_bytes(), f7.as_deref(), batch.as_deref())
+}
+
+/// `txn_key` from the request's MTI, field 7 and 60.2 (when read already).
+fn key_of(mti: &[u8], f7: Option<&str>, batch: Option<&str>) -> Option<CompactString> {
+    let class = mti_class(mti)?;
     let class = std::str::from_utf8(&class).ok()?;
-    if let Some(f7) = req.text(7) {
-        return Some(format_compact!("{class} {f7}"));
+    match (f7, batch) {
+        (Some(f7), _) => Some(format_compact!("{class} {f7}")),
+        (None, Some(b)) => Some(format_compact!("{class} b{b}")),
+        (None, None) => None,
     }
-    batch_number(req).map(|b| format_compact!("{class} b{b}"))
 }
 
 impl TxnRecord {
     /// The parts of a row that come from the terminal's request.
     pub fn from_request(req: &Message, keys: &PanHasher) -> TxnRecord {
-        let text = |n: usize| req.text(n).map(|t| CompactString::new(&t));
-        let pan = req.pan();
+        // Each field is read into an inline string: nothing is allocated, whatever the
+        // fields' encoding.
+        let text = |n: usize| {
+            let mut s = CompactString::default();
+            req.push_text(n, &mut s).then_some(s)
+        };
+        let (pan, transmission_time, terminal_batch) = (text(2), text(7), batch_number(req));
         TxnRecord {
             terminal_id: text(41).unwrap_or_default(),
             merchant_id: text(42).unwrap_or_default(),
             stan: text(11).unwrap_or_default(),
             rrn: text(37),
-            transmission_time: text(7).unwrap_or_default(),
+            txn_key: key_of(req.mti_bytes(), transmission_time.as_deref(), terminal_batch.as_deref()),
+            transmission_time: transmission_time.unwrap_or_default(),
             mti: CompactString::new(req.mti()),
             amount: req.amount().and_then(|a| i64::try_from(a).ok()).unwrap_or(0),
             currency: text(49),
             pan_masked: pan.as_deref().map(|p| masked_pan_chars(p).collect()),
             pan_hash: pan.as_deref().map(|p| keys.hash(p)),
             settle_cycle: SettleCycle::T1,
-            terminal_batch: batch_number(req),
-            txn_key: txn_key(req),
+            terminal_batch,
             ..TxnRecord::default()
         }
     }
