@@ -392,11 +392,25 @@ mod tests {
                 assert_eq!(check(&fs, &out, value.len()), Ok(()), "{class:?} {enc:?} {pad:?}");
                 let shown = text(&fs, &out, value.len());
                 assert_eq!(shown.as_bytes(), value, "{class:?} {enc:?} {pad:?}");
+                let mut pushed = String::from("x");
+                push_text(&fs, &out, value.len(), &mut pushed);
+                assert_eq!(pushed, format!("x{shown}"), "appended: {class:?} {enc:?} {pad:?}");
                 if class == CharClass::Numeric {
                     assert_eq!(number(&fs, &out, value.len()), Some(12345), "{enc:?} {pad:?}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn binary_reads_as_uppercase_hex() {
+        let fs = field(CharClass::Binary, Encoding::Binary, 4, Pad::Left, 0);
+        let raw = [0x9F, 0x26, 0x0A, 0xB1];
+        assert_eq!(text(&fs, &raw, 4), "9F260AB1");
+        assert_eq!(text(&fs, &raw, 4), hex::encode_upper(raw));
+        let mut pushed = String::new();
+        push_text(&fs, &raw, 4, &mut pushed);
+        assert_eq!(pushed, "9F260AB1");
     }
 
     #[test]
