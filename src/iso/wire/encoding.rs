@@ -227,7 +227,8 @@ where
     match fs.encoding {
         Encoding::Ascii | Encoding::Hex => out.extend([&*text(fs, raw, units)]),
         Encoding::Binary => {
-            let hex = |n: u8| char::from(b"0123456789ABCDEF"[usize::from(n & 0xF)]);
+            let hex =
+                |n: u8| char::from_digit(u32::from(n & 0xF), 16).map_or('0', |c| c.to_ascii_uppercase());
             out.extend(raw.iter().flat_map(|&b| [hex(b >> 4), hex(b)]));
         }
         Encoding::Ebcdic => out.extend(raw.iter().map(|&c| ebcdic::to_ascii(c) as char)),
