@@ -127,7 +127,7 @@ fn lean_write(conn: &Connection, full: &str, rows: &[TxnRecord]) {
     fn text(s: &str) -> ToSqlOutput<'_> {
         ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
     }
-    fn opt(s: &Option<String>) -> ToSqlOutput<'_> {
+    fn opt<T: std::ops::Deref<Target = str>>(s: &Option<T>) -> ToSqlOutput<'_> {
         s.as_deref().map_or(ToSqlOutput::Owned(Value::Null), text)
     }
     let int = |n: i64| ToSqlOutput::Owned(Value::Integer(n));
@@ -201,7 +201,11 @@ fn encode(r: &TxnRecord, out: &mut Vec<u8>) {
     }
     s(out, Some(r.txn_type.as_str()));
     i(out, r.amount);
-    for v in [&r.currency, &r.pan_masked, &r.pan_hash, &r.route, &r.issuer] {
+    for v in [&r.currency, &r.pan_masked] {
+        s(out, v.as_deref());
+    }
+    s(out, r.pan_hash.as_deref());
+    for v in [&r.route, &r.issuer] {
         s(out, v.as_deref());
     }
     s(out, Some(r.decision.as_str()));

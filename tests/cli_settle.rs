@@ -27,10 +27,10 @@ fn purchase(stan: u32, at: i64, offset: i32, amount: i64) -> TxnRecord {
     TxnRecord {
         switch_id: "node".into(),
         received_at: UnixMs::from_i64(at),
-        business_date: business_date(UnixMs::from_i64(at), offset),
+        business_date: business_date(UnixMs::from_i64(at), offset).into(),
         terminal_id: "10000001".into(),
         merchant_id: "898340158120001".into(),
-        stan: format!("{stan:06}"),
+        stan: format!("{stan:06}").into(),
         transmission_time: "1124103000".into(),
         mti: "0200".into(),
         txn_type: TxnType::Purchase.into(),

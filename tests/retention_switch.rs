@@ -27,10 +27,10 @@ fn row(terminal: &str, stan: u32, at: i64) -> TxnRecord {
     TxnRecord {
         switch_id: "node".into(),
         received_at: UnixMs::from_i64(at),
-        business_date: business_date(UnixMs::from_i64(at), 0),
+        business_date: business_date(UnixMs::from_i64(at), 0).into(),
         terminal_id: terminal.into(),
         merchant_id: "MERCHANT0000001".into(),
-        stan: format!("{stan:06}"),
+        stan: format!("{stan:06}").into(),
         transmission_time: "1124103000".into(),
         mti: "0200".into(),
         txn_type: TxnType::Purchase.into(),
@@ -40,7 +40,7 @@ fn row(terminal: &str, stan: u32, at: i64) -> TxnRecord {
         rc: Some(ResponseCode::APPROVED),
         settle_cycle: SettleCycle::T1,
         status: Some(Status::Approved),
-        txn_key: Some(format!("0200 {stan:010}")),
+        txn_key: Some(format!("0200 {stan:010}").into()),
         advice_rc: None,
         ..TxnRecord::default()
     }

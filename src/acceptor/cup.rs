@@ -178,10 +178,10 @@ pub async fn mark_original(journal: &Journal, original: &TxnRecord, txn: TxnType
         _ => return,
     };
     let upd = Update::SetStatus {
-        terminal: original.terminal_id.clone(),
-        stan: original.stan.clone(),
-        transmission_time: original.transmission_time.clone(),
-        mti: original.mti.clone(),
+        terminal: original.terminal_id.to_string(),
+        stan: original.stan.to_string(),
+        transmission_time: original.transmission_time.to_string(),
+        mti: original.mti.to_string(),
         status,
     };
     if let Err(e) = Box::pin(journal.update(upd)).await {

@@ -7,11 +7,15 @@
 //! May import: crate::iso, crate::journal, crate::rc, crate::route, crate::time.
 
 use std::sync::Arc;
+
+use compact_str::CompactString;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::iso::Message;
-use crate::journal::{Decided, Journal, PanHasher, RowType, Status, StoreError, TxnRecord, business_date};
+use crate::journal::{
+    Decided, Journal, PanHasher, RowType, Status, StoreError, TxnRecord, business_date_text,
+};
 use crate::rc::ResponseCode;
 use crate::route::Router;
 use crate::time::UnixMs;
@@ -21,7 +25,8 @@ pub struct Recorder {
     journal: Option<Journal>,
     router: Arc<Router>,
     hasher: PanHasher,
-    switch_id: String,
+    /// Each row's `switch_id` (a copy of it, inline when 24 bytes or shorter).
+    switch_id: CompactString,
     /// Recent time of a journal commit awaited before an approval (microseconds, moving
     /// average): admission control keeps that much of each deadline for it.
     commit_us: AtomicU64,
@@ -29,7 +34,13 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(journal: Option<Journal>, router: Arc<Router>, hasher: PanHasher, switch_id: String) -> Self {
-        Recorder { journal, router, hasher, switch_id, commit_us: AtomicU64::new(0) }
+        Recorder {
+            journal,
+            router,
+            hasher,
+            switch_id: CompactString::new(&switch_id),
+            commit_us: AtomicU64::new(0),
+        }
     }
 
     /// Whether rows are written at all (there is a journal).
@@ -47,7 +58,7 @@ impl Recorder {
         let mut r = Box::new(TxnRecord::from_request(req, &self.hasher));
         r.switch_id.clone_from(&self.switch_id);
         r.received_at = UnixMs::from_i64(received_at);
-        r.business_date = business_date(r.received_at, rules.registry.utc_offset_minutes);
+        r.business_date = business_date_text(r.received_at, rules.registry.utc_offset_minutes);
         r.txn_type = txn;
         r.decision = decided;
         r.settle_cycle = rules.settle_cycle(&r.merchant_id);

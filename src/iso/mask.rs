@@ -30,11 +30,15 @@ pub fn mask(kind: Sensitive, value: &str) -> String {
 
 /// First six and last four kept; shorter values are hidden entirely.
 pub fn mask_pan(pan: &str) -> String {
+    masked_pan_chars(pan).collect()
+}
+
+/// The characters of `mask_pan(pan)`, to collect into whichever string type the caller keeps.
+pub fn masked_pan_chars(pan: &str) -> impl Iterator<Item = char> + '_ {
     let n = pan.chars().count();
-    if n < 13 {
-        return "*".repeat(n);
-    }
-    pan.chars().enumerate().map(|(i, c)| if i < 6 || i >= n - 4 { c } else { '*' }).collect()
+    // Shorter than 13: all masked; else the first 6 and the last 4 shown.
+    let keep = move |i: usize| n >= 13 && (i < 6 || i >= n - 4);
+    pan.chars().enumerate().map(move |(i, c)| if keep(i) { c } else { '*' })
 }
 
 #[cfg(test)]

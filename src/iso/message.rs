@@ -232,6 +232,17 @@ impl Message {
         Some(encoding::text(fs, raw, units))
     }
 
+    /// `text(n)` appended to `out` (a string of the caller's, an inline one, say), without
+    /// allocating for the encodings `text` converts; false when the field is absent.
+    pub fn push_text<S>(&self, n: usize, out: &mut S) -> bool
+    where
+        S: Extend<char> + for<'s> Extend<&'s str>,
+    {
+        let (Some(fs), Some(raw)) = (self.spec.field(n), self.raw(n)) else { return false };
+        encoding::push_text(fs, raw, self.slot(n).units as usize, out);
+        true
+    }
+
     /// The field's value as bytes: the raw bytes of a binary field, the characters of any
     /// other field.
     pub fn bytes(&self, n: usize) -> Option<Cow<'_, [u8]>> {

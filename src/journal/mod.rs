@@ -42,10 +42,11 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics as m;
+pub use compact_str::CompactString;
 pub use health::{Change, Health};
 pub use record::{
-    Decided, PanHasher, RowType, SettleCycle, Status, TxnRecord, batch_number, business_date, mti_class,
-    txn_key,
+    Decided, PanHash, PanHasher, RowType, SettleCycle, Status, TxnRecord, batch_number, business_date,
+    business_date_text, mti_class, txn_key,
 };
 pub use store::{Query, Store, StoreError, Update};
 
@@ -848,7 +849,8 @@ mod tests {
         let j = Journal::start(Gated(gate.clone()));
         let commits: Vec<_> = (0..50)
             .map(|i| {
-                j.try_submit(Box::new(TxnRecord { stan: i.to_string(), ..TxnRecord::default() })).unwrap()
+                j.try_submit(Box::new(TxnRecord { stan: i.to_string().into(), ..TxnRecord::default() }))
+                    .unwrap()
             })
             .collect();
         // The writer took the first row and waits at the gate: the others are queued.

@@ -6,11 +6,12 @@
 //! those edges, through `as_str` and `parse`.
 //! May import: crate::iso, crate::rc, crate::route::registry, crate::route::txn, crate::time.
 
+use compact_str::{CompactString, format_compact};
 use ring::hmac;
 use serde::{Serialize, Serializer};
 
 use crate::iso::Message;
-use crate::iso::mask::mask_pan;
+use crate::iso::mask::masked_pan_chars;
 use crate::rc::ResponseCode;
 pub use crate::route::registry::SettleCycle;
 use crate::route::txn::TxnType;
@@ -173,50 +174,57 @@ fn serialize_rc<S: Serializer>(rc: &Option<ResponseCode>, s: S) -> Result<S::Ok,
 }
 
 /// A journal row. Amounts and fees are signed integer minor units.
+///
+/// Its text fields are `CompactString`s, which hold up to 24 bytes inline (every field the
+/// switch fills from a request or an answer is shorter, as are usual switch, route and
+/// issuer names), and the PAN hash is a `PanHash` (its 32 hex digits inline): making a row
+/// on a request's task and dropping it on the journal's writer thread allocates nothing
+/// but the row's own box. They read as `&str` (`as_str`, `as_deref`) and serialize as the
+/// same strings as the columns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct TxnRecord {
-    pub switch_id: String,
+    pub switch_id: CompactString,
     /// When the request arrived, was forwarded and was answered (Unix milliseconds in the
     /// columns and in JSON).
     pub received_at: UnixMs,
     pub forwarded_at: Option<UnixMs>,
     pub answered_at: Option<UnixMs>,
     /// YYYYMMDD in the switch's business time zone.
-    pub business_date: String,
-    pub terminal_id: String,
-    pub merchant_id: String,
+    pub business_date: CompactString,
+    pub terminal_id: CompactString,
+    pub merchant_id: CompactString,
     /// The terminal's STAN (field 11) and the one the switch used toward the issuer.
-    pub stan: String,
-    pub switch_stan: Option<String>,
-    pub rrn: Option<String>,
+    pub stan: CompactString,
+    pub switch_stan: Option<CompactString>,
+    pub rrn: Option<CompactString>,
     /// Field 7 as sent by the terminal; part of the duplicate key.
-    pub transmission_time: String,
-    pub mti: String,
+    pub transmission_time: CompactString,
+    pub mti: CompactString,
     pub txn_type: RowType,
     pub amount: i64,
-    pub currency: Option<String>,
-    pub pan_masked: Option<String>,
-    pub pan_hash: Option<String>,
-    pub route: Option<String>,
-    pub issuer: Option<String>,
+    pub currency: Option<CompactString>,
+    pub pan_masked: Option<CompactString>,
+    pub pan_hash: Option<PanHash>,
+    pub route: Option<CompactString>,
+    pub issuer: Option<CompactString>,
     /// forward, decline, local, reversal or stand-in (approved or declined by the switch on
     /// the issuer's behalf); pending while claimed.
     pub decision: Decided,
     /// What the terminal was told; `None` (an empty column) until then.
     #[serde(serialize_with = "serialize_rc")]
     pub rc: Option<ResponseCode>,
-    pub auth_code: Option<String>,
+    pub auth_code: Option<CompactString>,
     pub fee: i64,
     pub settle_cycle: SettleCycle,
     pub status: Option<Status>,
-    pub batch: Option<String>,
+    pub batch: Option<CompactString>,
     /// The terminal's own batch number (UnionPay-style 60.2), six digits; `None` for
     /// dialects without one.
-    pub terminal_batch: Option<String>,
+    pub terminal_batch: Option<CompactString>,
     /// The request's terminal key within (terminal, STAN): its MTI class and date-time
     /// (see `journal::store::INDEXES`); `None` on a row that answered a request without
     /// taking its key (a duplicate's 94).
-    pub txn_key: Option<String>,
+    pub txn_key: Option<CompactString>,
     /// A stand-in approval's advice: the issuer's answer to it (`00` accepted; any other
     /// code: the issuer refused it, and the amount is the acquirer's risk); `None` until
     /// the issuer answered, and on every other row.
@@ -225,13 +233,16 @@ pub struct TxnRecord {
 
 /// The terminal's own batch number (UnionPay-style 60.2) of a `cup-pos` message, as its
 /// six digits; `None` for other dialects.
-pub fn batch_number(req: &Message) -> Option<String> {
+pub fn batch_number(req: &Message) -> Option<CompactString> {
     if req.spec().name != "cup-pos" {
         return None;
     }
-    let f60 = req.text(60)?;
+    let mut f60 = CompactString::default();
+    if !req.push_text(60, &mut f60) {
+        return None;
+    }
     let b = f60.get(2..8)?;
-    b.bytes().all(|c| c.is_ascii_digit()).then(|| b.to_string())
+    b.bytes().all(|c| c.is_ascii_digit()).then(|| CompactString::new(b))
 }
 
 /// The class of a request MTI that may carry money or undo it, a repeat folded onto its
@@ -246,34 +257,49 @@ pub fn mti_class(mti: &[u8]) -> Option<[u8; 4]> {
 /// terminals, which send no field 7 and number their STANs within a batch,
 /// `"0200 b000123"` (60.2). `None` when the request is not of a keyed class or lacks the
 /// date-time (the type table requires it, so such a request is answered 30).
-pub fn txn_key(req: &Message) -> Option<String> {
-    let class = mti_class(req.mti_bytes())?;
+pub fn txn_key(req: &Message) -> Option<CompactString> {
+    mti_class(req.mti_bytes())?;
+    let mut f7 = CompactString::default();
+    let f7 = req.push_text(7, &mut f7).then_some(f7);
+    let batch = if f7.is_none() { batch_number(req) } else { None };
+    key_of(req.mti_bytes(), f7.as_deref(), batch.as_deref())
+}
+
+/// `txn_key` from the request's MTI, field 7 and 60.2 (when read already).
+fn key_of(mti: &[u8], f7: Option<&str>, batch: Option<&str>) -> Option<CompactString> {
+    let class = mti_class(mti)?;
     let class = std::str::from_utf8(&class).ok()?;
-    if let Some(f7) = req.text(7) {
-        return Some(format!("{class} {f7}"));
+    match (f7, batch) {
+        (Some(f7), _) => Some(format_compact!("{class} {f7}")),
+        (None, Some(b)) => Some(format_compact!("{class} b{b}")),
+        (None, None) => None,
     }
-    batch_number(req).map(|b| format!("{class} b{b}"))
 }
 
 impl TxnRecord {
     /// The parts of a row that come from the terminal's request.
     pub fn from_request(req: &Message, keys: &PanHasher) -> TxnRecord {
-        let text = |n: usize| req.text(n).map(|t| t.into_owned());
-        let pan = req.pan();
+        // Each field is read into an inline string: nothing is allocated, whatever the
+        // fields' encoding.
+        let text = |n: usize| {
+            let mut s = CompactString::default();
+            req.push_text(n, &mut s).then_some(s)
+        };
+        let (pan, transmission_time, terminal_batch) = (text(2), text(7), batch_number(req));
         TxnRecord {
             terminal_id: text(41).unwrap_or_default(),
             merchant_id: text(42).unwrap_or_default(),
             stan: text(11).unwrap_or_default(),
             rrn: text(37),
-            transmission_time: text(7).unwrap_or_default(),
-            mti: req.mti().to_string(),
+            txn_key: key_of(req.mti_bytes(), transmission_time.as_deref(), terminal_batch.as_deref()),
+            transmission_time: transmission_time.unwrap_or_default(),
+            mti: CompactString::new(req.mti()),
             amount: req.amount().and_then(|a| i64::try_from(a).ok()).unwrap_or(0),
             currency: text(49),
-            pan_masked: pan.as_deref().map(mask_pan),
+            pan_masked: pan.as_deref().map(|p| masked_pan_chars(p).collect()),
             pan_hash: pan.as_deref().map(|p| keys.hash(p)),
             settle_cycle: SettleCycle::T1,
-            terminal_batch: batch_number(req),
-            txn_key: txn_key(req),
+            terminal_batch,
             ..TxnRecord::default()
         }
     }
@@ -281,6 +307,68 @@ impl TxnRecord {
     /// Whether the outcome was an approval.
     pub fn approved(&self) -> bool {
         self.rc.is_some_and(ResponseCode::is_approved)
+    }
+}
+
+/// A keyed PAN hash as the journal's `pan_hash` holds it: 32 lowercase hex digits, kept
+/// inline (no allocation to make, copy or drop one).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PanHash([u8; 32]);
+
+impl PanHash {
+    /// The hash that `s` writes (32 hex digits, either case, read as lowercase); `None`
+    /// for any other text.
+    pub fn parse(s: &str) -> Option<PanHash> {
+        let b: [u8; 32] = s.as_bytes().try_into().ok()?;
+        b.iter().all(u8::is_ascii_hexdigit).then(|| PanHash(b.map(|c| c.to_ascii_lowercase())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only `parse` and `PanHasher::hash` make one: always ASCII hex digits.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for PanHash {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for PanHash {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for PanHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for PanHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for PanHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for PanHash {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for PanHash {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -302,18 +390,25 @@ impl PanHasher {
         PanHasher { key: hmac::Key::new(hmac::HMAC_SHA256, key) }
     }
 
-    pub fn hash(&self, pan: &str) -> String {
+    pub fn hash(&self, pan: &str) -> PanHash {
         let tag = hmac::sign(&self.key, pan.as_bytes());
-        // The first 16 bytes of the tag as 32 hex digits, one allocation.
-        hex::encode(tag.as_ref().get(..16).unwrap_or(tag.as_ref()))
+        // The first 16 bytes of the tag (SHA-256's is 32) as 32 hex digits.
+        let mut hex = [0u8; 32];
+        let _ = hex::encode_to_slice(tag.as_ref().get(..16).unwrap_or_default(), &mut hex);
+        PanHash(hex)
     }
 }
 
 /// The business date of `at` in the zone `offset_minutes` east of UTC, `YYYYMMDD` (the
 /// `business_date` column). The calendar is `time::UnixMs::civil`'s.
 pub fn business_date(at: UnixMs, offset_minutes: i32) -> String {
+    business_date_text(at, offset_minutes).into_string()
+}
+
+/// `business_date` as a row holds it (inline, no allocation).
+pub fn business_date_text(at: UnixMs, offset_minutes: i32) -> CompactString {
     let d = at.civil(offset_minutes).date;
-    format!("{:04}{:02}{:02}", d.year, d.month, d.day)
+    format_compact!("{:04}{:02}{:02}", d.year, d.month, d.day)
 }
 
 /// Minutes past local midnight of `at` in the zone `offset_minutes` east of UTC.
@@ -430,5 +525,15 @@ mod tests {
         assert_ne!(a.hash("4761739001010010"), b.hash("4761739001010010"));
         assert_eq!(a.hash("4761739001010010").len(), 32);
         assert!(!a.hash("4761739001010010").contains("4761739001010010"));
+        // The column's text: the hex of the HMAC-SHA-256 tag's first 16 bytes.
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, b"key-a"), b"4761739001010010");
+        assert_eq!(a.hash("4761739001010010").as_str(), hex::encode(&tag.as_ref()[..16]));
+        let h = a.hash("4761739001010010");
+        assert_eq!(PanHash::parse(&h), Some(h));
+        assert_eq!(PanHash::parse(&h.to_ascii_uppercase()), Some(h), "read back as lowercase");
+        for bad in ["", "00112233", "00112233445566778899aabbccddeeff0", "00112233445566778899aabbccddeefg"] {
+            assert_eq!(PanHash::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(serde_json::to_value(Some(h)).unwrap(), serde_json::json!(h.as_str()));
     }
 }

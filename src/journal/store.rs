@@ -3,7 +3,9 @@
 //! that one commit (one fsync) makes many records durable at once.
 //! May import: crate::journal::record, crate::rc, crate::route, crate::time.
 
-use super::record::{Decided, RowType, SettleCycle, Status, TxnRecord, rc_text};
+use compact_str::CompactString;
+
+use super::record::{Decided, PanHash, RowType, SettleCycle, Status, TxnRecord, rc_text};
 use crate::rc::ResponseCode;
 use crate::time::UnixMs;
 
@@ -400,26 +402,26 @@ pub fn to_vals(r: &TxnRecord) -> Vec<Val> {
         t(&r.terminal_id),
         t(&r.merchant_id),
         t(&r.stan),
-        Text(r.switch_stan.clone()),
-        Text(r.rrn.clone()),
+        Text(r.switch_stan.as_deref().map(str::to_string)),
+        Text(r.rrn.as_deref().map(str::to_string)),
         t(&r.transmission_time),
         t(&r.mti),
         t(r.txn_type.as_str()),
         Int(Some(r.amount)),
-        Text(r.currency.clone()),
-        Text(r.pan_masked.clone()),
-        Text(r.pan_hash.clone()),
-        Text(r.route.clone()),
-        Text(r.issuer.clone()),
+        Text(r.currency.as_deref().map(str::to_string)),
+        Text(r.pan_masked.as_deref().map(str::to_string)),
+        Text(r.pan_hash.as_deref().map(str::to_string)),
+        Text(r.route.as_deref().map(str::to_string)),
+        Text(r.issuer.as_deref().map(str::to_string)),
         t(r.decision.as_str()),
         t(rc_text(&r.rc)),
-        Text(r.auth_code.clone()),
+        Text(r.auth_code.as_deref().map(str::to_string)),
         Int(Some(r.fee)),
         t(r.settle_cycle.as_str()),
         Text(r.status.map(|s| s.as_str().to_string())),
-        Text(r.batch.clone()),
-        Text(r.terminal_batch.clone()),
-        Text(r.txn_key.clone()),
+        Text(r.batch.as_deref().map(str::to_string)),
+        Text(r.terminal_batch.as_deref().map(str::to_string)),
+        Text(r.txn_key.as_deref().map(str::to_string)),
         Text(r.advice_rc.map(|c| c.as_str().to_string())),
     ]
 }
@@ -427,35 +429,37 @@ pub fn to_vals(r: &TxnRecord) -> Vec<Val> {
 /// A record from column getters in `COLUMNS` order.
 pub fn from_row(text: impl Fn(usize) -> Option<String>, int: impl Fn(usize) -> Option<i64>) -> TxnRecord {
     let s = |i: usize| text(i).unwrap_or_default();
+    let c = |i: usize| text(i).map(|t| CompactString::new(&t));
+    let cs = |i: usize| c(i).unwrap_or_default();
     TxnRecord {
-        switch_id: s(0),
+        switch_id: cs(0),
         received_at: UnixMs::from_i64(int(1).unwrap_or(0)),
         forwarded_at: int(2).map(UnixMs::from_i64),
         answered_at: int(3).map(UnixMs::from_i64),
-        business_date: s(4),
-        terminal_id: s(5),
-        merchant_id: s(6),
-        stan: s(7),
-        switch_stan: text(8),
-        rrn: text(9),
-        transmission_time: s(10),
-        mti: s(11),
+        business_date: cs(4),
+        terminal_id: cs(5),
+        merchant_id: cs(6),
+        stan: cs(7),
+        switch_stan: c(8),
+        rrn: c(9),
+        transmission_time: cs(10),
+        mti: cs(11),
         txn_type: RowType::parse(&s(12)),
         amount: int(13).unwrap_or(0),
-        currency: text(14),
-        pan_masked: text(15),
-        pan_hash: text(16),
-        route: text(17),
-        issuer: text(18),
+        currency: c(14),
+        pan_masked: c(15),
+        pan_hash: text(16).as_deref().and_then(PanHash::parse),
+        route: c(17),
+        issuer: c(18),
         decision: Decided::parse(&s(19)),
         rc: text(20).as_deref().and_then(ResponseCode::parse),
-        auth_code: text(21),
+        auth_code: c(21),
         fee: int(22).unwrap_or(0),
         settle_cycle: SettleCycle::parse(&s(23)),
         status: text(24).as_deref().and_then(Status::parse),
-        batch: text(25),
-        terminal_batch: text(26),
-        txn_key: text(27),
+        batch: c(25),
+        terminal_batch: c(26),
+        txn_key: c(27),
         advice_rc: text(28).as_deref().and_then(ResponseCode::parse),
     }
 }

@@ -102,9 +102,9 @@ pub fn settle(
         } else {
             "day".into()
         };
-        let key = (r.merchant_id.clone(), r.settle_cycle, window.clone());
+        let key = (r.merchant_id.to_string(), r.settle_cycle, window.clone());
         let line = lines.entry(key).or_insert_with(|| Line {
-            merchant_id: r.merchant_id.clone(),
+            merchant_id: r.merchant_id.to_string(),
             cycle: r.settle_cycle,
             window,
             count: 0,
@@ -113,7 +113,7 @@ pub fn settle(
             fees: 0,
             net: 0,
         });
-        let of = || Overflow { merchant: r.merchant_id.clone() };
+        let of = || Overflow { merchant: r.merchant_id.to_string() };
         line.count += 1;
         match dir {
             Direction::Debit => line.gross = line.gross.checked_add(r.amount).ok_or_else(of)?,
@@ -181,7 +181,7 @@ mod tests {
             rc: ResponseCode::parse(rc),
             status: Some(status),
             received_at: UnixMs::from_i64(at),
-            business_date: crate::journal::business_date(UnixMs::from_i64(at), 0),
+            business_date: crate::journal::business_date_text(UnixMs::from_i64(at), 0),
             ..TxnRecord::default()
         }
     }

@@ -168,7 +168,7 @@ fn one_segment(
             .map(|(stan, m)| Query::ByKey {
                 terminal: m.text(41).unwrap_or_default().into_owned(),
                 stan: stan.clone(),
-                txn_key: crate::journal::txn_key(m).unwrap_or_default(),
+                txn_key: crate::journal::txn_key(m).unwrap_or_default().into_string(),
             })
             .collect();
         let rows = journal.query_many_blocking(queries).map_err(|e| err(path, e))?;

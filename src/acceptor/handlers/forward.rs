@@ -24,6 +24,8 @@
 
 use std::time::Duration;
 
+use compact_str::CompactString;
+
 use crate::iso::Message;
 use crate::issuer::{ForwardOptions, Origin, Outcome, Target};
 use crate::journal::{Decided, RowType, TxnRecord};
@@ -132,8 +134,8 @@ async fn ask_issuer(
     // Without a journal no row is built: its strings and the PAN hash would be wasted.
     let mut row = svc.recorder.records().then(|| {
         let mut row = svc.recorder.row(req, at, fwd.txn_type.into(), Decided::Forward);
-        row.issuer = Some(primary.to_string());
-        row.route = Some(fwd.issuer.to_string());
+        row.issuer = Some(primary.into());
+        row.route = Some(fwd.issuer.into());
         row
     });
     // 2. Claimed. Another node may have this transaction already: the shared journal
@@ -192,7 +194,7 @@ async fn ask_issuer(
             if by.name() != primary
                 && let Some(row) = &mut row
             {
-                row.issuer = Some(by.name().to_string());
+                row.issuer = Some(by.name().into());
             }
             answered_by = Some(by);
             outcome
@@ -226,12 +228,12 @@ async fn ask_issuer(
         Outcome::Reply(answer) => {
             switch_stan = answer.stan();
             if let Some(row) = &mut row {
-                row.switch_stan = answer.text(11).map(|s| s.into_owned());
-                row.auth_code = answer.text(38).map(|s| s.into_owned());
+                row.switch_stan = answer.text(11).map(|s| CompactString::new(&s));
+                row.auth_code = answer.text(38).map(|s| CompactString::new(&s));
                 // A terminal that sent no RRN keeps the one its reply carries: its voids
                 // and refunds name the original by it (field 37).
                 if row.rrn.is_none() {
-                    row.rrn = answer.text(37).map(|s| s.into_owned());
+                    row.rrn = answer.text(37).map(|s| CompactString::new(&s));
                 }
             }
             issuer_reply(req, answer).ok()
@@ -239,7 +241,7 @@ async fn ask_issuer(
         Outcome::Rejected(r) => {
             // Not believed: nothing of the reply (its 38 least of all) reaches the row.
             if let Some(row) = &mut row {
-                row.switch_stan = Some(format!("{:06}", r.switch_stan));
+                row.switch_stan = Some(compact_str::format_compact!("{:06}", r.switch_stan));
             }
             let name = answered_by.as_ref().map_or(primary, |i| i.name());
             Box::pin(reverse_rejected(issuers, req, out, name, r)).await;

@@ -53,7 +53,8 @@ pub async fn lookup(svc: &Services, req: &Message, at: i64) -> Plan {
     let (Some(terminal), Some(stan), Some(key)) = (req.text(41), req.text(11), txn_key(req)) else {
         return svc.plan(req, at);
     };
-    let q = Query::ByKey { terminal: terminal.into_owned(), stan: stan.into_owned(), txn_key: key };
+    let q =
+        Query::ByKey { terminal: terminal.into_owned(), stan: stan.into_owned(), txn_key: key.into_string() };
     match j.query(q).await {
         Ok(rows) => match rows.first() {
             None => svc.plan(req, at),
@@ -78,9 +79,9 @@ pub async fn lookup(svc: &Services, req: &Message, at: i64) -> Plan {
 /// another amount (a different transaction reusing the key: 94).
 pub async fn answer_in_journal(j: &Journal, row: &TxnRecord, until: Instant) -> Option<Answer> {
     let q = Query::ByKey {
-        terminal: row.terminal_id.clone(),
-        stan: row.stan.clone(),
-        txn_key: row.txn_key.clone().unwrap_or_default(),
+        terminal: row.terminal_id.to_string(),
+        stan: row.stan.to_string(),
+        txn_key: row.txn_key.as_deref().unwrap_or_default().to_string(),
     };
     loop {
         match j.query(q.clone()).await {

@@ -37,9 +37,9 @@ pub async fn reversal(
     // not against its absence.
     ctx.inflight.wait_for(req).await;
     let mut row = svc.recorder.row(req, at, TxnType::Reversal.into(), Decided::Reversal);
-    let terminal = row.terminal_id.clone();
+    let terminal = row.terminal_id.to_string();
     let original = j
-        .query(Query::Original { terminal: terminal.clone(), stan: row.stan.clone(), amount: row.amount })
+        .query(Query::Original { terminal: terminal.clone(), stan: row.stan.to_string(), amount: row.amount })
         .await
         .map_err(|e| tracing::error!(error = %e, "journal query failed"))
         .ok()?
@@ -54,9 +54,9 @@ pub async fn reversal(
     };
     let mark_reversed = Update::SetStatus {
         terminal: terminal.clone(),
-        stan: orig.stan.clone(),
-        transmission_time: orig.transmission_time.clone(),
-        mti: orig.mti.clone(),
+        stan: orig.stan.to_string(),
+        transmission_time: orig.transmission_time.to_string(),
+        mti: orig.mti.to_string(),
         status: Status::Reversed,
     };
     let rc = if orig.decision == Decided::StandIn {
@@ -66,7 +66,7 @@ pub async fn reversal(
     } else if orig.rc == Some(ResponseCode::LATE_RESPONSE) {
         ResponseCode::APPROVED
     } else {
-        let issuer_name = orig.issuer.clone().unwrap_or_else(|| fwd.issuer.to_string());
+        let issuer_name = orig.issuer.clone().unwrap_or_else(|| fwd.issuer.into());
         row.issuer = Some(issuer_name.clone());
         let queued = reverse_with_issuer(
             &ctx.issuers,

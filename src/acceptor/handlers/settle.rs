@@ -71,7 +71,10 @@ pub async fn settle(ctx: &ListenerCtx, req: &Message) -> Option<Box<Message>> {
         Some(n) => format!("{}-{n}-{}", terminal.trim_end(), crate::time::now().0),
         None => format!("{}-{}", terminal.trim_end(), crate::time::now().0),
     };
-    if let Err(e) = j.update(Update::CloseBatch { terminal, batch: id, terminal_batch: number }).await {
+    if let Err(e) = j
+        .update(Update::CloseBatch { terminal, batch: id, terminal_batch: number.map(|n| n.into_string()) })
+        .await
+    {
         tracing::error!(error = %e, "closing the batch failed");
         return switch_reply(req, ResponseCode::SYSTEM_MALFUNCTION).ok().map(Box::new);
     }

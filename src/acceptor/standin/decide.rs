@@ -97,8 +97,14 @@ impl Services {
         if !self.standin.seed(journal, &date).await {
             return Err((Refusal::Unrecordable, Some(row)));
         }
-        let hash = row.pan_hash.clone().unwrap_or_default();
-        let ticket = match self.standin.limits.reserve(policy, &date, &hash, &row.merchant_id, amount) {
+        let hash = row.pan_hash;
+        let ticket = match self.standin.limits.reserve(
+            policy,
+            &date,
+            hash.as_deref().unwrap_or_default(),
+            &row.merchant_id,
+            amount,
+        ) {
             Ok(t) => t,
             Err(why) => return Err((why, Some(row))),
         };
@@ -108,7 +114,10 @@ impl Services {
         }
         let code = self.standin.limits.next_code(&date);
         // A terminal that sent no RRN gets one the switch makes, unique like the code.
-        let rrn = row.rrn.clone().unwrap_or_else(|| format!("{}{code}", date.get(2..).unwrap_or("000000")));
+        let rrn = row
+            .rrn
+            .clone()
+            .unwrap_or_else(|| compact_str::format_compact!("{}{code}", date.get(2..).unwrap_or("000000")));
         let key = advice_key(&row.terminal_id, &row.stan, &txn_key);
         let undo = |why| {
             self.standin.limits.release(&ticket);
@@ -135,7 +144,7 @@ impl Services {
         }
         // The advice is durable; its reserved exposure now belongs to it.
         row.decision = Decided::StandIn;
-        row.auth_code = Some(code.clone());
+        row.auth_code = Some(code.as_str().into());
         row.rrn = Some(rrn.clone());
         row.fee = fwd.fee;
         answered(&mut row, ResponseCode::APPROVED, Some(Status::Approved));

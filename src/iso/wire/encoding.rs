@@ -210,13 +210,32 @@ pub fn text<'a>(fs: &FieldSpec, raw: &'a [u8], units: usize) -> Cow<'a, str> {
                 String::from_utf8_lossy(raw)
             }
         }
-        Encoding::Binary => Cow::Owned(hex::encode_upper(raw)),
-        Encoding::Ebcdic => Cow::Owned(raw.iter().map(|&c| ebcdic::to_ascii(c) as char).collect()),
+        Encoding::Binary | Encoding::Ebcdic | Encoding::Bcd => {
+            let mut s = String::with_capacity(units.max(raw.len() * 2));
+            push_text(fs, raw, units, &mut s);
+            Cow::Owned(s)
+        }
+    }
+}
+
+/// `text`, appended to a string of the caller's (an inline one, say): nothing is
+/// allocated for the encodings `text` converts.
+pub fn push_text<S>(fs: &FieldSpec, raw: &[u8], units: usize, out: &mut S)
+where
+    S: Extend<char> + for<'s> Extend<&'s str>,
+{
+    match fs.encoding {
+        Encoding::Ascii | Encoding::Hex => out.extend([&*text(fs, raw, units)]),
+        Encoding::Binary => {
+            let hex =
+                |n: u8| char::from_digit(u32::from(n & 0xF), 16).map_or('0', |c| c.to_ascii_uppercase());
+            out.extend(raw.iter().flat_map(|&b| [hex(b >> 4), hex(b)]));
+        }
+        Encoding::Ebcdic => out.extend(raw.iter().map(|&c| ebcdic::to_ascii(c) as char)),
         Encoding::Bcd => {
-            let mut s = String::with_capacity(units);
             let (digits, packed) = if fs.class == CharClass::SignedAmount {
                 if let Some(&c) = raw.first() {
-                    s.push(c as char);
+                    out.extend([c as char]);
                 }
                 (units.saturating_sub(1), raw.get(1..).unwrap_or_default())
             } else {
@@ -224,14 +243,11 @@ pub fn text<'a>(fs: &FieldSpec, raw: &'a [u8], units: usize) -> Cow<'a, str> {
             };
             let skip = if packed.len() * 2 > digits && fs.pad == Pad::Left { 1 } else { 0 };
             let nibbles = packed.iter().flat_map(|b| [b >> 4, b & 0xF]).skip(skip).take(digits);
-            for n in nibbles {
-                s.push(match n {
-                    0..=9 => (b'0' + n) as char,
-                    0xD => '=',
-                    _ => '?',
-                });
-            }
-            Cow::Owned(s)
+            out.extend(nibbles.map(|n| match n {
+                0..=9 => (b'0' + n) as char,
+                0xD => '=',
+                _ => '?',
+            }));
         }
     }
 }
@@ -377,11 +393,25 @@ mod tests {
                 assert_eq!(check(&fs, &out, value.len()), Ok(()), "{class:?} {enc:?} {pad:?}");
                 let shown = text(&fs, &out, value.len());
                 assert_eq!(shown.as_bytes(), value, "{class:?} {enc:?} {pad:?}");
+                let mut pushed = String::from("x");
+                push_text(&fs, &out, value.len(), &mut pushed);
+                assert_eq!(pushed, format!("x{shown}"), "appended: {class:?} {enc:?} {pad:?}");
                 if class == CharClass::Numeric {
                     assert_eq!(number(&fs, &out, value.len()), Some(12345), "{enc:?} {pad:?}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn binary_reads_as_uppercase_hex() {
+        let fs = field(CharClass::Binary, Encoding::Binary, 4, Pad::Left, 0);
+        let raw = [0x9F, 0x26, 0x0A, 0xB1];
+        assert_eq!(text(&fs, &raw, 4), "9F260AB1");
+        assert_eq!(text(&fs, &raw, 4), hex::encode_upper(raw));
+        let mut pushed = String::new();
+        push_text(&fs, &raw, 4, &mut pushed);
+        assert_eq!(pushed, "9F260AB1");
     }
 
     #[test]
