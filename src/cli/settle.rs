@@ -3,7 +3,7 @@
 //! column says so (`gross_minor`). Without `--date` it settles the last complete business
 //! day in the estate's time zone (`--utc-offset-minutes`, else the registry's in `--rules`,
 //! else UTC, said on stderr); a day with nothing to settle is said on stderr and exits 0.
-//! May import: crate::journal, crate::route, crate::settle, crate::time.
+//! May import: crate::civil, crate::journal, crate::route, crate::settle, crate::time.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,11 +89,12 @@ fn parse_cutoffs(s: &str) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
+/// A business day as the journal writes it, `YYYYMMDD`, that exists in the calendar
+/// (20260231 does not).
 pub(super) fn valid_date(d: &str) -> bool {
     d.len() == 8
         && d.bytes().all(|c| c.is_ascii_digit())
-        && (1..=12).contains(&d[4..6].parse::<u32>().unwrap_or(0))
-        && (1..=31).contains(&d[6..8].parse::<u32>().unwrap_or(0))
+        && crate::civil::Date::parse(&format!("{}-{}-{}", &d[0..4], &d[4..6], &d[6..8])).is_some()
 }
 
 pub fn run(a: SettleArgs) -> ExitCode {
@@ -180,6 +181,8 @@ mod tests {
         assert!(parse_cutoffs("18:00,12:00").is_err());
         assert!(parse_cutoffs("25:00").is_err());
         assert!(valid_date("20261124") && !valid_date("20261324") && !valid_date("2026112"));
+        assert!(!valid_date("20260231") && !valid_date("20260431") && !valid_date("20261100"));
+        assert!(valid_date("20240229") && !valid_date("20250229") && !valid_date("21000229"));
     }
 
     #[test]
