@@ -37,18 +37,24 @@ impl FieldSet {
 
     /// The numbers in ascending order (walking the set bits only).
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        let mut words = self.0;
-        let mut w = 0;
-        std::iter::from_fn(move || {
-            while let Some(word) = words.get_mut(w) {
-                if *word != 0 {
-                    let i = word.trailing_zeros() as usize;
-                    *word &= *word - 1;
-                    return Some(w * 64 + i + 1);
-                }
-                w += 1;
-            }
-            None
-        })
+        numbers(self.0)
     }
+}
+
+/// The field numbers whose bits are set in `words` (bit `n - 1` for field `n`, as a
+/// message's bitmaps), in ascending order, walking the set bits only.
+#[inline]
+pub fn numbers(mut words: [u64; 3]) -> impl Iterator<Item = usize> {
+    let mut w = 0;
+    std::iter::from_fn(move || {
+        while let Some(word) = words.get_mut(w) {
+            if *word != 0 {
+                let i = word.trailing_zeros() as usize;
+                *word &= *word - 1;
+                return Some(w * 64 + i + 1);
+            }
+            w += 1;
+        }
+        None
+    })
 }

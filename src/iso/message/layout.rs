@@ -183,19 +183,7 @@ impl Layout {
     /// Present data field numbers in ascending order.
     pub fn fields(&self) -> impl Iterator<Item = usize> + '_ {
         // Walks the set bits only: encoding and comparing visit present fields, not all 192.
-        let mut words = self.present;
-        let mut w = 0;
-        std::iter::from_fn(move || {
-            while let Some(word) = words.get_mut(w) {
-                if *word != 0 {
-                    let i = word.trailing_zeros() as usize;
-                    *word &= *word - 1;
-                    return Some(w * 64 + i + 1);
-                }
-                w += 1;
-            }
-            None
-        })
+        crate::iso::field_set::numbers(self.present)
     }
 
     /// Number of present data fields.
