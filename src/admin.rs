@@ -176,14 +176,7 @@ fn route_of(segs: &[&str]) -> Option<(&'static str, &'static str)> {
 
 /// A business date as the journal keeps it: YYYYMMDD, a real calendar day.
 fn ok_date(d: &str) -> bool {
-    let num = |r: std::ops::Range<usize>| d.get(r).and_then(|x| x.parse::<u32>().ok());
-    match (d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()), num(0..4), num(4..6), num(6..8)) {
-        (true, Some(y), Some(m), Some(day)) if (1..=12).contains(&m) && (1..=31).contains(&day) => {
-            let days = crate::civil::to_days(i64::from(y), m, day);
-            crate::civil::from_days(days) == (i64::from(y), m, day)
-        }
-        _ => false,
-    }
+    crate::civil::Date::parse_compact(d).is_some()
 }
 
 /// Now as RFC 3339 UTC with milliseconds, for the audit log's "when".

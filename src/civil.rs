@@ -50,6 +50,19 @@ impl Date {
         let year: i32 = s.get(0..4)?.parse().ok()?;
         let month: u8 = s.get(5..7)?.parse().ok()?;
         let day: u8 = s.get(8..10)?.parse().ok()?;
+        Date::checked(year, month, day)
+    }
+
+    /// Parse `YYYYMMDD`, a business date as the journal keeps it.
+    pub fn parse_compact(s: &str) -> Option<Date> {
+        if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Date::checked(s[0..4].parse().ok()?, s[4..6].parse().ok()?, s[6..8].parse().ok()?)
+    }
+
+    /// The date, when it is a day of the calendar (20260231 is not).
+    fn checked(year: i32, month: u8, day: u8) -> Option<Date> {
         let d = Date { year, month, day };
         ((1..=12).contains(&month) && day >= 1 && day <= d.days_in_month()).then_some(d)
     }

@@ -92,9 +92,7 @@ fn parse_cutoffs(s: &str) -> Result<Vec<u32>, String> {
 /// A business day as the journal writes it, `YYYYMMDD`, that exists in the calendar
 /// (20260231 does not).
 pub(super) fn valid_date(d: &str) -> bool {
-    d.len() == 8
-        && d.bytes().all(|c| c.is_ascii_digit())
-        && crate::civil::Date::parse(&format!("{}-{}-{}", &d[0..4], &d[4..6], &d[6..8])).is_some()
+    crate::civil::Date::parse_compact(d).is_some()
 }
 
 pub fn run(a: SettleArgs) -> ExitCode {
