@@ -7,6 +7,7 @@ use isoswitch::acceptor::read_request_fields;
 use isoswitch::frame::{FrameCodec, LengthHeader};
 use isoswitch::iso::spec::{BitmapEncoding, Spec, shipped};
 use isoswitch::iso::{Message, json, tlv};
+use isoswitch::rc::ResponseCode;
 use isoswitch::route::RiskState;
 use isoswitch::route::rules::{RuleSet, RuleTexts};
 use isoswitch::route::txn::TxnTable;
@@ -32,7 +33,14 @@ pub fn decode_and_read(name: &str, data: &[u8]) {
     for n in m.fields() {
         let _ = (m.text(n), m.bytes(n), m.number(n), m.masked_text(n), m.units(n));
         assert!(m.raw(n).is_some());
+        // The journal row's allocation-free reader says what `text` says.
+        let mut pushed = String::new();
+        assert!(m.push_text(n, &mut pushed));
+        assert_eq!(Some(pushed.as_str()), m.text(n).as_deref(), "field {n}");
     }
+    // Field 39 as the switch reads an issuer's answer.
+    let _ = m.response_code().as_deref().and_then(ResponseCode::parse);
+    let _ = m.raw(39).and_then(ResponseCode::from_bytes);
     let _ = (m.pan(), m.amount(), m.stan(), m.mcc(), m.terminal_id(), m.currency());
     let _ = format!("{m:?}");
     let _ = json::to_json(&m, true);
