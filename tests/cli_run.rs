@@ -1,6 +1,7 @@
 //! `isoswitch run` as a process: a bad configuration file is refused at start with the
 //! file, line and key named and a non-zero exit status; a second switch on the in-doubt
-//! directory of a running one is refused the same way.
+//! directory of a running one is refused the same way. A running switch has turned
+//! transparent huge pages off for itself.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,6 +65,9 @@ fn a_second_switch_on_the_same_indoubt_directory_is_refused() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let still_running = first.try_wait().unwrap().is_none();
+    // The switch turns transparent huge pages off for itself (see main.rs): a running
+    // switch's status says so.
+    let status_file = std::fs::read_to_string(format!("/proc/{}/status", first.id())).unwrap_or_default();
     let _ = first.kill();
     let _ = first.wait();
     let Some(status) = status else {
@@ -77,5 +81,13 @@ fn a_second_switch_on_the_same_indoubt_directory_is_refused() {
     assert!(err.contains(&lock.display().to_string()), "{err}");
     assert!(err.contains("in use by another running switch"), "{err}");
     assert!(still_running, "the first switch stopped");
+    // (Kernels before 5.0 do not show the flag.)
+    if let Some(thp) = status_file.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(
+            thp.split_whitespace().nth(1),
+            Some("0"),
+            "the switch runs with transparent huge pages on"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
