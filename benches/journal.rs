@@ -16,6 +16,10 @@
 //!   `fdatasync` per group) as the durable point, and `transactions` maintained from it by
 //!   an applier thread with today's store at `synchronous = NORMAL` in batches of up to
 //!   4096 rows (the sum of both threads);
+//! - `log_blob_table`: the record log, and the least a SQL table with a row per
+//!   transaction can cost: each logged record inserted whole as one blob into a table with
+//!   no index but its integer key, at `synchronous = NORMAL`, in batches of up to 4096 rows
+//!   (no column is queryable; this is a floor, not a design);
 //! - `log_alone`: the record log's share of that (encode, append, `fdatasync`): the floor
 //!   of any design that still keeps a SQL table.
 //!
@@ -247,6 +251,55 @@ impl Log {
     }
 }
 
+/// An applier that inserts each record of a logged group (the group's bytes, records
+/// found by their length prefix) as one blob row into a table with only its integer key,
+/// at NORMAL, in batches of up to 4096 rows.
+fn blob_applier(path: PathBuf) -> (mpsc::SyncSender<Vec<u8>>, thread::JoinHandle<u64>) {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+    let handle = thread::Builder::new()
+        .name("journal-apply".into())
+        .spawn(move || {
+            let conn = Connection::open(&path).expect("blob table");
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                 CREATE TABLE records (id INTEGER PRIMARY KEY, rec BLOB NOT NULL);",
+            )
+            .expect("blob schema");
+            let mut applied = 0u64;
+            while let Ok(first) = rx.recv() {
+                let mut groups = vec![first];
+                let mut rows = 0;
+                while rows < 4096 {
+                    match rx.try_recv() {
+                        Ok(more) => {
+                            rows += GROUP as usize;
+                            groups.push(more)
+                        }
+                        Err(_) => break,
+                    }
+                }
+                conn.execute_batch("BEGIN").expect("begin");
+                {
+                    let mut stmt =
+                        conn.prepare_cached("INSERT INTO records (rec) VALUES (?1)").expect("prepare");
+                    for g in &groups {
+                        let mut at = 0;
+                        while at + 4 <= g.len() {
+                            let len = u32::from_le_bytes(g[at..at + 4].try_into().expect("4 bytes")) as usize;
+                            stmt.execute([&g[at..at + len]]).expect("insert");
+                            applied += 1;
+                            at += len;
+                        }
+                    }
+                }
+                conn.execute_batch("COMMIT").expect("commit");
+            }
+            applied
+        })
+        .expect("applier thread");
+    (tx, handle)
+}
+
 /// An applier thread: inserts what the log made durable into today's store at NORMAL, in
 /// batches of up to 4096 rows (whatever has queued up).
 /// The queue to it is short: an applier that falls behind slows the bench down rather than
@@ -336,6 +389,27 @@ fn designs(c: &mut Criterion<ProcessCpu>) {
         drop(tx);
         let applied = applier.join().expect("applier");
         assert_eq!(applied, sent, "every logged row reached the table");
+    }
+    {
+        let dir = Scratch::new("cpu-log-blob");
+        let mut log = Log::open(&dir.0.join("records.log"));
+        let (tx, applier) = blob_applier(dir.0.join("blob.db"));
+        let mut next = 0;
+        let mut sent = 0u64;
+        g.bench_function("log_blob_table", |b| {
+            b.iter_batched(
+                || batch(&mut next),
+                |rows| {
+                    log.append(&rows);
+                    sent += rows.len() as u64;
+                    tx.send(log.buf.clone()).expect("applier alive");
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        drop(tx);
+        let applied = applier.join().expect("applier");
+        assert_eq!(applied, sent, "every logged record reached the table");
     }
     {
         let dir = Scratch::new("cpu-log-alone");
