@@ -28,7 +28,7 @@
 //! `.await`; waiting happens on a `watch` channel of the original.
 //! May import: crate::iso, crate::journal, crate::rc.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -186,6 +186,24 @@ struct Entry {
     state: State,
 }
 
+impl Entry {
+    /// What a request with this key and `amount` is, this key being in the window.
+    fn seen(&mut self, amount: u64) -> Seen {
+        if self.amount != amount {
+            return Seen::Conflict;
+        }
+        match &mut self.state {
+            State::Done(a) => Seen::Answered(*a),
+            State::InFlight(Some(tx)) => Seen::InFlight(tx.subscribe()),
+            State::InFlight(slot) => {
+                let (tx, rx) = watch::channel(None);
+                *slot = Some(tx);
+                Seen::InFlight(rx)
+            }
+        }
+    }
+}
+
 /// Keys in two generations: `cur` since `cur_since`, `prev` the one before. A generation
 /// lasts a window (a business day, or the window's milliseconds), so `prev` holds every key
 /// still in the window that `cur` does not; at each turn the older one is cleared and
@@ -310,31 +328,53 @@ impl Repeats {
     pub fn check(self: &Arc<Self>, req: &Message, now: i64) -> Option<Seen> {
         let key = Key::of(req, &self.hasher)?;
         let amount = req.amount().unwrap_or(u64::MAX);
-        let mut shard = self.shard(&key);
-        if let Some(e) = shard.get_mut(&key)
-            && self.window.holds(e.at, now)
-        {
-            if e.amount != amount {
-                return Some(Seen::Conflict);
+        let fresh = Entry { amount, at: now, state: State::InFlight(None) };
+        let mut guard = self.shard(&key);
+        let shard = &mut *guard;
+        if self.turns(shard, now) {
+            // Rare (a new window, a full shard, the first key): the two-step path.
+            if let Some(e) = shard.get_mut(&key)
+                && self.window.holds(e.at, now)
+            {
+                return Some(e.seen(amount));
             }
-            return Some(match &mut e.state {
-                State::Done(a) => Seen::Answered(*a),
-                State::InFlight(Some(tx)) => Seen::InFlight(tx.subscribe()),
-                State::InFlight(slot) => {
-                    let (tx, rx) = watch::channel(None);
-                    *slot = Some(tx);
-                    Seen::InFlight(rx)
+            self.insert(shard, key, fresh, now);
+        } else {
+            // One probe of the current generation finds the key or the slot it goes in.
+            match shard.cur.entry(key) {
+                hash_map::Entry::Occupied(o) => {
+                    let e = o.into_mut();
+                    if self.window.holds(e.at, now) {
+                        return Some(e.seen(amount));
+                    }
+                    *e = fresh;
                 }
-            });
+                hash_map::Entry::Vacant(v) => {
+                    if let Some(e) = shard.prev.get_mut(&key)
+                        && self.window.holds(e.at, now)
+                    {
+                        return Some(e.seen(amount));
+                    }
+                    v.insert(fresh);
+                }
+            }
         }
-        self.insert(&mut shard, key, Entry { amount, at: now, state: State::InFlight(None) }, now);
-        drop(shard);
+        drop(guard);
         let claim = Claim { repeats: self.clone(), key: Some(key) };
         Some(if now < self.unsure_until.load(Ordering::Relaxed) {
             Seen::Unsure(claim)
         } else {
             Seen::New(claim)
         })
+    }
+
+    /// Whether inserting into `shard` at `now` first sizes it or turns its generations
+    /// (what `insert` does before it inserts).
+    fn turns(&self, shard: &Shard, now: i64) -> bool {
+        shard.cur.capacity() == 0
+            || !self.window.holds(shard.cur_since, now)
+            || shard.cur.is_empty() && shard.prev.is_empty()
+            || shard.cur.len() + shard.prev.len() >= self.per_shard
     }
 
     /// Insert into the current generation, turning generations when the window has moved
