@@ -28,8 +28,8 @@
 //! `.await`; waiting happens on a `watch` channel of the original.
 //! May import: crate::iso, crate::journal, crate::rc.
 
-use std::collections::{HashMap, hash_map};
 use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, hash_map};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
