@@ -4,7 +4,7 @@
 //! after a restart over the same SQLite file and an acknowledged one is never resent;
 //! failover to a backup issuer; a spec without field 90 is refused. The store suite also
 //! runs on PostgreSQL when `ISOSWITCH_TEST_PG` is set (ignored without it; under CI its
-//! absence fails).
+//! absence fails), and there the store connects again after losing its connection.
 
 #[path = "common/pg.rs"]
 mod pg;
@@ -532,6 +532,55 @@ async fn store_on_sqlite_holds_no_clear_pan() {
     for pan in PANS {
         assert!(!text.contains(pan));
     }
+}
+
+/// The store's PostgreSQL connection is lost (the server ended its backend, as a restart or
+/// a failover does): the call that finds it lost fails, and the store connects again for
+/// the next one, instead of failing every call until the switch restarts.
+#[tokio::test]
+#[cfg_attr(isoswitch_no_pg, ignore = "needs ISOSWITCH_TEST_PG (see .ci/pg-setup)")]
+async fn store_on_postgres_connects_again_after_losing_its_connection() {
+    let name = format!("isoswitch_safre{}", std::process::id());
+    let url = pg::fresh_database(&name).await;
+    let store = open_saf(&JournalConfig::Postgres { url: url.clone() }).await;
+    let reversal = |stan: u32| {
+        let mut rev = request(stan, PANS[0]);
+        rev.set_mti("0400").unwrap();
+        rev.remove(35).remove(52);
+        rev
+    };
+    let s = store.clone();
+    let first = reversal(21);
+    let stored = tokio::task::spawn_blocking(move || {
+        s.enqueue("bank", "020000002111240122330000001234500000000000", &first, 1_000)
+    });
+    assert!(stored.await.unwrap().unwrap());
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let ended = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended.len(), 1, "the store's one connection was ended");
+    // At most the first call after the loss fails.
+    let s = store.clone();
+    let second = reversal(22);
+    let outcomes = tokio::task::spawn_blocking(move || {
+        let looked = s.depth("bank").map_err(|e| e.to_string());
+        let depth = s.depth("bank").map_err(|e| e.to_string());
+        let stored = s.enqueue("bank", "020000002211240122330000001234500000000000", &second, 2_000);
+        (looked, depth, stored.map_err(|e| e.to_string()), s.depth("bank").map_err(|e| e.to_string()))
+    })
+    .await
+    .unwrap();
+    let (_, depth, stored, after) = outcomes;
+    assert_eq!(depth, Ok(1), "the store reads again after one failed call");
+    assert_eq!(stored, Ok(true), "and stores again");
+    assert_eq!(after, Ok(2));
 }
 
 #[tokio::test]

@@ -121,6 +121,10 @@ enum Db {
     Pg {
         rt: Option<tokio::runtime::Runtime>,
         client: tokio_postgres::Client,
+        /// Where it connects again when the connection was lost (a server restart, a
+        /// failover, a terminated backend): the call that found it lost fails, the next
+        /// one connects first.
+        target: Box<super::pg_tls::PgTarget>,
     },
 }
 
@@ -138,15 +142,37 @@ fn pg_rt(rt: &Option<tokio::runtime::Runtime>) -> Result<&tokio::runtime::Runtim
     rt.as_ref().ok_or_else(|| "store closed".to_string())
 }
 
+/// A new connection for the store, told not to send schema notices.
+async fn pg_connect(
+    target: &super::pg_tls::PgTarget,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let client = target.connect("store-and-forward").await?;
+    client.batch_execute(super::postgres::QUIET_NOTICES).await?;
+    Ok(client)
+}
+
 impl Db {
+    /// Connect again if the PostgreSQL connection was lost.
+    fn ready(&mut self) -> Result<(), String> {
+        if let Db::Pg { rt, client, target } = self
+            && client.is_closed()
+        {
+            let fresh = pg_rt(rt)?.block_on(pg_connect(target)).map_err(|e| super::postgres::describe(&e))?;
+            tracing::info!("store-and-forward: connected to postgres again");
+            *client = fresh;
+        }
+        Ok(())
+    }
+
     fn exec(&mut self, sql: &str, ps: &[V]) -> Result<u64, String> {
+        self.ready()?;
         match self {
             Db::Sqlite(c) => {
                 let sql = sql.replace('$', "?");
                 let vals = ps.iter().map(lite);
                 c.execute(&sql, params_from_iter(vals)).map(|n| n as u64).map_err(|e| e.to_string())
             }
-            Db::Pg { rt, client } => {
+            Db::Pg { rt, client, .. } => {
                 let owned = pg_params(ps);
                 let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| &**b).collect();
                 pg_rt(rt)?.block_on(client.execute(sql, &refs)).map_err(|e| e.to_string())
@@ -155,6 +181,7 @@ impl Db {
     }
 
     fn rows(&mut self, sql: &str, ps: &[V], ints: &[bool]) -> Result<Vec<Row>, String> {
+        self.ready()?;
         match self {
             Db::Sqlite(c) => {
                 let sql = sql.replace('$', "?");
@@ -173,7 +200,7 @@ impl Db {
                 }
                 Ok(out)
             }
-            Db::Pg { rt, client } => {
+            Db::Pg { rt, client, .. } => {
                 let owned = pg_params(ps);
                 let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| &**b).collect();
                 let rows = pg_rt(rt)?.block_on(client.query(sql, &refs)).map_err(|e| e.to_string())?;
@@ -337,8 +364,7 @@ impl SqlSaf {
                 let target = super::pg_tls::PgTarget::parse(url)
                     .map_err(|e| StoreError::Backend(format!("journal_url: {e}")))?;
                 let client = rt.block_on(async {
-                    let client = target.connect("store-and-forward").await.map_err(err)?;
-                    client.batch_execute(super::postgres::QUIET_NOTICES).await.map_err(err)?;
+                    let client = pg_connect(&target).await.map_err(err)?;
                     client.batch_execute(&schema("BIGSERIAL PRIMARY KEY")).await.map_err(err)?;
                     client
                         .batch_execute("ALTER TABLE saf ADD COLUMN IF NOT EXISTS ack_rc TEXT")
@@ -346,7 +372,7 @@ impl SqlSaf {
                         .map_err(err)?;
                     Ok::<_, StoreError>(client)
                 })?;
-                Db::Pg { rt: Some(rt), client }
+                Db::Pg { rt: Some(rt), client, target: Box::new(target) }
             }
         };
         Ok(SqlSaf { db: Mutex::new(db), key, rng: SystemRandom::new() })
