@@ -555,16 +555,12 @@ async fn store_on_postgres_connects_again_after_losing_its_connection() {
         s.enqueue("bank", "020000002111240122330000001234500000000000", &first, 1_000)
     });
     assert!(stored.await.unwrap().unwrap());
-    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    // From the server's default database: the store's connection is the only one to its own.
+    let (admin, conn) = tokio_postgres::connect(&pg::base(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    let ended = admin
-        .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap();
+    let end_the_store =
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+    let ended = admin.query(end_the_store.as_str(), &[]).await.unwrap();
     assert_eq!(ended.len(), 1, "the store's one connection was ended");
     // At most the first call after the loss fails.
     let s = store.clone();
@@ -581,6 +577,31 @@ async fn store_on_postgres_connects_again_after_losing_its_connection() {
     assert_eq!(depth, Ok(1), "the store reads again after one failed call");
     assert_eq!(stored, Ok(true), "and stores again");
     assert_eq!(after, Ok(2));
+    // Lost again, and the server refuses new connections for a while: after one failed
+    // attempt calls fail at once, without an attempt each, until a second has passed.
+    admin.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await.unwrap();
+    let ended = admin.query(end_the_store.as_str(), &[]).await.unwrap();
+    assert_eq!(ended.len(), 1);
+    let s = store.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        let _ = s.depth("bank"); // finds it lost
+        let attempt = s.depth("bank").map_err(|e| e.to_string());
+        let t0 = Instant::now();
+        let at_once = s.depth("bank").map_err(|e| e.to_string());
+        (attempt, at_once, t0.elapsed())
+    })
+    .await
+    .unwrap();
+    let (attempt, at_once, took) = refused;
+    assert!(attempt.is_err(), "the server refuses: {attempt:?}");
+    let at_once = at_once.expect_err("no connection yet");
+    assert!(at_once.contains("connecting again shortly"), "{at_once}");
+    assert!(took < Duration::from_millis(100), "failed at once: {took:?}");
+    admin.batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let s = store.clone();
+    let back = tokio::task::spawn_blocking(move || s.depth("bank").map_err(|e| e.to_string())).await.unwrap();
+    assert_eq!(back, Ok(2), "connected again once the server lets it");
 }
 
 #[tokio::test]

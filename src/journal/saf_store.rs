@@ -125,6 +125,8 @@ enum Db {
         /// failover, a terminated backend): the call that found it lost fails, the next
         /// one connects first.
         target: Box<super::pg_tls::PgTarget>,
+        /// No attempt to connect again before this (after a failed one).
+        retry_at: Option<std::time::Instant>,
     },
 }
 
@@ -151,17 +153,42 @@ async fn pg_connect(
     Ok(client)
 }
 
+/// How long one attempt to connect again may take: the store's lock is held meanwhile, and
+/// a reversal being queued waits for it.
+const RECONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// After a failed attempt, calls fail at once for this long before the next attempt.
+const RECONNECT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Db {
-    /// Connect again if the PostgreSQL connection was lost.
+    /// Connect again if the PostgreSQL connection was lost: one attempt of at most
+    /// `RECONNECT_TIMEOUT`, and after a failed one none for `RECONNECT_EVERY` (calls fail at
+    /// once meanwhile, as they did while it was lost).
     fn ready(&mut self) -> Result<(), String> {
-        if let Db::Pg { rt, client, target } = self
-            && client.is_closed()
-        {
-            let fresh = pg_rt(rt)?.block_on(pg_connect(target)).map_err(|e| super::postgres::describe(&e))?;
-            tracing::info!("store-and-forward: connected to postgres again");
-            *client = fresh;
+        let Db::Pg { rt, client, target, retry_at } = self else { return Ok(()) };
+        if !client.is_closed() {
+            return Ok(());
         }
-        Ok(())
+        let now = std::time::Instant::now();
+        if retry_at.is_some_and(|at| now < at) {
+            return Err("store-and-forward: the postgres connection is lost; connecting again shortly".into());
+        }
+        let attempt = pg_rt(rt)?.block_on(tokio::time::timeout(RECONNECT_TIMEOUT, pg_connect(target)));
+        match attempt {
+            Ok(Ok(fresh)) => {
+                tracing::info!("store-and-forward: connected to postgres again");
+                *client = fresh;
+                *retry_at = None;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                *retry_at = Some(now + RECONNECT_EVERY);
+                Err(super::postgres::describe(&e))
+            }
+            Err(_) => {
+                *retry_at = Some(now + RECONNECT_EVERY);
+                Err(format!("store-and-forward: connecting to postgres took over {RECONNECT_TIMEOUT:?}"))
+            }
+        }
     }
 
     fn exec(&mut self, sql: &str, ps: &[V]) -> Result<u64, String> {
@@ -372,7 +399,7 @@ impl SqlSaf {
                         .map_err(err)?;
                     Ok::<_, StoreError>(client)
                 })?;
-                Db::Pg { rt: Some(rt), client, target: Box::new(target) }
+                Db::Pg { rt: Some(rt), client, target: Box::new(target), retry_at: None }
             }
         };
         Ok(SqlSaf { db: Mutex::new(db), key, rng: SystemRandom::new() })
