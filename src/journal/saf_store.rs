@@ -18,6 +18,12 @@
 //! (`transactions.advice_rc`), and an advice whose approval never reached the journal (the
 //! process died between the two writes) is withdrawn (`void`) at the next start.
 //!
+//! On PostgreSQL a lost connection (a server restart, a failover) is opened again by the
+//! next call after the one that found it lost, in at most `RECONNECT_TIMEOUT`; after a
+//! failed attempt calls fail at once for `RECONNECT_EVERY`. A call that fails leaves its
+//! reversal to the caller, which holds it in memory (`issuer::held`) until the store
+//! takes it.
+//!
 //! The store has its own connection (WAL lets it share the SQLite file with the journal
 //! writer); calls are blocking and made from the blocking pool.
 //! May import: crate::config, crate::iso, crate::issuer, crate::journal,
