@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
 /// No transparent huge pages for this process. mimalloc asks for them, and the first touch
 /// of each 2 MiB page is zeroed on the request path: a new switch's first traffic stalled
 /// for about 250 ms while the duplicate registry's shards took their memory, and the
-/// process held twice the memory it used. Throughput is the same without them
+/// process held about three times the memory it used. Throughput is the same without them
 /// (`benches/load.sh off 64 8 5`).
 fn no_huge_pages() {
     #[cfg(target_os = "linux")]

@@ -368,13 +368,20 @@ impl Repeats {
         })
     }
 
-    /// Whether inserting into `shard` at `now` first sizes it or turns its generations
-    /// (what `insert` does before it inserts).
+    /// Whether inserting into `shard` at `now` first sizes it or turns its generations:
+    /// one of the three steps `insert` takes before it inserts is due.
     fn turns(&self, shard: &Shard, now: i64) -> bool {
-        shard.cur.capacity() == 0
-            || !self.window.holds(shard.cur_since, now)
-            || shard.cur.is_empty() && shard.prev.is_empty()
-            || shard.cur.len() + shard.prev.len() >= self.per_shard
+        shard.cur.capacity() == 0 || self.new_generation(shard, now) || self.full(shard)
+    }
+
+    /// The current generation's window has passed, or the shard holds nothing yet.
+    fn new_generation(&self, shard: &Shard, now: i64) -> bool {
+        !self.window.holds(shard.cur_since, now) || shard.cur.is_empty() && shard.prev.is_empty()
+    }
+
+    /// The shard holds its share of keys.
+    fn full(&self, shard: &Shard) -> bool {
+        shard.cur.len() + shard.prev.len() >= self.per_shard
     }
 
     /// Insert into the current generation, turning generations when the window has moved
@@ -386,13 +393,13 @@ impl Repeats {
             // each time, and touch fresh pages, on the request path.
             shard.cur.reserve(self.per_shard / 2);
         }
-        if !self.window.holds(shard.cur_since, now) || shard.cur.is_empty() && shard.prev.is_empty() {
+        if self.new_generation(shard, now) {
             if !shard.cur.is_empty() || !shard.prev.is_empty() {
                 shard.turn(now);
             }
             shard.cur_since = now;
         }
-        if shard.cur.len() + shard.prev.len() >= self.per_shard {
+        if self.full(shard) {
             // The turn drops the answered keys of `prev`: any still in the window makes
             // misses unsure until it would have left it.
             let dropped = shard
