@@ -267,17 +267,7 @@ fn blob_applier(path: PathBuf) -> (mpsc::SyncSender<Vec<u8>>, thread::JoinHandle
             .expect("blob schema");
             let mut applied = 0u64;
             while let Ok(first) = rx.recv() {
-                let mut groups = vec![first];
-                let mut rows = 0;
-                while rows < 4096 {
-                    match rx.try_recv() {
-                        Ok(more) => {
-                            rows += GROUP as usize;
-                            groups.push(more)
-                        }
-                        Err(_) => break,
-                    }
-                }
+                let groups = gather(&rx, first);
                 conn.execute_batch("BEGIN").expect("begin");
                 {
                     let mut stmt =
@@ -311,13 +301,8 @@ fn applier(path: PathBuf) -> (mpsc::SyncSender<Vec<TxnRecord>>, thread::JoinHand
         .spawn(move || {
             let mut store = SqliteStore::open(&path, false).expect("applier store");
             let mut applied = 0u64;
-            while let Ok(mut batch) = rx.recv() {
-                while batch.len() < 4096 {
-                    match rx.try_recv() {
-                        Ok(more) => batch.extend(more),
-                        Err(_) => break,
-                    }
-                }
+            while let Ok(first) = rx.recv() {
+                let batch: Vec<TxnRecord> = gather(&rx, first).into_iter().flatten().collect();
                 let done = store.write(&batch).expect("apply");
                 applied += done.iter().filter(|&&d| d).count() as u64;
             }
@@ -328,6 +313,21 @@ fn applier(path: PathBuf) -> (mpsc::SyncSender<Vec<TxnRecord>>, thread::JoinHand
 }
 
 const GROUP: u64 = 256;
+/// Rows an applier takes into one transaction at most.
+const APPLY_BATCH: usize = 4096;
+
+/// `first` and the logged groups (of `GROUP` rows each) queued behind it, up to
+/// `APPLY_BATCH` rows: what an applier writes in one transaction.
+fn gather<T>(rx: &mpsc::Receiver<T>, first: T) -> Vec<T> {
+    let mut groups = vec![first];
+    while groups.len() * (GROUP as usize) < APPLY_BATCH {
+        match rx.try_recv() {
+            Ok(more) => groups.push(more),
+            Err(_) => break,
+        }
+    }
+    groups
+}
 
 fn designs(c: &mut Criterion<ProcessCpu>) {
     let hasher = PanHasher::new(b"bench-key");
